@@ -1,0 +1,72 @@
+//! One module per subcommand.
+pub mod datasets;
+pub mod demo;
+pub mod id;
+pub mod knn;
+pub mod lid;
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use repscope::{Dataset, Matrix};
+use serde_json::json;
+
+use crate::{usage, Failure};
+
+/// An input file and the array to take from it.
+#[derive(Args, Debug, Clone)]
+pub struct Input {
+    /// Input file: .npy, .npz or .safetensors (rows = points).
+    pub file: PathBuf,
+    /// Array to read from an .npz or .safetensors file.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+impl Input {
+    pub fn load(&self) -> Result<Matrix, Failure> {
+        Ok(repscope::data::load_matrix(
+            &self.file,
+            self.key.as_deref(),
+        )?)
+    }
+    pub fn dataset(&self) -> Result<Dataset, Failure> {
+        Ok(Dataset::new(self.load()?)?)
+    }
+    pub fn describe(&self, m: &Matrix) -> serde_json::Value {
+        json!({
+            "path": self.file.display().to_string(),
+            "key": self.key,
+            "rows": m.rows(),
+            "cols": m.cols(),
+        })
+    }
+}
+
+/// Parses a metric name.
+pub fn metric(s: &str) -> Result<repscope::Metric, Failure> {
+    repscope::Metric::parse(s)
+        .ok_or_else(|| usage(format!("unknown metric '{s}'. Use euclidean or cosine.")))
+}
+
+/// Prints a JSON value to stdout.
+pub fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
+    let s =
+        serde_json::to_string_pretty(v).map_err(|e| usage(format!("cannot encode JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// The output extension, checked against what the command writes.
+pub fn require_ext(path: &Path, ext: &str) -> Result<(), Failure> {
+    let got = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    if got.as_deref() != Some(ext) {
+        return Err(usage(format!(
+            "{}: the output must be a .{ext} file. Name it something.{ext}.",
+            path.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `repscope`: the command-line face of the engine. It parses arguments, calls the library and prints.
+mod commands;
+mod progress;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Measure the geometry of learned representations: intrinsic dimension, neighbours, scale.
+#[derive(Parser, Debug)]
+#[command(name = "repscope", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// No progress bars or notes on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Write one JSON object to stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Intrinsic dimension: every global estimator, a recommended value and the scale curve.
+    Id(commands::id::IdArgs),
+    /// Local intrinsic dimension of every row, written to a .npy file.
+    Lid(commands::lid::LidArgs),
+    /// Exact k-nearest-neighbour graph, written to a .npz (indices, distances).
+    Knn(commands::knn::KnnArgs),
+    /// Generate data sets with known answers.
+    Datasets {
+        #[command(subcommand)]
+        which: commands::datasets::DatasetsCommand,
+    },
+    /// Run the intrinsic-dimension suite on the built-in benchmark manifolds and compare with the truth.
+    Demo(commands::demo::DemoArgs),
+}
+
+/// An error that ends the program with an exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<repscope::Error> for Failure {
+    fn from(e: repscope::Error) -> Self {
+        let code = match e {
+            repscope::Error::Numerical { .. } => 1,
+            _ => 2,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+/// Fails with exit code 2 and a message.
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(t) = cli.global.threads {
+        if t == 0 {
+            eprintln!("repscope: error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+    }
+    let result = match &cli.command {
+        Command::Id(a) => commands::id::run(a, &cli.global),
+        Command::Lid(a) => commands::lid::run(a, &cli.global),
+        Command::Knn(a) => commands::knn::run(a, &cli.global),
+        Command::Datasets { which } => commands::datasets::run(which, &cli.global),
+        Command::Demo(a) => commands::demo::run(a, &cli.global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("repscope: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Checks before any work that an output file can be created, so a long run never ends in a lost result.
+pub fn check_writable(path: &std::path::Path) -> CliResult {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{}: the output folder {} does not exist. Create it first or choose another path.",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{}: is a folder. Give a file name for the output.",
+            path.display()
+        )));
+    }
+    let probe = dir.join(format!(".repscope-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(usage(format!(
+            "{}: cannot write to {} ({e}). Choose a writable output path.",
+            path.display(),
+            dir.display()
+        ))),
+    }
+}

@@ -1,0 +1,330 @@
+//! Loading representations and checking them before any measure runs.
+pub mod matrix;
+pub mod npy;
+pub mod npz;
+pub mod safetensors;
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use matrix::Matrix;
+pub use npy::Labels;
+
+use crate::error::{Error, Result};
+
+/// File formats repscope reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Npy,
+    Npz,
+    Safetensors,
+}
+
+/// The format of a path, from its extension.
+pub fn format_of(path: &Path) -> Result<Format> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "npy" => Ok(Format::Npy),
+        "npz" => Ok(Format::Npz),
+        "safetensors" => Ok(Format::Safetensors),
+        _ => Err(Error::format(
+            path,
+            if ext.is_empty() {
+                "the file has no extension, so its format is unknown".to_string()
+            } else {
+                format!("unknown extension '.{ext}'")
+            },
+            "pass a .npy, .npz or .safetensors file",
+        )),
+    }
+}
+
+/// Loads a 2-D float matrix from `.npy`, `.npz` (choose with `key`) or `.safetensors` (choose with `key`).
+/// f32 little-endian C-order data is memory-mapped; other dtypes and orders are converted once.
+pub fn load_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
+    let fmt = format_of(path)?;
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    match fmt {
+        Format::Npy => {
+            if let Some(k) = key {
+                return Err(Error::param(
+                    "--key",
+                    format!(
+                        "'{k}' was given but {} is a single-array .npy file",
+                        path.display()
+                    ),
+                    "drop --key for .npy inputs",
+                ));
+            }
+            npy::read_matrix(path)
+        }
+        Format::Npz => npz::read_matrix(path, key),
+        Format::Safetensors => safetensors::read_matrix(path, key),
+    }
+}
+
+/// The names of the arrays in a multi-array file (npz in archive order, safetensors sorted); a `.npy`
+/// file has none.
+pub fn list_keys(path: &Path) -> Result<Vec<String>> {
+    match format_of(path)? {
+        Format::Npy => Ok(Vec::new()),
+        Format::Npz => npz::keys(path),
+        Format::Safetensors => safetensors::keys(path),
+    }
+}
+
+/// Loads labels: a `.npy`/`.npz` integer or string array, or a text file with one label per line.
+pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "npy" => {
+            let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            npy::labels_from_npy(&buf, path)
+        }
+        "npz" => npz::read_labels(path, key),
+        _ => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let raw: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+            let numeric = raw.iter().all(|s| s.parse::<i64>().is_ok());
+            Ok(Labels::from_strings(raw, numeric))
+        }
+    }
+}
+
+/// Checks every value is finite. The error names the first bad row and column (0-based).
+pub fn check_finite(m: &Matrix) -> Result<()> {
+    let d = m.cols();
+    let bad = m
+        .as_slice()
+        .par_chunks(d * 1024)
+        .enumerate()
+        .find_map_first(|(chunk, vals)| {
+            vals.iter()
+                .position(|v| !v.is_finite())
+                .map(|p| (chunk * 1024 + p / d, p % d, vals[p]))
+        });
+    if let Some((r, c, v)) = bad {
+        return Err(Error::data(
+            m.name(),
+            format!("non-finite value {v} at row {r}, column {c} (0-based)"),
+            "remove or impute rows with NaN/Inf before measuring (e.g. x[np.isfinite(x).all(1)])",
+        ));
+    }
+    Ok(())
+}
+
+/// Exact duplicate rows grouped: one kept row per group of rows with identical values.
+#[derive(Clone, Debug, Serialize)]
+pub struct Dedup {
+    /// For every original row, the index of its distinct row.
+    #[serde(skip)]
+    pub representative: Vec<u32>,
+    /// For every distinct row, the original row kept for it (its first occurrence), ascending.
+    #[serde(skip)]
+    pub kept: Vec<u32>,
+    /// For every distinct row, how many original rows it stands for.
+    #[serde(skip)]
+    pub multiplicity: Vec<u32>,
+    /// Original rows minus distinct rows.
+    pub merged: usize,
+    /// The largest group.
+    pub max_multiplicity: u32,
+}
+
+impl Dedup {
+    /// Number of distinct rows.
+    pub fn n_distinct(&self) -> usize {
+        self.kept.len()
+    }
+    /// Whether any rows were merged.
+    pub fn has_duplicates(&self) -> bool {
+        self.merged > 0
+    }
+}
+
+#[inline]
+fn row_hash(row: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &v in row {
+        // +0.0 makes -0.0 and 0.0 the same point.
+        let b = (v + 0.0).to_bits() as u64;
+        h = (h.rotate_left(5) ^ b).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h
+}
+
+#[inline]
+fn rows_equal(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Groups exactly equal rows (values compared as numbers, so -0.0 equals 0.0).
+pub fn dedup(m: &Matrix) -> Dedup {
+    let n = m.rows();
+    let hashes: Vec<u64> = (0..n).into_par_iter().map(|i| row_hash(m.row(i))).collect();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.par_sort_unstable_by_key(|&i| (hashes[i as usize], i));
+    // first[i] = the first original row equal to row i.
+    let mut first: Vec<u32> = (0..n as u32).collect();
+    let mut s = 0;
+    while s < n {
+        let mut e = s + 1;
+        while e < n && hashes[order[e] as usize] == hashes[order[s] as usize] {
+            e += 1;
+        }
+        if e - s > 1 {
+            // Rows sharing a hash: compare values; the group is small, so quadratic is fine.
+            let group = &order[s..e];
+            for (a, &ia) in group.iter().enumerate() {
+                if first[ia as usize] != ia {
+                    continue;
+                }
+                for &ib in &group[a + 1..] {
+                    if first[ib as usize] == ib
+                        && rows_equal(m.row(ia as usize), m.row(ib as usize))
+                    {
+                        first[ib as usize] = ia;
+                    }
+                }
+            }
+        }
+        s = e;
+    }
+    let mut kept = Vec::new();
+    let mut distinct_of_row = vec![u32::MAX; n];
+    for i in 0..n {
+        if first[i] as usize == i {
+            distinct_of_row[i] = kept.len() as u32;
+            kept.push(i as u32);
+        }
+    }
+    let mut multiplicity = vec![0u32; kept.len()];
+    let representative: Vec<u32> = (0..n)
+        .map(|i| {
+            let r = distinct_of_row[first[i] as usize];
+            multiplicity[r as usize] += 1;
+            r
+        })
+        .collect();
+    let max_multiplicity = multiplicity.iter().copied().max().unwrap_or(0);
+    Dedup {
+        merged: n - kept.len(),
+        representative,
+        kept,
+        multiplicity,
+        max_multiplicity,
+    }
+}
+
+/// A validated input: the original matrix, its duplicate groups, and the distinct rows that neighbour
+/// measures run on (the original matrix itself when there are no duplicates, so nothing is copied).
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    original: Matrix,
+    distinct: Option<Matrix>,
+    /// Duplicate groups of the original rows.
+    pub dedup: Dedup,
+}
+
+impl Dataset {
+    /// Validates (finite values, at least two distinct rows) and groups duplicates.
+    pub fn new(m: Matrix) -> Result<Dataset> {
+        check_finite(&m)?;
+        let dedup = dedup(&m);
+        if dedup.n_distinct() < 2 {
+            return Err(Error::data(
+                m.name(),
+                format!("all {} rows are identical (zero variance)", m.rows()),
+                "there is no geometry to measure: check that the right array was saved",
+            ));
+        }
+        let distinct = if dedup.has_duplicates() {
+            let idx: Vec<usize> = dedup.kept.iter().map(|&i| i as usize).collect();
+            Some(m.select_rows(&idx))
+        } else {
+            None
+        };
+        Ok(Dataset {
+            original: m,
+            distinct,
+            dedup,
+        })
+    }
+    /// The matrix as loaded.
+    pub fn original(&self) -> &Matrix {
+        &self.original
+    }
+    /// The distinct rows, in order of first occurrence.
+    pub fn distinct(&self) -> &Matrix {
+        self.distinct.as_ref().unwrap_or(&self.original)
+    }
+    /// Checks that there are more than `k` distinct rows, as a k-neighbour measure needs.
+    pub fn require_neighbours(&self, k: usize, what: &str) -> Result<()> {
+        let nd = self.dedup.n_distinct();
+        if k + 1 > nd {
+            return Err(Error::data(
+                self.original.name(),
+                format!(
+                    "{what} needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} ({} rows, {} duplicates merged)",
+                    self.original.rows(),
+                    self.dedup.merged
+                ),
+                format!("use k ≤ {} or pass more rows", nd.saturating_sub(1)),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_groups_equal_rows_and_negative_zero() {
+        let data = vec![
+            1.0, 2.0, //
+            0.0, 0.0, //
+            1.0, 2.0, //
+            -0.0, 0.0, //
+            3.0, 4.0, //
+            1.0, 2.0,
+        ];
+        let m = Matrix::from_vec(6, 2, data, "t").unwrap();
+        let d = dedup(&m);
+        assert_eq!(d.kept, vec![0, 1, 4]);
+        assert_eq!(d.representative, vec![0, 1, 0, 1, 2, 0]);
+        assert_eq!(d.multiplicity, vec![3, 2, 1]);
+        assert_eq!(d.merged, 3);
+        assert_eq!(d.max_multiplicity, 3);
+    }
+
+    #[test]
+    fn non_finite_names_row_and_column() {
+        let mut data = vec![0.5f32; 3000 * 4];
+        data[2100 * 4 + 3] = f32::NAN;
+        let m = Matrix::from_vec(3000, 4, data, "x.npy").unwrap();
+        let e = check_finite(&m).unwrap_err().to_string();
+        assert!(e.contains("row 2100, column 3"), "{e}");
+    }
+
+    #[test]
+    fn identical_rows_are_rejected() {
+        let m = Matrix::from_vec(5, 2, vec![1.0; 10], "same").unwrap();
+        let e = Dataset::new(m).unwrap_err().to_string();
+        assert!(e.contains("identical"), "{e}");
+    }
+}

@@ -1,0 +1,206 @@
+//! NumPy `.npz` archives (zip files of `.npy` arrays), read and written.
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::data::matrix::Matrix;
+use crate::data::npy::{self, NpyElement};
+use crate::error::{Error, Result};
+
+fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    zip::ZipArchive::new(f).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a readable .npz archive ({e})"),
+            "the file is truncated or corrupt: write it again with numpy.savez",
+        )
+    })
+}
+
+/// The array names in an `.npz` file, in archive order (without the `.npy` suffix).
+pub fn keys(path: &Path) -> Result<Vec<String>> {
+    let ar = open_archive(path)?;
+    Ok(ar
+        .file_names()
+        .filter(|n| n.ends_with(".npy"))
+        .map(|n| n.trim_end_matches(".npy").to_string())
+        .collect::<Vec<_>>())
+}
+
+/// Picks the key to read: the given one, or the only array, or an error that lists the keys.
+pub(crate) fn choose_key(path: &Path, keys: &[String], key: Option<&str>) -> Result<String> {
+    match key {
+        Some(k) => {
+            if keys.iter().any(|x| x == k) {
+                Ok(k.to_string())
+            } else {
+                Err(Error::data(
+                    path.display().to_string(),
+                    format!("no array named '{k}'"),
+                    format!("choose one of: {}", keys.join(", ")),
+                ))
+            }
+        }
+        None => match keys {
+            [only] => Ok(only.clone()),
+            [] => Err(Error::data(
+                path.display().to_string(),
+                "the file holds no arrays",
+                "pass a file with data",
+            )),
+            _ => Err(Error::data(
+                path.display().to_string(),
+                format!("the file holds {} arrays", keys.len()),
+                format!("choose one with --key: {}", keys.join(", ")),
+            )),
+        },
+    }
+}
+
+/// Raw bytes of one member (decompressed), plus whether it could be mapped directly (stored, not compressed)
+/// and at which offset of the file its data begins.
+fn member_bytes(path: &Path, key: &str) -> Result<(Vec<u8>, Option<u64>)> {
+    let mut ar = open_archive(path)?;
+    let corrupt = |e: String| {
+        Error::format(
+            path,
+            format!("array '{key}' cannot be read ({e})"),
+            "the archive is corrupt: write it again",
+        )
+    };
+    let mut f = ar
+        .by_name(&format!("{key}.npy"))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let stored = f.compression() == zip::CompressionMethod::Stored;
+    let start = f.data_start();
+    let mut buf = Vec::with_capacity(f.size().min(1 << 34) as usize);
+    f.read_to_end(&mut buf)
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok((buf, stored.then_some(start)))
+}
+
+/// Reads one 2-D float array from an `.npz`. Uncompressed little-endian f32 members in C order are
+/// memory-mapped; others are converted once.
+pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
+    let all = keys(path)?;
+    let key = choose_key(path, &all, key)?;
+    let name = format!("{}[{key}]", path.display());
+    // Read only the header first when the member is stored, to avoid copying big arrays.
+    let mut ar = open_archive(path)?;
+    let (stored, start, size) = {
+        let f = ar.by_name(&format!("{key}.npy")).map_err(|e| {
+            Error::format(
+                path,
+                format!("array '{key}': {e}"),
+                "write the archive again",
+            )
+        })?;
+        (
+            f.compression() == zip::CompressionMethod::Stored,
+            f.data_start(),
+            f.size(),
+        )
+    };
+    if stored {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: read-only map of an input file (see npy::read_matrix).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let start = start as usize;
+        let end = start.saturating_add(size as usize).min(map.len());
+        let h = npy::parse_header(&map[start..end], path)?;
+        let (rows, cols) = npy::check_matrix_header(&h, &name)?;
+        if h.size == 4 && !h.big_endian && !h.fortran_order {
+            if start + h.data_offset + rows * cols * 4 > end {
+                return Err(Error::data(
+                    &name,
+                    "the array's data is truncated",
+                    "write the archive again",
+                ));
+            }
+            return Matrix::from_map(Arc::new(map), start + h.data_offset, rows, cols, name);
+        }
+        return npy::convert_float_data(
+            &map[start + h.data_offset..end],
+            h.size,
+            h.big_endian,
+            h.fortran_order,
+            rows,
+            cols,
+            &name,
+            &h.descr,
+        );
+    }
+    let (buf, _) = member_bytes(path, &key)?;
+    let h = npy::parse_header(&buf, path)?;
+    let (rows, cols) = npy::check_matrix_header(&h, &name)?;
+    npy::convert_float_data(
+        &buf[h.data_offset..],
+        h.size,
+        h.big_endian,
+        h.fortran_order,
+        rows,
+        cols,
+        &name,
+        &h.descr,
+    )
+}
+
+/// Reads labels (1-D integers or strings) from an `.npz` member.
+pub fn read_labels(path: &Path, key: Option<&str>) -> Result<npy::Labels> {
+    let all = keys(path)?;
+    let key = choose_key(path, &all, key)?;
+    let (buf, _) = member_bytes(path, &key)?;
+    npy::labels_from_npy(&buf, path)
+}
+
+/// One array to write into an `.npz`.
+pub enum NpzArray<'a> {
+    F32(&'a [usize], &'a [f32]),
+    F64(&'a [usize], &'a [f64]),
+    U32(&'a [usize], &'a [u32]),
+    I64(&'a [usize], &'a [i64]),
+}
+
+fn encode_any(a: &NpzArray) -> Vec<u8> {
+    fn enc<T: NpyElement>(s: &[usize], d: &[T]) -> Vec<u8> {
+        npy::encode(s, d)
+    }
+    match a {
+        NpzArray::F32(s, d) => enc(s, d),
+        NpzArray::F64(s, d) => enc(s, d),
+        NpzArray::U32(s, d) => enc(s, d),
+        NpzArray::I64(s, d) => enc(s, d),
+    }
+}
+
+/// Writes arrays to an uncompressed `.npz` (as numpy.savez does), atomically.
+pub fn write(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<()> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut cursor);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        for (name, arr) in arrays {
+            let bytes = encode_any(arr);
+            w.start_file(format!("{name}.npy"), opts)
+                .and_then(|_| w.write_all(&bytes).map_err(zip::result::ZipError::from))
+                .map_err(|e| {
+                    Error::format(
+                        path,
+                        format!("cannot build the archive ({e})"),
+                        "check free disk space",
+                    )
+                })?;
+        }
+        w.finish().map_err(|e| {
+            Error::format(
+                path,
+                format!("cannot build the archive ({e})"),
+                "check free disk space",
+            )
+        })?;
+    }
+    npy::write_file(path, &cursor.into_inner())
+}

@@ -1,0 +1,2 @@
+//! Generators of data with known answers.
+pub mod manifolds;

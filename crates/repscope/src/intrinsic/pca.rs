@@ -1,0 +1,129 @@
+//! Global PCA rules on the centred covariance eigenvalues λ_1 ≥ … ≥ λ_d.
+use serde_json::json;
+
+use super::Estimate;
+use crate::data::Matrix;
+use crate::error::{Error, Result};
+use crate::linalg;
+
+/// Which rule turns the spectrum into a dimension.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PcaRule {
+    /// Smallest m with cumulative explained variance ≥ τ.
+    ExplainedVariance(f64),
+    /// Count of λ_i > α·λ_1 (Fukunaga–Olsen).
+    FukunagaOlsen(f64),
+    /// (Σλ)² / Σλ².
+    ParticipationRatio,
+}
+
+/// The covariance spectrum of a matrix, with what the PCA rules need.
+#[derive(Clone, Debug)]
+pub struct Spectrum {
+    /// Eigenvalues of the centred covariance (divided by n − 1), largest first, clipped at 0.
+    pub eigenvalues: Vec<f64>,
+    /// Notes, e.g. when the leading direction is carried by a handful of points.
+    pub notes: Vec<String>,
+}
+
+impl Spectrum {
+    /// Computes the covariance in f64 and its eigenvalues; also checks whether a few points carry the top
+    /// eigenvector.
+    pub fn of(m: &Matrix) -> Result<Spectrum> {
+        let (cov, mean) = linalg::covariance(m);
+        let (vals, vecs) = linalg::sym_eigen_desc(cov.as_ref())?;
+        let eigenvalues: Vec<f64> = vals.iter().map(|&v| v.max(0.0)).collect();
+        if eigenvalues.first().copied().unwrap_or(0.0) <= 0.0 {
+            return Err(Error::data(
+                m.name(),
+                "the data has zero variance",
+                "check the input",
+            ));
+        }
+        let mut notes = Vec::new();
+        // Share of the top direction's variance carried by the 1% most extreme points.
+        let n = m.rows();
+        let v1: Vec<f64> = (0..m.cols()).map(|i| vecs[(i, 0)]).collect();
+        let mut s2: Vec<f64> = (0..n)
+            .map(|i| {
+                let p: f64 = m
+                    .row(i)
+                    .iter()
+                    .zip(&mean)
+                    .zip(&v1)
+                    .map(|((&x, mu), v)| (x as f64 - mu) * v)
+                    .sum();
+                p * p
+            })
+            .collect();
+        let total: f64 = s2.iter().sum();
+        s2.sort_by(|a, b| b.total_cmp(a));
+        let top = (n / 100).max(1);
+        let share = s2[..top].iter().sum::<f64>() / total;
+        if n >= 100 && share > 0.5 {
+            notes.push(format!(
+                "the top principal direction is carried by a few points: {top} points ({:.1}% of rows) hold {:.0}% of its variance; PCA rules are sensitive to such outliers",
+                100.0 * top as f64 / n as f64,
+                100.0 * share
+            ));
+        }
+        Ok(Spectrum { eigenvalues, notes })
+    }
+
+    /// Applies a rule.
+    pub fn dimension(&self, rule: PcaRule) -> f64 {
+        let ev = &self.eigenvalues;
+        let total: f64 = ev.iter().sum();
+        match rule {
+            PcaRule::ExplainedVariance(tau) => {
+                let mut c = 0.0;
+                for (i, &l) in ev.iter().enumerate() {
+                    c += l;
+                    if c / total >= tau {
+                        return (i + 1) as f64;
+                    }
+                }
+                ev.len() as f64
+            }
+            PcaRule::FukunagaOlsen(alpha) => {
+                ev.iter().filter(|&&l| l > alpha * ev[0]).count() as f64
+            }
+            PcaRule::ParticipationRatio => {
+                let s2: f64 = ev.iter().map(|l| l * l).sum();
+                total * total / s2
+            }
+        }
+    }
+
+    /// The three PCA estimates with the default parameters (τ = 0.95, α = 0.05).
+    pub fn estimates(&self, tau: f64, alpha: f64) -> Vec<Estimate> {
+        let mk = |name: &str, variant: String, value: f64, params: serde_json::Value| Estimate {
+            estimator: name.into(),
+            variant,
+            value,
+            stderr: None,
+            params,
+            notes: self.notes.clone(),
+        };
+        vec![
+            mk(
+                "pca_ev",
+                format!("smallest m explaining >= {tau} of the variance"),
+                self.dimension(PcaRule::ExplainedVariance(tau)),
+                json!({"tau": tau}),
+            ),
+            mk(
+                "pca_fo",
+                format!("Fukunaga-Olsen: count of eigenvalues > {alpha} x the largest"),
+                self.dimension(PcaRule::FukunagaOlsen(alpha)),
+                json!({"alpha": alpha}),
+            ),
+            mk(
+                "pca_pr",
+                "participation ratio (sum lambda)^2 / sum lambda^2".into(),
+                self.dimension(PcaRule::ParticipationRatio),
+                json!({}),
+            ),
+        ]
+    }
+}
