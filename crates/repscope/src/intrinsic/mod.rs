@@ -1,4 +1,5 @@
 //! Intrinsic-dimension estimators: one file per family. Definitions and defaults follow METRICS.md.
+pub mod calibrated;
 pub mod gride;
 pub mod lid;
 pub mod mle;
