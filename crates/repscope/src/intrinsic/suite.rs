@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::calibrated::CalibratedTwoNN;
-use super::gride::{self, Gride, GridePoint};
+use super::gride::{Gride, GridePoint};
 use super::mle::Mle;
 use super::pca::Spectrum;
 use super::scale::{decimation, DecimationPoint};
@@ -192,52 +192,46 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
         None
     };
     let mut estimates = Vec::new();
-    let mut spectrum = None;
+    let mut spectrum: Option<Spectrum> = None;
+    // An estimator that has no signal in this data (a lattice where every r1 = r2, say) is reported as a
+    // note; the others still run.
+    let mut keep = |name: &str, r: Result<Estimate>, notes: &mut Vec<String>| -> Result<()> {
+        match r {
+            Ok(e) => estimates.push(e),
+            Err(err @ (Error::InvalidData { .. } | Error::Numerical { .. })) => {
+                notes.push(format!("{name} not computed: {err}"))
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(())
+    };
     for e in &names {
-        match e.as_str() {
-            "twonn_calibrated" => {
-                if let Some(g) = &graph {
-                    progress.stage("calibrating TwoNN", 0);
-                    let cal = CalibratedTwoNN {
-                        discard_fraction: cfg.discard_fraction,
-                        seed: cfg.seed,
-                    };
-                    estimates.push(cal.fit(distinct, g)?);
-                    progress.finish_stage();
-                }
-            }
-            "twonn" | "twonn_mle" => {
-                let fit = if e == "twonn" {
-                    TwoNNFit::Linear
-                } else {
-                    TwoNNFit::Mle
+        let name = e.as_str();
+        match (name, &graph) {
+            ("twonn_calibrated", Some(g)) => {
+                progress.stage("calibrating TwoNN", 0);
+                let cal = CalibratedTwoNN {
+                    discard_fraction: cfg.discard_fraction,
+                    seed: cfg.seed,
                 };
-                if let Some(g) = &graph {
-                    estimates.push(
-                        TwoNN::default()
-                            .discard_fraction(cfg.discard_fraction)
-                            .fit_method(fit)
-                            .fit(g)?,
-                    );
-                }
+                keep(name, cal.fit(distinct, g), &mut notes)?;
+                progress.finish_stage();
             }
-            "mle" => {
-                if let Some(g) = &graph {
-                    estimates.push(Mle::default().k(cfg.k_mle).fit(g)?);
-                }
+            ("twonn" | "twonn_mle", Some(g)) => {
+                let fit = if name == "twonn" { TwoNNFit::Linear } else { TwoNNFit::Mle };
+                let r = TwoNN::default().discard_fraction(cfg.discard_fraction).fit_method(fit).fit(g);
+                keep(name, r, &mut notes)?;
             }
-            "gride" => {
-                if let Some(g) = &graph {
-                    estimates.push(
-                        Gride {
-                            n1: cfg.gride_n1,
-                            n2: cfg.gride_n2,
-                        }
-                        .fit(g)?,
-                    );
+            ("mle", Some(g)) => keep(name, Mle::default().k(cfg.k_mle).fit(g), &mut notes)?,
+            ("gride", Some(g)) => {
+                let r = Gride {
+                    n1: cfg.gride_n1,
+                    n2: cfg.gride_n2,
                 }
+                .fit(g);
+                keep(name, r, &mut notes)?;
             }
-            "pca_ev" | "pca_fo" | "pca_pr" => {
+            ("pca_ev" | "pca_fo" | "pca_pr", _) => {
                 if spectrum.is_none() {
                     progress.stage("covariance spectrum", 0);
                     // The distinct rows, like every other estimator: duplicated rows would reweight the
@@ -247,7 +241,9 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
                 }
                 if let Some(s) = &spectrum {
                     let all = s.estimates(cfg.tau, cfg.alpha);
-                    estimates.extend(all.into_iter().filter(|x| &x.estimator == e));
+                    for x in all.into_iter().filter(|x| x.estimator == name) {
+                        keep(name, Ok(x), &mut notes)?;
+                    }
                 }
             }
             _ => {}
@@ -256,17 +252,29 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
     let mut scale_curve = Vec::new();
     if cfg.scale_curve {
         if let Some(g) = &graph {
-            for p in gride::multiscale(g, cfg.range_max)? {
-                scale_curve.push(ScalePoint::Gride(p));
+            let mut n1 = 1;
+            while 2 * n1 <= cfg.range_max.min(g.k) {
+                match (Gride { n1, n2: 2 * n1 }).fit_point(g) {
+                    Ok(p) => scale_curve.push(ScalePoint::Gride(p)),
+                    Err(err @ (Error::InvalidData { .. } | Error::Numerical { .. })) => {
+                        notes.push(format!("GRIDE ({n1}, {}) not computed: {err}", 2 * n1))
+                    }
+                    Err(other) => return Err(other),
+                }
+                n1 *= 2;
             }
             progress.stage("decimation curve", 0);
-            for p in decimation(distinct, g, cfg.metric, cfg.discard_fraction, cfg.seed)? {
-                scale_curve.push(ScalePoint::Decimation(p));
+            match decimation(distinct, g, cfg.metric, cfg.discard_fraction, cfg.seed) {
+                Ok(points) => scale_curve.extend(points.into_iter().map(ScalePoint::Decimation)),
+                Err(err @ (Error::InvalidData { .. } | Error::Numerical { .. })) => {
+                    notes.push(format!("decimation curve not computed: {err}"))
+                }
+                Err(other) => return Err(other),
             }
             progress.finish_stage();
         }
     }
-    let dimension = recommend(&estimates, graph.as_ref());
+    let dimension = recommend(&estimates, &scale_curve);
     Ok(IdReport {
         n: ds.original().rows(),
         d: ds.original().cols(),
@@ -282,12 +290,23 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
 }
 
 /// The recommended estimate among those computed.
-fn recommend(estimates: &[Estimate], _graph: Option<&KnnGraph>) -> Option<Recommended> {
+fn recommend(estimates: &[Estimate], curve: &[ScalePoint]) -> Option<Recommended> {
     let pick = |name: &str| estimates.iter().find(|e| e.estimator == name);
     let (e, why) = if let Some(e) = pick("twonn_calibrated") {
         (e, "TwoNN corrected for its finite-sample bias against uniform balls of the same size (DANCo-style calibration): raw neighbour estimators read high dimensions too low at finite N; this is the suite's most accurate estimator on the 24 benchmark manifolds")
     } else if let Some(e) = pick("gride") {
         (e, "GRIDE at (n1, n2): maximum likelihood on two neighbour ranks")
+    } else if let Some(p) = curve.iter().find_map(|p| match p {
+        // No nearest-neighbour estimate (ties everywhere): the smallest scale where neighbours separate.
+        ScalePoint::Gride(g) if g.n_ties_dropped * 10 < g.n_used => Some(g),
+        _ => None,
+    }) {
+        return Some(Recommended {
+            estimator: format!("gride({}, {})", p.n1, p.n2),
+            value: p.d,
+            stderr: Some(p.se),
+            why: "the nearest-neighbour estimators had no signal (tied distances); GRIDE at the smallest scale where fewer than 10% of the points tie".into(),
+        });
     } else if let Some(e) = pick("twonn") {
         (e, "TwoNN: the only neighbour estimator requested")
     } else {
