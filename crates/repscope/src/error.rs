@@ -12,21 +12,21 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file's format is unknown or its contents do not parse.
-    #[error("{path}: {problem}. {fix}")]
+    #[error("{}: {problem}. {}", path.display(), cap(fix))]
     Format {
         path: PathBuf,
         problem: String,
         fix: String,
     },
     /// The data parsed but is not usable for the requested computation.
-    #[error("{input}: {problem}. {fix}")]
+    #[error("{input}: {problem}. {}", cap(fix))]
     InvalidData {
         input: String,
         problem: String,
         fix: String,
     },
     /// A parameter is out of its valid range.
-    #[error("invalid parameter {name}: {problem}. {fix}")]
+    #[error("invalid parameter {name}: {problem}. {}", cap(fix))]
     InvalidParameter {
         name: String,
         problem: String,
@@ -35,6 +35,15 @@ pub enum Error {
     /// A numerical routine failed (for example an eigensolver did not converge).
     #[error("numerical failure in {what}: {problem}")]
     Numerical { what: String, problem: String },
+}
+
+/// The fix sentence, capitalised.
+fn cap(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// The engine's result type.

@@ -376,7 +376,7 @@ pub fn labels_from_npy(buf: &[u8], path: &Path) -> Result<Labels> {
         }
     };
     let data = &buf[h.data_offset..];
-    if data.len() < n * h.size {
+    if n.checked_mul(h.size).is_none_or(|need| data.len() < need) {
         return Err(Error::data(
             &name,
             "the label data is truncated",

@@ -74,7 +74,7 @@ fn member_bytes(path: &Path, key: &str) -> Result<(Vec<u8>, Option<u64>)> {
         .map_err(|e| corrupt(e.to_string()))?;
     let stored = f.compression() == zip::CompressionMethod::Stored;
     let start = f.data_start();
-    let mut buf = Vec::with_capacity(f.size().min(1 << 34) as usize);
+    let mut buf = Vec::with_capacity(f.size().min(1 << 24) as usize);
     f.read_to_end(&mut buf)
         .map_err(|e| corrupt(e.to_string()))?;
     Ok((buf, stored.then_some(start)))
@@ -181,7 +181,9 @@ pub fn write(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<()> {
         let mut w = zip::ZipWriter::new(&mut cursor);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
-            .large_file(true);
+            .large_file(true)
+            // Aligned members let readers (repscope included) map f32 data in place.
+            .with_alignment(64);
         for (name, arr) in arrays {
             let bytes = encode_any(arr);
             w.start_file(format!("{name}.npy"), opts)
