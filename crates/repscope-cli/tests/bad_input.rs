@@ -4,11 +4,27 @@ use common::*;
 
 fn expect_error(args: &[&str], needles: &[&str]) {
     let r = repscope(args);
-    assert_eq!(r.code, 2, "args {args:?}: exit {} stderr {}", r.code, r.stderr);
-    assert!(!r.stderr.contains("panicked"), "panic for {args:?}: {}", r.stderr);
-    assert!(r.stdout.is_empty(), "stdout should be empty on error: {}", r.stdout);
+    assert_eq!(
+        r.code, 2,
+        "args {args:?}: exit {} stderr {}",
+        r.code, r.stderr
+    );
+    assert!(
+        !r.stderr.contains("panicked"),
+        "panic for {args:?}: {}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.is_empty(),
+        "stdout should be empty on error: {}",
+        r.stdout
+    );
     for n in needles {
-        assert!(r.stderr.contains(n), "args {args:?}: stderr lacks {n:?}:\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(n),
+            "args {args:?}: stderr lacks {n:?}:\n{}",
+            r.stderr
+        );
     }
 }
 
@@ -19,7 +35,14 @@ fn missing_file_and_unknown_extension() {
     expect_error(&["id", p.to_str().unwrap()], &["nope.npy", "exists"]);
     let csv = d.join("x.csv");
     std::fs::write(&csv, "1,2\n3,4\n").unwrap();
-    expect_error(&["id", csv.to_str().unwrap()], &["x.csv", "unknown extension '.csv'", ".npy, .npz or .safetensors"]);
+    expect_error(
+        &["id", csv.to_str().unwrap()],
+        &[
+            "x.csv",
+            "unknown extension '.csv'",
+            ".npy, .npz or .safetensors",
+        ],
+    );
 }
 
 #[test]
@@ -34,7 +57,10 @@ fn truncated_and_corrupt_files() {
     b.truncate(20);
     let p = d.join("header.npy");
     std::fs::write(&p, &b).unwrap();
-    expect_error(&["id", p.to_str().unwrap()], &["header.npy", "write it again"]);
+    expect_error(
+        &["id", p.to_str().unwrap()],
+        &["header.npy", "write it again"],
+    );
     // Not an npy at all.
     let p = d.join("garbage.npy");
     std::fs::write(&p, b"hello world, definitely not numpy").unwrap();
@@ -46,7 +72,11 @@ fn truncated_and_corrupt_files() {
     // Truncated npz: a valid archive cut short.
     let good = d.join("good.npz");
     let data = subspace_data(50, 4, 1);
-    write_npz(&good, &[("x", npy_bytes("<f4", false, &[50, 4], &f32_bytes(&data)))], false);
+    write_npz(
+        &good,
+        &[("x", npy_bytes("<f4", false, &[50, 4], &f32_bytes(&data)))],
+        false,
+    );
     let bytes = std::fs::read(&good).unwrap();
     let p = d.join("cut.npz");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
@@ -56,10 +86,14 @@ fn truncated_and_corrupt_files() {
     let mut st = (1u64 << 40).to_le_bytes().to_vec();
     st.extend_from_slice(b"{}");
     std::fs::write(&p, st).unwrap();
-    expect_error(&["id", p.to_str().unwrap()], &["bad.safetensors", "safetensors"]);
+    expect_error(
+        &["id", p.to_str().unwrap()],
+        &["bad.safetensors", "safetensors"],
+    );
     // Truncated safetensors: a valid file cut short.
     let raw = f32_bytes(&data);
-    let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![50, 4], &raw[..]).unwrap();
+    let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![50, 4], &raw[..])
+        .unwrap();
     let full = safetensors::serialize([("x", t)], None).unwrap();
     let p = d.join("cut.safetensors");
     std::fs::write(&p, &full[..full.len() - 17]).unwrap();
@@ -70,12 +104,36 @@ fn truncated_and_corrupt_files() {
 fn wrong_dtypes_and_shapes() {
     let d = scratch("dtype");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("int.npy", npy_bytes("<i4", false, &[10, 3], &[0u8; 120]), "integer"),
-        ("complex.npy", npy_bytes("<c8", false, &[10, 3], &[0u8; 240]), "complex"),
-        ("object.npy", npy_bytes("|O", false, &[10, 3], &[0u8; 240]), "object"),
-        ("strings.npy", npy_bytes("<U4", false, &[10, 3], &[0u8; 480]), "not numeric"),
-        ("one_d.npy", npy_bytes("<f4", false, &[30], &[0u8; 120]), "1-D"),
-        ("three_d.npy", npy_bytes("<f4", false, &[2, 5, 3], &[0u8; 120]), "3-D"),
+        (
+            "int.npy",
+            npy_bytes("<i4", false, &[10, 3], &[0u8; 120]),
+            "integer",
+        ),
+        (
+            "complex.npy",
+            npy_bytes("<c8", false, &[10, 3], &[0u8; 240]),
+            "complex",
+        ),
+        (
+            "object.npy",
+            npy_bytes("|O", false, &[10, 3], &[0u8; 240]),
+            "object",
+        ),
+        (
+            "strings.npy",
+            npy_bytes("<U4", false, &[10, 3], &[0u8; 480]),
+            "not numeric",
+        ),
+        (
+            "one_d.npy",
+            npy_bytes("<f4", false, &[30], &[0u8; 120]),
+            "1-D",
+        ),
+        (
+            "three_d.npy",
+            npy_bytes("<f4", false, &[2, 5, 3], &[0u8; 120]),
+            "3-D",
+        ),
         ("empty.npy", npy_bytes("<f4", false, &[0, 3], &[]), "empty"),
     ];
     for (name, bytes, needle) in cases {
@@ -88,13 +146,25 @@ fn wrong_dtypes_and_shapes() {
 #[test]
 fn non_finite_values_name_row_and_column() {
     let d = scratch("nan");
-    for (name, bad) in [("nan.npy", f32::NAN), ("inf.npy", f32::INFINITY), ("ninf.npy", f32::NEG_INFINITY)] {
+    for (name, bad) in [
+        ("nan.npy", f32::NAN),
+        ("inf.npy", f32::INFINITY),
+        ("ninf.npy", f32::NEG_INFINITY),
+    ] {
         let mut v = subspace_data(40, 4, 2);
         v[5 * 4 + 2] = bad;
         let p = d.join(name);
         write_npy_f32(&p, 40, 4, &v);
         expect_error(&["id", p.to_str().unwrap()], &[name, "row 5, column 2"]);
-        expect_error(&["knn", p.to_str().unwrap(), "-o", d.join("o.npz").to_str().unwrap()], &["row 5, column 2"]);
+        expect_error(
+            &[
+                "knn",
+                p.to_str().unwrap(),
+                "-o",
+                d.join("o.npz").to_str().unwrap(),
+            ],
+            &["row 5, column 2"],
+        );
     }
 }
 
@@ -108,9 +178,27 @@ fn too_few_distinct_rows_for_k_and_identical_rows() {
     let p = d.join("few.npy");
     write_npy_f32(&p, 12, 3, &v);
     let out = d.join("k.npz");
-    expect_error(&["knn", p.to_str().unwrap(), "-k", "6", "-o", out.to_str().unwrap()], &["few.npy", "6 distinct rows", "k ≤ 5"]);
+    expect_error(
+        &[
+            "knn",
+            p.to_str().unwrap(),
+            "-k",
+            "6",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &["few.npy", "6 distinct rows", "k ≤ 5"],
+    );
     expect_error(&["id", p.to_str().unwrap()], &["few.npy", "distinct rows"]);
-    expect_error(&["lid", p.to_str().unwrap(), "-o", d.join("l.npy").to_str().unwrap()], &["distinct rows"]);
+    expect_error(
+        &[
+            "lid",
+            p.to_str().unwrap(),
+            "-o",
+            d.join("l.npy").to_str().unwrap(),
+        ],
+        &["distinct rows"],
+    );
     let same = d.join("same.npy");
     write_npy_f32(&same, 10, 3, &[1.5f32; 30]);
     expect_error(&["id", same.to_str().unwrap()], &["same.npy", "identical"]);
@@ -122,13 +210,25 @@ fn bad_parameters_and_outputs() {
     let p = d.join("x.npy");
     write_npy_f32(&p, 200, 5, &subspace_data(200, 5, 4));
     let x = p.to_str().unwrap();
-    expect_error(&["id", x, "--estimator", "danco"], &["unknown estimator 'danco'", "twonn"]);
+    expect_error(
+        &["id", x, "--estimator", "danco"],
+        &["unknown estimator 'danco'", "twonn"],
+    );
     expect_error(&["id", x, "--metric", "manhattan"], &["unknown metric"]);
     expect_error(&["id", x, "--key", "a"], &["--key", ".npy"]);
-    expect_error(&["lid", x, "-o", "/nonexistent-dir/lid.npy"], &["does not exist"]);
+    expect_error(
+        &["lid", x, "-o", "/nonexistent-dir/lid.npy"],
+        &["does not exist"],
+    );
     expect_error(&["lid", x, "-o", "/proc/lid.npy"], &["cannot write"]);
-    expect_error(&["knn", x, "-o", d.join("out.txt").to_str().unwrap()], &[".npz"]);
-    expect_error(&["knn", x, "-k", "0", "-o", d.join("o.npz").to_str().unwrap()], &["k"]);
+    expect_error(
+        &["knn", x, "-o", d.join("out.txt").to_str().unwrap()],
+        &[".npz"],
+    );
+    expect_error(
+        &["knn", x, "-k", "0", "-o", d.join("o.npz").to_str().unwrap()],
+        &["k"],
+    );
     // Nothing is left behind by a refused run.
     assert!(!d.join("o.npz").exists());
 }
@@ -140,8 +240,14 @@ fn npz_keys_must_be_chosen() {
     let b = npy_bytes("<f4", false, &[50, 4], &f32_bytes(&subspace_data(50, 4, 6)));
     let p = d.join("two.npz");
     write_npz(&p, &[("alpha", a), ("beta", b)], false);
-    expect_error(&["id", p.to_str().unwrap()], &["two.npz", "2 arrays", "--key", "alpha, beta"]);
-    expect_error(&["id", p.to_str().unwrap(), "--key", "gamma"], &["no array named 'gamma'", "alpha, beta"]);
+    expect_error(
+        &["id", p.to_str().unwrap()],
+        &["two.npz", "2 arrays", "--key", "alpha, beta"],
+    );
+    expect_error(
+        &["id", p.to_str().unwrap(), "--key", "gamma"],
+        &["no array named 'gamma'", "alpha, beta"],
+    );
 }
 
 #[test]
@@ -151,5 +257,15 @@ fn cosine_on_a_zero_row() {
     v[9..12].copy_from_slice(&[0.0, 0.0, 0.0]);
     let p = d.join("z.npy");
     write_npy_f32(&p, 30, 3, &v);
-    expect_error(&["knn", p.to_str().unwrap(), "--metric", "cosine", "-o", d.join("o.npz").to_str().unwrap()], &["row 3", "zeros"]);
+    expect_error(
+        &[
+            "knn",
+            p.to_str().unwrap(),
+            "--metric",
+            "cosine",
+            "-o",
+            d.join("o.npz").to_str().unwrap(),
+        ],
+        &["row 3", "zeros"],
+    );
 }

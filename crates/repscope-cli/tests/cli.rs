@@ -7,16 +7,34 @@ use common::*;
 use serde_json::Value;
 
 fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/oracles")).join(rel)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/oracles"
+    ))
+    .join(rel)
 }
 
 fn oracle_case(id: &str) -> Value {
-    let o: Value = serde_json::from_str(&std::fs::read_to_string(fixture("oracle.json")).unwrap()).unwrap();
-    o["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone()
+    let o: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("oracle.json")).unwrap()).unwrap();
+    o["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone()
 }
 
 fn estimate(doc: &Value, name: &str) -> f64 {
-    doc["estimates"].as_array().unwrap().iter().find(|e| e["estimator"] == name).unwrap()["value"].as_f64().unwrap()
+    doc["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["estimator"] == name)
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap()
 }
 
 fn read_npz_member(path: &Path, name: &str) -> (Vec<usize>, Vec<u8>) {
@@ -33,9 +51,22 @@ fn id_json_has_the_documented_shape_and_the_oracle_values() {
     let input = fixture("inputs/manifolds_M1_Sphere_0_1000.npy");
     let r = repscope(&["id", input.to_str().unwrap(), "--json", "--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.is_empty(), "--quiet leaves stderr empty: {}", r.stderr);
+    assert!(
+        r.stderr.is_empty(),
+        "--quiet leaves stderr empty: {}",
+        r.stderr
+    );
     let doc = json(&r);
-    for key in ["input", "n", "d", "duplicates_merged", "dimension", "estimates", "scale_curve", "params"] {
+    for key in [
+        "input",
+        "n",
+        "d",
+        "duplicates_merged",
+        "dimension",
+        "estimates",
+        "scale_curve",
+        "params",
+    ] {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
     assert_eq!(doc["n"], 1000);
@@ -50,11 +81,31 @@ fn id_json_has_the_documented_shape_and_the_oracle_values() {
     }
     let v = &oracle_case("id/M1_Sphere")["values"];
     let rel = |a: f64, b: f64| (a - b).abs() / b;
-    assert!(rel(estimate(&doc, "twonn"), v["twonn"]["linear"].as_f64().unwrap()) < 1e-9);
-    assert!(rel(estimate(&doc, "twonn_mle"), v["twonn"]["mle_censored"].as_f64().unwrap()) < 1e-9);
-    assert!(rel(estimate(&doc, "mle"), v["mle_levina_bickel"]["mackay_ghahramani"].as_f64().unwrap()) < 1e-9);
+    assert!(
+        rel(
+            estimate(&doc, "twonn"),
+            v["twonn"]["linear"].as_f64().unwrap()
+        ) < 1e-9
+    );
+    assert!(
+        rel(
+            estimate(&doc, "twonn_mle"),
+            v["twonn"]["mle_censored"].as_f64().unwrap()
+        ) < 1e-9
+    );
+    assert!(
+        rel(
+            estimate(&doc, "mle"),
+            v["mle_levina_bickel"]["mackay_ghahramani"]
+                .as_f64()
+                .unwrap()
+        ) < 1e-9
+    );
     assert!(rel(estimate(&doc, "gride"), v["gride"]["d"].as_f64().unwrap()) < 1e-9);
-    assert_eq!(estimate(&doc, "pca_fo"), v["pca"]["fukunaga_olsen"].as_f64().unwrap());
+    assert_eq!(
+        estimate(&doc, "pca_fo"),
+        v["pca"]["fukunaga_olsen"].as_f64().unwrap()
+    );
     let curve = doc["scale_curve"].as_array().unwrap();
     let gride: Vec<&Value> = curve.iter().filter(|p| p["method"] == "gride").collect();
     assert_eq!(gride.len(), 6);
@@ -67,11 +118,22 @@ fn id_json_has_the_documented_shape_and_the_oracle_values() {
 #[test]
 fn human_table_names_the_recommended_estimate() {
     let input = fixture("inputs/manifolds_M7_Roll_0_1000.npy");
-    let r = repscope(&["id", input.to_str().unwrap(), "--estimator", "twonn", "--estimator", "mle", "--no-scale"]);
+    let r = repscope(&[
+        "id",
+        input.to_str().unwrap(),
+        "--estimator",
+        "twonn",
+        "--estimator",
+        "mle",
+        "--no-scale",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("intrinsic dimension:"));
     assert!(r.stdout.contains("twonn") && r.stdout.contains("mle"));
-    assert!(!r.stdout.contains("gride"), "only the requested estimators are run");
+    assert!(
+        !r.stdout.contains("gride"),
+        "only the requested estimators are run"
+    );
 }
 
 #[test]
@@ -79,17 +141,29 @@ fn lid_writes_one_value_per_row_matching_the_oracle() {
     let d = scratch("lid");
     let input = fixture("inputs/manifolds_Mbeta_0_1000.npy");
     let out = d.join("lid.npy");
-    let r = repscope(&["lid", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quiet"]);
+    let r = repscope(&[
+        "lid",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let buf = std::fs::read(&out).unwrap();
     let h = repscope::data::npy::parse_header(&buf, &out).unwrap();
     assert_eq!(h.shape, vec![1000]);
-    let vals: Vec<f64> =
-        buf[h.data_offset..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    let vals: Vec<f64> = buf[h.data_offset..]
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     let want = &oracle_case("id/Mbeta")["values"]["lid_mle"]["first20"];
     for (i, w) in want.as_array().unwrap().iter().enumerate() {
         let w = w.as_f64().unwrap();
-        assert!((vals[i] - w).abs() / w < 1e-9, "lid[{i}] {} vs {w}", vals[i]);
+        assert!(
+            (vals[i] - w).abs() / w < 1e-9,
+            "lid[{i}] {} vs {w}",
+            vals[i]
+        );
     }
 }
 
@@ -105,20 +179,37 @@ fn knn_output_is_exact_and_maps_duplicates_to_their_representative() {
     let input = d.join("x.npy");
     write_npy_f32(&input, n, dim, &v);
     let out = d.join("g.npz");
-    let r = repscope(&["knn", input.to_str().unwrap(), "-k", "5", "-o", out.to_str().unwrap(), "--json", "--quiet"]);
+    let r = repscope(&[
+        "knn",
+        input.to_str().unwrap(),
+        "-k",
+        "5",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["duplicates_merged"], 1);
     let (shape, idx_raw) = read_npz_member(&out, "indices");
     assert_eq!(shape, vec![n, 5]);
-    let idx: Vec<u32> = idx_raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    let idx: Vec<u32> = idx_raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     let (_, dist_raw) = read_npz_member(&out, "distances");
-    let dist: Vec<f32> = dist_raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let dist: Vec<f32> = dist_raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     // Brute force over the distinct rows (row 299 excluded, being a copy of row 10).
     for i in [0usize, 10, 150, 298] {
         let mut all: Vec<(f64, u32)> = (0..299)
             .filter(|&j| j != i)
             .map(|j| {
-                let s: f64 = (0..dim).map(|c| (v[i * dim + c] as f64 - v[j * dim + c] as f64).powi(2)).sum();
+                let s: f64 = (0..dim)
+                    .map(|c| (v[i * dim + c] as f64 - v[j * dim + c] as f64).powi(2))
+                    .sum();
                 (s.sqrt(), j as u32)
             })
             .collect();
@@ -129,7 +220,11 @@ fn knn_output_is_exact_and_maps_duplicates_to_their_representative() {
             assert!((dist[i * 5 + c] as f64 - all[c].0).abs() <= 1e-6 * all[c].0);
         }
     }
-    assert_eq!(&idx[299 * 5..300 * 5], &idx[10 * 5..11 * 5], "a duplicate lists its representative's neighbours");
+    assert_eq!(
+        &idx[299 * 5..300 * 5],
+        &idx[10 * 5..11 * 5],
+        "a duplicate lists its representative's neighbours"
+    );
 }
 
 #[test]
@@ -137,11 +232,20 @@ fn every_input_format_gives_the_same_answer() {
     let d = scratch("formats");
     let (n, dim) = (400, 5);
     // Values exactly representable in f16 and bf16, so every format holds the same numbers.
-    let v: Vec<f32> = subspace_data(n, dim, 12).iter().map(|x| half::bf16::from_f32(*x).to_f32()).collect();
+    let v: Vec<f32> = subspace_data(n, dim, 12)
+        .iter()
+        .map(|x| half::bf16::from_f32(*x).to_f32())
+        .collect();
     let raw32 = f32_bytes(&v);
     let raw64: Vec<u8> = v.iter().flat_map(|x| (*x as f64).to_le_bytes()).collect();
-    let raw16: Vec<u8> = v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
-    let rawbf: Vec<u8> = v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect();
+    let raw16: Vec<u8> = v
+        .iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect();
+    let rawbf: Vec<u8> = v
+        .iter()
+        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+        .collect();
     let be32: Vec<u8> = v.iter().flat_map(|x| x.to_be_bytes()).collect();
     let mut fortran = Vec::new();
     for c in 0..dim {
@@ -151,33 +255,84 @@ fn every_input_format_gives_the_same_answer() {
     }
     let f16_exact = v.iter().all(|x| half::f16::from_f32(*x).to_f32() == *x);
     let mut files: Vec<(PathBuf, Option<&str>)> = Vec::new();
-    let mut put = |name: &str, bytes: Vec<u8>, key: Option<&'static str>| {
+    let put = |files: &mut Vec<(PathBuf, Option<&str>)>,
+               name: &str,
+               bytes: Vec<u8>,
+               key: Option<&'static str>| {
         let p = d.join(name);
         std::fs::write(&p, bytes).unwrap();
         files.push((p, key));
     };
-    put("a.npy", npy_bytes("<f4", false, &[n, dim], &raw32), None);
-    put("b.npy", npy_bytes("<f8", false, &[n, dim], &raw64), None);
-    put("c.npy", npy_bytes(">f4", false, &[n, dim], &be32), None);
-    put("d.npy", npy_bytes("<f4", true, &[n, dim], &fortran), None);
+    put(
+        &mut files,
+        "a.npy",
+        npy_bytes("<f4", false, &[n, dim], &raw32),
+        None,
+    );
+    put(
+        &mut files,
+        "b.npy",
+        npy_bytes("<f8", false, &[n, dim], &raw64),
+        None,
+    );
+    put(
+        &mut files,
+        "c.npy",
+        npy_bytes(">f4", false, &[n, dim], &be32),
+        None,
+    );
+    put(
+        &mut files,
+        "d.npy",
+        npy_bytes("<f4", true, &[n, dim], &fortran),
+        None,
+    );
     assert!(f16_exact, "the test data must be exact in f16 too");
-    put("e.npy", npy_bytes("<f2", false, &[n, dim], &raw16), None);
+    put(
+        &mut files,
+        "e.npy",
+        npy_bytes("<f2", false, &[n, dim], &raw16),
+        None,
+    );
     let mk_st = |dtype: safetensors::Dtype, raw: &[u8]| {
         let t = safetensors::tensor::TensorView::new(dtype, vec![n, dim], raw).unwrap();
-        let other = safetensors::tensor::TensorView::new(dtype, vec![1, dim], &raw[..raw.len() / n]).unwrap();
+        let other =
+            safetensors::tensor::TensorView::new(dtype, vec![1, dim], &raw[..raw.len() / n])
+                .unwrap();
         safetensors::serialize([("emb", t), ("other", other)], None).unwrap()
     };
-    put("f.safetensors", mk_st(safetensors::Dtype::F32, &raw32), Some("emb"));
-    put("g.safetensors", mk_st(safetensors::Dtype::F64, &raw64), Some("emb"));
-    put("h.safetensors", mk_st(safetensors::Dtype::BF16, &rawbf), Some("emb"));
-    drop(put);
+    put(
+        &mut files,
+        "f.safetensors",
+        mk_st(safetensors::Dtype::F32, &raw32),
+        Some("emb"),
+    );
+    put(
+        &mut files,
+        "g.safetensors",
+        mk_st(safetensors::Dtype::F64, &raw64),
+        Some("emb"),
+    );
+    put(
+        &mut files,
+        "h.safetensors",
+        mk_st(safetensors::Dtype::BF16, &rawbf),
+        Some("emb"),
+    );
     let npz_stored = d.join("i.npz");
-    write_npz(&npz_stored, &[("x", npy_bytes("<f4", false, &[n, dim], &raw32))], false);
+    write_npz(
+        &npz_stored,
+        &[("x", npy_bytes("<f4", false, &[n, dim], &raw32))],
+        false,
+    );
     files.push((npz_stored, None));
     let npz_deflated = d.join("j.npz");
     write_npz(
         &npz_deflated,
-        &[("x", npy_bytes("<f4", false, &[n, dim], &raw32)), ("y", npy_bytes("<f8", false, &[n, dim], &raw64))],
+        &[
+            ("x", npy_bytes("<f4", false, &[n, dim], &raw32)),
+            ("y", npy_bytes("<f8", false, &[n, dim], &raw64)),
+        ],
         true,
     );
     files.push((npz_deflated, Some("y")));
@@ -201,13 +356,30 @@ fn every_input_format_gives_the_same_answer() {
 #[test]
 fn datasets_and_demo() {
     let d = scratch("datasets");
-    let r = repscope(&["datasets", "manifolds", "-o", d.to_str().unwrap(), "-n", "500", "--quiet"]);
+    let r = repscope(&[
+        "datasets",
+        "manifolds",
+        "-o",
+        d.to_str().unwrap(),
+        "-n",
+        "500",
+        "--quiet",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let keys = repscope::data::list_keys(&d.join("manifolds.npz")).unwrap();
     assert_eq!(keys.len(), 24);
-    let truth: Value = serde_json::from_str(&std::fs::read_to_string(d.join("manifolds_truth.json")).unwrap()).unwrap();
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("manifolds_truth.json")).unwrap())
+            .unwrap();
     assert_eq!(truth["manifolds"]["M10d_Cubic"]["id"], 70);
-    let r = repscope(&["id", d.join("manifolds.npz").to_str().unwrap(), "--key", "M7_Roll", "--json", "--quiet"]);
+    let r = repscope(&[
+        "id",
+        d.join("manifolds.npz").to_str().unwrap(),
+        "--key",
+        "M7_Roll",
+        "--json",
+        "--quiet",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dim = json(&r)["dimension"]["value"].as_f64().unwrap();
     assert!((dim - 2.0).abs() < 0.3, "swiss roll: {dim}");

@@ -24,7 +24,12 @@ fn mean_relative_error(seed: u64) -> f64 {
     for m in MANIFOLDS {
         let r = run(manifold(m.name, 2500, seed), false);
         let d = r.dimension.expect("a recommended dimension");
-        assert!(d.value.is_finite() && d.value > 0.0, "{}: {}", m.name, d.value);
+        assert!(
+            d.value.is_finite() && d.value > 0.0,
+            "{}: {}",
+            m.name,
+            d.value
+        );
         total += (d.value - m.id as f64).abs() / m.id as f64;
     }
     total / MANIFOLDS.len() as f64
@@ -36,7 +41,10 @@ fn mean_relative_error(seed: u64) -> f64 {
 fn recommended_estimate_is_accurate_on_the_benchmark_manifolds() {
     for seed in [0, 7] {
         let err = mean_relative_error(seed);
-        assert!(err <= 0.10, "seed {seed}: mean relative error {err:.4} > 0.10");
+        assert!(
+            err <= 0.10,
+            "seed {seed}: mean relative error {err:.4} > 0.10"
+        );
     }
 }
 
@@ -51,7 +59,13 @@ fn with_duplicates(m: &Matrix, fraction: f64, seed: u64) -> Matrix {
 
 #[test]
 fn duplicated_rows_move_no_estimate_by_two_percent() {
-    for name in ["M1_Sphere", "M7_Roll", "M10b_Cubic", "Mbeta", "Mp2_Paraboloid"] {
+    for name in [
+        "M1_Sphere",
+        "M7_Roll",
+        "M10b_Cubic",
+        "Mbeta",
+        "Mp2_Paraboloid",
+    ] {
         let base = manifold(name, 2000, 3);
         let clean = run(base.clone(), true);
         for fraction in [0.01, 0.15] {
@@ -60,12 +74,27 @@ fn duplicated_rows_move_no_estimate_by_two_percent() {
             assert_eq!(r.duplicates_merged, (2000.0 * fraction) as usize, "{name}");
             for (a, b) in clean.estimates.iter().zip(&r.estimates) {
                 assert_eq!(a.estimator, b.estimator);
-                assert!(b.value.is_finite() && b.value > 0.0, "{name} {}: {}", b.estimator, b.value);
+                assert!(
+                    b.value.is_finite() && b.value > 0.0,
+                    "{name} {}: {}",
+                    b.estimator,
+                    b.value
+                );
                 let rel = (a.value - b.value).abs() / a.value;
-                assert!(rel < 0.02, "{name} {} moved {rel:.4} with {fraction} duplicates", b.estimator);
+                assert!(
+                    rel < 0.02,
+                    "{name} {} moved {rel:.4} with {fraction} duplicates",
+                    b.estimator
+                );
             }
-            let (da, db) = (clean.dimension.as_ref().unwrap(), r.dimension.as_ref().unwrap());
-            assert!((da.value - db.value).abs() / da.value < 0.02, "{name}: recommended moved");
+            let (da, db) = (
+                clean.dimension.as_ref().unwrap(),
+                r.dimension.as_ref().unwrap(),
+            );
+            assert!(
+                (da.value - db.value).abs() / da.value < 0.02,
+                "{name}: recommended moved"
+            );
         }
     }
 }
@@ -76,14 +105,30 @@ fn quantised_data_with_ties_gives_finite_positive_estimates() {
     let mut rng = Rng::new(9);
     let n = 3000;
     let d = 3;
-    let v: Vec<f32> = (0..n * d).map(|_| (rng.uniform() * 12.0).floor() as f32).collect();
+    let v: Vec<f32> = (0..n * d)
+        .map(|_| (rng.uniform() * 12.0).floor() as f32)
+        .collect();
     let r = run(Matrix::from_vec(n, d, v, "grid").unwrap(), true);
     assert!(r.duplicates_merged > 0);
     for e in &r.estimates {
-        assert!(e.value.is_finite() && e.value > 0.0, "{}: {}", e.estimator, e.value);
+        assert!(
+            e.value.is_finite() && e.value > 0.0,
+            "{}: {}",
+            e.estimator,
+            e.value
+        );
     }
     // Every r1 = r2 on a full lattice: TwoNN has no signal and says so instead of returning 0 or inf.
-    assert!(r.notes.iter().any(|n| n.contains("twonn not computed")), "{:?}", r.notes);
-    let d = r.dimension.expect("a recommended value from a larger scale");
-    assert!(d.value.is_finite() && d.value > 1.5 && d.value < 4.5, "{d:?}");
+    assert!(
+        r.notes.iter().any(|n| n.contains("twonn not computed")),
+        "{:?}",
+        r.notes
+    );
+    let d = r
+        .dimension
+        .expect("a recommended value from a larger scale");
+    assert!(
+        d.value.is_finite() && d.value > 1.5 && d.value < 4.5,
+        "{d:?}"
+    );
 }

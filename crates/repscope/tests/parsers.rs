@@ -24,14 +24,22 @@ fn valid_npy() -> Vec<u8> {
 fn valid_npz(dir: &std::path::Path) -> Vec<u8> {
     let (v, r, c) = sample();
     let p = dir.join("valid.npz");
-    npz::write(&p, &[("x", npz::NpzArray::F32(&[r, c], &v)), ("y", npz::NpzArray::F32(&[r, c], &v))]).unwrap();
+    npz::write(
+        &p,
+        &[
+            ("x", npz::NpzArray::F32(&[r, c], &v)),
+            ("y", npz::NpzArray::F32(&[r, c], &v)),
+        ],
+    )
+    .unwrap();
     std::fs::read(&p).unwrap()
 }
 
 fn valid_safetensors() -> Vec<u8> {
     let (v, r, c) = sample();
     let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![r, c], &raw[..]).unwrap();
+    let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![r, c], &raw[..])
+        .unwrap();
     safetensors::serialize([("x", t)], None).unwrap()
 }
 

@@ -19,7 +19,10 @@ pub struct Run {
 }
 
 pub fn repscope(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_repscope")).args(args).output().expect("run repscope");
+    let out = Command::new(env!("CARGO_BIN_EXE_repscope"))
+        .args(args)
+        .output()
+        .expect("run repscope");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -31,7 +34,14 @@ pub fn repscope(args: &[&str]) -> Run {
 pub fn npy_bytes(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let fo = if fortran { "True" } else { "False" };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fo}, 'shape': {shape_s}, }}");
@@ -51,9 +61,13 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 /// Deterministic data: n points on a noisy 3-dimensional linear subspace of R^d.
 pub fn subspace_data(n: usize, d: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     };
     let basis: Vec<f64> = (0..3 * d).map(|_| next()).collect();
@@ -61,14 +75,21 @@ pub fn subspace_data(n: usize, d: usize, seed: u64) -> Vec<f32> {
     for _ in 0..n {
         let z = [next(), next(), next()];
         for j in 0..d {
-            out.push((z[0] * basis[j] + z[1] * basis[d + j] + z[2] * basis[2 * d + j] + 1e-3 * next()) as f32);
+            out.push(
+                (z[0] * basis[j] + z[1] * basis[d + j] + z[2] * basis[2 * d + j] + 1e-3 * next())
+                    as f32,
+            );
         }
     }
     out
 }
 
 pub fn write_npy_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) {
-    std::fs::write(path, npy_bytes("<f4", false, &[rows, cols], &f32_bytes(data))).unwrap();
+    std::fs::write(
+        path,
+        npy_bytes("<f4", false, &[rows, cols], &f32_bytes(data)),
+    )
+    .unwrap();
 }
 
 /// A zip (.npz) with the given members, stored or deflated.
@@ -76,7 +97,11 @@ pub fn write_npz(path: &Path, members: &[(&str, Vec<u8>)], compressed: bool) {
     use std::io::Write;
     let f = std::fs::File::create(path).unwrap();
     let mut w = zip::ZipWriter::new(f);
-    let method = if compressed { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+    let method = if compressed {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
     let opts = zip::write::SimpleFileOptions::default().compression_method(method);
     for (name, bytes) in members {
         w.start_file(format!("{name}.npy"), opts).unwrap();
@@ -87,5 +112,6 @@ pub fn write_npz(path: &Path, members: &[(&str, Vec<u8>)], compressed: bool) {
 
 /// Parses stdout as one JSON object.
 pub fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", run.stdout))
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", run.stdout))
 }

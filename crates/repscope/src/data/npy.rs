@@ -273,21 +273,56 @@ pub(crate) fn check_matrix_header(h: &Header, name: &str) -> Result<(usize, usiz
     Ok((r, c))
 }
 
+/// How raw float data is laid out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout<'a> {
+    /// Bytes per element: 2, 4 or 8.
+    pub size: usize,
+    pub big_endian: bool,
+    pub fortran: bool,
+    pub rows: usize,
+    pub cols: usize,
+    /// The dtype as written in the file, for messages.
+    pub dtype: &'a str,
+}
+
+impl<'a> Layout<'a> {
+    pub(crate) fn of(h: &'a Header, rows: usize, cols: usize) -> Self {
+        Layout {
+            size: h.size,
+            big_endian: h.big_endian,
+            fortran: h.fortran_order,
+            rows,
+            cols,
+            dtype: &h.descr,
+        }
+    }
+    pub(crate) fn little_c(size: usize, rows: usize, cols: usize, dtype: &'a str) -> Self {
+        Layout {
+            size,
+            big_endian: false,
+            fortran: false,
+            rows,
+            cols,
+            dtype,
+        }
+    }
+}
+
 /// Converts raw little/big-endian f16/f32/f64 data in C or Fortran order to an owned row-major matrix.
-pub(crate) fn convert_float_data(
-    data: &[u8],
-    size: usize,
-    big_endian: bool,
-    fortran: bool,
-    rows: usize,
-    cols: usize,
-    name: &str,
-    dtype: &str,
-) -> Result<Matrix> {
+pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<Matrix> {
+    let Layout {
+        size,
+        big_endian,
+        fortran,
+        rows,
+        cols,
+        dtype,
+    } = l;
     let n = rows
         .checked_mul(cols)
         .ok_or_else(|| Error::data(name, "the array shape overflows", "check the file"))?;
-    let need = n.checked_mul(size).unwrap_or(usize::MAX);
+    let need = n.saturating_mul(size);
     if data.len() < need {
         return Err(Error::data(
             name,
@@ -339,16 +374,7 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
     if h.size == 4 && !h.big_endian && !h.fortran_order {
         return Matrix::from_map(Arc::new(map), h.data_offset, rows, cols, name);
     }
-    convert_float_data(
-        &map[h.data_offset..],
-        h.size,
-        h.big_endian,
-        h.fortran_order,
-        rows,
-        cols,
-        &name,
-        &h.descr,
-    )
+    convert_float_data(&map[h.data_offset..], Layout::of(&h, rows, cols), &name)
 }
 
 /// Labels read from an array: integers, or strings mapped to ids in sorted order.
@@ -596,8 +622,12 @@ mod tests {
         assert_eq!(h.kind, Kind::Float);
         assert_eq!(h.size, 4);
         assert_eq!(h.data_offset % 64, 0);
-        let m =
-            convert_float_data(&bytes[h.data_offset..], 4, false, false, 3, 4, "t", "<f4").unwrap();
+        let m = convert_float_data(
+            &bytes[h.data_offset..],
+            Layout::little_c(4, 3, 4, "<f4"),
+            "t",
+        )
+        .unwrap();
         assert_eq!(m.as_slice(), &data[..]);
     }
 
@@ -606,7 +636,11 @@ mod tests {
         // 2 × 3 matrix [[1,2,3],[4,5,6]] stored column by column.
         let col_major: Vec<f64> = vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
         let raw: Vec<u8> = col_major.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let m = convert_float_data(&raw, 8, false, true, 2, 3, "t", "<f8").unwrap();
+        let l = Layout {
+            fortran: true,
+            ..Layout::little_c(8, 2, 3, "<f8")
+        };
+        let m = convert_float_data(&raw, l, "t").unwrap();
         assert_eq!(m.as_slice(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 

@@ -122,13 +122,8 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
         }
         return npy::convert_float_data(
             &map[start + h.data_offset..end],
-            h.size,
-            h.big_endian,
-            h.fortran_order,
-            rows,
-            cols,
+            npy::Layout::of(&h, rows, cols),
             &name,
-            &h.descr,
         );
     }
     let (buf, _) = member_bytes(path, &key)?;
@@ -136,13 +131,8 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
     let (rows, cols) = npy::check_matrix_header(&h, &name)?;
     npy::convert_float_data(
         &buf[h.data_offset..],
-        h.size,
-        h.big_endian,
-        h.fortran_order,
-        rows,
-        cols,
+        npy::Layout::of(&h, rows, cols),
         &name,
-        &h.descr,
     )
 }
 

@@ -79,12 +79,16 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
     let len = map.len();
     match dtype {
         Dtype::F32 => Matrix::from_map(Arc::new(map), offset, rows, cols, name),
-        Dtype::F16 => {
-            npy::convert_float_data(&map[offset..len], 2, false, false, rows, cols, &name, "F16")
-        }
-        Dtype::F64 => {
-            npy::convert_float_data(&map[offset..len], 8, false, false, rows, cols, &name, "F64")
-        }
+        Dtype::F16 => npy::convert_float_data(
+            &map[offset..len],
+            npy::Layout::little_c(2, rows, cols, "F16"),
+            &name,
+        ),
+        Dtype::F64 => npy::convert_float_data(
+            &map[offset..len],
+            npy::Layout::little_c(8, rows, cols, "F64"),
+            &name,
+        ),
         Dtype::BF16 => {
             let n = rows * cols;
             let bytes = &map[offset..offset + n * 2];

@@ -61,11 +61,17 @@ fn ball_sample(n: usize, dim: usize, seed: u64) -> Matrix {
         for x in g.iter_mut() {
             *x = r.normal();
         }
-        let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        let norm = g
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
         let radius = u.powf(1.0 / dim as f64);
         v.extend(g.iter().map(|x| (x / norm * radius) as f32));
     }
-    Matrix::from_vec(n, dim, v, "calibration ball").unwrap_or_else(|_| unreachable!("shape is n × dim by construction"))
+    Matrix::from_vec(n, dim, v, "calibration ball")
+        .unwrap_or_else(|_| unreachable!("shape is n × dim by construction"))
 }
 
 impl CalibratedTwoNN {
@@ -75,7 +81,9 @@ impl CalibratedTwoNN {
     }
 
     fn raw_graph(&self, g: &KnnGraph) -> Result<(f64, f64)> {
-        let e = TwoNN::default().discard_fraction(self.discard_fraction).fit(g)?;
+        let e = TwoNN::default()
+            .discard_fraction(self.discard_fraction)
+            .fit(g)?;
         Ok((e.value, e.stderr.unwrap_or(0.0)))
     }
 
@@ -153,12 +161,19 @@ impl CalibratedTwoNN {
                         hi = mid;
                     }
                 }
-                let (flo, fhi) = (self.reference(n_cal, lo, &mut cache)?, self.reference(n_cal, hi, &mut cache)?);
+                let (flo, fhi) = (
+                    self.reference(n_cal, lo, &mut cache)?,
+                    self.reference(n_cal, hi, &mut cache)?,
+                );
                 let slope = (fhi - flo).max(1e-12);
                 (lo as f64 + (raw - flo) / slope, slope)
             }
         };
-        let stderr = if slope.is_finite() { Some(raw_se / slope) } else { None };
+        let stderr = if slope.is_finite() {
+            Some(raw_se / slope)
+        } else {
+            None
+        };
         cache.sort_by_key(|c| c.0);
         Ok(Estimate {
             estimator: "twonn_calibrated".into(),

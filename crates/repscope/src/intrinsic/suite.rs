@@ -218,8 +218,15 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
                 progress.finish_stage();
             }
             ("twonn" | "twonn_mle", Some(g)) => {
-                let fit = if name == "twonn" { TwoNNFit::Linear } else { TwoNNFit::Mle };
-                let r = TwoNN::default().discard_fraction(cfg.discard_fraction).fit_method(fit).fit(g);
+                let fit = if name == "twonn" {
+                    TwoNNFit::Linear
+                } else {
+                    TwoNNFit::Mle
+                };
+                let r = TwoNN::default()
+                    .discard_fraction(cfg.discard_fraction)
+                    .fit_method(fit)
+                    .fit(g);
                 keep(name, r, &mut notes)?;
             }
             ("mle", Some(g)) => keep(name, Mle::default().k(cfg.k_mle).fit(g), &mut notes)?,
@@ -295,7 +302,10 @@ fn recommend(estimates: &[Estimate], curve: &[ScalePoint]) -> Option<Recommended
     let (e, why) = if let Some(e) = pick("twonn_calibrated") {
         (e, "TwoNN corrected for its finite-sample bias against uniform balls of the same size (DANCo-style calibration): raw neighbour estimators read high dimensions too low at finite N; this is the suite's most accurate estimator on the 24 benchmark manifolds")
     } else if let Some(e) = pick("gride") {
-        (e, "GRIDE at (n1, n2): maximum likelihood on two neighbour ranks")
+        (
+            e,
+            "GRIDE at (n1, n2): maximum likelihood on two neighbour ranks",
+        )
     } else if let Some(p) = curve.iter().find_map(|p| match p {
         // No nearest-neighbour estimate (ties everywhere): the smallest scale where neighbours separate.
         ScalePoint::Gride(g) if g.n_ties_dropped * 10 < g.n_used => Some(g),
