@@ -470,6 +470,7 @@ def main_parent(args) -> None:
 
     summary = {"n": args.n, "d": args.d, "latent": LATENT, "noise": NOISE, "seed": args.seed,
                "threads": args.threads, "repeats": R, "peer_repeats": args.peer_repeats, "peer_n": peer_n,
+               "peer_timeout": args.peer_timeout,
                "input_bytes": input_bytes, "allpairs_flops": flops_allpairs, "machine": info}
     gemm = None
     g_ok = [g for g in b.runs.get("numpy_gemm", []) if g["rc"] == 0]
@@ -573,30 +574,63 @@ def main_parent(args) -> None:
     out_json = out_dir / f"id_knn_{args.n}x{args.d}.json"
     out_json.write_text(json.dumps(summary, indent=2, default=str))
 
-    print(f"\n### {args.n:,} × {args.d} f32 (16-dim subspace + noise {NOISE}, seed {args.seed}), "
-          f"{args.threads} threads, input {input_bytes / 2 ** 20:.1f} MiB\n")
-    print("| step | wall (median) | runs | peak RSS | RSS / input | estimate |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for rw in rows:
-        t = fmt_t(rw["median_s"]) if not rw["timed_out"] else f"> {args.peer_timeout:.0f} s (killed)"
+    render(summary, out_json)
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def cpu_s(r: dict) -> float:
+    return r.get("user_s", 0.0) + r.get("sys_s", 0.0)
+
+
+def render(summary: dict, out_json: Path) -> None:
+    """Prints the markdown tables from a summary (also from a saved JSON: --report FILE)."""
+    runs = summary["runs"]
+    n, d, input_bytes = summary["n"], summary["d"], summary["input_bytes"]
+    timeout = summary.get("peer_timeout", 0)
+
+    def ok(name):
+        return [r for r in runs.get(name, []) if r["rc"] == 0]
+
+    def med_cpu(name):
+        v = [cpu_s(r) for r in ok(name)]
+        return statistics.median(v) if v else None
+
+    print(f"\n### {n:,} × {d} f32 (16-dim subspace + noise {summary['noise']}, seed {summary['seed']}), "
+          f"{summary['threads']} threads, input {input_bytes / 2 ** 20:.1f} MiB\n")
+    print("| step | wall, median | CPU (user+sys), median | runs | peak RSS | RSS / input | estimate |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for rw in summary["rows"]:
+        t = fmt_t(rw["median_s"]) if not rw["timed_out"] else f"> {timeout:.0f} s (killed)"
+        c = med_cpu(rw["name"])
         est = "—" if rw["value"] is None else f"{rw['value']:.4f}"
         ro = "—" if rw["rss_over_input"] is None else f"{rw['rss_over_input']:.2f}×"
-        print(f"| {rw['step']} | {t} | {rw['runs']} | {fmt_mib(rw['peak_rss_bytes'])} | {ro} | {est} |")
-    print("\n| ratio | value |\n|---|---:|")
-    for k, v in ratios.items():
-        print(f"| {k} | {v['value']:.3f}{' (upper bound)' if 'bound' in v else ''} |")
+        print(f"| {rw['step']} | {t} | {fmt_t(c)} | {rw['runs']} | {fmt_mib(rw['peak_rss_bytes'])} | {ro} | {est} |")
+
+    print("\n| ratio | wall (medians) | wall, paired per round (median) | CPU (medians) |\n|---|---:|---:|---:|")
+    for k, v in summary["ratios"].items():
+        num, den = ok(v["num"]), ok(v["den"])
+        paired = "—"
+        if len(num) == len(den) and len(num) > 1 and "bound" not in v:
+            paired = f"{statistics.median(a['wall_s'] / b['wall_s'] for a, b in zip(num, den)):.3f}"
+        cn, cd = med_cpu(v["num"]), med_cpu(v["den"])
+        cr = f"{cn / cd:.3f}" if cn and cd else "—"
+        print(f"| {k} | {v['value']:.3f}{' (upper bound)' if 'bound' in v else ''} | {paired} | {cr} |")
+    agree = summary.get("agreement", {})
     if agree:
         print("\n| agreement | repscope | peer | relative difference |\n|---|---:|---:|---:|")
         for k, v in agree.items():
-            print(f"| {k} | {v['repscope']:.4f} | {v['peer']:.4f} | {100 * v['rel_diff']:.3f} % |")
+            print(f"| {k} | {v['repscope']:.4f} | {v['peer']:.4f} | {100 * v['rel_diff']:.4f} % |")
+    gemm = summary.get("gemm")
     if gemm:
-        blas = "; ".join(f"{d.get('internal_api')} {d.get('version')} ({d.get('architecture')}, "
-                         f"{d.get('num_threads')} threads)" for d in gemm["blas"] if d.get("user_api") == "blas")
-        print(f"\nnumpy f32 GEMM {gemm['size']}³: best {gemm['gflops_best']:.1f} GFLOP/s, median of all "
-              f"{gemm['gflops_median']:.1f} GFLOP/s [{blas}]; kNN-shaped 2048×256×{args.d}: "
+        blas = "; ".join(f"{x.get('internal_api')} {x.get('version')} ({x.get('architecture')}, "
+                         f"{x.get('num_threads')} threads)" for x in gemm["blas"] if x.get("user_api") == "blas")
+        rounds = ", ".join(f"{x:.0f}" for x in gemm.get("gflops_best_per_round", []))
+        print(f"\nnumpy f32 GEMM {gemm['size']}³: best {gemm['gflops_best']:.1f} GFLOP/s (best per round: {rounds}), "
+              f"median of all {gemm['gflops_median']:.1f} GFLOP/s [{blas}]; kNN-shaped 2048×256×{d}: "
               f"{gemm['knn_shape']['gflops']:.1f} GFLOP/s")
+    flops = summary["allpairs_flops"]
     if "knn_gflops_repscope" in summary:
-        line = (f"all-pairs 2·N²·D = {flops_allpairs / 1e12:.2f} TFLOP: repscope knn "
+        line = (f"all-pairs 2·N²·D = {flops / 1e12:.2f} TFLOP: repscope knn "
                 f"{summary['knn_gflops_repscope']:.1f} GFLOP/s")
         if "knn_share_of_gemm_peak" in summary:
             line += f" ({100 * summary['knn_share_of_gemm_peak']:.0f} % of GEMM peak)"
@@ -606,12 +640,23 @@ def main_parent(args) -> None:
                 line += f" ({100 * summary['faiss_share_of_gemm_peak']:.0f} %)"
             line += f", faiss search alone {summary['faiss_search_only_median_s']:.1f} s"
         print(line)
+        c = med_cpu("repscope_knn_k10")
+        if c:
+            line = (f"per core-second of CPU: repscope knn {flops / c / 1e9:.1f} GFLOP/s per core")
+            if gemm:
+                line += f" ({100 * flops / c / 1e9 / (gemm['gflops_best'] / summary['threads']):.0f} % of the per-core GEMM peak)"
+            cf = med_cpu("faiss_flatl2_k10")
+            if cf:
+                line += f"; faiss {flops / cf / 1e9:.1f}"
+            print(line)
     if "knn_agreement_repscope_vs_faiss" in summary:
         ka = summary["knn_agreement_repscope_vs_faiss"]
         print(f"kNN agreement repscope vs faiss: recall {ka['recall']:.6f}, identical rows "
               f"{100 * ka['rows_identical']:.3f} %, max relative distance difference {ka['max_rel_distance_diff']:.2e}")
-    print(f"\nJSON: {out_json.relative_to(ROOT)}")
-    shutil.rmtree(b.tmp, ignore_errors=True)
+    try:
+        print(f"\nJSON: {out_json.resolve().relative_to(ROOT)}")
+    except ValueError:
+        print(f"\nJSON: {out_json}")
 
 
 def _terminate(signum, frame):
@@ -638,6 +683,7 @@ def main() -> None:
     p.add_argument("--dadapy-maxk", type=int, default=0, help="DADApy maxk; 0 = its default (min(100, N-1))")
     p.add_argument("--gemm-size", type=int, default=4096)
     p.add_argument("--repscope", type=Path, default=DEFAULT_BIN)
+    p.add_argument("--report", type=Path, help="only print the tables of a saved results JSON")
     p.add_argument("--label", default="", help="free text stored in the JSON (e.g. which commit the binary is)")
     # worker mode (internal)
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -648,6 +694,8 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         worker_main(args)
+    elif args.report:
+        render(json.loads(args.report.read_text()), args.report)
     else:
         main_parent(args)
 

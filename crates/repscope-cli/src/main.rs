@@ -1,5 +1,6 @@
 //! `repscope`: the command-line face of the engine. It parses arguments, calls the library and prints.
 mod commands;
+mod html;
 mod progress;
 mod table;
 
@@ -47,6 +48,8 @@ pub enum Command {
     },
     /// Run the intrinsic-dimension suite on the built-in benchmark manifolds and compare with the truth.
     Demo(commands::demo::DemoArgs),
+    /// Everything that applies, as report.json and a self-contained report.html.
+    Report(commands::report::ReportArgs),
 }
 
 /// An error that ends the program with an exit code.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Knn(a) => commands::knn::run(a, &cli.global),
         Command::Datasets { which } => commands::datasets::run(which, &cli.global),
         Command::Demo(a) => commands::demo::run(a, &cli.global),
+        Command::Report(a) => commands::report::run(a, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

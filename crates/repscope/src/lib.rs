@@ -12,6 +12,7 @@ pub mod intrinsic;
 pub mod linalg;
 pub mod neighbors;
 pub mod progress;
+pub mod report;
 pub mod rng;
 
 pub use data::{Dataset, Matrix};

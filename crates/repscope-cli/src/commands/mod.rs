@@ -4,6 +4,7 @@ pub mod demo;
 pub mod id;
 pub mod knn;
 pub mod lid;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 

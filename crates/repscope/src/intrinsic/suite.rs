@@ -158,6 +158,16 @@ pub fn graph_k(cfg: &IdConfig) -> Result<usize> {
 
 /// Runs the suite on a validated dataset.
 pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdReport> {
+    run_with_graph(ds, cfg, progress).map(|(r, _)| r)
+}
+
+/// Runs the suite and also returns the neighbour graph it built on the distinct rows, so that other
+/// neighbour measures (per-point LID, kNN accuracy) reuse it instead of searching again.
+pub fn run_with_graph(
+    ds: &Dataset,
+    cfg: &IdConfig,
+    progress: &dyn Progress,
+) -> Result<(IdReport, Option<KnnGraph>)> {
     let names = canonical(&cfg.estimators)?;
     let nd = ds.dedup.n_distinct();
     let want_k = graph_k(cfg)?;
@@ -282,7 +292,7 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
         }
     }
     let dimension = recommend(&estimates, &scale_curve);
-    Ok(IdReport {
+    let report = IdReport {
         n: ds.original().rows(),
         d: ds.original().cols(),
         n_distinct: nd,
@@ -293,7 +303,8 @@ pub fn run(ds: &Dataset, cfg: &IdConfig, progress: &dyn Progress) -> Result<IdRe
         estimates,
         scale_curve,
         notes,
-    })
+    };
+    Ok((report, graph))
 }
 
 /// The recommended estimate among those computed.

@@ -129,13 +129,9 @@ impl TwoNN {
                     ));
                 }
                 let slope = sxy / sxx;
-                let mut rss = 0.0;
-                for (i, &x) in logs.iter().take(kept).enumerate() {
-                    let f = (i + 1) as f64 / n as f64;
-                    let r = -(1.0 - f).ln() - slope * x;
-                    rss += r * r;
-                }
-                let se = (rss / (kept.max(2) - 1) as f64 / sxx).sqrt();
+                // The residuals of a fit to a sorted sample are strongly correlated, so the regression's own
+                // standard error is far too small; report the Pareto likelihood's asymptotic d/sqrt(m).
+                let se = slope / (kept as f64).sqrt();
                 (
                     slope,
                     se,

@@ -1,0 +1,189 @@
+//! `repscope report`: every applicable measure, as report.json and a self-contained report.html.
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use repscope::data::{list_keys, load_labels, load_matrix, Labels};
+use repscope::progress::Progress;
+use repscope::report::{self, ReportConfig, SCHEMA};
+use serde_json::{json, Value};
+
+use super::print_json;
+use crate::progress::Bars;
+use crate::{usage, CliResult, Failure, Global};
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Input files (.npy, .npz, .safetensors). A multi-array file contributes every 2-D array (or --key).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Only this array of each multi-array input.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Labels for class measures (.npy/.npz integers or strings, or a text file with one per line).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Output folder for report.json and report.html.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Analyse a seeded random sample of N rows of each input.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Seed for the sample and every random step.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write into an output folder that already has files in it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The exact command line, quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every (name, key) to analyse from the inputs.
+fn expand(
+    inputs: &[PathBuf],
+    key: Option<&str>,
+) -> Result<Vec<(String, PathBuf, Option<String>)>, Failure> {
+    let mut out = Vec::new();
+    for p in inputs {
+        repscope::data::format_of(p)?;
+        if !p.exists() {
+            return Err(usage(format!(
+                "{}: no such file. Check the path.",
+                p.display()
+            )));
+        }
+        let keys = list_keys(p)?;
+        let fname = p
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if keys.is_empty() || key.is_some() {
+            let name = match key {
+                Some(k) if !keys.is_empty() => format!("{fname}[{k}]"),
+                _ => fname,
+            };
+            let k = if keys.is_empty() {
+                None
+            } else {
+                key.map(String::from)
+            };
+            out.push((name, p.clone(), k));
+        } else {
+            for k in keys {
+                out.push((format!("{fname}[{k}]"), p.clone(), Some(k)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prepare_output(dir: &Path, force: bool) -> CliResult {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "{}: exists and is not a folder. Choose a folder for the report.",
+                dir.display()
+            )));
+        }
+        let non_empty = std::fs::read_dir(dir)
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(false);
+        if non_empty && !force {
+            return Err(usage(format!(
+                "{}: the output folder is not empty. Pass --force to write into it, or choose an empty folder.",
+                dir.display()
+            )));
+        }
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            usage(format!(
+                "{}: cannot create the folder ({e}). Choose a writable path.",
+                dir.display()
+            ))
+        })?;
+    }
+    crate::check_writable(&dir.join("report.json"))
+}
+
+pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
+    if a.sample == Some(0) {
+        return Err(usage("--sample must be at least 1"));
+    }
+    let items = expand(&a.inputs, a.key.as_deref())?;
+    let labels: Option<Labels> = match &a.labels {
+        Some(p) => Some(load_labels(p, None)?),
+        None => None,
+    };
+    // Load and validate every input before any work, so bad input fails fast with the same messages.
+    let mut matrices = Vec::new();
+    for (name, path, key) in &items {
+        let m = load_matrix(path, key.as_deref())?;
+        repscope::data::check_finite(&m)?;
+        matrices.push((name.clone(), m));
+    }
+    prepare_output(&a.output, a.force)?;
+    let cfg = ReportConfig {
+        id: repscope::intrinsic::suite::IdConfig {
+            seed: a.seed,
+            ..Default::default()
+        },
+        sample: a.sample,
+        seed: a.seed,
+        ..ReportConfig::default()
+    };
+    let bars = Bars::new(g.quiet);
+    let mut inputs = Vec::new();
+    for (name, m) in matrices {
+        bars.stage(&format!("report: {name}"), 0);
+        bars.finish_stage();
+        let (r, _ds) = report::input_report(&name, m, labels.as_ref(), &cfg, &bars)?;
+        inputs.push(serde_json::to_value(&r).unwrap_or(Value::Null));
+    }
+    let doc = json!({
+        "schema": SCHEMA,
+        "repscope_version": repscope::VERSION,
+        "command": command_line(),
+        "seed": a.seed,
+        "inputs": inputs,
+    });
+    let json_path = a.output.join("report.json");
+    let html_path = a.output.join("report.html");
+    let text = serde_json::to_string_pretty(&doc)
+        .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&json_path, text)
+        .map_err(|e| usage(format!("{}: cannot write ({e})", json_path.display())))?;
+    std::fs::write(&html_path, crate::html::render(&doc))
+        .map_err(|e| usage(format!("{}: cannot write ({e})", html_path.display())))?;
+    let failed = report::any_failed(&doc);
+    if g.json {
+        print_json(
+            &json!({"json": json_path.display().to_string(), "html": html_path.display().to_string(), "partial_failure": failed}),
+        )?;
+    } else {
+        println!("report written: open {}", html_path.display());
+        println!("machine-readable: {}", json_path.display());
+    }
+    if failed {
+        return Err(Failure {
+            code: 3,
+            message:
+                "some sections failed; their notes in the report say why (the rest was produced)"
+                    .into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The self-contained HTML report, rendered from the report's JSON document (so the two always agree).
+//! One file: inline CSS and SVG, no scripts, fonts or anything else fetched from the network.
+pub mod svg;
+
+use serde_json::Value;
+use svg::{esc, Plot, Scale, Series};
+
+use crate::table::num;
+
+const CSS: &str = r#"
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1b1f23;line-height:1.45}
+h1{font-size:24px;margin-bottom:4px} h2{font-size:20px;margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+h3{font-size:16px;margin-top:20px}
+.meta{color:#57606a;font-size:13px} code{background:#f6f8fa;padding:1px 4px;border-radius:3px;font-size:12px;word-break:break-all}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:10px 14px;min-width:130px}
+.card .v{font-size:22px;font-weight:600} .card .l{font-size:12px;color:#57606a}
+table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}
+th{background:#f6f8fa} td:first-child,th:first-child,td.t,th.t{text-align:left}
+.plots{display:flex;flex-wrap:wrap;gap:16px}
+svg.plot{background:#fff;border:1px solid #eaeef2}
+svg .frame{fill:none;stroke:#57606a} svg .grid{stroke:#eaeef2} svg .tick{font-size:11px;fill:#57606a}
+svg .axis{font-size:12px;fill:#1b1f23} svg .ptitle{font-size:13px;font-weight:600;fill:#1b1f23} svg .legend{font-size:11px;fill:#1b1f23}
+svg .ref{stroke:#cf222e;stroke-dasharray:4 3} svg .bar{fill:#0969da}
+.note{color:#9a6700;font-size:13px} .failed{color:#cf222e}
+@media print{body{margin:0;max-width:none} .plots{display:block} svg.plot{page-break-inside:avoid}}
+"#;
+
+fn card(value: &str, label: &str) -> String {
+    format!(
+        "<div class=\"card\"><div class=\"v\">{}</div><div class=\"l\">{}</div></div>",
+        esc(value),
+        esc(label)
+    )
+}
+
+fn f(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn section_value<'a>(sections: &'a Value, name: &str) -> Result<&'a Value, String> {
+    let s = &sections[name];
+    match s["status"].as_str() {
+        Some("ok") => Ok(&s["value"]),
+        Some(st) => Err(format!(
+            "{name}: {st}: {}",
+            s["note"].as_str().unwrap_or("")
+        )),
+        None => Err(format!("{name}: not computed")),
+    }
+}
+
+fn note(msg: &str, failed: bool) -> String {
+    format!(
+        "<p class=\"note{}\">{}</p>\n",
+        if failed { " failed" } else { "" },
+        esc(msg)
+    )
+}
+
+fn id_section(idx: usize, id: &Value) -> String {
+    let mut h = String::from("<h3>Intrinsic dimension</h3>\n<table><tr><th>estimator</th><th>value</th><th>std. error</th><th class=\"t\">variant</th></tr>\n");
+    for e in id["estimates"].as_array().into_iter().flatten() {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
+            esc(e["estimator"].as_str().unwrap_or("")),
+            f(&e["value"]).map(num).unwrap_or_default(),
+            f(&e["stderr"]).map(num).unwrap_or_else(|| "–".into()),
+            esc(e["variant"].as_str().unwrap_or(""))
+        ));
+    }
+    h.push_str("</table>\n");
+    let curve = id["scale_curve"].as_array().cloned().unwrap_or_default();
+    let gride: Vec<(f64, f64)> = curve
+        .iter()
+        .filter(|p| p["method"] == "gride")
+        .filter_map(|p| Some((f(&p["mean_r_n2"])?, f(&p["d"])?)))
+        .collect();
+    let dec: Vec<(f64, f64)> = curve
+        .iter()
+        .filter(|p| p["method"] == "decimation")
+        .filter_map(|p| Some((f(&p["mean_r1"])?, f(&p["d"])?)))
+        .collect();
+    if !gride.is_empty() || !dec.is_empty() {
+        let plot = Plot {
+            title: "Intrinsic dimension against scale".into(),
+            x_label: "mean neighbour distance (data units, log scale)".into(),
+            y_label: "intrinsic dimension".into(),
+            x_scale: Scale::Log10,
+            y_scale: Scale::Linear,
+            series: vec![
+                Series {
+                    name: "GRIDE (n1, 2·n1)".into(),
+                    points: gride,
+                    line: true,
+                    markers: true,
+                    color: "#0969da",
+                    dashed: false,
+                },
+                Series {
+                    name: "TwoNN on subsets".into(),
+                    points: dec,
+                    line: true,
+                    markers: true,
+                    color: "#bf3989",
+                    dashed: true,
+                },
+            ],
+            h_line: id["dimension"]["value"]
+                .as_f64()
+                .map(|v| (v, format!("recommended {}", num(v)))),
+        };
+        h.push_str(&plot.render(&format!("scale-{idx}")));
+    }
+    for n in id["notes"].as_array().into_iter().flatten() {
+        h.push_str(&note(n.as_str().unwrap_or(""), false));
+    }
+    h
+}
+
+fn lid_section(idx: usize, lid: &Value) -> String {
+    let edges: Vec<f64> = lid["histogram"]["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(f)
+        .collect();
+    let counts: Vec<u64> = lid["histogram"]["counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    let s = &lid["summary"];
+    let mut h = String::from("<h3>Local intrinsic dimension</h3>\n");
+    h.push_str(&format!(
+        "<p>Per-point LID (MLE, k = {}): mean {}, median {}, min {}, max {}.</p>\n",
+        lid["k"],
+        f(&s["mean"]).map(num).unwrap_or_default(),
+        f(&s["median"]).map(num).unwrap_or_default(),
+        f(&s["min"]).map(num).unwrap_or_default(),
+        f(&s["max"]).map(num).unwrap_or_default()
+    ));
+    h.push_str(&svg::histogram(
+        &format!("lid-{idx}"),
+        "Per-point LID",
+        "local intrinsic dimension",
+        &edges,
+        &counts,
+    ));
+    h
+}
+
+fn input_section(idx: usize, inp: &Value) -> String {
+    let mut h = format!(
+        "<section class=\"input\" id=\"input-{idx}\">\n<h2>{}</h2>\n",
+        esc(inp["name"].as_str().unwrap_or("input"))
+    );
+    let sections = &inp["sections"];
+    let mut cards = String::new();
+    cards.push_str(&card(&inp["n"].to_string(), "rows (n)"));
+    cards.push_str(&card(&inp["d"].to_string(), "dimensions (d)"));
+    cards.push_str(&card(
+        &inp["duplicates_merged"].to_string(),
+        "duplicate rows merged",
+    ));
+    if let Ok(id) = section_value(sections, "intrinsic_dimension") {
+        if let Some(v) = f(&id["dimension"]["value"]) {
+            let se = f(&id["dimension"]["stderr"])
+                .map(|s| format!(" ± {}", num(s)))
+                .unwrap_or_default();
+            cards.push_str(&card(
+                &format!("{}{se}", num(v)),
+                &format!(
+                    "intrinsic dimension ({})",
+                    id["dimension"]["estimator"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    h.push_str(&format!("<div class=\"cards\">{cards}</div>\n"));
+    if let Some(s) = inp["sample"].as_object() {
+        h.push_str(&note(
+            &format!(
+                "Analysed a seeded sample of {} of the {} rows (seed {}).",
+                s["rows_analysed"], s["rows_in_file"], s["seed"]
+            ),
+            false,
+        ));
+    }
+    h.push_str("<div class=\"plots-col\">\n");
+    match section_value(sections, "intrinsic_dimension") {
+        Ok(id) => h.push_str(&id_section(idx, id)),
+        Err(e) => h.push_str(&note(&e, true)),
+    }
+    match section_value(sections, "lid") {
+        Ok(l) => h.push_str(&lid_section(idx, l)),
+        Err(e) => h.push_str(&note(&e, sections["lid"]["status"] == "failed")),
+    }
+    h.push_str("</div>\n</section>\n");
+    h
+}
+
+/// The whole page.
+pub fn render(doc: &Value) -> String {
+    let mut body = String::new();
+    body.push_str("<h1>repscope report</h1>\n");
+    body.push_str(&format!(
+        "<p class=\"meta\">repscope {} · schema {} · command: <code>{}</code></p>\n",
+        esc(doc["repscope_version"].as_str().unwrap_or("")),
+        esc(doc["schema"].as_str().unwrap_or("")),
+        esc(doc["command"].as_str().unwrap_or(""))
+    ));
+    for (i, inp) in doc["inputs"].as_array().into_iter().flatten().enumerate() {
+        body.push_str(&input_section(i, inp));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n<title>repscope report</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+}

@@ -1,0 +1,225 @@
+//! The report: everything repscope knows about one or more representations, as one typed, versioned
+//! document. Each section carries its own status, so one failing measure leaves the rest of the report intact.
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::data::{Dataset, Labels, Matrix};
+use crate::error::{Error, Result};
+use crate::intrinsic::lid::Lid;
+use crate::intrinsic::suite::{self, IdConfig};
+use crate::intrinsic::Summary;
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+/// The schema name and version written into every report.
+pub const SCHEMA: &str = "repscope.report/1";
+
+/// Outcome of one section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+/// One section: its status, a note when it failed or was skipped, and its value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Section {
+    pub status: Status,
+    pub note: Option<String>,
+    pub value: Option<Value>,
+}
+
+impl Section {
+    pub fn ok(value: Value) -> Self {
+        Section {
+            status: Status::Ok,
+            note: None,
+            value: Some(value),
+        }
+    }
+    pub fn failed(err: &Error) -> Self {
+        Section {
+            status: Status::Failed,
+            note: Some(err.to_string()),
+            value: None,
+        }
+    }
+    pub fn skipped(why: impl Into<String>) -> Self {
+        Section {
+            status: Status::Skipped,
+            note: Some(why.into()),
+            value: None,
+        }
+    }
+    /// A section from a computation: its value, or its error as the note.
+    pub fn from_result<T: Serialize>(r: Result<T>) -> Self {
+        match r.and_then(|v| {
+            serde_json::to_value(v).map_err(|e| Error::Numerical {
+                what: "report".into(),
+                problem: e.to_string(),
+            })
+        }) {
+            Ok(v) => Section::ok(v),
+            Err(e) => Section::failed(&e),
+        }
+    }
+}
+
+/// What was analysed when `--sample` was used.
+#[derive(Clone, Debug, Serialize)]
+pub struct SampleInfo {
+    pub rows_in_file: usize,
+    pub rows_analysed: usize,
+    pub seed: u64,
+}
+
+/// The report of one input matrix.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputReport {
+    pub name: String,
+    pub n: usize,
+    pub d: usize,
+    pub n_distinct: usize,
+    pub duplicates_merged: usize,
+    pub sample: Option<SampleInfo>,
+    pub sections: serde_json::Map<String, Value>,
+}
+
+/// Settings of a report run.
+#[derive(Clone, Debug)]
+pub struct ReportConfig {
+    pub id: IdConfig,
+    pub lid_k: usize,
+    pub lid_bins: usize,
+    pub sample: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            id: IdConfig::default(),
+            lid_k: 20,
+            lid_bins: 40,
+            sample: None,
+            seed: 0,
+        }
+    }
+}
+
+/// A seeded sample of `n` rows (all rows when `n` ≥ rows).
+pub fn sample_rows(m: &Matrix, n: usize, seed: u64) -> (Matrix, Option<SampleInfo>) {
+    if n >= m.rows() {
+        return (m.clone(), None);
+    }
+    let idx = Rng::new(seed).sample_indices(m.rows(), n);
+    (
+        m.select_rows(&idx),
+        Some(SampleInfo {
+            rows_in_file: m.rows(),
+            rows_analysed: n,
+            seed,
+        }),
+    )
+}
+
+/// Equal-width histogram of the finite values.
+pub fn histogram(values: &[f64], bins: usize) -> Value {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() || bins == 0 {
+        return json!({"edges": [], "counts": []});
+    }
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    };
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for v in finite {
+        let b = (((v - lo) / w) as usize).min(bins - 1);
+        counts[b] += 1;
+    }
+    let edges: Vec<f64> = (0..=bins).map(|i| lo + w * i as f64).collect();
+    json!({"edges": edges, "counts": counts})
+}
+
+/// Builds the sections that need one input: intrinsic dimension with its scale curve, the per-point LID
+/// distribution (from the same neighbour graph), and any extra sections the caller adds.
+pub fn input_report(
+    name: &str,
+    matrix: Matrix,
+    labels: Option<&Labels>,
+    cfg: &ReportConfig,
+    progress: &dyn Progress,
+) -> Result<(InputReport, Dataset)> {
+    let _ = labels;
+    let (m, sample) = match cfg.sample {
+        Some(n) => sample_rows(&matrix, n, cfg.seed),
+        None => (matrix, None),
+    };
+    let ds = Dataset::new(m)?;
+    let mut sections = serde_json::Map::new();
+    let (id, graph) = match suite::run_with_graph(&ds, &cfg.id, progress) {
+        Ok((r, g)) => (Section::from_result(Ok(r)), g),
+        Err(e) => (Section::failed(&e), None),
+    };
+    sections.insert(
+        "intrinsic_dimension".into(),
+        serde_json::to_value(&id).unwrap_or(Value::Null),
+    );
+    let lid = match &graph {
+        Some(g) if g.k >= cfg.lid_k => {
+            Section::from_result(Lid { k: cfg.lid_k }.per_point(g).map(|per_distinct| {
+                let per_row: Vec<f64> = ds
+                    .dedup
+                    .representative
+                    .iter()
+                    .map(|&r| per_distinct[r as usize].unwrap_or(f64::NAN))
+                    .collect();
+                let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
+                json!({
+                    "k": cfg.lid_k,
+                    "summary": Summary::of(&per_row),
+                    "undefined_points": undefined,
+                    "histogram": histogram(&per_row, cfg.lid_bins),
+                })
+            }))
+        }
+        _ => Section::skipped(format!("needs a neighbour graph with k ≥ {}", cfg.lid_k)),
+    };
+    sections.insert(
+        "lid".into(),
+        serde_json::to_value(&lid).unwrap_or(Value::Null),
+    );
+    Ok((
+        InputReport {
+            name: name.to_string(),
+            n: ds.original().rows(),
+            d: ds.original().cols(),
+            n_distinct: ds.dedup.n_distinct(),
+            duplicates_merged: ds.dedup.merged,
+            sample,
+            sections,
+        },
+        ds,
+    ))
+}
+
+/// Whether any section of a report document failed.
+pub fn any_failed(doc: &Value) -> bool {
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => {
+                o.get("status").and_then(|s| s.as_str()) == Some("failed") || o.values().any(walk)
+            }
+            Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    walk(doc)
+}
