@@ -84,6 +84,9 @@ pub struct InputReport {
     pub n_distinct: usize,
     pub duplicates_merged: usize,
     pub sample: Option<SampleInfo>,
+    /// The true intrinsic dimension, for data with a known answer (the benchmark manifolds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_dimension: Option<f64>,
     pub sections: serde_json::Map<String, Value>,
 }
 
@@ -204,6 +207,7 @@ pub fn input_report(
             n_distinct: ds.dedup.n_distinct(),
             duplicates_merged: ds.dedup.merged,
             sample,
+            known_dimension: None,
             sections,
         },
         ds,

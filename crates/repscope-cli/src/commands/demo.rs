@@ -1,12 +1,17 @@
-//! `repscope demo`: the intrinsic-dimension suite on the built-in benchmark manifolds, beside the truth.
+//! `repscope demo`: the intrinsic-dimension suite on the built-in benchmark manifolds, beside the truth,
+//! with the full report written to a folder (a temporary one unless `-o` says where).
+use std::path::PathBuf;
+
 use clap::Args;
 use repscope::datasets::manifolds;
-use repscope::intrinsic::suite::{self, IdConfig};
-use repscope::{Dataset, Matrix};
-use serde_json::json;
+use repscope::intrinsic::suite::IdConfig;
+use repscope::report::{self, ReportConfig};
+use repscope::Matrix;
+use serde_json::{json, Value};
 
 use super::datasets::select;
 use super::print_json;
+use super::report::{document, prepare_output, write_files, write_report};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{usage, CliResult, Global};
@@ -23,54 +28,85 @@ pub struct DemoArgs {
     /// Only these manifolds (repeatable).
     #[arg(long = "name")]
     pub names: Vec<String>,
+    /// Folder for report.json and report.html (default: a new folder in the system's temporary directory).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Write into an output folder that already has files in it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 const COLUMNS: &[&str] = &["twonn", "mle", "gride", "pca_fo"];
+
+fn estimate(id: &Value, name: &str) -> Option<f64> {
+    id["estimates"]
+        .as_array()?
+        .iter()
+        .find(|e| e["estimator"] == name)?["value"]
+        .as_f64()
+}
 
 pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
     let chosen = select(&a.names)?;
     if a.n < 100 {
         return Err(usage("--n must be at least 100 for the demo"));
     }
-    let cfg = IdConfig {
+    let out_dir = match &a.output {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir().join(format!("repscope-demo-{}", std::process::id())),
+    };
+    prepare_output(&out_dir, a.force || a.output.is_none())?;
+    let cfg = ReportConfig {
+        id: IdConfig {
+            seed: a.seed,
+            ..IdConfig::default()
+        },
         seed: a.seed,
-        ..IdConfig::default()
+        ..ReportConfig::default()
     };
     let bars = Bars::new(g.quiet);
     bars.stage("benchmark manifolds", chosen.len() as u64);
     let mut rows = Vec::new();
+    let mut inputs = Vec::new();
     for m in &chosen {
         let v = manifolds::generate(m.name, a.n, a.seed)
             .ok_or_else(|| usage(format!("unknown manifold {}", m.name)))?;
         let mat = Matrix::from_vec(a.n, m.ambient_dim, v, m.name)?;
-        let ds = Dataset::new(mat)?;
-        let r = suite::run(&ds, &cfg, &Silent)?;
+        let (mut rep, _) = report::input_report(m.name, mat, None, &cfg, &Silent)?;
+        rep.known_dimension = Some(m.id as f64);
+        let id = rep.sections["intrinsic_dimension"]["value"].clone();
+        inputs.push(serde_json::to_value(&rep).unwrap_or(Value::Null));
         bars.advance(1);
-        rows.push((m, r));
+        rows.push((m, id));
     }
     bars.finish_stage();
     let rel = |est: f64, truth: usize| (est - truth as f64).abs() / truth as f64;
     let mut sums = vec![0.0; COLUMNS.len() + 1];
-    for (m, r) in &rows {
-        if let Some(d) = &r.dimension {
-            sums[0] += rel(d.value, m.id);
+    for (m, id) in &rows {
+        if let Some(v) = id["dimension"]["value"].as_f64() {
+            sums[0] += rel(v, m.id);
         }
         for (i, c) in COLUMNS.iter().enumerate() {
-            if let Some(e) = r.estimates.iter().find(|e| e.estimator == *c) {
-                sums[i + 1] += rel(e.value, m.id);
+            if let Some(v) = estimate(id, c) {
+                sums[i + 1] += rel(v, m.id);
             }
         }
     }
     let count = rows.len().max(1) as f64;
     let mean_rel: Vec<f64> = sums.iter().map(|s| s / count).collect();
+    let doc = document(inputs, a.seed);
     if g.json {
+        // The paths go into the JSON below instead of two lines of text.
+        write_files(&out_dir, &doc)?;
         let items: Vec<_> = rows
             .iter()
-            .map(|(m, r)| {
+            .map(|(m, id)| {
                 json!({
                     "name": m.name, "true_id": m.id, "ambient_dim": m.ambient_dim,
-                    "dimension": r.dimension,
-                    "estimates": r.estimates.iter().map(|e| (e.estimator.clone(), json!(e.value))).collect::<serde_json::Map<_, _>>(),
+                    "dimension": id["dimension"],
+                    "estimates": id["estimates"].as_array().into_iter().flatten()
+                        .map(|e| (e["estimator"].as_str().unwrap_or("").to_string(), e["value"].clone()))
+                        .collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -79,37 +115,34 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
         for (i, c) in COLUMNS.iter().enumerate() {
             summary.insert((*c).into(), json!(mean_rel[i + 1]));
         }
-        return print_json(
-            &json!({"n": a.n, "seed": a.seed, "manifolds": items, "mean_relative_error": summary}),
-        );
+        return print_json(&json!({
+            "n": a.n, "seed": a.seed, "manifolds": items, "mean_relative_error": summary,
+            "report": {"html": out_dir.join("report.html").display().to_string(), "json": out_dir.join("report.json").display().to_string()},
+        }));
     }
     let mut header = vec!["manifold", "true d", "ambient", "repscope d", "± se"];
     header.extend_from_slice(COLUMNS);
     let mut t = Table::new(&header);
-    for (m, r) in &rows {
+    for (m, id) in &rows {
         let mut cells = vec![
             m.name.to_string(),
             m.id.to_string(),
             m.ambient_dim.to_string(),
         ];
-        match &r.dimension {
-            Some(d) => {
-                cells.push(num(d.value));
-                cells.push(d.stderr.map(num).unwrap_or_else(|| "-".into()));
-            }
-            None => {
-                cells.push("-".into());
-                cells.push("-".into());
-            }
-        }
+        cells.push(
+            id["dimension"]["value"]
+                .as_f64()
+                .map(num)
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(
+            id["dimension"]["stderr"]
+                .as_f64()
+                .map(num)
+                .unwrap_or_else(|| "-".into()),
+        );
         for c in COLUMNS {
-            cells.push(
-                r.estimates
-                    .iter()
-                    .find(|e| e.estimator == *c)
-                    .map(|e| num(e.value))
-                    .unwrap_or_else(|| "-".into()),
-            );
+            cells.push(estimate(id, c).map(num).unwrap_or_else(|| "-".into()));
         }
         t.row(cells);
     }
@@ -130,10 +163,15 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
         a.seed
     );
     print!("{}", t.render());
-    if let Some((_, r)) = rows.first() {
-        if let Some(d) = &r.dimension {
-            println!("\nrecommended estimator: {} — {}", d.estimator, d.why);
+    if let Some((_, id)) = rows.first() {
+        if let Some(e) = id["dimension"]["estimator"].as_str() {
+            println!(
+                "\nrecommended estimator: {e} — {}",
+                id["dimension"]["why"].as_str().unwrap_or("")
+            );
         }
     }
+    println!();
+    write_report(&out_dir, &doc, g)?;
     Ok(())
 }

@@ -91,7 +91,7 @@ fn expand(
     Ok(out)
 }
 
-fn prepare_output(dir: &Path, force: bool) -> CliResult {
+pub fn prepare_output(dir: &Path, force: bool) -> CliResult {
     if dir.exists() {
         if !dir.is_dir() {
             return Err(usage(format!(
@@ -117,6 +117,45 @@ fn prepare_output(dir: &Path, force: bool) -> CliResult {
         })?;
     }
     crate::check_writable(&dir.join("report.json"))
+}
+
+/// The report document around the per-input reports.
+pub fn document(inputs: Vec<Value>, seed: u64) -> Value {
+    json!({
+        "schema": SCHEMA,
+        "repscope_version": repscope::VERSION,
+        "command": command_line(),
+        "seed": seed,
+        "inputs": inputs,
+    })
+}
+
+/// Writes report.json and report.html into `dir`; returns their paths.
+pub fn write_files(dir: &Path, doc: &Value) -> Result<(PathBuf, PathBuf), Failure> {
+    let json_path = dir.join("report.json");
+    let html_path = dir.join("report.html");
+    let text = serde_json::to_string_pretty(doc)
+        .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&json_path, text)
+        .map_err(|e| usage(format!("{}: cannot write ({e})", json_path.display())))?;
+    std::fs::write(&html_path, crate::html::render(doc))
+        .map_err(|e| usage(format!("{}: cannot write ({e})", html_path.display())))?;
+    Ok((json_path, html_path))
+}
+
+/// Writes report.json and report.html into `dir` and says where; returns whether a section failed.
+pub fn write_report(dir: &Path, doc: &Value, g: &Global) -> Result<bool, Failure> {
+    let (json_path, html_path) = write_files(dir, doc)?;
+    let failed = report::any_failed(doc);
+    if g.json {
+        print_json(
+            &json!({"json": json_path.display().to_string(), "html": html_path.display().to_string(), "partial_failure": failed}),
+        )?;
+    } else {
+        println!("report written: open {}", html_path.display());
+        println!("machine-readable: {}", json_path.display());
+    }
+    Ok(failed)
 }
 
 pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
@@ -153,13 +192,7 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         let (r, _ds) = report::input_report(&name, m, labels.as_ref(), &cfg, &bars)?;
         inputs.push(serde_json::to_value(&r).unwrap_or(Value::Null));
     }
-    let doc = json!({
-        "schema": SCHEMA,
-        "repscope_version": repscope::VERSION,
-        "command": command_line(),
-        "seed": a.seed,
-        "inputs": inputs,
-    });
+    let doc = document(inputs, a.seed);
     let json_path = a.output.join("report.json");
     let html_path = a.output.join("report.html");
     let text = serde_json::to_string_pretty(&doc)

@@ -178,6 +178,9 @@ fn input_section(idx: usize, inp: &Value) -> String {
             ));
         }
     }
+    if let Some(t) = f(&inp["known_dimension"]) {
+        cards.push_str(&card(&num(t), "true dimension (known)"));
+    }
     h.push_str(&format!("<div class=\"cards\">{cards}</div>\n"));
     if let Some(s) = inp["sample"].as_object() {
         h.push_str(&note(
