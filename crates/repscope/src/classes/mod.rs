@@ -99,6 +99,8 @@ pub struct Collapse {
     /// std over ordered pairs c ≠ c' of cos(μ̇_c, μ̇_c') (ddof 0).
     pub nc2_equiangularity: f64,
     pub nc2_equiangularity_ddof1: f64,
+    /// ddof 1 over unordered pairs c < c' (each cosine once).
+    pub nc2_equiangularity_ddof1_unordered: f64,
     /// mean over c ≠ c' of |cos + 1/(C−1)|.
     pub nc2_max_angle: f64,
 }
@@ -478,6 +480,11 @@ fn collapse(
         }
     }
     let (sd0, sd1) = std_dev(&cosines);
+    let unordered: Vec<f64> = (0..c)
+        .flat_map(|a| (a + 1..c).map(move |b| (a, b)))
+        .map(|(a, b)| cosines[a * (c - 1) + b - 1])
+        .collect();
+    let (_, sd1u) = std_dev(&unordered);
     let shift = 1.0 / (cf - 1.0);
     let max_angle = cosines.iter().map(|v| (v + shift).abs()).sum::<f64>() / cosines.len() as f64;
     Ok(Collapse {
@@ -489,6 +496,7 @@ fn collapse(
         nc2_equinorm_ddof1: equinorm1,
         nc2_equiangularity: sd0,
         nc2_equiangularity_ddof1: sd1,
+        nc2_equiangularity_ddof1_unordered: sd1u,
         nc2_max_angle: max_angle,
     })
 }
