@@ -142,6 +142,47 @@ pub struct ClassReport {
     pub notes: Vec<String>,
 }
 
+/// Reads a 1-D float vector (a classifier bias) from a `.npy` file; shapes (C,), (1, C) and (C, 1) are
+/// accepted.
+pub fn load_vector(path: &std::path::Path) -> Result<Vec<f64>> {
+    use crate::data::npy;
+    let buf = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let h = npy::parse_header(&buf, path)?;
+    let name = path.display().to_string();
+    let len = match h.shape.as_slice() {
+        [c] => *c,
+        [1, c] | [c, 1] => *c,
+        _ => {
+            return Err(Error::data(
+                &name,
+                format!("expected a vector, got shape {:?}", h.shape),
+                "save the bias as a 1-D float array with one value per class",
+            ))
+        }
+    };
+    if h.kind != npy::Kind::Float {
+        return Err(Error::data(
+            &name,
+            format!("the vector has dtype {}, not float", h.descr),
+            "save it as float32 or float64",
+        ));
+    }
+    let m = npy::convert_float_data(
+        &buf[h.data_offset..],
+        h.size,
+        h.big_endian,
+        false,
+        1,
+        len,
+        &name,
+        &h.descr,
+    )?;
+    Ok(m.as_slice().iter().map(|&v| v as f64).collect())
+}
+
 /// Checks labels against the data: same length, at least two classes.
 pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()> {
     if labels.ids.len() != m.rows() {

@@ -4,6 +4,7 @@
 pub mod cca;
 pub mod cka;
 pub mod knn_alignment;
+pub mod layers;
 pub mod procrustes;
 pub mod relative;
 pub mod rsa;
