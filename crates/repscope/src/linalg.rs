@@ -247,7 +247,10 @@ pub fn to_f64(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(n, d);
     for j in 0..d {
         let c = shift.map(|s| s[j]).unwrap_or(0.0);
-        let col = out.col_mut(j).try_as_col_major_mut().expect("owned matrices are contiguous");
+        let col = out
+            .col_mut(j)
+            .try_as_col_major_mut()
+            .expect("owned matrices are contiguous");
         let dst = col.as_slice_mut();
         for (i, o) in dst.iter_mut().enumerate() {
             *o = m.as_slice()[i * d + j] as f64 - c;

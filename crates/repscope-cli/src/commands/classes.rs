@@ -49,7 +49,12 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
                 Some(bp) => Some(classes::load_vector(bp)?),
                 None => None,
             };
-            Some(Classifier::new(&w, b.as_deref(), labels.n_classes(), m.cols())?)
+            Some(Classifier::new(
+                &w,
+                b.as_deref(),
+                labels.n_classes(),
+                m.cols(),
+            )?)
         }
         None => None,
     };
@@ -66,7 +71,10 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
         None
     };
     bars.stage("class geometry", 0);
-    let cfg = ClassConfig { k: a.k, ..ClassConfig::default() };
+    let cfg = ClassConfig {
+        k: a.k,
+        ..ClassConfig::default()
+    };
     let r = classes::analyse(&m, &labels, classifier.as_ref(), graph.as_ref(), &cfg)?;
     bars.finish_stage();
     if g.json {
@@ -85,23 +93,68 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
 }
 
 pub fn render(r: &ClassReport, name: &str) -> String {
-    let mut out = format!("{name}: n = {}, d = {}, {} classes\n\n", r.n, r.d, r.n_classes);
+    let mut out = format!(
+        "{name}: n = {}, d = {}, {} classes\n\n",
+        r.n, r.d, r.n_classes
+    );
     let nc = &r.neural_collapse;
     let mut t = Table::new(&["measure", "value", "meaning"]);
-    t.row(vec!["NC1".into(), num(nc.nc1), format!("tr(Sw Sb+)/C, within- vs between-class spread (pinv rank {})", nc.nc1_pinv_rank)]);
-    t.row(vec!["NC2 equinorm".into(), num(nc.nc2_equinorm), "std/mean of centred class-mean norms".into()]);
-    t.row(vec!["NC2 equiangularity".into(), num(nc.nc2_equiangularity), "std of cosines between class means".into()]);
-    t.row(vec!["NC2 max-angle".into(), num(nc.nc2_max_angle), "mean |cos + 1/(C-1)| (0 for a simplex ETF)".into()]);
+    t.row(vec![
+        "NC1".into(),
+        num(nc.nc1),
+        format!(
+            "tr(Sw Sb+)/C, within- vs between-class spread (pinv rank {})",
+            nc.nc1_pinv_rank
+        ),
+    ]);
+    t.row(vec![
+        "NC2 equinorm".into(),
+        num(nc.nc2_equinorm),
+        "std/mean of centred class-mean norms".into(),
+    ]);
+    t.row(vec![
+        "NC2 equiangularity".into(),
+        num(nc.nc2_equiangularity),
+        "std of cosines between class means".into(),
+    ]);
+    t.row(vec![
+        "NC2 max-angle".into(),
+        num(nc.nc2_max_angle),
+        "mean |cos + 1/(C-1)| (0 for a simplex ETF)".into(),
+    ]);
     if let Some(v) = r.nc3 {
-        t.row(vec!["NC3".into(), num(v), "||W/||W|| - M/||M||||^2 (self-duality)".into()]);
+        t.row(vec![
+            "NC3".into(),
+            num(v),
+            "||W/||W|| - M/||M||||^2 (self-duality)".into(),
+        ]);
     }
     if let Some(v) = r.nc4 {
-        t.row(vec!["NC4".into(), num(v), "classifier vs nearest class mean disagreement".into()]);
+        t.row(vec![
+            "NC4".into(),
+            num(v),
+            "classifier vs nearest class mean disagreement".into(),
+        ]);
     }
-    t.row(vec!["CDNV".into(), num(r.cdnv), "class-distance normalised variance, mean over pairs".into()]);
-    t.row(vec!["NCC accuracy".into(), num(r.ncc_accuracy), "nearest class centre".into()]);
+    t.row(vec![
+        "CDNV".into(),
+        num(r.cdnv),
+        "class-distance normalised variance, mean over pairs".into(),
+    ]);
+    t.row(vec![
+        "NCC accuracy".into(),
+        num(r.ncc_accuracy),
+        "nearest class centre".into(),
+    ]);
     if let Some(k) = &r.knn_accuracy {
-        t.row(vec![format!("kNN accuracy (k={})", k.k), num(k.accuracy), format!("leave-one-out vote, ties to the nearest ({} tied votes)", k.n_points_with_tied_vote)]);
+        t.row(vec![
+            format!("kNN accuracy (k={})", k.k),
+            num(k.accuracy),
+            format!(
+                "leave-one-out vote, ties to the nearest ({} tied votes)",
+                k.n_points_with_tied_vote
+            ),
+        ]);
     }
     out.push_str(&t.render());
     out.push_str("\nclass counts\n");

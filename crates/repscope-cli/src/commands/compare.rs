@@ -69,7 +69,11 @@ fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
         "auto" => None,
         "feature" | "features" => Some(Route::Feature),
         "gram" => Some(Route::Gram),
-        o => return Err(usage(format!("--cka-route '{o}': use auto, feature or gram"))),
+        o => {
+            return Err(usage(format!(
+                "--cka-route '{o}': use auto, feature or gram"
+            )))
+        }
     };
     let rbf_median = match a.rbf_median.to_ascii_lowercase().as_str() {
         "pairs" => RbfMedian::DistinctPairs,
@@ -135,12 +139,18 @@ pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
                     "b": {"path": a.b.display().to_string(), "key": a.key_b, "rows": y.rows(), "cols": y.cols()},
                 }),
             );
-            o.insert("timing_s".into(), json!({"load": load_s, "compute": compute_s}));
+            o.insert(
+                "timing_s".into(),
+                json!({"load": load_s, "compute": compute_s}),
+            );
             o.insert("repscope_version".into(), json!(repscope::VERSION));
         }
         print_json(&v)
     } else {
-        print!("{}", render(&r, &a.a.display().to_string(), &a.b.display().to_string()));
+        print!(
+            "{}",
+            render(&r, &a.a.display().to_string(), &a.b.display().to_string())
+        );
         Ok(())
     }
 }

@@ -26,7 +26,9 @@ pub struct LayersArgs {
     pub seed: u64,
 }
 
-fn load(a: &LayersArgs) -> Result<(Vec<(String, Matrix)>, Vec<String>), crate::Failure> {
+type Loaded = (Vec<(String, Matrix)>, Vec<String>);
+
+fn load(a: &LayersArgs) -> Result<Loaded, crate::Failure> {
     let mut notes = Vec::new();
     let explicit: Vec<String> = a
         .keys
@@ -60,7 +62,11 @@ fn load(a: &LayersArgs) -> Result<(Vec<(String, Matrix)>, Vec<String>), crate::F
             "{}: {} usable 2-D array(s); a layer study needs at least 2.{}",
             a.file.display(),
             out.len(),
-            if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) }
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            }
         )));
     }
     Ok((out, notes))
@@ -68,7 +74,10 @@ fn load(a: &LayersArgs) -> Result<(Vec<(String, Matrix)>, Vec<String>), crate::F
 
 pub fn run(a: &LayersArgs, g: &Global) -> CliResult {
     let (mats, mut notes) = load(a)?;
-    let mut cfg = LayersConfig { k: a.k, ..LayersConfig::default() };
+    let mut cfg = LayersConfig {
+        k: a.k,
+        ..LayersConfig::default()
+    };
     cfg.id.seed = a.seed;
     let bars = Bars::new(g.quiet);
     let mut r = layers::study(&mats, &cfg, &bars)?;
@@ -77,7 +86,10 @@ pub fn run(a: &LayersArgs, g: &Global) -> CliResult {
     if g.json {
         let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
         if let Some(o) = v.as_object_mut() {
-            o.insert("input".into(), json!({"path": a.file.display().to_string()}));
+            o.insert(
+                "input".into(),
+                json!({"path": a.file.display().to_string()}),
+            );
             o.insert("params".into(), json!({"k": cfg.k, "knn_metric": "cosine", "cka": "linear, debiased (HSIC1)", "id": repscope::intrinsic::suite::params_json(&cfg.id)}));
             o.insert("repscope_version".into(), json!(repscope::VERSION));
         }
@@ -102,14 +114,29 @@ fn matrix_table(keys: &[String], m: &[Vec<f64>]) -> String {
 
 pub fn render(r: &LayersReport, name: &str) -> String {
     let mut out = format!("{name}: {} layers, n = {}\n\n", r.layers.len(), r.n);
-    let mut t = Table::new(&["layer", "d", "ID", "estimator", "eff. rank", "RankMe", "PR", "alpha", "anisotropy", "top rogue"]);
+    let mut t = Table::new(&[
+        "layer",
+        "d",
+        "ID",
+        "estimator",
+        "eff. rank",
+        "RankMe",
+        "PR",
+        "alpha",
+        "anisotropy",
+        "top rogue",
+    ]);
     for l in &r.layers {
         let s = &l.spectrum;
         t.row(vec![
             l.key.clone(),
             l.d.to_string(),
-            l.id.as_ref().map(|d| num(d.value)).unwrap_or_else(|| "-".into()),
-            l.id.as_ref().map(|d| d.estimator.clone()).unwrap_or_default(),
+            l.id.as_ref()
+                .map(|d| num(d.value))
+                .unwrap_or_else(|| "-".into()),
+            l.id.as_ref()
+                .map(|d| d.estimator.clone())
+                .unwrap_or_default(),
             num(s.effective_rank),
             num(s.rankme),
             num(s.participation_ratio),
@@ -124,7 +151,10 @@ pub fn render(r: &LayersReport, name: &str) -> String {
     out.push_str(&t.render());
     out.push_str("\nlinear CKA (debiased), layer x layer\n");
     out.push_str(&matrix_table(&r.keys, &r.cka_linear_debiased));
-    out.push_str(&format!("\nmutual kNN (k = {}, cosine), layer x layer\n", r.k));
+    out.push_str(&format!(
+        "\nmutual kNN (k = {}, cosine), layer x layer\n",
+        r.k
+    ));
     out.push_str(&matrix_table(&r.keys, &r.mutual_knn));
     let mut notes = r.notes.clone();
     for l in &r.layers {

@@ -67,42 +67,97 @@ pub fn run(a: &SpectrumArgs, g: &Global) -> CliResult {
         }
         print_json(&v)
     } else {
-        print!("{}", render(&r, &a.input.file.display().to_string(), a.show));
+        print!(
+            "{}",
+            render(&r, &a.input.file.display().to_string(), a.show)
+        );
         Ok(())
     }
 }
 
 pub fn render(r: &SpectrumReport, name: &str, show: usize) -> String {
-    let mut out = format!("{name}: n = {}, d = {}, numerical rank {}\n\n", r.n, r.d, r.numerical_rank);
+    let mut out = format!(
+        "{name}: n = {}, d = {}, numerical rank {}\n\n",
+        r.n, r.d, r.numerical_rank
+    );
     let mut t = Table::new(&["measure", "value", "definition"]);
-    t.row(vec!["effective rank (centred)".into(), num(r.effective_rank.value), "exp entropy of sigma/sum(sigma), centred".into()]);
-    t.row(vec!["RankMe (uncentred)".into(), num(r.rankme.value), "exp entropy of sigma/sum(sigma), not centred".into()]);
-    t.row(vec!["participation ratio".into(), num(r.participation_ratio), "(sum lambda)^2 / sum lambda^2".into()]);
+    t.row(vec![
+        "effective rank (centred)".into(),
+        num(r.effective_rank.value),
+        "exp entropy of sigma/sum(sigma), centred".into(),
+    ]);
+    t.row(vec![
+        "RankMe (uncentred)".into(),
+        num(r.rankme.value),
+        "exp entropy of sigma/sum(sigma), not centred".into(),
+    ]);
+    t.row(vec![
+        "participation ratio".into(),
+        num(r.participation_ratio),
+        "(sum lambda)^2 / sum lambda^2".into(),
+    ]);
     match &r.alpha_req {
         Some(a) => t.row(vec![
             "alpha-ReQ".into(),
             num(a.alpha),
-            format!("slope of log lambda on -log i, ranks {}..{}, R^2 = {:.4}", a.window[0], a.window[1], a.r2),
+            format!(
+                "slope of log lambda on -log i, ranks {}..{}, R^2 = {:.4}",
+                a.window[0], a.window[1], a.r2
+            ),
         ]),
-        None => t.row(vec!["alpha-ReQ".into(), "-".into(), "window too short for the rank".into()]),
+        None => t.row(vec![
+            "alpha-ReQ".into(),
+            "-".into(),
+            "window too short for the rank".into(),
+        ]),
     }
-    t.row(vec!["coding rate".into(), num(r.coding_rate.value), format!("eps2 = {}, unit rows ({} form)", r.coding_rate.eps2, r.coding_rate.form)]);
-    t.row(vec!["anisotropy".into(), num(r.anisotropy), "mean cosine over distinct pairs".into()]);
-    t.row(vec!["total variance".into(), num(r.total_variance), "trace of the covariance".into()]);
+    t.row(vec![
+        "coding rate".into(),
+        num(r.coding_rate.value),
+        format!(
+            "eps2 = {}, unit rows ({} form)",
+            r.coding_rate.eps2, r.coding_rate.form
+        ),
+    ]);
+    t.row(vec![
+        "anisotropy".into(),
+        num(r.anisotropy),
+        "mean cosine over distinct pairs".into(),
+    ]);
+    t.row(vec![
+        "total variance".into(),
+        num(r.total_variance),
+        "trace of the covariance".into(),
+    ]);
     out.push_str(&t.render());
     out.push_str("\nleading components\n");
     let mut t = Table::new(&["component", "eigenvalue", "explained", "cumulative"]);
     let mut cum = 0.0;
-    for (i, (l, f)) in r.eigenvalues.iter().zip(&r.explained_variance_ratio).enumerate().take(show) {
+    for (i, (l, f)) in r
+        .eigenvalues
+        .iter()
+        .zip(&r.explained_variance_ratio)
+        .enumerate()
+        .take(show)
+    {
         cum += f;
-        t.row(vec![(i + 1).to_string(), num(*l), format!("{:.4}", f), format!("{:.4}", cum)]);
+        t.row(vec![
+            (i + 1).to_string(),
+            num(*l),
+            format!("{:.4}", f),
+            format!("{:.4}", cum),
+        ]);
     }
     out.push_str(&t.render());
     if !r.rogue_dimensions.is_empty() {
         out.push_str("\nrogue dimensions (share of the mean cosine similarity)\n");
         let mut t = Table::new(&["dim", "contribution", "share"]);
         for d in &r.rogue_dimensions {
-            t.row(vec![d.dim.to_string(), num(d.contribution), format!("{:.4}", d.share)]);
+            t.row(vec![
+                d.dim.to_string(),
+                num(d.contribution),
+                format!("{:.4}", d.share),
+            ]);
         }
         out.push_str(&t.render());
     }

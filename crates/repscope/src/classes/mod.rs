@@ -218,6 +218,7 @@ fn widen(row: &[f32], out: &mut [f64]) {
 
 /// Computes the class-geometry report. `graph` must be a kNN graph over the rows of `m` (not the
 /// deduplicated rows) with at least `cfg.k` neighbours; without it the kNN accuracy is skipped.
+#[allow(clippy::needless_range_loop)]
 pub fn analyse(
     m: &Matrix,
     labels: &Labels,
@@ -392,15 +393,14 @@ pub fn analyse(
         Some(cl) => {
             let wn = cl.w.iter().map(|v| v * v).sum::<f64>().sqrt();
             let mn = md_u.iter().map(|v| v * v).sum::<f64>().sqrt();
-            let nc3: f64 = cl
-                .w
-                .iter()
-                .zip(&md_u)
-                .map(|(w, mdot)| {
-                    let t = w / wn - mdot / mn;
-                    t * t
-                })
-                .sum();
+            let nc3: f64 =
+                cl.w.iter()
+                    .zip(&md_u)
+                    .map(|(w, mdot)| {
+                        let t = w / wn - mdot / mn;
+                        t * t
+                    })
+                    .sum();
             (Some(nc3), Some(nc4_diff as f64 / nf))
         }
         None => (None, None),
@@ -508,7 +508,13 @@ fn collapse(
     let nc1 = if rank == 0 { f64::NAN } else { nc1 };
     // NC2.
     let norms: Vec<f64> = (0..c)
-        .map(|k| md[k * d..(k + 1) * d].iter().map(|v| v * v).sum::<f64>().sqrt())
+        .map(|k| {
+            md[k * d..(k + 1) * d]
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect();
     let (equinorm, equinorm1) = std_over_mean(&norms);
     let mut cosines = Vec::with_capacity(c * (c - 1));
@@ -567,7 +573,11 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
     if g.n != ids.len() {
         return Err(Error::data(
             "kNN graph",
-            format!("the graph has {} rows but there are {} labels", g.n, ids.len()),
+            format!(
+                "the graph has {} rows but there are {} labels",
+                g.n,
+                ids.len()
+            ),
             "build the graph on the labelled rows themselves (not deduplicated rows)",
         ));
     }
@@ -679,14 +689,20 @@ mod tests {
         let m = Matrix::from_vec(4, 2, data, "t").unwrap();
         let r = analyse(&m, &labels(&ids), None, None, &ClassConfig::default()).unwrap();
         // Σ_W = diag(1, 0), Σ_B = diag(4, 0) → tr = 1/4, NC1 = 1/8.
-        assert!((r.neural_collapse.nc1 - 0.125).abs() < 1e-14, "{}", r.neural_collapse.nc1);
+        assert!(
+            (r.neural_collapse.nc1 - 0.125).abs() < 1e-14,
+            "{}",
+            r.neural_collapse.nc1
+        );
     }
 
     #[test]
     fn bad_inputs_are_errors() {
         let m = Matrix::from_vec(3, 1, vec![1.0, 2.0, 3.0], "x").unwrap();
         assert!(check_labels(&m, &labels(&[0, 1]), "l").is_err());
-        let e = check_labels(&m, &labels(&[2, 2, 2]), "l").unwrap_err().to_string();
+        let e = check_labels(&m, &labels(&[2, 2, 2]), "l")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("same label"), "{e}");
         let w = Matrix::from_vec(1, 3, vec![1.0; 3], "W").unwrap();
         assert!(Classifier::new(&w, None, 2, 1).is_err());

@@ -130,7 +130,14 @@ fn canonical(x: &Side, y: &Side, kx: usize, ky: usize) -> Result<linalg::ThinSvd
     let qx = x.basis(kx);
     let qy = y.basis(ky);
     let mut m = Mat::<f64>::zeros(kx, ky);
-    linalg::gemm(m.as_mut(), false, qx.as_ref().transpose(), qy.as_ref(), 1.0, true);
+    linalg::gemm(
+        m.as_mut(),
+        false,
+        qx.as_ref().transpose(),
+        qy.as_ref(),
+        1.0,
+        true,
+    );
     linalg::thin_svd(m.as_ref())
 }
 
@@ -197,9 +204,8 @@ pub fn pwcca(x: &Side, y: &Side) -> Result<Pwcca> {
     let rho: Vec<f64> = svd.s.iter().map(|&s| s.min(1.0)).collect();
     let ax = pw_weights(x, &svd.u, k);
     let ay = pw_weights(y, &svd.v, k);
-    let weighted = |a: &[f64]| {
-        a.iter().zip(&rho).map(|(w, r)| w * r).sum::<f64>() / a.iter().sum::<f64>()
-    };
+    let weighted =
+        |a: &[f64]| a.iter().zip(&rho).map(|(w, r)| w * r).sum::<f64>() / a.iter().sum::<f64>();
     let t = trivial(x.n, rx, ry);
     Ok(Pwcca {
         value: weighted(&ax),
@@ -249,10 +255,10 @@ mod tests {
     fn more_dimensions_than_rows_warns() {
         let mut r = Rng::new(9);
         let (n, d) = (10, 8);
-        let a = Matrix::from_vec(n, d, (0..n * d).map(|_| r.normal() as f32).collect(), "a")
-            .unwrap();
-        let b = Matrix::from_vec(n, d, (0..n * d).map(|_| r.normal() as f32).collect(), "b")
-            .unwrap();
+        let a =
+            Matrix::from_vec(n, d, (0..n * d).map(|_| r.normal() as f32).collect(), "a").unwrap();
+        let b =
+            Matrix::from_vec(n, d, (0..n * d).map(|_| r.normal() as f32).collect(), "b").unwrap();
         let c = cca(&Side::new(&a).unwrap(), &Side::new(&b).unwrap()).unwrap();
         assert_eq!(c.n_trivial_rho_eq_1, 8 + 8 - 9);
         assert!(c.warning.as_deref().unwrap_or("").contains("exactly 1"));

@@ -66,6 +66,7 @@ impl FeatureStats {
     }
 
     /// Adds rows `start..stop` of X and Y, shifted by the given column means.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     fn add_rows(
         &mut self,
         x: &Matrix,
@@ -330,7 +331,14 @@ pub fn centred_gram(m: &Matrix) -> Mat<f64> {
     let mean = linalg::column_means(m);
     let a = linalg::to_f64(m, Some(&mean));
     let mut k = Mat::<f64>::zeros(m.rows(), m.rows());
-    linalg::gemm(k.as_mut(), false, a.as_ref(), a.as_ref().transpose(), 1.0, true);
+    linalg::gemm(
+        k.as_mut(),
+        false,
+        a.as_ref(),
+        a.as_ref().transpose(),
+        1.0,
+        true,
+    );
     k
 }
 
@@ -643,7 +651,14 @@ mod tests {
     fn raw_gram(m: &Matrix) -> Mat<f64> {
         let a = linalg::to_f64(m, None);
         let mut k = Mat::<f64>::zeros(m.rows(), m.rows());
-        linalg::gemm(k.as_mut(), false, a.as_ref(), a.as_ref().transpose(), 1.0, false);
+        linalg::gemm(
+            k.as_mut(),
+            false,
+            a.as_ref(),
+            a.as_ref().transpose(),
+            1.0,
+            false,
+        );
         k
     }
 
@@ -681,20 +696,33 @@ mod tests {
         let gm = gauss(d, d, 6);
         let svd = linalg::thin_svd(linalg::to_f64(&gm, None).as_ref()).unwrap();
         let mut q = Mat::<f64>::zeros(d, d);
-        linalg::gemm(q.as_mut(), false, svd.u.as_ref(), svd.v.as_ref().transpose(), 1.0, false);
+        linalg::gemm(
+            q.as_mut(),
+            false,
+            svd.u.as_ref(),
+            svd.v.as_ref().transpose(),
+            1.0,
+            false,
+        );
         let xf = linalg::to_f64(&x, None);
         let mut xq = Mat::<f64>::zeros(n, d);
         linalg::gemm(xq.as_mut(), false, xf.as_ref(), q.as_ref(), 1.0, false);
         let v: Vec<f32> = (0..n * d).map(|t| xq[(t / d, t % d)] as f32).collect();
         let y = Matrix::from_vec(n, d, v, "xq").unwrap();
-        let s = Matrix::from_vec(n, d, x.as_slice().iter().map(|v| v * 3.5).collect(), "3.5x")
-            .unwrap();
+        let s =
+            Matrix::from_vec(n, d, x.as_slice().iter().map(|v| v * 3.5).collect(), "3.5x").unwrap();
         for route in [Route::Feature, Route::Gram] {
             let r = linear_cka(&x, &y, route, None).unwrap();
             // f32 storage of XQ limits agreement to about 1e-7.
-            assert!((r.biased - 1.0).abs() < 1e-6 && (r.debiased - 1.0).abs() < 1e-6, "{r:?}");
+            assert!(
+                (r.biased - 1.0).abs() < 1e-6 && (r.debiased - 1.0).abs() < 1e-6,
+                "{r:?}"
+            );
             let r = linear_cka(&x, &s, route, None).unwrap();
-            assert!((r.biased - 1.0).abs() < 1e-12 && (r.debiased - 1.0).abs() < 1e-12, "{r:?}");
+            assert!(
+                (r.biased - 1.0).abs() < 1e-12 && (r.debiased - 1.0).abs() < 1e-12,
+                "{r:?}"
+            );
         }
         let rbf = rbf_cka(&x, &s, 1.0, RbfMedian::DistinctPairs).unwrap();
         assert!((rbf.value - 1.0).abs() < 1e-12);
@@ -714,10 +742,14 @@ mod tests {
     #[test]
     fn too_few_rows_and_mismatched_rows_are_errors() {
         let x = gauss(3, 2, 1);
-        let e = linear_cka(&x, &x, Route::Feature, None).unwrap_err().to_string();
+        let e = linear_cka(&x, &x, Route::Feature, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 4 rows"), "{e}");
         let y = gauss(5, 2, 1);
-        let e = linear_cka(&x, &y, Route::Feature, None).unwrap_err().to_string();
+        let e = linear_cka(&x, &y, Route::Feature, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 and 5 rows"), "{e}");
     }
 }

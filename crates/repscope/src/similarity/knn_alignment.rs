@@ -5,7 +5,8 @@ use serde::Serialize;
 use super::cka::hsic1_terms;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
-use crate::neighbors::{exact_knn, KnnGraph, Metric};
+use crate::neighbors::symmetric::exact_knn_cosine_self;
+use crate::neighbors::{KnnGraph, Metric};
 
 /// Mutual-kNN alignment.
 #[derive(Clone, Debug, Serialize)]
@@ -33,7 +34,11 @@ pub fn graphs(
     if x.rows() != y.rows() {
         return Err(Error::data(
             format!("{} and {}", x.name(), y.name()),
-            format!("the two representations have {} and {} rows", x.rows(), y.rows()),
+            format!(
+                "the two representations have {} and {} rows",
+                x.rows(),
+                y.rows()
+            ),
             "pass the same inputs, in the same order, to both models or layers",
         ));
     }
@@ -46,8 +51,8 @@ pub fn graphs(
         ));
     }
     let kk = (k + 1).min(n - 1);
-    let gx = exact_knn(x, kk, Metric::Cosine, progress)?;
-    let gy = exact_knn(y, kk, Metric::Cosine, progress)?;
+    let gx = exact_knn_cosine_self(x, kk, progress)?;
+    let gy = exact_knn_cosine_self(y, kk, progress)?;
     Ok((gx, gy))
 }
 
@@ -159,16 +164,16 @@ mod tests {
     #[test]
     fn a_space_agrees_with_itself() {
         let mut r = Rng::new(2);
-        let m = Matrix::from_vec(300, 8, (0..2400).map(|_| r.normal() as f32).collect(), "x")
-            .unwrap();
+        let m =
+            Matrix::from_vec(300, 8, (0..2400).map(|_| r.normal() as f32).collect(), "x").unwrap();
         let (gx, gy) = graphs(&m, &m, 10, None).unwrap();
         let mk = mutual_knn(&gx, &gy, 10);
         assert_eq!(mk.mean_overlap, 1.0);
         assert_eq!(mk.mean_jaccard, 1.0);
         assert!((cknna(&gx, &gy, 10) - 1.0).abs() < 1e-12);
         // Independent spaces agree little.
-        let o = Matrix::from_vec(300, 8, (0..2400).map(|_| r.normal() as f32).collect(), "y")
-            .unwrap();
+        let o =
+            Matrix::from_vec(300, 8, (0..2400).map(|_| r.normal() as f32).collect(), "y").unwrap();
         let (gx, gy) = graphs(&m, &o, 10, None).unwrap();
         assert!(mutual_knn(&gx, &gy, 10).mean_overlap < 0.2);
     }

@@ -80,7 +80,11 @@ pub fn study(
         if m.rows() != n {
             return Err(Error::data(
                 m.name(),
-                format!("layer '{key}' has {} rows but '{}' has {n}", m.rows(), layers[0].0),
+                format!(
+                    "layer '{key}' has {} rows but '{}' has {n}",
+                    m.rows(),
+                    layers[0].0
+                ),
                 "every layer must hold the same inputs in the same order",
             ));
         }
@@ -104,11 +108,17 @@ pub fn study(
         progress.finish_stage();
         progress.stage(&format!("cosine kNN {key}"), n as u64);
         let adv = |k: usize| progress.advance(k as u64);
-        let g = crate::neighbors::exact_knn(m, cfg.k.min(n - 1), crate::Metric::Cosine, Some(&adv))?;
+        let g =
+            crate::neighbors::symmetric::exact_knn_cosine_self(m, cfg.k.min(n - 1), Some(&adv))?;
         progress.finish_stage();
         graphs.push(g);
         let mut notes = idr.notes.clone();
-        notes.extend(sp.notes.iter().filter(|s| !s.starts_with("RankMe")).cloned());
+        notes.extend(
+            sp.notes
+                .iter()
+                .filter(|s| !s.starts_with("RankMe"))
+                .cloned(),
+        );
         entries.push(LayerEntry {
             key: key.clone(),
             n,
@@ -143,8 +153,6 @@ pub fn study(
         cka_linear_debiased: cka_m,
         mutual_knn: knn_m,
         k,
-        notes: vec![
-            "the diagonals are 1 by definition (a layer compared with itself)".into(),
-        ],
+        notes: vec!["the diagonals are 1 by definition (a layer compared with itself)".into()],
     })
 }

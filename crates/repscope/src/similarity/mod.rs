@@ -69,9 +69,9 @@ pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
                             "--metric",
                             format!("unknown measure '{x}'"),
                             format!(
-                                "choose from: {}; or a group: cka, cca, procrustes, knn, relative, all",
-                                MEASURES.join(", ")
-                            ),
+                            "choose from: {}; or a group: cka, cca, procrustes, knn, relative, all",
+                            MEASURES.join(", ")
+                        ),
                         ))
                     }
                 },
@@ -164,7 +164,12 @@ pub struct SimilarityReport {
     pub params: serde_json::Value,
 }
 
-fn wanted(cfg: &CompareConfig, n: usize, labels: bool, notes: &mut Vec<String>) -> Result<Vec<String>> {
+fn wanted(
+    cfg: &CompareConfig,
+    n: usize,
+    labels: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>> {
     if !cfg.measures.is_empty() {
         let m = canonical_measures(&cfg.measures)?;
         for name in &m {
@@ -234,10 +239,16 @@ pub fn compare(
     let route = cfg
         .route
         .unwrap_or_else(|| Route::auto(n, x.cols() + y.cols()));
-    if route == Route::Gram && n > cfg.gram_limit && (has("cka_linear") || has("cka_linear_debiased")) {
+    if route == Route::Gram
+        && n > cfg.gram_limit
+        && (has("cka_linear") || has("cka_linear_debiased"))
+    {
         return Err(Error::param(
             "--cka-route",
-            format!("the Gram route holds two n × n matrices and n = {n} > {}", cfg.gram_limit),
+            format!(
+                "the Gram route holds two n × n matrices and n = {n} > {}",
+                cfg.gram_limit
+            ),
             "use the feature route (the default for n > d)",
         ));
     }
@@ -315,7 +326,10 @@ pub fn compare(
         }
         progress.finish_stage();
     }
-    if let Some(st) = stats.as_ref().filter(|_| has("procrustes_angular") || has("procrustes_euclidean")) {
+    if let Some(st) = stats
+        .as_ref()
+        .filter(|_| has("procrustes_angular") || has("procrustes_euclidean"))
+    {
         let p = procrustes::procrustes(st)?;
         if has("procrustes_angular") {
             measures.insert("procrustes_angular".into(), p.angular);
@@ -344,7 +358,11 @@ pub fn compare(
         }
         if has("cknna") {
             if n < 4 {
-                return Err(Error::data(x.name(), "CKNNA needs at least 4 rows", "pass more rows"));
+                return Err(Error::data(
+                    x.name(),
+                    "CKNNA needs at least 4 rows",
+                    "pass more rows",
+                ));
             }
             measures.insert("cknna".into(), knn_alignment::cknna(&gx, &gy, cfg.k));
         }

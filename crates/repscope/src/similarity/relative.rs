@@ -116,6 +116,7 @@ fn row_cos(a: &Mat<f64>, b: &Mat<f64>, i: usize) -> f64 {
 }
 
 /// Agreement of relative representations and, with labels, the stitching accuracy.
+#[allow(clippy::needless_range_loop)]
 pub fn relative(
     x: &Matrix,
     y: &Matrix,
@@ -147,7 +148,11 @@ pub fn relative(
         anchors: m,
         anchor_mode: mode,
         mean_cos: all / n as f64,
-        mean_cos_non_anchor: if n_non > 0 { non / n_non as f64 } else { f64::NAN },
+        mean_cos_non_anchor: if n_non > 0 {
+            non / n_non as f64
+        } else {
+            f64::NAN
+        },
         stitching,
     })
 }
@@ -186,7 +191,9 @@ fn stitch(rx: &Mat<f64>, ry: &Mat<f64>, labels: &Labels, seed: u64) -> Result<St
     }
     for k in 0..c {
         if cnt[k] > 0 {
-            cent[k * m..(k + 1) * m].iter_mut().for_each(|v| *v /= cnt[k] as f64);
+            cent[k * m..(k + 1) * m]
+                .iter_mut()
+                .for_each(|v| *v /= cnt[k] as f64);
         }
     }
     let predict = |r: &Mat<f64>, i: usize| -> u32 {
@@ -203,7 +210,10 @@ fn stitch(rx: &Mat<f64>, ry: &Mat<f64>, labels: &Labels, seed: u64) -> Result<St
         best.1
     };
     let acc = |r: &Mat<f64>| {
-        test.iter().filter(|&&i| predict(r, i) == labels.ids[i]).count() as f64 / test.len() as f64
+        test.iter()
+            .filter(|&&i| predict(r, i) == labels.ids[i])
+            .count() as f64
+            / test.len() as f64
     };
     Ok(Stitching {
         variant: "nearest class centre (euclidean) on relative vectors; fit on r_X of a seeded 80% of rows, tested on the other 20%".into(),

@@ -23,7 +23,9 @@ pub fn rdm_upper(m: &Matrix) -> Result<Vec<f64>> {
         if ss <= 0.0 {
             return Err(Error::data(
                 m.name(),
-                format!("row {i} is constant, so its Pearson correlation with other rows is undefined"),
+                format!(
+                    "row {i} is constant, so its Pearson correlation with other rows is undefined"
+                ),
                 "remove constant rows before RSA",
             ));
         }
@@ -90,13 +92,21 @@ mod tests {
 
     #[test]
     fn ranks_average_ties() {
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
     }
 
     #[test]
     fn rdm_of_a_monotone_copy_gives_one() {
-        let x = Matrix::from_vec(4, 3, vec![1., 2., 4., 0., 1., 0., 3., 1., 2., 5., 5., 1.], "x")
-            .unwrap();
+        let x = Matrix::from_vec(
+            4,
+            3,
+            vec![1., 2., 4., 0., 1., 0., 3., 1., 2., 5., 5., 1.],
+            "x",
+        )
+        .unwrap();
         let r = rsa_spearman(&x, &x).unwrap();
         assert!((r - 1.0).abs() < 1e-15);
         let rdm = rdm_upper(&x).unwrap();

@@ -140,7 +140,11 @@ impl UnitRowStats {
                 }
             })
             .collect();
-        v.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then(a.dim.cmp(&b.dim)));
+        v.sort_by(|a, b| {
+            b.contribution
+                .total_cmp(&a.contribution)
+                .then(a.dim.cmp(&b.dim))
+        });
         v.truncate(top);
         v
     }
@@ -182,7 +186,12 @@ mod tests {
                 }
             }
             let brute = s / (n * (n - 1)) as f64;
-            assert!((st.anisotropy - brute).abs() < 1e-12, "{} {}", st.anisotropy, brute);
+            assert!(
+                (st.anisotropy - brute).abs() < 1e-12,
+                "{} {}",
+                st.anisotropy,
+                brute
+            );
             assert!((st.contributions_sum() - st.anisotropy).abs() < 1e-12);
             // Coding rate by the other form: n x n Gram of unit rows.
             let mut z = Vec::new();
@@ -200,7 +209,11 @@ mod tests {
             let ev = linalg::sym_eigenvalues_desc(big.as_ref()).unwrap();
             let c = d as f64 / (n as f64 * 0.5);
             let cr: f64 = 0.5 * ev.iter().map(|l| (c * l.max(0.0)).ln_1p()).sum::<f64>();
-            assert!((cr - st.coding_rate).abs() < 1e-10 * cr.abs(), "{other}: {cr} {}", st.coding_rate);
+            assert!(
+                (cr - st.coding_rate).abs() < 1e-10 * cr.abs(),
+                "{other}: {cr} {}",
+                st.coding_rate
+            );
         }
     }
 }

@@ -8,7 +8,11 @@ use repscope::Matrix;
 use serde_json::Value;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/oracles/")).join(rel)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/oracles/"
+    ))
+    .join(rel)
 }
 
 pub fn oracle() -> Value {
@@ -37,7 +41,11 @@ impl Checker {
     }
     fn record(&mut self, name: &str, err: f64) {
         // Strip the case prefix so the summary is per measure.
-        let key = name.split_once(": ").map(|x| x.1).unwrap_or(name).to_string();
+        let key = name
+            .split_once(": ")
+            .map(|x| x.1)
+            .unwrap_or(name)
+            .to_string();
         let e = self.worst.entry(key).or_insert((0.0, 0));
         if err > e.0 || err.is_nan() {
             e.0 = err;
@@ -52,9 +60,10 @@ impl Checker {
             (ours - want).abs() / want.abs()
         };
         self.record(name, err);
-        if !(err <= self.tol) {
-            self.misses
-                .push(format!("{name}: ours {ours:.17e} oracle {want:.17e} rel {err:.3e}"));
+        if err.is_nan() || err > self.tol {
+            self.misses.push(format!(
+                "{name}: ours {ours:.17e} oracle {want:.17e} rel {err:.3e}"
+            ));
         }
     }
     /// Relative, or absolute `abs` when that is larger (values near 0).
@@ -63,23 +72,26 @@ impl Checker {
         let err = d / want.abs().max(abs / self.tol);
         self.record(name, err);
         if !(d <= self.tol * want.abs() || d <= abs) {
-            self.misses
-                .push(format!("{name}: ours {ours:.17e} oracle {want:.17e} abs {d:.3e}"));
+            self.misses.push(format!(
+                "{name}: ours {ours:.17e} oracle {want:.17e} abs {d:.3e}"
+            ));
         }
     }
     /// Integers and counts: equal.
     pub fn exact(&mut self, name: &str, ours: f64, want: f64) {
         self.record(name, if ours == want { 0.0 } else { f64::INFINITY });
         if ours != want {
-            self.misses.push(format!("{name}: ours {ours} oracle {want}"));
+            self.misses
+                .push(format!("{name}: ours {ours} oracle {want}"));
         }
     }
     /// A loose absolute bound, for values the oracle marks as not well posed.
     pub fn loose(&mut self, name: &str, ours: f64, want: f64, abs: f64) {
         let d = (ours - want).abs();
         if d > abs {
-            self.misses
-                .push(format!("{name}: ours {ours} oracle {want} differ by {d} > {abs}"));
+            self.misses.push(format!(
+                "{name}: ours {ours} oracle {want} differ by {d} > {abs}"
+            ));
         }
     }
     pub fn finish(self, what: &str) {
