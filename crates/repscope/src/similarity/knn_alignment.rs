@@ -51,9 +51,11 @@ pub fn graphs(
         ));
     }
     let kk = (k + 1).min(n - 1);
-    let gx = exact_knn_cosine_self(x, kk, progress)?;
-    let gy = exact_knn_cosine_self(y, kk, progress)?;
-    Ok((gx, gy))
+    let (gx, gy) = rayon::join(
+        || exact_knn_cosine_self(x, kk, progress),
+        || exact_knn_cosine_self(y, kk, progress),
+    );
+    Ok((gx?, gy?))
 }
 
 fn overlap(a: &[u32], b: &[u32]) -> usize {
