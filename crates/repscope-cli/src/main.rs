@@ -50,6 +50,14 @@ pub enum Command {
     Demo(commands::demo::DemoArgs),
     /// Everything that applies, as report.json and a self-contained report.html.
     Report(commands::report::ReportArgs),
+    /// Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
+    Spectrum(commands::spectrum::SpectrumArgs),
+    /// Class geometry: neural collapse (NC1-NC4), CDNV, NCC and leave-one-out kNN accuracy.
+    Classes(commands::classes::ClassesArgs),
+    /// Similarity of two representations of the same rows: CKA, CCA family, Procrustes, RSA, mutual kNN.
+    Compare(commands::compare::CompareArgs),
+    /// Every layer of an .npz/.safetensors file: ID and spectrum per layer, CKA and mutual kNN between layers.
+    Layers(commands::layers::LayersArgs),
 }
 
 /// An error that ends the program with an exit code.
@@ -99,6 +107,10 @@ fn main() -> ExitCode {
         Command::Datasets { which } => commands::datasets::run(which, &cli.global),
         Command::Demo(a) => commands::demo::run(a, &cli.global),
         Command::Report(a) => commands::report::run(a, &cli.global),
+        Command::Spectrum(a) => commands::spectrum::run(a, &cli.global),
+        Command::Classes(a) => commands::classes::run(a, &cli.global),
+        Command::Compare(a) => commands::compare::run(a, &cli.global),
+        Command::Layers(a) => commands::layers::run(a, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

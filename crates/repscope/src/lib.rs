@@ -5,6 +5,7 @@
 //! covariance spectrum, and every measure reads those. It never prints; faces (the CLI, Python) do.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod classes;
 pub mod data;
 pub mod datasets;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod neighbors;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod similarity;
+pub mod spectrum;
 
 pub use data::{Dataset, Matrix};
 pub use error::{Error, Result};

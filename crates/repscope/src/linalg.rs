@@ -133,6 +133,174 @@ pub fn mat_mut(data: &mut [f64], rows: usize, cols: usize) -> MatMut<'_, f64> {
     MatMut::from_column_major_slice_mut(data, rows, cols)
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Wrappers used by the spectrum, class-geometry and similarity measures.
+
+/// Whether a product may use all rayon threads or must stay on the calling thread.
+fn par_of(parallel: bool) -> Par {
+    if parallel {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// dst = alpha·lhs·rhs (or dst += alpha·lhs·rhs when `accumulate`), f64.
+pub fn gemm(
+    dst: MatMut<'_, f64>,
+    accumulate: bool,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    alpha: f64,
+    parallel: bool,
+) {
+    let acc = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    matmul(dst, acc, lhs, rhs, alpha, par_of(parallel));
+}
+
+/// dst = alpha·lhs·rhs (or +=), f32 (for neighbour ranking only; exact values are recomputed in f64).
+pub fn gemm_f32(
+    dst: MatMut<'_, f32>,
+    accumulate: bool,
+    lhs: MatRef<'_, f32>,
+    rhs: MatRef<'_, f32>,
+    alpha: f32,
+    parallel: bool,
+) {
+    let acc = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    matmul(dst, acc, lhs, rhs, alpha, par_of(parallel));
+}
+
+/// The lower triangle (diagonal included) of dst = lhs·rhs (or +=), when the product is known to be
+/// symmetric (lhs·rhs = (lhs·rhs)ᵀ, e.g. Zᵀ·Z). Half the work of [`gemm`]; the strict upper triangle of dst
+/// is left untouched.
+pub fn gemm_lower(
+    dst: MatMut<'_, f64>,
+    accumulate: bool,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    parallel: bool,
+) {
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    let acc = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    tri_matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        acc,
+        lhs,
+        BlockStructure::Rectangular,
+        rhs,
+        BlockStructure::Rectangular,
+        1.0,
+        par_of(parallel),
+    );
+}
+
+/// A thin singular value decomposition A = U·diag(s)·Vᵀ, singular values largest first.
+pub struct ThinSvd {
+    /// m × min(m, n), orthonormal columns.
+    pub u: Mat<f64>,
+    /// Singular values, non-increasing.
+    pub s: Vec<f64>,
+    /// n × min(m, n), orthonormal columns.
+    pub v: Mat<f64>,
+}
+
+/// Thin SVD of a dense f64 matrix.
+pub fn thin_svd(a: MatRef<'_, f64>) -> Result<ThinSvd> {
+    let svd = a.thin_svd().map_err(|e| Error::Numerical {
+        what: "singular value decomposition".into(),
+        problem: format!("{e:?}"),
+    })?;
+    let k = a.nrows().min(a.ncols());
+    let s: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
+    Ok(ThinSvd {
+        u: svd.U().to_owned(),
+        s,
+        v: svd.V().to_owned(),
+    })
+}
+
+/// Singular values of a dense f64 matrix, largest first.
+pub fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    a.singular_values().map_err(|e| Error::Numerical {
+        what: "singular values".into(),
+        problem: format!("{e:?}"),
+    })
+}
+
+/// The rows of `m` widened to f64 (minus `shift` when given), as an n × d column-major matrix.
+pub fn to_f64(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
+    let (n, d) = (m.rows(), m.cols());
+    let mut out = Mat::<f64>::zeros(n, d);
+    for j in 0..d {
+        let c = shift.map(|s| s[j]).unwrap_or(0.0);
+        let col = out
+            .col_mut(j)
+            .try_as_col_major_mut()
+            .expect("owned matrices are contiguous");
+        let dst = col.as_slice_mut();
+        for (i, o) in dst.iter_mut().enumerate() {
+            *o = m.as_slice()[i * d + j] as f64 - c;
+        }
+    }
+    out
+}
+
+/// acc (lower triangle, diagonal included) += Bᵀ·B for a row-major f64 block B of `rows` × `cols`.
+/// Call [`symmetrize_lower`] once at the end.
+pub fn accumulate_gram_rows(acc: MatMut<'_, f64>, block: &[f64], rows: usize, cols: usize) {
+    let b = MatRef::from_row_major_slice(block, rows, cols);
+    // Bᵀ is column-major; the right operand is given column-major too (a transposed copy), which is what
+    // faer's kernels are fastest on.
+    let mut bc = Mat::<f64>::zeros(rows, cols);
+    bc.copy_from(b);
+    gemm_lower(acc, true, b.transpose(), bc.as_ref(), false);
+}
+
+/// acc += Aᵀ·B for row-major f64 blocks A (`rows` × `ca`) and B (`rows` × `cb`).
+pub fn accumulate_cross_rows(
+    acc: MatMut<'_, f64>,
+    a: &[f64],
+    b: &[f64],
+    rows: usize,
+    ca: usize,
+    cb: usize,
+) {
+    let am = MatRef::from_row_major_slice(a, rows, ca);
+    let bm = MatRef::from_row_major_slice(b, rows, cb);
+    let mut bc = Mat::<f64>::zeros(rows, cb);
+    bc.copy_from(bm);
+    gemm(acc, true, am.transpose(), bc.as_ref(), 1.0, false);
+}
+
+/// Copies the strict lower triangle onto the upper one.
+pub fn symmetrize_lower(a: &mut Mat<f64>) {
+    let n = a.nrows();
+    for j in 0..n {
+        for i in j + 1..n {
+            a[(j, i)] = a[(i, j)];
+        }
+    }
+}
+
+/// A row-major f64 slice viewed as a matrix.
+pub fn row_major(data: &[f64], rows: usize, cols: usize) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(data, rows, cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

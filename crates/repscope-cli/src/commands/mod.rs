@@ -1,10 +1,14 @@
 //! One module per subcommand.
+pub mod classes;
+pub mod compare;
 pub mod datasets;
 pub mod demo;
 pub mod id;
 pub mod knn;
+pub mod layers;
 pub mod lid;
 pub mod report;
+pub mod spectrum;
 
 use std::path::{Path, PathBuf};
 

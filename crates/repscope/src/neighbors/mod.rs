@@ -1,6 +1,7 @@
 //! Neighbour graphs: exact blocked kNN, shared by every neighbour-based measure.
 pub mod exact;
 mod heap;
+pub mod symmetric;
 
 use serde::{Deserialize, Serialize};
 

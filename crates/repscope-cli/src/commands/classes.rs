@@ -1,0 +1,173 @@
+//! `repscope classes`: neural collapse, CDNV, NCC and leave-one-out kNN accuracy.
+use std::path::PathBuf;
+
+use clap::Args;
+use repscope::classes::{self, ClassConfig, ClassReport, Classifier};
+use repscope::neighbors::{exact_knn, Metric};
+use serde_json::json;
+
+use super::{print_json, Input};
+use crate::progress::Bars;
+use crate::table::{num, Table};
+use crate::{CliResult, Global};
+use repscope::progress::Progress;
+
+#[derive(Args, Debug)]
+pub struct ClassesArgs {
+    #[command(flatten)]
+    pub input: Input,
+    /// Labels, one per row: .npy/.npz (integers or strings) or a text file with one label per line.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Array to read from a labels .npz.
+    #[arg(long)]
+    pub labels_key: Option<String>,
+    /// Classifier weights W (C × d, one row per class in label order) for NC3/NC4.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Array to read from a classifier .npz/.safetensors.
+    #[arg(long)]
+    pub classifier_key: Option<String>,
+    /// Classifier bias b (C values); zero when omitted.
+    #[arg(long, requires = "classifier")]
+    pub bias: Option<PathBuf>,
+    /// Neighbours of the leave-one-out kNN vote.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+}
+
+pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
+    let m = a.input.load()?;
+    repscope::data::check_finite(&m)?;
+    let labels = repscope::data::load_labels(&a.labels, a.labels_key.as_deref())?;
+    classes::check_labels(&m, &labels, &a.labels.display().to_string())?;
+    let classifier = match &a.classifier {
+        Some(p) => {
+            let w = repscope::data::load_matrix(p, a.classifier_key.as_deref())?;
+            repscope::data::check_finite(&w)?;
+            let b = match &a.bias {
+                Some(bp) => Some(classes::load_vector(bp)?),
+                None => None,
+            };
+            Some(Classifier::new(
+                &w,
+                b.as_deref(),
+                labels.n_classes(),
+                m.cols(),
+            )?)
+        }
+        None => None,
+    };
+    let input = a.input.describe(&m);
+    let bars = Bars::new(g.quiet);
+    let n = m.rows();
+    let graph = if a.k > 0 && a.k < n {
+        bars.stage("exact kNN", n as u64);
+        let adv = |k: usize| bars.advance(k as u64);
+        let gr = exact_knn(&m, a.k, Metric::Euclidean, Some(&adv))?;
+        bars.finish_stage();
+        Some(gr)
+    } else {
+        None
+    };
+    bars.stage("class geometry", 0);
+    let cfg = ClassConfig {
+        k: a.k,
+        ..ClassConfig::default()
+    };
+    let r = classes::analyse(&m, &labels, classifier.as_ref(), graph.as_ref(), &cfg)?;
+    bars.finish_stage();
+    if g.json {
+        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+        if let Some(o) = v.as_object_mut() {
+            o.insert("input".into(), input);
+            o.insert("labels".into(), json!(a.labels.display().to_string()));
+            o.insert("params".into(), json!({"k": a.k, "knn_metric": "euclidean", "pinv_rtol": cfg.pinv_rtol, "nc2_std_ddof": 0, "classifier": a.classifier.as_ref().map(|p| p.display().to_string())}));
+            o.insert("repscope_version".into(), json!(repscope::VERSION));
+        }
+        print_json(&v)
+    } else {
+        print!("{}", render(&r, &a.input.file.display().to_string()));
+        Ok(())
+    }
+}
+
+pub fn render(r: &ClassReport, name: &str) -> String {
+    let mut out = format!(
+        "{name}: n = {}, d = {}, {} classes\n\n",
+        r.n, r.d, r.n_classes
+    );
+    let nc = &r.neural_collapse;
+    let mut t = Table::new(&["measure", "value", "meaning"]);
+    t.row(vec![
+        "NC1".into(),
+        num(nc.nc1),
+        format!(
+            "tr(Sw Sb+)/C, within- vs between-class spread (pinv rank {})",
+            nc.nc1_pinv_rank
+        ),
+    ]);
+    t.row(vec![
+        "NC2 equinorm".into(),
+        num(nc.nc2_equinorm),
+        "std/mean of centred class-mean norms".into(),
+    ]);
+    t.row(vec![
+        "NC2 equiangularity".into(),
+        num(nc.nc2_equiangularity),
+        "std of cosines between class means".into(),
+    ]);
+    t.row(vec![
+        "NC2 max-angle".into(),
+        num(nc.nc2_max_angle),
+        "mean |cos + 1/(C-1)| (0 for a simplex ETF)".into(),
+    ]);
+    if let Some(v) = r.nc3 {
+        t.row(vec![
+            "NC3".into(),
+            num(v),
+            "||W/||W|| - M/||M||||^2 (self-duality)".into(),
+        ]);
+    }
+    if let Some(v) = r.nc4 {
+        t.row(vec![
+            "NC4".into(),
+            num(v),
+            "classifier vs nearest class mean disagreement".into(),
+        ]);
+    }
+    t.row(vec![
+        "CDNV".into(),
+        num(r.cdnv),
+        "class-distance normalised variance, mean over pairs".into(),
+    ]);
+    t.row(vec![
+        "NCC accuracy".into(),
+        num(r.ncc_accuracy),
+        "nearest class centre".into(),
+    ]);
+    if let Some(k) = &r.knn_accuracy {
+        t.row(vec![
+            format!("kNN accuracy (k={})", k.k),
+            num(k.accuracy),
+            format!(
+                "leave-one-out vote, ties to the nearest ({} tied votes)",
+                k.n_points_with_tied_vote
+            ),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str("\nclass counts\n");
+    let mut t = Table::new(&["class", "rows"]);
+    for (name, c) in r.class_names.iter().zip(&r.class_counts) {
+        t.row(vec![name.clone(), c.to_string()]);
+    }
+    out.push_str(&t.render());
+    if !r.notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for n in &r.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,205 @@
+//! `repscope compare`: similarity of two representations of the same rows.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use repscope::similarity::{self, AnchorMode, CompareConfig, RbfMedian, Route, SimilarityReport};
+use serde_json::json;
+
+use super::print_json;
+use crate::progress::Bars;
+use crate::table::{num, Table};
+use crate::{usage, CliResult, Global};
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// First representation (n × d1): .npy, .npz or .safetensors.
+    pub a: PathBuf,
+    /// Second representation of the same n inputs, same order (n × d2, any width).
+    pub b: PathBuf,
+    /// Array to read from A (.npz/.safetensors).
+    #[arg(long)]
+    pub key_a: Option<String>,
+    /// Array to read from B (.npz/.safetensors).
+    #[arg(long)]
+    pub key_b: Option<String>,
+    /// Measures (repeatable or comma-separated): cka_linear, cka_linear_debiased, cka_rbf, cka_minibatch,
+    /// cca_mean_rho, cca_r2, svcca, pwcca, procrustes_angular, procrustes_euclidean, rsa_spearman,
+    /// mutual_knn, knn_jaccard, cknna, relative_cos, stitching_accuracy; groups: cka, cca, procrustes, knn,
+    /// relative, all. Default: every measure that fits in memory.
+    #[arg(long = "metric", short = 'm', num_args = 1..)]
+    pub metrics: Vec<String>,
+    /// Route of linear CKA: auto (the cheaper), feature (d × d products) or gram (n × n).
+    #[arg(long, default_value = "auto")]
+    pub cka_route: String,
+    /// RBF bandwidth t relative to the median squared distance.
+    #[arg(long, default_value_t = 1.0)]
+    pub rbf_threshold: f64,
+    /// Median of the RBF bandwidth: pairs (i < j) or kornblith (all n² entries, zeros included).
+    #[arg(long, default_value = "pairs")]
+    pub rbf_median: String,
+    /// Rows per batch of minibatch CKA.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Neighbours of mutual kNN and CKNNA (cosine).
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+    /// Anchors of the relative representation (default min(100, n)).
+    #[arg(long)]
+    pub anchors: Option<usize>,
+    /// first (rows 0..N) or random (a seeded sample).
+    #[arg(long, default_value = "first")]
+    pub anchor_mode: String,
+    /// Labels (one per row) for the stitching accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// SVCCA's cumulative variance threshold.
+    #[arg(long, default_value_t = 0.99)]
+    pub svcca_threshold: f64,
+    /// Largest n for measures that hold n × n matrices (RBF CKA, RSA, the Gram route).
+    #[arg(long, default_value_t = 20_000)]
+    pub gram_limit: usize,
+    /// Seed for random anchors and the stitching split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
+    let route = match a.cka_route.to_ascii_lowercase().as_str() {
+        "auto" => None,
+        "feature" | "features" => Some(Route::Feature),
+        "gram" => Some(Route::Gram),
+        o => {
+            return Err(usage(format!(
+                "--cka-route '{o}': use auto, feature or gram"
+            )))
+        }
+    };
+    let rbf_median = match a.rbf_median.to_ascii_lowercase().as_str() {
+        "pairs" => RbfMedian::DistinctPairs,
+        "kornblith" => RbfMedian::IncludingDiagonal,
+        o => return Err(usage(format!("--rbf-median '{o}': use pairs or kornblith"))),
+    };
+    let anchor_mode = match a.anchor_mode.to_ascii_lowercase().as_str() {
+        "first" => AnchorMode::First,
+        "random" => AnchorMode::Random,
+        o => return Err(usage(format!("--anchor-mode '{o}': use first or random"))),
+    };
+    let cfg = CompareConfig {
+        measures: a.metrics.clone(),
+        route,
+        rbf_threshold: a.rbf_threshold,
+        rbf_median,
+        batch_size: a.batch_size,
+        k: a.k,
+        anchors: a.anchors,
+        anchor_mode,
+        svcca_threshold: a.svcca_threshold,
+        gram_limit: a.gram_limit,
+        seed: a.seed,
+    };
+    if !cfg.measures.is_empty() {
+        similarity::canonical_measures(&cfg.measures)?;
+    }
+    Ok(cfg)
+}
+
+pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
+    let cfg = config(a)?;
+    let t0 = Instant::now();
+    let x = repscope::data::load_matrix(&a.a, a.key_a.as_deref())?;
+    let y = repscope::data::load_matrix(&a.b, a.key_b.as_deref())?;
+    let labels = match &a.labels {
+        Some(p) => Some(repscope::data::load_labels(p, None)?),
+        None => None,
+    };
+    if let (Some(l), Some(p)) = (&labels, &a.labels) {
+        if l.ids.len() != x.rows() {
+            return Err(usage(format!(
+                "{}: {} labels for {} rows of {}. Pass exactly one label per row, in the same order.",
+                p.display(),
+                l.ids.len(),
+                x.rows(),
+                a.a.display()
+            )));
+        }
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    let bars = Bars::new(g.quiet);
+    let t1 = Instant::now();
+    let r = similarity::compare(&x, &y, labels.as_ref(), &cfg, &bars)?;
+    let compute_s = t1.elapsed().as_secs_f64();
+    if g.json {
+        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "input".into(),
+                json!({
+                    "a": {"path": a.a.display().to_string(), "key": a.key_a, "rows": x.rows(), "cols": x.cols()},
+                    "b": {"path": a.b.display().to_string(), "key": a.key_b, "rows": y.rows(), "cols": y.cols()},
+                }),
+            );
+            o.insert(
+                "timing_s".into(),
+                json!({"load": load_s, "compute": compute_s}),
+            );
+            o.insert("repscope_version".into(), json!(repscope::VERSION));
+        }
+        print_json(&v)
+    } else {
+        print!(
+            "{}",
+            render(&r, &a.a.display().to_string(), &a.b.display().to_string())
+        );
+        Ok(())
+    }
+}
+
+fn describe(m: &str) -> &'static str {
+    match m {
+        "cka_linear" => "linear CKA, biased (HSIC0)",
+        "cka_linear_debiased" => "linear CKA, debiased (HSIC1)",
+        "cka_rbf" => "RBF CKA, biased, t x median sq. distance",
+        "cka_minibatch" => "minibatch CKA (HSIC1 averaged over batches)",
+        "cca_mean_rho" => "CCA, mean canonical correlation",
+        "cca_r2" => "CCA, sum rho^2 / min(d1, d2)",
+        "svcca" => "SVCCA (99% variance), mean rho",
+        "pwcca" => "PWCCA, X-side projection weights",
+        "procrustes_angular" => "Procrustes angular distance (0 = same shape)",
+        "procrustes_euclidean" => "Procrustes euclidean distance",
+        "rsa_spearman" => "RSA: Spearman of 1 - Pearson RDMs",
+        "mutual_knn" => "mutual kNN overlap (cosine)",
+        "knn_jaccard" => "kNN Jaccard overlap (cosine)",
+        "cknna" => "CKNNA (debiased CKA on mutual neighbours)",
+        "relative_cos" => "relative representations, mean cosine",
+        "stitching_accuracy" => "stitching accuracy (fit on A, test on B)",
+        _ => "",
+    }
+}
+
+pub fn render(r: &SimilarityReport, a: &str, b: &str) -> String {
+    let mut out = format!("{a} ({} × {}) vs {b} ({} × {})\n\n", r.n, r.d1, r.n, r.d2);
+    let mut t = Table::new(&["measure", "value", "what"]);
+    for m in similarity::MEASURES {
+        if let Some(v) = r.measures.get(*m) {
+            t.row(vec![m.to_string(), num(*v), describe(m).to_string()]);
+        }
+    }
+    out.push_str(&t.render());
+    if let Some(c) = &r.details.cka_linear {
+        out.push_str(&format!("\nlinear CKA route: {:?}\n", c.route).to_lowercase());
+    }
+    if !r.warnings.is_empty() {
+        out.push_str("\nwarnings:\n");
+        for w in &r.warnings {
+            out.push_str(&format!("  ! {w}\n"));
+        }
+    }
+    if !r.notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for n in &r.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,705 @@
+//! Class geometry: neural collapse (NC1–NC4), CDNV, nearest-class-centre and leave-one-out kNN accuracy.
+//! Definitions follow METRICS.md ("Class geometry"). Two streaming f64 passes over the rows (class means,
+//! then within-class scatter and per-class spreads); nothing n × n is ever formed.
+use faer::Mat;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::data::{Labels, Matrix};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::neighbors::{KnnGraph, Metric};
+
+const CHUNK: usize = 1024;
+
+/// A linear classifier: logits = W·x + b, one row of W per class (in label order).
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    /// C × d, row-major.
+    pub w: Vec<f64>,
+    pub rows: usize,
+    pub cols: usize,
+    /// C biases (zeros when not given).
+    pub b: Vec<f64>,
+}
+
+impl Classifier {
+    /// Checks the shapes against C classes and d features; `w_name` / `b_name` name the inputs in errors.
+    pub fn new(w: &Matrix, b: Option<&[f64]>, c: usize, d: usize) -> Result<Classifier> {
+        if w.rows() != c || w.cols() != d {
+            let hint = if w.rows() == d && w.cols() == c {
+                "it looks transposed: save W with one row per class (W.T)".to_string()
+            } else {
+                format!("pass a {c} × {d} matrix (one row per class, in label order)")
+            };
+            return Err(Error::data(
+                w.name(),
+                format!(
+                    "the classifier is {} × {}, but the data has {c} classes and {d} features",
+                    w.rows(),
+                    w.cols()
+                ),
+                hint,
+            ));
+        }
+        let bias = match b {
+            Some(b) => {
+                if b.len() != c {
+                    return Err(Error::data(
+                        "bias",
+                        format!("the bias has {} values but there are {c} classes", b.len()),
+                        format!("pass one bias per class ({c} values, in label order)"),
+                    ));
+                }
+                b.to_vec()
+            }
+            None => vec![0.0; c],
+        };
+        Ok(Classifier {
+            w: w.as_slice().iter().map(|&v| v as f64).collect(),
+            rows: c,
+            cols: d,
+            b: bias,
+        })
+    }
+}
+
+/// Settings of the class-geometry report.
+#[derive(Clone, Debug)]
+pub struct ClassConfig {
+    /// Neighbours of the leave-one-out kNN vote.
+    pub k: usize,
+    /// Relative eigenvalue cutoff of the Σ_B pseudo-inverse.
+    pub pinv_rtol: f64,
+}
+
+impl Default for ClassConfig {
+    fn default() -> Self {
+        ClassConfig {
+            k: 10,
+            pinv_rtol: 1e-10,
+        }
+    }
+}
+
+/// NC1 and NC2 for one choice of global mean.
+#[derive(Clone, Debug, Serialize)]
+pub struct Collapse {
+    /// "unweighted mean of class means" or "count-weighted mean".
+    pub global_mean: String,
+    /// tr(Σ_W Σ_B⁺)/C.
+    pub nc1: f64,
+    /// Eigenvalues of Σ_B kept by the pseudo-inverse.
+    pub nc1_pinv_rank: usize,
+    /// Σ_B's eigenvalues around the cut: the last two kept and the first two dropped.
+    pub sigma_b_eigs_around_cut: Vec<f64>,
+    /// std_c ‖μ̇_c‖ / mean_c ‖μ̇_c‖ (ddof 0).
+    pub nc2_equinorm: f64,
+    pub nc2_equinorm_ddof1: f64,
+    /// std over ordered pairs c ≠ c' of cos(μ̇_c, μ̇_c') (ddof 0).
+    pub nc2_equiangularity: f64,
+    pub nc2_equiangularity_ddof1: f64,
+    /// ddof 1 over unordered pairs c < c' (each cosine once).
+    pub nc2_equiangularity_ddof1_unordered: f64,
+    /// mean over c ≠ c' of |cos + 1/(C−1)|.
+    pub nc2_max_angle: f64,
+}
+
+/// Leave-one-out kNN accuracy.
+#[derive(Clone, Debug, Serialize)]
+pub struct KnnAccuracy {
+    pub k: usize,
+    pub metric: Metric,
+    /// Ties in the vote go to the tied label of the nearest neighbour.
+    pub accuracy: f64,
+    /// Ties go to the smallest label (sklearn's mode).
+    pub accuracy_smallest_label_ties: f64,
+    pub n_points_with_tied_vote: usize,
+}
+
+/// Everything `repscope classes` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassReport {
+    pub n: usize,
+    pub d: usize,
+    pub n_classes: usize,
+    /// Class names in label order (the order of classifier rows).
+    pub class_names: Vec<String>,
+    pub class_counts: Vec<usize>,
+    /// With μ_G the unweighted mean of class means (the default of METRICS.md).
+    pub neural_collapse: Collapse,
+    /// With μ_G weighted by class counts.
+    pub neural_collapse_count_weighted: Collapse,
+    /// ‖W/‖W‖ − Ṁ/‖Ṁ‖‖²_F (unweighted μ_G); None without a classifier.
+    pub nc3: Option<f64>,
+    /// Fraction of rows where the classifier and the nearest class mean disagree.
+    pub nc4: Option<f64>,
+    /// Mean over class pairs of (σ_c² + σ_c'²)/(2‖μ_c − μ_c'‖²).
+    pub cdnv: f64,
+    /// Nearest-class-centre accuracy (means of all rows).
+    pub ncc_accuracy: f64,
+    pub knn_accuracy: Option<KnnAccuracy>,
+    pub notes: Vec<String>,
+}
+
+/// Reads a 1-D float vector (a classifier bias) from a `.npy` file; shapes (C,), (1, C) and (C, 1) are
+/// accepted.
+pub fn load_vector(path: &std::path::Path) -> Result<Vec<f64>> {
+    use crate::data::npy;
+    let buf = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let h = npy::parse_header(&buf, path)?;
+    let name = path.display().to_string();
+    let len = match h.shape.as_slice() {
+        [c] => *c,
+        [1, c] | [c, 1] => *c,
+        _ => {
+            return Err(Error::data(
+                &name,
+                format!("expected a vector, got shape {:?}", h.shape),
+                "save the bias as a 1-D float array with one value per class",
+            ))
+        }
+    };
+    if h.kind != npy::Kind::Float {
+        return Err(Error::data(
+            &name,
+            format!("the vector has dtype {}, not float", h.descr),
+            "save it as float32 or float64",
+        ));
+    }
+    let layout = npy::Layout {
+        big_endian: h.big_endian,
+        ..npy::Layout::little_c(h.size, 1, len, &h.descr)
+    };
+    let m = npy::convert_float_data(&buf[h.data_offset..], layout, &name)?;
+    Ok(m.as_slice().iter().map(|&v| v as f64).collect())
+}
+
+/// Checks labels against the data: same length, at least two classes.
+pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()> {
+    if labels.ids.len() != m.rows() {
+        return Err(Error::data(
+            labels_name,
+            format!(
+                "{} labels for {} rows of {}",
+                labels.ids.len(),
+                m.rows(),
+                m.name()
+            ),
+            "pass exactly one label per row, in the same order",
+        ));
+    }
+    if labels.n_classes() < 2 {
+        return Err(Error::data(
+            labels_name,
+            format!(
+                "all rows have the same label ({}), so there is no class geometry",
+                labels.names.first().map(String::as_str).unwrap_or("none")
+            ),
+            "pass labels with at least two classes",
+        ));
+    }
+    Ok(())
+}
+
+fn widen(row: &[f32], out: &mut [f64]) {
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = v as f64;
+    }
+}
+
+/// Computes the class-geometry report. `graph` must be a kNN graph over the rows of `m` (not the
+/// deduplicated rows) with at least `cfg.k` neighbours; without it the kNN accuracy is skipped.
+#[allow(clippy::needless_range_loop)]
+pub fn analyse(
+    m: &Matrix,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    graph: Option<&KnnGraph>,
+    cfg: &ClassConfig,
+) -> Result<ClassReport> {
+    check_labels(m, labels, "labels")?;
+    let (n, d) = (m.rows(), m.cols());
+    let c = labels.n_classes();
+    let ids = &labels.ids;
+    // Pass 1: class sums and counts.
+    let n_chunks = n.div_ceil(CHUNK);
+    let (sums, counts) = (0..n_chunks)
+        .into_par_iter()
+        .map(|ch| {
+            let mut s = vec![0.0f64; c * d];
+            let mut cnt = vec![0usize; c];
+            for i in ch * CHUNK..((ch + 1) * CHUNK).min(n) {
+                let k = ids[i] as usize;
+                cnt[k] += 1;
+                for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(m.row(i)) {
+                    *a += v as f64;
+                }
+            }
+            (s, cnt)
+        })
+        .reduce(
+            || (vec![0.0; c * d], vec![0; c]),
+            |mut a, b| {
+                a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+                a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    if let Some(empty) = counts.iter().position(|&k| k == 0) {
+        return Err(Error::data(
+            "labels",
+            format!("class '{}' has no rows", labels.names[empty]),
+            "pass labels whose classes all occur",
+        ));
+    }
+    let mut means = sums;
+    for k in 0..c {
+        let inv = 1.0 / counts[k] as f64;
+        means[k * d..(k + 1) * d].iter_mut().for_each(|v| *v *= inv);
+    }
+    // Pass 2: within-class scatter, per-class squared spread, NCC and classifier predictions.
+    let mean_sq: Vec<f64> = (0..c)
+        .map(|k| means[k * d..(k + 1) * d].iter().map(|v| v * v).sum())
+        .collect();
+    let mt = linalg::row_major(&means, c, d);
+    type Part = (Mat<f64>, Vec<f64>, usize, usize);
+    let parts: Vec<Part> = (0..n_chunks)
+        .into_par_iter()
+        .map(|ch| {
+            let (s, e) = (ch * CHUNK, ((ch + 1) * CHUNK).min(n));
+            let rows = e - s;
+            let mut x = vec![0.0f64; rows * d];
+            let mut r = vec![0.0f64; rows * d];
+            let mut spread = vec![0.0f64; c];
+            for (t, i) in (s..e).enumerate() {
+                widen(m.row(i), &mut x[t * d..(t + 1) * d]);
+                let k = ids[i] as usize;
+                let mu = &means[k * d..(k + 1) * d];
+                let mut ss = 0.0;
+                for j in 0..d {
+                    let v = x[t * d + j] - mu[j];
+                    r[t * d + j] = v;
+                    ss += v * v;
+                }
+                spread[k] += ss;
+            }
+            let mut sw = Mat::<f64>::zeros(d, d);
+            linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d);
+            // x·μ_c for every row and class.
+            let xm = linalg::row_major(&x, rows, d);
+            let mut dots = Mat::<f64>::zeros(rows, c);
+            linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, false);
+            let mut logits = classifier.map(|cl| {
+                let wm = linalg::row_major(&cl.w, cl.rows, cl.cols);
+                let mut z = Mat::<f64>::zeros(rows, c);
+                linalg::gemm(z.as_mut(), false, xm, wm.transpose(), 1.0, false);
+                z
+            });
+            let mut ncc_right = 0usize;
+            let mut nc4_diff = 0usize;
+            for t in 0..rows {
+                let xx: f64 = x[t * d..(t + 1) * d].iter().map(|v| v * v).sum();
+                let mut best = (f64::INFINITY, 0usize);
+                for k in 0..c {
+                    let dist = xx - 2.0 * dots[(t, k)] + mean_sq[k];
+                    if dist < best.0 {
+                        best = (dist, k);
+                    }
+                }
+                if best.1 == ids[s + t] as usize {
+                    ncc_right += 1;
+                }
+                if let (Some(z), Some(cl)) = (logits.as_mut(), classifier) {
+                    let mut top = (f64::NEG_INFINITY, 0usize);
+                    for k in 0..c {
+                        let v = z[(t, k)] + cl.b[k];
+                        if v > top.0 {
+                            top = (v, k);
+                        }
+                    }
+                    if top.1 != best.1 {
+                        nc4_diff += 1;
+                    }
+                }
+            }
+            (sw, spread, ncc_right, nc4_diff)
+        })
+        .collect();
+    let mut sw = Mat::<f64>::zeros(d, d);
+    let mut spread = vec![0.0f64; c];
+    let (mut ncc_right, mut nc4_diff) = (0usize, 0usize);
+    for (a, s, r, q) in parts {
+        sw += a;
+        spread.iter_mut().zip(&s).for_each(|(x, y)| *x += y);
+        ncc_right += r;
+        nc4_diff += q;
+    }
+    linalg::symmetrize_lower(&mut sw);
+    let nf = n as f64;
+    for j in 0..d {
+        for i in 0..d {
+            sw[(i, j)] /= nf;
+        }
+    }
+    let sigma2: Vec<f64> = (0..c).map(|k| spread[k] / counts[k] as f64).collect();
+    let mut notes = Vec::new();
+
+    // Global means.
+    let unweighted: Vec<f64> = (0..d)
+        .map(|j| (0..c).map(|k| means[k * d + j]).sum::<f64>() / c as f64)
+        .collect();
+    let weighted: Vec<f64> = (0..d)
+        .map(|j| {
+            (0..c)
+                .map(|k| means[k * d + j] * counts[k] as f64)
+                .sum::<f64>()
+                / nf
+        })
+        .collect();
+    let centred = |g: &[f64]| -> Vec<f64> {
+        let mut v = means.clone();
+        for k in 0..c {
+            for j in 0..d {
+                v[k * d + j] -= g[j];
+            }
+        }
+        v
+    };
+    let md_u = centred(&unweighted);
+    let md_w = centred(&weighted);
+    let nc_u = collapse(
+        &md_u,
+        c,
+        d,
+        &sw,
+        cfg.pinv_rtol,
+        "unweighted mean of class means",
+    )?;
+    let nc_w = collapse(&md_w, c, d, &sw, cfg.pinv_rtol, "count-weighted mean")?;
+    if nc_u.nc1_pinv_rank == 0 {
+        notes.push("all class means coincide: Σ_B is zero and NC1 is undefined".into());
+    }
+
+    let (nc3, nc4) = match classifier {
+        Some(cl) => {
+            let wn = cl.w.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let mn = md_u.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let nc3: f64 =
+                cl.w.iter()
+                    .zip(&md_u)
+                    .map(|(w, mdot)| {
+                        let t = w / wn - mdot / mn;
+                        t * t
+                    })
+                    .sum();
+            (Some(nc3), Some(nc4_diff as f64 / nf))
+        }
+        None => (None, None),
+    };
+
+    // CDNV over class pairs.
+    let mut cdnv_sum = 0.0;
+    let mut pairs = 0usize;
+    for a in 0..c {
+        for b in a + 1..c {
+            let dist2: f64 = (0..d)
+                .map(|j| {
+                    let t = means[a * d + j] - means[b * d + j];
+                    t * t
+                })
+                .sum();
+            cdnv_sum += (sigma2[a] + sigma2[b]) / (2.0 * dist2);
+            pairs += 1;
+        }
+    }
+    let knn_accuracy = match graph {
+        Some(g) => Some(knn_loo(g, ids, c, cfg.k)?),
+        None => None,
+    };
+    Ok(ClassReport {
+        n,
+        d,
+        n_classes: c,
+        class_names: labels.names.clone(),
+        class_counts: counts,
+        neural_collapse: nc_u,
+        neural_collapse_count_weighted: nc_w,
+        nc3,
+        nc4,
+        cdnv: cdnv_sum / pairs as f64,
+        ncc_accuracy: ncc_right as f64 / nf,
+        knn_accuracy,
+        notes,
+    })
+}
+
+/// NC1 and NC2 from the centred class means Ṁ (C × d, row-major) and Σ_W.
+fn collapse(
+    md: &[f64],
+    c: usize,
+    d: usize,
+    sw: &Mat<f64>,
+    rtol: f64,
+    label: &str,
+) -> Result<Collapse> {
+    let cf = c as f64;
+    let mdm = linalg::row_major(md, c, d);
+    // Σ_B = ṀᵀṀ/C shares its non-zero eigenvalues with the C × C matrix ṀṀᵀ/C; use the smaller one.
+    let (nc1, rank, around) = if c <= d {
+        let mut g = Mat::<f64>::zeros(c, c);
+        linalg::gemm(g.as_mut(), false, mdm, mdm.transpose(), 1.0 / cf, false);
+        let (vals, vecs) = linalg::sym_eigen_desc(g.as_ref())?;
+        // A = Ṁ Σ_W Ṁᵀ (C × C).
+        let mut t = Mat::<f64>::zeros(c, d);
+        linalg::gemm(t.as_mut(), false, mdm, sw.as_ref(), 1.0, false);
+        let mut a = Mat::<f64>::zeros(c, c);
+        linalg::gemm(a.as_mut(), false, t.as_ref(), mdm.transpose(), 1.0, false);
+        let cut = rtol * vals[0];
+        let mut tr = 0.0;
+        let mut rank = 0;
+        for (k, &l) in vals.iter().enumerate() {
+            if l > cut && l > 0.0 {
+                rank += 1;
+                // v_k = Ṁᵀu_k/√(C λ_k); v_kᵀ Σ_W v_k / λ_k = u_kᵀ A u_k / (C λ_k²).
+                let mut q = 0.0;
+                for i in 0..c {
+                    let mut s = 0.0;
+                    for j in 0..c {
+                        s += a[(i, j)] * vecs[(j, k)];
+                    }
+                    q += vecs[(i, k)] * s;
+                }
+                tr += q / (cf * l * l);
+            }
+        }
+        (tr / cf, rank, around_cut(&vals, rank))
+    } else {
+        let mut sb = Mat::<f64>::zeros(d, d);
+        linalg::gemm(sb.as_mut(), false, mdm.transpose(), mdm, 1.0 / cf, false);
+        let (vals, vecs) = linalg::sym_eigen_desc(sb.as_ref())?;
+        let cut = rtol * vals[0];
+        let mut tr = 0.0;
+        let mut rank = 0;
+        for (k, &l) in vals.iter().enumerate() {
+            if l > cut && l > 0.0 {
+                rank += 1;
+                let mut q = 0.0;
+                for i in 0..d {
+                    let mut s = 0.0;
+                    for j in 0..d {
+                        s += sw[(i, j)] * vecs[(j, k)];
+                    }
+                    q += vecs[(i, k)] * s;
+                }
+                tr += q / l;
+            }
+        }
+        (tr / cf, rank, around_cut(&vals, rank))
+    };
+    let nc1 = if rank == 0 { f64::NAN } else { nc1 };
+    // NC2.
+    let norms: Vec<f64> = (0..c)
+        .map(|k| {
+            md[k * d..(k + 1) * d]
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect();
+    let (equinorm, equinorm1) = std_over_mean(&norms);
+    let mut cosines = Vec::with_capacity(c * (c - 1));
+    for a in 0..c {
+        for b in 0..c {
+            if a != b {
+                let dot: f64 = (0..d).map(|j| md[a * d + j] * md[b * d + j]).sum();
+                cosines.push(dot / (norms[a] * norms[b]));
+            }
+        }
+    }
+    let (sd0, sd1) = std_dev(&cosines);
+    let unordered: Vec<f64> = (0..c)
+        .flat_map(|a| (a + 1..c).map(move |b| (a, b)))
+        .map(|(a, b)| cosines[a * (c - 1) + b - 1])
+        .collect();
+    let (_, sd1u) = std_dev(&unordered);
+    let shift = 1.0 / (cf - 1.0);
+    let max_angle = cosines.iter().map(|v| (v + shift).abs()).sum::<f64>() / cosines.len() as f64;
+    Ok(Collapse {
+        global_mean: label.to_string(),
+        nc1,
+        nc1_pinv_rank: rank,
+        sigma_b_eigs_around_cut: around,
+        nc2_equinorm: equinorm,
+        nc2_equinorm_ddof1: equinorm1,
+        nc2_equiangularity: sd0,
+        nc2_equiangularity_ddof1: sd1,
+        nc2_equiangularity_ddof1_unordered: sd1u,
+        nc2_max_angle: max_angle,
+    })
+}
+
+fn around_cut(vals: &[f64], rank: usize) -> Vec<f64> {
+    let lo = rank.saturating_sub(2);
+    let hi = (rank + 2).min(vals.len());
+    vals[lo..hi].to_vec()
+}
+
+/// Standard deviation with ddof 0 and ddof 1.
+fn std_dev(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let ss: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
+    ((ss / n).sqrt(), (ss / (n - 1.0)).sqrt())
+}
+
+fn std_over_mean(v: &[f64]) -> (f64, f64) {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let (a, b) = std_dev(v);
+    (a / mean, b / mean)
+}
+
+/// Leave-one-out kNN majority vote over the first `k` neighbours of each row (self is never a neighbour).
+pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccuracy> {
+    if g.n != ids.len() {
+        return Err(Error::data(
+            "kNN graph",
+            format!(
+                "the graph has {} rows but there are {} labels",
+                g.n,
+                ids.len()
+            ),
+            "build the graph on the labelled rows themselves (not deduplicated rows)",
+        ));
+    }
+    if k == 0 || k > g.k {
+        return Err(Error::param(
+            "k",
+            format!("k = {k} but the graph has {} neighbours per row", g.k),
+            format!("choose 1 ≤ k ≤ {}", g.k),
+        ));
+    }
+    let mut right = 0usize;
+    let mut right_small = 0usize;
+    let mut tied = 0usize;
+    let _ = c;
+    // (label, votes) in order of first appearance among the neighbours (nearest first).
+    let mut tally: Vec<(u32, u32)> = Vec::with_capacity(k);
+    for i in 0..g.n {
+        tally.clear();
+        for &j in &g.neighbors(i)[..k] {
+            let l = ids[j as usize];
+            match tally.iter_mut().find(|t| t.0 == l) {
+                Some(t) => t.1 += 1,
+                None => tally.push((l, 1)),
+            }
+        }
+        let max = tally.iter().map(|t| t.1).max().unwrap_or(0);
+        let top: Vec<u32> = tally.iter().filter(|t| t.1 == max).map(|t| t.0).collect();
+        if top.len() > 1 {
+            tied += 1;
+        }
+        // Nearest among tied: the first label (by neighbour order) with the top count.
+        if top.first() == Some(&ids[i]) {
+            right += 1;
+        }
+        if top.iter().min() == Some(&ids[i]) {
+            right_small += 1;
+        }
+    }
+    let nf = g.n as f64;
+    Ok(KnnAccuracy {
+        k,
+        metric: g.metric,
+        accuracy: right as f64 / nf,
+        accuracy_smallest_label_ties: right_small as f64 / nf,
+        n_points_with_tied_vote: tied,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(ids: &[u32]) -> Labels {
+        Labels::from_strings(ids.iter().map(|i| i.to_string()).collect(), true)
+    }
+
+    #[test]
+    fn simplex_etf_without_spread_has_zero_nc1_and_exact_nc2() {
+        // C = 4 classes at the vertices of a regular simplex in R^4 (e_k − 1/C), 5 copies each.
+        let c = 4usize;
+        let mut data = Vec::new();
+        let mut ids = Vec::new();
+        for k in 0..c {
+            for _ in 0..5 {
+                for j in 0..c {
+                    let v = if j == k { 1.0 } else { 0.0 } - 1.0 / c as f64;
+                    data.push(v as f32);
+                }
+                ids.push(k as u32);
+            }
+        }
+        let m = Matrix::from_vec(20, c, data, "etf").unwrap();
+        let r = analyse(&m, &labels(&ids), None, None, &ClassConfig::default()).unwrap();
+        assert_eq!(r.neural_collapse.nc1, 0.0);
+        assert_eq!(r.neural_collapse.nc1_pinv_rank, c - 1);
+        assert!(r.neural_collapse.nc2_equinorm.abs() < 1e-7);
+        assert!(r.neural_collapse.nc2_equiangularity.abs() < 1e-7);
+        assert!(r.neural_collapse.nc2_max_angle.abs() < 1e-7);
+        assert_eq!(r.ncc_accuracy, 1.0);
+        // A classifier equal to the means: NC3 = 0, NC4 = 0.
+        let w = Matrix::from_vec(
+            c,
+            c,
+            (0..c * c)
+                .map(|t| if t / c == t % c { 0.75 } else { -0.25 })
+                .collect(),
+            "W",
+        )
+        .unwrap();
+        let cl = Classifier::new(&w, None, c, c).unwrap();
+        let r = analyse(&m, &labels(&ids), Some(&cl), None, &ClassConfig::default()).unwrap();
+        assert!(r.nc3.unwrap() < 1e-12);
+        assert_eq!(r.nc4, Some(0.0));
+    }
+
+    #[test]
+    fn nc1_matches_direct_pinv_on_a_small_case() {
+        // Two classes in 2-D: Σ_B has rank 1 along the mean difference.
+        let data = vec![0.0f32, 0.0, 0.0, 2.0, 4.0, 0.0, 4.0, 2.0];
+        let ids = [0u32, 0, 1, 1];
+        let m = Matrix::from_vec(4, 2, data, "t").unwrap();
+        let r = analyse(&m, &labels(&ids), None, None, &ClassConfig::default()).unwrap();
+        // μ_0 = (0,1), μ_1 = (4,1), μ_G = (2,1), μ̇ = ∓(2,0). Σ_B = diag(4,0). Σ_W = diag(0,1).
+        // tr(Σ_W Σ_B⁺) = 0 → NC1 = 0. CDNV: σ² = 1 each, ‖Δμ‖² = 16 → 2/32.
+        assert!(r.neural_collapse.nc1.abs() < 1e-15);
+        assert!((r.cdnv - 2.0 / 32.0).abs() < 1e-15);
+        // Move spread onto the between axis: x spread 1 within classes.
+        let data = vec![-1.0f32, 0.0, 1.0, 0.0, 3.0, 0.0, 5.0, 0.0];
+        let m = Matrix::from_vec(4, 2, data, "t").unwrap();
+        let r = analyse(&m, &labels(&ids), None, None, &ClassConfig::default()).unwrap();
+        // Σ_W = diag(1, 0), Σ_B = diag(4, 0) → tr = 1/4, NC1 = 1/8.
+        assert!(
+            (r.neural_collapse.nc1 - 0.125).abs() < 1e-14,
+            "{}",
+            r.neural_collapse.nc1
+        );
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let m = Matrix::from_vec(3, 1, vec![1.0, 2.0, 3.0], "x").unwrap();
+        assert!(check_labels(&m, &labels(&[0, 1]), "l").is_err());
+        let e = check_labels(&m, &labels(&[2, 2, 2]), "l")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same label"), "{e}");
+        let w = Matrix::from_vec(1, 3, vec![1.0; 3], "W").unwrap();
+        assert!(Classifier::new(&w, None, 2, 1).is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! Similarity of two representations of the same n inputs (X: n × d1, Y: n × d2, any widths):
+//! CKA (linear biased/debiased by two routes, RBF, minibatch), the CCA family, Procrustes, RSA, mutual kNN,
+//! CKNNA and relative representations. Definitions follow METRICS.md.
+pub mod cca;
+pub mod cka;
+pub mod knn_alignment;
+pub mod layers;
+pub mod procrustes;
+pub mod relative;
+pub mod rsa;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::data::{check_finite, Labels, Matrix};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::progress::Progress;
+
+pub use cka::{RbfMedian, Route};
+pub use relative::AnchorMode;
+
+/// Every measure `compare` knows, in output order.
+pub const MEASURES: &[&str] = &[
+    "cka_linear",
+    "cka_linear_debiased",
+    "cka_rbf",
+    "cka_minibatch",
+    "cca_mean_rho",
+    "cca_r2",
+    "svcca",
+    "pwcca",
+    "procrustes_angular",
+    "procrustes_euclidean",
+    "rsa_spearman",
+    "mutual_knn",
+    "knn_jaccard",
+    "cknna",
+    "relative_cos",
+    "stitching_accuracy",
+];
+
+/// Measures that need n × n matrices.
+const NEEDS_GRAM: &[&str] = &["cka_rbf", "rsa_spearman"];
+/// Measures that need a dense SVD of each side.
+const NEEDS_SVD: &[&str] = &["cca_mean_rho", "cca_r2", "svcca", "pwcca"];
+
+/// Expands names and groups (cka, cca, procrustes, knn, relative, all) into canonical measure names.
+pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<&str> = Vec::new();
+    for raw in names {
+        for name in raw.split(',') {
+            let n = name.trim().to_ascii_lowercase();
+            let group: Vec<&str> = match n.as_str() {
+                "all" => MEASURES.to_vec(),
+                "cka" => vec!["cka_linear", "cka_linear_debiased"],
+                "cca" => vec!["cca_mean_rho", "cca_r2", "svcca", "pwcca"],
+                "procrustes" => vec!["procrustes_angular", "procrustes_euclidean"],
+                "rsa" => vec!["rsa_spearman"],
+                "knn" | "mutual_knn" => vec!["mutual_knn", "knn_jaccard"],
+                "relative" => vec!["relative_cos"],
+                "stitching" => vec!["relative_cos", "stitching_accuracy"],
+                x => match MEASURES.iter().find(|m| **m == x) {
+                    Some(m) => vec![*m],
+                    None => {
+                        return Err(Error::param(
+                            "--metric",
+                            format!("unknown measure '{x}'"),
+                            format!(
+                            "choose from: {}; or a group: cka, cca, procrustes, knn, relative, all",
+                            MEASURES.join(", ")
+                        ),
+                        ))
+                    }
+                },
+            };
+            for g in group {
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|m| MEASURES.iter().position(|x| x == m));
+    Ok(out.into_iter().map(String::from).collect())
+}
+
+/// Settings of a comparison; the defaults are those of METRICS.md.
+#[derive(Clone, Debug)]
+pub struct CompareConfig {
+    /// Measures to compute; empty means every measure that fits (minibatch CKA and stitching only when
+    /// asked or when labels are given).
+    pub measures: Vec<String>,
+    /// Route of linear CKA; None chooses the cheaper.
+    pub route: Option<Route>,
+    pub rbf_threshold: f64,
+    pub rbf_median: RbfMedian,
+    pub batch_size: usize,
+    pub k: usize,
+    /// Anchors of the relative representation; None means min(100, n).
+    pub anchors: Option<usize>,
+    pub anchor_mode: AnchorMode,
+    pub svcca_threshold: f64,
+    /// Largest n for measures that hold n × n matrices.
+    pub gram_limit: usize,
+    pub seed: u64,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        CompareConfig {
+            measures: Vec::new(),
+            route: None,
+            rbf_threshold: 1.0,
+            rbf_median: RbfMedian::DistinctPairs,
+            batch_size: 1000,
+            k: 10,
+            anchors: None,
+            anchor_mode: AnchorMode::First,
+            svcca_threshold: 0.99,
+            gram_limit: 20_000,
+            seed: 0,
+        }
+    }
+}
+
+/// The detailed results behind the headline numbers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Details {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_linear: Option<cka::LinearCka>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_rbf: Option<cka::RbfCka>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_minibatch: Option<cka::MinibatchCka>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cca: Option<cca::Cca>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svcca: Option<cca::Svcca>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pwcca: Option<cca::Pwcca>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procrustes: Option<procrustes::Procrustes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutual_knn: Option<knn_alignment::MutualKnn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<relative::Relative>,
+}
+
+/// Everything `repscope compare` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimilarityReport {
+    pub n: usize,
+    pub d1: usize,
+    pub d2: usize,
+    /// Headline value of every measure computed, by canonical name.
+    pub measures: BTreeMap<String, f64>,
+    pub details: Details,
+    /// Problems with a value the user must know about (for example CCA with more dimensions than rows).
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+    pub params: serde_json::Value,
+}
+
+fn wanted(
+    cfg: &CompareConfig,
+    n: usize,
+    labels: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    if !cfg.measures.is_empty() {
+        let m = canonical_measures(&cfg.measures)?;
+        for name in &m {
+            if NEEDS_GRAM.contains(&name.as_str()) && n > cfg.gram_limit {
+                return Err(Error::param(
+                    "--metric",
+                    format!("{name} holds n × n matrices, and n = {n} is above the limit of {}", cfg.gram_limit),
+                    "subsample rows, raise --gram-limit if memory allows (8·n² bytes per matrix), or use linear CKA / cka_minibatch",
+                ));
+            }
+            if name == "stitching_accuracy" && !labels {
+                return Err(Error::param(
+                    "--metric",
+                    "stitching_accuracy needs labels",
+                    "pass --labels LABELS.npy",
+                ));
+            }
+        }
+        return Ok(m);
+    }
+    let mut out = Vec::new();
+    for &m in MEASURES {
+        if m == "cka_minibatch" || (m == "stitching_accuracy" && !labels) {
+            continue;
+        }
+        if NEEDS_GRAM.contains(&m) && n > cfg.gram_limit {
+            notes.push(format!(
+                "{m} skipped: it holds n × n matrices and n = {n} > {} (ask for it with --metric and raise --gram-limit to force it)",
+                cfg.gram_limit
+            ));
+            continue;
+        }
+        out.push(m.to_string());
+    }
+    Ok(out)
+}
+
+/// Compares two representations of the same rows. Both must be finite; the row counts must match.
+pub fn compare(
+    x: &Matrix,
+    y: &Matrix,
+    labels: Option<&Labels>,
+    cfg: &CompareConfig,
+    progress: &dyn Progress,
+) -> Result<SimilarityReport> {
+    cka::check_pair(x, y)?;
+    check_finite(x)?;
+    check_finite(y)?;
+    let n = x.rows();
+    if let Some(l) = labels {
+        if l.ids.len() != n {
+            return Err(Error::data(
+                "labels",
+                format!("{} labels for {n} rows", l.ids.len()),
+                "pass exactly one label per row, in the same order as the data",
+            ));
+        }
+    }
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    let want = wanted(cfg, n, labels.is_some(), &mut notes)?;
+    let has = |m: &str| want.iter().any(|w| w == m);
+    let mut measures = BTreeMap::new();
+    let mut details = Details::default();
+
+    // Feature-route sums: linear CKA (feature route) and Procrustes.
+    let route = cfg
+        .route
+        .unwrap_or_else(|| Route::auto(n, x.cols() + y.cols()));
+    if route == Route::Gram
+        && n > cfg.gram_limit
+        && (has("cka_linear") || has("cka_linear_debiased"))
+    {
+        return Err(Error::param(
+            "--cka-route",
+            format!(
+                "the Gram route holds two n × n matrices and n = {n} > {}",
+                cfg.gram_limit
+            ),
+            "use the feature route (the default for n > d)",
+        ));
+    }
+    let need_stats = (route == Route::Feature && (has("cka_linear") || has("cka_linear_debiased")))
+        || has("procrustes_angular")
+        || has("procrustes_euclidean");
+    let stats = if need_stats {
+        progress.stage("feature products", 0);
+        let mx = linalg::column_means(x);
+        let my = linalg::column_means(y);
+        let s = cka::FeatureStats::collect(x, y, &mx, &my, 0, n);
+        progress.finish_stage();
+        Some(s)
+    } else {
+        None
+    };
+    if has("cka_linear") || has("cka_linear_debiased") {
+        progress.stage("linear CKA", 0);
+        let r = cka::linear_cka(x, y, route, stats.as_ref())?;
+        progress.finish_stage();
+        if has("cka_linear") {
+            measures.insert("cka_linear".into(), r.biased);
+        }
+        if has("cka_linear_debiased") {
+            measures.insert("cka_linear_debiased".into(), r.debiased);
+        }
+        let ratio = (x.cols().max(y.cols())) as f64 / n as f64;
+        if has("cka_linear") && ratio > 0.1 {
+            notes.push(format!(
+                "biased linear CKA drifts towards 1 as d/n grows (here d/n = {ratio:.2}); prefer cka_linear_debiased"
+            ));
+        }
+        details.cka_linear = Some(r);
+    }
+    if has("cka_rbf") {
+        progress.stage("RBF CKA", 0);
+        let r = cka::rbf_cka(x, y, cfg.rbf_threshold, cfg.rbf_median)?;
+        progress.finish_stage();
+        measures.insert("cka_rbf".into(), r.value);
+        details.cka_rbf = Some(r);
+    }
+    if has("cka_minibatch") {
+        progress.stage("minibatch CKA", 0);
+        let r = cka::minibatch_cka(x, y, cfg.batch_size)?;
+        progress.finish_stage();
+        measures.insert("cka_minibatch".into(), r.value);
+        details.cka_minibatch = Some(r);
+    }
+    if NEEDS_SVD.iter().any(|m| has(m)) {
+        progress.stage("CCA (SVD of each side)", 0);
+        let (sx, sy) = rayon::join(|| cca::Side::new(x), || cca::Side::new(y));
+        let (sx, sy) = (sx?, sy?);
+        if has("cca_mean_rho") || has("cca_r2") {
+            let c = cca::cca(&sx, &sy)?;
+            if has("cca_mean_rho") {
+                measures.insert("cca_mean_rho".into(), c.mean_rho);
+            }
+            if has("cca_r2") {
+                measures.insert("cca_r2".into(), c.r2);
+            }
+            warnings.extend(c.warning.clone());
+            details.cca = Some(c);
+        }
+        if has("svcca") {
+            let s = cca::svcca(&sx, &sy, cfg.svcca_threshold)?;
+            measures.insert("svcca".into(), s.value);
+            warnings.extend(s.warning.clone());
+            details.svcca = Some(s);
+        }
+        if has("pwcca") {
+            let p = cca::pwcca(&sx, &sy)?;
+            measures.insert("pwcca".into(), p.value);
+            warnings.extend(p.warning.clone());
+            details.pwcca = Some(p);
+        }
+        progress.finish_stage();
+    }
+    if let Some(st) = stats
+        .as_ref()
+        .filter(|_| has("procrustes_angular") || has("procrustes_euclidean"))
+    {
+        let p = procrustes::procrustes(st)?;
+        if has("procrustes_angular") {
+            measures.insert("procrustes_angular".into(), p.angular);
+        }
+        if has("procrustes_euclidean") {
+            measures.insert("procrustes_euclidean".into(), p.euclidean);
+        }
+        details.procrustes = Some(p);
+    }
+    if has("rsa_spearman") {
+        progress.stage("RSA", 0);
+        measures.insert("rsa_spearman".into(), rsa::rsa_spearman(x, y)?);
+        progress.finish_stage();
+    }
+    if has("mutual_knn") || has("knn_jaccard") || has("cknna") {
+        progress.stage("cosine kNN (both spaces)", 2 * n as u64);
+        let adv = |k: usize| progress.advance(k as u64);
+        let (gx, gy) = knn_alignment::graphs(x, y, cfg.k, Some(&adv))?;
+        progress.finish_stage();
+        let mk = knn_alignment::mutual_knn(&gx, &gy, cfg.k);
+        if has("mutual_knn") {
+            measures.insert("mutual_knn".into(), mk.mean_overlap);
+        }
+        if has("knn_jaccard") {
+            measures.insert("knn_jaccard".into(), mk.mean_jaccard);
+        }
+        if has("cknna") {
+            if n < 4 {
+                return Err(Error::data(
+                    x.name(),
+                    "CKNNA needs at least 4 rows",
+                    "pass more rows",
+                ));
+            }
+            measures.insert("cknna".into(), knn_alignment::cknna(&gx, &gy, cfg.k));
+        }
+        details.mutual_knn = Some(mk);
+    }
+    if has("relative_cos") || has("stitching_accuracy") {
+        let m = match cfg.anchors {
+            Some(m) => m,
+            None => 100.min(n),
+        };
+        let r = relative::relative(
+            x,
+            y,
+            m,
+            cfg.anchor_mode,
+            cfg.seed,
+            labels.filter(|_| has("stitching_accuracy")),
+        )?;
+        measures.insert("relative_cos".into(), r.mean_cos);
+        if let Some(s) = &r.stitching {
+            measures.insert("stitching_accuracy".into(), s.accuracy);
+        }
+        details.relative = Some(r);
+    }
+    let params = json!({
+        "measures": want,
+        "cka_route": route,
+        "rbf_threshold": cfg.rbf_threshold,
+        "rbf_median": cfg.rbf_median,
+        "batch_size": cfg.batch_size,
+        "k": cfg.k,
+        "knn_metric": "cosine",
+        "anchors": cfg.anchors.unwrap_or(100.min(n)),
+        "anchor_mode": cfg.anchor_mode,
+        "svcca_threshold": cfg.svcca_threshold,
+        "gram_limit": cfg.gram_limit,
+        "seed": cfg.seed,
+    });
+    Ok(SimilarityReport {
+        n,
+        d1: x.cols(),
+        d2: y.cols(),
+        measures,
+        details,
+        warnings,
+        notes,
+        params,
+    })
+}

@@ -1,0 +1,208 @@
+//! The spectrum of a representation: covariance eigenvalues, effective rank / RankMe, participation ratio,
+//! α-ReQ, coding rate, anisotropy and rogue dimensions. Definitions follow METRICS.md ("Spectrum and
+//! collapse"); every sum is accumulated in f64 and nothing n × n is formed unless n < d (coding rate's
+//! smaller form).
+mod rank;
+mod unit;
+
+use serde::Serialize;
+
+pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
+pub use unit::{unit_row_stats, UnitRowStats};
+
+use crate::data::Matrix;
+use crate::error::{Error, Result};
+use crate::intrinsic::pca::{PcaRule, Spectrum};
+
+/// Settings of the spectrum report; the defaults are those of METRICS.md.
+#[derive(Clone, Debug)]
+pub struct SpectrumConfig {
+    /// Coding-rate distortion ε² (not ε).
+    pub eps2: f64,
+    /// α-ReQ rank window, 1-based and inclusive, clipped to the available rank.
+    pub alpha_window: (usize, usize),
+    /// How many rogue dimensions to list.
+    pub top_rogue: usize,
+}
+
+impl Default for SpectrumConfig {
+    fn default() -> Self {
+        SpectrumConfig {
+            eps2: 0.5,
+            alpha_window: (11, 100),
+            top_rogue: 10,
+        }
+    }
+}
+
+/// Roy & Vetterli's effective rank of a matrix's singular values, with whether the matrix was centred.
+#[derive(Clone, Debug, Serialize)]
+pub struct EffectiveRank {
+    pub value: f64,
+    /// Whether the column means were subtracted before taking singular values.
+    pub centred: bool,
+    /// exp(−Σ p log p), p_k = σ_k/Σσ + 1e-7 over the min(n, d) singular values σ (not σ²).
+    pub variant: String,
+}
+
+/// The coding rate R = ½ logdet(I + d/(n ε²) ZᵀZ) on L2-normalised rows.
+#[derive(Clone, Debug, Serialize)]
+pub struct CodingRate {
+    pub value: f64,
+    pub eps2: f64,
+    /// "d x d" or "n x n": which of the two equal determinants was computed.
+    pub form: String,
+}
+
+/// One rogue dimension: its contribution to the mean cosine similarity and its share of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RogueDimension {
+    /// Column index (0-based).
+    pub dim: usize,
+    /// ((Σ_i u_ij)² − Σ_i u_ij²) / (n(n−1)).
+    pub contribution: f64,
+    /// contribution / anisotropy.
+    pub share: f64,
+}
+
+/// Everything `repscope spectrum` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct SpectrumReport {
+    pub n: usize,
+    pub d: usize,
+    /// Centred covariance eigenvalues (divided by n − 1), largest first.
+    pub eigenvalues: Vec<f64>,
+    /// Each eigenvalue's fraction of the total variance.
+    pub explained_variance_ratio: Vec<f64>,
+    /// Σ λ (the trace of the covariance).
+    pub total_variance: f64,
+    /// Effective rank of the centred data.
+    pub effective_rank: EffectiveRank,
+    /// RankMe (Garrido et al. 2023): the effective rank of the uncentred data.
+    pub rankme: EffectiveRank,
+    /// (Σλ)² / Σλ².
+    pub participation_ratio: f64,
+    /// None when the available rank leaves fewer than three points in the window.
+    pub alpha_req: Option<AlphaReq>,
+    pub coding_rate: CodingRate,
+    /// Mean cosine similarity over all distinct pairs, (‖Σu_i‖² − n) / (n(n−1)).
+    pub anisotropy: f64,
+    /// Dimensions by contribution to the anisotropy, largest first.
+    pub rogue_dimensions: Vec<RogueDimension>,
+    /// Number of eigenvalues above λ₁·max(n, d)·ε.
+    pub numerical_rank: usize,
+    pub notes: Vec<String>,
+}
+
+/// A compact summary for per-layer tables.
+#[derive(Clone, Debug, Serialize)]
+pub struct SpectrumSummary {
+    pub effective_rank: f64,
+    pub rankme: f64,
+    pub participation_ratio: f64,
+    pub alpha: Option<f64>,
+    pub alpha_r2: Option<f64>,
+    pub anisotropy: f64,
+    pub top_rogue_dim: Option<usize>,
+    pub top_rogue_share: Option<f64>,
+    pub coding_rate: f64,
+    pub top1_variance_fraction: f64,
+}
+
+impl SpectrumReport {
+    /// The numbers a layer table shows.
+    pub fn summary(&self) -> SpectrumSummary {
+        SpectrumSummary {
+            effective_rank: self.effective_rank.value,
+            rankme: self.rankme.value,
+            participation_ratio: self.participation_ratio,
+            alpha: self.alpha_req.as_ref().map(|a| a.alpha),
+            alpha_r2: self.alpha_req.as_ref().map(|a| a.r2),
+            anisotropy: self.anisotropy,
+            top_rogue_dim: self.rogue_dimensions.first().map(|r| r.dim),
+            top_rogue_share: self.rogue_dimensions.first().map(|r| r.share),
+            coding_rate: self.coding_rate.value,
+            top1_variance_fraction: self
+                .explained_variance_ratio
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Computes the whole spectrum report. `m` must be finite (see [`crate::data::check_finite`]).
+pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
+    let (n, d) = (m.rows(), m.cols());
+    if n < 2 {
+        return Err(Error::data(
+            m.name(),
+            format!("the spectrum needs at least 2 rows, got {n}"),
+            "pass more rows",
+        ));
+    }
+    if !(cfg.eps2 > 0.0 && cfg.eps2.is_finite()) {
+        return Err(Error::param(
+            "--eps2",
+            format!("ε² = {} must be positive", cfg.eps2),
+            "use the default 0.5 or another positive value",
+        ));
+    }
+    let spec = Spectrum::of(m)?;
+    let mut notes = spec.notes.clone();
+    let ev = spec.eigenvalues.clone();
+    let total: f64 = ev.iter().sum();
+    let evr: Vec<f64> = ev.iter().map(|l| l / total).collect();
+    let eps = f64::EPSILON;
+    let tol = ev[0] * (n.max(d) as f64) * eps;
+    let numerical_rank = ev.iter().filter(|&&l| l > tol).count();
+
+    let sv_c = singular_values(m, true)?;
+    let sv_u = singular_values(m, false)?;
+    let variant = "exp(-sum p log p), p_k = sigma_k/sum(sigma) + 1e-7 over min(n,d) singular values (sigma, not sigma^2)".to_string();
+    let effective_rank_c = EffectiveRank {
+        value: effective_rank(&sv_c),
+        centred: true,
+        variant: variant.clone(),
+    };
+    let rankme = EffectiveRank {
+        value: effective_rank(&sv_u),
+        centred: false,
+        variant,
+    };
+    if n < 25_000 {
+        notes.push(format!(
+            "RankMe is specified for about 25k rows (n >> d); this input has {n}, so it is a small-sample value"
+        ));
+    }
+    let participation_ratio = spec.dimension(PcaRule::ParticipationRatio);
+    let alpha = alpha_req(&ev, cfg.alpha_window, numerical_rank);
+    if alpha.is_none() {
+        notes.push(format!(
+            "alpha-ReQ not computed: the window {:?} leaves fewer than 3 ranks below the numerical rank {numerical_rank}",
+            cfg.alpha_window
+        ));
+    }
+    let unit = unit_row_stats(m, cfg.eps2)?;
+    let rogue = unit.rogue(cfg.top_rogue);
+    Ok(SpectrumReport {
+        n,
+        d,
+        explained_variance_ratio: evr,
+        total_variance: total,
+        eigenvalues: ev,
+        effective_rank: effective_rank_c,
+        rankme,
+        participation_ratio,
+        alpha_req: alpha,
+        coding_rate: CodingRate {
+            value: unit.coding_rate,
+            eps2: cfg.eps2,
+            form: unit.coding_rate_form.to_string(),
+        },
+        anisotropy: unit.anisotropy,
+        rogue_dimensions: rogue,
+        numerical_rank,
+        notes,
+    })
+}
