@@ -1,5 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: builds the release profile once and runs every test from it.
+# The whole test suite, from a fresh clone: builds the release profile once, runs every Rust test from it,
+# then loads the HTML report in headless Chromium (installed here from Debian's packages if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --workspace --all-targets
+cargo build --release -p repscope-cli
+
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import Ajv2020 from 'ajv/dist/2020.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
@@ -17,6 +18,14 @@ const bin = process.env.REPSCOPE_BIN ?? join(root, 'target', 'release', 'repscop
 const chromePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const artifacts = join(root, 'target', 'test-artifacts');
 const fixtures = join(root, 'tests', 'fixtures', 'oracles', 'inputs');
+
+const schema = JSON.parse(readFileSync(join(root, 'schema', 'report-1.json'), 'utf8'));
+const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+function readReport(dir) {
+  const doc = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+  assert.ok(validate(doc), `report.json does not match schema/report-1.json: ${JSON.stringify(validate.errors, null, 1)}`);
+  return doc;
+}
 
 let browser;
 before(async () => {
@@ -58,7 +67,7 @@ async function load(htmlPath, shot) {
       const box = svg.getBoundingClientRect();
       const marks = [...svg.querySelectorAll('.mark')].filter((m) => {
         const b = m.getBBox();
-        return b.width > 0 || b.height > 0;
+        return b.width > 0 && b.height > 0;
       });
       const lines = [...svg.querySelectorAll('.series-line')].filter((l) => l.getTotalLength() > 0);
       plots[svg.id] = { width: box.width, height: box.height, marks: marks.length, lines: lines.length };
@@ -93,6 +102,11 @@ function checkInput(doc, drawn, i) {
   assert.equal(lid.status, 'ok');
   const hist = drawn.plots[`lid-${i}`];
   assert.equal(hist.marks, lid.value.histogram.counts.filter((c) => c > 0).length, `LID histogram ${i}: one bar per non-empty bin`);
+  const sp = inp.sections.spectrum;
+  assert.equal(sp.status, 'ok');
+  const spec = drawn.plots[`spectrum-${i}`];
+  assert.equal(spec.marks, sp.value.eigenvalues.filter((v) => v > 0).length, `spectrum ${i}: one marker per positive eigenvalue`);
+  if (sp.value.alpha_req) assert.equal(spec.lines, 2, 'eigenvalue line and α fit drawn');
   // Numbers on the page equal the JSON's.
   const [n, d, dup, dim] = drawn.cards[i];
   assert.equal(Number(n), inp.n);
@@ -111,7 +125,7 @@ test('report of one embedding file draws every plot offline, with the JSON numbe
   const input = join(fixtures, 'minilm_sentences_0_2000.npy');
   const r = runReport(['report', input]);
   assert.equal(r.code, 0, r.stderr);
-  const doc = JSON.parse(readFileSync(join(r.out, 'report.json'), 'utf8'));
+  const doc = readReport(r.out);
   assert.equal(doc.schema, 'repscope.report/1');
   const { errors, external, drawn } = await load(join(r.out, 'report.html'), 'report-minilm.png');
   assert.deepEqual(errors, [], 'no console errors');
@@ -120,11 +134,59 @@ test('report of one embedding file draws every plot offline, with the JSON numbe
   doc.inputs.forEach((_, i) => checkInput(doc, drawn, i));
 });
 
+test('layers and classes: heatmaps, ID across depth and the class table', async () => {
+  const layers = ['layer0', 'layer1', 'layer4', 'layer6'].map((l) => join(fixtures, `minilm_layers_${l}_0_500.npy`));
+  const r = runReport(['report', ...layers]);
+  assert.equal(r.code, 0, r.stderr);
+  const doc = readReport(r.out);
+  assert.equal(doc.layers.status, 'ok');
+  const { errors, external, drawn } = await load(join(r.out, 'report.html'), 'report-layers.png');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(external, []);
+  const nl = layers.length;
+  assert.equal(drawn.plots['layers-cka'].marks, nl * nl, 'one CKA cell per layer pair');
+  assert.equal(drawn.plots['layers-mknn'].marks, nl * nl, 'one mutual-kNN cell per layer pair');
+  assert.equal(drawn.plots['layers-id'].marks, doc.layers.value.layers.filter((l) => l.id).length);
+  doc.inputs.forEach((_, i) => checkInput(doc, drawn, i));
+
+  const c = runReport(['report', join(fixtures, 'minilm_sentences_0_2000.npy'), '--labels', join(fixtures, 'minilm_labels_0_2000.npy')]);
+  assert.equal(c.code, 0, c.stderr);
+  const cdoc = readReport(c.out);
+  const cls = cdoc.inputs[0].sections.classes;
+  assert.equal(cls.status, 'ok');
+  const page = await load(join(c.out, 'report.html'), 'report-classes.png');
+  assert.deepEqual(page.errors, []);
+  const html = readFileSync(join(c.out, 'report.html'), 'utf8');
+  assert.match(html, /Class geometry/);
+  const nc1 = cls.value.neural_collapse.nc1;
+  assert.ok(html.includes(nc1 >= 100 ? nc1.toFixed(1) : nc1.toFixed(3)), 'NC1 from the JSON is on the page');
+});
+
+test('a bad label file is refused like the classes command refuses it; a full output folder needs --force', () => {
+  const input = join(fixtures, 'minilm_sentences_0_2000.npy');
+  const r = runReport(['report', input, '--labels', join(fixtures, 'minilm_labels_0_2000.npy').replace('0_2000', '0_2000')]);
+  assert.equal(r.code, 0, r.stderr);
+  const bad = spawnSync(bin, ['report', join(fixtures, 'minilm_layers_layer0_0_500.npy'), '--labels', join(fixtures, 'minilm_labels_0_2000.npy'), '-o', mkdtempSync(join(tmpdir(), 'rs-')), '--force'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /2000 labels/);
+  const full = spawnSync(bin, ['report', input, '-o', r.out], { encoding: 'utf8' });
+  assert.equal(full.status, 2);
+  assert.match(full.stderr, /--force/);
+});
+
+test('the schema rejects a document that breaks it', () => {
+  assert.equal(validate({ schema: 'repscope.report/2', inputs: [] }), false);
+  assert.equal(validate({ schema: 'repscope.report/1', repscope_version: '0', command: '', seed: 0,
+    inputs: [{ name: 'x', n: 1, d: 1, n_distinct: 1, duplicates_merged: 0, sample: null,
+      sections: { intrinsic_dimension: { status: 'ok', note: null, value: 3 }, lid: { status: 'skipped', note: 'x', value: null },
+        spectrum: { status: 'failed', note: 'x', value: null } } }] }), false, 'an ok section must hold an object');
+});
+
 test('demo report covers the 24 benchmark manifolds', async () => {
   const out = mkdtempSync(join(tmpdir(), 'repscope-demo-'));
   const stdout = execFileSync(bin, ['demo', '-n', '500', '-o', out, '--quiet'], { encoding: 'utf8' });
   assert.match(stdout, /report\.html/);
-  const doc = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+  const doc = readReport(out);
   assert.equal(doc.inputs.length, 24);
   const { errors, external, drawn } = await load(join(out, 'report.html'), 'report-demo.png');
   assert.deepEqual(errors, []);

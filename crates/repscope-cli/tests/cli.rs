@@ -391,3 +391,49 @@ fn datasets_and_demo() {
     let err = doc["mean_relative_error"]["recommended"].as_f64().unwrap();
     assert!(err <= 0.10, "demo mean relative error {err}");
 }
+
+#[test]
+fn report_partial_failure_keeps_the_rest_and_exits_3() {
+    let d = scratch("partial");
+    // 15 rows: too few for the intrinsic-dimension suite's 20 neighbours, enough for the spectrum.
+    let input = d.join("small.npy");
+    write_npy_f32(&input, 15, 4, &subspace_data(15, 4, 21));
+    let out = d.join("report");
+    let r = repscope(&[
+        "report",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let s = &doc["inputs"][0]["sections"];
+    assert_eq!(s["intrinsic_dimension"]["status"], "failed");
+    assert!(s["intrinsic_dimension"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("distinct rows"));
+    assert_eq!(s["spectrum"]["status"], "ok");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("distinct rows"),
+        "the failure note is on the page"
+    );
+    // The same bad input the other commands reject is rejected here, with exit code 2 and nothing written.
+    let bad = d.join("bad.npy");
+    let mut v = subspace_data(40, 4, 2);
+    v[7] = f32::NAN;
+    write_npy_f32(&bad, 40, 4, &v);
+    let out2 = d.join("report2");
+    let r = repscope(&[
+        "report",
+        bad.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("row 1, column 3"), "{}", r.stderr);
+    assert!(!out2.join("report.json").exists());
+}

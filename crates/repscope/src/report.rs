@@ -3,13 +3,17 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::classes;
 use crate::data::{Dataset, Labels, Matrix};
 use crate::error::{Error, Result};
 use crate::intrinsic::lid::Lid;
 use crate::intrinsic::suite::{self, IdConfig};
 use crate::intrinsic::Summary;
+use crate::neighbors::{exact_knn, KnnGraph, Metric};
 use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::similarity::layers;
+use crate::spectrum::{self, SpectrumConfig};
 
 /// The schema name and version written into every report.
 pub const SCHEMA: &str = "repscope.report/1";
@@ -160,10 +164,18 @@ pub fn input_report(
     cfg: &ReportConfig,
     progress: &dyn Progress,
 ) -> Result<(InputReport, Dataset)> {
-    let _ = labels;
-    let (m, sample) = match cfg.sample {
-        Some(n) => sample_rows(&matrix, n, cfg.seed),
-        None => (matrix, None),
+    let n_file = matrix.rows();
+    let (m, sample, sample_idx) = match cfg.sample {
+        Some(n) if n < matrix.rows() => {
+            let idx = Rng::new(cfg.seed).sample_indices(matrix.rows(), n);
+            let info = SampleInfo {
+                rows_in_file: matrix.rows(),
+                rows_analysed: n,
+                seed: cfg.seed,
+            };
+            (matrix.select_rows(&idx), Some(info), Some(idx))
+        }
+        _ => (matrix, None, None),
     };
     let ds = Dataset::new(m)?;
     let mut sections = serde_json::Map::new();
@@ -199,6 +211,41 @@ pub fn input_report(
         "lid".into(),
         serde_json::to_value(&lid).unwrap_or(Value::Null),
     );
+    progress.stage("spectrum", 0);
+    let spectrum =
+        Section::from_result(spectrum::analyse(ds.original(), &SpectrumConfig::default()));
+    progress.finish_stage();
+    sections.insert(
+        "spectrum".into(),
+        serde_json::to_value(&spectrum).unwrap_or(Value::Null),
+    );
+    if let Some(l) = labels {
+        progress.stage("class geometry", 0);
+        let labels_here = match &sample_idx {
+            // Rebuilt from the sampled rows' names, so classes absent from the sample disappear.
+            Some(idx) => {
+                let raw: Vec<String> = idx
+                    .iter()
+                    .map(|&i| l.names[l.ids.get(i).copied().unwrap_or(0) as usize].clone())
+                    .collect();
+                let numeric = raw.iter().all(|s| s.parse::<i64>().is_ok());
+                Labels::from_strings(raw, numeric)
+            }
+            None => l.clone(),
+        };
+        let classes = Section::from_result(class_geometry(
+            &ds,
+            &labels_here,
+            graph.as_ref(),
+            l.ids.len(),
+            n_file,
+        ));
+        progress.finish_stage();
+        sections.insert(
+            "classes".into(),
+            serde_json::to_value(&classes).unwrap_or(Value::Null),
+        );
+    }
     Ok((
         InputReport {
             name: name.to_string(),
@@ -211,6 +258,58 @@ pub fn input_report(
             sections,
         },
         ds,
+    ))
+}
+
+/// Class geometry, reusing the suite's neighbour graph when the rows had no duplicates.
+fn class_geometry(
+    ds: &Dataset,
+    labels: &Labels,
+    graph: Option<&KnnGraph>,
+    n_labels: usize,
+    n_file: usize,
+) -> Result<classes::ClassReport> {
+    if n_labels != n_file {
+        return Err(Error::data(
+            "labels",
+            format!("{n_labels} labels for {n_file} rows"),
+            "pass one label per row of the input, in the same order",
+        ));
+    }
+    let cfg = classes::ClassConfig::default();
+    let own;
+    let g = match graph {
+        Some(g) if !ds.dedup.has_duplicates() && g.k >= cfg.k && g.metric == Metric::Euclidean => {
+            own = g.truncated(cfg.k);
+            Some(&own)
+        }
+        _ if ds.original().rows() > cfg.k => {
+            own = exact_knn(ds.original(), cfg.k, Metric::Euclidean, None)?;
+            Some(&own)
+        }
+        _ => None,
+    };
+    classes::analyse(ds.original(), labels, None, g, &cfg)
+}
+
+/// The layer study over inputs that hold the same rows: ID and spectrum per layer, debiased CKA and
+/// mutual kNN between layers.
+pub fn layers_section(inputs: &[(String, Matrix)], progress: &dyn Progress) -> Section {
+    if inputs.len() < 2 {
+        return Section::skipped("needs two or more inputs (or arrays) with the same rows");
+    }
+    let n = inputs[0].1.rows();
+    if let Some((name, m)) = inputs.iter().find(|(_, m)| m.rows() != n) {
+        return Section::skipped(format!(
+            "the inputs do not hold the same rows ({name} has {} rows, {} has {n})",
+            m.rows(),
+            inputs[0].0
+        ));
+    }
+    Section::from_result(layers::study(
+        inputs,
+        &layers::LayersConfig::default(),
+        progress,
     ))
 }
 

@@ -172,6 +172,9 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
     for (name, path, key) in &items {
         let m = load_matrix(path, key.as_deref())?;
         repscope::data::check_finite(&m)?;
+        if let (Some(l), Some(lp)) = (&labels, &a.labels) {
+            repscope::classes::check_labels(&m, l, &lp.display().to_string())?;
+        }
         matrices.push((name.clone(), m));
     }
     prepare_output(&a.output, a.force)?;
@@ -185,6 +188,22 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         ..ReportConfig::default()
     };
     let bars = Bars::new(g.quiet);
+    // The layer study sees the same (sampled) rows as the per-input sections.
+    let layer_inputs: Vec<(String, repscope::Matrix)> = if matrices.len() >= 2 {
+        matrices
+            .iter()
+            .map(|(n, m)| {
+                (
+                    n.clone(),
+                    a.sample
+                        .map(|s| report::sample_rows(m, s, a.seed).0)
+                        .unwrap_or_else(|| m.clone()),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut inputs = Vec::new();
     for (name, m) in matrices {
         bars.stage(&format!("report: {name}"), 0);
@@ -192,7 +211,13 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         let (r, _ds) = report::input_report(&name, m, labels.as_ref(), &cfg, &bars)?;
         inputs.push(serde_json::to_value(&r).unwrap_or(Value::Null));
     }
-    let doc = document(inputs, a.seed);
+    let mut doc = document(inputs, a.seed);
+    if !layer_inputs.is_empty() {
+        bars.stage("layer study", 0);
+        let layers = report::layers_section(&layer_inputs, &bars);
+        bars.finish_stage();
+        doc["layers"] = serde_json::to_value(&layers).unwrap_or(Value::Null);
+    }
     let json_path = a.output.join("report.json");
     let html_path = a.output.join("report.html");
     let text = serde_json::to_string_pretty(&doc)

@@ -151,6 +151,224 @@ fn lid_section(idx: usize, lid: &Value) -> String {
     h
 }
 
+fn spectrum_section(idx: usize, sp: &Value) -> String {
+    let ev: Vec<f64> = sp["eigenvalues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(f)
+        .collect();
+    let pts: Vec<(f64, f64)> = ev
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(i, v)| ((i + 1) as f64, *v))
+        .collect();
+    let mut series = vec![Series {
+        name: "covariance eigenvalues".into(),
+        points: pts,
+        line: true,
+        markers: true,
+        color: "#0969da",
+        dashed: false,
+    }];
+    let a = &sp["alpha_req"];
+    if let (Some(alpha), Some(b), Some(lo), Some(hi)) = (
+        f(&a["alpha"]),
+        f(&a["intercept"]),
+        a["window"][0].as_u64(),
+        a["window"][1].as_u64(),
+    ) {
+        // log λ = b − α log i over the fitted window.
+        let fit: Vec<(f64, f64)> = [lo, hi]
+            .iter()
+            .map(|&i| (i as f64, (b - alpha * (i as f64).ln()).exp()))
+            .collect();
+        series.push(Series {
+            name: format!(
+                "α-ReQ fit: α = {}, R² = {}",
+                num(alpha),
+                f(&a["r2"]).map(num).unwrap_or_default()
+            ),
+            points: fit,
+            line: true,
+            markers: false,
+            color: "#cf222e",
+            dashed: true,
+        });
+    }
+    let plot = Plot {
+        title: "Eigen-spectrum (centred covariance)".into(),
+        x_label: "component rank (log scale)".into(),
+        y_label: "eigenvalue (variance, log scale)".into(),
+        x_scale: Scale::Log10,
+        y_scale: Scale::Log10,
+        series,
+        h_line: None,
+    };
+    let mut h = String::from("<h3>Spectrum</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
+    let rows = [
+        (
+            "effective rank (centred)",
+            f(&sp["effective_rank"]["value"]),
+        ),
+        ("RankMe (uncentred)", f(&sp["rankme"]["value"])),
+        ("participation ratio", f(&sp["participation_ratio"])),
+        ("α-ReQ", f(&sp["alpha_req"]["alpha"])),
+        (
+            "coding rate (ε² = 0.5, nats)",
+            f(&sp["coding_rate"]["value"]),
+        ),
+        ("anisotropy (mean cosine)", f(&sp["anisotropy"])),
+        (
+            "top component's share of variance",
+            sp["explained_variance_ratio"][0].as_f64(),
+        ),
+    ];
+    for (name, v) in rows {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(name),
+            v.map(num).unwrap_or_else(|| "–".into())
+        ));
+    }
+    if let Some(r) = sp["rogue_dimensions"].as_array().and_then(|r| r.first()) {
+        h.push_str(&format!(
+            "<tr><td>top rogue dimension</td><td>{} ({}% of the anisotropy)</td></tr>\n",
+            r["dim"],
+            f(&r["share"]).map(|s| num(100.0 * s)).unwrap_or_default()
+        ));
+    }
+    h.push_str("</table>\n");
+    h.push_str(&plot.render(&format!("spectrum-{idx}")));
+    h
+}
+
+fn classes_section(c: &Value) -> String {
+    let nc = &c["neural_collapse"];
+    let mut h =
+        String::from("<h3>Class geometry</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
+    let rows = [
+        ("classes", c["n_classes"].as_f64()),
+        ("NC1 = tr(Σ_W Σ_B⁺)/C", f(&nc["nc1"])),
+        ("NC2 equinorm", f(&nc["nc2_equinorm"])),
+        ("NC2 equiangularity", f(&nc["nc2_equiangularity"])),
+        ("NC2 max-angle", f(&nc["nc2_max_angle"])),
+        ("CDNV (mean over pairs)", f(&c["cdnv"])),
+        ("nearest-class-centre accuracy", f(&c["ncc_accuracy"])),
+        (
+            "leave-one-out kNN accuracy",
+            f(&c["knn_accuracy"]["accuracy"]),
+        ),
+    ];
+    for (name, v) in rows {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(name),
+            v.map(num).unwrap_or_else(|| "–".into())
+        ));
+    }
+    h.push_str("</table>\n<table><tr><th>class</th><th>rows</th></tr>\n");
+    let names = c["class_names"].as_array().cloned().unwrap_or_default();
+    let counts = c["class_counts"].as_array().cloned().unwrap_or_default();
+    for (n, k) in names.iter().zip(&counts) {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(n.as_str().unwrap_or("")),
+            k
+        ));
+    }
+    h.push_str("</table>\n");
+    for n in c["notes"].as_array().into_iter().flatten() {
+        h.push_str(&note(n.as_str().unwrap_or(""), false));
+    }
+    h
+}
+
+fn layers_block(l: &Value) -> String {
+    let mut h = String::from("<section class=\"layers\" id=\"layers\">\n<h2>Across layers</h2>\n");
+    let keys: Vec<String> = l["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| k.as_str().unwrap_or("").to_string())
+        .collect();
+    let ids: Vec<(f64, f64)> = l["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i as f64, f(&e["id"]["value"])?)))
+        .collect();
+    let plot = Plot {
+        title: "Intrinsic dimension across layers".into(),
+        x_label: "layer # (in input order, see the table)".into(),
+        y_label: "intrinsic dimension".into(),
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series: vec![Series {
+            name: "recommended ID".into(),
+            points: ids,
+            line: true,
+            markers: true,
+            color: "#0969da",
+            dashed: false,
+        }],
+        h_line: None,
+    };
+    h.push_str("<div class=\"plots\">\n");
+    h.push_str(&plot.render("layers-id"));
+    let matrix = |name: &str| -> Vec<Vec<f64>> {
+        l[name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect()
+    };
+    h.push_str(&svg::heatmap(
+        "layers-cka",
+        "Debiased linear CKA between layers",
+        &keys,
+        &matrix("cka_linear_debiased"),
+        0.0,
+        1.0,
+    ));
+    h.push_str(&svg::heatmap(
+        "layers-mknn",
+        &format!("Mutual kNN (k = {}) between layers", l["k"]),
+        &keys,
+        &matrix("mutual_knn"),
+        0.0,
+        1.0,
+    ));
+    h.push_str("</div>\n<table><tr><th>#</th><th>layer</th><th>intrinsic dimension</th><th>participation ratio</th><th>α-ReQ</th><th>anisotropy</th></tr>\n");
+    for (i, e) in l["layers"].as_array().into_iter().flatten().enumerate() {
+        h.push_str(&format!(
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(e["key"].as_str().unwrap_or("")),
+            f(&e["id"]["value"]).map(num).unwrap_or_else(|| "–".into()),
+            f(&e["spectrum"]["participation_ratio"])
+                .map(num)
+                .unwrap_or_else(|| "–".into()),
+            f(&e["spectrum"]["alpha"])
+                .map(num)
+                .unwrap_or_else(|| "–".into()),
+            f(&e["spectrum"]["anisotropy"])
+                .map(num)
+                .unwrap_or_else(|| "–".into()),
+        ));
+    }
+    h.push_str("</table>\n</section>\n");
+    h
+}
+
 fn input_section(idx: usize, inp: &Value) -> String {
     let mut h = format!(
         "<section class=\"input\" id=\"input-{idx}\">\n<h2>{}</h2>\n",
@@ -200,6 +418,16 @@ fn input_section(idx: usize, inp: &Value) -> String {
         Ok(l) => h.push_str(&lid_section(idx, l)),
         Err(e) => h.push_str(&note(&e, sections["lid"]["status"] == "failed")),
     }
+    match section_value(sections, "spectrum") {
+        Ok(sp) => h.push_str(&spectrum_section(idx, sp)),
+        Err(e) => h.push_str(&note(&e, sections["spectrum"]["status"] == "failed")),
+    }
+    if sections.get("classes").is_some() {
+        match section_value(sections, "classes") {
+            Ok(c) => h.push_str(&classes_section(c)),
+            Err(e) => h.push_str(&note(&e, true)),
+        }
+    }
     h.push_str("</div>\n</section>\n");
     h
 }
@@ -214,6 +442,24 @@ pub fn render(doc: &Value) -> String {
         esc(doc["schema"].as_str().unwrap_or("")),
         esc(doc["command"].as_str().unwrap_or(""))
     ));
+    match doc["layers"]["status"].as_str() {
+        Some("ok") => body.push_str(&layers_block(&doc["layers"]["value"])),
+        Some("failed") => body.push_str(&note(
+            &format!(
+                "layer study: {}",
+                doc["layers"]["note"].as_str().unwrap_or("")
+            ),
+            true,
+        )),
+        Some(_) => body.push_str(&note(
+            &format!(
+                "layer study skipped: {}",
+                doc["layers"]["note"].as_str().unwrap_or("")
+            ),
+            false,
+        )),
+        None => {}
+    }
     for (i, inp) in doc["inputs"].as_array().into_iter().flatten().enumerate() {
         body.push_str(&input_section(i, inp));
     }

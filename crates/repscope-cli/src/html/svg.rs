@@ -67,10 +67,18 @@ fn ticks(lo: f64, hi: f64, s: Scale) -> Vec<f64> {
         if decades.len() >= 3 {
             return decades;
         }
-        // A narrow range: 1, 2 and 5 times each power of ten.
-        return (a..=b)
+        // A narrow range: 1, 2 and 5 times each power of ten, or plain nice values inside one decade.
+        let t125: Vec<f64> = (a..=b)
             .flat_map(|e| [1.0f64, 2.0, 5.0].map(|m| e as f64 + m.log10()))
             .filter(inside)
+            .collect();
+        if t125.len() >= 3 {
+            return t125;
+        }
+        return ticks(10f64.powf(lo), 10f64.powf(hi), Scale::Linear)
+            .into_iter()
+            .filter(|v| *v > 0.0)
+            .map(f64::log10)
             .collect();
     }
     let span = (hi - lo).max(1e-12);
@@ -308,6 +316,24 @@ pub fn histogram(id: &str, title: &str, x_label: &str, edges: &[f64], counts: &[
     s
 }
 
+/// A label cut to fit beside a heatmap row.
+fn short(s: &str) -> String {
+    if s.chars().count() <= 16 {
+        s.to_string()
+    } else {
+        format!(
+            "…{}",
+            s.chars()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<String>()
+        )
+    }
+}
+
 /// A heatmap of a square matrix with row/column labels; each cell has a <title> with its value.
 pub fn heatmap(
     id: &str,
@@ -322,7 +348,7 @@ pub fn heatmap(
         return format!("<p class=\"note\">{}: no data to plot.</p>", esc(title));
     }
     let cell = (300.0 / n as f64).clamp(14.0, 48.0);
-    let left = 90.0;
+    let left = 130.0;
     let top = 40.0;
     let size = cell * n as f64;
     let w = left + size + 90.0;
@@ -348,7 +374,7 @@ pub fn heatmap(
             "<text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>\n",
             left - 4.0,
             top + cell * (i as f64 + 0.5) + 4.0,
-            esc(&labels[i])
+            esc(&format!("#{i} {}", short(&labels[i])))
         ));
         for (j, &v) in row.iter().enumerate() {
             s.push_str(&format!(
@@ -362,12 +388,13 @@ pub fn heatmap(
             ));
         }
     }
-    for (j, l) in labels.iter().enumerate() {
+    for (j, _) in labels.iter().enumerate() {
+        let l = format!("#{j}");
         let x = left + cell * (j as f64 + 0.5);
         let y = top + size + 12.0;
         s.push_str(&format!(
             "<text x=\"{x:.1}\" y=\"{y:.1}\" class=\"tick\" text-anchor=\"middle\">{}</text>\n",
-            esc(l)
+            esc(&l)
         ));
     }
     // Colour bar.
