@@ -3,8 +3,8 @@
 # then loads the HTML report in headless Chromium (installed here from Debian's packages if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Also builds target/release/repscope, which the CLI and browser tests run.
 cargo test --release --workspace --all-targets
-cargo build --release -p repscope-cli
 
 if ! command -v chromium >/dev/null 2>&1; then
   sudo_cmd=""
