@@ -437,3 +437,37 @@ fn report_partial_failure_keeps_the_rest_and_exits_3() {
     assert!(r.stderr.contains("row 1, column 3"), "{}", r.stderr);
     assert!(!out2.join("report.json").exists());
 }
+
+#[test]
+fn report_sample_is_seeded_and_said() {
+    let d = scratch("sample");
+    let input = fixture("inputs/minilm_sentences_0_2000.npy");
+    let mut docs = Vec::new();
+    for run in 0..2 {
+        let out = d.join(format!("r{run}"));
+        let r = repscope(&[
+            "report",
+            input.to_str().unwrap(),
+            "--sample",
+            "600",
+            "--seed",
+            "5",
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let inp = &doc["inputs"][0];
+        assert_eq!(inp["n"], 600);
+        assert_eq!(inp["sample"]["rows_in_file"], 2000);
+        assert_eq!(inp["sample"]["seed"], 5);
+        assert!(std::fs::read_to_string(out.join("report.html"))
+            .unwrap()
+            .contains("seeded sample of 600"));
+        docs.push(inp["sections"].clone());
+    }
+    assert_eq!(docs[0], docs[1], "same seed, same report");
+}
