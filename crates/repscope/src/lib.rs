@@ -13,6 +13,7 @@ pub mod linalg;
 pub mod neighbors;
 pub mod progress;
 pub mod rng;
+pub mod search;
 
 pub use data::{Dataset, Matrix};
 pub use error::{Error, Result};
