@@ -47,6 +47,13 @@ pub enum Command {
     },
     /// Run the intrinsic-dimension suite on the built-in benchmark manifolds and compare with the truth.
     Demo(commands::demo::DemoArgs),
+    /// HNSW recall against exact kNN: vendor defaults, insertion orders, query LID, compression.
+    SearchStudy(commands::search_study::SearchStudyArgs),
+    /// Build an HNSW index file, or query one.
+    Index {
+        #[command(subcommand)]
+        which: commands::index::IndexCommand,
+    },
 }
 
 /// An error that ends the program with an exit code.
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         Command::Knn(a) => commands::knn::run(a, &cli.global),
         Command::Datasets { which } => commands::datasets::run(which, &cli.global),
         Command::Demo(a) => commands::demo::run(a, &cli.global),
+        Command::SearchStudy(a) => commands::search_study::run(a, &cli.global),
+        Command::Index { which } => commands::index::run(which, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

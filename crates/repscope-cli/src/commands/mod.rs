@@ -2,8 +2,10 @@
 pub mod datasets;
 pub mod demo;
 pub mod id;
+pub mod index;
 pub mod knn;
 pub mod lid;
+pub mod search_study;
 
 use std::path::{Path, PathBuf};
 
