@@ -113,21 +113,23 @@ impl Hnsw {
     /// Parses and validates the bytes of an index file; `path` names it in messages.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Hnsw> {
         let rebuild = "build the index again with `repscope index build` (or copy the file again)";
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            if bytes.len() < 8 && MAGIC.starts_with(bytes) {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "the file is truncated: {} bytes, too short for an index header",
-                        bytes.len()
-                    ),
-                    rebuild,
-                ));
-            }
+        let magic_ok = bytes.len() >= 8 && &bytes[..8] == MAGIC;
+        let magic_prefix = bytes.len() < 8 && MAGIC.starts_with(bytes);
+        if !magic_ok && !magic_prefix {
             return Err(Error::format(
                 path,
                 "not a repscope index file (its first bytes are not the magic 'RSCPHNSW')",
                 "pass a file written by `repscope index build`",
+            ));
+        }
+        if bytes.len() < 12 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "the file is truncated: {} bytes, too short for an index header",
+                    bytes.len()
+                ),
+                rebuild,
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);

@@ -659,16 +659,17 @@ fn summarise_orders(ef: usize, k: usize, reps: usize, orders: Vec<OrderResult>) 
     let pooled = (orders.iter().map(|o| o.sd.powi(2)).sum::<f64>() / orders.len() as f64).sqrt();
     let seed_spread_pp = 100.0 * pooled;
     let significant = reps > 1 && effect_pp >= 1.0 && effect_pp >= 2.0 * effect_se_pp;
+    let separated = reps > 1 && effect_pp >= 2.0 * effect_se_pp;
     let verdict = if reps < 2 {
         "with one repetition the seed spread is unknown, so this cannot say whether the order matters; run more repetitions".to_string()
     } else if significant {
         format!(
-            "the order effect stands out of the seed noise here (≥ 1 pp and ≥ 2 standard errors); Elliott & Clark (2024) report up to 12 pp, this data shows {effect_pp:.1} pp"
+            "the order effect reproduces here (at least 1 pp and 2 standard errors), at {effect_pp:.1} pp against the up to 12 pp of Elliott & Clark (2024)"
         )
+    } else if separated {
+        "the orders differ by more than the seed noise, but by less than 1 pp: the large effect of Elliott & Clark (2024), up to 12 pp, does not reproduce here".to_string()
     } else {
-        format!(
-            "the order effect does not reproduce here: it is below 1 pp or within 2 standard errors of the seed noise (Elliott & Clark 2024 report up to 12 pp)"
-        )
+        "the orders do not differ beyond the seed noise: the effect of Elliott & Clark (2024), up to 12 pp, does not reproduce here".to_string()
     };
     let statement = format!(
         "At ef_search = {ef}, recall@{k} ranges from {:.4} ({}) to {:.4} ({}), an effect of {effect_pp:.2} pp ± {effect_se_pp:.2} (standard error), against a seed-to-seed spread of {seed_spread_pp:.2} pp (sd over {reps} repetitions): {verdict}.",
