@@ -149,7 +149,7 @@ pub fn run(a: &SearchStudyArgs, g: &Global) -> CliResult {
                     a.k
                 )));
             }
-            let held = Rng::stream(a.seed, 0x5155_4552_59).sample_indices(nd, nq);
+            let held = Rng::stream(a.seed, 0x0051_5545_5259).sample_indices(nd, nq);
             let mut is_q = vec![false; nd];
             for &i in &held {
                 is_q[i] = true;

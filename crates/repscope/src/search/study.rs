@@ -205,7 +205,7 @@ pub fn insertion_order(
     seed: u64,
 ) -> Result<Vec<u32>> {
     let n = lid.len();
-    let mut rng = Rng::stream(seed, 0x4F52_4445_52); // "ORDER"
+    let mut rng = Rng::stream(seed, 0x004F_5244_4552); // "ORDER"
     let mut idx: Vec<u32> = (0..n as u32).collect();
     // Undefined LID (all k distances equal) counts as the highest.
     let key = |i: u32| lid[i as usize].unwrap_or(f64::INFINITY);
