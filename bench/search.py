@@ -116,18 +116,19 @@ def worker(args) -> None:
         dim = q.shape[1]
         p = hnswlib.Index(space="cosine", dim=dim)
         p.load_index(args.index)
-        points = []
+        # Repeats outermost, as `repscope index query` does: every pass sweeps all ef_search values.
+        times = {ef: [] for ef in args.efs}
         results = {}
-        for ef in args.efs:
-            p.set_ef(ef)
-            times = []
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):
+            for ef in args.efs:
+                p.set_ef(ef)
                 t = time.perf_counter()
                 lab, _ = p.knn_query(q, k=K, num_threads=args.threads)
-                times.append(time.perf_counter() - t)
-            med = statistics.median(times)
-            points.append({"ef_search": ef, "queries_per_second": len(q) / med, "seconds": times})
-            results[f"ef{ef}"] = lab.astype(np.uint32)
+                times[ef].append(time.perf_counter() - t)
+                results[f"ef{ef}"] = lab.astype(np.uint32)
+        points = [{"ef_search": ef, "queries_per_second": len(q) / statistics.median(times[ef]),
+                   "best_queries_per_second": len(q) / min(times[ef]), "seconds": times[ef]}
+                  for ef in args.efs]
         np.savez(args.out, **results)
         print(json.dumps({"points": points}))
 
@@ -230,6 +231,7 @@ def side_by_side(args, binary: Path) -> dict:
                 for p in qd["points"]:
                     ef = p["ef_search"]
                     pts.append({"ef_search": ef, "queries_per_second": p["queries_per_second"],
+                                "best_queries_per_second": p["best_queries_per_second"],
                                 "recall": recall(found[f"indices_ef{ef}"], truth)})
                 res["repscope_query"] = {"points": pts, "wall": wall, "rss_mib": rss}
             else:
@@ -251,14 +253,17 @@ def side_by_side(args, binary: Path) -> dict:
                 for p in qd["points"]:
                     ef = p["ef_search"]
                     pts.append({"ef_search": ef, "queries_per_second": p["queries_per_second"],
+                                "best_queries_per_second": p["best_queries_per_second"],
                                 "recall": recall(found[f"ef{ef}"], truth)})
                 res["hnswlib_query"] = {"points": pts, "wall": wall, "rss_mib": rss}
         rb, hb = res["repscope_build"]["seconds"], res["hnswlib_build"]["seconds"]
         log(f"  build: repscope {rb:.2f} s, hnswlib {hb:.2f} s, ratio {rb / hb:.3f}")
         for a, b in zip(res["repscope_query"]["points"], res["hnswlib_query"]["points"]):
             log(f"  ef {a['ef_search']:>4}: repscope recall {a['recall']:.4f} {a['queries_per_second']:8.0f} q/s"
-                f" | hnswlib recall {b['recall']:.4f} {b['queries_per_second']:8.0f} q/s"
-                f" | ratio {a['queries_per_second'] / b['queries_per_second']:.3f}")
+                f" (best {a['best_queries_per_second']:.0f}) | hnswlib recall {b['recall']:.4f}"
+                f" {b['queries_per_second']:8.0f} q/s (best {b['best_queries_per_second']:.0f})"
+                f" | ratio {a['queries_per_second'] / b['queries_per_second']:.3f},"
+                f" best {a['best_queries_per_second'] / b['best_queries_per_second']:.3f}")
         rounds.append(res)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -275,6 +280,7 @@ def side_by_side(args, binary: Path) -> dict:
                 "recall": per[0]["recall"],
                 "recall_all_rounds": [p["recall"] for p in per],
                 "queries_per_second": statistics.median(p["queries_per_second"] for p in per),
+                "best_queries_per_second": max(p["best_queries_per_second"] for p in per),
             })
         curves[who] = pts
     # Ratios of the paired rounds, then their median: a round's two runs saw the same machine state.
@@ -284,8 +290,14 @@ def side_by_side(args, binary: Path) -> dict:
         qps_ratios[ef] = statistics.median(
             r["repscope_query"]["points"][i]["queries_per_second"]
             / r["hnswlib_query"]["points"][i]["queries_per_second"] for r in rounds)
+    # The fastest pass of each side over all rounds: on a shared machine, other load only ever adds time.
+    best_ratios = {p["ef_search"]: p["best_queries_per_second"] / h["best_queries_per_second"]
+                   for p, h in zip(curves["repscope"], curves["hnswlib"])}
     target_ef = next((p["ef_search"] for p in curves["repscope"] if p["recall"] >= 0.95), None)
     at95 = {w: interp_qps(curves[w], 0.95) for w in curves}
+    best_curves = {w: [{**p, "queries_per_second": p["best_queries_per_second"]} for p in curves[w]]
+                   for w in curves}
+    at95_best = {w: interp_qps(best_curves[w], 0.95) for w in curves}
     return {
         "params": {"m": args.m, "ef_construction": args.ef_construction, "threads": args.threads,
                    "seed": args.seed, "k": K, "n_queries": args.n_queries, "rounds": args.rounds,
@@ -297,8 +309,13 @@ def side_by_side(args, binary: Path) -> dict:
         "build_ratio_per_round": build_ratios,
         "build_ratio": statistics.median(build_ratios),
         "qps_ratio_by_ef": qps_ratios,
+        "best_qps_ratio_by_ef": best_ratios,
         "first_ef_at_095": target_ef,
         "qps_ratio_at_first_ef_095": qps_ratios.get(target_ef) if target_ef else None,
+        "best_qps_ratio_at_first_ef_095": best_ratios.get(target_ef) if target_ef else None,
+        "best_qps_at_recall_095": at95_best,
+        "best_qps_ratio_at_recall_095": (at95_best["repscope"] / at95_best["hnswlib"]
+                                         if at95_best["repscope"] and at95_best["hnswlib"] else None),
         "qps_at_recall_095": at95,
         "qps_ratio_at_recall_095": (at95["repscope"] / at95["hnswlib"]
                                     if at95["repscope"] and at95["hnswlib"] else None),
@@ -316,10 +333,10 @@ def side_by_side(args, binary: Path) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 def order_study(args, binary: Path, name: str, path: Path, labels: Path, metric: str,
-                compression: bool) -> dict:
+                compression: bool, m: int, efc: int) -> dict:
     cmd = [str(binary), "search-study", str(path), "--metric", metric, "--labels", str(labels),
-           "--order-repeats", str(args.order_repeats), "--m", str(args.m),
-           "--ef-construction", str(args.ef_construction), "--ef-search", "64",
+           "--order-repeats", str(args.order_repeats), "--m", str(m),
+           "--ef-construction", str(efc), "--ef-search", "64",
            "--seed", str(args.seed), "--threads", str(args.threads), "--json", "--quiet"]
     if not compression:
         cmd.append("--no-compression")
@@ -353,12 +370,16 @@ def side_markdown(res: dict, lines: list) -> None:
     lines.append(f"M {p['m']}, ef_construction {p['ef_construction']}, {p['threads']} threads on both, "
                  f"k = {p['k']}; {p['rounds']} interleaved rounds, each query pass repeated "
                  f"{p['query_repeats']} times; medians.\n")
-    lines.append("| ef_search | repscope recall@10 | hnswlib recall@10 | repscope q/s | hnswlib q/s | QPS ratio |")
-    lines.append("|---:|---:|---:|---:|---:|---:|")
+    lines.append("| ef_search | repscope recall@10 | hnswlib recall@10 | repscope q/s (median) | hnswlib q/s "
+                 "(median) | QPS ratio (median of rounds) | repscope q/s (best) | hnswlib q/s (best) | "
+                 "QPS ratio (best) |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for a, b in zip(s["curves"]["repscope"], s["curves"]["hnswlib"]):
         ef = a["ef_search"]
         lines.append(f"| {ef} | {a['recall']:.4f} | {b['recall']:.4f} | {a['queries_per_second']:.0f} | "
-                     f"{b['queries_per_second']:.0f} | {s['qps_ratio_by_ef'][ef]:.2f} |")
+                     f"{b['queries_per_second']:.0f} | {s['qps_ratio_by_ef'][ef]:.2f} | "
+                     f"{a['best_queries_per_second']:.0f} | {b['best_queries_per_second']:.0f} | "
+                     f"{s['best_qps_ratio_by_ef'][ef]:.2f} |")
     lines.append("")
     bs = s["build_seconds"]
     lines.append(f"- Build: repscope {bs['repscope']:.2f} s, hnswlib {bs['hnswlib']:.2f} s; ratio (paired rounds, "
@@ -366,11 +387,13 @@ def side_markdown(res: dict, lines: list) -> None:
                  + ", ".join(f"{x:.2f}" for x in s["build_ratio_per_round"]) + ").")
     if s["first_ef_at_095"]:
         lines.append(f"- First ef_search with repscope recall@10 ≥ 0.95: {s['first_ef_at_095']}; QPS ratio there "
-                     f"**{s['qps_ratio_at_first_ef_095']:.2f}**.")
+                     f"**{s['qps_ratio_at_first_ef_095']:.2f}** (median of rounds), "
+                     f"**{s['best_qps_ratio_at_first_ef_095']:.2f}** (best passes).")
     if s["qps_ratio_at_recall_095"]:
         a = s["qps_at_recall_095"]
         lines.append(f"- At recall@10 = 0.95 (interpolated on each curve): repscope {a['repscope']:.0f} q/s, "
-                     f"hnswlib {a['hnswlib']:.0f} q/s, ratio **{s['qps_ratio_at_recall_095']:.2f}**.")
+                     f"hnswlib {a['hnswlib']:.0f} q/s, ratio **{s['qps_ratio_at_recall_095']:.2f}**; best passes: "
+                     f"ratio **{s['best_qps_ratio_at_recall_095']:.2f}**.")
     m = s["peak_rss_mib"]
     lines.append(f"- Peak RSS (MiB): build repscope {m['repscope_build']:.0f}, hnswlib {m['hnswlib_build']:.0f}; "
                  f"query repscope {m['repscope_query']:.0f}, hnswlib {m['hnswlib_query']:.0f} (hnswlib's "
@@ -436,11 +459,13 @@ def main() -> None:
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--ef", type=int, nargs="+", default=[10, 16, 24, 32, 48, 64, 96, 128, 256])
     ap.add_argument("--n-queries", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5, help="timed passes per ef_search in each round")
     ap.add_argument("--order-repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["side", "minilm-study", "synthetic-study"])
+    ap.add_argument("--weak-m", type=int, default=8, help="M of the second, weaker order study")
+    ap.add_argument("--weak-ef-construction", type=int, default=32)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["side", "minilm-study", "synthetic-study", "weak"])
     args = ap.parse_args()
     if args.spawner:
         spawner_loop()
@@ -467,15 +492,21 @@ def main() -> None:
     }, "studies": []}
     if "side" not in args.skip:
         res["side_by_side"] = side_by_side(args, tmpbin)
-    if "minilm-study" not in args.skip:
-        res["studies"].append(order_study(args, tmpbin, "MiniLM sentences (20,319 × 384, cosine, labels)",
-                                          SHARED / "minilm_sentences.npy", SHARED / "minilm_labels.npy",
-                                          "cosine", True))
-    if "synthetic-study" not in args.skip:
-        xp, lp = synthetic(20000, 128, 64, 10, 20240808)
-        res["studies"].append(order_study(args, tmpbin, "synthetic, ID 64 (10 Gaussian clusters in a 64-d "
-                                          "subspace of R^128, 20,000 rows, euclidean)", xp, lp, "euclidean",
-                                          False))
+    settings = [(args.m, args.ef_construction, True)]
+    if "weak" not in args.skip:
+        settings.append((args.weak_m, args.weak_ef_construction, False))
+    minilm = ("MiniLM sentences (20,319 × 384, cosine, labels)", SHARED / "minilm_sentences.npy",
+              SHARED / "minilm_labels.npy", "cosine")
+    for m, efc, first in settings:
+        if "minilm-study" not in args.skip:
+            name, xp, lp, metric = minilm
+            res["studies"].append(order_study(args, tmpbin, f"{name}, M {m}, ef_construction {efc}", xp, lp,
+                                              metric, first, m, efc))
+        if "synthetic-study" not in args.skip:
+            xp, lp = synthetic(20000, 128, 64, 10, 20240808)
+            res["studies"].append(order_study(
+                args, tmpbin, f"synthetic, ID 64 (10 Gaussian clusters in a 64-d subspace of R^128, 20,000 "
+                f"rows, euclidean), M {m}, ef_construction {efc}", xp, lp, "euclidean", False, m, efc))
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "search.json").write_text(json.dumps(res, indent=1, default=str))

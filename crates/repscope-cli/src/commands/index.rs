@@ -70,7 +70,8 @@ pub struct QueryArgs {
     /// Candidates searched per query; several values (comma-separated) give a curve.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     pub ef_search: Vec<usize>,
-    /// Timed passes over the queries per ef_search (queries per second is their median).
+    /// Timed passes over the queries, each sweeping every ef_search (queries per second is the median pass;
+    /// the fastest is also reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Also compute recall@k against the exact neighbours in the indexed rows.
@@ -221,29 +222,33 @@ fn query(a: &QueryArgs, g: &Global) -> CliResult {
     } else {
         None
     };
+    // Repeats outermost: every pass sweeps all ef_search values, so a slow spell of a shared machine is
+    // spread over the curve instead of landing on one point.
+    let mut times = vec![Vec::with_capacity(a.repeats); efs.len()];
+    let mut last: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); efs.len()];
+    for _ in 0..a.repeats {
+        for (i, &ef) in efs.iter().enumerate() {
+            let t = Instant::now();
+            last[i] = index.search_batch(&queries, a.k, ef)?;
+            times[i].push(t.elapsed().as_secs_f64());
+        }
+    }
     let mut points = Vec::new();
     let mut arrays: Vec<(String, Vec<u32>, Vec<f32>)> = Vec::new();
-    for &ef in &efs {
-        let mut times = Vec::with_capacity(a.repeats);
-        let mut last = (Vec::new(), Vec::new());
-        for _ in 0..a.repeats {
-            let t = Instant::now();
-            last = index.search_batch(&queries, a.k, ef)?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let mut sorted = times.clone();
+    for ((&ef, t), found) in efs.iter().zip(times).zip(last) {
+        let mut sorted = t.clone();
         sorted.sort_by(f64::total_cmp);
         let med = sorted[sorted.len() / 2];
         let nq = queries.rows() as f64;
-        let recall = truth.as_ref().map(|t| recall_at_k(&last.0, a.k, t, a.k));
+        let recall = truth.as_ref().map(|tr| recall_at_k(&found.0, a.k, tr, a.k));
         points.push(json!({
             "ef_search": ef,
             "queries_per_second": nq / med.max(1e-12),
             "best_queries_per_second": nq / sorted[0].max(1e-12),
-            "seconds": times,
+            "seconds": t,
             "recall": recall,
         }));
-        arrays.push((format!("ef{ef}"), last.0, last.1));
+        arrays.push((format!("ef{ef}"), found.0, found.1));
     }
     if let Some(o) = &a.output {
         let shape = [queries.rows(), a.k];
