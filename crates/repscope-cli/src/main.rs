@@ -58,6 +58,13 @@ pub enum Command {
     Compare(commands::compare::CompareArgs),
     /// Every layer of an .npz/.safetensors file: ID and spectrum per layer, CKA and mutual kNN between layers.
     Layers(commands::layers::LayersArgs),
+    /// HNSW recall against exact kNN: vendor defaults, insertion orders, query LID, compression.
+    SearchStudy(commands::search_study::SearchStudyArgs),
+    /// Build an HNSW index file, or query one.
+    Index {
+        #[command(subcommand)]
+        which: commands::index::IndexCommand,
+    },
 }
 
 /// An error that ends the program with an exit code.
@@ -111,6 +118,8 @@ fn main() -> ExitCode {
         Command::Classes(a) => commands::classes::run(a, &cli.global),
         Command::Compare(a) => commands::compare::run(a, &cli.global),
         Command::Layers(a) => commands::layers::run(a, &cli.global),
+        Command::SearchStudy(a) => commands::search_study::run(a, &cli.global),
+        Command::Index { which } => commands::index::run(which, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

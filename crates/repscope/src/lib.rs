@@ -15,6 +15,7 @@ pub mod neighbors;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod search;
 pub mod similarity;
 pub mod spectrum;
 

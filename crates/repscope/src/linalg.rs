@@ -128,6 +128,34 @@ pub fn sym_eigen_desc(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
     Ok((vals, vecs))
 }
 
+/// (Rows of `m` − `shift`) × `basis` in f32: `basis` is d × k column-major (f64, narrowed to f32), the
+/// result n × k row-major. Rows are centred in f64 and multiplied in blocks through faer.
+pub fn project_rows(m: &Matrix, shift: Option<&[f64]>, basis: &[f64], k: usize) -> Vec<f32> {
+    let d = m.cols();
+    let b32: Vec<f32> = basis.iter().map(|&v| v as f32).collect();
+    let bmat = MatRef::from_column_major_slice(&b32, d, k);
+    let mut out = vec![0f32; m.rows() * k];
+    if k == 0 {
+        return out;
+    }
+    out.par_chunks_mut(k * CHUNK)
+        .zip(m.as_slice().par_chunks(d * CHUNK))
+        .for_each(|(dst, block)| {
+            let rows = block.len() / d;
+            let x: Vec<f32> = match shift {
+                Some(mu) => block
+                    .chunks_exact(d)
+                    .flat_map(|row| row.iter().zip(mu).map(|(&v, &c)| (v as f64 - c) as f32))
+                    .collect(),
+                None => block.to_vec(),
+            };
+            let xm = MatRef::from_row_major_slice(&x, rows, d);
+            let om = MatMut::from_row_major_slice_mut(dst, rows, k);
+            matmul(om, Accum::Replace, xm, bmat, 1.0f32, Par::Seq);
+        });
+    out
+}
+
 /// Mutable f64 view helper for callers that build matrices by hand.
 pub fn mat_mut(data: &mut [f64], rows: usize, cols: usize) -> MatMut<'_, f64> {
     MatMut::from_column_major_slice_mut(data, rows, cols)

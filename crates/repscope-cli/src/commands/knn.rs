@@ -1,4 +1,4 @@
-//! `repscope knn`: the exact neighbour graph.
+//! `repscope knn`: the exact neighbour graph, or with `--approximate` one found by an HNSW index.
 use std::path::PathBuf;
 
 use clap::Args;
@@ -24,7 +24,23 @@ pub struct KnnArgs {
     /// Output .npz with `indices` (uint32, n × k) and `distances` (float32, n × k), in input row numbering.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Find the neighbours with an HNSW index instead of the exact search: faster on large inputs, but some
+    /// true neighbours are missed (the report gives the recall measured on sampled rows).
+    #[arg(long)]
+    pub approximate: bool,
+    /// HNSW parameters (with --approximate).
+    #[command(flatten)]
+    pub hnsw: super::index::HnswArgs,
+    /// Candidates searched per row (with --approximate; raised to k + 1 when smaller).
+    #[arg(long, default_value_t = 64)]
+    pub ef_search: usize,
+    /// Seed of the index's level draws and of the recall sample (with --approximate).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
+
+/// Rows whose exact neighbours are compared with the approximate ones.
+const RECALL_SAMPLE: usize = 500;
 
 pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npz")?;
@@ -33,10 +49,34 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     let ds = a.input.dataset()?;
     ds.require_neighbours(a.k, "the kNN graph")?;
     let bars = Bars::new(g.quiet);
-    bars.stage("exact kNN", ds.dedup.n_distinct() as u64);
-    let adv = |n: usize| bars.advance(n as u64);
-    let graph = exact_knn(ds.distinct(), a.k, metric, Some(&adv))?;
-    bars.finish_stage();
+    let (graph, approx) = if a.approximate {
+        let params = repscope::search::HnswParams {
+            m: a.hnsw.m,
+            ef_construction: a.hnsw.ef_construction,
+            seed: a.seed,
+        };
+        let (graph, info) = repscope::search::approximate_knn(
+            ds.distinct(),
+            a.k,
+            metric,
+            &params,
+            a.ef_search,
+            RECALL_SAMPLE,
+            &bars,
+        )?;
+        if !g.quiet {
+            for n in &info.notes {
+                eprintln!("repscope: note: {n}");
+            }
+        }
+        (graph, Some(info))
+    } else {
+        bars.stage("exact kNN", ds.dedup.n_distinct() as u64);
+        let adv = |n: usize| bars.advance(n as u64);
+        let graph = exact_knn(ds.distinct(), a.k, metric, Some(&adv))?;
+        bars.finish_stage();
+        (graph, None)
+    };
     // Back to input numbering: a duplicate row takes its representative's neighbours.
     let n = ds.original().rows();
     let k = a.k;
@@ -66,9 +106,30 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
         "k": k,
         "metric": metric.name(),
         "duplicates_merged": ds.dedup.merged,
+        "exact": approx.is_none(),
+        "approximate": approx,
     });
     if g.json {
         print_json(&doc)?;
+    } else if let Some(info) = &approx {
+        println!(
+            "{n} × {k} approximate {} neighbours (HNSW: M {}, ef_construction {}, ef_search {}) written to {}",
+            metric.name(),
+            info.m,
+            info.ef_construction,
+            info.ef_search,
+            a.output.display()
+        );
+        println!(
+            "these are not the exact neighbours: recall@{k} against the exact search on {} sampled rows is {:.4}",
+            info.recall_sample, info.sampled_recall
+        );
+        if ds.dedup.merged > 0 {
+            println!(
+                "{} duplicate rows merged first; a duplicate row lists its representative's neighbours",
+                ds.dedup.merged
+            );
+        }
     } else {
         println!(
             "{n} × {k} exact {} neighbours written to {}",

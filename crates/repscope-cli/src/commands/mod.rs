@@ -4,10 +4,12 @@ pub mod compare;
 pub mod datasets;
 pub mod demo;
 pub mod id;
+pub mod index;
 pub mod knn;
 pub mod layers;
 pub mod lid;
 pub mod report;
+pub mod search_study;
 pub mod spectrum;
 
 use std::path::{Path, PathBuf};

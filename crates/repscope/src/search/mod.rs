@@ -1,0 +1,181 @@
+//! Approximate nearest-neighbour search and the geometry that decides how well it works: an HNSW index
+//! ([`hnsw`]) with a versioned file format ([`index_file`]), smaller representations for search
+//! ([`compress`]), and the search study ([`study`]): recall against the exact graph for vendor defaults,
+//! insertion orders and query difficulty (LID), next to the data's intrinsic dimension.
+pub mod compress;
+pub mod hnsw;
+pub mod index_file;
+pub mod kernels;
+pub mod study;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use compress::{per_query_recall, recall_at_k};
+pub use hnsw::{Hnsw, HnswParams};
+
+use crate::data::Matrix;
+use crate::error::{Error, Result};
+use crate::neighbors::exact::{cosine_dist_f64, inverse_norms, knn_search, sq_dist_f64};
+use crate::neighbors::{KnnGraph, Metric};
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+/// ef_search raised to k when it is smaller (a search returns at most ef candidates), with a note saying so.
+pub fn effective_ef(ef_search: usize, k: usize) -> (usize, Option<String>) {
+    if ef_search < k {
+        (
+            k,
+            Some(format!(
+                "ef_search = {ef_search} is below k = {k}: raised to {k} (a search returns at most ef_search candidates)"
+            )),
+        )
+    } else {
+        (ef_search, None)
+    }
+}
+
+/// How an approximate graph was made and how good it is.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApproximateInfo {
+    pub method: String,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub seed: u64,
+    pub build_seconds: f64,
+    pub search_seconds: f64,
+    /// recall@k against the exact neighbours of a seeded sample of rows.
+    pub sampled_recall: f64,
+    pub recall_sample: usize,
+    pub notes: Vec<String>,
+}
+
+/// The k nearest other rows of every row (self excluded), from an HNSW index instead of the exact search.
+/// Distances of the neighbours found are recomputed exactly in f64 and sorted, as in the exact graph.
+/// Recall is measured against the exact neighbours of `recall_sample` seeded rows.
+pub fn approximate_knn(
+    m: &Matrix,
+    k: usize,
+    metric: Metric,
+    params: &HnswParams,
+    ef_search: usize,
+    recall_sample: usize,
+    progress: &dyn Progress,
+) -> Result<(KnnGraph, ApproximateInfo)> {
+    let n = m.rows();
+    if k == 0 || k + 1 > n {
+        return Err(Error::param(
+            "k",
+            format!(
+                "k = {k} but there are {} candidate neighbours per point",
+                n.saturating_sub(1)
+            ),
+            format!("choose 1 ≤ k ≤ {}", n.saturating_sub(1)),
+        ));
+    }
+    params.validate()?;
+    let mut notes = Vec::new();
+    let (ef, note) = effective_ef(ef_search, k + 1);
+    notes.extend(note);
+    let inv = match metric {
+        Metric::Cosine => inverse_norms(m)?,
+        Metric::Euclidean => Vec::new(),
+    };
+    progress.stage("HNSW build", n as u64);
+    let adv = |x: usize| progress.advance(x as u64);
+    let t0 = std::time::Instant::now();
+    let index = Hnsw::build(m, metric, params, None, Some(&adv))?;
+    let build_seconds = t0.elapsed().as_secs_f64();
+    progress.finish_stage();
+    progress.stage("HNSW search", n as u64);
+    let t1 = std::time::Instant::now();
+    let (found, _) = index.search_batch(m, k + 1, ef)?;
+    let search_seconds = t1.elapsed().as_secs_f64();
+    progress.finish_stage();
+    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let cand = &found[i * (k + 1)..(i + 1) * (k + 1)];
+            let mut v: Vec<(f64, u32)> = cand
+                .iter()
+                .filter(|&&j| j as usize != i && (j as usize) < n)
+                .map(|&j| {
+                    let d = match metric {
+                        Metric::Euclidean => sq_dist_f64(m.row(i), m.row(j as usize)).sqrt(),
+                        Metric::Cosine => {
+                            cosine_dist_f64(m.row(i), m.row(j as usize), inv[i], inv[j as usize])
+                        }
+                    };
+                    (d, j)
+                })
+                .collect();
+            v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            v.truncate(k);
+            (
+                v.iter().map(|x| x.1).collect(),
+                v.iter().map(|x| x.0).collect(),
+            )
+        })
+        .collect();
+    let short = rows.iter().filter(|r| r.0.len() < k).count();
+    if short > 0 {
+        return Err(Error::Numerical {
+            what: "HNSW search".into(),
+            problem: format!("{short} rows found fewer than {k} neighbours; raise ef_search or M"),
+        });
+    }
+    let mut indices = Vec::with_capacity(n * k);
+    let mut distances = Vec::with_capacity(n * k);
+    for (i, d) in rows {
+        indices.extend(i);
+        distances.extend(d);
+    }
+    let graph = KnnGraph {
+        n,
+        k,
+        metric,
+        indices,
+        distances,
+    };
+    // Recall on a sample of rows against their exact neighbours.
+    let s = recall_sample.min(n);
+    let sampled_recall = if s > 0 {
+        let idx = Rng::stream(params.seed, 0x5341_4D50).sample_indices(n, s);
+        let q = m.select_rows(&idx);
+        let exact = knn_search(&q, m, k + 1, metric, false, None)?;
+        let mut hit = 0usize;
+        for (r, &i) in idx.iter().enumerate() {
+            let truth: Vec<u32> = exact
+                .neighbors(r)
+                .iter()
+                .copied()
+                .filter(|&j| j as usize != i)
+                .take(k)
+                .collect();
+            hit += graph
+                .neighbors(i)
+                .iter()
+                .filter(|j| truth.contains(j))
+                .count();
+        }
+        hit as f64 / (s * k) as f64
+    } else {
+        f64::NAN
+    };
+    Ok((
+        graph,
+        ApproximateInfo {
+            method: "hnsw".into(),
+            m: params.m,
+            ef_construction: index.params().ef_construction,
+            ef_search: ef,
+            seed: params.seed,
+            build_seconds,
+            search_seconds,
+            sampled_recall,
+            recall_sample: s,
+            notes,
+        },
+    ))
+}
