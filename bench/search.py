@@ -344,7 +344,7 @@ def order_study(args, binary: Path, name: str, path: Path, labels: Path, metric:
     out, wall, rss = run_child_rss(cmd, args.threads)
     doc = json.loads(out)
     doc["bench"] = {"name": name, "wall_seconds": wall, "peak_rss_mib": rss,
-                    "command": "repscope " + " ".join(cmd[1:-1])}
+                    "command": "repscope " + " ".join(cmd[1:])}
     for o in doc["insertion_orders"]:
         log("  " + o["statement"])
     return doc
@@ -363,7 +363,9 @@ def markdown(res: dict) -> str:
 
 
 def side_markdown(res: dict, lines: list) -> None:
-    s = res["side_by_side"]
+    s = dict(res["side_by_side"])
+    for key in ("qps_ratio_by_ef", "best_qps_ratio_by_ef"):  # JSON turns the int keys into strings
+        s[key] = {int(k): v for k, v in s[key].items()}
     p = s["params"]
     lines.append(f"### repscope HNSW against hnswlib {res['env']['hnswlib']} on MiniLM "
                  f"(20,319 × 384, cosine, {p['n_queries']} held-out queries)\n")
@@ -440,7 +442,7 @@ def studies_markdown(res: dict, lines: list) -> None:
                 lines.append(f"| {label} | {pt['bytes_per_vector']} | {pt['recall']:.4f} |")
             lines.append("")
             lines.append(f"Advice: {c['advice']['text']}.\n")
-        lines.append(f"Command: `{b['command']} --json`, {b['wall_seconds']:.0f} s wall, peak RSS "
+        lines.append(f"Command: `{b['command']}`, {b['wall_seconds']:.0f} s wall, peak RSS "
                      f"{b['peak_rss_mib']:.0f} MiB.\n")
 
 
@@ -465,6 +467,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weak-m", type=int, default=8, help="M of the second, weaker order study")
     ap.add_argument("--weak-ef-construction", type=int, default=32)
+    ap.add_argument("--render", metavar="JSON", help="only print the markdown of a saved search.json")
     ap.add_argument("--skip", nargs="*", default=[], choices=["side", "minilm-study", "synthetic-study", "weak"])
     args = ap.parse_args()
     if args.spawner:
@@ -472,6 +475,9 @@ def main() -> None:
         return
     if args.worker:
         worker(args)
+        return
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text())))
         return
     start_spawner()
 
