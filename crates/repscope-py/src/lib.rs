@@ -142,6 +142,9 @@ fn per_row(ds: &Dataset, per_distinct: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Neighbour indices (int64) and distances (float32), n × k each.
+type Neighbours<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
 /// Exact kNN in input row numbering: (indices as int64, distances as float32), n × k each.
 #[pyfunction]
 fn knn<'py>(
@@ -149,7 +152,7 @@ fn knn<'py>(
     x: PyReadonlyArray2<'py, f32>,
     k: usize,
     metric_name: &str,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<Neighbours<'py>> {
     let metric = metric(metric_name)?;
     let m = matrix(&x, "X")?;
     let (n, idx, dist) = compute(py, move || {

@@ -21,7 +21,7 @@ mod tests {
 
     #[test]
     fn digits_follow_the_magnitude() {
-        assert_eq!(num(3.14159), "3.142");
+        assert_eq!(num(12.34567), "12.346");
         assert_eq!(num(123.456), "123.5");
         assert_eq!(num(1.5e-5), "1.500e-5");
         assert_eq!(num(0.0), "0.000");
