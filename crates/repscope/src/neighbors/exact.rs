@@ -86,7 +86,7 @@ pub fn inverse_norms(m: &Matrix) -> Result<Vec<f64>> {
 }
 
 /// The column mean, when the data's offset from the origin is large against its spread.
-fn centring_offset(m: &Matrix) -> Option<Vec<f32>> {
+pub(super) fn centring_offset(m: &Matrix) -> Option<Vec<f32>> {
     let n = m.rows();
     let mean = crate::linalg::column_means(m);
     let mean_sq: f64 = mean.iter().map(|v| v * v).sum();
@@ -120,7 +120,8 @@ fn exact_distance(metric: Metric, a: &[f32], b: &[f32], inv_a: f64, inv_b: f64) 
     }
 }
 
-/// The k nearest other rows of every row of `m` (self excluded), exact.
+/// The k nearest other rows of every row of `m` (self excluded), exact. Uses the symmetric block search
+/// ([`super::symmetric::exact_knn_self`]): each product of two row blocks serves both.
 /// `progress` is called with the number of rows finished since the last call.
 pub fn exact_knn(
     m: &Matrix,
@@ -128,7 +129,7 @@ pub fn exact_knn(
     metric: Metric,
     progress: Option<&(dyn Fn(usize) + Sync)>,
 ) -> Result<KnnGraph> {
-    knn_search(m, m, k, metric, true, progress)
+    super::symmetric::exact_knn_self(m, k, metric, progress)
 }
 
 /// The k nearest rows of `refs` for every row of `queries`, exact. With `exclude_self` the two must be the
