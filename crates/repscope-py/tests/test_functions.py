@@ -218,3 +218,15 @@ def test_report_writes_json_and_html(tmp_path):
     repscope.report({"x": X, "x2": X * 2}, tmp_path / "rep", force=True)
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["layers"]["status"] == "ok"
+
+
+def test_report_with_a_failed_section_warns(tmp_path):
+    # Five distinct rows: the spectrum works, the intrinsic-dimension suite (20 neighbours for MLE) cannot.
+    X = np.random.default_rng(9).standard_normal((5, 3)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="some report sections failed"):
+        out = repscope.report(X, tmp_path / "small")
+    assert out["partial_failure"] is True
+    sections = json.loads(pathlib.Path(out["json"]).read_text())["inputs"][0]["sections"]
+    assert sections["intrinsic_dimension"]["status"] == "failed"
+    assert "neighbours" in sections["intrinsic_dimension"]["note"]
+    assert sections["spectrum"]["status"] == "ok"

@@ -287,7 +287,9 @@ def report(X, path, labels=None, seed=0, sample=None, force=False):
         Write into a folder that already has files in it.
 
     Returns ``{"json": path, "html": path, "partial_failure": bool}`` as ``repscope report --json`` prints;
-    ``partial_failure`` is True when a section failed (its note in the report says why).
+    ``partial_failure`` is True when a section failed (its note in the report says why), and a
+    RuntimeWarning says so (the CLI exits with status 3 then). Bad input raises ValueError before the
+    folder is touched.
     """
     import os
 
@@ -307,4 +309,13 @@ def report(X, path, labels=None, seed=0, sample=None, force=False):
         raw,
         numeric,
     )
-    return json.loads(out)
+    result = json.loads(out)
+    if result["partial_failure"]:
+        import warnings
+
+        warnings.warn(
+            f"some report sections failed; their notes in {result['json']} say why (the rest was produced)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result
