@@ -15,7 +15,7 @@ use faer::{MatMut, MatRef};
 use rayon::prelude::*;
 
 use super::exact::{centring_offset, cosine_dist_f64, inverse_norms, sq_dist_f64};
-use super::heap::TopK;
+use super::heap::HeapBlock;
 use super::{KnnGraph, Metric};
 use crate::data::Matrix;
 use crate::error::{Error, Result};
@@ -348,17 +348,17 @@ fn candidates(
     n: usize,
     cand: usize,
     progress: Option<&(dyn Fn(usize) + Sync)>,
-) -> (Vec<Mutex<Vec<TopK>>>, Vec<f32>) {
+) -> (Vec<Mutex<HeapBlock>>, Vec<f32>) {
     let sq: Vec<f32> = u
         .par_chunks(w)
         .map(|row| row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
         .collect();
     let nb = n.div_ceil(BLOCK);
     let range = |b: usize| (b * BLOCK, ((b + 1) * BLOCK).min(n));
-    let heaps: Vec<Mutex<Vec<TopK>>> = (0..nb)
+    let heaps: Vec<Mutex<HeapBlock>> = (0..nb)
         .map(|b| {
             let (s, e) = range(b);
-            Mutex::new((s..e).map(|_| TopK::new(cand)).collect())
+            Mutex::new(HeapBlock::new(e - s, cand))
         })
         .collect();
     let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
@@ -395,8 +395,8 @@ fn candidates(
                 {
                     let thr = &mut thr[..ni];
                     let mut hs = heaps[bi].lock().unwrap_or_else(|p| p.into_inner());
-                    for (t, h) in thr.iter_mut().zip(hs.iter()) {
-                        *t = h.threshold();
+                    for (r, t) in thr.iter_mut().enumerate() {
+                        *t = hs.threshold(r);
                     }
                     sweep_rows(avx2, s, ni, c0, i0, &sq[c0..c1], thr, &mut hs);
                 }
@@ -404,7 +404,7 @@ fn candidates(
                 if bi != bj {
                     let ti = &sq[i0..i1];
                     let mut hs = heaps[bj].lock().unwrap_or_else(|p| p.into_inner());
-                    sweep_cols(avx2, s, ni, i0, ti, &mut hs[c0 - j0..c1 - j0]);
+                    sweep_cols(avx2, s, ni, i0, ti, &mut hs, c0 - j0, nc);
                 }
                 c0 = c1;
             }
@@ -435,7 +435,7 @@ fn sweep_rows(
     i0: usize,
     tj: &[f32],
     thr: &mut [f32],
-    hs: &mut [TopK],
+    hs: &mut HeapBlock,
 ) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
@@ -455,7 +455,7 @@ unsafe fn sweep_rows_avx2(
     i0: usize,
     tj: &[f32],
     thr: &mut [f32],
-    hs: &mut [TopK],
+    hs: &mut HeapBlock,
 ) {
     sweep_rows_body(s, ni, c0, i0, tj, thr, hs)
 }
@@ -468,7 +468,7 @@ fn sweep_rows_body(
     i0: usize,
     tj: &[f32],
     thr: &mut [f32],
-    hs: &mut [TopK],
+    hs: &mut HeapBlock,
 ) {
     for (c, &t_j) in tj.iter().enumerate() {
         let col = &s[c * ni..(c + 1) * ni];
@@ -481,9 +481,8 @@ fn sweep_rows_body(
                 let key = t_j - 2.0 * v;
                 let r = l * LANES + o;
                 if key < *t && gj != i0 + r {
-                    let h = &mut hs[r];
-                    h.push(key, gj as u32);
-                    *t = h.threshold();
+                    hs.push(r, key, gj as u32);
+                    *t = hs.threshold(r);
                 }
             }
         }
@@ -492,27 +491,54 @@ fn sweep_rows_body(
 
 /// The rows of J (the tile's columns, heaps `hs`) against the rows of I: each column against its own
 /// heap bound, LANES entries at a time. `ti` holds ‖u_i‖² of the rows of I.
-fn sweep_cols(avx2: bool, s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
+#[allow(clippy::too_many_arguments)]
+fn sweep_cols(
+    avx2: bool,
+    s: &[f32],
+    ni: usize,
+    i0: usize,
+    ti: &[f32],
+    hs: &mut HeapBlock,
+    r0: usize,
+    nc: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is true only where AVX2 was detected at run time.
-        return unsafe { sweep_cols_avx2(s, ni, i0, ti, hs) };
+        return unsafe { sweep_cols_avx2(s, ni, i0, ti, hs, r0, nc) };
     }
     let _ = avx2;
-    sweep_cols_body(s, ni, i0, ti, hs)
+    sweep_cols_body(s, ni, i0, ti, hs, r0, nc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn sweep_cols_avx2(s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
-    sweep_cols_body(s, ni, i0, ti, hs)
+unsafe fn sweep_cols_avx2(
+    s: &[f32],
+    ni: usize,
+    i0: usize,
+    ti: &[f32],
+    hs: &mut HeapBlock,
+    r0: usize,
+    nc: usize,
+) {
+    sweep_cols_body(s, ni, i0, ti, hs, r0, nc)
 }
 
 #[inline(always)]
-fn sweep_cols_body(s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
-    for (c, heap) in hs.iter_mut().enumerate() {
+fn sweep_cols_body(
+    s: &[f32],
+    ni: usize,
+    i0: usize,
+    ti: &[f32],
+    hs: &mut HeapBlock,
+    r0: usize,
+    nc: usize,
+) {
+    for c in 0..nc {
         let col = &s[c * ni..(c + 1) * ni];
-        let mut bound = heap.threshold();
+        let r = r0 + c;
+        let mut bound = hs.threshold(r);
         for (l, (cl, tl)) in col.chunks(LANES).zip(ti.chunks(LANES)).enumerate() {
             if !any_key_below(cl, tl, bound) {
                 continue;
@@ -520,8 +546,8 @@ fn sweep_cols_body(s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK])
             for (o, (&v, &t)) in cl.iter().zip(tl).enumerate() {
                 let key = t - 2.0 * v;
                 if key < bound {
-                    heap.push(key, (i0 + l * LANES + o) as u32);
-                    bound = heap.threshold();
+                    hs.push(r, key, (i0 + l * LANES + o) as u32);
+                    bound = hs.threshold(r);
                 }
             }
         }
@@ -570,16 +596,16 @@ struct Certificate<'a> {
 /// Exact re-ranking of the candidates in f64 (ties to the smaller index): the k nearest of each row, and
 /// with a certificate the rows it could not certify.
 fn rerank(
-    heaps: Vec<Mutex<Vec<TopK>>>,
+    heaps: Vec<Mutex<HeapBlock>>,
     k: usize,
     exact: &(dyn Fn(usize, usize) -> f64 + Sync),
     cert: Option<&Certificate<'_>>,
 ) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
-    let blocks: Vec<Vec<TopK>> = heaps
+    let blocks: Vec<HeapBlock> = heaps
         .into_iter()
         .map(|h| h.into_inner().unwrap_or_else(|p| p.into_inner()))
         .collect();
-    let n: usize = blocks.iter().map(Vec::len).sum();
+    let n: usize = blocks.iter().map(HeapBlock::rows).sum();
     // Written in place, block by block (every block but the last holds BLOCK rows).
     let mut indices = vec![0u32; n * k];
     let mut distances = vec![0f64; n * k];
@@ -593,12 +619,12 @@ fn rerank(
             let mut failed = Vec::new();
             let mut exact_d: Vec<(f64, u32)> = Vec::new();
             let mut order: Vec<(f32, u32)> = Vec::new();
-            for (r, heap) in hs.iter().enumerate() {
+            for r in 0..hs.rows() {
                 let qi = s + r;
                 exact_d.clear();
                 match cert {
                     None => {
-                        for &(_, j) in heap.items() {
+                        for &(_, j) in hs.items(r) {
                             exact_d.push((exact(qi, j as usize), j));
                         }
                     }
@@ -608,7 +634,7 @@ fn rerank(
                         let tq = c.sq[qi] as f64;
                         let slack = 1e-5 * (tq + c.tmax as f64);
                         order.clear();
-                        order.extend_from_slice(heap.items());
+                        order.extend_from_slice(hs.items(r));
                         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                         let mut kth = f64::INFINITY;
                         for &(key, j) in &order {
@@ -633,7 +659,7 @@ fn rerank(
                     dist[r * k + slot] = dd;
                 }
                 if let Some(c) = cert {
-                    let bound = heap.threshold();
+                    let bound = hs.threshold(r);
                     if bound.is_finite() {
                         // Every row left out is at least this far in the projection (squared), less a
                         // margin for the f32 products and the f32 projection.
