@@ -8,6 +8,9 @@ Every measurement runs in its own fresh child process, reaped with os.wait4 so t
 (repscope knn, faiss, repscope id twonn, repscope id mle, ... then again), so that slow drift of a
 shared, noisy machine hits every step alike; the reported time is the median over rounds.
 
+The Python package's TwoNN (issue 7) is timed the same way, from the venv's interpreter, against the same
+scikit-dimension run (`--skip-peers python` leaves it out).
+
 Run: bash bench/setup_venv.sh && bench/.venv/bin/python bench/id_knn.py
 Results: a markdown table on stdout and bench/out/id_knn_<n>x<d>.json.
 """
@@ -132,6 +135,19 @@ def worker_skdim_twonn(a) -> dict:
             "params": {"discard_fraction": est.discard_fraction, "method": est.method}}
 
 
+def worker_repscope_py_twonn(a) -> dict:
+    """The Python package (issue 7), timed like the peers: np.load + fit in a fresh interpreter."""
+    import numpy as np
+    import repscope
+
+    with _limits(a.threads):
+        t0 = time.perf_counter()
+        x = np.load(a.data)
+        est = repscope.id.TwoNN().fit(x)  # discard_fraction=0.1, as skdim's default
+        t1 = time.perf_counter()
+    return {"end_to_end_s": t1 - t0, "value": float(est.dimension_), "version": repscope.__version__}
+
+
 def worker_skdim_mle(a) -> dict:
     import numpy as np
     import skdim
@@ -207,6 +223,7 @@ def worker_gemm(a) -> dict:
 WORKERS = {
     "faiss": worker_faiss,
     "skdim_twonn": worker_skdim_twonn,
+    "repscope_py_twonn": worker_repscope_py_twonn,
     "skdim_mle": worker_skdim_mle,
     "dadapy_twonn": worker_dadapy_twonn,
     "gemm": worker_gemm,
@@ -451,6 +468,8 @@ def main_parent(args) -> None:
             b.py_worker("faiss", data, "faiss_flatl2_k10", k=KNN_K)
         b.repscope_id(data, "twonn", "repscope_id_twonn")
         b.repscope_id(data, "mle", "repscope_id_mle")
+        if "python" not in skip:
+            b.py_worker("repscope_py_twonn", data, "repscope_py_twonn")
         if args.matched_knn:
             b.repscope_knn(data, 2, "repscope_knn_k2")
             b.repscope_knn(data, MLE_K, "repscope_knn_k20")
@@ -529,6 +548,8 @@ def main_parent(args) -> None:
         row("repscope knn k=20", "repscope_knn_k20")
     row("repscope id twonn", "repscope_id_twonn")
     row("repscope id mle (k=20)", "repscope_id_mle")
+    if "python" not in skip:
+        row("Python: repscope.id.TwoNN().fit(X)", "repscope_py_twonn")
     if peer_data != data:
         row(f"repscope id twonn (n={peer_n})", "repscope_id_twonn_prefix")
         row(f"repscope id mle (n={peer_n})", "repscope_id_mle_prefix")
@@ -560,12 +581,15 @@ def main_parent(args) -> None:
     ratio("twonn: repscope / skdim", "repscope_id_twonn" + sfx, "skdim_twonn")
     ratio("mle: repscope / skdim", "repscope_id_mle" + sfx, "skdim_mle")
     ratio("twonn: repscope / dadapy", "repscope_id_twonn" + sfx, "dadapy_twonn")
+    if peer_data == data:
+        ratio("python twonn: repscope / skdim", "repscope_py_twonn", "skdim_twonn")
     summary["ratios"] = ratios
 
     agree = {}
     for key, mine, theirs in (("twonn vs skdim", "repscope_id_twonn" + sfx, "skdim_twonn"),
                               ("mle vs skdim", "repscope_id_mle" + sfx, "skdim_mle"),
-                              ("twonn vs dadapy", "repscope_id_twonn" + sfx, "dadapy_twonn")):
+                              ("twonn vs dadapy", "repscope_id_twonn" + sfx, "dadapy_twonn"),
+                              ("python twonn vs skdim", "repscope_py_twonn", "skdim_twonn" if not sfx else "")):
         a, c = value(mine), value(theirs)
         if a is not None and c is not None:
             agree[key] = {"repscope": a, "peer": c, "rel_diff": abs(a - c) / abs(c)}
@@ -712,7 +736,7 @@ def main() -> None:
     p.add_argument("--peer-n", type=int, default=0, help="run skdim/DADApy (and repscope id, for the ratios) "
                    "on the first PEER_N rows only; 0 = all rows")
     p.add_argument("--peer-timeout", type=float, default=2400.0, help="kill a peer after this many seconds")
-    p.add_argument("--skip-peers", nargs="*", default=[], choices=["faiss", "skdim", "dadapy", "gemm"])
+    p.add_argument("--skip-peers", nargs="*", default=[], choices=["faiss", "skdim", "dadapy", "gemm", "python"])
     p.add_argument("--matched-knn", action=argparse.BooleanOptionalAction, default=True,
                    help="also time repscope knn at k=2 and k=20 (the neighbours TwoNN and MLE need)")
     p.add_argument("--dadapy-maxk", type=int, default=0, help="DADApy maxk; 0 = its default (min(100, N-1))")

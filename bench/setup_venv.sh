@@ -36,3 +36,13 @@ for name in ["numpy", "faiss-cpu", "scikit-dimension", "dadapy", "psutil", "thre
     except md.PackageNotFoundError:
         print(f"{name}: NOT INSTALLED")
 PY
+
+# The Python package (issue 7), built from this checkout into the same venv, so that id_knn.py times
+# repscope.id.TwoNN().fit(X) against the same scikit-dimension run.
+ROOT="$(dirname "$HERE")"
+"${PIP[@]}" install --quiet "maturin==$(sed -n 's/^maturin==//p' "$ROOT/crates/repscope-py/tests/requirements.txt")"
+rm -rf "$ROOT/target/wheels-bench"
+CARGO_TARGET_DIR="$ROOT/target" "$VENV/bin/maturin" build --release --quiet \
+    -m "$ROOT/crates/repscope-py/Cargo.toml" -i "$VENV/bin/python" --out "$ROOT/target/wheels-bench"
+"${PIP[@]}" install --quiet --force-reinstall --no-deps "$ROOT"/target/wheels-bench/repscope-*.whl
+"$VENV/bin/python" -c "import repscope; print('repscope', repscope.__version__, '(Python package)')"
