@@ -2,10 +2,14 @@
 //! by length so that batches carry little padding, run the encoder batch by batch, pool with the attention
 //! mask, and put every row back in input order.
 use std::path::Path;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::cpu::CpuEncoder;
 use crate::encoder::{to_host, Encoder};
 use crate::error::{Error, Result};
 use crate::folder::{read_folder, ModelSpec, PoolingMode};
@@ -65,6 +69,16 @@ fn open_cuda() -> Result<Device> {
               with the CUDA toolkit (nvcc)"
             .into(),
     })
+}
+
+/// Which implementation of the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The packed CPU pass (faer products, no padding work); the default on the CPU.
+    Native,
+    /// candle's tensors with padded batches and an additive mask; the pass used on CUDA, and on the CPU
+    /// for cross-checking.
+    Candle,
 }
 
 /// What to compute besides the pooled embedding.
@@ -136,13 +150,35 @@ pub struct Tokenized {
 pub struct Model {
     spec: ModelSpec,
     tokenizer: Tokenizer,
-    encoder: Encoder,
+    encoder: Runner,
     device: DeviceKind,
 }
 
+enum Runner {
+    Native(CpuEncoder),
+    Candle(Encoder),
+}
+
 impl Model {
-    /// Reads the folder, checks it, and loads the weights onto the device.
+    /// Reads the folder, checks it, and loads the weights onto the device (the native pass on the CPU,
+    /// candle's on CUDA).
     pub fn load(dir: &Path, device: DeviceKind) -> Result<Model> {
+        let backend = match device {
+            DeviceKind::Cpu => Backend::Native,
+            DeviceKind::Cuda => Backend::Candle,
+        };
+        Model::load_with(dir, device, backend)
+    }
+
+    /// [`Model::load`] with a chosen forward pass; the native one runs on the CPU only.
+    pub fn load_with(dir: &Path, device: DeviceKind, backend: Backend) -> Result<Model> {
+        if backend == Backend::Native && device != DeviceKind::Cpu {
+            return Err(Error::param(
+                "backend",
+                "the native forward pass runs on the CPU only",
+                "use the candle backend on CUDA",
+            ));
+        }
         let spec = read_folder(dir)?;
         let dev = device.open()?;
         let mut tokenizer = Tokenizer::from_file(&spec.tokenizer_path).map_err(|e| {
@@ -185,6 +221,10 @@ impl Model {
             ));
         }
         let encoder = Encoder::load(&spec.weights_path, &spec.config, &dev)?;
+        let encoder = match backend {
+            Backend::Native => Runner::Native(encoder.into_cpu()?),
+            Backend::Candle => Runner::Candle(encoder),
+        };
         Ok(Model {
             spec,
             tokenizer,
@@ -244,7 +284,7 @@ impl Model {
         &self,
         texts: &[String],
         opts: &EmbedOptions,
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Embeddings> {
         if opts.batch_size == 0 {
             return Err(Error::param(
@@ -272,7 +312,7 @@ impl Model {
         &self,
         toks: &[Tokenized],
         opts: &EmbedOptions,
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Embeddings> {
         let n = toks.len();
         let h = self.spec.config.hidden_size;
@@ -294,42 +334,32 @@ impl Model {
         // Longest first (stable, so equal lengths keep input order): batches of similar lengths.
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(toks[i].ids.len()));
+        let chunks: Vec<&[usize]> = order.chunks(bs).collect();
 
-        let mut embedding = vec![0f32; n * dim];
-        let mut layers: Vec<Vec<f32>> = if opts.layers {
-            vec![vec![0f32; n * h]; nl + 1]
-        } else {
-            Vec::new()
-        };
-        let mut tok_rows: Vec<Vec<f32>> = if opts.token_layer.is_some() {
-            vec![Vec::new(); n]
-        } else {
-            Vec::new()
-        };
-        let pad = self.spec.config.pad_token_id;
-        let mut done = 0usize;
-        for chunk in order.chunks(bs) {
-            let b = chunk.len();
-            let seq = chunk.iter().map(|&i| toks[i].ids.len()).max().unwrap_or(0);
-            if seq == 0 {
-                return Err(Error::Internal("a tokenized text has no tokens".into()));
-            }
-            let mut ids = vec![pad; b * seq];
-            let mut mask = vec![0u32; b * seq];
-            for (r, &i) in chunk.iter().enumerate() {
-                let t = &toks[i].ids;
-                ids[r * seq..r * seq + t.len()].copy_from_slice(t);
-                mask[r * seq..r * seq + t.len()]
-                    .iter_mut()
-                    .for_each(|m| *m = 1);
-            }
-            let states = self.encoder.forward(&ids, &mask, b, seq, &keep)?;
-            for (l, st) in states.iter().enumerate() {
-                let Some(st) = st else { continue };
-                let host = to_host(st)?;
+        let acc = Mutex::new(Acc {
+            embedding: vec![0f32; n * dim],
+            layers: if opts.layers {
+                vec![vec![0f32; n * h]; nl + 1]
+            } else {
+                Vec::new()
+            },
+            tok_rows: if opts.token_layer.is_some() {
+                vec![Vec::new(); n]
+            } else {
+                Vec::new()
+            },
+            done: 0,
+        });
+        let job = |chunk: &[usize], inner_par: bool| -> Result<()> {
+            let (states, starts) = self.run_chunk(toks, chunk, &keep, inner_par)?;
+            let mut a = acc
+                .lock()
+                .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
+            for (l, host) in states.iter().enumerate() {
+                let Some(host) = host else { continue };
                 for (r, &i) in chunk.iter().enumerate() {
                     let len = toks[i].ids.len();
-                    let rows = &host[r * seq * h..(r * seq + len) * h];
+                    let rows = &host[starts[r] * h..(starts[r] + len) * h];
                     if l == nl {
                         pool(
                             rows,
@@ -337,20 +367,35 @@ impl Model {
                             h,
                             &self.spec.pooling,
                             self.spec.normalize,
-                            &mut embedding[i * dim..(i + 1) * dim],
+                            &mut a.embedding[i * dim..(i + 1) * dim],
                         );
                     }
                     if opts.layers {
-                        masked_mean(rows, len, h, &mut layers[l][i * h..(i + 1) * h]);
+                        masked_mean(rows, len, h, &mut a.layers[l][i * h..(i + 1) * h]);
                     }
                     if opts.token_layer == Some(l) {
-                        tok_rows[i] = rows.to_vec();
+                        a.tok_rows[i] = rows.to_vec();
                     }
                 }
             }
-            done += b;
-            progress(done);
+            a.done += chunk.len();
+            progress(a.done);
+            Ok(())
+        };
+        match &self.encoder {
+            // Batches in parallel, each on one thread: no synchronisation inside a forward pass, which
+            // matters on few, shared cores. A single batch uses the threads inside its products instead.
+            Runner::Native(_) if chunks.len() > 1 && rayon::current_num_threads() > 1 => chunks
+                .par_iter()
+                .with_max_len(1)
+                .try_for_each(|c| job(c, false))?,
+            Runner::Native(_) => chunks.iter().try_for_each(|c| job(c, true))?,
+            // candle runs its own threads inside each operation.
+            Runner::Candle(_) => chunks.iter().try_for_each(|c| job(c, false))?,
         }
+        let acc = acc
+            .into_inner()
+            .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
         let tokens = match opts.token_layer {
             Some(layer) => {
                 let total: usize = toks.iter().map(|t| t.ids.len()).sum();
@@ -358,7 +403,7 @@ impl Model {
                 let mut ids = Vec::with_capacity(total);
                 let mut offsets = Vec::with_capacity(n + 1);
                 offsets.push(0u64);
-                for (t, rows) in toks.iter().zip(tok_rows) {
+                for (t, rows) in toks.iter().zip(acc.tok_rows) {
                     states.extend_from_slice(&rows);
                     ids.extend_from_slice(&t.ids);
                     offsets.push(ids.len() as u64);
@@ -375,14 +420,69 @@ impl Model {
         Ok(Embeddings {
             n,
             dim,
-            embedding,
+            embedding: acc.embedding,
             hidden: h,
-            layers,
+            layers: acc.layers,
             tokens,
             n_tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
             truncated: toks.iter().map(|t| t.truncated).collect(),
         })
     }
+
+    /// Runs one batch of texts. Returns the host states per layer (None where not kept) and the row at
+    /// which each text of the batch starts in them.
+    #[allow(clippy::type_complexity)]
+    fn run_chunk(
+        &self,
+        toks: &[Tokenized],
+        chunk: &[usize],
+        keep: &[bool],
+        inner_par: bool,
+    ) -> Result<(Vec<Option<Vec<f32>>>, Vec<usize>)> {
+        let b = chunk.len();
+        match &self.encoder {
+            Runner::Native(enc) => {
+                let seqs: Vec<&[u32]> = chunk.iter().map(|&i| toks[i].ids.as_slice()).collect();
+                let mut starts = Vec::with_capacity(b);
+                let mut at = 0;
+                for s in &seqs {
+                    starts.push(at);
+                    at += s.len();
+                }
+                Ok((enc.forward(&seqs, keep, inner_par), starts))
+            }
+            Runner::Candle(enc) => {
+                let seq = chunk.iter().map(|&i| toks[i].ids.len()).max().unwrap_or(0);
+                if seq == 0 {
+                    return Err(Error::Internal("a tokenized text has no tokens".into()));
+                }
+                let pad = self.spec.config.pad_token_id;
+                let mut ids = vec![pad; b * seq];
+                let mut mask = vec![0u32; b * seq];
+                for (r, &i) in chunk.iter().enumerate() {
+                    let t = &toks[i].ids;
+                    ids[r * seq..r * seq + t.len()].copy_from_slice(t);
+                    mask[r * seq..r * seq + t.len()]
+                        .iter_mut()
+                        .for_each(|m| *m = 1);
+                }
+                let st = enc.forward(&ids, &mask, b, seq, keep)?;
+                let host = st
+                    .iter()
+                    .map(|t| t.as_ref().map(to_host).transpose())
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((host, (0..b).map(|r| r * seq).collect()))
+            }
+        }
+    }
+}
+
+/// The outputs, filled batch by batch.
+struct Acc {
+    embedding: Vec<f32>,
+    layers: Vec<Vec<f32>>,
+    tok_rows: Vec<Vec<f32>>,
+    done: usize,
 }
 
 /// Mean over the `len` real tokens (rows of width h), accumulated in f64.

@@ -6,6 +6,7 @@ use std::path::Path;
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 
+use crate::cpu::{CpuBlock, CpuEncoder, Linear, Norm};
 use crate::error::{Error, Result};
 use crate::folder::{Activation, EncoderConfig, Family};
 
@@ -270,6 +271,43 @@ impl Encoder {
             token_type,
             emb_ln_w,
             emb_ln_b,
+            blocks,
+        })
+    }
+
+    /// The same weights as plain f32 vectors for the packed CPU forward pass ([`CpuEncoder`]).
+    pub fn into_cpu(self) -> Result<CpuEncoder> {
+        let v = |t: &Tensor| to_host(t);
+        let lin = |w: &Tensor, b: &Tensor| -> Result<Linear> {
+            let (out, inp) = w.dims2()?;
+            Ok(Linear {
+                w: v(w)?,
+                b: v(b)?,
+                out,
+                inp,
+            })
+        };
+        let norm = |w: &Tensor, b: &Tensor| -> Result<Norm> { Ok(Norm { w: v(w)?, b: v(b)? }) };
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            blocks.push(CpuBlock {
+                qkv: lin(&b.qkv_w, &b.qkv_b)?,
+                out: lin(&b.out_w, &b.out_b)?,
+                ln1: norm(&b.ln1_w, &b.ln1_b)?,
+                ff1: lin(&b.ff1_w, &b.ff1_b)?,
+                ff2: lin(&b.ff2_w, &b.ff2_b)?,
+                ln2: norm(&b.ln2_w, &b.ln2_b)?,
+            });
+        }
+        Ok(CpuEncoder {
+            cfg: self.cfg.clone(),
+            word: v(&self.word)?,
+            position: v(&self.position)?,
+            token_type0: match &self.token_type {
+                Some(t) => Some(v(&t.narrow(0, 0, 1)?)?),
+                None => None,
+            },
+            emb_ln: norm(&self.emb_ln_w, &self.emb_ln_b)?,
             blocks,
         })
     }

