@@ -1,6 +1,5 @@
 //! `repscope`: the command-line face of the engine. It parses arguments, calls the library and prints.
 mod commands;
-mod html;
 mod progress;
 mod table;
 

@@ -56,17 +56,5 @@ impl Table {
     }
 }
 
-/// A number with a sensible count of digits for a table.
-pub fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.3e}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
+/// A number with a sensible count of digits for a table (shared with the HTML report).
+pub use repscope::fmt::num;

@@ -8,7 +8,10 @@
 pub mod classes;
 pub mod data;
 pub mod datasets;
+pub mod documents;
 pub mod error;
+pub mod fmt;
+pub mod html;
 pub mod intrinsic;
 pub mod linalg;
 pub mod neighbors;

@@ -1,5 +1,7 @@
 //! The report: everything repscope knows about one or more representations, as one typed, versioned
 //! document. Each section carries its own status, so one failing measure leaves the rest of the report intact.
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -325,4 +327,120 @@ pub fn any_failed(doc: &Value) -> bool {
         }
     }
     walk(doc)
+}
+
+/// The report document around the per-input reports. `command` is how the report was asked for (the
+/// command line, or the Python call), shown on the page.
+pub fn document(inputs: Vec<Value>, seed: u64, command: &str) -> Value {
+    json!({
+        "schema": SCHEMA,
+        "repscope_version": crate::VERSION,
+        "command": command,
+        "seed": seed,
+        "inputs": inputs,
+    })
+}
+
+/// The whole report document of named matrices: every input's sections (each validated first, so bad input
+/// fails before any work) and, for two or more inputs with the same rows, the layer study.
+pub fn build(
+    matrices: Vec<(String, Matrix)>,
+    labels: Option<&Labels>,
+    labels_name: &str,
+    cfg: &ReportConfig,
+    command: &str,
+    progress: &dyn Progress,
+) -> Result<Value> {
+    for (_, m) in &matrices {
+        crate::data::check_finite(m)?;
+        if let Some(l) = labels {
+            classes::check_labels(m, l, labels_name)?;
+        }
+    }
+    // The layer study sees the same (sampled) rows as the per-input sections.
+    let layer_inputs: Vec<(String, Matrix)> = if matrices.len() >= 2 {
+        matrices
+            .iter()
+            .map(|(n, m)| {
+                (
+                    n.clone(),
+                    cfg.sample
+                        .map(|s| sample_rows(m, s, cfg.seed).0)
+                        .unwrap_or_else(|| m.clone()),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut inputs = Vec::new();
+    for (name, m) in matrices {
+        progress.stage(&format!("report: {name}"), 0);
+        progress.finish_stage();
+        let (r, _ds) = input_report(&name, m, labels, cfg, progress)?;
+        inputs.push(serde_json::to_value(&r).unwrap_or(Value::Null));
+    }
+    let mut doc = document(inputs, cfg.seed, command);
+    if !layer_inputs.is_empty() {
+        progress.stage("layer study", 0);
+        let layers = layers_section(&layer_inputs, progress);
+        progress.finish_stage();
+        doc["layers"] = serde_json::to_value(&layers).unwrap_or(Value::Null);
+    }
+    Ok(doc)
+}
+
+/// Makes `dir` ready for a report: creates it if missing; an existing folder must be empty unless `force`.
+pub fn prepare_output(dir: &Path, force: bool) -> Result<()> {
+    let name = dir.display().to_string();
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(Error::data(
+                name,
+                "exists and is not a folder",
+                "choose a folder for the report",
+            ));
+        }
+        let non_empty = std::fs::read_dir(dir)
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(false);
+        if non_empty && !force {
+            return Err(Error::data(
+                name,
+                "the output folder is not empty",
+                "pass --force to write into it, or choose an empty folder",
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::data(
+                name,
+                format!("cannot create the folder ({e})"),
+                "choose a writable path",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes report.json and the HTML page rendered from it (report.html) into `dir`; returns their paths.
+pub fn write_files(dir: &Path, doc: &Value) -> Result<(PathBuf, PathBuf)> {
+    let json_path = dir.join("report.json");
+    let html_path = dir.join("report.html");
+    let text = serde_json::to_string_pretty(doc).map_err(|e| Error::Numerical {
+        what: "report".into(),
+        problem: format!("cannot encode the report: {e}"),
+    })?;
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|e| {
+            Error::data(
+                path.display().to_string(),
+                format!("cannot write ({e})"),
+                "choose a writable output folder",
+            )
+        })
+    };
+    write(&json_path, &text)?;
+    write(&html_path, &crate::html::render(doc))?;
+    Ok((json_path, html_path))
 }

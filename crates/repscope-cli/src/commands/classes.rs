@@ -2,15 +2,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use repscope::classes::{self, ClassConfig, ClassReport, Classifier};
-use repscope::neighbors::{exact_knn, Metric};
+use repscope::classes::{self, ClassReport, Classifier};
 use serde_json::json;
 
 use super::{print_json, Input};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{CliResult, Global};
-use repscope::progress::Progress;
 
 #[derive(Args, Debug)]
 pub struct ClassesArgs {
@@ -60,32 +58,15 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
     };
     let input = a.input.describe(&m);
     let bars = Bars::new(g.quiet);
-    let n = m.rows();
-    let graph = if a.k > 0 && a.k < n {
-        bars.stage("exact kNN", n as u64);
-        let adv = |k: usize| bars.advance(k as u64);
-        let gr = exact_knn(&m, a.k, Metric::Euclidean, Some(&adv))?;
-        bars.finish_stage();
-        Some(gr)
-    } else {
-        None
-    };
-    bars.stage("class geometry", 0);
-    let cfg = ClassConfig {
-        k: a.k,
-        ..ClassConfig::default()
-    };
-    let r = classes::analyse(&m, &labels, classifier.as_ref(), graph.as_ref(), &cfg)?;
-    bars.finish_stage();
+    let (r, cfg) = classes::run(&m, &labels, classifier.as_ref(), a.k, &bars)?;
     if g.json {
-        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
-        if let Some(o) = v.as_object_mut() {
-            o.insert("input".into(), input);
-            o.insert("labels".into(), json!(a.labels.display().to_string()));
-            o.insert("params".into(), json!({"k": a.k, "knn_metric": "euclidean", "pinv_rtol": cfg.pinv_rtol, "nc2_std_ddof": 0, "classifier": a.classifier.as_ref().map(|p| p.display().to_string())}));
-            o.insert("repscope_version".into(), json!(repscope::VERSION));
-        }
-        print_json(&v)
+        print_json(&repscope::documents::classes(
+            &r,
+            input,
+            json!(a.labels.display().to_string()),
+            &cfg,
+            a.classifier.as_ref().map(|p| p.display().to_string()),
+        ))
     } else {
         print!("{}", render(&r, &a.input.file.display().to_string()));
         Ok(())

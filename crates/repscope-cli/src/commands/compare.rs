@@ -130,22 +130,12 @@ pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
     let r = similarity::compare(&x, &y, labels.as_ref(), &cfg, &bars)?;
     let compute_s = t1.elapsed().as_secs_f64();
     if g.json {
-        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "input".into(),
-                json!({
-                    "a": {"path": a.a.display().to_string(), "key": a.key_a, "rows": x.rows(), "cols": x.cols()},
-                    "b": {"path": a.b.display().to_string(), "key": a.key_b, "rows": y.rows(), "cols": y.cols()},
-                }),
-            );
-            o.insert(
-                "timing_s".into(),
-                json!({"load": load_s, "compute": compute_s}),
-            );
-            o.insert("repscope_version".into(), json!(repscope::VERSION));
-        }
-        print_json(&v)
+        print_json(&repscope::documents::compare(
+            &r,
+            repscope::documents::input(Some(&a.a.display().to_string()), a.key_a.as_deref(), &x),
+            repscope::documents::input(Some(&a.b.display().to_string()), a.key_b.as_deref(), &y),
+            json!({"load": load_s, "compute": compute_s}),
+        ))
     } else {
         print!(
             "{}",

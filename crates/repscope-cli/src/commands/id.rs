@@ -1,7 +1,6 @@
 //! `repscope id`: the intrinsic-dimension suite.
 use clap::Args;
 use repscope::intrinsic::suite::{self, IdConfig, IdReport, ScalePoint};
-use serde_json::json;
 
 use super::{metric, print_json, Input};
 use crate::progress::Bars;
@@ -69,13 +68,7 @@ pub fn run(a: &IdArgs, g: &Global) -> CliResult {
 
 /// The JSON document of a run: the report plus its input and parameters.
 pub fn to_json(report: &IdReport, input: serde_json::Value, cfg: &IdConfig) -> serde_json::Value {
-    let mut v = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
-    if let Some(o) = v.as_object_mut() {
-        o.insert("input".into(), input);
-        o.insert("params".into(), suite::params_json(cfg));
-        o.insert("repscope_version".into(), json!(repscope::VERSION));
-    }
-    v
+    repscope::documents::id(report, input, cfg)
 }
 
 /// Human-readable tables.

@@ -84,16 +84,11 @@ pub fn run(a: &LayersArgs, g: &Global) -> CliResult {
     notes.append(&mut r.notes);
     r.notes = notes;
     if g.json {
-        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "input".into(),
-                json!({"path": a.file.display().to_string()}),
-            );
-            o.insert("params".into(), json!({"k": cfg.k, "knn_metric": "cosine", "cka": "linear, debiased (HSIC1)", "id": repscope::intrinsic::suite::params_json(&cfg.id)}));
-            o.insert("repscope_version".into(), json!(repscope::VERSION));
-        }
-        print_json(&v)
+        print_json(&repscope::documents::layers(
+            &r,
+            json!({"path": a.file.display().to_string()}),
+            &cfg,
+        ))
     } else {
         print!("{}", render(&r, &a.file.display().to_string()));
         Ok(())

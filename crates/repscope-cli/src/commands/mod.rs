@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use repscope::{Dataset, Matrix};
-use serde_json::json;
 
 use crate::{usage, Failure};
 
@@ -47,12 +46,11 @@ impl Input {
         Ok(Dataset::new(self.load()?)?)
     }
     pub fn describe(&self, m: &Matrix) -> serde_json::Value {
-        json!({
-            "path": self.file.display().to_string(),
-            "key": self.key,
-            "rows": m.rows(),
-            "cols": m.cols(),
-        })
+        repscope::documents::input(
+            Some(&self.file.display().to_string()),
+            self.key.as_deref(),
+            m,
+        )
     }
 }
 

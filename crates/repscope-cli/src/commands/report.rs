@@ -3,8 +3,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use repscope::data::{list_keys, load_labels, load_matrix, Labels};
-use repscope::progress::Progress;
-use repscope::report::{self, ReportConfig, SCHEMA};
+use repscope::report::{self, ReportConfig};
 use serde_json::{json, Value};
 
 use super::print_json;
@@ -91,56 +90,20 @@ fn expand(
     Ok(out)
 }
 
+/// Makes the output folder ready (see [`report::prepare_output`]) and checks it can be written.
 pub fn prepare_output(dir: &Path, force: bool) -> CliResult {
-    if dir.exists() {
-        if !dir.is_dir() {
-            return Err(usage(format!(
-                "{}: exists and is not a folder. Choose a folder for the report.",
-                dir.display()
-            )));
-        }
-        let non_empty = std::fs::read_dir(dir)
-            .map(|mut r| r.next().is_some())
-            .unwrap_or(false);
-        if non_empty && !force {
-            return Err(usage(format!(
-                "{}: the output folder is not empty. Pass --force to write into it, or choose an empty folder.",
-                dir.display()
-            )));
-        }
-    } else {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            usage(format!(
-                "{}: cannot create the folder ({e}). Choose a writable path.",
-                dir.display()
-            ))
-        })?;
-    }
+    report::prepare_output(dir, force)?;
     crate::check_writable(&dir.join("report.json"))
 }
 
-/// The report document around the per-input reports.
+/// The report document around the per-input reports, with this command line.
 pub fn document(inputs: Vec<Value>, seed: u64) -> Value {
-    json!({
-        "schema": SCHEMA,
-        "repscope_version": repscope::VERSION,
-        "command": command_line(),
-        "seed": seed,
-        "inputs": inputs,
-    })
+    report::document(inputs, seed, &command_line())
 }
 
 /// Writes report.json and report.html into `dir`; returns their paths.
 pub fn write_files(dir: &Path, doc: &Value) -> Result<(PathBuf, PathBuf), Failure> {
-    let json_path = dir.join("report.json");
-    let html_path = dir.join("report.html");
-    let text = serde_json::to_string_pretty(doc)
-        .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
-    std::fs::write(&json_path, text)
-        .map_err(|e| usage(format!("{}: cannot write ({e})", json_path.display())))?;
-    std::fs::write(&html_path, crate::html::render(doc))
-        .map_err(|e| usage(format!("{}: cannot write ({e})", html_path.display())))?;
-    Ok((json_path, html_path))
+    Ok(report::write_files(dir, doc)?)
 }
 
 /// Writes report.json and report.html into `dir` and says where; returns whether a section failed.
@@ -188,54 +151,20 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         ..ReportConfig::default()
     };
     let bars = Bars::new(g.quiet);
-    // The layer study sees the same (sampled) rows as the per-input sections.
-    let layer_inputs: Vec<(String, repscope::Matrix)> = if matrices.len() >= 2 {
-        matrices
-            .iter()
-            .map(|(n, m)| {
-                (
-                    n.clone(),
-                    a.sample
-                        .map(|s| report::sample_rows(m, s, a.seed).0)
-                        .unwrap_or_else(|| m.clone()),
-                )
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut inputs = Vec::new();
-    for (name, m) in matrices {
-        bars.stage(&format!("report: {name}"), 0);
-        bars.finish_stage();
-        let (r, _ds) = report::input_report(&name, m, labels.as_ref(), &cfg, &bars)?;
-        inputs.push(serde_json::to_value(&r).unwrap_or(Value::Null));
-    }
-    let mut doc = document(inputs, a.seed);
-    if !layer_inputs.is_empty() {
-        bars.stage("layer study", 0);
-        let layers = report::layers_section(&layer_inputs, &bars);
-        bars.finish_stage();
-        doc["layers"] = serde_json::to_value(&layers).unwrap_or(Value::Null);
-    }
-    let json_path = a.output.join("report.json");
-    let html_path = a.output.join("report.html");
-    let text = serde_json::to_string_pretty(&doc)
-        .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
-    std::fs::write(&json_path, text)
-        .map_err(|e| usage(format!("{}: cannot write ({e})", json_path.display())))?;
-    std::fs::write(&html_path, crate::html::render(&doc))
-        .map_err(|e| usage(format!("{}: cannot write ({e})", html_path.display())))?;
-    let failed = report::any_failed(&doc);
-    if g.json {
-        print_json(
-            &json!({"json": json_path.display().to_string(), "html": html_path.display().to_string(), "partial_failure": failed}),
-        )?;
-    } else {
-        println!("report written: open {}", html_path.display());
-        println!("machine-readable: {}", json_path.display());
-    }
-    if failed {
+    let labels_name = a
+        .labels
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let doc = report::build(
+        matrices,
+        labels.as_ref(),
+        &labels_name,
+        &cfg,
+        &command_line(),
+        &bars,
+    )?;
+    if write_report(&a.output, &doc, g)? {
         return Err(Failure {
             code: 3,
             message:

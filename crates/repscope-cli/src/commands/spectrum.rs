@@ -1,7 +1,6 @@
 //! `repscope spectrum`: covariance spectrum, effective rank / RankMe, α-ReQ, coding rate, anisotropy.
 use clap::Args;
 use repscope::spectrum::{self, SpectrumConfig, SpectrumReport};
-use serde_json::json;
 
 use super::{print_json, Input};
 use crate::progress::Bars;
@@ -56,16 +55,7 @@ pub fn run(a: &SpectrumArgs, g: &Global) -> CliResult {
     let r = spectrum::analyse(&m, &cfg)?;
     bars.finish_stage();
     if g.json {
-        let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
-        if let Some(o) = v.as_object_mut() {
-            o.insert("input".into(), input);
-            o.insert(
-                "params".into(),
-                json!({"eps2": cfg.eps2, "alpha_window": [cfg.alpha_window.0, cfg.alpha_window.1], "top_rogue": cfg.top_rogue, "covariance": "centred, divided by n - 1"}),
-            );
-            o.insert("repscope_version".into(), json!(repscope::VERSION));
-        }
-        print_json(&v)
+        print_json(&repscope::documents::spectrum(&r, input, &cfg))
     } else {
         print!(
             "{}",

@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::data::{Labels, Matrix};
 use crate::error::{Error, Result};
 use crate::linalg;
-use crate::neighbors::{KnnGraph, Metric};
+use crate::neighbors::{exact_knn, KnnGraph, Metric};
+use crate::progress::Progress;
 
 const CHUNK: usize = 1024;
 
@@ -619,6 +620,38 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
         accuracy_smallest_label_ties: right_small as f64 / nf,
         n_points_with_tied_vote: tied,
     })
+}
+
+/// The class-geometry report with its own neighbour graph: an exact euclidean kNN graph over the rows of
+/// `m` (duplicates included, as the vote counts rows) when 0 < k < n, then [`analyse`]. Checks the values are
+/// finite first.
+pub fn run(
+    m: &Matrix,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    k: usize,
+    progress: &dyn Progress,
+) -> Result<(ClassReport, ClassConfig)> {
+    crate::data::check_finite(m)?;
+    check_labels(m, labels, "labels")?;
+    let n = m.rows();
+    let graph = if k > 0 && k < n {
+        progress.stage("exact kNN", n as u64);
+        let adv = |c: usize| progress.advance(c as u64);
+        let g = exact_knn(m, k, Metric::Euclidean, Some(&adv))?;
+        progress.finish_stage();
+        Some(g)
+    } else {
+        None
+    };
+    progress.stage("class geometry", 0);
+    let cfg = ClassConfig {
+        k,
+        ..ClassConfig::default()
+    };
+    let r = analyse(m, labels, classifier, graph.as_ref(), &cfg)?;
+    progress.finish_stage();
+    Ok((r, cfg))
 }
 
 #[cfg(test)]

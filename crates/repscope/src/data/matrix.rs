@@ -1,10 +1,17 @@
-//! The matrix every measure reads: n rows (points) × d columns, row-major f32, owned or memory-mapped.
+//! The matrix every measure reads: n rows (points) × d columns, row-major f32, owned, memory-mapped, or
+//! shared with the caller (a buffer another owner keeps alive, such as a numpy array).
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// A buffer of f32 values owned elsewhere and kept alive by this handle (for example a numpy array seen
+/// through the Python bindings). The matrix reads it in place, without a copy.
+pub type SharedValues = Arc<dyn AsRef<[f32]> + Send + Sync>;
+
 enum Storage {
     Owned(Vec<f32>),
+    /// Values owned by someone else; the handle keeps them alive.
+    Shared(SharedValues),
     /// A read-only memory map and the byte offset of the first element (4-byte aligned).
     Mapped {
         map: Arc<memmap2::Mmap>,
@@ -35,6 +42,7 @@ impl Clone for Matrix {
     fn clone(&self) -> Self {
         let storage = match &self.storage {
             Storage::Owned(v) => Storage::Owned(v.clone()),
+            Storage::Shared(v) => Storage::Shared(Arc::clone(v)),
             Storage::Mapped { map, offset } => Storage::Mapped {
                 map: Arc::clone(map),
                 offset: *offset,
@@ -67,6 +75,30 @@ impl Matrix {
         }
         Ok(Matrix {
             storage: Storage::Owned(data),
+            rows,
+            cols,
+            name,
+        })
+    }
+
+    /// A matrix reading row-major values that another owner keeps alive, without copying them.
+    pub fn from_shared(
+        rows: usize,
+        cols: usize,
+        data: SharedValues,
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        let name = name.into();
+        let len = (*data).as_ref().len();
+        if rows.checked_mul(cols) != Some(len) {
+            return Err(Error::data(
+                &name,
+                format!("{len} values do not fill a {rows} × {cols} matrix"),
+                "pass row-major data of exactly rows × cols values",
+            ));
+        }
+        Ok(Matrix {
+            storage: Storage::Shared(data),
             rows,
             cols,
             name,
@@ -136,6 +168,10 @@ impl Matrix {
         self.name = name.into();
         self
     }
+    /// Whether the values are read in place from a buffer the caller owns (see [`Matrix::from_shared`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.storage, Storage::Shared(_))
+    }
     /// Whether the values live in a memory map rather than owned memory.
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
@@ -145,6 +181,7 @@ impl Matrix {
     pub fn as_slice(&self) -> &[f32] {
         match &self.storage {
             Storage::Owned(v) => v,
+            Storage::Shared(v) => (**v).as_ref(),
             Storage::Mapped { map, offset } => {
                 let bytes = &map[*offset..*offset + self.rows * self.cols * 4];
                 // SAFETY: alignment was checked in `from_map`, the length is in bounds, f32 has no invalid
@@ -191,5 +228,28 @@ impl Matrix {
     /// Size of the values in bytes.
     pub fn nbytes(&self) -> usize {
         self.rows * self.cols * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_values_are_read_in_place() {
+        let values: Arc<Vec<f32>> = Arc::new((0..6).map(|v| v as f32).collect());
+        let ptr = values.as_ptr();
+        let m = Matrix::from_shared(3, 2, values.clone(), "shared").unwrap();
+        assert!(m.is_shared());
+        assert_eq!(m.as_slice().as_ptr(), ptr);
+        assert_eq!(m.row(2), &[4.0, 5.0]);
+        let c = m.clone();
+        assert_eq!(c.as_slice().as_ptr(), ptr);
+        let e = Matrix::from_shared(4, 2, values, "shared").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("6 values do not fill a 4 × 2 matrix"),
+            "{e}"
+        );
     }
 }

@@ -1,17 +1,20 @@
-//! Exact cosine kNN of a matrix with itself, using the symmetry of the similarity matrix.
+//! Exact kNN of a matrix with itself, using the symmetry of the distance matrix.
 //!
-//! The rows are L2-normalised once (f32). For every pair of row blocks I ≤ J one f32 GEMM gives
-//! S = U_I·U_Jᵀ, which ranks candidates both for the rows of I (against J) and for the rows of J (against I):
-//! half the products of the one-sided search in [`super::exact`]. Each block's candidate heaps sit behind a
-//! mutex; a vectorised maximum per row and per column skips the scalar scan wherever no entry can enter a
-//! heap. As in the one-sided search, the survivors (k plus a margin) are re-ranked by exact f64 cosine
-//! distances, ties to the smaller index, so the graph is the same as [`super::exact_knn`]'s.
+//! For every pair of row blocks I ≤ J one f32 GEMM gives S = X_I·X_Jᵀ, which ranks candidates both for the
+//! rows of I (against J) and for the rows of J (against I): half the products of the one-sided search in
+//! [`super::exact::knn_search`]. The ranking key of row q against row j is ‖x_j‖² − 2 x_q·x_j (the squared
+//! distance less the constant ‖x_q‖²); for the cosine metric the rows are L2-normalised first, so the key
+//! orders by 1 − cos. Euclidean data far from the origin is centred first, as in the one-sided search. Each
+//! block's candidate heaps sit behind a mutex; a vectorised minimum per column skips the scalar scan wherever
+//! no entry can enter a heap. The survivors (k plus a margin) are re-ranked by exact f64 distances on the
+//! original rows, ties to the smaller index, so the graph is the same as the one-sided search's.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use faer::{MatMut, MatRef};
 use rayon::prelude::*;
 
-use super::exact::{cosine_dist_f64, inverse_norms};
+use super::exact::{centring_offset, cosine_dist_f64, inverse_norms, sq_dist_f64};
 use super::heap::TopK;
 use super::{KnnGraph, Metric};
 use crate::data::Matrix;
@@ -19,12 +22,61 @@ use crate::error::{Error, Result};
 
 /// Rows per block.
 const BLOCK: usize = 1024;
+/// Columns of a product tile (BLOCK × COLS f32: 256 KiB, cache-resident).
+const COLS: usize = 64;
 
 /// The k nearest other rows of every row under the cosine distance 1 − cos, exact.
 pub fn exact_knn_cosine_self(
     m: &Matrix,
     k: usize,
     progress: Option<&(dyn Fn(usize) + Sync)>,
+) -> Result<KnnGraph> {
+    exact_knn_self(m, k, Metric::Cosine, progress)
+}
+
+/// The k nearest other rows of every row of `m` (self excluded), exact, under `metric`.
+/// `progress` is called with a number of rows' worth of work finished since the last call (n in all).
+///
+/// When the rows lie close to a low-dimensional subspace, the candidates are found in a PCA projection
+/// first (see [`Plan`]); the result is the same graph, certified row by row.
+pub fn exact_knn_self(
+    m: &Matrix,
+    k: usize,
+    metric: Metric,
+    progress: Option<&(dyn Fn(usize) + Sync)>,
+) -> Result<KnnGraph> {
+    exact_knn_self_with(m, k, metric, progress, Plan::Auto)
+}
+
+/// How the candidates of the self search are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Decide from a pilot sample: [`Plan::Projected`] where it is expected to be much cheaper.
+    Auto,
+    /// Products over all columns; k plus a margin of candidates re-ranked exactly.
+    Full,
+    /// Products over the first `p` principal directions only. An orthogonal projection never lengthens a
+    /// difference, so a row's projected distance is a lower bound of its true one. The `cand` rows nearest
+    /// in the projection are re-ranked by exact distances; a row is certified when the projected distance
+    /// of every row left out (at least the largest kept) exceeds its k-th exact distance. Rows that are
+    /// not certified are searched again over all columns.
+    Projected { p: usize, cand: usize },
+}
+
+/// Rows below which the pilot is not worth its cost.
+const PROJECTION_MIN_ROWS: usize = 8192;
+/// Rows sampled for the pilot's principal directions and for its probe queries.
+const PILOT_BASIS_ROWS: usize = 4096;
+const PILOT_QUERIES: usize = 256;
+/// Cost of scanning one entry of a product block, in flops (the sweeps and heap tests).
+const SCAN_COST: f64 = 24.0;
+
+pub(crate) fn exact_knn_self_with(
+    m: &Matrix,
+    k: usize,
+    metric: Metric,
+    progress: Option<&(dyn Fn(usize) + Sync)>,
+    plan: Plan,
 ) -> Result<KnnGraph> {
     let (n, d) = (m.rows(), m.cols());
     if k == 0 || k + 1 > n {
@@ -37,14 +89,270 @@ pub fn exact_knn_cosine_self(
             format!("choose 1 ≤ k ≤ {}", n.saturating_sub(1)),
         ));
     }
-    let inv = inverse_norms(m)?;
-    let mut u = vec![0f32; n * d];
-    u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-        for (o, &v) in row.iter_mut().zip(m.row(i)) {
-            *o = (v as f64 * inv[i]) as f32;
+    // The rows the products see: normalised (cosine), centred (euclidean far from the origin) or as given.
+    // In this space the squared euclidean distance is the metric's (euclidean: d², cosine: 2d).
+    let inv = match metric {
+        Metric::Cosine => inverse_norms(m)?,
+        Metric::Euclidean => Vec::new(),
+    };
+    let prepared: Option<Matrix> = match metric {
+        Metric::Cosine => {
+            let mut u = vec![0f32; n * d];
+            u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+                for (o, &v) in row.iter_mut().zip(m.row(i)) {
+                    *o = (v as f64 * inv[i]) as f32;
+                }
+            });
+            Some(Matrix::from_vec(n, d, u, m.name())?)
         }
-    });
-    let cand = (k + (k / 2).max(8)).min(n - 1);
+        Metric::Euclidean => centring_offset(m).map(|mean| {
+            let mut u = m.as_slice().to_vec();
+            u.par_chunks_mut(d).for_each(|row| {
+                for (x, mu) in row.iter_mut().zip(&mean) {
+                    *x -= mu;
+                }
+            });
+            Matrix::from_vec(n, d, u, m.name()).expect("same shape")
+        }),
+    };
+    let u: &Matrix = prepared.as_ref().unwrap_or(m);
+    let full_cand = (k + (k / 2).max(8)).min(n - 1);
+    let (plan, pilot_basis) = match plan {
+        Plan::Auto => choose_plan(u, k, full_cand)?,
+        other => (other, None),
+    };
+    let exact = |q: usize, j: usize| match metric {
+        Metric::Cosine => cosine_dist_f64(m.row(q), m.row(j), inv[q], inv[j]),
+        Metric::Euclidean => sq_dist_f64(m.row(q), m.row(j)).sqrt(),
+    };
+    match plan {
+        Plan::Auto | Plan::Full => {
+            let (heaps, _) = candidates(u.as_slice(), d, n, full_cand, progress);
+            let (indices, distances, _) = rerank(heaps, k, &exact, None);
+            Ok(KnnGraph {
+                n,
+                k,
+                metric,
+                indices,
+                distances,
+            })
+        }
+        Plan::Projected { p, cand } => {
+            let p = p.clamp(1, d);
+            let cand = cand.clamp(k, n - 1);
+            let (mean, basis) = match pilot_basis {
+                // Column-major d × pmax: the first p columns are the leading p directions.
+                Some((mean, basis)) if basis.len() >= p * d => (mean, basis[..p * d].to_vec()),
+                _ => principal_basis(u, p)?,
+            };
+            let z = crate::linalg::project_rows(u, Some(&mean), &basis, p);
+            drop(prepared);
+            let (heaps, sqz) = candidates(&z, p, n, cand, progress);
+            drop(z);
+            let tmax = sqz.iter().fold(0f32, |a, &b| a.max(b));
+            let to_space = |dist: f64| match metric {
+                Metric::Euclidean => dist * dist,
+                Metric::Cosine => 2.0 * dist,
+            };
+            let cert = Certificate {
+                sq: &sqz,
+                tmax,
+                to_space: &to_space,
+            };
+            let (mut indices, mut distances, failed) = rerank(heaps, k, &exact, Some(&cert));
+            if !failed.is_empty() {
+                // Rows the projection could not certify: search them again over all columns.
+                let rows = m.select_rows(&failed);
+                let g = super::exact::knn_search(&rows, m, k + 1, metric, false, None)?;
+                for (a, &q) in failed.iter().enumerate() {
+                    let list = &g.indices[a * (k + 1)..(a + 1) * (k + 1)];
+                    let dist = &g.distances[a * (k + 1)..(a + 1) * (k + 1)];
+                    let kept = list
+                        .iter()
+                        .zip(dist)
+                        .filter(|(&j, _)| j as usize != q)
+                        .take(k);
+                    for (slot, (&j, &dd)) in kept.enumerate() {
+                        indices[q * k + slot] = j;
+                        distances[q * k + slot] = dd;
+                    }
+                }
+            }
+            Ok(KnnGraph {
+                n,
+                k,
+                metric,
+                indices,
+                distances,
+            })
+        }
+    }
+}
+
+/// The leading `p` principal directions of `u` (from at most [`PILOT_BASIS_ROWS`] evenly spaced rows: any
+/// orthonormal basis gives a valid bound, the sample only decides how tight) and the column means of `u`.
+fn principal_basis(u: &Matrix, p: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (n, d) = (u.rows(), u.cols());
+    let sample;
+    let src = if n > PILOT_BASIS_ROWS {
+        let idx: Vec<usize> = (0..PILOT_BASIS_ROWS)
+            .map(|i| i * n / PILOT_BASIS_ROWS)
+            .collect();
+        sample = u.select_rows(&idx);
+        &sample
+    } else {
+        u
+    };
+    let (cov, _) = crate::linalg::covariance(src);
+    let (_, vecs) = crate::linalg::sym_eigen_desc(cov.as_ref())?;
+    let mut basis = vec![0.0f64; d * p];
+    for c in 0..p {
+        for r in 0..d {
+            basis[c * d + r] = vecs[(r, c)];
+        }
+    }
+    Ok((crate::linalg::column_means(u), basis))
+}
+
+/// Decides between the full and the projected search from a pilot: the principal directions of a row
+/// sample, and for a few probe rows their k-th distance and how many rows fall inside it in each
+/// candidate projection (the candidates that projection would need). The plan with the lowest estimated
+/// cost wins; the projection must be expected to save at least 40%.
+/// The plan, and the pilot's principal directions (column means, d × pmax basis) when it computed them.
+type PlanChoice = (Plan, Option<(Vec<f64>, Vec<f64>)>);
+
+fn choose_plan(u: &Matrix, k: usize, full_cand: usize) -> Result<PlanChoice> {
+    let (n, d) = (u.rows(), u.cols());
+    let widths: Vec<usize> = [4usize, 8, 12, 16, 24, 32, 48, 64]
+        .into_iter()
+        .filter(|&p| 4 * p <= d)
+        .collect();
+    if n < PROJECTION_MIN_ROWS || n < 16 * d || widths.is_empty() {
+        return Ok((Plan::Full, None));
+    }
+    let pmax = *widths.last().expect("non-empty");
+    let (mean, basis) = principal_basis(u, pmax)?;
+    let probes: Vec<usize> = (0..PILOT_QUERIES).map(|i| i * n / PILOT_QUERIES).collect();
+    // The probes' k-th distance (squared, in the space of u), exactly; the probe itself comes first.
+    let pm = u.select_rows(&probes);
+    let g = super::exact::knn_search(&pm, u, k + 1, Metric::Euclidean, false, None)?;
+    let dk2: Vec<f32> = (0..probes.len())
+        .map(|a| {
+            let v = g.distances[a * (k + 1) + k];
+            (v * v) as f32
+        })
+        .collect();
+    drop(g);
+    let zp = crate::linalg::project_rows(&pm, Some(&mean), &basis, pmax);
+    drop(pm);
+    let np = probes.len();
+    let nw = widths.len();
+    // Prefix norms per width.
+    let pref = |row: &[f32]| -> Vec<f32> {
+        let mut acc = 0f64;
+        let mut out = Vec::with_capacity(nw);
+        let mut c = 0;
+        for &w in &widths {
+            while c < w {
+                acc += row[c] as f64 * row[c] as f64;
+                c += 1;
+            }
+            out.push(acc as f32);
+        }
+        out
+    };
+    let probe_norms: Vec<Vec<f32>> = zp.chunks_exact(pmax).map(pref).collect();
+    // Every row's projection, one block at a time (never all of them at once).
+    const RB: usize = 2048;
+    let counts: Vec<usize> = (0..n.div_ceil(RB))
+        .into_par_iter()
+        .map(|b| {
+            let (r0, r1) = (b * RB, ((b + 1) * RB).min(n));
+            let br = r1 - r0;
+            let block = u.slice_rows(r0, r1);
+            let zb = crate::linalg::project_rows(&block, Some(&mean), &basis, pmax);
+            let zr = MatRef::from_row_major_slice(&zb, br, pmax);
+            let zq = MatRef::from_row_major_slice(&zp, np, pmax);
+            let ref_norms: Vec<Vec<f32>> = zb.chunks_exact(pmax).map(pref).collect();
+            // Dots over the first w columns, built up width by width (column-major br × np).
+            let mut dots = vec![0f32; br * np];
+            let mut counts = vec![0usize; np * nw];
+            let mut c0 = 0;
+            for (wi, &w) in widths.iter().enumerate() {
+                crate::linalg::gemm_f32(
+                    MatMut::from_column_major_slice_mut(&mut dots, br, np),
+                    c0 > 0,
+                    zr.subcols(c0, w - c0),
+                    zq.subcols(c0, w - c0).transpose(),
+                    1.0,
+                    false,
+                );
+                c0 = w;
+                for a in 0..np {
+                    let col = &dots[a * br..(a + 1) * br];
+                    let (tq, lim) = (probe_norms[a][wi], dk2[a]);
+                    counts[a * nw + wi] += col
+                        .iter()
+                        .zip(&ref_norms)
+                        .filter(|(&dot, t)| tq + t[wi] - 2.0 * dot <= lim)
+                        .count();
+                }
+            }
+            counts
+        })
+        .reduce(
+            || vec![0usize; np * nw],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        );
+    let (nf, df) = (n as f64, d as f64);
+    let pairs = nf * nf / 2.0;
+    let full_cost = pairs * (2.0 * df + SCAN_COST) + nf * full_cand as f64 * 3.0 * df;
+    // Candidate heaps are kept for every row at once: hold them to about a sixth of the input's size.
+    let cap = (full_cand.max(d / 12)).min(n - 1);
+    let mut best = (full_cost, Plan::Full);
+    for (wi, &w) in widths.iter().enumerate() {
+        // The probe itself is inside its own ball: one less candidate needed.
+        let mut need: Vec<usize> = (0..np)
+            .map(|a| counts[a * nw + wi].saturating_sub(1))
+            .collect();
+        need.sort_unstable();
+        let q97 = need[(np * 97 / 100).min(np - 1)];
+        // The projection's bound is exact, so no f32 ranking margin is needed beyond what the pilot saw.
+        let floor = (k + (k / 10).max(2)).min(n - 1);
+        let cand = ((q97 as f64 * 1.2).ceil() as usize + 2).clamp(floor, cap.max(floor));
+        let fail = need.iter().filter(|&&c| c >= cand).count() as f64 / np as f64;
+        let cost = pairs * (2.0 * w as f64 + SCAN_COST)
+            + nf * cand as f64 * 3.0 * df
+            + fail * nf * nf * (2.0 * df + SCAN_COST);
+        if cost < best.0 {
+            best = (cost, Plan::Projected { p: w, cand });
+        }
+    }
+    Ok(if best.0 < 0.6 * full_cost {
+        (best.1, Some((mean, basis)))
+    } else {
+        (Plan::Full, None)
+    })
+}
+
+/// For every row of `u` (n × w, row-major) the `cand` other rows with the smallest key
+/// ‖u_j‖² − 2 u_q·u_j (the squared distance less ‖u_q‖²), by the symmetric block search; and ‖u_j‖².
+fn candidates(
+    u: &[f32],
+    w: usize,
+    n: usize,
+    cand: usize,
+    progress: Option<&(dyn Fn(usize) + Sync)>,
+) -> (Vec<Mutex<Vec<TopK>>>, Vec<f32>) {
+    let sq: Vec<f32> = u
+        .par_chunks(w)
+        .map(|row| row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
+        .collect();
     let nb = n.div_ceil(BLOCK);
     let range = |b: usize| (b * BLOCK, ((b + 1) * BLOCK).min(n));
     let heaps: Vec<Mutex<Vec<TopK>>> = (0..nb)
@@ -54,107 +362,294 @@ pub fn exact_knn_cosine_self(
         })
         .collect();
     let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
+    let done = AtomicUsize::new(0);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
     pairs.par_iter().for_each_init(
-        || (vec![0f32; BLOCK * BLOCK], vec![0f32; BLOCK]),
-        |(buf, mx), &(bi, bj)| {
+        || (vec![0f32; BLOCK * COLS], vec![0f32; BLOCK]),
+        |(buf, thr), &(bi, bj)| {
             let (i0, i1) = range(bi);
             let (j0, j1) = range(bj);
-            let (ni, nj) = (i1 - i0, j1 - j0);
-            let ui = MatRef::from_row_major_slice(&u[i0 * d..i1 * d], ni, d);
-            let uj = MatRef::from_row_major_slice(&u[j0 * d..j1 * d], nj, d);
-            // S (ni × nj), column-major: column c holds row j0 + c against every row of I.
-            let s = &mut buf[..ni * nj];
-            crate::linalg::gemm_f32(
-                MatMut::from_column_major_slice_mut(s, ni, nj),
-                false,
-                ui,
-                uj.transpose(),
-                1.0,
-                false,
-            );
-            // Rows of I against the rows of J: a contiguous sweep down each column, against a per-row
-            // similarity threshold (the heap's bound), so the common case is one compare per entry.
-            {
-                let thr = &mut mx[..ni];
-                let mut hs = heaps[bi].lock().unwrap_or_else(|p| p.into_inner());
-                for (t, h) in thr.iter_mut().zip(hs.iter()) {
-                    *t = -h.threshold();
-                }
-                for c in 0..nj {
-                    let col = &s[c * ni..(c + 1) * ni];
-                    let gj = j0 + c;
-                    for (r, (&v, t)) in col.iter().zip(thr.iter_mut()).enumerate() {
-                        if v > *t && gj != i0 + r {
-                            let h = &mut hs[r];
-                            h.push(-v, gj as u32);
-                            *t = -h.threshold();
-                        }
+            let ni = i1 - i0;
+            let ui = MatRef::from_row_major_slice(&u[i0 * w..i1 * w], ni, w);
+            // COLS rows of J at a time, so the product tile stays in cache while both sweeps read it.
+            let mut c0 = j0;
+            while c0 < j1 {
+                let c1 = (c0 + COLS).min(j1);
+                let nc = c1 - c0;
+                let uj = MatRef::from_row_major_slice(&u[c0 * w..c1 * w], nc, w);
+                // S (ni × nc), column-major: column c holds row c0 + c against every row of I.
+                let s = &mut buf[..ni * nc];
+                crate::linalg::gemm_f32(
+                    MatMut::from_column_major_slice_mut(s, ni, nc),
+                    false,
+                    ui,
+                    uj.transpose(),
+                    1.0,
+                    false,
+                );
+                // Rows of I against these rows of J: a contiguous sweep down each column against each
+                // row's heap bound, LANES entries at a time; scalar pushes only where one can enter.
+                {
+                    let thr = &mut thr[..ni];
+                    let mut hs = heaps[bi].lock().unwrap_or_else(|p| p.into_inner());
+                    for (t, h) in thr.iter_mut().zip(hs.iter()) {
+                        *t = h.threshold();
                     }
+                    sweep_rows(avx2, s, ni, c0, i0, &sq[c0..c1], thr, &mut hs);
                 }
+                // Rows of J against the rows of I (the transposed use of the same tile).
+                if bi != bj {
+                    let ti = &sq[i0..i1];
+                    let mut hs = heaps[bj].lock().unwrap_or_else(|p| p.into_inner());
+                    sweep_cols(avx2, s, ni, i0, ti, &mut hs[c0 - j0..c1 - j0]);
+                }
+                c0 = c1;
             }
-            // Rows of J against the rows of I (the transposed use of the same block).
-            if bi != bj {
-                let mut hs = heaps[bj].lock().unwrap_or_else(|p| p.into_inner());
-                for (c, heap) in hs.iter_mut().enumerate() {
-                    let col = &s[c * ni..(c + 1) * ni];
-                    let cm = col.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-                    if -cm >= heap.threshold() {
-                        continue;
-                    }
-                    for (r, &v) in col.iter().enumerate() {
-                        let key = -v;
-                        if key < heap.threshold() {
-                            heap.push(key, (i0 + r) as u32);
-                        }
-                    }
-                }
-            }
-            if bj == nb - 1 {
-                if let Some(p) = progress {
-                    p(ni);
+            if let Some(p) = progress {
+                let now = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let rows = now * n / pairs.len() - (now - 1) * n / pairs.len();
+                if rows > 0 {
+                    p(rows);
                 }
             }
         },
     );
-    // Exact re-ranking of the survivors in f64.
-    let per_block: Vec<(Vec<u32>, Vec<f64>)> = heaps
-        .into_par_iter()
-        .enumerate()
-        .map(|(b, h)| {
-            let hs = h.into_inner().unwrap_or_else(|p| p.into_inner());
-            let (s, _) = range(b);
-            let mut idx = Vec::with_capacity(hs.len() * k);
-            let mut dist = Vec::with_capacity(hs.len() * k);
-            let mut exact: Vec<(f64, u32)> = Vec::with_capacity(cand);
-            for (r, heap) in hs.iter().enumerate() {
-                let qi = s + r;
-                exact.clear();
-                for &(_, j) in heap.items() {
-                    let ju = j as usize;
-                    exact.push((cosine_dist_f64(m.row(qi), m.row(ju), inv[qi], inv[ju]), j));
-                }
-                exact.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                for &(dd, j) in exact.iter().take(k) {
-                    idx.push(j);
-                    dist.push(dd);
+    (heaps, sq)
+}
+
+/// Entries tested together in the sweeps.
+const LANES: usize = 16;
+
+/// The rows of I against the columns of a tile: a contiguous sweep down each column against each row's
+/// heap bound `thr`, LANES entries at a time; scalar pushes only where a key can enter. `tj` holds ‖u_j‖²
+/// of the tile's columns (global rows c0..), `i0` is the first row of I.
+#[allow(clippy::too_many_arguments)]
+fn sweep_rows(
+    avx2: bool,
+    s: &[f32],
+    ni: usize,
+    c0: usize,
+    i0: usize,
+    tj: &[f32],
+    thr: &mut [f32],
+    hs: &mut [TopK],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` is true only where AVX2 was detected at run time.
+        return unsafe { sweep_rows_avx2(s, ni, c0, i0, tj, thr, hs) };
+    }
+    let _ = avx2;
+    sweep_rows_body(s, ni, c0, i0, tj, thr, hs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sweep_rows_avx2(
+    s: &[f32],
+    ni: usize,
+    c0: usize,
+    i0: usize,
+    tj: &[f32],
+    thr: &mut [f32],
+    hs: &mut [TopK],
+) {
+    sweep_rows_body(s, ni, c0, i0, tj, thr, hs)
+}
+
+#[inline(always)]
+fn sweep_rows_body(
+    s: &[f32],
+    ni: usize,
+    c0: usize,
+    i0: usize,
+    tj: &[f32],
+    thr: &mut [f32],
+    hs: &mut [TopK],
+) {
+    for (c, &t_j) in tj.iter().enumerate() {
+        let col = &s[c * ni..(c + 1) * ni];
+        let gj = c0 + c;
+        for (l, (cl, tl)) in col.chunks(LANES).zip(thr.chunks_mut(LANES)).enumerate() {
+            if !any_below(cl, tl, t_j) {
+                continue;
+            }
+            for (o, (&v, t)) in cl.iter().zip(tl.iter_mut()).enumerate() {
+                let key = t_j - 2.0 * v;
+                let r = l * LANES + o;
+                if key < *t && gj != i0 + r {
+                    let h = &mut hs[r];
+                    h.push(key, gj as u32);
+                    *t = h.threshold();
                 }
             }
-            (idx, dist)
+        }
+    }
+}
+
+/// The rows of J (the tile's columns, heaps `hs`) against the rows of I: each column against its own
+/// heap bound, LANES entries at a time. `ti` holds ‖u_i‖² of the rows of I.
+fn sweep_cols(avx2: bool, s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` is true only where AVX2 was detected at run time.
+        return unsafe { sweep_cols_avx2(s, ni, i0, ti, hs) };
+    }
+    let _ = avx2;
+    sweep_cols_body(s, ni, i0, ti, hs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sweep_cols_avx2(s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
+    sweep_cols_body(s, ni, i0, ti, hs)
+}
+
+#[inline(always)]
+fn sweep_cols_body(s: &[f32], ni: usize, i0: usize, ti: &[f32], hs: &mut [TopK]) {
+    for (c, heap) in hs.iter_mut().enumerate() {
+        let col = &s[c * ni..(c + 1) * ni];
+        let mut bound = heap.threshold();
+        for (l, (cl, tl)) in col.chunks(LANES).zip(ti.chunks(LANES)).enumerate() {
+            if !any_key_below(cl, tl, bound) {
+                continue;
+            }
+            for (o, (&v, &t)) in cl.iter().zip(tl).enumerate() {
+                let key = t - 2.0 * v;
+                if key < bound {
+                    heap.push(key, (i0 + l * LANES + o) as u32);
+                    bound = heap.threshold();
+                }
+            }
+        }
+    }
+}
+
+/// Whether any key tj − 2·v of a lane is below its row's bound (branch-free, vectorised).
+#[inline(always)]
+fn any_below(col: &[f32], thr: &[f32], tj: f32) -> bool {
+    if let (Ok(c), Ok(t)) = (
+        <&[f32; LANES]>::try_from(col),
+        <&[f32; LANES]>::try_from(thr),
+    ) {
+        let mut hit = 0u32;
+        for i in 0..LANES {
+            hit |= ((tj - 2.0 * c[i]) < t[i]) as u32;
+        }
+        hit != 0
+    } else {
+        col.iter().zip(thr).any(|(&v, &t)| tj - 2.0 * v < t)
+    }
+}
+
+/// Whether any key t_r − 2·v_r of a lane is below one bound (branch-free, vectorised).
+#[inline(always)]
+fn any_key_below(col: &[f32], t: &[f32], bound: f32) -> bool {
+    if let (Ok(c), Ok(t)) = (<&[f32; LANES]>::try_from(col), <&[f32; LANES]>::try_from(t)) {
+        let mut hit = 0u32;
+        for i in 0..LANES {
+            hit |= ((t[i] - 2.0 * c[i]) < bound) as u32;
+        }
+        hit != 0
+    } else {
+        col.iter().zip(t).any(|(&v, &tt)| tt - 2.0 * v < bound)
+    }
+}
+
+/// What certifies a row found in a projection: ‖z_q‖² of the projected rows, their largest value, and
+/// the map from an exact distance to a squared distance in the projected space's units.
+struct Certificate<'a> {
+    sq: &'a [f32],
+    tmax: f32,
+    to_space: &'a (dyn Fn(f64) -> f64 + Sync),
+}
+
+/// Exact re-ranking of the candidates in f64 (ties to the smaller index): the k nearest of each row, and
+/// with a certificate the rows it could not certify.
+fn rerank(
+    heaps: Vec<Mutex<Vec<TopK>>>,
+    k: usize,
+    exact: &(dyn Fn(usize, usize) -> f64 + Sync),
+    cert: Option<&Certificate<'_>>,
+) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
+    let blocks: Vec<Vec<TopK>> = heaps
+        .into_iter()
+        .map(|h| h.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    let n: usize = blocks.iter().map(Vec::len).sum();
+    // Written in place, block by block (every block but the last holds BLOCK rows).
+    let mut indices = vec![0u32; n * k];
+    let mut distances = vec![0f64; n * k];
+    let failed: Vec<usize> = blocks
+        .into_par_iter()
+        .zip(indices.par_chunks_mut(BLOCK * k))
+        .zip(distances.par_chunks_mut(BLOCK * k))
+        .enumerate()
+        .flat_map_iter(|(b, ((hs, idx), dist))| {
+            let s = b * BLOCK;
+            let mut failed = Vec::new();
+            let mut exact_d: Vec<(f64, u32)> = Vec::new();
+            let mut order: Vec<(f32, u32)> = Vec::new();
+            for (r, heap) in hs.iter().enumerate() {
+                let qi = s + r;
+                exact_d.clear();
+                match cert {
+                    None => {
+                        for &(_, j) in heap.items() {
+                            exact_d.push((exact(qi, j as usize), j));
+                        }
+                    }
+                    Some(c) => {
+                        // Candidates in projected order; a projected distance is a lower bound, so once
+                        // it exceeds the k-th exact distance found so far no later candidate can enter.
+                        let tq = c.sq[qi] as f64;
+                        let slack = 1e-5 * (tq + c.tmax as f64);
+                        order.clear();
+                        order.extend_from_slice(heap.items());
+                        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                        let mut kth = f64::INFINITY;
+                        for &(key, j) in &order {
+                            let lb = (tq + key as f64) * (1.0 - 1e-5) - slack;
+                            if exact_d.len() >= k && lb > kth {
+                                break;
+                            }
+                            exact_d.push((exact(qi, j as usize), j));
+                            if exact_d.len() >= k {
+                                exact_d.sort_unstable_by(|a, b| {
+                                    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                                });
+                                exact_d.truncate(k);
+                                kth = (c.to_space)(exact_d[k - 1].0);
+                            }
+                        }
+                    }
+                }
+                exact_d.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (slot, &(dd, j)) in exact_d.iter().take(k).enumerate() {
+                    idx[r * k + slot] = j;
+                    dist[r * k + slot] = dd;
+                }
+                if let Some(c) = cert {
+                    let bound = heap.threshold();
+                    if bound.is_finite() {
+                        // Every row left out is at least this far in the projection (squared), less a
+                        // margin for the f32 products and the f32 projection.
+                        let tq = c.sq[qi] as f64;
+                        let lb = (tq + bound as f64) * (1.0 - 1e-5) - 1e-5 * (tq + c.tmax as f64);
+                        let kth = exact_d.get(k - 1).map_or(f64::INFINITY, |e| e.0);
+                        if lb <= (c.to_space)(kth) {
+                            failed.push(qi);
+                        }
+                    }
+                }
+            }
+            failed
         })
         .collect();
-    let mut indices = Vec::with_capacity(n * k);
-    let mut distances = Vec::with_capacity(n * k);
-    for (i, dd) in per_block {
-        indices.extend(i);
-        distances.extend(dd);
-    }
-    Ok(KnnGraph {
-        n,
-        k,
-        metric: Metric::Cosine,
-        indices,
-        distances,
-    })
+    (indices, distances, failed)
 }
 
 #[cfg(test)]
@@ -184,5 +679,97 @@ mod tests {
         let g = exact_knn_cosine_self(&m, 5, None).unwrap();
         let b = brute_force_knn(&m, 5, Metric::Cosine).unwrap();
         assert_eq!(g.indices, b.indices);
+    }
+
+    #[test]
+    fn euclidean_matches_brute_force_and_the_one_sided_search() {
+        let mut r = Rng::new(4);
+        let (n, d) = (2300, 5);
+        for offset in [0.0f32, 500.0] {
+            let v: Vec<f32> = (0..n * d).map(|_| r.normal() as f32 + offset).collect();
+            let mut v2 = v.clone();
+            // Ties: duplicated rows in different blocks.
+            let row = v2[10 * d..11 * d].to_vec();
+            v2[1500 * d..1501 * d].copy_from_slice(&row);
+            v2[2200 * d..2201 * d].copy_from_slice(&row);
+            for v in [v, v2] {
+                let m = Matrix::from_vec(n, d, v, "x").unwrap();
+                let g = exact_knn_self(&m, 6, Metric::Euclidean, None).unwrap();
+                let b = brute_force_knn(&m, 6, Metric::Euclidean).unwrap();
+                assert_eq!(g.indices, b.indices, "offset {offset}");
+                for (x, y) in g.distances.iter().zip(&b.distances) {
+                    assert!((x - y).abs() <= 1e-12 * y.max(1e-300), "{x} {y}");
+                }
+                let one =
+                    crate::neighbors::exact::knn_search(&m, &m, 6, Metric::Euclidean, true, None)
+                        .unwrap();
+                assert_eq!(g.indices, one.indices);
+            }
+        }
+    }
+
+    /// Rows near a 3-dimensional subspace of R^24, with duplicates across blocks.
+    fn low_rank(n: usize, noise: f32, seed: u64) -> Matrix {
+        let mut r = Rng::new(seed);
+        let d = 24;
+        let basis: Vec<f32> = (0..3 * d).map(|_| r.normal() as f32).collect();
+        let mut v = vec![0f32; n * d];
+        for row in v.chunks_exact_mut(d) {
+            let l: Vec<f32> = (0..3).map(|_| r.normal() as f32).collect();
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = (0..3).map(|a| l[a] * basis[a * d + c]).sum::<f32>()
+                    + noise * r.normal() as f32;
+            }
+        }
+        let row = v[7 * d..8 * d].to_vec();
+        v[1900 * d..1901 * d].copy_from_slice(&row);
+        Matrix::from_vec(n, d, v, "low-rank").unwrap()
+    }
+
+    #[test]
+    fn projected_plan_is_exact_with_and_without_fallbacks() {
+        let m = low_rank(2500, 0.05, 31);
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let b = brute_force_knn(&m, 5, metric).unwrap();
+            // Generous candidates (few fallbacks), starved candidates (many), a one-column projection.
+            for (p, cand) in [(3, 60), (3, 5), (1, 8), (6, 20)] {
+                let g =
+                    exact_knn_self_with(&m, 5, metric, None, Plan::Projected { p, cand }).unwrap();
+                assert_eq!(g.indices, b.indices, "{metric:?} p {p} cand {cand}");
+                for (x, y) in g.distances.iter().zip(&b.distances) {
+                    assert!((x - y).abs() <= 1e-12 * y.max(1e-300), "{x} {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pilot_picks_the_projection_for_low_rank_data_only() {
+        let m = low_rank(9000, 0.01, 5);
+        let (plan, _) = choose_plan(&m, 10, 18).unwrap();
+        assert!(matches!(plan, Plan::Projected { .. }), "{plan:?}");
+        let g = exact_knn_self(&m, 10, Metric::Euclidean, None).unwrap();
+        let full = exact_knn_self_with(&m, 10, Metric::Euclidean, None, Plan::Full).unwrap();
+        assert_eq!(g.indices, full.indices);
+        assert_eq!(g.distances, full.distances);
+        // Isotropic data: no projection can bound distances tightly.
+        let mut r = Rng::new(6);
+        let v: Vec<f32> = (0..9000 * 24).map(|_| r.normal() as f32).collect();
+        let iso = Matrix::from_vec(9000, 24, v, "iso").unwrap();
+        assert_eq!(choose_plan(&iso, 10, 18).unwrap().0, Plan::Full);
+    }
+
+    #[test]
+    fn progress_counts_every_row_once() {
+        let mut r = Rng::new(8);
+        let (n, d) = (3100, 4);
+        let v: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
+        let m = Matrix::from_vec(n, d, v, "x").unwrap();
+        let total = AtomicUsize::new(0);
+        let p = |rows: usize| {
+            total.fetch_add(rows, Ordering::Relaxed);
+        };
+        exact_knn_self(&m, 3, Metric::Euclidean, Some(&p)).unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), n);
     }
 }

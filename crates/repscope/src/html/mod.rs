@@ -5,7 +5,7 @@ pub mod svg;
 use serde_json::Value;
 use svg::{esc, Plot, Scale, Series};
 
-use crate::table::num;
+use crate::fmt::num;
 
 const CSS: &str = r#"
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1b1f23;line-height:1.45}

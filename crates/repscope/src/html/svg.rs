@@ -236,8 +236,8 @@ impl Plot {
                         p.1,
                         se.color,
                         esc(&se.name),
-                        crate::table::num(p.2),
-                        crate::table::num(p.3)
+                        crate::fmt::num(p.2),
+                        crate::fmt::num(p.3)
                     ));
                 }
             }
@@ -301,8 +301,8 @@ pub fn histogram(id: &str, title: &str, x_label: &str, edges: &[f64], counts: &[
             "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"mark bar\"><title>[{}, {}): {c} points</title></rect>\n",
             (b - a - 1.0).max(0.5),
             (H - MB - y).max(0.0),
-            crate::table::num(edges[i]),
-            crate::table::num(edges[i + 1])
+            crate::fmt::num(edges[i]),
+            crate::fmt::num(edges[i + 1])
         ));
     }
     s.push_str(&format!(

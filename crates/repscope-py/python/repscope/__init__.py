@@ -1,0 +1,321 @@
+"""repscope: the geometry of learned representations, from Python.
+
+The same engine as the ``repscope`` command-line tool, with no subprocess and no files in between: intrinsic
+dimension (``repscope.id``: TwoNN, MLE, GRIDE, PCA, LID in scikit-dimension's estimator style, and the full
+suite in ``intrinsic_dimension``), exact kNN, the covariance spectrum, class geometry, similarity of two
+representations, the layer study and the HTML report.
+
+Arrays are n_samples × n_features. A C-contiguous float32 numpy array is read in place (no copy); any other
+dtype or memory order is converted once to float32. The GIL is released while the engine computes, and the
+engine uses all cores (set ``RAYON_NUM_THREADS`` before the first call to limit them). Bad input raises
+ValueError with the engine's message, the same as the CLI prints; NaN or inf names the first bad row and
+column.
+
+The dict-returning functions give exactly the JSON document of the matching CLI command with ``--json``
+(same names, same numbers); only ``input`` differs, which has ``path`` and ``key`` set to None for arrays.
+"""
+
+import json
+
+import numpy as np
+
+from . import _repscope, id
+from ._arrays import as_labels, as_matrix, check_int
+
+__version__ = _repscope.__version__
+
+__all__ = [
+    "id",
+    "knn",
+    "intrinsic_dimension",
+    "spectrum",
+    "classes",
+    "compare",
+    "layers",
+    "report",
+    "__version__",
+]
+
+
+def knn(X, k=10, metric="euclidean"):
+    """Exact k nearest neighbours of every row (itself excluded).
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+    k : int, default 10
+        Neighbours per row; needs more than k distinct rows.
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        Cosine distance is 1 - cos(x, y).
+
+    Returns
+    -------
+    indices : ndarray of int64, shape (n_samples, k)
+        Row numbers of the neighbours, nearest first (ties: the smaller row first).
+    distances : ndarray of float32, shape (n_samples, k)
+
+    Exact duplicate rows are merged first, as ``repscope knn`` does: a duplicated row lists its
+    representative's neighbours, so no row has another copy of itself at distance 0 among its neighbours.
+    The values equal the ``indices`` and ``distances`` arrays ``repscope knn -o out.npz`` writes.
+    """
+    k = check_int(k, "k", 1)
+    return _repscope.knn(as_matrix(X), k, str(metric))
+
+
+def intrinsic_dimension(
+    X,
+    estimators=None,
+    k=20,
+    discard_fraction=0.1,
+    range_max=64,
+    metric="euclidean",
+    seed=0,
+    scale_curve=True,
+):
+    """The intrinsic-dimension suite: every estimator, a recommended value and the scale curve.
+
+    Returns the document of ``repscope id --json``. ``result["dimension"]`` is the recommended estimate
+    (``twonn_calibrated``: TwoNN corrected for its finite-sample bias against uniform balls of the same
+    size, the suite's most accurate estimator on the benchmark manifolds) with the reason it was chosen;
+    ``result["estimates"]`` lists every estimator; ``result["scale_curve"]`` has the GRIDE multiscale and
+    decimation curves.
+
+    Parameters
+    ----------
+    estimators : list of str, optional
+        Any of twonn_calibrated, twonn, twonn_mle, mle, gride, pca_ev, pca_fo, pca_pr, pca, all (default all).
+    k : int, default 20
+        Neighbours of the Levina–Bickel MLE (the CLI's ``-k``).
+    discard_fraction : float, default 0.1
+        TwoNN's discarded fraction of the largest ratios.
+    range_max : int, default 64
+        Largest neighbour rank of the GRIDE scale curve.
+    metric : {"euclidean", "cosine"}
+    seed : int, default 0
+        Seed of every random step (decimation subsets, calibration).
+    scale_curve : bool, default True
+        False skips the GRIDE multiscale and decimation curves (the CLI's ``--no-scale``).
+    """
+    if isinstance(estimators, str):
+        estimators = [estimators]
+    doc = _repscope.id_doc(
+        as_matrix(X),
+        [str(e) for e in (estimators or [])],
+        check_int(k, "k", 1),
+        float(discard_fraction),
+        check_int(range_max, "range_max", 2),
+        str(metric),
+        check_int(seed, "seed", 0),
+        bool(scale_curve),
+    )
+    return json.loads(doc)
+
+
+def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10):
+    """Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
+
+    Returns the document of ``repscope spectrum --json``: ``eigenvalues`` (centred covariance, divided by
+    n - 1, largest first), ``explained_variance_ratio``, ``effective_rank`` (centred) and ``rankme``
+    (uncentred), ``participation_ratio``, ``alpha_req`` (slope with R² over the rank window), ``coding_rate``
+    (MCR² on unit rows, parameter eps2 = epsilon squared), ``anisotropy`` (mean cosine over distinct pairs)
+    and ``rogue_dimensions``.
+
+    Parameters
+    ----------
+    eps2 : float, default 0.5
+        Coding-rate distortion epsilon² (not epsilon).
+    alpha_window : (int, int), default (11, 100)
+        alpha-ReQ rank window, 1-based and inclusive, clipped to the numerical rank.
+    top_rogue : int, default 10
+        How many rogue dimensions to list.
+    """
+    try:
+        first, last = alpha_window
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha_window {alpha_window!r}: expected (first, last), e.g. (11, 100)") from None
+    window = (check_int(first, "alpha_window[0]", 0), check_int(last, "alpha_window[1]", 0))
+    doc = _repscope.spectrum_doc(as_matrix(X), float(eps2), window, check_int(top_rogue, "top_rogue", 0))
+    return json.loads(doc)
+
+
+def classes(X, labels, k=10, classifier=None, bias=None):
+    """Class geometry: neural collapse NC1–NC4, CDNV, nearest-class-centre and leave-one-out kNN accuracy.
+
+    Returns the document of ``repscope classes --json`` (``labels`` there is None: the labels came from an
+    array, not a file).
+
+    Parameters
+    ----------
+    labels : array-like, shape (n_samples,)
+        Integer or string class of every row. Classes are ordered as the CLI orders them: integers by
+        value, strings alphabetically.
+    k : int, default 10
+        Neighbours of the leave-one-out kNN vote (euclidean, ties to the nearer neighbour); 0 skips it.
+    classifier : array-like, shape (n_classes, n_features), optional
+        Weights W of a linear classifier, one row per class in that order, for NC3 and NC4.
+    bias : array-like, shape (n_classes,), optional
+        Its bias b (zero when omitted).
+    """
+    raw, numeric = as_labels(labels)
+    W = None if classifier is None else as_matrix(classifier, "classifier")
+    b = None
+    if bias is not None:
+        if W is None:
+            raise ValueError("bias needs classifier: pass the classifier weights W as well")
+        try:
+            b = [float(v) for v in np.asarray(bias, dtype=np.float64).reshape(-1)]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"bias: cannot be read as numbers ({e})") from None
+    doc = _repscope.classes_doc(as_matrix(X), raw, numeric, check_int(k, "k", 0), W, b)
+    return json.loads(doc)
+
+
+def compare(
+    X,
+    Y,
+    metrics=None,
+    k=10,
+    labels=None,
+    cka_route="auto",
+    rbf_threshold=1.0,
+    rbf_median="pairs",
+    batch_size=1000,
+    anchors=None,
+    anchor_mode="first",
+    svcca_threshold=0.99,
+    gram_limit=20_000,
+    seed=0,
+):
+    """Similarity of two representations of the same rows (n × d1 and n × d2, any widths).
+
+    Returns the document of ``repscope compare --json``: ``measures`` maps each measure's name to its value
+    (cka_linear, cka_linear_debiased, cka_rbf, cka_minibatch, cca_mean_rho, cca_r2, svcca, pwcca,
+    procrustes_angular, procrustes_euclidean, rsa_spearman, mutual_knn, knn_jaccard, cknna, relative_cos,
+    stitching_accuracy), ``details`` has the results behind them, ``warnings`` what must be known about a
+    value. ``timing_s["load"]`` is 0 here (nothing is read from files).
+
+    Parameters
+    ----------
+    metrics : list of str or str, optional
+        Measures or groups (cka, cca, procrustes, knn, relative, all). Default: every measure that fits in
+        memory (those holding n × n matrices only up to ``gram_limit`` rows).
+    k : int, default 10
+        Neighbours of mutual kNN and CKNNA (cosine).
+    labels : array-like, optional
+        One label per row, for the stitching accuracy.
+    cka_route : {"auto", "feature", "gram"}
+    rbf_threshold : float, default 1.0
+        RBF bandwidth t relative to the median squared distance.
+    rbf_median : {"pairs", "kornblith"}
+    batch_size : int, default 1000
+        Rows per batch of minibatch CKA.
+    anchors : int, optional
+        Anchors of the relative representation (default min(100, n)).
+    anchor_mode : {"first", "random"}
+    svcca_threshold : float, default 0.99
+    gram_limit : int, default 20000
+    seed : int, default 0
+    """
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    raw, numeric = (None, False) if labels is None else as_labels(labels)
+    doc = _repscope.compare_doc(
+        as_matrix(X, "X"),
+        as_matrix(Y, "Y"),
+        [str(m) for m in (metrics or [])],
+        str(cka_route),
+        float(rbf_threshold),
+        str(rbf_median),
+        check_int(batch_size, "batch_size", 1),
+        check_int(k, "k", 1),
+        None if anchors is None else check_int(anchors, "anchors", 1),
+        str(anchor_mode),
+        float(svcca_threshold),
+        check_int(gram_limit, "gram_limit", 0),
+        check_int(seed, "seed", 0),
+        raw,
+        numeric,
+    )
+    return json.loads(doc)
+
+
+def _named(arrays, what):
+    if isinstance(arrays, dict):
+        items = [(str(k), v) for k, v in arrays.items()]
+    elif isinstance(arrays, (list, tuple)):
+        items = [(f"layer_{i}", v) for i, v in enumerate(arrays)]
+    else:
+        raise ValueError(f"{what}: pass a dict of name -> array or a list of arrays, got {type(arrays).__name__}")
+    return [n for n, _ in items], [as_matrix(v, n) for n, v in items]
+
+
+def layers(arrays, k=10, seed=0):
+    """The layer study: ID and spectrum per layer, debiased linear CKA and mutual kNN between layers.
+
+    Parameters
+    ----------
+    arrays : dict of name -> array, or list of arrays
+        One n × d_l array per layer, the same n rows (same inputs, same order) in every layer; a list names
+        them layer_0, layer_1, ... At least two.
+    k : int, default 10
+        Neighbours of the mutual-kNN matrix (cosine).
+    seed : int, default 0
+
+    Returns the document of ``repscope layers --json``: ``keys``, ``layers`` (per layer its recommended ID,
+    every ID estimate and a spectrum summary), ``cka_linear_debiased`` and ``mutual_knn`` (layer × layer).
+    """
+    names, mats = _named(arrays, "layers")
+    doc = _repscope.layers_doc(names, mats, check_int(k, "k", 1), check_int(seed, "seed", 0))
+    return json.loads(doc)
+
+
+def report(X, path, labels=None, seed=0, sample=None, force=False):
+    """Writes the full report, report.json and a self-contained report.html, into the folder ``path``.
+
+    Parameters
+    ----------
+    X : array-like, or dict of name -> array, or list of arrays
+        One representation, or several with the same rows (then the report adds the layer study).
+    path : str or os.PathLike
+        Output folder; created if missing. An existing folder must be empty unless ``force``.
+    labels : array-like, optional
+        One label per row: adds the class-geometry section.
+    seed : int, default 0
+    sample : int, optional
+        Analyse a seeded random sample of this many rows of each input.
+    force : bool, default False
+        Write into a folder that already has files in it.
+
+    Returns ``{"json": path, "html": path, "partial_failure": bool}`` as ``repscope report --json`` prints;
+    ``partial_failure`` is True when a section failed (its note in the report says why), and a
+    RuntimeWarning says so (the CLI exits with status 3 then). Bad input raises ValueError before the
+    folder is touched.
+    """
+    import os
+
+    if isinstance(X, (dict, list, tuple)):
+        names, mats = _named(X, "report")
+    else:
+        names, mats = ["X"], [as_matrix(X)]
+    raw, numeric = (None, False) if labels is None else as_labels(labels)
+    out = _repscope.report_files(
+        names,
+        mats,
+        os.fspath(path),
+        check_int(seed, "seed", 0),
+        None if sample is None else check_int(sample, "sample", 1),
+        bool(force),
+        f"repscope.report (Python, repscope {__version__})",
+        raw,
+        numeric,
+    )
+    result = json.loads(out)
+    if result["partial_failure"]:
+        import warnings
+
+        warnings.warn(
+            f"some report sections failed; their notes in {result['json']} say why (the rest was produced)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result

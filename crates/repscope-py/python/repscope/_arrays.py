@@ -1,0 +1,63 @@
+"""Argument checks and conversions shared by the package's functions and estimators."""
+
+import numpy as np
+
+
+def as_matrix(X, name="X"):
+    """X as a 2-D, C-contiguous, aligned, native-endian float32 array.
+
+    A float32 C-contiguous array (a torch CPU tensor through ``np.asarray`` as well) is returned as is, and the
+    engine reads it in place. Anything else (float64, int, Fortran order, strided views, big-endian) is
+    converted once, here, into a new float32 array.
+    """
+    if isinstance(X, np.ndarray):
+        a = X
+    else:
+        try:
+            a = np.asarray(X)
+        except Exception as e:  # noqa: BLE001 - any failure to convert is bad input
+            raise ValueError(f"{name}: cannot be read as a numeric array ({e})") from None
+    if a.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{name}: dtype {a.dtype} is not numeric. Pass an array of floats (float32 is read without a copy)."
+        )
+    if a.ndim != 2:
+        raise ValueError(
+            f"{name}: expected a 2-D array (n_samples, n_features), got shape {a.shape}. "
+            "Reshape it, e.g. X.reshape(len(X), -1)."
+        )
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name}: the array is empty (shape {a.shape}). Pass at least one row and one column.")
+    return np.require(a, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
+def as_labels(labels, name="labels"):
+    """Labels as (strings, numeric): integers (and integral floats, bools) or strings, one per row."""
+    a = np.asarray(labels)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected one label per row (1-D), got shape {a.shape}")
+    kind = a.dtype.kind
+    if kind in "iub":
+        return [str(int(v)) for v in a.tolist()], True
+    if kind == "f":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ValueError(
+                f"{name}: float labels must be whole numbers. Pass integer or string class labels."
+            )
+        return [str(int(v)) for v in a.tolist()], True
+    if kind == "S":
+        return [v.decode("utf-8", "replace") for v in a.tolist()], False
+    if kind in "UO":
+        return [str(v) for v in a.tolist()], False
+    raise ValueError(f"{name}: labels of dtype {a.dtype} are not supported. Pass integers or strings.")
+
+
+def check_int(value, name, minimum):
+    """An integer parameter, at least `minimum`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"invalid parameter {name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"invalid parameter {name}: {value} is below {minimum}")
+    return int(value)

@@ -1,0 +1,641 @@
+//! `repscope._repscope`: the engine seen from Python. The Python package (python/repscope) checks and converts
+//! its arguments and calls these functions with C-contiguous, aligned float32 arrays, which the engine reads
+//! in place. Every computation runs with the GIL released; engine errors become Python exceptions
+//! (ValueError for bad input, OSError for files, RuntimeError for numerical failures) and a panic becomes a
+//! RuntimeError instead of crossing the boundary.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use repscope::classes::{self, Classifier};
+use repscope::data::{Dataset, Labels, Matrix};
+use repscope::documents;
+use repscope::intrinsic::gride::Gride;
+use repscope::intrinsic::lid::Lid;
+use repscope::intrinsic::mle::{Aggregation, Mle};
+use repscope::intrinsic::pca::Spectrum;
+use repscope::intrinsic::suite::{self, IdConfig};
+use repscope::intrinsic::twonn::{TwoNN, TwoNNFit};
+use repscope::intrinsic::{Estimate, Summary};
+use repscope::neighbors::{exact_knn, KnnGraph, Metric};
+use repscope::progress::Silent;
+use repscope::report::{self, ReportConfig};
+use repscope::similarity::layers::{self, LayersConfig};
+use repscope::similarity::{self, AnchorMode, CompareConfig, RbfMedian, Route};
+use repscope::spectrum::{self, SpectrumConfig};
+use serde_json::{json, Value};
+
+/// A numpy array's values, read in place. The handle to the array keeps its buffer alive for as long as the
+/// engine holds the matrix.
+struct NumpyValues {
+    _owner: Py<PyArray2<f32>>,
+    ptr: *const f32,
+    len: usize,
+}
+
+// SAFETY: the pointer stays valid while `_owner` holds a reference to the array (a numpy array that is
+// referenced cannot be resized), and the engine only reads through it. `Py<T>` itself is Send and Sync.
+unsafe impl Send for NumpyValues {}
+unsafe impl Sync for NumpyValues {}
+
+impl AsRef<[f32]> for NumpyValues {
+    fn as_ref(&self) -> &[f32] {
+        // SAFETY: `ptr` and `len` come from a valid slice of the array's buffer (see `matrix`), which
+        // `_owner` keeps alive; f32 has no invalid bit patterns.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The engine's matrix over a C-contiguous float32 array, without a copy. `name` is used in messages.
+fn matrix(x: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Matrix> {
+    if !x.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name}: the array is not C-contiguous. Pass np.ascontiguousarray({name}) (the Python functions do this for you)."
+        )));
+    }
+    let slice = x.as_slice().map_err(|e| {
+        PyValueError::new_err(format!("{name}: cannot read the array in place ({e})"))
+    })?;
+    let (rows, cols) = (x.shape()[0], x.shape()[1]);
+    let values = NumpyValues {
+        _owner: x.as_unbound().clone_ref(x.py()),
+        ptr: slice.as_ptr(),
+        len: slice.len(),
+    };
+    Matrix::from_shared(rows, cols, Arc::new(values), name).map_err(to_py)
+}
+
+/// An engine error as the Python exception that fits it.
+fn to_py(e: repscope::Error) -> PyErr {
+    match e {
+        repscope::Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        repscope::Error::Numerical { .. } => PyRuntimeError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Runs `f` with the GIL released; its error becomes a Python exception and a panic a RuntimeError.
+fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> repscope::Result<T> + Send) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_py(e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(PyRuntimeError::new_err(format!(
+                "repscope internal error ({what}). This is a bug: please report it with the input's shape and dtype."
+            )))
+        }
+    }
+}
+
+fn to_string(v: &Value) -> PyResult<String> {
+    serde_json::to_string(v)
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot encode JSON: {e}")))
+}
+
+fn metric(s: &str) -> PyResult<Metric> {
+    Metric::parse(s).ok_or_else(|| {
+        PyValueError::new_err(format!("unknown metric '{s}'. Use euclidean or cosine."))
+    })
+}
+
+fn labels(raw: Vec<String>, numeric: bool) -> Labels {
+    Labels::from_strings(raw, numeric)
+}
+
+/// A validated dataset and its exact neighbour graph with `k` neighbours on the distinct rows.
+fn graph(m: Matrix, k: usize, metric: Metric, what: &str) -> repscope::Result<(Dataset, KnnGraph)> {
+    let ds = Dataset::new(m)?;
+    ds.require_neighbours(k, what)?;
+    let g = exact_knn(ds.distinct(), k, metric, None)?;
+    Ok((ds, g))
+}
+
+/// The JSON of one estimate with the dataset it was fitted on.
+fn estimate_json(ds: &Dataset, e: &Estimate) -> Value {
+    json!({
+        "estimate": e,
+        "n": ds.original().rows(),
+        "d": ds.original().cols(),
+        "n_distinct": ds.dedup.n_distinct(),
+        "duplicates_merged": ds.dedup.merged,
+    })
+}
+
+/// Per-distinct-row values spread back to every input row (a duplicate takes its representative's value).
+fn per_row(ds: &Dataset, per_distinct: &[f64]) -> Vec<f64> {
+    ds.dedup
+        .representative
+        .iter()
+        .map(|&r| per_distinct[r as usize])
+        .collect()
+}
+
+/// Neighbour indices (int64) and distances (float32), n × k each.
+type Neighbours<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
+/// Exact kNN in input row numbering: (indices as int64, distances as float32), n × k each.
+#[pyfunction]
+fn knn<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f32>,
+    k: usize,
+    metric_name: &str,
+) -> PyResult<Neighbours<'py>> {
+    let metric = metric(metric_name)?;
+    let m = matrix(&x, "X")?;
+    let (n, idx, dist) = compute(py, move || {
+        let (ds, g) = graph(m, k, metric, "the kNN graph")?;
+        let n = ds.original().rows();
+        let mut idx = Vec::with_capacity(n * k);
+        let mut dist = Vec::with_capacity(n * k);
+        for &r in &ds.dedup.representative {
+            let r = r as usize;
+            idx.extend(
+                g.neighbors(r)
+                    .iter()
+                    .map(|&j| ds.dedup.kept[j as usize] as i64),
+            );
+            dist.extend(g.dists(r).iter().map(|&d| d as f32));
+        }
+        Ok((n, idx, dist))
+    })?;
+    Ok((
+        idx.into_pyarray(py).reshape([n, k])?,
+        dist.into_pyarray(py).reshape([n, k])?,
+    ))
+}
+
+/// TwoNN with a linear ("linear") or censored maximum-likelihood ("mle") fit.
+#[pyfunction]
+fn twonn(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    discard_fraction: f64,
+    method: &str,
+) -> PyResult<String> {
+    let fit = match method {
+        "linear" => TwoNNFit::Linear,
+        "mle" => TwoNNFit::Mle,
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "method '{o}': use 'linear' or 'mle'"
+            )))
+        }
+    };
+    // Checked before the neighbour search, with the engine's message.
+    if !(0.0..1.0).contains(&discard_fraction) {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameter discard_fraction: {discard_fraction} is outside [0, 1). Use a fraction such as 0.1."
+        )));
+    }
+    let est = TwoNN::default()
+        .discard_fraction(discard_fraction)
+        .fit_method(fit);
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        let (ds, g) = graph(m, 2, Metric::Euclidean, "TwoNN")?;
+        Ok(estimate_json(&ds, &est.fit(&g)?))
+    })?;
+    to_string(&v)
+}
+
+/// Levina–Bickel MLE with k neighbours; returns the estimate's JSON and the per-row m_i.
+#[pyfunction]
+fn mle<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f32>,
+    k: usize,
+    comb: &str,
+) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
+    let aggregation = match comb {
+        "mle" => Aggregation::MacKayGhahramani,
+        "mean" => Aggregation::ArithmeticMean,
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "comb '{o}': use 'mle' (MacKay-Ghahramani, 1/mean(1/m_i)) or 'mean'"
+            )))
+        }
+    };
+    if k < 2 {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameter k: MLE needs k ≥ 2, got {k}. Use k = 20."
+        )));
+    }
+    let est = Mle::default().k(k).aggregation(aggregation);
+    let m = matrix(&x, "X")?;
+    let (v, pw) = compute(py, move || {
+        let (ds, g) = graph(m, k, Metric::Euclidean, "MLE")?;
+        let e = est.fit(&g)?;
+        let pw = per_row(&ds, &est.per_point(&g)?);
+        Ok((estimate_json(&ds, &e), pw))
+    })?;
+    Ok((to_string(&v)?, pw.into_pyarray(py)))
+}
+
+/// GRIDE at (n1, n2).
+#[pyfunction]
+fn gride(py: Python<'_>, x: PyReadonlyArray2<'_, f32>, n1: usize, n2: usize) -> PyResult<String> {
+    if n1 < 1 || n2 <= n1 {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameters n1 = {n1}, n2 = {n2}: GRIDE needs 1 ≤ n1 < n2. Use n1 = 1, n2 = 2."
+        )));
+    }
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        let (ds, g) = graph(m, n2, Metric::Euclidean, "GRIDE")?;
+        Ok(estimate_json(&ds, &Gride { n1, n2 }.fit(&g)?))
+    })?;
+    to_string(&v)
+}
+
+/// A PCA rule on the covariance eigenvalues of the distinct rows: "ev" (tau), "fo" (alpha) or "pr".
+#[pyfunction]
+fn pca(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    rule: &str,
+    tau: f64,
+    alpha: f64,
+) -> PyResult<String> {
+    let name = match rule {
+        "ev" => "pca_ev",
+        "fo" => "pca_fo",
+        "pr" => "pca_pr",
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "rule '{o}': use 'fo' (Fukunaga-Olsen), 'ev' (explained variance) or 'pr' (participation ratio)"
+            )))
+        }
+    };
+    if !(tau > 0.0 && tau <= 1.0) {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameter tau: {tau} is outside (0, 1]. Use 0.95."
+        )));
+    }
+    if !(0.0..1.0).contains(&alpha) {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameter alpha: {alpha} is outside [0, 1). Use 0.05."
+        )));
+    }
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        let ds = Dataset::new(m)?;
+        let s = Spectrum::of(ds.distinct())?;
+        let e = s
+            .estimates(tau, alpha)
+            .into_iter()
+            .find(|e| e.estimator == name)
+            .ok_or_else(|| repscope::Error::Numerical {
+                what: "PCA".into(),
+                problem: format!("rule {name} gave no estimate"),
+            })?;
+        let mut v = estimate_json(&ds, &e);
+        v["eigenvalues"] = json!(s.eigenvalues);
+        Ok(v)
+    })?;
+    to_string(&v)
+}
+
+/// Per-row LID with k neighbours; returns the summary's JSON and the per-row values (NaN where undefined).
+#[pyfunction]
+fn lid<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f32>,
+    k: usize,
+    metric_name: &str,
+) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
+    let metric = metric(metric_name)?;
+    if k < 2 {
+        return Err(PyValueError::new_err(format!(
+            "invalid parameter k: LID needs k ≥ 2, got {k}. Use k = 20."
+        )));
+    }
+    let m = matrix(&x, "X")?;
+    let (v, pw) = compute(py, move || {
+        let (ds, g) = graph(m, k, metric, "LID")?;
+        let per_distinct = Lid { k }.per_point(&g)?;
+        let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
+        let flat: Vec<f64> = per_distinct.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        let pw = per_row(&ds, &flat);
+        let v = json!({
+            "k": k,
+            "metric": metric.name(),
+            "n": ds.original().rows(),
+            "n_distinct": ds.dedup.n_distinct(),
+            "duplicates_merged": ds.dedup.merged,
+            "undefined_points": undefined,
+            "summary": Summary::of(&pw),
+        });
+        Ok((v, pw))
+    })?;
+    Ok((to_string(&v)?, pw.into_pyarray(py)))
+}
+
+/// The intrinsic-dimension suite: the document of `repscope id --json`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn id_doc(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    estimators: Vec<String>,
+    k: usize,
+    discard_fraction: f64,
+    range_max: usize,
+    metric_name: &str,
+    seed: u64,
+    scale_curve: bool,
+) -> PyResult<String> {
+    let mut cfg = IdConfig {
+        k_mle: k,
+        discard_fraction,
+        range_max,
+        metric: metric(metric_name)?,
+        seed,
+        scale_curve,
+        ..IdConfig::default()
+    };
+    if !estimators.is_empty() {
+        cfg.estimators = estimators;
+    }
+    suite::graph_k(&cfg).map_err(to_py)?;
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        let input = documents::input(None, None, &m);
+        let ds = Dataset::new(m)?;
+        let r = suite::run(&ds, &cfg, &Silent)?;
+        Ok(documents::id(&r, input, &cfg))
+    })?;
+    to_string(&v)
+}
+
+/// The spectrum: the document of `repscope spectrum --json`.
+#[pyfunction]
+fn spectrum_doc(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    eps2: f64,
+    alpha_window: (usize, usize),
+    top_rogue: usize,
+) -> PyResult<String> {
+    if alpha_window.0 == 0 || alpha_window.1 <= alpha_window.0 {
+        return Err(PyValueError::new_err(format!(
+            "alpha_window {alpha_window:?}: expected (first, last) with 1 ≤ first < last, e.g. (11, 100)"
+        )));
+    }
+    let cfg = SpectrumConfig {
+        eps2,
+        alpha_window,
+        top_rogue,
+    };
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        repscope::data::check_finite(&m)?;
+        let input = documents::input(None, None, &m);
+        let r = spectrum::analyse(&m, &cfg)?;
+        Ok(documents::spectrum(&r, input, &cfg))
+    })?;
+    to_string(&v)
+}
+
+/// Class geometry: the document of `repscope classes --json`.
+#[pyfunction]
+#[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None))]
+fn classes_doc(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    raw_labels: Vec<String>,
+    numeric: bool,
+    k: usize,
+    classifier: Option<PyReadonlyArray2<'_, f32>>,
+    bias: Option<Vec<f64>>,
+) -> PyResult<String> {
+    let m = matrix(&x, "X")?;
+    let w = classifier
+        .as_ref()
+        .map(|w| matrix(w, "classifier"))
+        .transpose()?;
+    let v = compute(py, move || {
+        repscope::data::check_finite(&m)?;
+        let labels = labels(raw_labels, numeric);
+        classes::check_labels(&m, &labels, "labels")?;
+        let clf = match &w {
+            Some(w) => {
+                repscope::data::check_finite(w)?;
+                Some(Classifier::new(
+                    w,
+                    bias.as_deref(),
+                    labels.n_classes(),
+                    m.cols(),
+                )?)
+            }
+            None => None,
+        };
+        let input = documents::input(None, None, &m);
+        let (r, cfg) = classes::run(&m, &labels, clf.as_ref(), k, &Silent)?;
+        let clf_name = w.as_ref().map(|_| "classifier".to_string());
+        Ok(documents::classes(&r, input, Value::Null, &cfg, clf_name))
+    })?;
+    to_string(&v)
+}
+
+/// Similarity of two representations: the document of `repscope compare --json`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, y, metrics, cka_route, rbf_threshold, rbf_median, batch_size, k, anchors, anchor_mode, svcca_threshold, gram_limit, seed, raw_labels=None, numeric=false))]
+fn compare_doc(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    y: PyReadonlyArray2<'_, f32>,
+    metrics: Vec<String>,
+    cka_route: &str,
+    rbf_threshold: f64,
+    rbf_median: &str,
+    batch_size: usize,
+    k: usize,
+    anchors: Option<usize>,
+    anchor_mode: &str,
+    svcca_threshold: f64,
+    gram_limit: usize,
+    seed: u64,
+    raw_labels: Option<Vec<String>>,
+    numeric: bool,
+) -> PyResult<String> {
+    let route = match cka_route.to_ascii_lowercase().as_str() {
+        "auto" => None,
+        "feature" | "features" => Some(Route::Feature),
+        "gram" => Some(Route::Gram),
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "cka_route '{o}': use auto, feature or gram"
+            )))
+        }
+    };
+    let rbf_median = match rbf_median.to_ascii_lowercase().as_str() {
+        "pairs" => RbfMedian::DistinctPairs,
+        "kornblith" => RbfMedian::IncludingDiagonal,
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "rbf_median '{o}': use pairs or kornblith"
+            )))
+        }
+    };
+    let anchor_mode = match anchor_mode.to_ascii_lowercase().as_str() {
+        "first" => AnchorMode::First,
+        "random" => AnchorMode::Random,
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "anchor_mode '{o}': use first or random"
+            )))
+        }
+    };
+    let cfg = CompareConfig {
+        measures: metrics,
+        route,
+        rbf_threshold,
+        rbf_median,
+        batch_size,
+        k,
+        anchors,
+        anchor_mode,
+        svcca_threshold,
+        gram_limit,
+        seed,
+    };
+    if !cfg.measures.is_empty() {
+        similarity::canonical_measures(&cfg.measures).map_err(to_py)?;
+    }
+    let a = matrix(&x, "X")?;
+    let b = matrix(&y, "Y")?;
+    let v = compute(py, move || {
+        let labels = raw_labels.map(|r| labels(r, numeric));
+        let t = std::time::Instant::now();
+        let r = similarity::compare(&a, &b, labels.as_ref(), &cfg, &Silent)?;
+        Ok(documents::compare(
+            &r,
+            documents::input(None, None, &a),
+            documents::input(None, None, &b),
+            json!({"load": 0.0, "compute": t.elapsed().as_secs_f64()}),
+        ))
+    })?;
+    to_string(&v)
+}
+
+/// The layer study over named arrays with the same rows: the document of `repscope layers --json`.
+#[pyfunction]
+fn layers_doc(
+    py: Python<'_>,
+    names: Vec<String>,
+    arrays: Vec<PyReadonlyArray2<'_, f32>>,
+    k: usize,
+    seed: u64,
+) -> PyResult<String> {
+    if names.len() != arrays.len() {
+        return Err(PyValueError::new_err("one name per layer is needed"));
+    }
+    if arrays.len() < 2 {
+        return Err(PyValueError::new_err(format!(
+            "layers: {} array(s); a layer study needs at least 2",
+            arrays.len()
+        )));
+    }
+    let mats = names
+        .iter()
+        .zip(&arrays)
+        .map(|(n, a)| Ok((n.clone(), matrix(a, n)?)))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut cfg = LayersConfig {
+        k,
+        ..LayersConfig::default()
+    };
+    cfg.id.seed = seed;
+    let v = compute(py, move || {
+        let r = layers::study(&mats, &cfg, &Silent)?;
+        Ok(documents::layers(&r, json!({"path": null}), &cfg))
+    })?;
+    to_string(&v)
+}
+
+/// Writes report.json and report.html into `path`; returns `{"json", "html", "partial_failure"}`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false))]
+fn report_files(
+    py: Python<'_>,
+    names: Vec<String>,
+    arrays: Vec<PyReadonlyArray2<'_, f32>>,
+    path: PathBuf,
+    seed: u64,
+    sample: Option<usize>,
+    force: bool,
+    command: String,
+    raw_labels: Option<Vec<String>>,
+    numeric: bool,
+) -> PyResult<String> {
+    if sample == Some(0) {
+        return Err(PyValueError::new_err("sample must be at least 1"));
+    }
+    let mats = names
+        .iter()
+        .zip(&arrays)
+        .map(|(n, a)| Ok((n.clone(), matrix(a, n)?)))
+        .collect::<PyResult<Vec<_>>>()?;
+    let v = compute(py, move || {
+        let labels = raw_labels.map(|r| labels(r, numeric));
+        // Every input is checked before the folder is touched, so bad input leaves nothing behind.
+        for (_, m) in &mats {
+            repscope::data::check_finite(m)?;
+            if let Some(l) = &labels {
+                classes::check_labels(m, l, "labels")?;
+            }
+        }
+        report::prepare_output(&path, force)?;
+        let cfg = ReportConfig {
+            id: IdConfig {
+                seed,
+                ..IdConfig::default()
+            },
+            sample,
+            seed,
+            ..ReportConfig::default()
+        };
+        let doc = report::build(mats, labels.as_ref(), "labels", &cfg, &command, &Silent)?;
+        let (j, h) = report::write_files(&path, &doc)?;
+        Ok(json!({
+            "json": j.display().to_string(),
+            "html": h.display().to_string(),
+            "partial_failure": report::any_failed(&doc),
+        }))
+    })?;
+    to_string(&v)
+}
+
+/// The compiled half of the `repscope` Python package.
+#[pymodule]
+fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", repscope::VERSION)?;
+    m.add_function(wrap_pyfunction!(knn, m)?)?;
+    m.add_function(wrap_pyfunction!(twonn, m)?)?;
+    m.add_function(wrap_pyfunction!(mle, m)?)?;
+    m.add_function(wrap_pyfunction!(gride, m)?)?;
+    m.add_function(wrap_pyfunction!(pca, m)?)?;
+    m.add_function(wrap_pyfunction!(lid, m)?)?;
+    m.add_function(wrap_pyfunction!(id_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(classes_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(compare_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(layers_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(report_files, m)?)?;
+    Ok(())
+}
