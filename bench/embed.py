@@ -69,7 +69,7 @@ def run_child(cmd, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default="/work/shared/data/corpus.tsv",
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "data", "corpus.tsv"),
                     help="label<TAB>text file (the text column is used) or one text per line")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)

@@ -52,7 +52,11 @@ fn config_text() -> String {
 
 fn texts(root: &Path) -> PathBuf {
     let p = root.join("texts.txt");
-    std::fs::write(&p, "a short sentence\nanother one, a little longer than the first\n").unwrap();
+    std::fs::write(
+        &p,
+        "a short sentence\nanother one, a little longer than the first\n",
+    )
+    .unwrap();
     p
 }
 
@@ -91,7 +95,16 @@ fn embed_writes_embeddings_layers_and_tokens_that_match_the_reference() {
         Path::new(model_dir()),
         &input,
         &out,
-        &["--column", "2", "--layers", "--tokens", "3", "--batch-size", "7", "--json"],
+        &[
+            "--column",
+            "2",
+            "--layers",
+            "--tokens",
+            "3",
+            "--batch-size",
+            "7",
+            "--json",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON object");
@@ -120,7 +133,10 @@ fn embed_writes_embeddings_layers_and_tokens_that_match_the_reference() {
         assert!((norm - 1.0).abs() < 1e-5, "row {i} norm² {norm}");
     }
     let tokens = repscope::data::load_matrix(&out, Some("tokens")).unwrap();
-    assert_eq!(tokens.rows() as u64, doc["tokens"]["total"].as_u64().unwrap());
+    assert_eq!(
+        tokens.rows() as u64,
+        doc["tokens"]["total"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -130,7 +146,9 @@ fn embed_counts_truncated_texts_and_writes_npy_and_safetensors() {
     let long = "word ".repeat(600);
     std::fs::write(
         &input,
-        format!("{{\"text\": \"short\"}}\n{{\"text\": \"{long}\"}}\n{{\"text\": \"also short\"}}\n"),
+        format!(
+            "{{\"text\": \"short\"}}\n{{\"text\": \"{long}\"}}\n{{\"text\": \"also short\"}}\n"
+        ),
     )
     .unwrap();
     let npy = dir.join("e.npy");
@@ -182,7 +200,10 @@ fn a_folder_that_is_not_a_model_is_named() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let r = embed(&empty, &texts(&dir), &dir.join("o.npz"), &[]);
-    assert_bad(&r, &["empty", "not a sentence-transformers model", "modules.json"]);
+    assert_bad(
+        &r,
+        &["empty", "not a sentence-transformers model", "modules.json"],
+    );
     let r = embed(&dir.join("missing"), &texts(&dir), &dir.join("o.npz"), &[]);
     assert_bad(&r, &["missing"]);
 }
@@ -196,7 +217,15 @@ fn an_unsupported_architecture_is_named() {
         .replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
     replace(&m, "config.json", &cfg);
     let r = embed(&m, &texts(&dir), &dir.join("o.npz"), &[]);
-    assert_bad(&r, &["config.json", "unsupported architecture", "gpt2", "GPT2LMHeadModel"]);
+    assert_bad(
+        &r,
+        &[
+            "config.json",
+            "unsupported architecture",
+            "gpt2",
+            "GPT2LMHeadModel",
+        ],
+    );
 }
 
 #[test]
@@ -216,7 +245,15 @@ fn weights_that_do_not_fit_the_config_are_named() {
     assert_ne!(cfg, config_text());
     replace(&m, "config.json", &cfg);
     let r = embed(&m, &texts(&dir), &dir.join("o.npz"), &[]);
-    assert_bad(&r, &["model.safetensors", "[1536, 384]", "[1000, 384]", "config.json"]);
+    assert_bad(
+        &r,
+        &[
+            "model.safetensors",
+            "[1536, 384]",
+            "[1000, 384]",
+            "config.json",
+        ],
+    );
     // A truncated weights file is an error too.
     let m = model_copy(&dir, "cut");
     let bytes = std::fs::read(Path::new(model_dir()).join("model.safetensors")).unwrap();
@@ -247,7 +284,12 @@ fn invalid_utf8_is_reported_by_line_and_can_be_skipped() {
     let r = embed(Path::new(model_dir()), &p, &out, &[]);
     assert_bad(&r, &["bad.txt", "line 2", "UTF-8", "--skip-invalid"]);
     assert!(!out.exists());
-    let r = embed(Path::new(model_dir()), &p, &out, &["--skip-invalid", "--json"]);
+    let r = embed(
+        Path::new(model_dir()),
+        &p,
+        &out,
+        &["--skip-invalid", "--json"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["input"]["texts"], 2);
@@ -259,10 +301,20 @@ fn invalid_utf8_is_reported_by_line_and_can_be_skipped() {
 #[test]
 fn cuda_without_a_gpu_is_a_clear_error() {
     let dir = scratch("embed-cuda");
-    let r = embed(Path::new(model_dir()), &texts(&dir), &dir.join("o.npz"), &["--device", "cuda"]);
+    let r = embed(
+        Path::new(model_dir()),
+        &texts(&dir),
+        &dir.join("o.npz"),
+        &["--device", "cuda"],
+    );
     // This build has no CUDA: the message says so and how to get it.
     assert_bad(&r, &["cuda", "--device cpu"]);
-    let r = embed(Path::new(model_dir()), &texts(&dir), &dir.join("o.npz"), &["--device", "tpu"]);
+    let r = embed(
+        Path::new(model_dir()),
+        &texts(&dir),
+        &dir.join("o.npz"),
+        &["--device", "tpu"],
+    );
     assert_bad(&r, &["tpu"]);
 }
 
