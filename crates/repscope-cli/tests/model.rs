@@ -185,11 +185,11 @@ fn analyze_model_runs_the_layer_study() {
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let cka = doc["cka_linear_debiased"].as_array().expect("CKA matrix");
     assert_eq!(cka.len(), 7);
-    for i in 0..7 {
-        assert_eq!(cka[i][i].as_f64().unwrap(), 1.0);
-        for j in 0..7 {
-            let (a, b) = (cka[i][j].as_f64().unwrap(), cka[j][i].as_f64().unwrap());
-            assert!((a - b).abs() < 1e-12);
+    for (i, row) in cka.iter().enumerate() {
+        assert_eq!(row[i].as_f64().unwrap(), 1.0);
+        for (j, v) in row.as_array().unwrap().iter().enumerate() {
+            let (a, b) = (v.as_f64().unwrap(), cka[j][i].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-12, "CKA[{i}][{j}] {a} vs {b}");
         }
     }
 }

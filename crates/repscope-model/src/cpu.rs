@@ -98,7 +98,7 @@ fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f64, par: bool) {
 /// [−87, 88], where the result stays a normal float.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     // Round x·log2(e) to the nearest integer without a libm call.
     let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
@@ -393,8 +393,8 @@ mod product_tests {
             let (body, _) = ctx.split_at_mut(n * h);
             let mut parts = Vec::new();
             let mut rest = body;
-            for s in 0..3 {
-                let (a, b) = rest.split_at_mut(lens[s] * h);
+            for &len in &lens[..3] {
+                let (a, b) = rest.split_at_mut(len * h);
                 parts.push(a);
                 rest = b;
             }
