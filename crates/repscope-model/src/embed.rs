@@ -1,0 +1,599 @@
+//! Texts to pooled sentence embeddings and per-layer states: tokenize (truncating at max_seq_length), sort
+//! by length so that batches carry little padding, run the encoder batch by batch, pool with the attention
+//! mask, and put every row back in input order.
+use std::path::Path;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use candle_core::Device;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::cpu::CpuEncoder;
+use crate::encoder::{to_host, Encoder};
+use crate::error::{Error, Result};
+use crate::folder::{read_folder, ModelSpec, PoolingMode};
+
+/// Where the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceKind {
+    /// Parses `cpu` or `cuda`.
+    pub fn parse(s: &str) -> Result<DeviceKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(DeviceKind::Cpu),
+            "cuda" | "gpu" => Ok(DeviceKind::Cuda),
+            _ => Err(Error::param(
+                "--device",
+                format!("'{s}' is not a device"),
+                "use --device cpu or --device cuda",
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+
+    /// Opens the device, or says why it cannot be used.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceKind::Cpu => Ok(Device::Cpu),
+            DeviceKind::Cuda => open_cuda(),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda() -> Result<Device> {
+    Device::new_cuda(0).map_err(|e| Error::Device {
+        device: "cuda".into(),
+        problem: format!("no CUDA GPU could be opened ({e})"),
+        fix: "run on a machine with an NVIDIA GPU and its driver, or use --device cpu".into(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda() -> Result<Device> {
+    Err(Error::Device {
+        device: "cuda".into(),
+        problem: "this repscope was built without CUDA support, so no GPU can be used".into(),
+        fix: "use --device cpu, or rebuild with `cargo build --release --features cuda` on a machine \
+              with the CUDA toolkit (nvcc)"
+            .into(),
+    })
+}
+
+/// Which implementation of the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The packed CPU pass (faer products, no padding work); the default on the CPU.
+    Native,
+    /// candle's tensors with padded batches and an additive mask; the pass used on CUDA, and on the CPU
+    /// for cross-checking.
+    Candle,
+}
+
+/// What to compute besides the pooled embedding.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Also the attention-masked mean of every layer's hidden state (layer 0 = embedding output).
+    pub layers: bool,
+    /// Also the token-level hidden states of this layer (0 = embedding output, L = last block).
+    pub token_layer: Option<usize>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            batch_size: 32,
+            layers: false,
+            token_layer: None,
+        }
+    }
+}
+
+/// Token-level hidden states of one layer, every text's tokens ([CLS] and [SEP] included) concatenated.
+#[derive(Debug, Clone)]
+pub struct TokenStates {
+    pub layer: usize,
+    /// total_tokens × hidden, row-major.
+    pub states: Vec<f32>,
+    /// The token id of each row.
+    pub ids: Vec<u32>,
+    /// Text i owns rows offsets[i]..offsets[i + 1]; n + 1 entries.
+    pub offsets: Vec<u64>,
+}
+
+/// The result of [`Model::embed`], rows in input order.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub n: usize,
+    /// Width of `embedding` (pooling modes × hidden).
+    pub dim: usize,
+    /// n × dim, pooled and normalised as the model's modules say.
+    pub embedding: Vec<f32>,
+    /// Width of the hidden states.
+    pub hidden: usize,
+    /// With `layers`: L + 1 arrays of n × hidden, the masked mean of layer 0 (embeddings) to L. Not normalised.
+    pub layers: Vec<Vec<f32>>,
+    pub tokens: Option<TokenStates>,
+    /// Tokens the model saw per text, special tokens included.
+    pub n_tokens: Vec<u32>,
+    /// Whether each text was cut at max_seq_length.
+    pub truncated: Vec<bool>,
+}
+
+impl Embeddings {
+    pub fn truncated_count(&self) -> usize {
+        self.truncated.iter().filter(|&&t| t).count()
+    }
+}
+
+/// One tokenized text.
+#[derive(Debug, Clone)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    pub truncated: bool,
+}
+
+/// A loaded sentence-transformers model: tokenizer, encoder, pooling and normalisation.
+pub struct Model {
+    spec: ModelSpec,
+    tokenizer: Tokenizer,
+    encoder: Runner,
+    device: DeviceKind,
+}
+
+enum Runner {
+    Native(CpuEncoder),
+    Candle(Encoder),
+}
+
+impl Model {
+    /// Reads the folder, checks it, and loads the weights onto the device (the native pass on the CPU,
+    /// candle's on CUDA).
+    pub fn load(dir: &Path, device: DeviceKind) -> Result<Model> {
+        let backend = match device {
+            DeviceKind::Cpu => Backend::Native,
+            DeviceKind::Cuda => Backend::Candle,
+        };
+        Model::load_with(dir, device, backend)
+    }
+
+    /// [`Model::load`] with a chosen forward pass; the native one runs on the CPU only.
+    pub fn load_with(dir: &Path, device: DeviceKind, backend: Backend) -> Result<Model> {
+        if backend == Backend::Native && device != DeviceKind::Cpu {
+            return Err(Error::param(
+                "backend",
+                "the native forward pass runs on the CPU only",
+                "use the candle backend on CUDA",
+            ));
+        }
+        let spec = read_folder(dir)?;
+        let dev = device.open()?;
+        let mut tokenizer = Tokenizer::from_file(&spec.tokenizer_path).map_err(|e| {
+            Error::format(
+                &spec.tokenizer_path,
+                format!("is not a tokenizer file this version of tokenizers reads ({e})"),
+                "save the model's fast tokenizer again with a recent transformers \
+                 (AutoTokenizer.from_pretrained(folder).save_pretrained(folder))",
+            )
+        })?;
+        // sentence-transformers pads each batch to its longest text and truncates at max_seq_length,
+        // whatever tokenizer.json says.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: spec.max_seq_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| {
+                Error::format(
+                    &spec.tokenizer_path,
+                    format!(
+                        "cannot truncate at max_seq_length {} ({e})",
+                        spec.max_seq_length
+                    ),
+                    "raise max_seq_length in sentence_bert_config.json",
+                )
+            })?;
+        tokenizer.with_padding(None);
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > spec.config.vocab_size {
+            return Err(Error::format(
+                &spec.tokenizer_path,
+                format!(
+                    "the tokenizer has {vocab} tokens but the model's vocabulary holds {}",
+                    spec.config.vocab_size
+                ),
+                "use the tokenizer.json that belongs to this model",
+            ));
+        }
+        let encoder = Encoder::load(&spec.weights_path, &spec.config, &dev)?;
+        let encoder = match backend {
+            Backend::Native => Runner::Native(encoder.into_cpu()?),
+            Backend::Candle => Runner::Candle(encoder),
+        };
+        Ok(Model {
+            spec,
+            tokenizer,
+            encoder,
+            device,
+        })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn device(&self) -> DeviceKind {
+        self.device
+    }
+
+    /// Number of transformer blocks L (the layers are 0..=L).
+    pub fn num_layers(&self) -> usize {
+        self.spec.config.num_layers
+    }
+
+    /// Tokenizes as sentence-transformers does: strip surrounding whitespace, lower-case when the model
+    /// says so, add [CLS]/[SEP], truncate at max_seq_length.
+    pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Tokenized>> {
+        let prepared: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                let t = t.trim();
+                if self.spec.do_lower_case {
+                    t.to_lowercase()
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect();
+        let enc = self
+            .tokenizer
+            .encode_batch_fast(prepared, true)
+            .map_err(|e| {
+                Error::input(
+                    "input texts",
+                    format!("the tokenizer failed ({e})"),
+                    "check the texts and the model's tokenizer.json",
+                )
+            })?;
+        Ok(enc
+            .into_iter()
+            .map(|e| Tokenized {
+                truncated: !e.get_overflowing().is_empty(),
+                ids: e.get_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Embeds `texts`. `progress` is called with the number of texts finished after every batch.
+    pub fn embed(
+        &self,
+        texts: &[String],
+        opts: &EmbedOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Embeddings> {
+        if opts.batch_size == 0 {
+            return Err(Error::param(
+                "--batch-size",
+                "must be at least 1",
+                "use --batch-size 32",
+            ));
+        }
+        let nl = self.num_layers();
+        if let Some(l) = opts.token_layer {
+            if l > nl {
+                return Err(Error::param(
+                    "--tokens",
+                    format!("layer {l} does not exist; this model has layers 0 to {nl}"),
+                    format!("choose a layer from 0 (embedding output) to {nl} (last block)"),
+                ));
+            }
+        }
+        let toks = self.tokenize(texts)?;
+        self.embed_tokenized(&toks, opts, progress)
+    }
+
+    /// Embeds texts tokenized by [`Model::tokenize`].
+    pub fn embed_tokenized(
+        &self,
+        toks: &[Tokenized],
+        opts: &EmbedOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Embeddings> {
+        let n = toks.len();
+        let h = self.spec.config.hidden_size;
+        let nl = self.num_layers();
+        let dim = self.spec.embedding_dim();
+        let bs = opts.batch_size.max(1);
+        let mut keep = vec![opts.layers; nl + 1];
+        keep[nl] = true;
+        if let Some(l) = opts.token_layer {
+            if l > nl {
+                return Err(Error::param(
+                    "--tokens",
+                    format!("layer {l} does not exist; this model has layers 0 to {nl}"),
+                    format!("choose a layer from 0 (embedding output) to {nl} (last block)"),
+                ));
+            }
+            keep[l] = true;
+        }
+        // Longest first (stable, so equal lengths keep input order): batches of similar lengths.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(toks[i].ids.len()));
+        let chunks: Vec<&[usize]> = order.chunks(bs).collect();
+
+        let acc = Mutex::new(Acc {
+            embedding: vec![0f32; n * dim],
+            layers: if opts.layers {
+                vec![vec![0f32; n * h]; nl + 1]
+            } else {
+                Vec::new()
+            },
+            tok_rows: if opts.token_layer.is_some() {
+                vec![Vec::new(); n]
+            } else {
+                Vec::new()
+            },
+            done: 0,
+        });
+        let job = |chunk: &[usize], inner_par: bool| -> Result<()> {
+            let (states, starts) = self.run_chunk(toks, chunk, &keep, inner_par)?;
+            let mut a = acc
+                .lock()
+                .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
+            for (l, host) in states.iter().enumerate() {
+                let Some(host) = host else { continue };
+                for (r, &i) in chunk.iter().enumerate() {
+                    let len = toks[i].ids.len();
+                    let rows = &host[starts[r] * h..(starts[r] + len) * h];
+                    if l == nl {
+                        pool(
+                            rows,
+                            len,
+                            h,
+                            &self.spec.pooling,
+                            self.spec.normalize,
+                            &mut a.embedding[i * dim..(i + 1) * dim],
+                        );
+                    }
+                    if opts.layers {
+                        masked_mean(rows, len, h, &mut a.layers[l][i * h..(i + 1) * h]);
+                    }
+                    if opts.token_layer == Some(l) {
+                        a.tok_rows[i] = rows.to_vec();
+                    }
+                }
+            }
+            a.done += chunk.len();
+            progress(a.done);
+            Ok(())
+        };
+        match &self.encoder {
+            // Batches in parallel, each on one thread: no synchronisation inside a forward pass, which
+            // matters on few, shared cores. A single batch uses the threads inside its products instead.
+            Runner::Native(_) if chunks.len() > 1 && rayon::current_num_threads() > 1 => chunks
+                .par_iter()
+                .with_max_len(1)
+                .try_for_each(|c| job(c, false))?,
+            Runner::Native(_) => chunks.iter().try_for_each(|c| job(c, true))?,
+            // candle runs its own threads inside each operation.
+            Runner::Candle(_) => chunks.iter().try_for_each(|c| job(c, false))?,
+        }
+        let acc = acc
+            .into_inner()
+            .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
+        let tokens = match opts.token_layer {
+            Some(layer) => {
+                let total: usize = toks.iter().map(|t| t.ids.len()).sum();
+                let mut states = Vec::with_capacity(total * h);
+                let mut ids = Vec::with_capacity(total);
+                let mut offsets = Vec::with_capacity(n + 1);
+                offsets.push(0u64);
+                for (t, rows) in toks.iter().zip(acc.tok_rows) {
+                    states.extend_from_slice(&rows);
+                    ids.extend_from_slice(&t.ids);
+                    offsets.push(ids.len() as u64);
+                }
+                Some(TokenStates {
+                    layer,
+                    states,
+                    ids,
+                    offsets,
+                })
+            }
+            None => None,
+        };
+        Ok(Embeddings {
+            n,
+            dim,
+            embedding: acc.embedding,
+            hidden: h,
+            layers: acc.layers,
+            tokens,
+            n_tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
+            truncated: toks.iter().map(|t| t.truncated).collect(),
+        })
+    }
+
+    /// Runs one batch of texts. Returns the host states per layer (None where not kept) and the row at
+    /// which each text of the batch starts in them.
+    #[allow(clippy::type_complexity)]
+    fn run_chunk(
+        &self,
+        toks: &[Tokenized],
+        chunk: &[usize],
+        keep: &[bool],
+        inner_par: bool,
+    ) -> Result<(Vec<Option<Vec<f32>>>, Vec<usize>)> {
+        let b = chunk.len();
+        match &self.encoder {
+            Runner::Native(enc) => {
+                let seqs: Vec<&[u32]> = chunk.iter().map(|&i| toks[i].ids.as_slice()).collect();
+                let mut starts = Vec::with_capacity(b);
+                let mut at = 0;
+                for s in &seqs {
+                    starts.push(at);
+                    at += s.len();
+                }
+                Ok((enc.forward(&seqs, keep, inner_par), starts))
+            }
+            Runner::Candle(enc) => {
+                let seq = chunk.iter().map(|&i| toks[i].ids.len()).max().unwrap_or(0);
+                if seq == 0 {
+                    return Err(Error::Internal("a tokenized text has no tokens".into()));
+                }
+                let pad = self.spec.config.pad_token_id;
+                let mut ids = vec![pad; b * seq];
+                let mut mask = vec![0u32; b * seq];
+                for (r, &i) in chunk.iter().enumerate() {
+                    let t = &toks[i].ids;
+                    ids[r * seq..r * seq + t.len()].copy_from_slice(t);
+                    mask[r * seq..r * seq + t.len()]
+                        .iter_mut()
+                        .for_each(|m| *m = 1);
+                }
+                let st = enc.forward(&ids, &mask, b, seq, keep)?;
+                let host = st
+                    .iter()
+                    .map(|t| t.as_ref().map(to_host).transpose())
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((host, (0..b).map(|r| r * seq).collect()))
+            }
+        }
+    }
+}
+
+/// The outputs, filled batch by batch.
+struct Acc {
+    embedding: Vec<f32>,
+    layers: Vec<Vec<f32>>,
+    tok_rows: Vec<Vec<f32>>,
+    done: usize,
+}
+
+/// Mean over the `len` real tokens (rows of width h), accumulated in f64.
+fn masked_mean(rows: &[f32], len: usize, h: usize, out: &mut [f32]) {
+    let mut acc = vec![0f64; h];
+    for tok in rows.chunks_exact(h).take(len) {
+        for (a, &v) in acc.iter_mut().zip(tok) {
+            *a += v as f64;
+        }
+    }
+    let denom = (len as f64).max(1e-9);
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = (a / denom) as f32;
+    }
+}
+
+/// sentence-transformers' Pooling (modes concatenated in order) and, if present, Normalize.
+fn pool(
+    rows: &[f32],
+    len: usize,
+    h: usize,
+    modes: &[PoolingMode],
+    normalize: bool,
+    out: &mut [f32],
+) {
+    for (m, o) in modes.iter().zip(out.chunks_exact_mut(h)) {
+        match m {
+            PoolingMode::Cls => o.copy_from_slice(&rows[..h]),
+            PoolingMode::Max => {
+                o.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+                for tok in rows.chunks_exact(h).take(len) {
+                    for (a, &v) in o.iter_mut().zip(tok) {
+                        *a = a.max(v);
+                    }
+                }
+            }
+            PoolingMode::Mean => masked_mean(rows, len, h, o),
+            PoolingMode::MeanSqrtLen => {
+                masked_mean(rows, len, h, o);
+                let s = (len as f64).sqrt();
+                o.iter_mut()
+                    .for_each(|v| *v = (*v as f64 * len as f64 / s) as f32);
+            }
+            PoolingMode::WeightedMean => {
+                let mut acc = vec![0f64; h];
+                let mut wsum = 0f64;
+                for (t, tok) in rows.chunks_exact(h).take(len).enumerate() {
+                    let w = (t + 1) as f64;
+                    wsum += w;
+                    for (a, &v) in acc.iter_mut().zip(tok) {
+                        *a += w * v as f64;
+                    }
+                }
+                for (a, v) in o.iter_mut().zip(acc) {
+                    *a = (v / wsum.max(1e-9)) as f32;
+                }
+            }
+            PoolingMode::LastToken => o.copy_from_slice(&rows[(len - 1) * h..len * h]),
+        }
+    }
+    if normalize {
+        let norm = out
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        out.iter_mut().for_each(|v| *v = (*v as f64 / norm) as f32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_modes_follow_their_definitions() {
+        // Two real tokens of width 2, then padding that must be ignored.
+        let rows = [1.0f32, -2.0, 3.0, 4.0];
+        let mut o = [0f32; 2];
+        pool(&rows, 2, 2, &[PoolingMode::Mean], false, &mut o);
+        assert_eq!(o, [2.0, 1.0]);
+        pool(&rows, 2, 2, &[PoolingMode::Max], false, &mut o);
+        assert_eq!(o, [3.0, 4.0]);
+        pool(&rows, 2, 2, &[PoolingMode::Cls], false, &mut o);
+        assert_eq!(o, [1.0, -2.0]);
+        pool(&rows, 2, 2, &[PoolingMode::LastToken], false, &mut o);
+        assert_eq!(o, [3.0, 4.0]);
+        pool(&rows, 2, 2, &[PoolingMode::MeanSqrtLen], false, &mut o);
+        assert!((o[0] - 4.0 / 2f32.sqrt()).abs() < 1e-6 && (o[1] - 2.0 / 2f32.sqrt()).abs() < 1e-6);
+        pool(&rows, 2, 2, &[PoolingMode::WeightedMean], false, &mut o);
+        assert!((o[0] - 7.0 / 3.0).abs() < 1e-6 && (o[1] - 2.0).abs() < 1e-6);
+        let mut o4 = [0f32; 4];
+        pool(
+            &rows,
+            2,
+            2,
+            &[PoolingMode::Cls, PoolingMode::Mean],
+            true,
+            &mut o4,
+        );
+        let norm = (1.0f32 + 4.0 + 4.0 + 1.0).sqrt();
+        for (a, b) in o4.iter().zip([1.0, -2.0, 2.0, 1.0]) {
+            assert!((a - b / norm).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn device_names_parse() {
+        assert_eq!(DeviceKind::parse("CPU").unwrap(), DeviceKind::Cpu);
+        assert_eq!(DeviceKind::parse("cuda").unwrap(), DeviceKind::Cuda);
+        assert!(DeviceKind::parse("tpu").is_err());
+    }
+}
