@@ -323,3 +323,57 @@ fn model_path_of_an_unknown_package_is_a_clear_error() {
     let r = repscope(&["model-path", "no-such-package-xyz"]);
     assert_bad(&r, &["no-such-package-xyz"]);
 }
+
+#[test]
+fn report_embeds_texts_first_with_model() {
+    let dir = scratch("report-model");
+    let input = fixtures().join("corpus_32.tsv");
+    let out = dir.join("rep");
+    let r = repscope(&[
+        "report",
+        input.to_str().unwrap(),
+        "--model",
+        model_dir(),
+        "--column",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "repscope.report/1");
+    let names: Vec<&str> = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<String> = (0..=6)
+        .map(|l| format!("corpus_32.tsv[layer{l}]"))
+        .collect();
+    want.push("corpus_32.tsv[embedding]".into());
+    assert_eq!(names, want);
+    for i in doc["inputs"].as_array().unwrap() {
+        assert_eq!(i["n"], 32);
+    }
+    assert!(doc["layers"].is_object(), "the layer study of the 8 arrays");
+    assert!(out.join("report.html").is_file());
+    // The command line names the model, so the report says how the arrays were made.
+    assert!(doc["command"].as_str().unwrap().contains("--model"));
+    // Bad text input is the embed command's error, and nothing is written.
+    let bad = dir.join("empty.txt");
+    std::fs::write(&bad, "").unwrap();
+    let out2 = dir.join("rep2");
+    let r = repscope(&[
+        "report",
+        bad.to_str().unwrap(),
+        "--model",
+        model_dir(),
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert_bad(&r, &["empty.txt", "no texts"]);
+    assert!(!out2.join("report.json").exists());
+}

@@ -92,6 +92,7 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
         );
         distances.extend(graph.dists(r).iter().map(|&d| d as f32));
     }
+    drop(graph);
     let shape = [n, k];
     npz::write(
         &a.output,

@@ -33,6 +33,75 @@ pub struct ReportArgs {
     /// Write into an output folder that already has files in it.
     #[arg(long)]
     pub force: bool,
+    /// Treat the inputs as texts (one per line, or a .tsv/.jsonl with a text column) and embed them first
+    /// with this sentence-transformers model folder: every layer's mean-pooled states (layer0 to layerL)
+    /// and the sentence embedding are analysed, as layers.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// With --model: the .jsonl field or .tsv column holding the text (a header name, or a 1-based number).
+    #[arg(long, requires = "model")]
+    pub column: Option<String>,
+    /// With --model: leave out lines that are not valid UTF-8 instead of stopping.
+    #[arg(long, requires = "model")]
+    pub skip_invalid: bool,
+    /// With --model: texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// With --model: where the model runs (cpu or cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// With `--model`: embeds every text input and returns its layers' mean-pooled states and its sentence
+/// embedding as named matrices.
+#[cfg(feature = "model")]
+fn embed_inputs(
+    a: &ReportArgs,
+    model: &Path,
+    g: &Global,
+) -> Result<Vec<(String, repscope::Matrix)>, Failure> {
+    let mut out = Vec::new();
+    for input in &a.inputs {
+        let run = super::embed::ModelRun {
+            model: model.to_path_buf(),
+            input: input.clone(),
+            column: a.column.clone(),
+            skip_invalid: a.skip_invalid,
+            batch_size: a.batch_size,
+            device: a.device.clone(),
+        };
+        let done = run.run(g, true, None)?;
+        let e = done.out;
+        let fname = input
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (l, m) in e.layers.into_iter().enumerate() {
+            let name = format!("{fname}[layer{l}]");
+            out.push((
+                name.clone(),
+                repscope::Matrix::from_vec(e.n, e.hidden, m, name)?,
+            ));
+        }
+        let name = format!("{fname}[embedding]");
+        out.push((
+            name.clone(),
+            repscope::Matrix::from_vec(e.n, e.dim, e.embedding, name)?,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "model"))]
+fn embed_inputs(
+    _: &ReportArgs,
+    _: &Path,
+    _: &Global,
+) -> Result<Vec<(String, repscope::Matrix)>, Failure> {
+    Err(usage(
+        "--model: this repscope was built without the model feature. Rebuild with `cargo build --release` \
+         (the feature is on by default), or embed elsewhere and pass the arrays",
+    ))
 }
 
 /// The exact command line, quoted where needed.
@@ -125,22 +194,41 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
     if a.sample == Some(0) {
         return Err(usage("--sample must be at least 1"));
     }
-    let items = expand(&a.inputs, a.key.as_deref())?;
+    if a.batch_size == 0 {
+        return Err(usage(
+            "--batch-size must be at least 1 (the default is 32).",
+        ));
+    }
+    if a.model.is_some() && a.key.is_some() {
+        return Err(usage(
+            "--key selects an array of a data file; with --model the inputs are texts. Drop --key.",
+        ));
+    }
     let labels: Option<Labels> = match &a.labels {
         Some(p) => Some(load_labels(p, None)?),
         None => None,
     };
     // Load and validate every input before any work, so bad input fails fast with the same messages.
     let mut matrices = Vec::new();
-    for (name, path, key) in &items {
-        let m = load_matrix(path, key.as_deref())?;
-        repscope::data::check_finite(&m)?;
-        if let (Some(l), Some(lp)) = (&labels, &a.labels) {
-            repscope::classes::check_labels(&m, l, &lp.display().to_string())?;
+    if let Some(model) = &a.model {
+        // The output folder is checked first: embedding can take minutes.
+        prepare_output(&a.output, a.force)?;
+        matrices = embed_inputs(a, model, g)?;
+    } else {
+        for (name, path, key) in &expand(&a.inputs, a.key.as_deref())? {
+            let m = load_matrix(path, key.as_deref())?;
+            repscope::data::check_finite(&m)?;
+            matrices.push((name.clone(), m));
         }
-        matrices.push((name.clone(), m));
     }
-    prepare_output(&a.output, a.force)?;
+    if let (Some(l), Some(lp)) = (&labels, &a.labels) {
+        for (_, m) in &matrices {
+            repscope::classes::check_labels(m, l, &lp.display().to_string())?;
+        }
+    }
+    if a.model.is_none() {
+        prepare_output(&a.output, a.force)?;
+    }
     let cfg = ReportConfig {
         id: repscope::intrinsic::suite::IdConfig {
             seed: a.seed,

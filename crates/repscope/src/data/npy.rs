@@ -545,6 +545,16 @@ impl NpyElement for i32 {
 
 /// Encodes an array (C order) as `.npy` bytes, format version 1.0, header padded to 64 bytes.
 pub fn encode<T: NpyElement>(shape: &[usize], data: &[T]) -> Vec<u8> {
+    let mut out = header::<T>(shape);
+    out.reserve(std::mem::size_of_val(data));
+    for x in data {
+        x.write_le(&mut out);
+    }
+    out
+}
+
+/// The `.npy` preamble (magic, version 1.0, header dict padded to 64 bytes) for a C-order array.
+pub(crate) fn header<T: NpyElement>(shape: &[usize]) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!(
@@ -565,25 +575,48 @@ pub fn encode<T: NpyElement>(shape: &[usize], data: &[T]) -> Vec<u8> {
     let pad = (64 - total % 64) % 64;
     header.push_str(&" ".repeat(pad));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + std::mem::size_of_val(data));
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for x in data {
-        x.write_le(&mut out);
-    }
     out
+}
+
+/// Writes a whole `.npy` image (preamble and little-endian data) to `w`, through a small buffer: no copy
+/// of the array is ever held in memory.
+pub(crate) fn write_array<T: NpyElement, W: Write>(
+    w: &mut W,
+    shape: &[usize],
+    data: &[T],
+) -> std::io::Result<()> {
+    w.write_all(&header::<T>(shape))?;
+    let mut buf = Vec::with_capacity(1 << 16);
+    for chunk in data.chunks((1 << 16) / std::mem::size_of::<T>().max(1)) {
+        buf.clear();
+        for x in chunk {
+            x.write_le(&mut buf);
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
 }
 
 /// Writes an array to a `.npy` file.
 pub fn write<T: NpyElement>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
-    let bytes = encode(shape, data);
-    write_file(path, &bytes)
+    write_file_with(path, |f| {
+        let mut w = std::io::BufWriter::new(f);
+        write_array(&mut w, shape, data)?;
+        w.flush()
+    })
 }
 
-/// Writes bytes to a file, via a temporary file and a rename, so a failure never leaves half a file.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates a temporary file beside `path`, lets `fill` write it, then renames it onto `path`; on any
+/// failure the temporary file is removed and `path` is left as it was, so a failure never leaves half a file.
+pub(crate) fn write_file_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -598,10 +631,11 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         source: std::io::Error::new(e.kind(), format!("cannot write output ({e})")),
     };
     let mut f = std::fs::File::create(&tmp).map_err(unwritable)?;
-    f.write_all(bytes).map_err(|e| {
+    if let Err(e) = fill(&mut f) {
+        drop(f);
         let _ = std::fs::remove_file(&tmp);
-        unwritable(e)
-    })?;
+        return Err(unwritable(e));
+    }
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

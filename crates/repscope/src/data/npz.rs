@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::data::matrix::Matrix;
-use crate::data::npy::{self, NpyElement};
+use crate::data::npy;
 use crate::error::{Error, Result};
 
 fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
@@ -152,47 +152,30 @@ pub enum NpzArray<'a> {
     I64(&'a [usize], &'a [i64]),
 }
 
-fn encode_any(a: &NpzArray) -> Vec<u8> {
-    fn enc<T: NpyElement>(s: &[usize], d: &[T]) -> Vec<u8> {
-        npy::encode(s, d)
-    }
+fn write_any<W: Write>(w: &mut W, a: &NpzArray) -> std::io::Result<()> {
     match a {
-        NpzArray::F32(s, d) => enc(s, d),
-        NpzArray::F64(s, d) => enc(s, d),
-        NpzArray::U32(s, d) => enc(s, d),
-        NpzArray::I64(s, d) => enc(s, d),
+        NpzArray::F32(s, d) => npy::write_array(w, s, d),
+        NpzArray::F64(s, d) => npy::write_array(w, s, d),
+        NpzArray::U32(s, d) => npy::write_array(w, s, d),
+        NpzArray::I64(s, d) => npy::write_array(w, s, d),
     }
 }
 
-/// Writes arrays to an uncompressed `.npz` (as numpy.savez does), atomically.
+/// Writes arrays to an uncompressed `.npz` (as numpy.savez does), atomically. The arrays are streamed into
+/// the file: no copy of them is held in memory.
 pub fn write(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<()> {
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    {
-        let mut w = zip::ZipWriter::new(&mut cursor);
+    npy::write_file_with(path, |f| {
+        let mut w = zip::ZipWriter::new(std::io::BufWriter::new(f));
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(true)
             // Aligned members let readers (repscope included) map f32 data in place.
             .with_alignment(64);
         for (name, arr) in arrays {
-            let bytes = encode_any(arr);
             w.start_file(format!("{name}.npy"), opts)
-                .and_then(|_| w.write_all(&bytes).map_err(zip::result::ZipError::from))
-                .map_err(|e| {
-                    Error::format(
-                        path,
-                        format!("cannot build the archive ({e})"),
-                        "check free disk space",
-                    )
-                })?;
+                .map_err(std::io::Error::other)?;
+            write_any(&mut w, arr)?;
         }
-        w.finish().map_err(|e| {
-            Error::format(
-                path,
-                format!("cannot build the archive ({e})"),
-                "check free disk space",
-            )
-        })?;
-    }
-    npy::write_file(path, &cursor.into_inner())
+        w.finish().map_err(std::io::Error::other)?.flush()
+    })
 }

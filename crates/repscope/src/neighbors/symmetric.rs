@@ -125,10 +125,11 @@ pub(crate) fn exact_knn_self_with(
         Metric::Cosine => cosine_dist_f64(m.row(q), m.row(j), inv[q], inv[j]),
         Metric::Euclidean => sq_dist_f64(m.row(q), m.row(j)).sqrt(),
     };
+    let prefetch = |j: usize| prefetch_row(m.row(j));
     match plan {
         Plan::Auto | Plan::Full => {
             let (heaps, _) = candidates(u.as_slice(), d, n, full_cand, progress);
-            let (indices, distances, _) = rerank(heaps, k, &exact, None);
+            let (indices, distances, _) = rerank(heaps, k, &exact, &prefetch, None);
             Ok(KnnGraph {
                 n,
                 k,
@@ -159,7 +160,8 @@ pub(crate) fn exact_knn_self_with(
                 tmax,
                 to_space: &to_space,
             };
-            let (mut indices, mut distances, failed) = rerank(heaps, k, &exact, Some(&cert));
+            let (mut indices, mut distances, failed) =
+                rerank(heaps, k, &exact, &prefetch, Some(&cert));
             if !failed.is_empty() {
                 // Rows the projection could not certify: search them again over all columns.
                 let rows = m.select_rows(&failed);
@@ -593,12 +595,33 @@ struct Certificate<'a> {
     to_space: &'a (dyn Fn(f64) -> f64 + Sync),
 }
 
+/// Candidates ahead whose rows are prefetched during the exact re-ranking (rows are scattered in memory,
+/// so each exact distance would otherwise wait on memory).
+const AHEAD: usize = 2;
+
+/// Asks the cache for a row about to be read.
+#[inline(always)]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = row.as_ptr() as *const i8;
+        for o in (0..std::mem::size_of_val(row)).step_by(64) {
+            // SAFETY: a prefetch never faults, and `o` stays inside the row.
+            unsafe { _mm_prefetch(p.add(o), _MM_HINT_T0) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Exact re-ranking of the candidates in f64 (ties to the smaller index): the k nearest of each row, and
 /// with a certificate the rows it could not certify.
 fn rerank(
     heaps: Vec<Mutex<HeapBlock>>,
     k: usize,
     exact: &(dyn Fn(usize, usize) -> f64 + Sync),
+    prefetch: &(dyn Fn(usize) + Sync),
     cert: Option<&Certificate<'_>>,
 ) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
     let blocks: Vec<HeapBlock> = heaps
@@ -624,7 +647,11 @@ fn rerank(
                 exact_d.clear();
                 match cert {
                     None => {
-                        for &(_, j) in hs.items(r) {
+                        let items = hs.items(r);
+                        for (a, &(_, j)) in items.iter().enumerate() {
+                            if let Some(&(_, next)) = items.get(a + AHEAD) {
+                                prefetch(next as usize);
+                            }
                             exact_d.push((exact(qi, j as usize), j));
                         }
                     }
@@ -637,7 +664,13 @@ fn rerank(
                         order.extend_from_slice(hs.items(r));
                         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                         let mut kth = f64::INFINITY;
-                        for &(key, j) in &order {
+                        for &(_, j) in order.iter().take(AHEAD) {
+                            prefetch(j as usize);
+                        }
+                        for (a, &(key, j)) in order.iter().enumerate() {
+                            if let Some(&(_, next)) = order.get(a + AHEAD) {
+                                prefetch(next as usize);
+                            }
                             let lb = (tq + key as f64) * (1.0 - 1e-5) - slack;
                             if exact_d.len() >= k && lb > kth {
                                 break;
