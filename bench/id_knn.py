@@ -486,8 +486,9 @@ def main_parent(args) -> None:
     timeout = args.peer_timeout
     if "skdim" not in skip:
         for _ in range(args.peer_repeats):
-            peers.setdefault("skdim_twonn", []).append(
-                b.py_worker("skdim_twonn", peer_data, "skdim_twonn", timeout=timeout))
+            if "skdim_twonn" not in skip:  # the slow one (about 17-27 min here); skippable alone
+                peers.setdefault("skdim_twonn", []).append(
+                    b.py_worker("skdim_twonn", peer_data, "skdim_twonn", timeout=timeout))
             peers.setdefault("skdim_mle", []).append(
                 b.py_worker("skdim_mle", peer_data, "skdim_mle", k=MLE_K, timeout=timeout))
     if "dadapy" not in skip:
@@ -554,7 +555,8 @@ def main_parent(args) -> None:
         row(f"repscope id twonn (n={peer_n})", "repscope_id_twonn_prefix")
         row(f"repscope id mle (n={peer_n})", "repscope_id_mle_prefix")
     if "skdim" not in skip:
-        row(f"skdim TwoNN (n={peer_n})", "skdim_twonn")
+        if b.runs.get("skdim_twonn"):
+            row(f"skdim TwoNN (n={peer_n})", "skdim_twonn")
         row(f"skdim MLE k=20 (n={peer_n})", "skdim_mle")
     if "dadapy" not in skip:
         row(f"DADApy compute_id_2NN (n={peer_n})", "dadapy_twonn")
@@ -736,7 +738,7 @@ def main() -> None:
     p.add_argument("--peer-n", type=int, default=0, help="run skdim/DADApy (and repscope id, for the ratios) "
                    "on the first PEER_N rows only; 0 = all rows")
     p.add_argument("--peer-timeout", type=float, default=2400.0, help="kill a peer after this many seconds")
-    p.add_argument("--skip-peers", nargs="*", default=[], choices=["faiss", "skdim", "dadapy", "gemm", "python"])
+    p.add_argument("--skip-peers", nargs="*", default=[], choices=["faiss", "skdim", "skdim_twonn", "dadapy", "gemm", "python"])
     p.add_argument("--matched-knn", action=argparse.BooleanOptionalAction, default=True,
                    help="also time repscope knn at k=2 and k=20 (the neighbours TwoNN and MLE need)")
     p.add_argument("--dadapy-maxk", type=int, default=0, help="DADApy maxk; 0 = its default (min(100, N-1))")
