@@ -1,16 +1,20 @@
-//! Exact k-nearest neighbours by blocked matrix products.
+//! Exact k-nearest neighbours by blocked matrix products, one side at a time (queries against references).
 //!
-//! For a block of reference rows R (row-major) and a block of query rows Q, one f32 GEMM gives R·Qᵀ as a
-//! column-major buffer, so each query's dot products with the block are contiguous. Candidates are ranked
-//! by ‖r‖² − 2 r·q (cosine: −r·q/‖r‖), which keeps a few more than k per query in a bounded heap. The
-//! survivors' distances are then recomputed directly as ‖x − y‖ in f64 and sorted, so no estimator ever sees
-//! the cancellation error of the expansion. Memory is O(block²) per thread, never n × n.
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+//! For a block of reference rows R (row-major) and a block of query rows Q in the ranking space
+//! ([`super::space`]), one f32 GEMM gives R·Qᵀ as a column-major buffer, so each query's dot products with the
+//! block are contiguous. Candidates are ranked by the key ‖r‖² − 2 r·q in a bounded heap of k plus a margin.
+//! The survivors' distances are recomputed exactly in f64 on the input rows and sorted (ties to the smaller
+//! index). A row is certified when the rounding bound ([`super::bound`]) proves that every row the heap
+//! left out is farther than its k-th exact distance; every other row goes through the range pass
+//! ([`range_pass`]), which computes the exact distance of every row the bound cannot exclude. Memory is
+//! O(block²) per thread, never n × n.
+use faer::{MatMut, MatRef};
 use rayon::prelude::*;
 
+use super::distance::{by_distance, Exact, KBest};
 use super::heap::TopK;
-use super::{KnnGraph, Metric};
+use super::space::{Side, Space};
+use super::{check_k, Certificate, KnnGraph, Metric};
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 
@@ -18,125 +22,16 @@ use crate::error::{Error, Result};
 const QUERY_BLOCK: usize = 256;
 /// Rows of references multiplied at once.
 const REF_BLOCK: usize = 2048;
+/// Candidates ahead whose rows are prefetched during the exact re-ranking.
+pub(crate) const AHEAD: usize = 2;
 
-/// How many candidates beyond k survive the approximate pass to be re-ranked exactly.
-fn candidate_count(k: usize, n_ref: usize) -> usize {
-    (k + (k / 2).max(8)).min(n_ref)
+/// How many candidates beyond k the candidate pass keeps for the exact re-rank.
+pub(crate) fn candidate_count(k: usize, available: usize) -> usize {
+    (k + (k / 2).max(8)).min(available)
 }
 
-/// Exact squared euclidean distance in f64 (AVX2 where the CPU has it; the same sums either way: eight
-/// independent accumulators combined in a fixed order, no fused multiply-adds).
-#[inline]
-pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was detected just above.
-            return unsafe { sq_dist_f64_avx2(a, b) };
-        }
-    }
-    sq_dist_f64_body(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sq_dist_f64_avx2(a: &[f32], b: &[f32]) -> f64 {
-    sq_dist_f64_body(a, b)
-}
-
-#[inline(always)]
-fn sq_dist_f64_body(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f64; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            let d = x[j] as f64 - y[j] as f64;
-            acc[j] += d * d;
-        }
-    }
-    let mut tail = 0f64;
-    for (x, y) in ra.iter().zip(rb) {
-        let d = *x as f64 - *y as f64;
-        tail += d * d;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// Exact cosine distance 1 − cos(a, b) in f64, as ‖a/‖a‖ − b/‖b‖‖²/2 (no cancellation near 0).
-#[inline]
-pub fn cosine_dist_f64(a: &[f32], b: &[f32], inv_na: f64, inv_nb: f64) -> f64 {
-    let mut s = 0.0f64;
-    for (x, y) in a.iter().zip(b) {
-        let d = *x as f64 * inv_na - *y as f64 * inv_nb;
-        s += d * d;
-    }
-    0.5 * s
-}
-
-/// Inverse L2 norms of the rows, in f64; a zero row is an error for the cosine metric.
-pub fn inverse_norms(m: &Matrix) -> Result<Vec<f64>> {
-    let inv: Vec<f64> = (0..m.rows())
-        .into_par_iter()
-        .map(|i| {
-            let s: f64 = m.row(i).iter().map(|&v| v as f64 * v as f64).sum();
-            if s > 0.0 {
-                1.0 / s.sqrt()
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    if let Some(bad) = inv.iter().position(|&v| v == 0.0) {
-        return Err(Error::data(
-            m.name(),
-            format!("row {bad} is all zeros, so its cosine distance to anything is undefined"),
-            "remove zero rows or use the euclidean metric",
-        ));
-    }
-    Ok(inv)
-}
-
-/// The column mean, when the data's offset from the origin is large against its spread.
-pub(super) fn centring_offset(m: &Matrix) -> Option<Vec<f32>> {
-    let n = m.rows();
-    let mean = crate::linalg::column_means(m);
-    let mean_sq: f64 = mean.iter().map(|v| v * v).sum();
-    // Mean squared norm of the rows; spread = that minus ‖μ‖².
-    let sq: f64 = (0..n)
-        .into_par_iter()
-        .map(|i| m.row(i).iter().map(|&v| v as f64 * v as f64).sum::<f64>())
-        .sum::<f64>()
-        / n as f64;
-    let spread = (sq - mean_sq).max(0.0);
-    (mean_sq > 4.0 * spread).then(|| mean.iter().map(|&v| v as f32).collect())
-}
-
-fn centre(m: &Matrix, mean: &[f32]) -> Matrix {
-    let d = m.cols();
-    let mut v = m.as_slice().to_vec();
-    v.par_chunks_mut(d).for_each(|row| {
-        for (x, mu) in row.iter_mut().zip(mean) {
-            *x -= mu;
-        }
-    });
-    Matrix::from_vec(m.rows(), d, v, m.name()).expect("same shape")
-}
-
-/// The exact distance of two rows under a metric (f64).
-#[inline]
-fn exact_distance(metric: Metric, a: &[f32], b: &[f32], inv_a: f64, inv_b: f64) -> f64 {
-    match metric {
-        Metric::Euclidean => sq_dist_f64(a, b).sqrt(),
-        Metric::Cosine => cosine_dist_f64(a, b, inv_a, inv_b),
-    }
-}
-
-/// The k nearest other rows of every row of `m` (self excluded), exact. Uses the symmetric block search
-/// ([`super::symmetric::exact_knn_self`]): each product of two row blocks serves both.
+/// The k nearest other rows of every row of `m` (self excluded), exact and certified. Uses the symmetric
+/// block search ([`super::symmetric::exact_knn_self`]): each product of two row blocks serves both.
 /// `progress` is called with the number of rows finished since the last call.
 pub fn exact_knn(
     m: &Matrix,
@@ -147,8 +42,8 @@ pub fn exact_knn(
     super::symmetric::exact_knn_self(m, k, metric, progress)
 }
 
-/// The k nearest rows of `refs` for every row of `queries`, exact. With `exclude_self` the two must be the
-/// same matrix and row i never lists itself.
+/// The k nearest rows of `refs` for every row of `queries`, exact and certified. With `exclude_self` the
+/// two must be the same matrix and row i never lists itself.
 pub fn knn_search(
     queries: &Matrix,
     refs: &Matrix,
@@ -157,8 +52,6 @@ pub fn knn_search(
     exclude_self: bool,
     progress: Option<&(dyn Fn(usize) + Sync)>,
 ) -> Result<KnnGraph> {
-    let nq = queries.rows();
-    let nr = refs.rows();
     let d = refs.cols();
     if queries.cols() != d {
         return Err(Error::data(
@@ -170,186 +63,297 @@ pub fn knn_search(
             "pass queries of the same width as the data",
         ));
     }
-    // Far from the origin the expansion ‖r‖² − 2r·q loses the digits that rank close neighbours: centre
-    // both sides on the reference mean first (distances are unchanged). This copies the data, so it is done
-    // only when the offset dominates the spread.
-    let centred;
-    let (orig_q, orig_r) = (queries, refs);
-    let (queries, refs) = match (metric, centring_offset(refs)) {
-        (Metric::Euclidean, Some(mean)) => {
-            centred = (
-                centre(refs, &mean),
-                if exclude_self {
-                    None
-                } else {
-                    Some(centre(queries, &mean))
-                },
-            );
-            (centred.1.as_ref().unwrap_or(&centred.0), &centred.0)
-        }
-        _ => (queries, refs),
-    };
-    let available = if exclude_self {
-        nr.saturating_sub(1)
+    let nr = refs.rows();
+    check_k(
+        k,
+        if exclude_self {
+            nr.saturating_sub(1)
+        } else {
+            nr
+        },
+    )?;
+    let (space, rside) = Space::new(refs, metric)?;
+    let qside_owned;
+    let qside = if exclude_self {
+        &rside
     } else {
-        nr
+        qside_owned = space.side(queries)?;
+        &qside_owned
     };
-    if k == 0 || k > available {
-        return Err(Error::param(
-            "k",
-            format!("k = {k} but there are {available} candidate neighbours per point"),
-            format!("choose 1 ≤ k ≤ {available}"),
-        ));
-    }
-    let (inv_q, inv_r) = match metric {
-        Metric::Cosine => {
-            let ir = inverse_norms(refs)?;
-            let iq = if exclude_self {
-                ir.clone()
-            } else {
-                inverse_norms(queries)?
-            };
-            (iq, ir)
-        }
-        Metric::Euclidean => (Vec::new(), Vec::new()),
-    };
-    // Per-reference term of the ranking key: ‖r‖² (euclidean) or the inverse norm (cosine).
-    let ref_term: Vec<f32> = match metric {
-        Metric::Euclidean => (0..nr)
-            .into_par_iter()
-            .map(|i| {
-                refs.row(i)
-                    .iter()
-                    .map(|&v| v as f64 * v as f64)
-                    .sum::<f64>() as f32
-            })
-            .collect(),
-        Metric::Cosine => inv_r.iter().map(|&v| v as f32).collect(),
-    };
-    let cand = candidate_count(k, available);
-    let qdata = queries.as_slice();
-    let rdata = refs.as_slice();
-    let n_blocks = nq.div_ceil(QUERY_BLOCK);
+    let ids: Vec<usize> = (0..queries.rows()).collect();
+    search_rows(&space, qside, &rside, &ids, exclude_self, k, progress)
+}
 
-    let blocks: Vec<(Vec<u32>, Vec<f64>)> = (0..n_blocks)
+/// The exact k nearest reference rows of the query rows `ids` (row numbers of `qside`), certified; with
+/// `exclude_self` query row i never lists reference row i (the two sides are the same matrix).
+pub(crate) fn search_rows(
+    space: &Space,
+    qside: &Side<'_>,
+    rside: &Side<'_>,
+    ids: &[usize],
+    exclude_self: bool,
+    k: usize,
+    progress: Option<&(dyn Fn(usize) + Sync)>,
+) -> Result<KnnGraph> {
+    let nr = rside.rows.rows();
+    let available = if exclude_self { nr - 1 } else { nr };
+    let cand = candidate_count(k, available);
+    let exact = Exact {
+        metric: space.metric,
+        queries: qside.input,
+        refs: rside.input,
+        inv_q: &qside.inv,
+        inv_r: &rside.inv,
+    };
+    let qrows = qside.rows.select_rows(ids);
+    let sq = squared_norms(rside);
+    let nq = ids.len();
+    // Candidate pass: per query block, a heap per query; then the exact re-rank and the certificate.
+    let blocks: Vec<(Vec<u32>, Vec<f64>, Vec<usize>)> = blocked(
+        &qrows,
+        &rside.rows,
+        |bq| (0..bq).map(|_| TopK::new(cand)).collect::<Vec<TopK>>(),
+        |heaps, q0, r0, buf, br| {
+            let terms = &sq[r0..r0 + br];
+            for (a, heap) in heaps.iter_mut().enumerate() {
+                let col = &buf[a * br..(a + 1) * br];
+                let own = exclude_self.then(|| ids[q0 + a]);
+                let mut thr = heap.threshold();
+                for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
+                    let key = t - 2.0 * dot;
+                    if key < thr && own != Some(r0 + r) {
+                        heap.push(key, (r0 + r) as u32);
+                        thr = heap.threshold();
+                    }
+                }
+            }
+        },
+        |heaps, q0| {
+            let bq = heaps.len();
+            let mut idx = Vec::with_capacity(bq * k);
+            let mut dist = Vec::with_capacity(bq * k);
+            let mut failed = Vec::new();
+            let mut best: Vec<(f64, u32)> = Vec::with_capacity(cand);
+            for (a, heap) in heaps.iter_mut().enumerate() {
+                let q = ids[q0 + a];
+                rerank(&exact, q, heap.items().iter().map(|x| x.1), k, &mut best);
+                let kth = best[k - 1].0;
+                let a_norm = qside.norms[q];
+                if !space.target(a_norm, kth).excludes(
+                    &space.key,
+                    a_norm,
+                    heap.threshold(),
+                    rside.max_norm,
+                ) {
+                    failed.push(q0 + a);
+                }
+                for &(dd, j) in &best {
+                    idx.push(j);
+                    dist.push(dd);
+                }
+                *heap = TopK::new(0);
+            }
+            if let Some(p) = progress {
+                p(bq);
+            }
+            (idx, dist, failed)
+        },
+    );
+    let mut indices = Vec::with_capacity(nq * k);
+    let mut distances = Vec::with_capacity(nq * k);
+    let mut failed = Vec::new();
+    for (i, dd, f) in blocks {
+        indices.extend(i);
+        distances.extend(dd);
+        failed.extend(f);
+    }
+    // Rows the candidate pass could not prove: the range pass, exact by construction.
+    let recomputed = failed.len();
+    if !failed.is_empty() {
+        let fids: Vec<usize> = failed.iter().map(|&a| ids[a]).collect();
+        let radii: Vec<f64> = failed.iter().map(|&a| distances[a * k + k - 1]).collect();
+        let lists = range_pass(space, qside, rside, &fids, &radii, exclude_self, k)?;
+        for (&a, list) in failed.iter().zip(lists) {
+            for (slot, (dd, j)) in list.into_iter().enumerate() {
+                indices[a * k + slot] = j;
+                distances[a * k + slot] = dd;
+            }
+        }
+    }
+    Ok(KnnGraph {
+        n: nq,
+        k,
+        metric: space.metric,
+        indices,
+        distances,
+        certificate: Certificate {
+            exact: true,
+            rows: nq,
+            certified: nq - recomputed,
+            recomputed,
+            projected: 0,
+        },
+    })
+}
+
+/// The range pass: for each query row `ids[a]` (of `qside`), whose k-th distance is at most `radii[a]`
+/// (the k-th exact distance of real rows found earlier), the exact distance of every reference row whose
+/// ranking key the rounding bound cannot place beyond that radius, and the k nearest of them. Every row
+/// left out is proven farther than the radius, so the lists are exact.
+pub(crate) fn range_pass(
+    space: &Space,
+    qside: &Side<'_>,
+    rside: &Side<'_>,
+    ids: &[usize],
+    radii: &[f64],
+    exclude_self: bool,
+    k: usize,
+) -> Result<Vec<Vec<(f64, u32)>>> {
+    let exact = Exact {
+        metric: space.metric,
+        queries: qside.input,
+        refs: rside.input,
+        inv_q: &qside.inv,
+        inv_r: &rside.inv,
+    };
+    let thresholds: Vec<f32> = ids
+        .iter()
+        .zip(radii)
+        .map(|(&q, &r)| {
+            let a = qside.norms[q];
+            space
+                .target(a, r)
+                .key_threshold(&space.key, a, rside.max_norm)
+        })
+        .collect();
+    let qrows = qside.rows.select_rows(ids);
+    let sq = squared_norms(rside);
+    let lists: Vec<Vec<Vec<(f64, u32)>>> = blocked(
+        &qrows,
+        &rside.rows,
+        |bq| (0..bq).map(|_| KBest::new(k)).collect::<Vec<KBest>>(),
+        |best, q0, r0, buf, br| {
+            let terms = &sq[r0..r0 + br];
+            for (a, kb) in best.iter_mut().enumerate() {
+                let col = &buf[a * br..(a + 1) * br];
+                let q = ids[q0 + a];
+                let thr = thresholds[q0 + a];
+                for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
+                    let key = t - 2.0 * dot;
+                    // `!(key > thr)` also admits a NaN key: nothing unproven is ever dropped.
+                    if !(key > thr) && !(exclude_self && r0 + r == q) {
+                        kb.push(exact.dist(q, r0 + r), (r0 + r) as u32);
+                    }
+                }
+            }
+        },
+        |best, _| best.iter().map(|kb| kb.items().to_vec()).collect(),
+    );
+    let lists: Vec<Vec<(f64, u32)>> = lists.into_iter().flatten().collect();
+    if let Some(a) = lists.iter().position(|l| l.len() < k) {
+        return Err(Error::Numerical {
+            what: "the exact neighbour range pass".into(),
+            problem: format!(
+                "row {} admitted {} rows, fewer than k = {k}; the rounding bound is inconsistent",
+                ids[a],
+                lists[a].len()
+            ),
+        });
+    }
+    Ok(lists)
+}
+
+/// fl32(‖u_j‖²) of the ranking rows: the key's reference term, as the bound models it.
+pub(crate) fn squared_norms(side: &Side<'_>) -> Vec<f32> {
+    side.norms.iter().map(|&b| (b * b) as f32).collect()
+}
+
+/// The exact re-rank: the exact distances of query row `q` to the candidates, sorted (ties to the smaller
+/// index), the k nearest left in `out`. Candidate rows are prefetched a few ahead.
+#[inline]
+pub(crate) fn rerank<I>(exact: &Exact<'_>, q: usize, cands: I, k: usize, out: &mut Vec<(f64, u32)>)
+where
+    I: Iterator<Item = u32> + Clone,
+{
+    out.clear();
+    let mut ahead = cands.clone().skip(AHEAD);
+    for j in cands {
+        if let Some(next) = ahead.next() {
+            exact.prefetch(next as usize);
+        }
+        out.push((exact.dist(q, j as usize), j));
+    }
+    out.sort_unstable_by(by_distance);
+    out.truncate(k);
+}
+
+/// The one-sided blocked product: for every block of query rows (in parallel) a state made by `init`
+/// (from the block's size); `tile` sees each product of the block with a block of reference rows
+/// (column-major br × bq, from reference row r0); `finish` turns the state into the block's result.
+fn blocked<S, T, I, F, E>(qrows: &Matrix, rrows: &Matrix, init: I, tile: F, finish: E) -> Vec<T>
+where
+    S: Send,
+    T: Send,
+    I: Fn(usize) -> S + Sync,
+    F: Fn(&mut S, usize, usize, &[f32], usize) + Sync,
+    E: Fn(&mut S, usize) -> T + Sync,
+{
+    let (nq, nr, d) = (qrows.rows(), rrows.rows(), rrows.cols());
+    let qdata = qrows.as_slice();
+    let rdata = rrows.as_slice();
+    (0..nq.div_ceil(QUERY_BLOCK))
         .into_par_iter()
         .map(|b| {
             let q0 = b * QUERY_BLOCK;
             let q1 = (q0 + QUERY_BLOCK).min(nq);
             let bq = q1 - q0;
-            let mut heaps: Vec<TopK> = (0..bq).map(|_| TopK::new(cand)).collect();
-            let mut buf = vec![0f32; REF_BLOCK * bq];
+            let mut state = init(bq);
+            let mut buf = vec![0f32; REF_BLOCK.min(nr) * bq];
             let qmat = MatRef::from_row_major_slice(&qdata[q0 * d..q1 * d], bq, d);
             let mut r0 = 0;
             while r0 < nr {
                 let r1 = (r0 + REF_BLOCK).min(nr);
                 let br = r1 - r0;
                 let rmat = MatRef::from_row_major_slice(&rdata[r0 * d..r1 * d], br, d);
-                let dst = MatMut::from_column_major_slice_mut(&mut buf[..br * bq], br, bq);
-                matmul(
-                    dst,
-                    Accum::Replace,
+                crate::linalg::gemm_f32(
+                    MatMut::from_column_major_slice_mut(&mut buf[..br * bq], br, bq),
+                    false,
                     rmat,
                     qmat.transpose(),
-                    1.0f32,
-                    Par::Seq,
+                    1.0,
+                    false,
                 );
-                let terms = &ref_term[r0..r1];
-                for (j, heap) in heaps.iter_mut().enumerate() {
-                    let col = &buf[j * br..(j + 1) * br];
-                    let qi = q0 + j;
-                    let mut thr = heap.threshold();
-                    match metric {
-                        Metric::Euclidean => {
-                            for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
-                                let key = t - 2.0 * dot;
-                                if key < thr {
-                                    let ri = r0 + r;
-                                    if !(exclude_self && ri == qi) {
-                                        heap.push(key, ri as u32);
-                                        thr = heap.threshold();
-                                    }
-                                }
-                            }
-                        }
-                        Metric::Cosine => {
-                            for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
-                                let key = -dot * t;
-                                if key < thr {
-                                    let ri = r0 + r;
-                                    if !(exclude_self && ri == qi) {
-                                        heap.push(key, ri as u32);
-                                        thr = heap.threshold();
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                tile(&mut state, q0, r0, &buf[..br * bq], br);
                 r0 = r1;
             }
-            // Exact re-ranking of the survivors.
-            let mut idx = Vec::with_capacity(bq * k);
-            let mut dist = Vec::with_capacity(bq * k);
-            let mut exact: Vec<(f64, u32)> = Vec::with_capacity(cand);
-            for (j, heap) in heaps.iter_mut().enumerate() {
-                let qi = q0 + j;
-                let qrow = orig_q.row(qi);
-                let iq = inv_q.get(qi).copied().unwrap_or(0.0);
-                exact.clear();
-                for &(_, ri) in heap.items() {
-                    let ri_u = ri as usize;
-                    let ir = inv_r.get(ri_u).copied().unwrap_or(0.0);
-                    exact.push((exact_distance(metric, qrow, orig_r.row(ri_u), iq, ir), ri));
-                }
-                exact.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                for &(dd, ri) in exact.iter().take(k) {
-                    idx.push(ri);
-                    dist.push(dd);
-                }
-                heap.clear();
-            }
-            if let Some(p) = progress {
-                p(bq);
-            }
-            (idx, dist)
+            finish(&mut state, q0)
         })
-        .collect();
-    let mut indices = Vec::with_capacity(nq * k);
-    let mut distances = Vec::with_capacity(nq * k);
-    for (i, dd) in blocks {
-        indices.extend(i);
-        distances.extend(dd);
-    }
-    Ok(KnnGraph {
-        n: nq,
-        k,
-        metric,
-        indices,
-        distances,
-    })
+        .collect()
 }
 
-/// Brute-force reference, O(n²) with exact f64 distances; for tests.
+/// Brute-force reference, O(n²) with exact f64 distances and the graph's order; for tests.
 pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph> {
     let n = m.rows();
+    check_k(k, n.saturating_sub(1))?;
     let inv = match metric {
-        Metric::Cosine => inverse_norms(m)?,
-        Metric::Euclidean => vec![0.0; n],
+        Metric::Cosine => super::distance::inverse_norms(m)?,
+        Metric::Euclidean => Vec::new(),
+    };
+    let exact = Exact {
+        metric,
+        queries: m,
+        refs: m,
+        inv_q: &inv,
+        inv_r: &inv,
     };
     let mut indices = Vec::with_capacity(n * k);
     let mut distances = Vec::with_capacity(n * k);
     for i in 0..n {
         let mut all: Vec<(f64, u32)> = (0..n)
             .filter(|&j| j != i)
-            .map(|j| {
-                (
-                    exact_distance(metric, m.row(i), m.row(j), inv[i], inv[j]),
-                    j as u32,
-                )
-            })
+            .map(|j| (exact.dist(i, j), j as u32))
             .collect();
-        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.sort_by(by_distance);
         for &(d, j) in all.iter().take(k) {
             indices.push(j);
             distances.push(d);
@@ -361,6 +365,13 @@ pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph>
         metric,
         indices,
         distances,
+        certificate: Certificate {
+            exact: true,
+            rows: n,
+            certified: n,
+            recomputed: 0,
+            projected: 0,
+        },
     })
 }
 
@@ -380,20 +391,21 @@ mod tests {
         // n spans several query and reference blocks.
         let m = random(2600, 7, 11, 0.0);
         for metric in [Metric::Euclidean, Metric::Cosine] {
-            let g = exact_knn(&m, 5, metric, None).unwrap();
+            let g = knn_search(&m, &m, 5, metric, true, None).unwrap();
             let b = brute_force_knn(&m, 5, metric).unwrap();
             assert_eq!(g.indices, b.indices, "{metric:?}");
             for (x, y) in g.distances.iter().zip(&b.distances) {
                 assert!((x - y).abs() <= 1e-12 * y.max(1e-300), "{x} {y}");
             }
+            assert_eq!(g.certificate.rows, 2600);
         }
     }
 
     #[test]
     fn far_from_origin_data_still_exact() {
-        // A large common offset makes the expansion lose digits; the exact re-rank must recover them.
+        // A large common offset makes the expansion lose digits; centring and the certificate recover them.
         let m = random(800, 5, 3, 1000.0);
-        let g = exact_knn(&m, 4, Metric::Euclidean, None).unwrap();
+        let g = knn_search(&m, &m, 4, Metric::Euclidean, true, None).unwrap();
         let b = brute_force_knn(&m, 4, Metric::Euclidean).unwrap();
         assert_eq!(g.indices, b.indices);
     }
@@ -401,7 +413,8 @@ mod tests {
     #[test]
     fn k_too_large_is_an_error() {
         let m = random(5, 3, 1, 0.0);
-        assert!(exact_knn(&m, 5, Metric::Euclidean, None).is_err());
-        assert!(exact_knn(&m, 4, Metric::Euclidean, None).is_ok());
+        assert!(knn_search(&m, &m, 5, Metric::Euclidean, true, None).is_err());
+        assert!(knn_search(&m, &m, 4, Metric::Euclidean, true, None).is_ok());
+        assert!(knn_search(&m, &m, 0, Metric::Euclidean, true, None).is_err());
     }
 }

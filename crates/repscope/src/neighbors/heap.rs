@@ -18,9 +18,6 @@ impl TopK {
             items: Vec::with_capacity(cap),
         }
     }
-    pub(crate) fn clear(&mut self) {
-        self.items.clear();
-    }
     /// The value a candidate must beat to enter (infinity while not full).
     #[inline]
     pub(crate) fn threshold(&self) -> f32 {

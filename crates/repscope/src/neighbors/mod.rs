@@ -1,11 +1,23 @@
-//! Neighbour graphs: exact blocked kNN, shared by every neighbour-based measure.
+//! Neighbour graphs: one engine behind every neighbour-based measure.
+//!
+//! A plan finds candidates: the one-sided blocked product ([`exact`]), the symmetric self search with its
+//! projected variant ([`symmetric`]), or an HNSW index ([`hnsw`], approximate). One exact re-rank in f64
+//! ([`distance`]) turns candidates into a [`KnnGraph`], and for the exact plans a certificate built on a
+//! rigorous bound of the f32 rounding error ([`bound`]) proves, row by row, that no other row is closer.
+//! Rows the candidate pass cannot certify are searched again by a range pass that admits every row the
+//! bound cannot exclude, so the exact graph equals the float64 brute-force graph (ties to the smaller
+//! index) on every row.
+mod bound;
+pub mod distance;
 pub mod exact;
 mod heap;
+pub mod hnsw;
+mod space;
 pub mod symmetric;
 
 use serde::{Deserialize, Serialize};
 
-pub use exact::exact_knn;
+pub use exact::{exact_knn, knn_search};
 
 /// Distance between rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -36,6 +48,42 @@ impl Metric {
     }
 }
 
+/// How a graph's rows were proven, or that they were not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Certificate {
+    /// Whether every row is the exact k nearest (true for the exact plans, false for HNSW).
+    pub exact: bool,
+    /// Rows of the graph.
+    pub rows: usize,
+    /// Rows whose candidate pass already proved its list (the rounding bound excludes every other row).
+    pub certified: usize,
+    /// Rows searched again by the exact range pass because the candidate pass could not prove them.
+    pub recomputed: usize,
+    /// Rows whose candidates came from a PCA projection (proven by the projection's bound or recomputed).
+    pub projected: usize,
+}
+
+impl Certificate {
+    /// A graph whose rows are not proven (an approximate search).
+    pub fn approximate(rows: usize) -> Self {
+        Certificate {
+            exact: false,
+            rows,
+            ..Certificate::default()
+        }
+    }
+    /// Two certificates of disjoint row sets, as one.
+    pub fn merged(self, other: Certificate) -> Certificate {
+        Certificate {
+            exact: self.exact && other.exact,
+            rows: self.rows + other.rows,
+            certified: self.certified + other.certified,
+            recomputed: self.recomputed + other.recomputed,
+            projected: self.projected + other.projected,
+        }
+    }
+}
+
 /// For every point its `k` nearest other points, ascending by distance (ties: smaller index first).
 /// Indices refer to the rows of the matrix the graph was built on (the distinct rows of a dataset).
 /// Distances are recomputed directly in f64, never taken from the ‖x‖²+‖y‖²−2x·y expansion.
@@ -48,6 +96,8 @@ pub struct KnnGraph {
     pub indices: Vec<u32>,
     /// n × k, row-major.
     pub distances: Vec<f64>,
+    /// How the rows were proven exact (or that they are approximate).
+    pub certificate: Certificate,
 }
 
 impl KnnGraph {
@@ -82,6 +132,47 @@ impl KnnGraph {
             metric: self.metric,
             indices,
             distances,
+            certificate: self.certificate,
         }
     }
+
+    /// The graph in the numbering of the input rows a dataset was deduplicated from: a duplicate row takes
+    /// its representative's neighbours, and every index names the first occurrence of its distinct row.
+    /// Returns (indices, distances), n_input × k, row-major.
+    pub fn to_input_rows(&self, dedup: &crate::data::Dedup) -> (Vec<u32>, Vec<f64>) {
+        let n = dedup.representative.len();
+        let mut indices = Vec::with_capacity(n * self.k);
+        let mut distances = Vec::with_capacity(n * self.k);
+        for &r in &dedup.representative {
+            let r = r as usize;
+            indices.extend(self.neighbors(r).iter().map(|&j| dedup.kept[j as usize]));
+            distances.extend_from_slice(self.dists(r));
+        }
+        (indices, distances)
+    }
+
+    /// A per-distinct-row value (such as LID) for every input row: duplicates take their representative's.
+    pub fn per_input_row<T: Copy>(values: &[T], dedup: &crate::data::Dedup) -> Vec<T> {
+        dedup
+            .representative
+            .iter()
+            .map(|&r| values[r as usize])
+            .collect()
+    }
+}
+
+/// Checks that `k` neighbours can be found among `available` candidates per row.
+pub(crate) fn check_k(k: usize, available: usize) -> crate::error::Result<()> {
+    if k == 0 || k > available {
+        return Err(crate::error::Error::param(
+            "k",
+            format!("k = {k} but there are {available} candidate neighbours per point"),
+            if available == 0 {
+                "pass at least two distinct rows".to_string()
+            } else {
+                format!("choose 1 ≤ k ≤ {available}")
+            },
+        ));
+    }
+    Ok(())
 }

@@ -2,23 +2,28 @@
 //!
 //! For every pair of row blocks I ≤ J one f32 GEMM gives S = X_I·X_Jᵀ, which ranks candidates both for the
 //! rows of I (against J) and for the rows of J (against I): half the products of the one-sided search in
-//! [`super::exact::knn_search`]. The ranking key of row q against row j is ‖x_j‖² − 2 x_q·x_j (the squared
-//! distance less the constant ‖x_q‖²); for the cosine metric the rows are L2-normalised first, so the key
-//! orders by 1 − cos. Euclidean data far from the origin is centred first, as in the one-sided search. Each
-//! block's candidate heaps sit behind a mutex; a vectorised minimum per column skips the scalar scan wherever
-//! no entry can enter a heap. The survivors (k plus a margin) are re-ranked by exact f64 distances on the
-//! original rows, ties to the smaller index, so the graph is the same as the one-sided search's.
+//! [`super::exact::knn_search`]. The rows are those of the ranking space ([`super::space`]): normalised
+//! for the cosine metric, centred and scaled where the euclidean data needs it. The ranking key of row q
+//! against row j is ‖x_j‖² − 2 x_q·x_j (the squared distance less the constant ‖x_q‖²). Each block's
+//! candidate heaps sit behind a mutex; a vectorised minimum per column skips the scalar scan wherever no
+//! entry can enter a heap. The survivors (k plus a margin) are re-ranked by exact f64 distances on the
+//! input rows, ties to the smaller index, and each row is certified by the rounding bound
+//! ([`super::bound`]); the rows it cannot certify go through the exact range pass. The graph is the same as
+//! the one-sided search's and as float64 brute force.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use faer::{MatMut, MatRef};
 use rayon::prelude::*;
 
-use super::exact::{centring_offset, cosine_dist_f64, inverse_norms, sq_dist_f64};
+use super::bound::{KeyError, Target};
+use super::distance::{by_distance, Exact};
+use super::exact::{range_pass, rerank, AHEAD};
 use super::heap::HeapBlock;
-use super::{KnnGraph, Metric};
+use super::space::{Space, U32};
+use super::{check_k, Certificate, KnnGraph, Metric};
 use crate::data::Matrix;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Rows per block.
 const BLOCK: usize = 1024;
@@ -56,10 +61,10 @@ pub(crate) enum Plan {
     /// Products over all columns; k plus a margin of candidates re-ranked exactly.
     Full,
     /// Products over the first `p` principal directions only. An orthogonal projection never lengthens a
-    /// difference, so a row's projected distance is a lower bound of its true one. The `cand` rows nearest
-    /// in the projection are re-ranked by exact distances; a row is certified when the projected distance
-    /// of every row left out (at least the largest kept) exceeds its k-th exact distance. Rows that are
-    /// not certified are searched again over all columns.
+    /// difference, so a row's projected distance, less the rounding of the projection, is a lower bound
+    /// of its true one. The `cand` rows nearest in the projection are re-ranked by exact distances; a row
+    /// is certified when the bound places every row left out beyond its k-th exact distance. Rows that are
+    /// not certified go through the exact range pass over all columns.
     Projected { p: usize, cand: usize },
 }
 
@@ -79,64 +84,33 @@ pub(crate) fn exact_knn_self_with(
     plan: Plan,
 ) -> Result<KnnGraph> {
     let (n, d) = (m.rows(), m.cols());
-    if k == 0 || k + 1 > n {
-        return Err(Error::param(
-            "k",
-            format!(
-                "k = {k} but there are {} candidate neighbours per point",
-                n.saturating_sub(1)
-            ),
-            format!("choose 1 ≤ k ≤ {}", n.saturating_sub(1)),
-        ));
-    }
-    // The rows the products see: normalised (cosine), centred (euclidean far from the origin) or as given.
-    // In this space the squared euclidean distance is the metric's (euclidean: d², cosine: 2d).
-    let inv = match metric {
-        Metric::Cosine => inverse_norms(m)?,
-        Metric::Euclidean => Vec::new(),
-    };
-    let prepared: Option<Matrix> = match metric {
-        Metric::Cosine => {
-            let mut u = vec![0f32; n * d];
-            u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-                for (o, &v) in row.iter_mut().zip(m.row(i)) {
-                    *o = (v as f64 * inv[i]) as f32;
-                }
-            });
-            Some(Matrix::from_vec(n, d, u, m.name())?)
-        }
-        Metric::Euclidean => centring_offset(m).map(|mean| {
-            let mut u = m.as_slice().to_vec();
-            u.par_chunks_mut(d).for_each(|row| {
-                for (x, mu) in row.iter_mut().zip(&mean) {
-                    *x -= mu;
-                }
-            });
-            Matrix::from_vec(n, d, u, m.name()).expect("same shape")
-        }),
-    };
-    let u: &Matrix = prepared.as_ref().unwrap_or(m);
-    let full_cand = (k + (k / 2).max(8)).min(n - 1);
+    check_k(k, n.saturating_sub(1))?;
+    // The rows the products see, and how far they may be from the exact geometry.
+    let (space, side) = Space::new(m, metric)?;
+    let full_cand = super::exact::candidate_count(k, n - 1);
     let (plan, pilot_basis) = match plan {
-        Plan::Auto => choose_plan(u, k, full_cand)?,
+        Plan::Auto => choose_plan(&side.rows, k, full_cand)?,
         other => (other, None),
     };
-    let exact = |q: usize, j: usize| match metric {
-        Metric::Cosine => cosine_dist_f64(m.row(q), m.row(j), inv[q], inv[j]),
-        Metric::Euclidean => sq_dist_f64(m.row(q), m.row(j)).sqrt(),
-    };
-    let prefetch = |j: usize| prefetch_row(m.row(j));
-    match plan {
+    let (mut indices, mut distances, failed, projected) = match plan {
         Plan::Auto | Plan::Full => {
-            let (heaps, _) = candidates(u.as_slice(), d, n, full_cand, progress);
-            let (indices, distances, _) = rerank(heaps, k, &exact, &prefetch, None);
-            Ok(KnnGraph {
-                n,
-                k,
+            let (heaps, _) = candidates(side.rows.as_slice(), d, n, full_cand, progress);
+            let exact = Exact {
                 metric,
-                indices,
-                distances,
-            })
+                queries: m,
+                refs: m,
+                inv_q: &side.inv,
+                inv_r: &side.inv,
+            };
+            // Every row with a key ≥ τ is farther than the k-th exact distance.
+            let proven = |q: usize, kth: f64, tau: f32| {
+                let a = side.norms[q];
+                space
+                    .target(a, kth)
+                    .excludes(&space.key, a, tau, side.max_norm)
+            };
+            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, false);
+            (i, dd, f, 0)
         }
         Plan::Projected { p, cand } => {
             let p = p.clamp(1, d);
@@ -144,50 +118,139 @@ pub(crate) fn exact_knn_self_with(
             let (mean, basis) = match pilot_basis {
                 // Column-major d × pmax: the first p columns are the leading p directions.
                 Some((mean, basis)) if basis.len() >= p * d => (mean, basis[..p * d].to_vec()),
-                _ => principal_basis(u, p)?,
+                _ => principal_basis(&side.rows, p)?,
             };
-            let z = crate::linalg::project_rows(u, Some(&mean), &basis, p);
-            drop(prepared);
-            let (heaps, sqz) = candidates(&z, p, n, cand, progress);
-            drop(z);
-            let tmax = sqz.iter().fold(0f32, |a, &b| a.max(b));
-            let to_space = |dist: f64| match metric {
-                Metric::Euclidean => dist * dist,
-                Metric::Cosine => 2.0 * dist,
+            let proj = Projection::new(&side.rows, &mean, &basis, p, side.max_norm)?;
+            let inv = side.inv.clone();
+            let (u_norms, u_max) = (side.norms.clone(), side.max_norm);
+            drop(side);
+            let (heaps, _) = candidates(&proj.z, p, n, cand, progress);
+            let exact = Exact {
+                metric,
+                queries: m,
+                refs: m,
+                inv_q: &inv,
+                inv_r: &inv,
             };
-            let cert = Certificate {
-                sq: &sqz,
-                tmax,
-                to_space: &to_space,
+            let zkey = KeyError::new(p);
+            let proven = |q: usize, kth: f64, tau: f32| {
+                let t = space.target(u_norms[q], kth);
+                // In the projection: ρ_z ≤ σ·ρ_u + ζ_q + ζ_j, and the row left out needs ρ_u > t + η·b_j.
+                let c = proj.norms[q];
+                let target = Target {
+                    t: proj.sigma * (t.t + t.eta * u_max) + proj.zeta_rel * c + 2.0 * proj.zeta_abs,
+                    eta: proj.zeta_rel,
+                };
+                target.excludes(&zkey, c, tau, proj.max_norm)
             };
-            let (mut indices, mut distances, failed) =
-                rerank(heaps, k, &exact, &prefetch, Some(&cert));
-            if !failed.is_empty() {
-                // Rows the projection could not certify: search them again over all columns.
-                let rows = m.select_rows(&failed);
-                let g = super::exact::knn_search(&rows, m, k + 1, metric, false, None)?;
-                for (a, &q) in failed.iter().enumerate() {
-                    let list = &g.indices[a * (k + 1)..(a + 1) * (k + 1)];
-                    let dist = &g.distances[a * (k + 1)..(a + 1) * (k + 1)];
-                    let kept = list
-                        .iter()
-                        .zip(dist)
-                        .filter(|(&j, _)| j as usize != q)
-                        .take(k);
-                    for (slot, (&j, &dd)) in kept.enumerate() {
-                        indices[q * k + slot] = j;
-                        distances[q * k + slot] = dd;
+            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, true);
+            (i, dd, f, n)
+        }
+    };
+    let recomputed = failed.len();
+    if !failed.is_empty() {
+        // Rows the candidate pass could not prove: the range pass over all columns, exact by construction.
+        let side = space.side(m)?;
+        let radii: Vec<f64> = failed.iter().map(|&q| distances[q * k + k - 1]).collect();
+        let lists = range_pass(&space, &side, &side, &failed, &radii, true, k)?;
+        for (&q, list) in failed.iter().zip(lists) {
+            for (slot, (dd, j)) in list.into_iter().enumerate() {
+                indices[q * k + slot] = j;
+                distances[q * k + slot] = dd;
+            }
+        }
+    }
+    Ok(KnnGraph {
+        n,
+        k,
+        metric,
+        indices,
+        distances,
+        certificate: Certificate {
+            exact: true,
+            rows: n,
+            certified: n - recomputed,
+            recomputed,
+            projected,
+        },
+    })
+}
+
+/// Rows projected on p orthonormal directions for the candidate search, with what bounds the projection:
+/// z_i = fl32(Pᵀ(u_i − μ)), computed in f64 and rounded once.
+struct Projection {
+    /// n × p, row-major.
+    z: Vec<f32>,
+    norms: Vec<f64>,
+    max_norm: f64,
+    /// ‖Pᵀx‖ ≤ σ‖x‖ for the f64 basis actually used (1 up to its loss of orthogonality).
+    sigma: f64,
+    /// ‖z_i − Pᵀ(u_i − μ)‖ ≤ zeta_rel·‖z_i‖ + zeta_abs.
+    zeta_rel: f64,
+    zeta_abs: f64,
+}
+
+impl Projection {
+    fn new(u: &Matrix, mean: &[f64], basis: &[f64], p: usize, u_max: f64) -> Result<Projection> {
+        let (n, d) = (u.rows(), u.cols());
+        // σ² = λ_max(PᵀP) ≤ 1 + ‖PᵀP − I‖_F, with the f64 error of forming PᵀP added.
+        let mut off = 0f64;
+        for a in 0..p {
+            for b in 0..p {
+                let g: f64 = (0..d).map(|r| basis[a * d + r] * basis[b * d + r]).sum();
+                let e = g - if a == b { 1.0 } else { 0.0 };
+                off += e * e;
+            }
+        }
+        let u64_ = f64::EPSILON / 2.0;
+        let sigma = (1.0 + off.sqrt() + 2.0 * p as f64 * (d as f64 + 2.0) * u64_).sqrt();
+        const CHUNK: usize = 512;
+        let bmat = MatRef::from_column_major_slice(basis, d, p);
+        let mut z = vec![0f32; n * p];
+        z.par_chunks_mut(p * CHUNK)
+            .enumerate()
+            .for_each(|(c, dst)| {
+                let r0 = c * CHUNK;
+                let rows = dst.len() / p;
+                let mut x = vec![0f64; rows * d];
+                for (i, xr) in x.chunks_exact_mut(d).enumerate() {
+                    for ((o, &v), &mu) in xr.iter_mut().zip(u.row(r0 + i)).zip(mean) {
+                        *o = v as f64 - mu;
                     }
                 }
-            }
-            Ok(KnnGraph {
-                n,
-                k,
-                metric,
-                indices,
-                distances,
-            })
-        }
+                let mut out = vec![0f64; rows * p];
+                crate::linalg::gemm(
+                    MatMut::from_row_major_slice_mut(&mut out, rows, p),
+                    false,
+                    MatRef::from_row_major_slice(&x, rows, d),
+                    bmat,
+                    1.0,
+                    false,
+                );
+                for (o, &v) in dst.iter_mut().zip(&out) {
+                    *o = v as f32;
+                }
+            });
+        let norms: Vec<f64> = z
+            .par_chunks(p)
+            .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
+            .collect();
+        let max_norm = norms.iter().fold(0f64, |a, &b| a.max(b));
+        let mu_norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let sqrt_p = (p as f64).sqrt();
+        // The f64 product adds γ_d·‖|x|‖·‖|P|‖ ≤ γ_d·‖x‖·√p·σ; the f32 rounding 2⁻²⁴ per entry, or 2⁻¹⁵⁰
+        // where the result is subnormal.
+        let gamma64 = super::bound::gamma(d + 4, u64_);
+        let zeta_abs = (gamma64 * sqrt_p * sigma * (u_max + mu_norm)) * 1.01
+            + 2.0 * sqrt_p * 1.401_298_464_324_817e-45;
+        Ok(Projection {
+            z,
+            norms,
+            max_norm,
+            sigma,
+            zeta_rel: U32 * (1.0 + 1e-6),
+            zeta_abs,
+        })
     }
 }
 
@@ -587,42 +650,17 @@ fn any_key_below(col: &[f32], t: &[f32], bound: f32) -> bool {
     }
 }
 
-/// What certifies a row found in a projection: ‖z_q‖² of the projected rows, their largest value, and
-/// the map from an exact distance to a squared distance in the projected space's units.
-struct Certificate<'a> {
-    sq: &'a [f32],
-    tmax: f32,
-    to_space: &'a (dyn Fn(f64) -> f64 + Sync),
-}
-
-/// Candidates ahead whose rows are prefetched during the exact re-ranking (rows are scattered in memory,
-/// so each exact distance would otherwise wait on memory).
-const AHEAD: usize = 2;
-
-/// Asks the cache for a row about to be read.
-#[inline(always)]
-fn prefetch_row(row: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = row.as_ptr() as *const i8;
-        for o in (0..std::mem::size_of_val(row)).step_by(64) {
-            // SAFETY: a prefetch never faults, and `o` stays inside the row.
-            unsafe { _mm_prefetch(p.add(o), _MM_HINT_T0) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
-
 /// Exact re-ranking of the candidates in f64 (ties to the smaller index): the k nearest of each row, and
-/// with a certificate the rows it could not certify.
-fn rerank(
+/// the rows `proven(q, kth, τ)` could not certify (it answers whether every row with a key ≥ τ is
+/// farther than the k-th exact distance `kth`). With `early`, candidates are taken in key order and the
+/// re-rank stops as soon as the rest are proven farther (the projected plan, with its larger candidate
+/// sets).
+fn rerank_blocks(
     heaps: Vec<Mutex<HeapBlock>>,
     k: usize,
-    exact: &(dyn Fn(usize, usize) -> f64 + Sync),
-    prefetch: &(dyn Fn(usize) + Sync),
-    cert: Option<&Certificate<'_>>,
+    exact: &Exact<'_>,
+    proven: &(dyn Fn(usize, f64, f32) -> bool + Sync),
+    early: bool,
 ) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
     let blocks: Vec<HeapBlock> = heaps
         .into_iter()
@@ -640,69 +678,46 @@ fn rerank(
         .flat_map_iter(|(b, ((hs, idx), dist))| {
             let s = b * BLOCK;
             let mut failed = Vec::new();
-            let mut exact_d: Vec<(f64, u32)> = Vec::new();
+            let mut best: Vec<(f64, u32)> = Vec::new();
             let mut order: Vec<(f32, u32)> = Vec::new();
             for r in 0..hs.rows() {
                 let qi = s + r;
-                exact_d.clear();
-                match cert {
-                    None => {
-                        let items = hs.items(r);
-                        for (a, &(_, j)) in items.iter().enumerate() {
-                            if let Some(&(_, next)) = items.get(a + AHEAD) {
-                                prefetch(next as usize);
-                            }
-                            exact_d.push((exact(qi, j as usize), j));
+                if early {
+                    // Candidates in key order: once the rest are proven farther than the k-th exact
+                    // distance found so far, no later candidate can enter.
+                    order.clear();
+                    order.extend_from_slice(hs.items(r));
+                    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    best.clear();
+                    for &(_, j) in order.iter().take(AHEAD) {
+                        exact.prefetch(j as usize);
+                    }
+                    let mut kth = f64::INFINITY;
+                    for (a, &(key, j)) in order.iter().enumerate() {
+                        if let Some(&(_, next)) = order.get(a + AHEAD) {
+                            exact.prefetch(next as usize);
+                        }
+                        if best.len() >= k && proven(qi, kth, key) {
+                            break;
+                        }
+                        best.push((exact.dist(qi, j as usize), j));
+                        if best.len() >= k {
+                            best.sort_unstable_by(by_distance);
+                            best.truncate(k);
+                            kth = best[k - 1].0;
                         }
                     }
-                    Some(c) => {
-                        // Candidates in projected order; a projected distance is a lower bound, so once
-                        // it exceeds the k-th exact distance found so far no later candidate can enter.
-                        let tq = c.sq[qi] as f64;
-                        let slack = 1e-5 * (tq + c.tmax as f64);
-                        order.clear();
-                        order.extend_from_slice(hs.items(r));
-                        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                        let mut kth = f64::INFINITY;
-                        for &(_, j) in order.iter().take(AHEAD) {
-                            prefetch(j as usize);
-                        }
-                        for (a, &(key, j)) in order.iter().enumerate() {
-                            if let Some(&(_, next)) = order.get(a + AHEAD) {
-                                prefetch(next as usize);
-                            }
-                            let lb = (tq + key as f64) * (1.0 - 1e-5) - slack;
-                            if exact_d.len() >= k && lb > kth {
-                                break;
-                            }
-                            exact_d.push((exact(qi, j as usize), j));
-                            if exact_d.len() >= k {
-                                exact_d.sort_unstable_by(|a, b| {
-                                    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-                                });
-                                exact_d.truncate(k);
-                                kth = (c.to_space)(exact_d[k - 1].0);
-                            }
-                        }
-                    }
+                    best.sort_unstable_by(by_distance);
+                } else {
+                    rerank(exact, qi, hs.items(r).iter().map(|x| x.1), k, &mut best);
                 }
-                exact_d.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                for (slot, &(dd, j)) in exact_d.iter().take(k).enumerate() {
+                for (slot, &(dd, j)) in best.iter().take(k).enumerate() {
                     idx[r * k + slot] = j;
                     dist[r * k + slot] = dd;
                 }
-                if let Some(c) = cert {
-                    let bound = hs.threshold(r);
-                    if bound.is_finite() {
-                        // Every row left out is at least this far in the projection (squared), less a
-                        // margin for the f32 products and the f32 projection.
-                        let tq = c.sq[qi] as f64;
-                        let lb = (tq + bound as f64) * (1.0 - 1e-5) - 1e-5 * (tq + c.tmax as f64);
-                        let kth = exact_d.get(k - 1).map_or(f64::INFINITY, |e| e.0);
-                        if lb <= (c.to_space)(kth) {
-                            failed.push(qi);
-                        }
-                    }
+                let kth = best.get(k - 1).map_or(f64::INFINITY, |e| e.0);
+                if !proven(qi, kth, hs.threshold(r)) {
+                    failed.push(qi);
                 }
             }
             failed
@@ -798,6 +813,37 @@ mod tests {
                 for (x, y) in g.distances.iter().zip(&b.distances) {
                     assert!((x - y).abs() <= 1e-12 * y.max(1e-300), "{x} {y}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn projected_plan_is_exact_on_tight_clusters_far_out() {
+        // Low-rank rows plus 60 rows within 1e-4 of a point of norm about 300: the projection's rounding
+        // cannot rank them, so the certificate must send them to the range pass.
+        let base = low_rank(2500, 0.05, 12);
+        let d = base.cols();
+        let mut v = base.as_slice().to_vec();
+        let mut r = Rng::new(13);
+        let centre: Vec<f32> = base.row(5).iter().map(|&x| x * 100.0).collect();
+        for i in 0..60 {
+            let row = 40 * i + 3;
+            for c in 0..d {
+                v[row * d + c] = centre[c] + 1e-4 * r.normal() as f32;
+            }
+        }
+        let m = Matrix::from_vec(2500, d, v, "clusters").unwrap();
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let b = brute_force_knn(&m, 10, metric).unwrap();
+            for (p, cand) in [(3, 60), (3, 12)] {
+                let g =
+                    exact_knn_self_with(&m, 10, metric, None, Plan::Projected { p, cand }).unwrap();
+                assert_eq!(g.indices, b.indices, "{metric:?} p {p} cand {cand}");
+                if cand < 60 {
+                    // Fewer candidates than the cluster has rows: its rows cannot all be proven.
+                    assert!(g.certificate.recomputed >= 10, "{:?}", g.certificate);
+                }
+                assert_eq!(g.certificate.projected, 2500);
             }
         }
     }

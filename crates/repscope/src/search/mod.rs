@@ -3,7 +3,7 @@
 //! ([`compress`]), and the search study ([`study`]): recall against the exact graph for vendor defaults,
 //! insertion orders and query difficulty (LID), next to the data's intrinsic dimension.
 pub mod compress;
-pub mod hnsw;
+pub use crate::neighbors::hnsw;
 pub mod index_file;
 pub mod kernels;
 pub mod study;
@@ -16,8 +16,9 @@ pub use hnsw::{Hnsw, HnswParams};
 
 use crate::data::Matrix;
 use crate::error::{Error, Result};
-use crate::neighbors::exact::{cosine_dist_f64, inverse_norms, knn_search, sq_dist_f64};
-use crate::neighbors::{KnnGraph, Metric};
+use crate::neighbors::distance::{inverse_norms, Exact};
+use crate::neighbors::exact::{knn_search, rerank};
+use crate::neighbors::{check_k, Certificate, KnnGraph, Metric};
 use crate::progress::Progress;
 use crate::rng::Rng;
 
@@ -64,16 +65,7 @@ pub fn approximate_knn(
     progress: &dyn Progress,
 ) -> Result<(KnnGraph, ApproximateInfo)> {
     let n = m.rows();
-    if k == 0 || k + 1 > n {
-        return Err(Error::param(
-            "k",
-            format!(
-                "k = {k} but there are {} candidate neighbours per point",
-                n.saturating_sub(1)
-            ),
-            format!("choose 1 ≤ k ≤ {}", n.saturating_sub(1)),
-        ));
-    }
+    check_k(k, n.saturating_sub(1))?;
     params.validate()?;
     let mut notes = Vec::new();
     let (ef, note) = effective_ef(ef_search, k + 1);
@@ -93,28 +85,25 @@ pub fn approximate_knn(
     let (found, _) = index.search_batch(m, k + 1, ef)?;
     let search_seconds = t1.elapsed().as_secs_f64();
     progress.finish_stage();
+    let exact = Exact {
+        metric,
+        queries: m,
+        refs: m,
+        inv_q: &inv,
+        inv_r: &inv,
+    };
     let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..n)
         .into_par_iter()
-        .map(|i| {
+        .map_init(Vec::new, |best, i| {
             let cand = &found[i * (k + 1)..(i + 1) * (k + 1)];
-            let mut v: Vec<(f64, u32)> = cand
+            let cands = cand
                 .iter()
-                .filter(|&&j| j as usize != i && (j as usize) < n)
-                .map(|&j| {
-                    let d = match metric {
-                        Metric::Euclidean => sq_dist_f64(m.row(i), m.row(j as usize)).sqrt(),
-                        Metric::Cosine => {
-                            cosine_dist_f64(m.row(i), m.row(j as usize), inv[i], inv[j as usize])
-                        }
-                    };
-                    (d, j)
-                })
-                .collect();
-            v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            v.truncate(k);
+                .copied()
+                .filter(|&j| j as usize != i && (j as usize) < n);
+            rerank(&exact, i, cands, k, best);
             (
-                v.iter().map(|x| x.1).collect(),
-                v.iter().map(|x| x.0).collect(),
+                best.iter().map(|x| x.1).collect(),
+                best.iter().map(|x| x.0).collect(),
             )
         })
         .collect();
@@ -137,6 +126,7 @@ pub fn approximate_knn(
         metric,
         indices,
         distances,
+        certificate: Certificate::approximate(n),
     };
     // Recall on a sample of rows against their exact neighbours.
     let s = recall_sample.min(n);

@@ -25,11 +25,11 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::kernels::{dot_kernel, l2sq_kernel, prefetch, Kernel};
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::neighbors::Metric;
 use crate::rng::Rng;
+use crate::search::kernels::{dot_kernel, l2sq_kernel, prefetch, Kernel};
 
 /// Points inserted per parallel step. Fixed, so that the graph does not depend on the thread count.
 pub const BATCH: usize = 256;
@@ -690,7 +690,7 @@ impl Hnsw {
             return Err(Error::param("k", "k = 0 asks for nothing", "choose k ≥ 1"));
         }
         if self.metric == Metric::Cosine {
-            crate::neighbors::exact::inverse_norms(queries)?;
+            crate::neighbors::distance::inverse_norms(queries)?;
         }
         let nq = queries.rows();
         let rows: Vec<(Vec<u32>, Vec<f32>)> = (0..nq)

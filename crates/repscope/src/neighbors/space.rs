@@ -1,0 +1,220 @@
+//! The ranking space: the f32 rows the candidate kernels multiply, and how far they may be from the exact
+//! geometry.
+//!
+//! The metric is dispatched here once. Under the cosine metric the rows are L2-normalised, so the squared
+//! euclidean distance in the ranking space is the squared chord 2(1 − cos). Under the euclidean metric the
+//! rows are centred on the column mean when the offset dominates the spread (the expansion
+//! ‖x‖² + ‖y‖² − 2x·y would otherwise lose the digits that rank close neighbours), and scaled by a power of
+//! two when their norms would overflow or underflow the f32 products; the distances are then the exact
+//! ones times that power of two.
+//!
+//! Each ranking row u_i is the f32 rounding of an ideal row v_i whose distances are exactly the metric's
+//! (in ranking units): ‖u_i − v_i‖ ≤ ε_rel·‖u_i‖ + ε_abs. Rows used as given have ε = 0.
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::bound::{KeyError, Target};
+use super::distance::inverse_norms;
+use super::Metric;
+use crate::data::Matrix;
+use crate::error::Result;
+
+/// Unit roundoff of f32, 2⁻²⁴.
+pub(crate) const U32: f64 = 1.0 / 16_777_216.0;
+/// Unit roundoff of f64, 2⁻⁵³.
+const U64: f64 = f64::EPSILON / 2.0;
+/// Norms outside [2⁻⁴⁰, 2⁵⁰] are scaled: their squares would underflow or overflow the f32 products.
+const NORM_HI: f64 = 1_125_899_906_842_624.0; // 2^50
+const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
+
+/// How the ranking rows were made from the input rows.
+#[derive(Clone, Debug)]
+pub(crate) struct Space {
+    pub(crate) metric: Metric,
+    /// Column offset subtracted before scaling (euclidean only).
+    shift: Option<Vec<f64>>,
+    /// Power of two the centred rows are multiplied by (euclidean only; 1 otherwise).
+    scale: f64,
+    /// ‖u_i − v_i‖ ≤ eps_rel·‖u_i‖ + eps_abs for every ranking row.
+    pub(crate) eps_rel: f64,
+    pub(crate) eps_abs: f64,
+    /// Error model of the ranking keys (width of the rows).
+    pub(crate) key: KeyError,
+    width: usize,
+}
+
+/// One matrix in a ranking space: its input rows (exact distances are taken on these), the ranking rows,
+/// their f64 norms and, for the cosine metric, the inverse norms of the input rows.
+pub(crate) struct Side<'a> {
+    pub(crate) input: &'a Matrix,
+    pub(crate) rows: Cow<'a, Matrix>,
+    pub(crate) norms: Vec<f64>,
+    pub(crate) inv: Vec<f64>,
+    /// The largest of `norms`.
+    pub(crate) max_norm: f64,
+}
+
+impl Space {
+    /// The space for a reference matrix, and that matrix's side in it.
+    pub(crate) fn new(refs: &Matrix, metric: Metric) -> Result<(Space, Side<'_>)> {
+        let d = refs.cols();
+        let (shift, scale) = match metric {
+            Metric::Cosine => (None, 1.0),
+            Metric::Euclidean => {
+                let shift = centring_offset(refs);
+                let max = max_row_norm(refs, shift.as_deref());
+                let scale = if max > NORM_HI || (max > 0.0 && max < NORM_LO) {
+                    // A power of two, exact in f64 and f32 alike: the largest norm lands in [1, 2).
+                    2f64.powi(-(max.log2().floor() as i32))
+                } else {
+                    1.0
+                };
+                (shift, scale)
+            }
+        };
+        let transformed = metric == Metric::Cosine || shift.is_some() || scale != 1.0;
+        let (eps_rel, eps_abs) = if transformed {
+            let rel = U32 * (1.0 + 1e-6)
+                + if metric == Metric::Cosine {
+                    // The f64 inverse norm carries (w + 2)·2⁻⁵³ of relative error.
+                    2.0 * (d as f64 + 4.0) * U64
+                } else {
+                    4.0 * U64
+                };
+            // Subnormal f32 results are off by up to 2⁻¹⁵⁰ each.
+            (rel, 2.0 * (d as f64).sqrt() * 1.401_298_464_324_817e-45)
+        } else {
+            (0.0, 0.0)
+        };
+        let space = Space {
+            metric,
+            shift,
+            scale,
+            eps_rel,
+            eps_abs,
+            key: KeyError::new(d),
+            width: d,
+        };
+        let side = space.side(refs)?;
+        Ok((space, side))
+    }
+
+    /// The side of another matrix (queries) in this space: the same centring, scale or normalisation.
+    pub(crate) fn side<'a>(&self, m: &'a Matrix) -> Result<Side<'a>> {
+        let (n, d) = (m.rows(), m.cols());
+        debug_assert_eq!(d, self.width);
+        let inv = match self.metric {
+            Metric::Cosine => inverse_norms(m)?,
+            Metric::Euclidean => Vec::new(),
+        };
+        let rows: Cow<'a, Matrix> = match self.metric {
+            Metric::Cosine => {
+                let mut u = vec![0f32; n * d];
+                u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+                    for (o, &v) in row.iter_mut().zip(m.row(i)) {
+                        *o = (v as f64 * inv[i]) as f32;
+                    }
+                });
+                Cow::Owned(Matrix::from_vec(n, d, u, m.name())?)
+            }
+            Metric::Euclidean if self.shift.is_some() || self.scale != 1.0 => {
+                let (shift, s) = (self.shift.as_deref(), self.scale);
+                let mut u = vec![0f32; n * d];
+                u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+                    let src = m.row(i);
+                    match shift {
+                        Some(mu) => {
+                            for ((o, &v), &c) in row.iter_mut().zip(src).zip(mu) {
+                                *o = ((v as f64 - c) * s) as f32;
+                            }
+                        }
+                        None => {
+                            for (o, &v) in row.iter_mut().zip(src) {
+                                *o = (v as f64 * s) as f32;
+                            }
+                        }
+                    }
+                });
+                Cow::Owned(Matrix::from_vec(n, d, u, m.name())?)
+            }
+            Metric::Euclidean => Cow::Borrowed(m),
+        };
+        let norms: Vec<f64> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                rows.row(i)
+                    .iter()
+                    .map(|&v| v as f64 * v as f64)
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let max_norm = norms.iter().fold(0f64, |a, &b| a.max(b));
+        Ok(Side {
+            input: m,
+            rows,
+            norms,
+            inv,
+            max_norm,
+        })
+    }
+
+    /// The exact distance `dist` (the metric's, as the re-rank computes it in f64) in ranking units, raised
+    /// by the most the f64 computation could have understated a true distance of that size twice over (the
+    /// k-th distance and a competitor's are both computed values).
+    pub(crate) fn ranking_radius(&self, dist: f64) -> f64 {
+        let w = self.width as f64;
+        match self.metric {
+            Metric::Euclidean => dist * self.scale * (1.0 + 4.0 * (w + 8.0) * U64),
+            // The chord √(2·(1 − cos)), computed from unit vectors that carry (w + 4)·2⁻⁵³ of error.
+            Metric::Cosine => (2.0 * dist).sqrt() * (1.0 + 4.0 * U64) + 8.0 * (w + 8.0) * U64,
+        }
+    }
+
+    /// The target a ranking row of query `q` must prove for the rows it left out, for a k-th exact
+    /// distance `dist`: farther than `dist` in exact terms, whatever the rounding of either row.
+    pub(crate) fn target(&self, q_norm: f64, dist: f64) -> Target {
+        Target {
+            t: self.ranking_radius(dist) + self.eps_rel * q_norm + 2.0 * self.eps_abs,
+            eta: self.eps_rel,
+        }
+    }
+}
+
+/// The column mean, when the data's offset from the origin is large against its spread.
+pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
+    let n = m.rows();
+    if n == 0 {
+        return None;
+    }
+    let mean = crate::linalg::column_means(m);
+    let mean_sq: f64 = mean.iter().map(|v| v * v).sum();
+    // Mean squared norm of the rows; spread = that minus ‖μ‖².
+    let sq: f64 = (0..n)
+        .into_par_iter()
+        .map(|i| m.row(i).iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
+    let spread = (sq - mean_sq).max(0.0);
+    (mean_sq > 4.0 * spread).then_some(mean)
+}
+
+/// The largest row norm after subtracting `shift`, in f64.
+fn max_row_norm(m: &Matrix, shift: Option<&[f64]>) -> f64 {
+    (0..m.rows())
+        .into_par_iter()
+        .map(|i| {
+            let row = m.row(i);
+            let s: f64 = match shift {
+                Some(mu) => row
+                    .iter()
+                    .zip(mu)
+                    .map(|(&v, &c)| (v as f64 - c) * (v as f64 - c))
+                    .sum(),
+                None => row.iter().map(|&v| v as f64 * v as f64).sum(),
+            };
+            s.sqrt()
+        })
+        .reduce(|| 0.0, f64::max)
+}
