@@ -135,11 +135,7 @@ fn estimate_json(ds: &Dataset, e: &Estimate) -> Value {
 
 /// Per-distinct-row values spread back to every input row (a duplicate takes its representative's value).
 fn per_row(ds: &Dataset, per_distinct: &[f64]) -> Vec<f64> {
-    ds.dedup
-        .representative
-        .iter()
-        .map(|&r| per_distinct[r as usize])
-        .collect()
+    KnnGraph::per_input_row(per_distinct, &ds.dedup)
 }
 
 /// Neighbour indices (int64) and distances (float32), n × k each.
@@ -158,17 +154,8 @@ fn knn<'py>(
     let (n, idx, dist) = compute(py, move || {
         let (ds, g) = graph(m, k, metric, "the kNN graph")?;
         let n = ds.original().rows();
-        let mut idx = Vec::with_capacity(n * k);
-        let mut dist = Vec::with_capacity(n * k);
-        for &r in &ds.dedup.representative {
-            let r = r as usize;
-            idx.extend(
-                g.neighbors(r)
-                    .iter()
-                    .map(|&j| ds.dedup.kept[j as usize] as i64),
-            );
-            dist.extend(g.dists(r).iter().map(|&d| d as f32));
-        }
+        let (idx, dist) = g.to_input_rows(&ds.dedup, |d| d as f32);
+        let idx: Vec<i64> = idx.into_iter().map(i64::from).collect();
         Ok((n, idx, dist))
     })?;
     Ok((

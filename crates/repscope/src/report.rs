@@ -192,11 +192,9 @@ pub fn input_report(
     let lid = match &graph {
         Some(g) if g.k >= cfg.lid_k => {
             Section::from_result(Lid { k: cfg.lid_k }.per_point(g).map(|per_distinct| {
-                let per_row: Vec<f64> = ds
-                    .dedup
-                    .representative
-                    .iter()
-                    .map(|&r| per_distinct[r as usize].unwrap_or(f64::NAN))
+                let per_row: Vec<f64> = KnnGraph::per_input_row(&per_distinct, &ds.dedup)
+                    .into_iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
                     .collect();
                 let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
                 json!({

@@ -82,6 +82,12 @@ pub fn render(r: &IdReport, name: &str) -> String {
         r.duplicates_merged,
         r.metric.name()
     ));
+    if let Some(c) = &r.neighbours {
+        out.push_str(&format!(
+            "neighbour graph: {}\n",
+            super::certificate_line(c)
+        ));
+    }
     if let Some(d) = &r.dimension {
         let se = d
             .stderr

@@ -80,18 +80,8 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     // Back to input numbering: a duplicate row takes its representative's neighbours.
     let n = ds.original().rows();
     let k = a.k;
-    let mut indices = Vec::with_capacity(n * k);
-    let mut distances = Vec::with_capacity(n * k);
-    for &r in &ds.dedup.representative {
-        let r = r as usize;
-        indices.extend(
-            graph
-                .neighbors(r)
-                .iter()
-                .map(|&j| ds.dedup.kept[j as usize]),
-        );
-        distances.extend(graph.dists(r).iter().map(|&d| d as f32));
-    }
+    let (indices, distances) = graph.to_input_rows(&ds.dedup, |d| d as f32);
+    let certificate = graph.certificate;
     drop(graph);
     let shape = [n, k];
     npz::write(
@@ -108,6 +98,7 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
         "metric": metric.name(),
         "duplicates_merged": ds.dedup.merged,
         "exact": approx.is_none(),
+        "certificate": certificate,
         "approximate": approx,
     });
     if g.json {
@@ -137,6 +128,7 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
             metric.name(),
             a.output.display()
         );
+        println!("{}", super::certificate_line(&certificate));
         if ds.dedup.merged > 0 {
             println!(
                 "{} duplicate rows merged first; a duplicate row lists its representative's neighbours",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::Args;
 use repscope::intrinsic::lid::Lid;
 use repscope::intrinsic::Summary;
-use repscope::neighbors::exact_knn;
+use repscope::neighbors::{exact_knn, KnnGraph};
 use serde_json::json;
 
 use super::{metric, print_json, require_ext, Input};
@@ -39,11 +39,9 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
     let graph = exact_knn(ds.distinct(), a.k, metric, Some(&adv))?;
     bars.finish_stage();
     let per_distinct = Lid { k: a.k }.per_point(&graph)?;
-    let per_row: Vec<f64> = ds
-        .dedup
-        .representative
-        .iter()
-        .map(|&r| per_distinct[r as usize].unwrap_or(f64::NAN))
+    let per_row: Vec<f64> = KnnGraph::per_input_row(&per_distinct, &ds.dedup)
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
         .collect();
     let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
     repscope::data::npy::write(&a.output, &[per_row.len()], &per_row)?;
@@ -55,6 +53,7 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
         "metric": metric.name(),
         "duplicates_merged": ds.dedup.merged,
         "undefined_points": undefined,
+        "certificate": graph.certificate,
         "summary": summary,
     });
     if g.json {

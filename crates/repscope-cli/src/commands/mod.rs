@@ -81,3 +81,24 @@ pub fn require_ext(path: &Path, ext: &str) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// One line on how an exact graph was proven: rows certified by the rounding bound of the candidate pass,
+/// rows recomputed by the exact range pass.
+pub fn certificate_line(c: &repscope::neighbors::Certificate) -> String {
+    if !c.exact {
+        return format!("{} rows from an approximate search (not certified)", c.rows);
+    }
+    let pct = |x: usize| 100.0 * x as f64 / c.rows.max(1) as f64;
+    format!(
+        "certified exact: {} rows ({:.2}%) proven by the rounding bound of the candidate pass, {} ({:.2}%) recomputed by the exact range pass{}",
+        c.certified,
+        pct(c.certified),
+        c.recomputed,
+        pct(c.recomputed),
+        if c.projected > 0 {
+            " (candidates from a PCA projection)"
+        } else {
+            ""
+        }
+    )
+}

@@ -70,6 +70,16 @@ fn id_section(idx: usize, id: &Value) -> String {
         ));
     }
     h.push_str("</table>\n");
+    let c = &id["neighbours"];
+    if let (Some(rows), Some(cert), Some(rec)) = (
+        c["rows"].as_u64(),
+        c["certified"].as_u64(),
+        c["recomputed"].as_u64(),
+    ) {
+        h.push_str(&format!(
+            "<p>Neighbour graph: exact on all {rows} distinct rows; {cert} certified by the rounding bound of the candidate pass, {rec} recomputed by the exact range pass.</p>\n"
+        ));
+    }
     let curve = id["scale_curve"].as_array().cloned().unwrap_or_default();
     let gride: Vec<(f64, f64)> = curve
         .iter()

@@ -92,6 +92,8 @@ pub struct IdReport {
     pub duplicates_merged: usize,
     pub max_multiplicity: u32,
     pub metric: Metric,
+    /// How the neighbour graph the estimators read was proven exact (absent when none was built).
+    pub neighbours: Option<crate::neighbors::Certificate>,
     pub dimension: Option<Recommended>,
     pub estimates: Vec<Estimate>,
     pub scale_curve: Vec<ScalePoint>,
@@ -299,6 +301,7 @@ pub fn run_with_graph(
         duplicates_merged: ds.dedup.merged,
         max_multiplicity: ds.dedup.max_multiplicity,
         metric: cfg.metric,
+        neighbours: graph.as_ref().map(|g| g.certificate),
         dimension,
         estimates,
         scale_curve,

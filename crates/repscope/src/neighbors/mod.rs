@@ -138,15 +138,19 @@ impl KnnGraph {
 
     /// The graph in the numbering of the input rows a dataset was deduplicated from: a duplicate row takes
     /// its representative's neighbours, and every index names the first occurrence of its distinct row.
-    /// Returns (indices, distances), n_input × k, row-major.
-    pub fn to_input_rows(&self, dedup: &crate::data::Dedup) -> (Vec<u32>, Vec<f64>) {
+    /// Returns (indices, distances as `dist` maps them), n_input × k, row-major.
+    pub fn to_input_rows<T>(
+        &self,
+        dedup: &crate::data::Dedup,
+        dist: impl Fn(f64) -> T,
+    ) -> (Vec<u32>, Vec<T>) {
         let n = dedup.representative.len();
         let mut indices = Vec::with_capacity(n * self.k);
         let mut distances = Vec::with_capacity(n * self.k);
         for &r in &dedup.representative {
             let r = r as usize;
             indices.extend(self.neighbors(r).iter().map(|&j| dedup.kept[j as usize]));
-            distances.extend_from_slice(self.dists(r));
+            distances.extend(self.dists(r).iter().map(|&d| dist(d)));
         }
         (indices, distances)
     }
