@@ -18,6 +18,8 @@ pub fn input(path: Option<&str>, key: Option<&str>, m: &Matrix) -> Value {
         "key": key,
         "rows": m.rows(),
         "cols": m.cols(),
+        // f64 input is kept in f64 for the exact re-rank, centring, spectra, similarity and classes.
+        "precision": m.precision(),
     })
 }
 

@@ -14,6 +14,29 @@ const CHUNK: usize = 2048;
 pub fn column_means(m: &Matrix) -> Vec<f64> {
     let d = m.cols();
     let n = m.rows();
+    if let Some(v) = m.values_f64() {
+        let sums = v
+            .par_chunks(d * CHUNK)
+            .map(|block| {
+                let mut s = vec![0.0f64; d];
+                for row in block.chunks_exact(d) {
+                    for (a, &x) in s.iter_mut().zip(row) {
+                        *a += x;
+                    }
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0.0f64; d], |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            });
+        return sums.into_iter().map(|s| s / n as f64).collect();
+    }
+    // Partial sums per fixed chunk, added in order: the same digits for any thread count.
     let sums = m
         .as_slice()
         .par_chunks(d * CHUNK)
@@ -26,39 +49,32 @@ pub fn column_means(m: &Matrix) -> Vec<f64> {
             }
             s
         })
-        .reduce(
-            || vec![0.0f64; d],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0f64; d], |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+            a
+        });
     sums.into_iter().map(|s| s / n as f64).collect()
 }
 
 /// Σ (x_i − shift)(x_i − shift)ᵀ over the rows, in f64 (d × d). Chunks of rows are widened to f64 and
 /// multiplied with faer; partial sums are added across threads.
 pub fn scatter_matrix(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
-    let d = m.cols();
-    let parts: Vec<Mat<f64>> = m
-        .as_slice()
-        .par_chunks(d * CHUNK)
-        .map(|block| {
-            let rows = block.len() / d;
-            let mut w = vec![0.0f64; block.len()];
-            for (dst, row) in w.chunks_exact_mut(d).zip(block.chunks_exact(d)) {
-                match shift {
-                    Some(mu) => {
-                        for ((o, &v), &c) in dst.iter_mut().zip(row).zip(mu) {
-                            *o = v as f64 - c;
-                        }
-                    }
-                    None => {
-                        for (o, &v) in dst.iter_mut().zip(row) {
-                            *o = v as f64;
-                        }
+    let (n, d) = (m.rows(), m.cols());
+    let parts: Vec<Mat<f64>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|b| {
+            let (r0, r1) = (b * CHUNK, ((b + 1) * CHUNK).min(n));
+            let rows = r1 - r0;
+            let mut w = vec![0.0f64; rows * d];
+            for (i, dst) in w.chunks_exact_mut(d).enumerate() {
+                m.row_f64_into(r0 + i, dst);
+                if let Some(mu) = shift {
+                    for (o, &c) in dst.iter_mut().zip(mu) {
+                        *o -= c;
                     }
                 }
             }
@@ -280,8 +296,17 @@ pub fn to_f64(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
             .try_as_col_major_mut()
             .expect("owned matrices are contiguous");
         let dst = col.as_slice_mut();
-        for (i, o) in dst.iter_mut().enumerate() {
-            *o = m.as_slice()[i * d + j] as f64 - c;
+        match m.values_f64() {
+            Some(v) => {
+                for (i, o) in dst.iter_mut().enumerate() {
+                    *o = v[i * d + j] - c;
+                }
+            }
+            None => {
+                for (i, o) in dst.iter_mut().enumerate() {
+                    *o = m.as_slice()[i * d + j] as f64 - c;
+                }
+            }
         }
     }
     out

@@ -206,12 +206,6 @@ pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()
     Ok(())
 }
 
-fn widen(row: &[f32], out: &mut [f64]) {
-    for (o, &v) in out.iter_mut().zip(row) {
-        *o = v as f64;
-    }
-}
-
 /// Computes the class-geometry report. `graph` must be a kNN graph over the rows of `m` (not the
 /// deduplicated rows) with at least `cfg.k` neighbours; without it the kNN accuracy is skipped.
 #[allow(clippy::needless_range_loop)]
@@ -236,8 +230,17 @@ pub fn analyse(
             for i in ch * CHUNK..((ch + 1) * CHUNK).min(n) {
                 let k = ids[i] as usize;
                 cnt[k] += 1;
-                for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(m.row(i)) {
-                    *a += v as f64;
+                match m.row_f64(i) {
+                    Some(row) => {
+                        for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(row) {
+                            *a += v;
+                        }
+                    }
+                    None => {
+                        for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(m.row(i)) {
+                            *a += v as f64;
+                        }
+                    }
                 }
             }
             (s, cnt)
@@ -277,7 +280,7 @@ pub fn analyse(
             let mut r = vec![0.0f64; rows * d];
             let mut spread = vec![0.0f64; c];
             for (t, i) in (s..e).enumerate() {
-                widen(m.row(i), &mut x[t * d..(t + 1) * d]);
+                m.row_f64_into(i, &mut x[t * d..(t + 1) * d]);
                 let k = ids[i] as usize;
                 let mu = &means[k * d..(k + 1) * d];
                 let mut ss = 0.0;

@@ -19,12 +19,25 @@ enum Storage {
     },
 }
 
-/// n × d, row-major, f32.
+/// n × d, row-major, f32; for f64 input also the values as given, in f64 (see [`Matrix::values_f64`]).
 pub struct Matrix {
     storage: Storage,
+    /// The f64 values of an f64 input, kept where precision is the point (the exact re-rank, centring,
+    /// spectra, similarity and class geometry read these); the f32 copy feeds the ranking kernels.
+    exact: Option<Arc<[f64]>>,
     rows: usize,
     cols: usize,
     name: String,
+}
+
+/// The precision a matrix's values are held in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 (or f16/bf16 input widened to f32).
+    F32,
+    /// f64 input, kept in f64.
+    F64,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -50,6 +63,7 @@ impl Clone for Matrix {
         };
         Matrix {
             storage,
+            exact: self.exact.clone(),
             rows: self.rows,
             cols: self.cols,
             name: self.name.clone(),
@@ -75,10 +89,59 @@ impl Matrix {
         }
         Ok(Matrix {
             storage: Storage::Owned(data),
+            exact: None,
             rows,
             cols,
             name,
         })
+    }
+
+    /// An owned matrix from row-major f64 data, kept in f64 (an f32 copy feeds the ranking kernels).
+    pub fn from_f64(
+        rows: usize,
+        cols: usize,
+        data: Vec<f64>,
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        let f32s: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+        let mut m = Matrix::from_vec(rows, cols, f32s, name)?;
+        m.exact = Some(data.into());
+        Ok(m)
+    }
+
+    /// The precision the values are held in.
+    pub fn precision(&self) -> Precision {
+        if self.exact.is_some() {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// The f64 values of an f64 input, row-major (None for f32 data).
+    pub fn values_f64(&self) -> Option<&[f64]> {
+        self.exact.as_deref()
+    }
+
+    /// Row `i` in f64: the values as given for f64 input, the f32 values widened otherwise.
+    #[inline]
+    pub fn row_f64_into(&self, i: usize, out: &mut [f64]) {
+        match &self.exact {
+            Some(v) => out.copy_from_slice(&v[i * self.cols..(i + 1) * self.cols]),
+            None => {
+                for (o, &x) in out.iter_mut().zip(self.row(i)) {
+                    *o = x as f64;
+                }
+            }
+        }
+    }
+
+    /// Row `i` of an f64 input (None for f32 data).
+    #[inline]
+    pub fn row_f64(&self, i: usize) -> Option<&[f64]> {
+        self.exact
+            .as_deref()
+            .map(|v| &v[i * self.cols..(i + 1) * self.cols])
     }
 
     /// A matrix reading row-major values that another owner keeps alive, without copying them.
@@ -99,6 +162,7 @@ impl Matrix {
         }
         Ok(Matrix {
             storage: Storage::Shared(data),
+            exact: None,
             rows,
             cols,
             name,
@@ -145,6 +209,7 @@ impl Matrix {
         }
         Ok(Matrix {
             storage: Storage::Mapped { map, offset },
+            exact: None,
             rows,
             cols,
             name,
@@ -205,8 +270,16 @@ impl Matrix {
         for &i in idx {
             data.extend_from_slice(self.row(i));
         }
+        let exact = self.exact.as_ref().map(|_| {
+            let mut v = Vec::with_capacity(idx.len() * self.cols);
+            for &i in idx {
+                v.extend_from_slice(self.row_f64(i).expect("f64 values"));
+            }
+            v.into()
+        });
         Matrix {
             storage: Storage::Owned(data),
+            exact,
             rows: idx.len(),
             cols: self.cols,
             name: self.name.clone(),
@@ -219,6 +292,10 @@ impl Matrix {
         let start = start.min(stop);
         Matrix {
             storage: Storage::Owned(self.as_slice()[start * self.cols..stop * self.cols].to_vec()),
+            exact: self
+                .exact
+                .as_ref()
+                .map(|v| v[start * self.cols..stop * self.cols].into()),
             rows: stop - start,
             cols: self.cols,
             name: self.name.clone(),

@@ -104,9 +104,36 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
     }
 }
 
-/// Checks every value is finite. The error names the first bad row and column (0-based).
+/// Checks every value is finite (and, for f64 input, within the range of f32, which the ranking kernels
+/// use). The error names the first bad row and column (0-based).
 pub fn check_finite(m: &Matrix) -> Result<()> {
     let d = m.cols();
+    if let Some(v64) = m.values_f64() {
+        let bad = v64
+            .par_chunks(d.max(1) * 1024)
+            .enumerate()
+            .find_map_first(|(chunk, vals)| {
+                vals.iter()
+                    .position(|v| !v.is_finite() || v.abs() > f32::MAX as f64)
+                    .map(|p| (chunk * 1024 + p / d, p % d, vals[p]))
+            });
+        if let Some((r, c, v)) = bad {
+            return Err(if v.is_finite() {
+                Error::data(
+                    m.name(),
+                    format!("the f64 value {v:e} at row {r}, column {c} (0-based) overflows f32, whose largest value is 3.4e38"),
+                    "rescale the data (distances and dimensions are scale-free), e.g. x / np.abs(x).max()",
+                )
+            } else {
+                Error::data(
+                    m.name(),
+                    format!("non-finite value {v} at row {r}, column {c} (0-based)"),
+                    "remove or impute rows with NaN/Inf before measuring (e.g. x[np.isfinite(x).all(1)])",
+                )
+            });
+        }
+        return Ok(());
+    }
     let bad = m
         .as_slice()
         .par_chunks(d * 1024)
@@ -171,10 +198,33 @@ fn rows_equal(a: &[f32], b: &[f32]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Groups exactly equal rows (values compared as numbers, so -0.0 equals 0.0).
+/// Row i's hash on the values as given (f64 input: its f64 values).
+fn hash_of(m: &Matrix, i: usize) -> u64 {
+    match m.row_f64(i) {
+        Some(row) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for &v in row {
+                let b = (v + 0.0).to_bits();
+                h = (h.rotate_left(5) ^ b).wrapping_mul(0x517c_c1b7_2722_0a95);
+            }
+            h
+        }
+        None => row_hash(m.row(i)),
+    }
+}
+
+/// Whether rows i and j hold the same values as given.
+fn same_rows(m: &Matrix, i: usize, j: usize) -> bool {
+    match (m.row_f64(i), m.row_f64(j)) {
+        (Some(a), Some(b)) => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => rows_equal(m.row(i), m.row(j)),
+    }
+}
+
+/// Groups exactly equal rows (values as given, compared as numbers, so -0.0 equals 0.0).
 pub fn dedup(m: &Matrix) -> Dedup {
     let n = m.rows();
-    let hashes: Vec<u64> = (0..n).into_par_iter().map(|i| row_hash(m.row(i))).collect();
+    let hashes: Vec<u64> = (0..n).into_par_iter().map(|i| hash_of(m, i)).collect();
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.par_sort_unstable_by_key(|&i| (hashes[i as usize], i));
     // first[i] = the first original row equal to row i.
@@ -193,9 +243,7 @@ pub fn dedup(m: &Matrix) -> Dedup {
                     continue;
                 }
                 for &ib in &group[a + 1..] {
-                    if first[ib as usize] == ib
-                        && rows_equal(m.row(ia as usize), m.row(ib as usize))
-                    {
+                    if first[ib as usize] == ib && same_rows(m, ia as usize, ib as usize) {
                         first[ib as usize] = ia;
                     }
                 }

@@ -309,7 +309,8 @@ impl<'a> Layout<'a> {
     }
 }
 
-/// Converts raw little/big-endian f16/f32/f64 data in C or Fortran order to an owned row-major matrix.
+/// Converts raw little/big-endian f16/f32/f64 data in C or Fortran order to an owned row-major matrix;
+/// f64 data stays f64 (with an f32 copy for the ranking kernels).
 pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<Matrix> {
     let Layout {
         size,
@@ -346,6 +347,29 @@ pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<M
             _ => f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32,
         }
     };
+    if size == 8 {
+        let read = |i: usize| -> f64 {
+            let b: [u8; 8] = data[i * 8..(i + 1) * 8].try_into().expect("8 bytes");
+            if big_endian {
+                f64::from_be_bytes(b)
+            } else {
+                f64::from_le_bytes(b)
+            }
+        };
+        let mut out = vec![0f64; n];
+        if fortran {
+            for j in 0..cols {
+                for i in 0..rows {
+                    out[i * cols + j] = read(j * rows + i);
+                }
+            }
+        } else {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = read(i);
+            }
+        }
+        return Matrix::from_f64(rows, cols, out, name);
+    }
     let mut out = vec![0f32; n];
     if fortran {
         for j in 0..cols {

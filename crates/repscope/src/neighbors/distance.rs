@@ -59,12 +59,48 @@ pub fn cosine_dist_f64(a: &[f32], b: &[f32], inv_na: f64, inv_nb: f64) -> f64 {
     0.5 * s
 }
 
-/// Inverse L2 norms of the rows, in f64; a zero row is an error for the cosine metric.
+/// Exact squared euclidean distance of two f64 rows (the same fixed order of sums as [`sq_dist_f64`]).
+#[inline]
+pub fn sq_dist_f64_rows(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            let d = x[j] - y[j];
+            acc[j] += d * d;
+        }
+    }
+    let mut tail = 0f64;
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - y;
+        tail += d * d;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Exact cosine distance of two f64 rows, as ‖a/‖a‖ − b/‖b‖‖²/2.
+#[inline]
+pub fn cosine_dist_f64_rows(a: &[f64], b: &[f64], inv_na: f64, inv_nb: f64) -> f64 {
+    let mut s = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        let d = x * inv_na - y * inv_nb;
+        s += d * d;
+    }
+    0.5 * s
+}
+
+/// Inverse L2 norms of the rows (of the values as given), in f64; a zero row is an error for the cosine
+/// metric.
 pub fn inverse_norms(m: &Matrix) -> Result<Vec<f64>> {
     let inv: Vec<f64> = (0..m.rows())
         .into_par_iter()
         .map(|i| {
-            let s: f64 = m.row(i).iter().map(|&v| v as f64 * v as f64).sum();
+            let s: f64 = match m.row_f64(i) {
+                Some(row) => row.iter().map(|&v| v * v).sum(),
+                None => m.row(i).iter().map(|&v| v as f64 * v as f64).sum(),
+            };
             if s > 0.0 {
                 1.0 / s.sqrt()
             } else {
@@ -95,9 +131,15 @@ pub(crate) struct Exact<'a> {
 }
 
 impl Exact<'_> {
-    /// The distance from query row `q` to reference row `r`.
+    /// The distance from query row `q` to reference row `r` (on the f64 values of f64 input).
     #[inline]
     pub(crate) fn dist(&self, q: usize, r: usize) -> f64 {
+        if let (Some(a), Some(b)) = (self.queries.row_f64(q), self.refs.row_f64(r)) {
+            return match self.metric {
+                Metric::Euclidean => sq_dist_f64_rows(a, b).sqrt(),
+                Metric::Cosine => cosine_dist_f64_rows(a, b, self.inv_q[q], self.inv_r[r]),
+            };
+        }
         match self.metric {
             Metric::Euclidean => sq_dist_f64(self.queries.row(q), self.refs.row(r)).sqrt(),
             Metric::Cosine => cosine_dist_f64(

@@ -73,7 +73,11 @@ impl Space {
                 (shift, scale)
             }
         };
-        let transformed = metric == Metric::Cosine || shift.is_some() || scale != 1.0;
+        // f64 input: the ranking rows are f32 roundings of the values as given, never the values.
+        let transformed = metric == Metric::Cosine
+            || shift.is_some()
+            || scale != 1.0
+            || refs.values_f64().is_some();
         let (eps_rel, eps_abs) = if transformed {
             let rel = U32 * (1.0 + 1e-6)
                 + if metric == Metric::Cosine {
@@ -108,36 +112,28 @@ impl Space {
             Metric::Cosine => inverse_norms(m)?,
             Metric::Euclidean => Vec::new(),
         };
+        // Each ranking value is computed in f64 from the value as given and rounded to f32 once.
+        let make = |f: &(dyn Fn(usize, f64, usize) -> f64 + Sync)| -> Result<Matrix> {
+            let mut u = vec![0f32; n * d];
+            u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+                let mut src = vec![0f64; d];
+                m.row_f64_into(i, &mut src);
+                for (c, (o, &v)) in row.iter_mut().zip(&src).enumerate() {
+                    *o = f(i, v, c) as f32;
+                }
+            });
+            Matrix::from_vec(n, d, u, m.name())
+        };
         let rows: Cow<'a, Matrix> = match self.metric {
-            Metric::Cosine => {
-                let mut u = vec![0f32; n * d];
-                u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-                    for (o, &v) in row.iter_mut().zip(m.row(i)) {
-                        *o = (v as f64 * inv[i]) as f32;
-                    }
-                });
-                Cow::Owned(Matrix::from_vec(n, d, u, m.name())?)
-            }
+            Metric::Cosine => Cow::Owned(make(&|i, v, _| v * inv[i])?),
             Metric::Euclidean if self.shift.is_some() || self.scale != 1.0 => {
                 let (shift, s) = (self.shift.as_deref(), self.scale);
-                let mut u = vec![0f32; n * d];
-                u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-                    let src = m.row(i);
-                    match shift {
-                        Some(mu) => {
-                            for ((o, &v), &c) in row.iter_mut().zip(src).zip(mu) {
-                                *o = ((v as f64 - c) * s) as f32;
-                            }
-                        }
-                        None => {
-                            for (o, &v) in row.iter_mut().zip(src) {
-                                *o = (v as f64 * s) as f32;
-                            }
-                        }
-                    }
-                });
-                Cow::Owned(Matrix::from_vec(n, d, u, m.name())?)
+                Cow::Owned(make(&|_, v, c| match shift {
+                    Some(mu) => (v - mu[c]) * s,
+                    None => v * s,
+                })?)
             }
+            // f32 rows as given, or the f32 copy of f64 input (its rounding is in ε).
             Metric::Euclidean => Cow::Borrowed(m),
         };
         let norms: Vec<f64> = (0..n)
@@ -191,9 +187,18 @@ pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
     let mean = crate::linalg::column_means(m);
     let mean_sq: f64 = mean.iter().map(|v| v * v).sum();
     // Mean squared norm of the rows; spread = that minus ‖μ‖².
+    let d = m.cols();
     let sq: f64 = (0..n)
         .into_par_iter()
-        .map(|i| m.row(i).iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+        .map_init(
+            || vec![0f64; d],
+            |row, i| {
+                m.row_f64_into(i, row);
+                row.iter().map(|&v| v * v).sum::<f64>()
+            },
+        )
+        .collect::<Vec<f64>>()
+        .iter()
         .sum::<f64>()
         / n as f64;
     let spread = (sq - mean_sq).max(0.0);
@@ -202,19 +207,19 @@ pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
 
 /// The largest row norm after subtracting `shift`, in f64.
 fn max_row_norm(m: &Matrix, shift: Option<&[f64]>) -> f64 {
+    let d = m.cols();
     (0..m.rows())
         .into_par_iter()
-        .map(|i| {
-            let row = m.row(i);
-            let s: f64 = match shift {
-                Some(mu) => row
-                    .iter()
-                    .zip(mu)
-                    .map(|(&v, &c)| (v as f64 - c) * (v as f64 - c))
-                    .sum(),
-                None => row.iter().map(|&v| v as f64 * v as f64).sum(),
-            };
-            s.sqrt()
-        })
+        .map_init(
+            || vec![0f64; d],
+            |row, i| {
+                m.row_f64_into(i, row);
+                let s: f64 = match shift {
+                    Some(mu) => row.iter().zip(mu).map(|(&v, &c)| (v - c) * (v - c)).sum(),
+                    None => row.iter().map(|&v| v * v).sum(),
+                };
+                s.sqrt()
+            },
+        )
         .reduce(|| 0.0, f64::max)
 }

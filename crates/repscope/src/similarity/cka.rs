@@ -85,17 +85,18 @@ impl FeatureStats {
         for (t, i) in (start..stop).enumerate() {
             let z = &mut buf[t * d..(t + 1) * d];
             let (zx, zy) = z.split_at_mut(dx);
+            // The values as given (f64 input stays f64), centred.
+            x.row_f64_into(i, zx);
+            y.row_f64_into(i, zy);
             let mut a = 0.0;
-            for ((o, &v), &m) in zx.iter_mut().zip(x.row(i)).zip(mx) {
-                let w = v as f64 - m;
-                *o = w;
-                a += w * w;
+            for (o, &m) in zx.iter_mut().zip(mx) {
+                *o -= m;
+                a += *o * *o;
             }
             let mut b = 0.0;
-            for ((o, &v), &m) in zy.iter_mut().zip(y.row(i)).zip(my) {
-                let w = v as f64 - m;
-                *o = w;
-                b += w * w;
+            for (o, &m) in zy.iter_mut().zip(my) {
+                *o -= m;
+                b += *o * *o;
             }
             for j in 0..dx {
                 let w = zx[j];
