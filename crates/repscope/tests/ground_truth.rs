@@ -132,3 +132,66 @@ fn quantised_data_with_ties_gives_finite_positive_estimates() {
         "{d:?}"
     );
 }
+
+/// On unit-norm rows the cosine metric is the euclidean one in disguise (the chord √(2(1 − cos)) is the
+/// euclidean distance), so every estimator, the scale curve and per-point LID must agree to 1e-9. Reading
+/// 1 − cos directly, a squared length, halved every dimension.
+#[test]
+fn cosine_and_euclidean_agree_on_unit_rows() {
+    use repscope::intrinsic::lid::Lid;
+    use repscope::intrinsic::suite::ScalePoint;
+    use repscope::neighbors::{exact_knn, Metric};
+    // Unit rows in f64 (an f32 row is unit only to about 1e-7, which would be the disagreement measured).
+    let m = manifold("M1_Sphere", 2000, 4);
+    let d = m.cols();
+    let mut v: Vec<f64> = m.as_slice().iter().map(|&x| x as f64).collect();
+    for row in v.chunks_exact_mut(d) {
+        let n = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+    let unit = Matrix::from_f64(2000, d, v, "unit").unwrap();
+    let ds = Dataset::new(unit.clone()).unwrap();
+    let run = |metric| {
+        let cfg = IdConfig {
+            metric,
+            ..IdConfig::default()
+        };
+        suite::run(&ds, &cfg, &Silent).unwrap()
+    };
+    let (e, c) = (run(Metric::Euclidean), run(Metric::Cosine));
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1e-12);
+    assert_eq!(e.estimates.len(), c.estimates.len());
+    for (a, b) in e.estimates.iter().zip(&c.estimates) {
+        assert_eq!(a.estimator, b.estimator);
+        assert!(
+            close(a.value, b.value),
+            "{}: {} vs {}",
+            a.estimator,
+            a.value,
+            b.value
+        );
+    }
+    assert!(e
+        .estimates
+        .iter()
+        .any(|x| x.estimator == "twonn" && x.value > 1.5));
+    assert_eq!(e.scale_curve.len(), c.scale_curve.len());
+    for (a, b) in e.scale_curve.iter().zip(&c.scale_curve) {
+        let (x, y) = match (a, b) {
+            (ScalePoint::Gride(a), ScalePoint::Gride(b)) => (a.d, b.d),
+            (ScalePoint::Decimation(a), ScalePoint::Decimation(b)) => (a.d, b.d),
+            _ => panic!("scale curves differ in shape"),
+        };
+        assert!(close(x, y), "scale curve: {x} vs {y}");
+    }
+    let lid = Lid { k: 20 };
+    let le = lid
+        .per_point(&exact_knn(&unit, 20, Metric::Euclidean, None).unwrap())
+        .unwrap();
+    let lc = lid
+        .per_point(&exact_knn(&unit, 20, Metric::Cosine, None).unwrap())
+        .unwrap();
+    for (i, (a, b)) in le.iter().zip(&lc).enumerate() {
+        assert!(close(a.unwrap(), b.unwrap()), "LID row {i}: {a:?} vs {b:?}");
+    }
+}

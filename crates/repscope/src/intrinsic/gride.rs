@@ -101,7 +101,7 @@ impl Gride {
         let (mut s1, mut s2) = (0.0, 0.0);
         for i in 0..graph.n {
             let d = graph.dists(i);
-            let (r1, r2) = (d[n1 - 1], d[n2 - 1]);
+            let (r1, r2) = (graph.length(d[n1 - 1]), graph.length(d[n2 - 1]));
             s1 += r1;
             s2 += r2;
             let l = log_ratio(r2, r1);

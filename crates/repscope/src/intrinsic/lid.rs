@@ -32,9 +32,13 @@ impl Lid {
         let k = self.k;
         Ok((0..graph.n)
             .map(|i| {
-                let r = &graph.dists(i)[..k];
-                let rk = r[k - 1];
-                let s: f64 = r.iter().map(|&rj| log_ratio(rk, rj)).sum::<f64>() / k as f64;
+                let rk = graph.length(graph.dists(i)[k - 1]);
+                let s: f64 = graph
+                    .lengths(i)
+                    .take(k)
+                    .map(|rj| log_ratio(rk, rj))
+                    .sum::<f64>()
+                    / k as f64;
                 (s > 0.0).then(|| 1.0 / s)
             })
             .collect())

@@ -34,9 +34,13 @@ impl Default for Mle {
 pub fn inverse_per_point(graph: &KnnGraph, k: usize) -> Vec<f64> {
     (0..graph.n)
         .map(|i| {
-            let t = &graph.dists(i)[..k];
-            let tk = t[k - 1];
-            t[..k - 1].iter().map(|&tj| log_ratio(tk, tj)).sum::<f64>() / (k - 1) as f64
+            let tk = graph.length(graph.dists(i)[k - 1]);
+            graph
+                .lengths(i)
+                .take(k - 1)
+                .map(|tj| log_ratio(tk, tj))
+                .sum::<f64>()
+                / (k - 1) as f64
         })
         .collect()
 }

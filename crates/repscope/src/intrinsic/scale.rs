@@ -47,7 +47,7 @@ pub fn decimation(
         replicates: 1,
         d: e.value,
         spread: e.stderr.unwrap_or(0.0),
-        mean_r1: full.rank_column(1).iter().sum::<f64>() / n as f64,
+        mean_r1: full.rank_lengths(1).iter().sum::<f64>() / n as f64,
     });
     let mut perm: Vec<usize> = (0..n).collect();
     Rng::new(seed).shuffle(&mut perm);
@@ -63,7 +63,7 @@ pub fn decimation(
                 let sub = distinct.select_rows(&idx);
                 let g = exact_knn(&sub, 2, metric, None)?;
                 vals.push(twonn.fit(&g)?.value);
-                r1 += g.rank_column(1).iter().sum::<f64>() / size as f64;
+                r1 += g.rank_lengths(1).iter().sum::<f64>() / size as f64;
             }
             let mean = vals.iter().sum::<f64>() / reps as f64;
             let spread = if reps > 1 {

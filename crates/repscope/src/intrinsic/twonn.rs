@@ -48,7 +48,7 @@ pub fn mu(graph: &KnnGraph) -> Result<(Vec<f64>, usize)> {
                 ties += 1;
                 1.0
             } else {
-                d[1] / d[0]
+                graph.length(d[1]) / graph.length(d[0])
             }
         })
         .collect();

@@ -7,6 +7,7 @@
 //! Rows the candidate pass cannot certify are searched again by a range pass that admits every row the
 //! bound cannot exclude, so the exact graph equals the float64 brute-force graph (ties to the smaller
 //! index) on every row.
+pub mod approximate;
 mod bound;
 pub mod distance;
 pub mod exact;
@@ -110,6 +111,27 @@ impl KnnGraph {
     #[inline]
     pub fn dists(&self, i: usize) -> &[f64] {
         &self.distances[i * self.k..(i + 1) * self.k]
+    }
+    /// A distance of this graph as a length that is locally proportional to euclidean distance, which is
+    /// what every ratio-based estimator (TwoNN, MLE, GRIDE, LID) must read: the euclidean distance itself,
+    /// and for the cosine metric the chord √(2(1 − cos)) (1 − cos is half a squared length, and would halve
+    /// every dimension).
+    #[inline]
+    pub fn length(&self, d: f64) -> f64 {
+        match self.metric {
+            Metric::Euclidean => d,
+            Metric::Cosine => (2.0 * d).sqrt(),
+        }
+    }
+    /// The neighbour distances of point `i` as lengths (see [`KnnGraph::length`]).
+    pub fn lengths(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
+        self.dists(i).iter().map(move |&d| self.length(d))
+    }
+    /// The length (see [`KnnGraph::length`]) from every point to its `j`-th neighbour (1-based rank).
+    pub fn rank_lengths(&self, j: usize) -> Vec<f64> {
+        (0..self.n)
+            .map(|i| self.length(self.distances[i * self.k + j - 1]))
+            .collect()
     }
     /// The distance from every point to its `j`-th neighbour (1-based rank).
     pub fn rank_column(&self, j: usize) -> Vec<f64> {
