@@ -123,14 +123,49 @@ fn fix_mmap_threshold() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn fix_mmap_threshold() {}
 
+/// Restores the default action of SIGPIPE, which the Rust runtime ignores: writing to a closed pipe
+/// (`repscope spectrum x.npy --json | head -1`) then ends the process quietly, as it ends `cat` or `grep`,
+/// instead of a panic on the failed write.
+#[cfg(unix)]
+fn default_sigpipe() {
+    extern "C" {
+        fn signal(signum: std::ffi::c_int, handler: usize) -> usize;
+    }
+    const SIGPIPE: std::ffi::c_int = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: called once at start-up, before any other thread exists; SIG_DFL is always a valid handler.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
+/// More worker threads than this many per core only cost time (thousands of threads stall the pool).
+const THREADS_PER_CORE: usize = 4;
+
 fn main() -> ExitCode {
     fix_mmap_threshold();
+    default_sigpipe();
     let cli = Cli::parse();
     if let Some(t) = cli.global.threads {
         if t == 0 {
             eprintln!("repscope: error: --threads must be at least 1");
             return ExitCode::from(2);
         }
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let cap = THREADS_PER_CORE * cores;
+        let t = if t > cap {
+            if !cli.global.quiet {
+                eprintln!(
+                    "repscope: note: --threads {t} capped at {cap} ({THREADS_PER_CORE} per core on this machine's {cores} cores)"
+                );
+            }
+            cap
+        } else {
+            t
+        };
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global();
@@ -162,6 +197,38 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Checks before any work that an output file can be created and that it is none of the inputs: an output
+/// that resolves to an input (the same canonical path, or the same device and inode through a link) would
+/// destroy it.
+pub fn check_output(path: &std::path::Path, inputs: &[&std::path::Path]) -> CliResult {
+    check_writable(path)?;
+    for input in inputs {
+        if same_file(path, input) {
+            return Err(usage(format!(
+                "{}: the output is the input file {}, which would be overwritten. Choose another output path.",
+                path.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(x), Ok(y)) if x == y
+    )
 }
 
 /// Checks before any work that an output file can be created, so a long run never ends in a lost result.

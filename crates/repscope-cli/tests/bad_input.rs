@@ -269,3 +269,98 @@ fn cosine_on_a_zero_row() {
         &["row 3", "zeros"],
     );
 }
+
+/// An output that resolves to an input (by name, by another spelling, or through a link) is refused, and
+/// the input is left exactly as it was.
+#[test]
+fn an_output_that_is_an_input_is_refused() {
+    let d = scratch("same-file");
+    let (n, dim) = (200, 5);
+    let x = d.join("x.npy");
+    write_npy_f32(&x, n, dim, &subspace_data(n, dim, 3));
+    let before = std::fs::read(&x).unwrap();
+    let xs = x.to_str().unwrap();
+    let dotted = format!("{}/./x.npy", d.display());
+    let link = d.join("link.npy");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&x, &link).unwrap();
+    for out in [xs, dotted.as_str(), link.to_str().unwrap()] {
+        expect_error(
+            &["lid", xs, "-o", out],
+            &["is the input file", "another output path"],
+        );
+    }
+    // knn writes .npz: an .npz input written over by its own graph.
+    let zin = d.join("in.npz");
+    let r = repscope(&["knn", xs, "-k", "3", "-o", zin.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let zbefore = std::fs::read(&zin).unwrap();
+    expect_error(
+        &[
+            "knn",
+            zin.to_str().unwrap(),
+            "--key",
+            "distances",
+            "-o",
+            zin.to_str().unwrap(),
+        ],
+        &["is the input file"],
+    );
+    assert_eq!(std::fs::read(&zin).unwrap(), zbefore);
+    expect_error(&["index", "build", xs, "-o", xs], &["is the input file"]);
+    let idx = d.join("x.hnsw");
+    let r = repscope(&["index", "build", xs, "-o", idx.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    expect_error(
+        &[
+            "index",
+            "query",
+            idx.to_str().unwrap(),
+            "--queries",
+            zin.to_str().unwrap(),
+            "--queries-key",
+            "distances",
+            "-o",
+            zin.to_str().unwrap(),
+        ],
+        &["is the input file"],
+    );
+    assert_eq!(std::fs::read(&x).unwrap(), before, "the input is unchanged");
+    assert_eq!(std::fs::read(&zin).unwrap(), zbefore);
+}
+
+/// Writing to a closed pipe ends the process quietly (no panic, no backtrace), as Unix tools do.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let d = scratch("pipe");
+    let (n, dim) = (400, 64);
+    let x = d.join("wide.npy");
+    write_npy_f32(&x, n, dim, &subspace_data(n, dim, 5));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repscope"))
+        .args(["spectrum", x.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the output is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.code() != Some(101), "{:?} {err}", out.status);
+}
+
+/// An absurd thread count is capped with a note instead of stalling the pool.
+#[test]
+fn thread_count_is_capped() {
+    let d = scratch("threads");
+    let x = d.join("x.npy");
+    write_npy_f32(&x, 300, 4, &subspace_data(300, 4, 2));
+    let t0 = std::time::Instant::now();
+    let r = repscope(&["spectrum", x.to_str().unwrap(), "--threads", "5000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("capped at"), "{}", r.stderr);
+    assert!(t0.elapsed().as_secs() < 60);
+}

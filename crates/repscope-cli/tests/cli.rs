@@ -471,3 +471,80 @@ fn report_sample_is_seeded_and_said() {
     }
     assert_eq!(docs[0], docs[1], "same seed, same report");
 }
+
+/// Real token states (MiniLM after block 3, with its 200 nearly identical [CLS] states): `knn` and `lid`
+/// say how the graph was proven, the rows the f32 pass cannot rank are recomputed, and every written row
+/// is the float64 brute force.
+#[test]
+fn knn_on_token_states_is_certified_and_exact() {
+    let d = scratch("knn-tokens");
+    let input = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tokens/minilm_tokens_l3_sample.npy"
+    ));
+    let m = repscope::data::load_matrix(&input, None).unwrap();
+    let (n, dim, k) = (m.rows(), m.cols(), 10);
+    let out = d.join("g.npz");
+    let r = repscope(&[
+        "knn",
+        input.to_str().unwrap(),
+        "-k",
+        "10",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = &json(&r)["certificate"];
+    assert_eq!(c["exact"], true);
+    assert_eq!(c["rows"], n);
+    let (cert, rec) = (
+        c["certified"].as_u64().unwrap(),
+        c["recomputed"].as_u64().unwrap(),
+    );
+    assert_eq!(cert + rec, n as u64);
+    assert!(rec >= 100, "the [CLS] cluster needs the range pass: {c}");
+    let (_, idx_raw) = read_npz_member(&out, "indices");
+    let idx: Vec<u32> = idx_raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    for i in 0..n {
+        let mut all: Vec<(f64, u32)> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| {
+                let s: f64 = (0..dim)
+                    .map(|c| (m.row(i)[c] as f64 - m.row(j)[c] as f64).powi(2))
+                    .sum();
+                (s.sqrt(), j as u32)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut want: Vec<u32> = all.iter().take(k).map(|x| x.1).collect();
+        let mut got = idx[i * k..(i + 1) * k].to_vec();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "row {i}");
+    }
+    let lid = d.join("lid.npy");
+    let r = repscope(&[
+        "lid",
+        input.to_str().unwrap(),
+        "-o",
+        lid.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["certificate"]["exact"], true);
+    let r = repscope(&[
+        "id",
+        input.to_str().unwrap(),
+        "--no-scale",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["neighbours"]["rows"], n);
+}

@@ -308,3 +308,38 @@ proptest! {
         assert_same(&one, &truth, "generated, one-sided");
     }
 }
+
+/// Data scaled by about 1e30 or 1e-30 (finite f32, but squares overflow or underflow the f32 products):
+/// the same neighbours as the unscaled data and the same dimension estimates. The scales are powers of two,
+/// so the scaled values are exact and the geometry is the same.
+#[test]
+fn extreme_magnitudes_give_the_same_graph_and_estimates() {
+    let base = clustered(1200, 16, 21);
+    for metric in [Metric::Euclidean, Metric::Cosine] {
+        let g0 = exact_knn(&base, 10, metric, None).unwrap();
+        let t0 = TwoNN::default().fit(&g0).unwrap().value;
+        for s in [
+            2f64.powi(100),
+            2f64.powi(66),
+            2f64.powi(-66),
+            2f64.powi(-100),
+        ] {
+            let v: Vec<f32> = base
+                .as_slice()
+                .iter()
+                .map(|&x| (x as f64 * s) as f32)
+                .collect();
+            let m = Matrix::from_vec(base.rows(), base.cols(), v, "scaled").unwrap();
+            let g = exact_knn(&m, 10, metric, None).unwrap();
+            assert_same(&g, &brute(&m, 10, metric), &format!("{metric:?} × {s:e}"));
+            let t = TwoNN::default().fit(&g).unwrap().value;
+            assert!(
+                (t - t0).abs() <= 1e-12 * t0,
+                "{metric:?} × {s:e}: TwoNN {t} vs {t0}"
+            );
+            assert_eq!(g.indices, g0.indices, "{metric:?} × {s:e}");
+            let one = knn_search(&m, &m, 10, metric, true, None).unwrap();
+            assert_eq!(one.indices, g.indices, "{metric:?} × {s:e}: one-sided");
+        }
+    }
+}

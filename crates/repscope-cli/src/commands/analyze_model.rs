@@ -29,7 +29,7 @@ pub struct AnalyzeModelArgs {
 
 pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
     let kind = match &a.output {
-        Some(p) => Some(check_output(p, true)?),
+        Some(p) => Some(check_output(p, &a.run.input, true)?),
         None => None,
     };
     let done = a.run.run(g, true, None)?;

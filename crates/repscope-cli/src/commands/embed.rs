@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::print_json;
 use crate::progress::Bars;
-use crate::{check_writable, usage, CliResult, Failure, Global};
+use crate::{usage, CliResult, Failure, Global};
 
 impl From<repscope_model::Error> for Failure {
     fn from(e: repscope_model::Error) -> Self {
@@ -194,7 +194,7 @@ pub enum OutKind {
 }
 
 /// Checks an output path before any work: extension, folder, and that .npy is asked for one array only.
-pub fn check_output(path: &Path, extra_arrays: bool) -> Result<OutKind, Failure> {
+pub fn check_output(path: &Path, input: &Path, extra_arrays: bool) -> Result<OutKind, Failure> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -215,7 +215,7 @@ pub fn check_output(path: &Path, extra_arrays: bool) -> Result<OutKind, Failure>
             path.display()
         )));
     }
-    check_writable(path)?;
+    crate::check_output(path, &[input])?;
     Ok(kind)
 }
 
@@ -339,7 +339,7 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
 pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
     let extra = a.layers || a.tokens.is_some();
     let kind = match &a.output {
-        Some(p) => Some(check_output(p, extra)?),
+        Some(p) => Some(check_output(p, &a.run.input, extra)?),
         None => None,
     };
     let done = a.run.run(g, a.layers, a.tokens)?;

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{metric, print_json, Input};
 use crate::progress::Bars;
 use crate::table::{num, Table};
-use crate::{check_writable, usage, CliResult, Global};
+use crate::{check_output, usage, CliResult, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum IndexCommand {
@@ -91,7 +91,7 @@ pub fn run(c: &IndexCommand, g: &Global) -> CliResult {
 }
 
 fn build(a: &BuildArgs, g: &Global) -> CliResult {
-    check_writable(&a.output)?;
+    check_output(&a.output, &[&a.input.file])?;
     let metric = metric(&a.metric)?;
     let params = HnswParams {
         m: a.hnsw.m,
@@ -175,7 +175,7 @@ fn build(a: &BuildArgs, g: &Global) -> CliResult {
 fn query(a: &QueryArgs, g: &Global) -> CliResult {
     if let Some(o) = &a.output {
         super::require_ext(o, "npz")?;
-        check_writable(o)?;
+        check_output(o, &[&a.index, &a.queries])?;
     }
     if a.repeats == 0 {
         return Err(usage("--repeats must be at least 1"));

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{metric, print_json, require_ext, Input};
 use crate::progress::Bars;
-use crate::{check_writable, CliResult, Global};
+use crate::{check_output, CliResult, Global};
 use repscope::progress::Progress;
 
 #[derive(Args, Debug)]
@@ -44,7 +44,7 @@ const RECALL_SAMPLE: usize = 500;
 
 pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npz")?;
-    check_writable(&a.output)?;
+    check_output(&a.output, &[&a.input.file])?;
     let metric = metric(&a.metric)?;
     let ds = a.input.dataset()?;
     ds.require_neighbours(a.k, "the kNN graph")?;

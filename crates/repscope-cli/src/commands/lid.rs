@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{metric, print_json, require_ext, Input};
 use crate::progress::Bars;
-use crate::{check_writable, CliResult, Global};
+use crate::{check_output, CliResult, Global};
 use repscope::progress::Progress;
 
 #[derive(Args, Debug)]
@@ -29,7 +29,7 @@ pub struct LidArgs {
 
 pub fn run(a: &LidArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npy")?;
-    check_writable(&a.output)?;
+    check_output(&a.output, &[&a.input.file])?;
     let metric = metric(&a.metric)?;
     let ds = a.input.dataset()?;
     ds.require_neighbours(a.k, "LID")?;
