@@ -240,8 +240,10 @@ pub(crate) fn range_pass(
                 let thr = thresholds[q0 + a];
                 for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
                     let key = t - 2.0 * dot;
-                    // `!(key > thr)` also admits a NaN key: nothing unproven is ever dropped.
-                    if !(key > thr) && !(exclude_self && r0 + r == q) {
+                    // A NaN key is admitted too: nothing unproven is ever dropped.
+                    let excluded = key.partial_cmp(&thr) == Some(std::cmp::Ordering::Greater);
+                    let own = exclude_self && r0 + r == q;
+                    if !(excluded || own) {
                         kb.push(exact.dist(q, r0 + r), (r0 + r) as u32);
                     }
                 }
