@@ -53,8 +53,28 @@ impl AsRef<[f32]> for NumpyValues {
     }
 }
 
-/// The engine's matrix over a C-contiguous float32 array, without a copy. `name` is used in messages.
-fn matrix(x: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Matrix> {
+/// A data array from Python: float32 (read in place) or float64 (kept in f64 where precision is the point).
+#[derive(FromPyObject)]
+enum Values<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+/// The engine's matrix over a C-contiguous float32 array (without a copy) or float64 array (copied once,
+/// kept in f64). `name` is used in messages.
+fn matrix(x: &Values<'_>, name: &str) -> PyResult<Matrix> {
+    match x {
+        Values::F32(a) => matrix_f32(a, name),
+        Values::F64(a) => {
+            let (rows, cols) = (a.shape()[0], a.shape()[1]);
+            let v: Vec<f64> = a.as_array().iter().copied().collect();
+            Matrix::from_f64(rows, cols, v, name).map_err(to_py)
+        }
+    }
+}
+
+/// The engine's matrix over a C-contiguous float32 array, without a copy.
+fn matrix_f32(x: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Matrix> {
     if !x.is_c_contiguous() {
         return Err(PyValueError::new_err(format!(
             "{name}: the array is not C-contiguous. Pass np.ascontiguousarray({name}) (the Python functions do this for you)."
@@ -145,7 +165,7 @@ type Neighbours<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 #[pyfunction]
 fn knn<'py>(
     py: Python<'py>,
-    x: PyReadonlyArray2<'py, f32>,
+    x: Values<'py>,
     k: usize,
     metric_name: &str,
 ) -> PyResult<Neighbours<'py>> {
@@ -166,12 +186,7 @@ fn knn<'py>(
 
 /// TwoNN with a linear ("linear") or censored maximum-likelihood ("mle") fit.
 #[pyfunction]
-fn twonn(
-    py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
-    discard_fraction: f64,
-    method: &str,
-) -> PyResult<String> {
+fn twonn(py: Python<'_>, x: Values<'_>, discard_fraction: f64, method: &str) -> PyResult<String> {
     let fit = match method {
         "linear" => TwoNNFit::Linear,
         "mle" => TwoNNFit::Mle,
@@ -202,7 +217,7 @@ fn twonn(
 #[pyfunction]
 fn mle<'py>(
     py: Python<'py>,
-    x: PyReadonlyArray2<'py, f32>,
+    x: Values<'py>,
     k: usize,
     comb: &str,
 ) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
@@ -233,7 +248,7 @@ fn mle<'py>(
 
 /// GRIDE at (n1, n2).
 #[pyfunction]
-fn gride(py: Python<'_>, x: PyReadonlyArray2<'_, f32>, n1: usize, n2: usize) -> PyResult<String> {
+fn gride(py: Python<'_>, x: Values<'_>, n1: usize, n2: usize) -> PyResult<String> {
     if n1 < 1 || n2 <= n1 {
         return Err(PyValueError::new_err(format!(
             "invalid parameters n1 = {n1}, n2 = {n2}: GRIDE needs 1 ≤ n1 < n2. Use n1 = 1, n2 = 2."
@@ -249,13 +264,7 @@ fn gride(py: Python<'_>, x: PyReadonlyArray2<'_, f32>, n1: usize, n2: usize) -> 
 
 /// A PCA rule on the covariance eigenvalues of the distinct rows: "ev" (tau), "fo" (alpha) or "pr".
 #[pyfunction]
-fn pca(
-    py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
-    rule: &str,
-    tau: f64,
-    alpha: f64,
-) -> PyResult<String> {
+fn pca(py: Python<'_>, x: Values<'_>, rule: &str, tau: f64, alpha: f64) -> PyResult<String> {
     let name = match rule {
         "ev" => "pca_ev",
         "fo" => "pca_fo",
@@ -299,7 +308,7 @@ fn pca(
 #[pyfunction]
 fn lid<'py>(
     py: Python<'py>,
-    x: PyReadonlyArray2<'py, f32>,
+    x: Values<'py>,
     k: usize,
     metric_name: &str,
 ) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
@@ -335,7 +344,7 @@ fn lid<'py>(
 #[allow(clippy::too_many_arguments)]
 fn id_doc(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
+    x: Values<'_>,
     estimators: Vec<String>,
     k: usize,
     discard_fraction: f64,
@@ -371,7 +380,7 @@ fn id_doc(
 #[pyfunction]
 fn spectrum_doc(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
+    x: Values<'_>,
     eps2: f64,
     alpha_window: (usize, usize),
     top_rogue: usize,
@@ -401,11 +410,11 @@ fn spectrum_doc(
 #[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None))]
 fn classes_doc(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
+    x: Values<'_>,
     raw_labels: Vec<String>,
     numeric: bool,
     k: usize,
-    classifier: Option<PyReadonlyArray2<'_, f32>>,
+    classifier: Option<Values<'_>>,
     bias: Option<Vec<f64>>,
 ) -> PyResult<String> {
     let m = matrix(&x, "X")?;
@@ -443,8 +452,8 @@ fn classes_doc(
 #[pyo3(signature = (x, y, metrics, cka_route, rbf_threshold, rbf_median, batch_size, k, anchors, anchor_mode, svcca_threshold, gram_limit, seed, raw_labels=None, numeric=false))]
 fn compare_doc(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
-    y: PyReadonlyArray2<'_, f32>,
+    x: Values<'_>,
+    y: Values<'_>,
     metrics: Vec<String>,
     cka_route: &str,
     rbf_threshold: f64,
@@ -524,7 +533,7 @@ fn compare_doc(
 fn layers_doc(
     py: Python<'_>,
     names: Vec<String>,
-    arrays: Vec<PyReadonlyArray2<'_, f32>>,
+    arrays: Vec<Values<'_>>,
     k: usize,
     seed: u64,
 ) -> PyResult<String> {
@@ -561,7 +570,7 @@ fn layers_doc(
 fn report_files(
     py: Python<'_>,
     names: Vec<String>,
-    arrays: Vec<PyReadonlyArray2<'_, f32>>,
+    arrays: Vec<Values<'_>>,
     path: PathBuf,
     seed: u64,
     sample: Option<usize>,

@@ -35,7 +35,7 @@ def test_id_matches_cli(data, cli):
     d, X, _, _ = data
     c = json.loads(cli("id", d / "x.npy", "--json"))
     p = repscope.intrinsic_dimension(X)
-    assert p["input"] == {"path": None, "key": None, "rows": 700, "cols": 12}
+    assert p["input"] == {"path": None, "key": None, "rows": 700, "cols": 12, "precision": c["input"]["precision"]}
     assert c["input"]["rows"] == 700 and c["input"]["cols"] == 12
     assert strip(p, "input") == strip(c, "input")
     assert p["duplicates_merged"] == 1

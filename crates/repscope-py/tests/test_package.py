@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import repscope
 import repscope.id
 
@@ -65,3 +66,16 @@ def test_every_public_name_is_documented_and_typed():
         cls = getattr(repscope.id, name)
         assert inspect.getdoc(cls) and inspect.getdoc(cls.fit), name
         assert f"class {name}(" in id_stub, name
+
+
+def test_float64_input_stays_float64():
+    """Y = XQ + 1000 in float64: Procrustes is exactly 0 and CKA exactly 1 (float32 would lose digits)."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 10))
+    Q, _ = np.linalg.qr(rng.standard_normal((10, 10)))
+    Y = X @ Q + 1000.0
+    r = repscope.compare(X, Y, metrics=["procrustes_euclidean", "cka_linear"])
+    assert abs(r["measures"]["procrustes_euclidean"]) <= 1e-12
+    assert abs(r["measures"]["cka_linear"] - 1.0) <= 1e-12
+    assert repscope.spectrum(X)["input"]["precision"] == "f64"
+    assert repscope.spectrum(X.astype(np.float32))["input"]["precision"] == "f32"

@@ -5,8 +5,8 @@ dimension (``repscope.id``: TwoNN, MLE, GRIDE, PCA, LID in scikit-dimension's es
 suite in ``intrinsic_dimension``), exact kNN, the covariance spectrum, class geometry, similarity of two
 representations, the layer study and the HTML report.
 
-Arrays are n_samples × n_features. A C-contiguous float32 numpy array is read in place (no copy); any other
-dtype or memory order is converted once to float32. The GIL is released while the engine computes, and the
+Arrays are n_samples × n_features. A C-contiguous float32 numpy array is read in place (no copy); a float64
+array stays float64 where precision is the point; any other dtype or memory order is converted once to float32. The GIL is released while the engine computes, and the
 engine uses all cores (set ``RAYON_NUM_THREADS`` before the first call to limit them). Bad input raises
 ValueError with the engine's message, the same as the CLI prints; NaN or inf names the first bad row and
 column.

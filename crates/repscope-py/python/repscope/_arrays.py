@@ -4,11 +4,12 @@ import numpy as np
 
 
 def as_matrix(X, name="X"):
-    """X as a 2-D, C-contiguous, aligned, native-endian float32 array.
+    """X as a 2-D, C-contiguous, aligned, native-endian float32 or float64 array.
 
     A float32 C-contiguous array (a torch CPU tensor through ``np.asarray`` as well) is returned as is, and the
-    engine reads it in place. Anything else (float64, int, Fortran order, strided views, big-endian) is
-    converted once, here, into a new float32 array.
+    engine reads it in place. A float64 array stays float64: the engine keeps its values for exact distances,
+    centring, spectra, similarity and class geometry (and reports ``"precision": "f64"``). Anything else
+    (int, float16, Fortran order, strided views, big-endian) is converted once, here, into a new array.
     """
     if isinstance(X, np.ndarray):
         a = X
@@ -28,7 +29,8 @@ def as_matrix(X, name="X"):
         )
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"{name}: the array is empty (shape {a.shape}). Pass at least one row and one column.")
-    return np.require(a, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
+    dtype = np.float64 if a.dtype == np.float64 else np.float32
+    return np.require(a, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
 def as_labels(labels, name="labels"):
