@@ -429,15 +429,7 @@ pub fn write_files(dir: &Path, doc: &Value) -> Result<(PathBuf, PathBuf)> {
         what: "report".into(),
         problem: format!("cannot encode the report: {e}"),
     })?;
-    let write = |path: &Path, text: &str| {
-        std::fs::write(path, text).map_err(|e| {
-            Error::data(
-                path.display().to_string(),
-                format!("cannot write ({e})"),
-                "choose a writable output folder",
-            )
-        })
-    };
+    let write = |path: &Path, text: &str| crate::data::write_atomic(path, text.as_bytes());
     write(&json_path, &text)?;
     write(&html_path, &crate::html::render(doc))?;
     Ok((json_path, html_path))

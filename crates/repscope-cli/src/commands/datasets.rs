@@ -87,11 +87,12 @@ pub fn run(c: &DatasetsCommand, g: &Global) -> CliResult {
                 "manifolds": chosen.iter().map(|m| (m.name.to_string(), json!({"id": m.id, "ambient_dim": m.ambient_dim, "description": m.description}))).collect::<serde_json::Map<_, _>>(),
             });
             let truth_path = output.join("manifolds_truth.json");
-            std::fs::write(
+            repscope::data::write_atomic(
                 &truth_path,
-                serde_json::to_string_pretty(&truth).unwrap_or_default(),
-            )
-            .map_err(|e| usage(format!("{}: cannot write ({e})", truth_path.display())))?;
+                serde_json::to_string_pretty(&truth)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )?;
             if g.json {
                 print_json(
                     &json!({"npz": npz_path.display().to_string(), "truth": truth_path.display().to_string(), "count": chosen.len()}),

@@ -104,6 +104,15 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
     }
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed onto
+/// `path`. On any failure (a full disk, say) the temporary file is removed and `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    npy::write_file_with(path, |f| {
+        use std::io::Write;
+        f.write_all(bytes)
+    })
+}
+
 /// Checks every value is finite (and, for f64 input, within the range of f32, which the ranking kernels
 /// use). The error names the first bad row and column (0-based).
 pub fn check_finite(m: &Matrix) -> Result<()> {
@@ -340,6 +349,30 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails part-way (as on a full disk) leaves the old file as it was and no temporary file.
+    #[test]
+    fn failed_writes_leave_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("repscope-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("out.hnsw");
+        write_atomic(&p, b"old contents").unwrap();
+        let r = npy::write_file_with(&p, |f| {
+            use std::io::Write;
+            f.write_all(b"half of the new")?;
+            Err(std::io::Error::other("no space left on device"))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old contents");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn dedup_groups_equal_rows_and_negative_zero() {

@@ -655,7 +655,8 @@ pub(crate) fn write_file_with(
         source: std::io::Error::new(e.kind(), format!("cannot write output ({e})")),
     };
     let mut f = std::fs::File::create(&tmp).map_err(unwritable)?;
-    if let Err(e) = fill(&mut f) {
+    // Synced before the rename, so a crash or a full disk never leaves a partial file under the name.
+    if let Err(e) = fill(&mut f).and_then(|()| f.sync_all()) {
         drop(f);
         let _ = std::fs::remove_file(&tmp);
         return Err(unwritable(e));

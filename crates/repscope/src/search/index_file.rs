@@ -101,7 +101,7 @@ impl Hnsw {
 
     /// Writes the index file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()).map_err(|e| Error::io(path, e))
+        crate::data::write_atomic(path, &self.to_bytes())
     }
 
     /// Reads an index file written by [`Hnsw::save`].
