@@ -364,3 +364,18 @@ fn thread_count_is_capped() {
     assert!(r.stderr.contains("capped at"), "{}", r.stderr);
     assert!(t0.elapsed().as_secs() < 60);
 }
+
+/// A finite f64 value beyond the f32 range is named as such (not as "non-finite inf"), with its row.
+#[test]
+fn f64_beyond_f32_range_is_named() {
+    let d = scratch("f64-big");
+    let mut v: Vec<f64> = (0..60).map(|i| (i as f64 * 0.37).sin()).collect();
+    v[7 * 3 + 1] = 1e200;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let p = d.join("big.npy");
+    std::fs::write(&p, npy_bytes("<f8", false, &[20, 3], &bytes)).unwrap();
+    expect_error(
+        &["id", p.to_str().unwrap()],
+        &["overflows f32", "row 7, column 1", "Rescale"],
+    );
+}

@@ -334,19 +334,6 @@ pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<M
             "the file is truncated: write it again",
         ));
     }
-    let read = |i: usize| -> f32 {
-        let b = &data[i * size..(i + 1) * size];
-        match (size, big_endian) {
-            (2, false) => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
-            (2, true) => half::f16::from_be_bytes([b[0], b[1]]).to_f32(),
-            (4, false) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            (4, true) => f32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            (8, false) => {
-                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-            }
-            _ => f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32,
-        }
-    };
     if size == 8 {
         let read = |i: usize| -> f64 {
             let b: [u8; 8] = data[i * 8..(i + 1) * 8].try_into().expect("8 bytes");
@@ -356,21 +343,29 @@ pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<M
                 f64::from_le_bytes(b)
             }
         };
-        let mut out = vec![0f64; n];
-        if fortran {
-            for j in 0..cols {
-                for i in 0..rows {
-                    out[i * cols + j] = read(j * rows + i);
-                }
-            }
-        } else {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = read(i);
-            }
-        }
-        return Matrix::from_f64(rows, cols, out, name);
+        return Matrix::from_f64(rows, cols, row_major(n, rows, cols, fortran, read), name);
     }
-    let mut out = vec![0f32; n];
+    let read = |i: usize| -> f32 {
+        let b = &data[i * size..(i + 1) * size];
+        match (size, big_endian) {
+            (2, false) => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            (2, true) => half::f16::from_be_bytes([b[0], b[1]]).to_f32(),
+            (4, false) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            _ => f32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        }
+    };
+    Matrix::from_vec(rows, cols, row_major(n, rows, cols, fortran, read), name)
+}
+
+/// The `n` values `read(i)` of a C- or Fortran-order array, in row-major order.
+fn row_major<T: Copy + Default>(
+    n: usize,
+    rows: usize,
+    cols: usize,
+    fortran: bool,
+    read: impl Fn(usize) -> T,
+) -> Vec<T> {
+    let mut out = vec![T::default(); n];
     if fortran {
         for j in 0..cols {
             for i in 0..rows {
@@ -382,7 +377,7 @@ pub(crate) fn convert_float_data(data: &[u8], l: Layout, name: &str) -> Result<M
             *o = read(i);
         }
     }
-    Matrix::from_vec(rows, cols, out, name)
+    out
 }
 
 /// Reads a 2-D float `.npy` file. Little-endian f32 in C order is memory-mapped; anything else is converted

@@ -76,13 +76,7 @@ pub fn approximate_knn(
     let (found, _) = index.search_batch(m, k + 1, ef)?;
     let search_seconds = t1.elapsed().as_secs_f64();
     progress.finish_stage();
-    let exact = Exact {
-        metric,
-        queries: m,
-        refs: m,
-        inv_q: &inv,
-        inv_r: &inv,
-    };
+    let exact = Exact::within(metric, m, &inv);
     let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..n)
         .into_par_iter()
         .map_init(Vec::new, |best, i| {

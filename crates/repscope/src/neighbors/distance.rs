@@ -26,8 +26,9 @@ unsafe fn sq_dist_f64_avx2(a: &[f32], b: &[f32]) -> f64 {
     sq_dist_f64_body(a, b)
 }
 
+/// Σ (a_i − b_i)² in f64 with eight accumulators combined in a fixed order, for f32 or f64 rows.
 #[inline(always)]
-fn sq_dist_f64_body(a: &[f32], b: &[f32]) -> f64 {
+fn sq_dist_f64_body<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f64; 8];
@@ -36,13 +37,13 @@ fn sq_dist_f64_body(a: &[f32], b: &[f32]) -> f64 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for j in 0..8 {
-            let d = x[j] as f64 - y[j] as f64;
+            let d = x[j].into() - y[j].into();
             acc[j] += d * d;
         }
     }
     let mut tail = 0f64;
-    for (x, y) in ra.iter().zip(rb) {
-        let d = *x as f64 - *y as f64;
+    for (&x, &y) in ra.iter().zip(rb) {
+        let d = x.into() - y.into();
         tail += d * d;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
@@ -62,22 +63,7 @@ pub fn cosine_dist_f64(a: &[f32], b: &[f32], inv_na: f64, inv_nb: f64) -> f64 {
 /// Exact squared euclidean distance of two f64 rows (the same fixed order of sums as [`sq_dist_f64`]).
 #[inline]
 pub fn sq_dist_f64_rows(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            let d = x[j] - y[j];
-            acc[j] += d * d;
-        }
-    }
-    let mut tail = 0f64;
-    for (x, y) in ra.iter().zip(rb) {
-        let d = x - y;
-        tail += d * d;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    sq_dist_f64_body(a, b)
 }
 
 /// Exact cosine distance of two f64 rows, as ‖a/‖a‖ − b/‖b‖‖²/2.
@@ -130,7 +116,31 @@ pub(crate) struct Exact<'a> {
     pub(crate) inv_r: &'a [f64],
 }
 
-impl Exact<'_> {
+impl<'a> Exact<'a> {
+    /// Distances among the rows of one matrix (`inv`: its inverse row norms, cosine only).
+    pub(crate) fn within(metric: Metric, m: &'a Matrix, inv: &'a [f64]) -> Self {
+        Exact {
+            metric,
+            queries: m,
+            refs: m,
+            inv_q: inv,
+            inv_r: inv,
+        }
+    }
+    /// Distances from the input rows of a query side to those of a reference side.
+    pub(crate) fn between(
+        metric: Metric,
+        q: &'a super::space::Side<'a>,
+        r: &'a super::space::Side<'a>,
+    ) -> Self {
+        Exact {
+            metric,
+            queries: q.input,
+            refs: r.input,
+            inv_q: &q.inv,
+            inv_r: &r.inv,
+        }
+    }
     /// The distance from query row `q` to reference row `r` (on the f64 values of f64 input).
     #[inline]
     pub(crate) fn dist(&self, q: usize, r: usize) -> f64 {

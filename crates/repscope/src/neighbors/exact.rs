@@ -98,19 +98,21 @@ pub(crate) fn search_rows(
     let nr = rside.rows.rows();
     let available = if exclude_self { nr - 1 } else { nr };
     let cand = candidate_count(k, available);
-    let exact = Exact {
-        metric: space.metric,
-        queries: qside.input,
-        refs: rside.input,
-        inv_q: &qside.inv,
-        inv_r: &rside.inv,
+    let exact = Exact::between(space.metric, qside, rside);
+    // The query rows the products read: all of the side as it is, or a copy of the chosen ones.
+    let all = ids.len() == qside.rows.rows() && ids.iter().enumerate().all(|(a, &q)| a == q);
+    let chosen;
+    let qrows: &Matrix = if all {
+        &qside.rows
+    } else {
+        chosen = qside.rows.select_rows(ids);
+        &chosen
     };
-    let qrows = qside.rows.select_rows(ids);
     let sq = squared_norms(rside);
     let nq = ids.len();
     // Candidate pass: per query block, a heap per query; then the exact re-rank and the certificate.
     let blocks: Vec<(Vec<u32>, Vec<f64>, Vec<usize>)> = blocked(
-        &qrows,
+        qrows,
         &rside.rows,
         |bq| (0..bq).map(|_| TopK::new(cand)).collect::<Vec<TopK>>(),
         |heaps, q0, r0, buf, br| {
@@ -209,13 +211,7 @@ pub(crate) fn range_pass(
     exclude_self: bool,
     k: usize,
 ) -> Result<Vec<Vec<(f64, u32)>>> {
-    let exact = Exact {
-        metric: space.metric,
-        queries: qside.input,
-        refs: rside.input,
-        inv_q: &qside.inv,
-        inv_r: &rside.inv,
-    };
+    let exact = Exact::between(space.metric, qside, rside);
     let thresholds: Vec<f32> = ids
         .iter()
         .zip(radii)
@@ -341,13 +337,7 @@ pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph>
         Metric::Cosine => super::distance::inverse_norms(m)?,
         Metric::Euclidean => Vec::new(),
     };
-    let exact = Exact {
-        metric,
-        queries: m,
-        refs: m,
-        inv_q: &inv,
-        inv_r: &inv,
-    };
+    let exact = Exact::within(metric, m, &inv);
     let mut indices = Vec::with_capacity(n * k);
     let mut distances = Vec::with_capacity(n * k);
     for i in 0..n {

@@ -115,13 +115,15 @@ impl Space {
         // Each ranking value is computed in f64 from the value as given and rounded to f32 once.
         let make = |f: &(dyn Fn(usize, f64, usize) -> f64 + Sync)| -> Result<Matrix> {
             let mut u = vec![0f32; n * d];
-            u.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-                let mut src = vec![0f64; d];
-                m.row_f64_into(i, &mut src);
-                for (c, (o, &v)) in row.iter_mut().zip(&src).enumerate() {
-                    *o = f(i, v, c) as f32;
-                }
-            });
+            u.par_chunks_mut(d).enumerate().for_each_init(
+                || vec![0f64; d],
+                |src, (i, row)| {
+                    m.row_f64_into(i, src);
+                    for (c, (o, &v)) in row.iter_mut().zip(src.iter()).enumerate() {
+                        *o = f(i, v, c) as f32;
+                    }
+                },
+            );
             Matrix::from_vec(n, d, u, m.name())
         };
         let rows: Cow<'a, Matrix> = match self.metric {

@@ -92,16 +92,12 @@ pub(crate) fn exact_knn_self_with(
         Plan::Auto => choose_plan(&side.rows, k, full_cand)?,
         other => (other, None),
     };
-    let (mut indices, mut distances, failed, projected) = match plan {
+    // The full plan keeps the ranking side for the range pass; the projected one drops it during its
+    // search (memory) and makes it again only if some row needs the range pass.
+    let (mut indices, mut distances, failed, projected, kept) = match plan {
         Plan::Auto | Plan::Full => {
             let (heaps, _) = candidates(side.rows.as_slice(), d, n, full_cand, progress);
-            let exact = Exact {
-                metric,
-                queries: m,
-                refs: m,
-                inv_q: &side.inv,
-                inv_r: &side.inv,
-            };
+            let exact = Exact::within(metric, m, &side.inv);
             // Every row with a key ≥ τ is farther than the k-th exact distance.
             let proven = |q: usize, kth: f64, tau: f32| {
                 let a = side.norms[q];
@@ -110,7 +106,7 @@ pub(crate) fn exact_knn_self_with(
                     .excludes(&space.key, a, tau, side.max_norm)
             };
             let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, false);
-            (i, dd, f, 0)
+            (i, dd, f, 0, Some(side))
         }
         Plan::Projected { p, cand } => {
             let p = p.clamp(1, d);
@@ -125,13 +121,7 @@ pub(crate) fn exact_knn_self_with(
             let (u_norms, u_max) = (side.norms.clone(), side.max_norm);
             drop(side);
             let (heaps, _) = candidates(&proj.z, p, n, cand, progress);
-            let exact = Exact {
-                metric,
-                queries: m,
-                refs: m,
-                inv_q: &inv,
-                inv_r: &inv,
-            };
+            let exact = Exact::within(metric, m, &inv);
             let zkey = KeyError::new(p);
             let proven = |q: usize, kth: f64, tau: f32| {
                 let t = space.target(u_norms[q], kth);
@@ -144,13 +134,16 @@ pub(crate) fn exact_knn_self_with(
                 target.excludes(&zkey, c, tau, proj.max_norm)
             };
             let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, true);
-            (i, dd, f, n)
+            (i, dd, f, n, None)
         }
     };
     let recomputed = failed.len();
     if !failed.is_empty() {
         // Rows the candidate pass could not prove: the range pass over all columns, exact by construction.
-        let side = space.side(m)?;
+        let side = match kept {
+            Some(side) => side,
+            None => space.side(m)?,
+        };
         let radii: Vec<f64> = failed.iter().map(|&q| distances[q * k + k - 1]).collect();
         let lists = range_pass(&space, &side, &side, &failed, &radii, true, k)?;
         for (&q, list) in failed.iter().zip(lists) {
