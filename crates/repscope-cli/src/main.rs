@@ -83,14 +83,34 @@ pub struct Failure {
 
 impl From<repscope::Error> for Failure {
     fn from(e: repscope::Error) -> Self {
+        Failure::engine(e, &flag)
+    }
+}
+
+impl Failure {
+    /// An engine error, with its parameters named by `name` (the command's flags).
+    pub fn engine(e: repscope::Error, name: &dyn Fn(repscope::Param) -> String) -> Failure {
         let code = match e {
             repscope::Error::Numerical { .. } => 1,
             _ => 2,
         };
         Failure {
             code,
-            message: e.to_string(),
+            message: e.render(name),
         }
+    }
+}
+
+/// The flag that sets an engine parameter.
+pub fn flag(p: repscope::Param) -> String {
+    use repscope::Param;
+    match p {
+        Param::K => "-k".into(),
+        Param::Rows => "-n".into(),
+        Param::Metric => "--metric".into(),
+        Param::GrideOrders => "the GRIDE orders (n1, n2)".into(),
+        Param::Dim => "the target dimension".into(),
+        other => format!("--{}", other.name().replace('_', "-")),
     }
 }
 
@@ -201,8 +221,8 @@ fn main() -> ExitCode {
 
 /// Checks before any work that an output file can be created and that it is none of the inputs: an output
 /// that resolves to an input (the same canonical path, or the same device and inode through a link) would
-/// destroy it.
-pub fn check_output(path: &std::path::Path, inputs: &[&std::path::Path]) -> CliResult {
+/// destroy it. An existing output is replaced only with `force`.
+pub fn check_output(path: &std::path::Path, inputs: &[&std::path::Path], force: bool) -> CliResult {
     check_writable(path)?;
     for input in inputs {
         if same_file(path, input) {
@@ -212,6 +232,41 @@ pub fn check_output(path: &std::path::Path, inputs: &[&std::path::Path]) -> CliR
                 input.display()
             )));
         }
+    }
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(repscope::Error::OutputExists {
+            path: path.to_path_buf(),
+            folder: false,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Bytes of memory this process can still allocate without swapping (Linux's MemAvailable); None where the
+/// system does not say.
+pub fn available_memory() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Fails before any work when `count` items of `per_item` bytes each will not fit in the available memory,
+/// saying how many do. `what` names the items and `flag` the option that sets their number.
+pub fn check_fits(what: &str, count: usize, per_item: u128, flag: &str) -> CliResult {
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    let need = count as u128 * per_item;
+    if need > avail {
+        let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+        return Err(usage(format!(
+            "{count} {what} need about {:.1} GiB of memory, and {:.1} GiB is available. Choose {flag} {} or fewer.",
+            gib(need),
+            gib(avail),
+            (avail * 8 / 10) / per_item.max(1)
+        )));
     }
     Ok(())
 }

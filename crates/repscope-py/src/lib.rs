@@ -92,12 +92,13 @@ fn matrix_f32(x: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Matrix> {
     Matrix::from_shared(rows, cols, Arc::new(values), name).map_err(to_py)
 }
 
-/// An engine error as the Python exception that fits it.
+/// An engine error as the Python exception that fits it, its parameters named by their keyword arguments.
 fn to_py(e: repscope::Error) -> PyErr {
+    let message = e.render(&|p| p.name().to_string());
     match e {
-        repscope::Error::Io { .. } => PyOSError::new_err(e.to_string()),
-        repscope::Error::Numerical { .. } => PyRuntimeError::new_err(e.to_string()),
-        _ => PyValueError::new_err(e.to_string()),
+        repscope::Error::Io { .. } => PyOSError::new_err(message),
+        repscope::Error::Numerical { .. } => PyRuntimeError::new_err(message),
+        _ => PyValueError::new_err(message),
     }
 }
 
@@ -137,7 +138,7 @@ fn labels(raw: Vec<String>, numeric: bool) -> Labels {
 /// A validated dataset and its exact neighbour graph with `k` neighbours on the distinct rows.
 fn graph(m: Matrix, k: usize, metric: Metric, what: &str) -> repscope::Result<(Dataset, KnnGraph)> {
     let ds = Dataset::new(m)?;
-    ds.require_neighbours(k, what)?;
+    ds.require_neighbours(k, 1, what)?;
     let g = exact_knn(ds.distinct(), k, metric, None)?;
     Ok((ds, g))
 }
@@ -596,7 +597,7 @@ fn report_files(
                 classes::check_labels(m, l, "labels")?;
             }
         }
-        report::prepare_output(&path, force)?;
+        repscope::data::prepare_folder(&path, force)?;
         let cfg = ReportConfig {
             id: IdConfig {
                 seed,

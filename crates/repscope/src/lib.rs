@@ -23,7 +23,7 @@ pub mod similarity;
 pub mod spectrum;
 
 pub use data::{Dataset, Matrix};
-pub use error::{Error, Result};
+pub use error::{Error, Param, Result, Text};
 pub use neighbors::{KnnGraph, Metric};
 
 /// The version of this crate, written into every output.

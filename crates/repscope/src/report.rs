@@ -388,39 +388,6 @@ pub fn build(
     Ok(doc)
 }
 
-/// Makes `dir` ready for a report: creates it if missing; an existing folder must be empty unless `force`.
-pub fn prepare_output(dir: &Path, force: bool) -> Result<()> {
-    let name = dir.display().to_string();
-    if dir.exists() {
-        if !dir.is_dir() {
-            return Err(Error::data(
-                name,
-                "exists and is not a folder",
-                "choose a folder for the report",
-            ));
-        }
-        let non_empty = std::fs::read_dir(dir)
-            .map(|mut r| r.next().is_some())
-            .unwrap_or(false);
-        if non_empty && !force {
-            return Err(Error::data(
-                name,
-                "the output folder is not empty",
-                "pass --force to write into it, or choose an empty folder",
-            ));
-        }
-    } else {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::data(
-                name,
-                format!("cannot create the folder ({e})"),
-                "choose a writable path",
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// Writes report.json and the HTML page rendered from it (report.html) into `dir`; returns their paths.
 pub fn write_files(dir: &Path, doc: &Value) -> Result<(PathBuf, PathBuf)> {
     let json_path = dir.join("report.json");

@@ -19,6 +19,9 @@ pub struct AnalyzeModelArgs {
     /// Also save the activations (embedding, layer0..layerL) to this .npz or .safetensors file.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Neighbours of the mutual-kNN matrix (cosine).
     #[arg(long, short = 'k', default_value_t = 10)]
     pub k: usize,
@@ -29,7 +32,7 @@ pub struct AnalyzeModelArgs {
 
 pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
     let kind = match &a.output {
-        Some(p) => Some(check_output(p, &a.run.input, true)?),
+        Some(p) => Some(check_output(p, &a.run.input, true, a.force)?),
         None => None,
     };
     let done = a.run.run(g, true, None)?;

@@ -37,7 +37,7 @@ pub struct ClassesArgs {
 pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
     let m = a.input.load()?;
     repscope::data::check_finite(&m)?;
-    let labels = repscope::data::load_labels(&a.labels, a.labels_key.as_deref())?;
+    let labels = super::load_labels(&a.labels, a.labels_key.as_deref())?;
     classes::check_labels(&m, &labels, &a.labels.display().to_string())?;
     let classifier = match &a.classifier {
         Some(p) => {

@@ -53,6 +53,9 @@ pub struct CompareArgs {
     /// Labels (one per row) for the stitching accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Array to read from a labels .npz.
+    #[arg(long)]
+    pub labels_key: Option<String>,
     /// SVCCA's cumulative variance threshold.
     #[arg(long, default_value_t = 0.99)]
     pub svcca_threshold: f64,
@@ -110,7 +113,7 @@ pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
     let x = repscope::data::load_matrix(&a.a, a.key_a.as_deref())?;
     let y = repscope::data::load_matrix(&a.b, a.key_b.as_deref())?;
     let labels = match &a.labels {
-        Some(p) => Some(repscope::data::load_labels(p, None)?),
+        Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
         None => None,
     };
     if let (Some(l), Some(p)) = (&labels, &a.labels) {

@@ -25,6 +25,9 @@ pub enum DatasetsCommand {
         /// Only these manifolds (repeatable); default all.
         #[arg(long = "name")]
         names: Vec<String>,
+        /// Write into an output folder that already has files in it.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -57,17 +60,18 @@ pub fn run(c: &DatasetsCommand, g: &Global) -> CliResult {
             n,
             seed,
             names,
+            force,
         } => {
             let chosen = select(names)?;
             if *n < 3 {
                 return Err(usage("--n must be at least 3"));
             }
-            std::fs::create_dir_all(output).map_err(|e| {
-                usage(format!(
-                    "{}: cannot create the folder ({e}). Choose a writable path.",
-                    output.display()
-                ))
-            })?;
+            // Every chosen manifold is held at once in f32, and each is generated in f64 first.
+            let total: u128 = chosen.iter().map(|m| m.ambient_dim as u128 * 4).sum();
+            let widest = chosen.iter().map(|m| m.ambient_dim).max().unwrap_or(0) as u128;
+            crate::check_fits("points per manifold", *n, total + widest * 8, "-n")?;
+            repscope::data::prepare_folder(output, *force)?;
+            crate::check_writable(&output.join("manifolds.npz"))?;
             let mut data = Vec::new();
             for m in &chosen {
                 let v = manifolds::generate(m.name, *n, *seed)

@@ -51,6 +51,15 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
     if a.n < 100 {
         return Err(usage("--n must be at least 100 for the demo"));
     }
+    // One manifold at a time: generated in f64, stored in f32, plus the neighbour graph (20 neighbours,
+    // index and distance) and the f64 work of the report's measures.
+    let widest = chosen.iter().map(|m| m.ambient_dim).max().unwrap_or(0) as u128;
+    crate::check_fits(
+        "points per manifold",
+        a.n,
+        widest * 28 + 20 * 16 + 256,
+        "-n",
+    )?;
     let out_dir = match &a.output {
         Some(p) => p.clone(),
         None => std::env::temp_dir().join(format!("repscope-demo-{}", std::process::id())),

@@ -177,6 +177,9 @@ pub struct EmbedArgs {
     /// Output file: .npz or .safetensors (every array), or .npy (the embedding only).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Also write layer0 (embedding output) to layerL: the attention-masked mean of each layer's states.
     #[arg(long)]
     pub layers: bool,
@@ -194,7 +197,12 @@ pub enum OutKind {
 }
 
 /// Checks an output path before any work: extension, folder, and that .npy is asked for one array only.
-pub fn check_output(path: &Path, input: &Path, extra_arrays: bool) -> Result<OutKind, Failure> {
+pub fn check_output(
+    path: &Path,
+    input: &Path,
+    extra_arrays: bool,
+    force: bool,
+) -> Result<OutKind, Failure> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -215,7 +223,7 @@ pub fn check_output(path: &Path, input: &Path, extra_arrays: bool) -> Result<Out
             path.display()
         )));
     }
-    crate::check_output(path, &[input])?;
+    crate::check_output(path, &[input], force)?;
     Ok(kind)
 }
 
@@ -339,7 +347,7 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
 pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
     let extra = a.layers || a.tokens.is_some();
     let kind = match &a.output {
-        Some(p) => Some(check_output(p, &a.run.input, extra)?),
+        Some(p) => Some(check_output(p, &a.run.input, extra, a.force)?),
         None => None,
     };
     let done = a.run.run(g, a.layers, a.tokens)?;

@@ -52,6 +52,9 @@ pub struct BuildArgs {
     /// Output index file.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +84,9 @@ pub struct QueryArgs {
     /// for every ef_search.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(c: &IndexCommand, g: &Global) -> CliResult {
@@ -91,7 +97,7 @@ pub fn run(c: &IndexCommand, g: &Global) -> CliResult {
 }
 
 fn build(a: &BuildArgs, g: &Global) -> CliResult {
-    check_output(&a.output, &[&a.input.file])?;
+    check_output(&a.output, &[&a.input.file], a.force)?;
     let metric = metric(&a.metric)?;
     let params = HnswParams {
         m: a.hnsw.m,
@@ -114,7 +120,7 @@ fn build(a: &BuildArgs, g: &Global) -> CliResult {
         let lid = if a.order == "random" {
             vec![None; data.rows()]
         } else {
-            ds.require_neighbours(20, "the LID order")?;
+            ds.require_neighbours(20, 20, "the LID order")?;
             bars.stage("exact kNN for LID", data.rows() as u64);
             let adv = |n: usize| bars.advance(n as u64);
             let gr = repscope::neighbors::exact_knn(data, 20, metric, Some(&adv))?;
@@ -175,7 +181,7 @@ fn build(a: &BuildArgs, g: &Global) -> CliResult {
 fn query(a: &QueryArgs, g: &Global) -> CliResult {
     if let Some(o) = &a.output {
         super::require_ext(o, "npz")?;
-        check_output(o, &[&a.index, &a.queries])?;
+        check_output(o, &[&a.index, &a.queries], a.force)?;
     }
     if a.repeats == 0 {
         return Err(usage("--repeats must be at least 1"));

@@ -24,6 +24,9 @@ pub struct KnnArgs {
     /// Output .npz with `indices` (uint32, n × k) and `distances` (float32, n × k), in input row numbering.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Find the neighbours with an HNSW index instead of the exact search: faster on large inputs, but some
     /// true neighbours are missed (the report gives the recall measured on sampled rows).
     #[arg(long)]
@@ -44,10 +47,10 @@ const RECALL_SAMPLE: usize = 500;
 
 pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npz")?;
-    check_output(&a.output, &[&a.input.file])?;
+    check_output(&a.output, &[&a.input.file], a.force)?;
     let metric = metric(&a.metric)?;
     let ds = a.input.dataset()?;
-    ds.require_neighbours(a.k, "the kNN graph")?;
+    ds.require_neighbours(a.k, 1, "the kNN graph")?;
     let bars = Bars::new(g.quiet);
     let (graph, approx) = if a.approximate {
         let params = repscope::search::HnswParams {

@@ -25,14 +25,17 @@ pub struct LidArgs {
     /// Output .npy: one float64 per input row (NaN where all k distances tie).
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: &LidArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npy")?;
-    check_output(&a.output, &[&a.input.file])?;
+    check_output(&a.output, &[&a.input.file], a.force)?;
     let metric = metric(&a.metric)?;
     let ds = a.input.dataset()?;
-    ds.require_neighbours(a.k, "LID")?;
+    ds.require_neighbours(a.k, 2, "LID")?;
     let bars = Bars::new(g.quiet);
     bars.stage("exact kNN", ds.dedup.n_distinct() as u64);
     let adv = |n: usize| bars.advance(n as u64);

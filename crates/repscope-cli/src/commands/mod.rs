@@ -54,6 +54,16 @@ impl Input {
     }
 }
 
+/// Reads a labels file; a key for a multi-array labels file is named by `--labels-key`.
+pub fn load_labels(path: &Path, key: Option<&str>) -> Result<repscope::data::Labels, Failure> {
+    repscope::data::load_labels(path, key).map_err(|e| {
+        Failure::engine(e, &|p| match p {
+            repscope::Param::Key => "--labels-key".into(),
+            other => crate::flag(other),
+        })
+    })
+}
+
 /// Parses a metric name.
 pub fn metric(s: &str) -> Result<repscope::Metric, Failure> {
     repscope::Metric::parse(s)

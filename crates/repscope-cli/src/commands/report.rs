@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use repscope::data::{list_keys, load_labels, load_matrix, Labels};
+use repscope::data::{list_keys, load_matrix, Labels};
 use repscope::report::{self, ReportConfig};
 use serde_json::{json, Value};
 
@@ -21,6 +21,9 @@ pub struct ReportArgs {
     /// Labels for class measures (.npy/.npz integers or strings, or a text file with one per line).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Array to read from a labels .npz.
+    #[arg(long)]
+    pub labels_key: Option<String>,
     /// Output folder for report.json and report.html.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
@@ -159,9 +162,9 @@ fn expand(
     Ok(out)
 }
 
-/// Makes the output folder ready (see [`report::prepare_output`]) and checks it can be written.
+/// Makes the output folder ready (see [`repscope::data::prepare_folder`]) and checks it can be written.
 pub fn prepare_output(dir: &Path, force: bool) -> CliResult {
-    report::prepare_output(dir, force)?;
+    repscope::data::prepare_folder(dir, force)?;
     crate::check_writable(&dir.join("report.json"))
 }
 
@@ -205,7 +208,7 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         ));
     }
     let labels: Option<Labels> = match &a.labels {
-        Some(p) => Some(load_labels(p, None)?),
+        Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
         None => None,
     };
     // Load and validate every input before any work, so bad input fails fast with the same messages.

@@ -96,7 +96,7 @@ pub fn run(a: &SearchStudyArgs, g: &Global) -> CliResult {
     }
     let labels = match &a.labels {
         Some(p) => {
-            let l = repscope::data::load_labels(p, a.labels_key.as_deref())?;
+            let l = super::load_labels(p, a.labels_key.as_deref())?;
             if l.ids.len() != ds.original().rows() {
                 return Err(usage(format!(
                     "{}: {} labels for {} rows of {}. Pass one label per row of the data.",
@@ -141,12 +141,19 @@ pub fn run(a: &SearchStudyArgs, g: &Global) -> CliResult {
                 Some(f) => ((f * nd as f64).round() as usize).max(1),
                 None => (nd / 10).clamp(1, 1000),
             };
-            if nd < nq + a.k.max(3) {
+            let need = a.k.max(3);
+            if nd < nq + need {
+                let why = if a.k >= 3 {
+                    format!("k = {}", a.k)
+                } else {
+                    "an HNSW study needs at least 3".to_string()
+                };
                 return Err(usage(format!(
-                    "{}: {nd} distinct rows leave {} to search after holding out {nq} queries, fewer than k = {}. Pass more rows, a smaller --query-fraction or a smaller k.",
+                    "{}: {nd} distinct rows leave {} to search after holding out {nq} queries, and the study needs at least {need} ({why}). Pass at least {} distinct rows{}.",
                     a.input.file.display(),
                     nd.saturating_sub(nq),
-                    a.k
+                    nq + need,
+                    if a.k >= 3 { ", a smaller --query-fraction or a smaller k" } else { " or a smaller --query-fraction" }
                 )));
             }
             let held = Rng::stream(a.seed, 0x0051_5545_5259).sample_indices(nd, nq);

@@ -62,4 +62,9 @@ def check_int(value, name, minimum):
         raise ValueError(f"invalid parameter {name}: expected an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"invalid parameter {name}: {value} is below {minimum}")
+    if value > _INT_MAX:
+        raise ValueError(f"invalid parameter {name}: {value} is above 2**64 - 1, the largest integer repscope takes")
     return int(value)
+
+
+_INT_MAX = 2**64 - 1

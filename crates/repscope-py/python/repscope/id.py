@@ -27,7 +27,11 @@ import numpy as np
 from . import _repscope
 from ._arrays import as_matrix, check_int
 
-__all__ = ["TwoNN", "MLE", "GRIDE", "PCA", "LID"]
+__all__ = ["TwoNN", "MLE", "GRIDE", "PCA", "LID", "NotFittedError"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A fitted attribute (``dimension_`` and the like) was read before ``fit``; as scikit-learn's."""
 
 
 class _Estimator:
@@ -50,6 +54,14 @@ class _Estimator:
     def __repr__(self):
         args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self._params)
         return f"{type(self).__name__}({args})"
+
+    def __getattr__(self, name):
+        # Only reached for attributes that are not set: fitted ones (ending in "_") before fit.
+        if name.endswith("_") and not name.startswith("__"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet, so it has no {name}: call fit(X) first"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def fit_transform(self, X, y=None):
         """Fits on X and returns ``dimension_``."""

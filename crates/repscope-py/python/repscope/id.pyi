@@ -5,6 +5,8 @@ import numpy.typing as npt
 
 _E = TypeVar("_E", bound="_Estimator")
 
+class NotFittedError(ValueError, AttributeError): ...
+
 class _Estimator:
     dimension_: float
     stderr_: Optional[float]

@@ -1,6 +1,7 @@
 //! Class geometry: neural collapse (NC1–NC4), CDNV, nearest-class-centre and leave-one-out kNN accuracy.
 //! Definitions follow METRICS.md ("Class geometry"). Two streaming f64 passes over the rows (class means,
 //! then within-class scatter and per-class spreads); nothing n × n is ever formed.
+use crate::error::Param;
 use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -147,10 +148,8 @@ pub struct ClassReport {
 /// accepted.
 pub fn load_vector(path: &std::path::Path) -> Result<Vec<f64>> {
     use crate::data::npy;
-    let buf = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    crate::data::check_regular(path)?;
+    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let h = npy::parse_header(&buf, path)?;
     let name = path.display().to_string();
     let len = match h.shape.as_slice() {
@@ -582,7 +581,7 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
     }
     if k == 0 || k > g.k {
         return Err(Error::param(
-            "k",
+            Param::K,
             format!("k = {k} but the graph has {} neighbours per row", g.k),
             format!("choose 1 ≤ k ≤ {}", g.k),
         ));

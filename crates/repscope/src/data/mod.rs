@@ -4,6 +4,7 @@ pub mod npy;
 pub mod npz;
 pub mod safetensors;
 
+use crate::error::{Param, Text};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -20,6 +21,17 @@ pub enum Format {
     Npy,
     Npz,
     Safetensors,
+}
+
+/// Checks that `path` is an existing regular file before it is opened: a folder, a pipe or a device is named
+/// as such (a pipe would block the reader, a folder fail with an unrelated error), and a missing file, a
+/// dangling link or a link loop is diagnosed.
+pub fn check_regular(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) => Err(Error::io(path, e)),
+        Ok(m) if !m.is_file() => Err(Error::io(path, std::io::Error::other("not a regular file"))),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// The format of a path, from its extension.
@@ -47,23 +59,20 @@ pub fn format_of(path: &Path) -> Result<Format> {
 /// Loads a 2-D float matrix from `.npy`, `.npz` (choose with `key`) or `.safetensors` (choose with `key`).
 /// f32 little-endian C-order data is memory-mapped; other dtypes and orders are converted once.
 pub fn load_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
+    check_regular(path)?;
     let fmt = format_of(path)?;
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
-    }
     match fmt {
         Format::Npy => {
             if let Some(k) = key {
                 return Err(Error::param(
-                    "--key",
+                    Param::Key,
                     format!(
                         "'{k}' was given but {} is a single-array .npy file",
                         path.display()
                     ),
-                    "drop --key for .npy inputs",
+                    Text::from("drop ")
+                        .param(Param::Key)
+                        .then(" for .npy inputs"),
                 ));
             }
             npy::read_matrix(path)
@@ -76,6 +85,7 @@ pub fn load_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
 /// The names of the arrays in a multi-array file (npz in archive order, safetensors sorted); a `.npy`
 /// file has none.
 pub fn list_keys(path: &Path) -> Result<Vec<String>> {
+    check_regular(path)?;
     match format_of(path)? {
         Format::Npy => Ok(Vec::new()),
         Format::Npz => npz::keys(path),
@@ -85,6 +95,7 @@ pub fn list_keys(path: &Path) -> Result<Vec<String>> {
 
 /// Loads labels: a `.npy`/`.npz` integer or string array, or a text file with one label per line.
 pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
+    check_regular(path)?;
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -95,12 +106,53 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
             npy::labels_from_npy(&buf, path)
         }
         "npz" => npz::read_labels(path, key),
+        "safetensors" => Err(Error::format(
+            path,
+            "labels are not read from .safetensors files",
+            "save them as .npy (np.save('labels.npy', y)), .npz, or a text file with one label per line",
+        )),
         _ => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                Error::format(
+                    path,
+                    format!(
+                        "not a text file of labels (invalid UTF-8 at byte {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                    "pass labels as .npy, .npz, or a UTF-8 text file with one label per line",
+                )
+            })?;
             let raw: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
             let numeric = raw.iter().all(|s| s.parse::<i64>().is_ok());
             Ok(Labels::from_strings(raw, numeric))
         }
+    }
+}
+
+/// Makes `dir` ready to take output files: creates it if missing; an existing folder must be empty unless
+/// `force`.
+pub fn prepare_folder(dir: &Path, force: bool) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(Error::data(
+                dir.display().to_string(),
+                "exists and is not a folder",
+                "choose a folder for the output",
+            ));
+        }
+        let non_empty = std::fs::read_dir(dir)
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(false);
+        if non_empty && !force {
+            return Err(Error::OutputExists {
+                path: dir.to_path_buf(),
+                folder: true,
+            });
+        }
+        Ok(())
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io_write(dir, e))
     }
 }
 
@@ -127,18 +179,11 @@ pub fn check_finite(m: &Matrix) -> Result<()> {
                     .map(|p| (chunk * 1024 + p / d, p % d, vals[p]))
             });
         if let Some((r, c, v)) = bad {
-            return Err(if v.is_finite() {
-                Error::data(
-                    m.name(),
-                    format!("the f64 value {v:e} at row {r}, column {c} (0-based) overflows f32, whose largest value is 3.4e38"),
-                    "rescale the data (distances and dimensions are scale-free), e.g. x / np.abs(x).max()",
-                )
-            } else {
-                Error::data(
-                    m.name(),
-                    format!("non-finite value {v} at row {r}, column {c} (0-based)"),
-                    "remove or impute rows with NaN/Inf before measuring (e.g. x[np.isfinite(x).all(1)])",
-                )
+            return Err(Error::NonFinite {
+                input: m.name().to_string(),
+                row: r,
+                col: c,
+                value: v,
             });
         }
         return Ok(());
@@ -328,8 +373,9 @@ impl Dataset {
     pub fn distinct(&self) -> &Matrix {
         self.distinct.as_ref().unwrap_or(&self.original)
     }
-    /// Checks that there are more than `k` distinct rows, as a k-neighbour measure needs.
-    pub fn require_neighbours(&self, k: usize, what: &str) -> Result<()> {
+    /// Checks that there are more than `k` distinct rows, as a k-neighbour measure needs. `least` is the
+    /// smallest k the measure accepts, so that the advice never suggests a k it would refuse.
+    pub fn require_neighbours(&self, k: usize, least: usize, what: &str) -> Result<()> {
         let nd = self.dedup.n_distinct();
         if k + 1 > nd {
             return Err(Error::data(
@@ -339,7 +385,14 @@ impl Dataset {
                     self.original.rows(),
                     self.dedup.merged
                 ),
-                format!("use k ≤ {} or pass more rows", nd.saturating_sub(1)),
+                if nd > least {
+                    Text::from(format!(
+                        "use k ≤ {} or pass more rows",
+                        nd.saturating_sub(1)
+                    ))
+                } else {
+                    Text::from(format!("pass at least {} distinct rows", least + 1))
+                },
             ));
         }
         Ok(())

@@ -645,10 +645,7 @@ pub(crate) fn write_file_with(
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{fname}.tmp{}", std::process::id()));
-    let unwritable = |e: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(e.kind(), format!("cannot write output ({e})")),
-    };
+    let unwritable = |e: std::io::Error| Error::io_write(path, e);
     let mut f = std::fs::File::create(&tmp).map_err(unwritable)?;
     // Synced before the rename, so a crash or a full disk never leaves a partial file under the name.
     if let Err(e) = fill(&mut f).and_then(|()| f.sync_all()) {

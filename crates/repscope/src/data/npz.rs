@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::data::matrix::Matrix;
 use crate::data::npy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result, Text};
 
 fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -52,7 +52,9 @@ pub(crate) fn choose_key(path: &Path, keys: &[String], key: Option<&str>) -> Res
             _ => Err(Error::data(
                 path.display().to_string(),
                 format!("the file holds {} arrays", keys.len()),
-                format!("choose one with --key: {}", keys.join(", ")),
+                Text::from("choose one with ")
+                    .param(Param::Key)
+                    .then(format!(": {}", keys.join(", "))),
             )),
         },
     }
@@ -165,17 +167,75 @@ fn write_any<W: Write>(w: &mut W, a: &NpzArray) -> std::io::Result<()> {
 /// the file: no copy of them is held in memory.
 pub fn write(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<()> {
     npy::write_file_with(path, |f| {
-        let mut w = zip::ZipWriter::new(std::io::BufWriter::new(f));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(true)
-            // Aligned members let readers (repscope included) map f32 data in place.
-            .with_alignment(64);
-        for (name, arr) in arrays {
-            w.start_file(format!("{name}.npy"), opts)
-                .map_err(std::io::Error::other)?;
-            write_any(&mut w, arr)?;
+        let failed = std::cell::RefCell::new(None);
+        let result = (|| {
+            let latch = Latch {
+                inner: std::io::BufWriter::new(f),
+                failed: &failed,
+            };
+            let mut w = zip::ZipWriter::new(latch);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(true)
+                // Aligned members let readers (repscope included) map f32 data in place.
+                .with_alignment(64);
+            for (name, arr) in arrays {
+                w.start_file(format!("{name}.npy"), opts)
+                    .map_err(std::io::Error::other)?;
+                write_any(&mut w, arr)?;
+            }
+            w.finish().map_err(std::io::Error::other)?.flush()
+        })();
+        // The first failure of the file itself (a full disk), not the archive's wrapping of it.
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => result,
         }
-        w.finish().map_err(std::io::Error::other)?.flush()
     })
+}
+
+/// A writer that keeps its first error and then accepts everything silently. After a failed write the
+/// archive writer, dropped unfinished, still tries to write its directory; the latch lets that end quietly
+/// (the file is removed anyway), and the caller reports the first error.
+struct Latch<'a, W> {
+    inner: W,
+    failed: &'a std::cell::RefCell<Option<std::io::Error>>,
+}
+
+impl<W> Latch<'_, W> {
+    fn keep(&self, e: std::io::Error) -> std::io::Error {
+        let copy = match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        self.failed.borrow_mut().get_or_insert(e);
+        copy
+    }
+    fn has_failed(&self) -> bool {
+        self.failed.borrow().is_some()
+    }
+}
+
+impl<W: Write> Write for Latch<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.has_failed() {
+            return Ok(buf.len());
+        }
+        self.inner.write(buf).map_err(|e| self.keep(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.has_failed() {
+            return Ok(());
+        }
+        self.inner.flush().map_err(|e| self.keep(e))
+    }
+}
+
+impl<W: Write + std::io::Seek> std::io::Seek for Latch<'_, W> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        if self.has_failed() {
+            return Ok(0);
+        }
+        self.inner.seek(pos).map_err(|e| self.keep(e))
+    }
 }

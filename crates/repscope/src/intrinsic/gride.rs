@@ -1,6 +1,7 @@
 //! GRIDE (Denti et al. 2022): the ratio μ = r_{n2}/r_{n1} of two neighbour distances has density
 //! f(μ) = d (μ^d − 1)^{n2−n1−1} / (B(n2−n1, n1) μ^{(n2−1)d+1}); d is the root of the score.
 //! The score's first term is (N−1)/d, so that (n1, n2) = (1, 2) is exactly the TwoNN MLE (N−1)/Σ log μ.
+use crate::error::Param;
 use serde::Serialize;
 use serde_json::json;
 
@@ -81,14 +82,14 @@ impl Gride {
         let (n1, n2) = (self.n1, self.n2);
         if n1 < 1 || n2 <= n1 {
             return Err(Error::param(
-                "n1, n2",
+                Param::GrideOrders,
                 format!("need 1 ≤ n1 < n2, got {n1}, {n2}"),
                 "use n1 = 1, n2 = 2",
             ));
         }
         if graph.k < n2 {
             return Err(Error::param(
-                "n2",
+                Param::GrideOrders,
                 format!(
                     "GRIDE at n2 = {n2} needs that many neighbours, the graph has {}",
                     graph.k

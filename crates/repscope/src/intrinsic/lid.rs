@@ -1,6 +1,7 @@
 //! Local intrinsic dimension per point (Amsaleg et al. 2015):
 //! LID_i = −1 / ((1/k) Σ_{j=1}^{k} log(r_j / r_k)).
 use super::log_ratio;
+use crate::error::Param;
 use crate::error::{Error, Result};
 use crate::neighbors::KnnGraph;
 
@@ -19,14 +20,25 @@ impl Default for Lid {
 impl Lid {
     /// LID of every point of the graph. A point whose k distances are all equal has no estimate (None).
     pub fn per_point(&self, graph: &KnnGraph) -> Result<Vec<Option<f64>>> {
-        if self.k < 2 || graph.k < self.k {
-            return Err(Error::param(
-                "k",
+        if self.k < 2 {
+            return Err(Error::range(
+                Param::K,
+                self.k,
+                "k ≥ 2 (20 is usual)",
                 format!(
-                    "LID needs 2 ≤ k ≤ {} (neighbours in the graph), got {}",
-                    graph.k, self.k
+                    "LID is fitted to the k nearest distances and needs k ≥ 2, got {}",
+                    self.k
                 ),
-                "build the graph with enough neighbours",
+            ));
+        }
+        if graph.k < self.k {
+            return Err(Error::param(
+                Param::K,
+                format!(
+                    "LID asks for {} neighbours but the graph has {}",
+                    self.k, graph.k
+                ),
+                "build the graph with at least as many neighbours",
             ));
         }
         let k = self.k;

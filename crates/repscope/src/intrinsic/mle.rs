@@ -1,4 +1,5 @@
 //! Levina–Bickel maximum likelihood (2005), aggregated by MacKay and Ghahramani.
+use crate::error::Param;
 use serde_json::json;
 
 use super::{log_ratio, Estimate};
@@ -69,14 +70,14 @@ impl Mle {
     fn check(&self, graph: &KnnGraph) -> Result<()> {
         if self.k < 2 {
             return Err(Error::param(
-                "k",
+                Param::K,
                 format!("MLE needs k ≥ 2, got {}", self.k),
                 "use k = 20",
             ));
         }
         if graph.k < self.k {
             return Err(Error::param(
-                "k",
+                Param::K,
                 format!(
                     "the graph has {} neighbours per point, MLE asks for {}",
                     graph.k, self.k

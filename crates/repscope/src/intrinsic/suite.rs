@@ -1,5 +1,6 @@
 //! The intrinsic-dimension suite: one neighbour graph, every estimator, the scale curve and a recommended
 //! value.
+use crate::error::Param;
 use serde::Serialize;
 use serde_json::json;
 
@@ -116,7 +117,7 @@ fn canonical(names: &[String]) -> Result<Vec<String>> {
                 .unwrap_or("twonn")],
             other => {
                 return Err(Error::param(
-                    "--estimator",
+                    Param::Estimator,
                     format!("unknown estimator '{other}'"),
                     format!("choose from: {}, pca, all", ESTIMATORS.join(", ")),
                 ))
@@ -130,7 +131,7 @@ fn canonical(names: &[String]) -> Result<Vec<String>> {
     }
     if out.is_empty() {
         return Err(Error::param(
-            "--estimator",
+            Param::Estimator,
             "no estimator given",
             "name at least one",
         ));
@@ -184,7 +185,10 @@ pub fn run_with_graph(
         })
         .max()
         .unwrap_or(0);
-    ds.require_neighbours(needs_k.max(2), "the intrinsic-dimension suite")?;
+    // PCA alone needs no neighbours; every neighbour estimator needs at least two.
+    if needs_k > 0 {
+        ds.require_neighbours(needs_k.max(2), 2, "the intrinsic-dimension suite")?;
+    }
     let k = want_k.min(nd - 1);
     let distinct = ds.distinct();
     let mut notes = Vec::new();
@@ -269,8 +273,13 @@ pub fn run_with_graph(
         }
     }
     let mut scale_curve = Vec::new();
+    if cfg.scale_curve && graph.as_ref().is_some_and(|g| g.k < 2) {
+        notes.push(format!(
+            "scale curve not computed: it needs 2 neighbours per point, so at least 3 distinct rows (there are {nd})"
+        ));
+    }
     if cfg.scale_curve {
-        if let Some(g) = &graph {
+        if let Some(g) = graph.as_ref().filter(|g| g.k >= 2) {
             let mut n1 = 1;
             while 2 * n1 <= cfg.range_max.min(g.k) {
                 match (Gride { n1, n2: 2 * n1 }).fit_point(g) {

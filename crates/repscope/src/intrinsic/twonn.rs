@@ -1,5 +1,6 @@
 //! TwoNN (Facco et al. 2017): the ratio μ = r2/r1 of second to first neighbour distance follows a Pareto law
 //! with exponent d.
+use crate::error::Param;
 use serde_json::json;
 
 use super::{log_ratio, Estimate};
@@ -35,7 +36,7 @@ impl Default for TwoNN {
 pub fn mu(graph: &KnnGraph) -> Result<(Vec<f64>, usize)> {
     if graph.k < 2 {
         return Err(Error::param(
-            "k",
+            Param::K,
             "TwoNN needs 2 neighbours per point",
             "build the graph with k ≥ 2",
         ));
@@ -70,7 +71,7 @@ impl TwoNN {
     fn check(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.discard_fraction) {
             return Err(Error::param(
-                "discard_fraction",
+                Param::DiscardFraction,
                 format!("{} is outside [0, 1)", self.discard_fraction),
                 "use a fraction such as 0.1",
             ));
@@ -91,7 +92,7 @@ impl TwoNN {
         let n = mu.len();
         if n < 3 {
             return Err(Error::param(
-                "n",
+                Param::Rows,
                 format!("TwoNN needs at least 3 points, got {n}"),
                 "pass more rows",
             ));
@@ -141,7 +142,7 @@ impl TwoNN {
             TwoNNFit::Mle => {
                 if kept < 2 {
                     return Err(Error::param(
-                        "discard_fraction",
+                        Param::DiscardFraction,
                         "too few points are kept",
                         "lower discard_fraction",
                     ));

@@ -18,6 +18,7 @@
 //!
 //! Metrics: squared euclidean distance internally (reported as its square root), or for cosine 1 − x·y on
 //! rows normalised once at build (queries are normalised on the way in).
+use crate::error::Param;
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -65,14 +66,14 @@ impl HnswParams {
     pub fn validate(&self) -> Result<()> {
         if !(2..=MAX_M).contains(&self.m) {
             return Err(Error::param(
-                "M",
+                Param::M,
                 format!("M = {} is outside 2..={MAX_M}", self.m),
                 "choose M between 2 and 512 (4 to 64 is usual; 16 is the common default)",
             ));
         }
         if self.ef_construction == 0 {
             return Err(Error::param(
-                "ef_construction",
+                Param::EfConstruction,
                 "ef_construction = 0 searches no candidates",
                 "choose ef_construction ≥ M (100 to 400 is usual)",
             ));
@@ -198,7 +199,7 @@ fn kernel_for(metric: Metric) -> Kernel {
 fn check_order(order: &[u32], n: usize) -> Result<()> {
     if order.len() != n {
         return Err(Error::param(
-            "insertion order",
+            Param::Order,
             format!("{} entries for {n} rows", order.len()),
             "give every row exactly once",
         ));
@@ -208,7 +209,7 @@ fn check_order(order: &[u32], n: usize) -> Result<()> {
         let i = i as usize;
         if i >= n || seen[i] {
             return Err(Error::param(
-                "insertion order",
+                Param::Order,
                 format!("row {i} is out of range or repeated"),
                 "give every row exactly once",
             ));
@@ -687,7 +688,11 @@ impl Hnsw {
             ));
         }
         if k == 0 {
-            return Err(Error::param("k", "k = 0 asks for nothing", "choose k ≥ 1"));
+            return Err(Error::param(
+                Param::K,
+                "k = 0 asks for nothing",
+                "choose k ≥ 1",
+            ));
         }
         if self.metric == Metric::Cosine {
             crate::neighbors::distance::inverse_norms(queries)?;

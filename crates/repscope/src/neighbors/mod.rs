@@ -16,6 +16,7 @@ pub mod hnsw;
 mod space;
 pub mod symmetric;
 
+use crate::error::Param;
 use serde::{Deserialize, Serialize};
 
 pub use exact::{exact_knn, knn_search};
@@ -190,15 +191,20 @@ impl KnnGraph {
 /// Checks that `k` neighbours can be found among `available` candidates per row.
 pub(crate) fn check_k(k: usize, available: usize) -> crate::error::Result<()> {
     if k == 0 || k > available {
-        return Err(crate::error::Error::param(
-            "k",
-            format!("k = {k} but there are {available} candidate neighbours per point"),
-            if available == 0 {
-                "pass at least two distinct rows".to_string()
-            } else {
-                format!("choose 1 ≤ k ≤ {available}")
-            },
-        ));
+        return Err(if available == 0 {
+            crate::error::Error::param(
+                Param::K,
+                format!("k = {k} but there are no candidate neighbours"),
+                "pass at least two distinct rows",
+            )
+        } else {
+            crate::error::Error::range(
+                Param::K,
+                k,
+                format!("1 ≤ k ≤ {available}"),
+                format!("k = {k} but there are {available} candidate neighbours per point"),
+            )
+        });
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! Recall@k compares the exact kNN in the reduced space with the exact kNN in the full space. For the cosine
 //! metric the rows are L2-normalised first and the reduced space is compared by euclidean distance, which on
 //! normalised rows ranks exactly as cosine does; so PCA to m = d (a rotation) keeps recall 1.
+use crate::error::Param;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -38,7 +39,7 @@ impl Pca {
         let d = data.cols();
         if m == 0 || m > d {
             return Err(Error::param(
-                "m",
+                Param::Dim,
                 format!("PCA to m = {m} dimensions of {d}-dimensional data"),
                 format!("choose 1 ≤ m < {d}"),
             ));
@@ -94,7 +95,7 @@ impl SparseProjection {
     pub fn new(d: usize, m: usize, seed: u64) -> Result<SparseProjection> {
         if m == 0 || m >= d {
             return Err(Error::param(
-                "m",
+                Param::Dim,
                 format!("a random projection to m = {m} dimensions of {d}-dimensional data does not reduce it"),
                 format!("choose 1 ≤ m < {d}"),
             ));
@@ -163,7 +164,7 @@ impl ScalarQuantizer {
     pub fn fit(data: &Matrix, bits: u32) -> Result<ScalarQuantizer> {
         if !(1..=8).contains(&bits) {
             return Err(Error::param(
-                "bits",
+                Param::Bits,
                 format!("{bits} bits per value"),
                 "choose a bit width from 1 to 8 (8 and 4 are the usual ones)",
             ));
@@ -299,7 +300,7 @@ pub fn default_dims(d: usize) -> Vec<usize> {
 pub fn check_dims(dims: &[usize], d: usize) -> Result<()> {
     if let Some(&m) = dims.iter().find(|&&m| m == 0 || m >= d) {
         return Err(Error::param(
-            "--dims",
+            Param::Dims,
             format!(
                 "a projection to m = {m} dimensions of {d}-dimensional data does not reduce it"
             ),
@@ -360,7 +361,7 @@ pub fn compression_curve(
     for &b in &cfg.bits {
         if !(1..=8).contains(&b) {
             return Err(Error::param(
-                "--bits",
+                Param::Bits,
                 format!("{b} bits per value"),
                 "choose bit widths from 1 to 8 (8 and 4 are the usual ones)",
             ));

@@ -106,6 +106,7 @@ impl Hnsw {
 
     /// Reads an index file written by [`Hnsw::save`].
     pub fn load(path: &Path) -> Result<Hnsw> {
+        crate::data::check_regular(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Hnsw::from_bytes(&bytes, path)
     }

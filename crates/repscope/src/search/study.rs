@@ -2,6 +2,7 @@
 //! user parameters, under different insertion orders (Elliott & Clark 2024) and for easy to hard queries by
 //! their local intrinsic dimension (Aumüller & Ceccarello), next to the data's global intrinsic dimension;
 //! and, optionally, how much of the neighbour structure smaller representations keep.
+use crate::error::{Param, Text};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -216,9 +217,11 @@ pub fn insertion_order(
         "label_grouped" => {
             let l = labels.ok_or_else(|| {
                 Error::param(
-                    "order",
+                    Param::Order,
                     "label_grouped needs labels",
-                    "pass --labels with one label per row",
+                    Text::from("pass ")
+                        .param(Param::Labels)
+                        .then(" with one label per row"),
                 )
             })?;
             let classes = l.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
@@ -233,7 +236,7 @@ pub fn insertion_order(
         }
         other => {
             return Err(Error::param(
-                "order",
+                Param::Order,
                 format!("unknown insertion order '{other}'"),
                 format!("choose from {}", ORDERS.join(", ")),
             ))
@@ -341,7 +344,7 @@ pub fn validate(
     }
     if cfg.k == 0 || cfg.k > n {
         return Err(Error::param(
-            "k",
+            Param::K,
             format!("k = {} but the searched data has {n} rows", cfg.k),
             format!("choose 1 ≤ k ≤ {n}"),
         ));
@@ -362,7 +365,7 @@ pub fn validate(
         .validate()?;
         if s.ef_search == 0 {
             return Err(Error::param(
-                "ef_search",
+                Param::EfSearch,
                 format!("ef_search = 0 for the {} set", s.name),
                 "choose ef_search ≥ k",
             ));
@@ -379,7 +382,7 @@ pub fn validate(
     }
     if cfg.order_repeats == 0 {
         return Err(Error::param(
-            "order repeats",
+            Param::OrderRepeats,
             "0 repetitions",
             "choose at least 1 (3 or more give a spread)",
         ));

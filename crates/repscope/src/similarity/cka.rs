@@ -8,6 +8,7 @@
 //!   tr(K̃L̃) = ‖XᵀY‖²_F − Σ a_i b_i,   1ᵀK̃1 = ‖Σx_i‖² − Σ a_i,
 //!   1ᵀK̃L̃1 = Σ_i (x_i·s_x − a_i)(y_i·s_y − b_i) = s_xᵀXᵀY s_y − (Σ a_i y_i)·s_y − (Σ b_i x_i)·s_x + Σ a_i b_i.
 //! The Gram route forms K = XXᵀ and L = YYᵀ (n × n) and sums their entries directly.
+use crate::error::Param;
 use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -560,7 +561,7 @@ pub fn rbf_cka(x: &Matrix, y: &Matrix, t: f64, median: RbfMedian) -> Result<RbfC
     check_pair(x, y)?;
     if !(t > 0.0 && t.is_finite()) {
         return Err(Error::param(
-            "--rbf-threshold",
+            Param::RbfThreshold,
             format!("t = {t} must be positive"),
             "use the default 1.0 or another positive value",
         ));
@@ -593,7 +594,7 @@ pub fn minibatch_cka(x: &Matrix, y: &Matrix, batch: usize) -> Result<MinibatchCk
     check_pair(x, y)?;
     if batch < 4 {
         return Err(Error::param(
-            "--batch-size",
+            Param::BatchSize,
             format!("{batch} rows per batch, but HSIC₁ needs at least 4"),
             "use a batch size of at least 4 (the default is 1000)",
         ));

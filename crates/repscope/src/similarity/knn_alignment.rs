@@ -1,5 +1,6 @@
 //! Neighbourhood agreement between two spaces: mutual kNN (Huh et al. 2024), its Jaccard form, and CKNNA,
 //! all from the shared exact cosine kNN graphs (self excluded, ties to the smaller row index).
+use crate::error::Param;
 use serde::Serialize;
 
 use super::cka::hsic1_terms;
@@ -45,7 +46,7 @@ pub fn graphs(
     let n = x.rows();
     if k == 0 || k + 1 > n {
         return Err(Error::param(
-            "--k",
+            Param::K,
             format!("k = {k} neighbours but there are {n} rows"),
             format!("choose 1 ≤ k ≤ {}", n.saturating_sub(1)),
         ));

@@ -9,6 +9,7 @@ pub mod procrustes;
 pub mod relative;
 pub mod rsa;
 
+use crate::error::{Param, Text};
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -66,7 +67,7 @@ pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
                     Some(m) => vec![*m],
                     None => {
                         return Err(Error::param(
-                            "--metric",
+                            Param::Metric,
                             format!("unknown measure '{x}'"),
                             format!(
                             "choose from: {}; or a group: cka, cca, procrustes, knn, relative, all",
@@ -175,16 +176,20 @@ fn wanted(
         for name in &m {
             if NEEDS_GRAM.contains(&name.as_str()) && n > cfg.gram_limit {
                 return Err(Error::param(
-                    "--metric",
+                    Param::Metric,
                     format!("{name} holds n × n matrices, and n = {n} is above the limit of {}", cfg.gram_limit),
-                    "subsample rows, raise --gram-limit if memory allows (8·n² bytes per matrix), or use linear CKA / cka_minibatch",
+                    Text::from("subsample rows, raise ")
+                        .param(Param::GramLimit)
+                        .then(" if memory allows (8·n² bytes per matrix), or use linear CKA / cka_minibatch"),
                 ));
             }
             if name == "stitching_accuracy" && !labels {
                 return Err(Error::param(
-                    "--metric",
+                    Param::Metric,
                     "stitching_accuracy needs labels",
-                    "pass --labels LABELS.npy",
+                    Text::from("pass ")
+                        .param(Param::Labels)
+                        .then(" (one label per row)"),
                 ));
             }
         }
@@ -197,7 +202,7 @@ fn wanted(
         }
         if NEEDS_GRAM.contains(&m) && n > cfg.gram_limit {
             notes.push(format!(
-                "{m} skipped: it holds n × n matrices and n = {n} > {} (ask for it with --metric and raise --gram-limit to force it)",
+                "{m} skipped: it holds n × n matrices and n = {n} > {} (ask for it by name and raise the Gram limit to force it)",
                 cfg.gram_limit
             ));
             continue;
@@ -244,7 +249,7 @@ pub fn compare(
         && (has("cka_linear") || has("cka_linear_debiased"))
     {
         return Err(Error::param(
-            "--cka-route",
+            Param::CkaRoute,
             format!(
                 "the Gram route holds two n × n matrices and n = {n} > {}",
                 cfg.gram_limit

@@ -2,6 +2,7 @@
 //! anchor rows shared by both spaces; the agreement is the mean cosine between a row's two relative vectors,
 //! and the stitching accuracy is that of a classifier fit on one space's relative vectors and applied to the
 //! other's.
+use crate::error::Param;
 use faer::Mat;
 use serde::Serialize;
 
@@ -49,7 +50,7 @@ pub struct Stitching {
 pub fn anchors(n: usize, m: usize, mode: AnchorMode, seed: u64) -> Result<Vec<usize>> {
     if m == 0 || m > n {
         return Err(Error::param(
-            "--anchors",
+            Param::Anchors,
             format!("{m} anchors requested from {n} rows"),
             format!("choose 1 ≤ anchors ≤ {n}"),
         ));

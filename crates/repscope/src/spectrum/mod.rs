@@ -5,6 +5,7 @@
 mod rank;
 mod unit;
 
+use crate::error::Param;
 use serde::Serialize;
 
 pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
@@ -143,7 +144,7 @@ pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
     }
     if !(cfg.eps2 > 0.0 && cfg.eps2.is_finite()) {
         return Err(Error::param(
-            "--eps2",
+            Param::Eps2,
             format!("ε² = {} must be positive", cfg.eps2),
             "use the default 0.5 or another positive value",
         ));
