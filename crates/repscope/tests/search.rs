@@ -301,3 +301,74 @@ fn study_reports_vendor_sets_orders_quartiles_and_checks_inputs() {
         .to_string();
     assert!(e.contains("k = 821"), "{e}");
 }
+
+/// Multiplies every value by 2^e (exact in f64, then rounded to f32 once: exact while the result is a
+/// normal or subnormal f32 with the same digits).
+fn times_pow2(m: &Matrix, e: i32, rows: std::ops::Range<usize>) -> Matrix {
+    let s = 2f64.powi(e);
+    let d = m.cols();
+    let mut v = m.as_slice().to_vec();
+    for i in rows {
+        for x in &mut v[i * d..(i + 1) * d] {
+            *x = (*x as f64 * s) as f32;
+        }
+    }
+    Matrix::from_vec(m.rows(), d, v, "scaled").unwrap()
+}
+
+/// HNSW at extreme magnitudes: data × 2^±100 gives the very graph of the data (the index scales rows by a
+/// power of two, exactly), with distances × 2^±100, through a saved index file too; a few rows at 1e30 among
+/// rows of norm ~1 keep the recall of the rest; cosine survives subnormal norms.
+#[test]
+fn hnsw_is_scale_free_at_extreme_magnitudes() {
+    let m = data(1500, 12, 5, 7);
+    let (refs, queries) = split(&m, 100);
+    let p = HnswParams::default();
+    let base = Hnsw::build(&refs, Metric::Euclidean, &p, None, None).unwrap();
+    let (i0, d0) = base.search_batch(&queries, 10, 64).unwrap();
+    for e in [100, -100, 70, -70] {
+        let r = times_pow2(&refs, e, 0..refs.rows());
+        let q = times_pow2(&queries, e, 0..queries.rows());
+        let h = Hnsw::build(&r, Metric::Euclidean, &p, None, None).unwrap();
+        let (i1, d1) = h.search_batch(&q, 10, 64).unwrap();
+        assert_eq!(i0, i1, "2^{e}: other neighbours");
+        for (a, b) in d0.iter().zip(&d1) {
+            let want = *a as f64 * 2f64.powi(e);
+            assert!(
+                (*b as f64 - want).abs() <= 1e-6 * want,
+                "2^{e}: {b} against {want}"
+            );
+        }
+        let back = Hnsw::from_bytes(&h.to_bytes(), Path::new("x.hnsw")).unwrap();
+        assert_eq!(back.search_batch(&q, 10, 64).unwrap().0, i1, "2^{e}: file");
+        assert_eq!(
+            back.to_bytes(),
+            h.to_bytes(),
+            "2^{e}: the file holds the rows as given"
+        );
+    }
+    // Three outliers at ~1e30: the other rows' neighbours are still found.
+    let r = times_pow2(&refs, 100, 0..3);
+    let truth = knn_search(&queries, &r, 10, Metric::Euclidean, false, None).unwrap();
+    let h = Hnsw::build(&r, Metric::Euclidean, &p, None, None).unwrap();
+    let (found, _) = h.search_batch(&queries, 10, 64).unwrap();
+    let rec = recall_at_k(&found, 10, &truth, 10);
+    assert!(rec >= 0.97, "outliers: recall {rec}");
+    // Cosine on rows of norm ~1e-40 (subnormal values): the same graph as on the rows themselves.
+    let tiny_r = times_pow2(&refs, -135, 0..refs.rows());
+    let tiny_q = times_pow2(&queries, -135, 0..queries.rows());
+    let c0 = Hnsw::build(&refs, Metric::Cosine, &p, None, None).unwrap();
+    let c1 = Hnsw::build(&tiny_r, Metric::Cosine, &p, None, None).unwrap();
+    let truth = knn_search(&queries, &refs, 10, Metric::Cosine, false, None).unwrap();
+    let rec0 = recall_at_k(
+        &c0.search_batch(&queries, 10, 64).unwrap().0,
+        10,
+        &truth,
+        10,
+    );
+    let rec1 = recall_at_k(&c1.search_batch(&tiny_q, 10, 64).unwrap().0, 10, &truth, 10);
+    assert!(
+        rec1 >= rec0 - 0.02 && rec1 >= 0.9,
+        "cosine at 1e-40: {rec1} against {rec0}"
+    );
+}

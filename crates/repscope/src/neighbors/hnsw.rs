@@ -160,7 +160,38 @@ pub struct Hnsw {
     pub(crate) upper: Vec<u32>,
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
+    /// Power of two the stored euclidean rows are multiplied by (1 unless their norms are outside
+    /// [2⁻⁴⁰, 2⁵⁰], where f32 squared distances would overflow or underflow); queries are scaled alike and
+    /// distances scaled back. Exact in both directions, so files store the rows as given.
+    pub(crate) scale: f64,
     kernel: Kernel,
+}
+
+/// Norms outside [2⁻⁴⁰, 2⁵⁰] are scaled: their squared distances would overflow or underflow f32.
+const NORM_HI: f64 = 1_125_899_906_842_624.0; // 2^50
+const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
+
+/// The power of two that brings the largest row norm of `v` into [2⁶⁰, 2⁶¹) when it is outside
+/// [2⁻⁴⁰, 2⁵⁰]; 1 otherwise. Squared distances are then at most 2¹²⁴, and rows far smaller than the largest
+/// (a few outliers at 1e30 among rows of norm 1) keep their small distances above f32's underflow.
+fn storage_scale(v: &[f32], dim: usize) -> f64 {
+    let max = v
+        .par_chunks(dim.max(1))
+        .map(|r| r.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt())
+        .reduce(|| 0.0, f64::max);
+    if max > NORM_HI || (max > 0.0 && max < NORM_LO) {
+        2f64.powi(60 - max.log2().floor() as i32)
+    } else {
+        1.0
+    }
+}
+
+/// Multiplies every value by a power of two, in f64 so that factors beyond f32's range (subnormal input)
+/// stay exact.
+fn scale_values(v: &mut [f32], s: f64) {
+    if s != 1.0 {
+        v.par_iter_mut().for_each(|x| *x = (*x as f64 * s) as f32);
+    }
 }
 
 impl std::fmt::Debug for Hnsw {
@@ -259,9 +290,17 @@ impl Hnsw {
             .par_chunks_mut(dim)
             .zip(ids.par_iter())
             .for_each(|(dst, &src)| dst.copy_from_slice(data.row(src as usize)));
-        if metric == Metric::Cosine {
-            normalise_rows(&mut vectors, dim, data.name(), &ids)?;
-        }
+        let scale = match metric {
+            Metric::Cosine => {
+                normalise_rows(&mut vectors, dim, data.name(), &ids)?;
+                1.0
+            }
+            Metric::Euclidean => {
+                let s = storage_scale(&vectors, dim);
+                scale_values(&mut vectors, s);
+                s
+            }
+        };
         let m = params.m;
         let m0 = 2 * m;
         let levels = draw_levels(n, m, params.seed);
@@ -287,6 +326,7 @@ impl Hnsw {
             links0: vec![0u32; n * (m0 + 1)],
             upper_off,
             upper: vec![0u32; acc],
+            scale,
             kernel: kernel_for(metric),
         };
         if let Some(p) = progress {
@@ -343,6 +383,7 @@ impl Hnsw {
             let r = row as usize;
             v[r * self.dim..(r + 1) * self.dim].copy_from_slice(self.vec(p));
         }
+        scale_values(&mut v, 1.0 / self.scale);
         Matrix::from_vec(self.len(), self.dim, v, name)
     }
     /// Bytes held by the index: vectors, links, levels and ids.
@@ -371,8 +412,21 @@ impl Hnsw {
     #[inline]
     fn report(&self, d: f32) -> f32 {
         match self.metric {
+            Metric::Euclidean if self.scale != 1.0 => {
+                (d.max(0.0).sqrt() as f64 / self.scale) as f32
+            }
             Metric::Euclidean => d.max(0.0).sqrt(),
             Metric::Cosine => d.max(0.0),
+        }
+    }
+    /// The stored rows as given (the storage scale undone), in insertion order: what an index file holds.
+    pub(crate) fn stored_values(&self) -> std::borrow::Cow<'_, [f32]> {
+        if self.scale == 1.0 {
+            std::borrow::Cow::Borrowed(&self.vectors)
+        } else {
+            let mut v = self.vectors.clone();
+            scale_values(&mut v, 1.0 / self.scale);
+            std::borrow::Cow::Owned(v)
         }
     }
     #[inline]
@@ -649,9 +703,14 @@ impl Hnsw {
                 qbuf.extend_from_slice(query);
                 let n2: f64 = qbuf.iter().map(|&v| v as f64 * v as f64).sum();
                 if n2 > 0.0 {
-                    let inv = (1.0 / n2.sqrt()) as f32;
-                    qbuf.iter_mut().for_each(|v| *v *= inv);
+                    let inv = 1.0 / n2.sqrt();
+                    qbuf.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
                 }
+                &qbuf
+            }
+            Metric::Euclidean if self.scale != 1.0 => {
+                qbuf.clear();
+                qbuf.extend(query.iter().map(|&v| (v as f64 * self.scale) as f32));
                 &qbuf
             }
             Metric::Euclidean => query,
@@ -743,6 +802,12 @@ impl Hnsw {
         entry: u32,
         max_level: usize,
     ) -> Hnsw {
+        let mut vectors = vectors;
+        let scale = match metric {
+            Metric::Cosine => 1.0,
+            Metric::Euclidean => storage_scale(&vectors, dim),
+        };
+        scale_values(&mut vectors, scale);
         let mut upper_off = Vec::with_capacity(levels.len() + 1);
         let mut acc = 0usize;
         upper_off.push(0);
@@ -765,6 +830,7 @@ impl Hnsw {
             upper,
             entry,
             max_level,
+            scale,
             kernel: kernel_for(metric),
         }
     }
@@ -778,8 +844,9 @@ fn normalise_rows(v: &mut [f32], dim: usize, name: &str, ids: &[u32]) -> Result<
         .map(|(i, row)| {
             let n2: f64 = row.iter().map(|&x| x as f64 * x as f64).sum();
             if n2 > 0.0 {
-                let inv = (1.0 / n2.sqrt()) as f32;
-                row.iter_mut().for_each(|x| *x *= inv);
+                // In f64: the inverse of a subnormal norm is beyond f32's range.
+                let inv = 1.0 / n2.sqrt();
+                row.iter_mut().for_each(|x| *x = (*x as f64 * inv) as f32);
                 None
             } else {
                 Some(i)

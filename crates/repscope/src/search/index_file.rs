@@ -84,7 +84,7 @@ impl Hnsw {
         }
         b.extend_from_slice(&self.levels);
         b.extend(std::iter::repeat_n(0u8, lvl_pad));
-        for &v in &self.vectors {
+        for &v in self.stored_values().iter() {
             b.extend_from_slice(&v.to_le_bytes());
         }
         for &v in &self.links0 {
