@@ -162,12 +162,41 @@ fn default_sigpipe() {
 #[cfg(not(unix))]
 fn default_sigpipe() {}
 
+/// Inputs are memory-mapped; a file truncated by another process while it is read makes the next access to
+/// a lost page raise SIGBUS, which would end the process with no word. The handler says what happened and
+/// exits with code 2. It only calls `write` and `_exit`, which are async-signal-safe.
+#[cfg(target_os = "linux")]
+fn report_sigbus() {
+    extern "C" {
+        fn signal(signum: std::ffi::c_int, handler: usize) -> usize;
+        fn write(fd: std::ffi::c_int, buf: *const u8, count: usize) -> isize;
+        fn _exit(status: std::ffi::c_int) -> !;
+    }
+    const SIGBUS: std::ffi::c_int = 7;
+    const MESSAGE: &[u8] = b"repscope: error: an input file was truncated or replaced while it was read (its memory map lost pages). Keep inputs unchanged while repscope runs, or copy them first.\n";
+    extern "C" fn on_sigbus(_: std::ffi::c_int) {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; MESSAGE is a static buffer.
+        unsafe {
+            write(2, MESSAGE.as_ptr(), MESSAGE.len());
+            _exit(2);
+        }
+    }
+    // SAFETY: called once at start-up, before any other thread exists; the handler is a plain function.
+    unsafe {
+        signal(SIGBUS, on_sigbus as *const () as usize);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn report_sigbus() {}
+
 /// More worker threads than this many per core only cost time (thousands of threads stall the pool).
 const THREADS_PER_CORE: usize = 4;
 
 fn main() -> ExitCode {
     fix_mmap_threshold();
     default_sigpipe();
+    report_sigbus();
     let cli = Cli::parse();
     if let Some(t) = cli.global.threads {
         if t == 0 {

@@ -1,7 +1,9 @@
 //! The one place that talks to faer: f64 accumulations of f32 data and symmetric eigenproblems.
 //! faer's API moves between releases; keeping it here keeps the rest of the engine stable.
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::data::Matrix;
@@ -60,16 +62,50 @@ pub fn column_means(m: &Matrix) -> Vec<f64> {
     sums.into_iter().map(|s| s / n as f64).collect()
 }
 
+/// Folds the items 0..n into one state in parallel along a tree fixed by `n` alone: ranges are halved at
+/// their midpoints down to `leaf` items, each leaf folds its items in order from `init()`, and halves are
+/// merged left to right. Floating-point sums then come out identical for any thread count (rayon's own
+/// `fold`/`reduce` group items by how work was stolen, which moves the last digits).
+pub fn tree_fold<T, I, F, M>(n: usize, leaf: usize, init: &I, fold: &F, merge: &M) -> T
+where
+    T: Send,
+    I: Fn() -> T + Sync,
+    F: Fn(T, usize) -> T + Sync,
+    M: Fn(T, T) -> T + Sync,
+{
+    fn go<T, I, F, M>(lo: usize, hi: usize, leaf: usize, init: &I, fold: &F, merge: &M) -> T
+    where
+        T: Send,
+        I: Fn() -> T + Sync,
+        F: Fn(T, usize) -> T + Sync,
+        M: Fn(T, T) -> T + Sync,
+    {
+        if hi - lo <= leaf {
+            return (lo..hi).fold(init(), fold);
+        }
+        let mid = lo + (hi - lo) / 2;
+        let (a, b) = rayon::join(
+            || go(lo, mid, leaf, init, fold, merge),
+            || go(mid, hi, leaf, init, fold, merge),
+        );
+        merge(a, b)
+    }
+    go(0, n, leaf.max(1), init, fold, merge)
+}
+
 /// Σ (x_i − shift)(x_i − shift)ᵀ over the rows, in f64 (d × d). Chunks of rows are widened to f64 and
 /// multiplied with faer; partial sums are added across threads.
 pub fn scatter_matrix(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
     let (n, d) = (m.rows(), m.cols());
-    let parts: Vec<Mat<f64>> = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|b| {
+    let (total, _) = tree_fold(
+        n.div_ceil(CHUNK),
+        1,
+        &|| (Mat::<f64>::zeros(d, d), Vec::new()),
+        &|(mut acc, mut w): (Mat<f64>, Vec<f64>), b| {
             let (r0, r1) = (b * CHUNK, ((b + 1) * CHUNK).min(n));
             let rows = r1 - r0;
-            let mut w = vec![0.0f64; rows * d];
+            w.clear();
+            w.resize(rows * d, 0.0);
             for (i, dst) in w.chunks_exact_mut(d).enumerate() {
                 m.row_f64_into(r0 + i, dst);
                 if let Some(mu) = shift {
@@ -79,22 +115,11 @@ pub fn scatter_matrix(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
                 }
             }
             let x = MatRef::from_row_major_slice(&w, rows, d);
-            let mut acc = Mat::<f64>::zeros(d, d);
-            matmul(
-                acc.as_mut(),
-                Accum::Replace,
-                x.transpose(),
-                x,
-                1.0,
-                Par::Seq,
-            );
-            acc
-        })
-        .collect();
-    let mut total = Mat::<f64>::zeros(d, d);
-    for p in parts {
-        total += p;
-    }
+            matmul(acc.as_mut(), Accum::Add, x.transpose(), x, 1.0, Par::Seq);
+            (acc, w)
+        },
+        &|(a, w), (b, _)| (a + b, w),
+    );
     total
 }
 
@@ -111,29 +136,56 @@ pub fn covariance(m: &Matrix) -> (Mat<f64>, Vec<f64>) {
     (s, mean)
 }
 
+/// Decompositions run on one thread. faer's parallel decompositions split their reductions by the number
+/// of threads, which moves the last digits with the thread count; the products around them stay parallel
+/// (their sums run in a fixed order over the inner dimension).
+const DECOMPOSITION_PAR: Par = Par::Seq;
+
+/// The eigenvalues (ascending) and, when asked, eigenvectors of a symmetric matrix, from its lower triangle.
+fn sym_evd(a: MatRef<'_, f64>, vectors: bool) -> Result<(Diag<f64>, Option<Mat<f64>>)> {
+    use faer::linalg::evd::{self, ComputeEigenvectors};
+    let n = a.nrows();
+    let compute = if vectors {
+        ComputeEigenvectors::Yes
+    } else {
+        ComputeEigenvectors::No
+    };
+    let par = DECOMPOSITION_PAR;
+    let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        compute,
+        par,
+        Default::default(),
+    ));
+    let mut s = Diag::<f64>::zeros(n);
+    let mut u = vectors.then(|| Mat::<f64>::zeros(n, n));
+    evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        u.as_mut().map(|u| u.as_mut()),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .map_err(|e| Error::Numerical {
+        what: "symmetric eigendecomposition".into(),
+        problem: format!("{e:?}"),
+    })?;
+    Ok((s, u))
+}
+
 /// Eigenvalues of a symmetric matrix, largest first.
 pub fn sym_eigenvalues_desc(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    let mut v = a
-        .self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|e| Error::Numerical {
-            what: "symmetric eigenvalues".into(),
-            problem: format!("{e:?}"),
-        })?;
-    v.reverse();
-    Ok(v)
+    let (s, _) = sym_evd(a, false)?;
+    let n = a.nrows();
+    Ok((0..n).rev().map(|i| s[i]).collect())
 }
 
 /// Eigenvalues (largest first) and eigenvectors (columns, same order) of a symmetric matrix.
 pub fn sym_eigen_desc(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
-    let e = a
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::Numerical {
-            what: "symmetric eigendecomposition".into(),
-            problem: format!("{e:?}"),
-        })?;
+    let (s, u) = sym_evd(a, true)?;
+    let u = u.expect("eigenvectors were asked for");
     let n = a.nrows();
-    let s = e.S();
-    let u = e.U();
     let vals: Vec<f64> = (0..n).rev().map(|i| s[i]).collect();
     let mut vecs = Mat::<f64>::zeros(n, n);
     for (dst, src) in (0..n).zip((0..n).rev()) {
@@ -262,27 +314,57 @@ pub struct ThinSvd {
     pub v: Mat<f64>,
 }
 
-/// Thin SVD of a dense f64 matrix.
-pub fn thin_svd(a: MatRef<'_, f64>) -> Result<ThinSvd> {
-    let svd = a.thin_svd().map_err(|e| Error::Numerical {
+/// The singular values (largest first) and, when asked, the thin singular vectors of a dense f64 matrix.
+fn svd(a: MatRef<'_, f64>, vectors: bool) -> Result<(Vec<f64>, Option<(Mat<f64>, Mat<f64>)>)> {
+    use faer::linalg::svd::{self, ComputeSvdVectors};
+    let (m, n) = a.shape();
+    let k = m.min(n);
+    let compute = if vectors {
+        ComputeSvdVectors::Thin
+    } else {
+        ComputeSvdVectors::No
+    };
+    let par = DECOMPOSITION_PAR;
+    let mut buf = MemBuffer::new(svd::svd_scratch::<f64>(
+        m,
+        n,
+        compute,
+        compute,
+        par,
+        Default::default(),
+    ));
+    let mut s = Diag::<f64>::zeros(k);
+    let mut uv = vectors.then(|| (Mat::<f64>::zeros(m, k), Mat::<f64>::zeros(n, k)));
+    let (u, v) = match uv.as_mut() {
+        Some((u, v)) => (Some(u.as_mut()), Some(v.as_mut())),
+        None => (None, None),
+    };
+    svd::svd(
+        a,
+        s.as_mut(),
+        u,
+        v,
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .map_err(|e| Error::Numerical {
         what: "singular value decomposition".into(),
         problem: format!("{e:?}"),
     })?;
-    let k = a.nrows().min(a.ncols());
-    let s: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
-    Ok(ThinSvd {
-        u: svd.U().to_owned(),
-        s,
-        v: svd.V().to_owned(),
-    })
+    Ok(((0..k).map(|i| s[i]).collect(), uv))
+}
+
+/// Thin SVD of a dense f64 matrix.
+pub fn thin_svd(a: MatRef<'_, f64>) -> Result<ThinSvd> {
+    let (s, uv) = svd(a, true)?;
+    let (u, v) = uv.expect("singular vectors were asked for");
+    Ok(ThinSvd { u, s, v })
 }
 
 /// Singular values of a dense f64 matrix, largest first.
 pub fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    a.singular_values().map_err(|e| Error::Numerical {
-        what: "singular values".into(),
-        problem: format!("{e:?}"),
-    })
+    Ok(svd(a, false)?.0)
 }
 
 /// The rows of `m` widened to f64 (minus `shift` when given), as an n × d column-major matrix.

@@ -3,7 +3,6 @@
 //! then within-class scatter and per-class spreads); nothing n × n is ever formed.
 use crate::error::Param;
 use faer::Mat;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::{Labels, Matrix};
@@ -221,11 +220,11 @@ pub fn analyse(
     let ids = &labels.ids;
     // Pass 1: class sums and counts.
     let n_chunks = n.div_ceil(CHUNK);
-    let (sums, counts) = (0..n_chunks)
-        .into_par_iter()
-        .map(|ch| {
-            let mut s = vec![0.0f64; c * d];
-            let mut cnt = vec![0usize; c];
+    let (sums, counts) = crate::linalg::tree_fold(
+        n_chunks,
+        1,
+        &|| (vec![0.0f64; c * d], vec![0usize; c]),
+        &|(mut s, mut cnt), ch| {
             for i in ch * CHUNK..((ch + 1) * CHUNK).min(n) {
                 let k = ids[i] as usize;
                 cnt[k] += 1;
@@ -243,15 +242,13 @@ pub fn analyse(
                 }
             }
             (s, cnt)
-        })
-        .reduce(
-            || (vec![0.0; c * d], vec![0; c]),
-            |mut a, b| {
-                a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
-                a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        },
+        &|mut a, b| {
+            a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+            a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+            a
+        },
+    );
     if let Some(empty) = counts.iter().position(|&k| k == 0) {
         return Err(Error::data(
             "labels",
@@ -270,77 +267,76 @@ pub fn analyse(
         .collect();
     let mt = linalg::row_major(&means, c, d);
     type Part = (Mat<f64>, Vec<f64>, usize, usize);
-    let parts: Vec<Part> = (0..n_chunks)
-        .into_par_iter()
-        .map(|ch| {
-            let (s, e) = (ch * CHUNK, ((ch + 1) * CHUNK).min(n));
-            let rows = e - s;
-            let mut x = vec![0.0f64; rows * d];
-            let mut r = vec![0.0f64; rows * d];
-            let mut spread = vec![0.0f64; c];
-            for (t, i) in (s..e).enumerate() {
-                m.row_f64_into(i, &mut x[t * d..(t + 1) * d]);
-                let k = ids[i] as usize;
-                let mu = &means[k * d..(k + 1) * d];
-                let mut ss = 0.0;
-                for j in 0..d {
-                    let v = x[t * d + j] - mu[j];
-                    r[t * d + j] = v;
-                    ss += v * v;
-                }
-                spread[k] += ss;
+    let part = |ch: usize| -> Part {
+        let (s, e) = (ch * CHUNK, ((ch + 1) * CHUNK).min(n));
+        let rows = e - s;
+        let mut x = vec![0.0f64; rows * d];
+        let mut r = vec![0.0f64; rows * d];
+        let mut spread = vec![0.0f64; c];
+        for (t, i) in (s..e).enumerate() {
+            m.row_f64_into(i, &mut x[t * d..(t + 1) * d]);
+            let k = ids[i] as usize;
+            let mu = &means[k * d..(k + 1) * d];
+            let mut ss = 0.0;
+            for j in 0..d {
+                let v = x[t * d + j] - mu[j];
+                r[t * d + j] = v;
+                ss += v * v;
             }
-            let mut sw = Mat::<f64>::zeros(d, d);
-            linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d);
-            // x·μ_c for every row and class.
-            let xm = linalg::row_major(&x, rows, d);
-            let mut dots = Mat::<f64>::zeros(rows, c);
-            linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, false);
-            let mut logits = classifier.map(|cl| {
-                let wm = linalg::row_major(&cl.w, cl.rows, cl.cols);
-                let mut z = Mat::<f64>::zeros(rows, c);
-                linalg::gemm(z.as_mut(), false, xm, wm.transpose(), 1.0, false);
-                z
-            });
-            let mut ncc_right = 0usize;
-            let mut nc4_diff = 0usize;
-            for t in 0..rows {
-                let xx: f64 = x[t * d..(t + 1) * d].iter().map(|v| v * v).sum();
-                let mut best = (f64::INFINITY, 0usize);
+            spread[k] += ss;
+        }
+        let mut sw = Mat::<f64>::zeros(d, d);
+        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d);
+        // x·μ_c for every row and class.
+        let xm = linalg::row_major(&x, rows, d);
+        let mut dots = Mat::<f64>::zeros(rows, c);
+        linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, false);
+        let mut logits = classifier.map(|cl| {
+            let wm = linalg::row_major(&cl.w, cl.rows, cl.cols);
+            let mut z = Mat::<f64>::zeros(rows, c);
+            linalg::gemm(z.as_mut(), false, xm, wm.transpose(), 1.0, false);
+            z
+        });
+        let mut ncc_right = 0usize;
+        let mut nc4_diff = 0usize;
+        for t in 0..rows {
+            let xx: f64 = x[t * d..(t + 1) * d].iter().map(|v| v * v).sum();
+            let mut best = (f64::INFINITY, 0usize);
+            for k in 0..c {
+                let dist = xx - 2.0 * dots[(t, k)] + mean_sq[k];
+                if dist < best.0 {
+                    best = (dist, k);
+                }
+            }
+            if best.1 == ids[s + t] as usize {
+                ncc_right += 1;
+            }
+            if let (Some(z), Some(cl)) = (logits.as_mut(), classifier) {
+                let mut top = (f64::NEG_INFINITY, 0usize);
                 for k in 0..c {
-                    let dist = xx - 2.0 * dots[(t, k)] + mean_sq[k];
-                    if dist < best.0 {
-                        best = (dist, k);
+                    let v = z[(t, k)] + cl.b[k];
+                    if v > top.0 {
+                        top = (v, k);
                     }
                 }
-                if best.1 == ids[s + t] as usize {
-                    ncc_right += 1;
-                }
-                if let (Some(z), Some(cl)) = (logits.as_mut(), classifier) {
-                    let mut top = (f64::NEG_INFINITY, 0usize);
-                    for k in 0..c {
-                        let v = z[(t, k)] + cl.b[k];
-                        if v > top.0 {
-                            top = (v, k);
-                        }
-                    }
-                    if top.1 != best.1 {
-                        nc4_diff += 1;
-                    }
+                if top.1 != best.1 {
+                    nc4_diff += 1;
                 }
             }
-            (sw, spread, ncc_right, nc4_diff)
-        })
-        .collect();
-    let mut sw = Mat::<f64>::zeros(d, d);
-    let mut spread = vec![0.0f64; c];
-    let (mut ncc_right, mut nc4_diff) = (0usize, 0usize);
-    for (a, s, r, q) in parts {
-        sw += a;
-        spread.iter_mut().zip(&s).for_each(|(x, y)| *x += y);
-        ncc_right += r;
-        nc4_diff += q;
-    }
+        }
+        (sw, spread, ncc_right, nc4_diff)
+    };
+    let merge = |(a, mut s, r, q): Part, (a2, s2, r2, q2): Part| -> Part {
+        s.iter_mut().zip(&s2).for_each(|(x, y)| *x += y);
+        (a + a2, s, r + r2, q + q2)
+    };
+    let (mut sw, spread, ncc_right, nc4_diff) = linalg::tree_fold(
+        n_chunks,
+        1,
+        &|| (Mat::<f64>::zeros(d, d), vec![0.0f64; c], 0usize, 0usize),
+        &|acc: Part, ch| merge(acc, part(ch)),
+        &merge,
+    );
     linalg::symmetrize_lower(&mut sw);
     let nf = n as f64;
     for j in 0..d {
@@ -350,6 +346,19 @@ pub fn analyse(
     }
     let sigma2: Vec<f64> = (0..c).map(|k| spread[k] / counts[k] as f64).collect();
     let mut notes = Vec::new();
+    let singletons = counts.iter().filter(|&&k| k == 1).count();
+    if singletons == c {
+        return Err(Error::data(
+            "labels",
+            format!("every one of the {c} classes has a single row, so every within-class spread is 0 by construction and the collapse measures would report perfect collapse"),
+            "pass labels with several rows per class",
+        ));
+    }
+    if singletons > 0 {
+        notes.push(format!(
+            "{singletons} of {c} classes have a single row: their within-class spread is 0 by construction"
+        ));
+    }
 
     // Global means.
     let unweighted: Vec<f64> = (0..d)
@@ -651,8 +660,16 @@ pub fn run(
         k,
         ..ClassConfig::default()
     };
-    let r = analyse(m, labels, classifier, graph.as_ref(), &cfg)?;
+    let mut r = analyse(m, labels, classifier, graph.as_ref(), &cfg)?;
     progress.finish_stage();
+    if k == 0 {
+        r.notes
+            .push("kNN accuracy not computed: k = 0 asks for no neighbours".into());
+    } else if k >= n {
+        r.notes.push(format!(
+            "kNN accuracy not computed: a leave-one-out vote of k = {k} neighbours needs more than {k} rows, and there are {n}"
+        ));
+    }
     Ok((r, cfg))
 }
 

@@ -144,6 +144,17 @@ fn canonical(names: &[String]) -> Result<Vec<String>> {
 /// How many neighbours the requested estimators need.
 pub fn graph_k(cfg: &IdConfig) -> Result<usize> {
     let names = canonical(&cfg.estimators)?;
+    if cfg.scale_curve && cfg.range_max < 2 {
+        return Err(Error::range(
+            Param::RangeMax,
+            cfg.range_max,
+            "a value ≥ 2 (64 is the default), or leave the scale curve out",
+            format!(
+                "the scale curve's first point is GRIDE at ranks (1, 2), so range_max = {} leaves no curve",
+                cfg.range_max
+            ),
+        ));
+    }
     let mut k = 0;
     for e in &names {
         k = k.max(match e.as_str() {
@@ -322,6 +333,33 @@ pub fn run_with_graph(
 /// The recommended estimate among those computed.
 fn recommend(estimates: &[Estimate], curve: &[ScalePoint]) -> Option<Recommended> {
     let pick = |name: &str| estimates.iter().find(|e| e.estimator == name);
+    // At least 10% of the points tie at a scale: its ratio estimates have little signal there.
+    let tie_heavy = |n_used: usize, ties: usize| ties * 10 >= n_used + ties;
+    let gride_points = || {
+        curve.iter().filter_map(|p| match p {
+            ScalePoint::Gride(g) => Some(g),
+            _ => None,
+        })
+    };
+    // Nearest-neighbour ties (quantised data): the estimators that read the first two neighbours are
+    // passed over for GRIDE at the smallest scale where fewer than 10% of the points tie.
+    if let Some(first) = gride_points().find(|g| g.n1 == 1) {
+        if tie_heavy(first.n_used, first.n_ties_dropped) {
+            if let Some(p) = gride_points().find(|g| !tie_heavy(g.n_used, g.n_ties_dropped)) {
+                let total = first.n_used + first.n_ties_dropped;
+                return Some(Recommended {
+                    estimator: format!("gride({}, {})", p.n1, p.n2),
+                    value: p.d,
+                    stderr: Some(p.se),
+                    why: format!(
+                        "{} of {total} points ({:.0}%) tie at their first two neighbours (r1 = r2, quantised data), so the nearest-neighbour estimators have little signal; GRIDE at the smallest scale where fewer than 10% of the points tie",
+                        first.n_ties_dropped,
+                        100.0 * first.n_ties_dropped as f64 / total.max(1) as f64
+                    ),
+                });
+            }
+        }
+    }
     let (e, why) = if let Some(e) = pick("twonn_calibrated") {
         (e, "TwoNN corrected for its finite-sample bias against uniform balls of the same size (DANCo-style calibration): raw neighbour estimators read high dimensions too low at finite N; this is the suite's most accurate estimator on the 24 benchmark manifolds")
     } else if let Some(e) = pick("gride") {
@@ -331,7 +369,7 @@ fn recommend(estimates: &[Estimate], curve: &[ScalePoint]) -> Option<Recommended
         )
     } else if let Some(p) = curve.iter().find_map(|p| match p {
         // No nearest-neighbour estimate (ties everywhere): the smallest scale where neighbours separate.
-        ScalePoint::Gride(g) if g.n_ties_dropped * 10 < g.n_used => Some(g),
+        ScalePoint::Gride(g) if !tie_heavy(g.n_used, g.n_ties_dropped) => Some(g),
         _ => None,
     }) {
         return Some(Recommended {

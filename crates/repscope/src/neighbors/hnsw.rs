@@ -227,6 +227,19 @@ fn kernel_for(metric: Metric) -> Kernel {
 }
 
 /// Checks that `order` is a permutation of 0..n.
+/// ef_search = 0 searches no candidates (the search would quietly use k instead).
+fn check_ef(ef: usize) -> Result<()> {
+    if ef == 0 {
+        return Err(Error::range(
+            Param::EfSearch,
+            0,
+            "a value ≥ k (64 to 512 is usual)",
+            "ef_search = 0 keeps no candidates",
+        ));
+    }
+    Ok(())
+}
+
 fn check_order(order: &[u32], n: usize) -> Result<()> {
     if order.len() != n {
         return Err(Error::param(
@@ -668,6 +681,7 @@ impl Hnsw {
     /// with `max(ef, k)` candidates. Fewer than `k` come back only when the index has fewer rows.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u32, f32)>> {
         self.check_query(query, "query")?;
+        check_ef(ef)?;
         Ok(SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             self.search_prepared(query, k, ef, &mut s);
@@ -747,12 +761,14 @@ impl Hnsw {
             ));
         }
         if k == 0 {
-            return Err(Error::param(
+            return Err(Error::range(
                 Param::K,
-                "k = 0 asks for nothing",
-                "choose k ≥ 1",
+                0,
+                "k ≥ 1",
+                "k = 0 asks for no neighbours",
             ));
         }
+        check_ef(ef)?;
         if self.metric == Metric::Cosine {
             crate::neighbors::distance::inverse_norms(queries)?;
         }

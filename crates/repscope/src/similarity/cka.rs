@@ -156,20 +156,20 @@ impl FeatureStats {
     ) -> FeatureStats {
         let (dx, dy) = (x.cols(), y.cols());
         let n_chunks = (stop - start).div_ceil(CHUNK);
-        (0..n_chunks)
-            .into_par_iter()
-            .fold(
-                || (FeatureStats::zeros(dx, dy), Vec::new()),
-                |(mut acc, mut buf), c| {
-                    let s = start + c * CHUNK;
-                    let e = (s + CHUNK).min(stop);
-                    acc.add_rows(x, y, mx, my, s, e, &mut buf);
-                    (acc, buf)
-                },
-            )
-            .map(|(a, _)| a)
-            .reduce(|| FeatureStats::zeros(dx, dy), FeatureStats::merge)
-            .finish()
+        linalg::tree_fold(
+            n_chunks,
+            1,
+            &|| (FeatureStats::zeros(dx, dy), Vec::new()),
+            &|(mut acc, mut buf), c| {
+                let s = start + c * CHUNK;
+                let e = (s + CHUNK).min(stop);
+                acc.add_rows(x, y, mx, my, s, e, &mut buf);
+                (acc, buf)
+            },
+            &|(a, buf), (b, _)| (FeatureStats::merge(a, b), buf),
+        )
+        .0
+        .finish()
     }
 
     fn g(&self, i: usize, j: usize) -> f64 {

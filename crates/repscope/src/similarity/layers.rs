@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::cka::{self, Route};
 use super::knn_alignment;
 use crate::data::{check_finite, Dataset, Matrix};
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::intrinsic::suite::{self, IdConfig, Recommended};
 use crate::intrinsic::Estimate;
 use crate::neighbors::KnnGraph;
@@ -97,6 +97,32 @@ pub fn study(
             "pass more rows",
         ));
     }
+    for (i, (key, _)) in layers.iter().enumerate() {
+        if layers[..i].iter().any(|(k, _)| k == key) {
+            return Err(Error::param(
+                Param::Keys,
+                format!("layer '{key}' is named twice"),
+                "name each layer once",
+            ));
+        }
+    }
+    if cfg.k == 0 {
+        return Err(Error::range(
+            Param::K,
+            0,
+            format!("1 ≤ k ≤ {}", n - 1),
+            "mutual kNN with k = 0 compares no neighbours",
+        ));
+    }
+    let k = cfg.k.min(n - 1);
+    let mut study_notes = Vec::new();
+    if k < cfg.k {
+        study_notes.push(format!(
+            "mutual kNN: k = {} is more than the {} other rows, so k = {k} is used",
+            cfg.k,
+            n - 1
+        ));
+    }
     let nl = layers.len();
     let mut entries = Vec::with_capacity(nl);
     let mut graphs: Vec<KnnGraph> = Vec::with_capacity(nl);
@@ -108,8 +134,7 @@ pub fn study(
         progress.finish_stage();
         progress.stage(&format!("cosine kNN {key}"), n as u64);
         let adv = |k: usize| progress.advance(k as u64);
-        let g =
-            crate::neighbors::symmetric::exact_knn_cosine_self(m, cfg.k.min(n - 1), Some(&adv))?;
+        let g = crate::neighbors::symmetric::exact_knn_cosine_self(m, k, Some(&adv))?;
         progress.finish_stage();
         graphs.push(g);
         let mut notes = idr.notes.clone();
@@ -131,7 +156,6 @@ pub fn study(
     }
     let mut cka_m = vec![vec![1.0; nl]; nl];
     let mut knn_m = vec![vec![1.0; nl]; nl];
-    let k = cfg.k.min(n - 1);
     progress.stage("layer pairs", (nl * (nl - 1) / 2) as u64);
     for i in 0..nl {
         for j in i + 1..nl {
@@ -153,6 +177,10 @@ pub fn study(
         cka_linear_debiased: cka_m,
         mutual_knn: knn_m,
         k,
-        notes: vec!["the diagonals are 1 by definition (a layer compared with itself)".into()],
+        notes: std::iter::once(
+            "the diagonals are 1 by definition (a layer compared with itself)".to_string(),
+        )
+        .chain(study_notes)
+        .collect(),
     })
 }

@@ -212,7 +212,19 @@ fn wanted(
     Ok(out)
 }
 
-/// Compares two representations of the same rows. Both must be finite; the row counts must match.
+/// Whether every row equals the first, as given (f64 values where the input had them).
+fn is_constant(m: &Matrix) -> bool {
+    let n = m.rows();
+    match m.values_f64() {
+        Some(v) => {
+            let d = m.cols();
+            (1..n).all(|i| v[i * d..(i + 1) * d] == v[..d])
+        }
+        None => (1..n).all(|i| m.row(i) == m.row(0)),
+    }
+}
+
+/// Compares two representations of the same rows. Both must be finite and vary; the row counts must match.
 pub fn compare(
     x: &Matrix,
     y: &Matrix,
@@ -223,6 +235,26 @@ pub fn compare(
     cka::check_pair(x, y)?;
     check_finite(x)?;
     check_finite(y)?;
+    if !(cfg.svcca_threshold > 0.0 && cfg.svcca_threshold <= 1.0) {
+        return Err(Error::range(
+            Param::SvccaThreshold,
+            cfg.svcca_threshold,
+            "a share of variance in (0, 1] (0.99 is usual)",
+            format!(
+                "SVCCA keeps the directions that explain this share of the variance, and {} is not a share",
+                cfg.svcca_threshold
+            ),
+        ));
+    }
+    for m in [x, y] {
+        if is_constant(m) {
+            return Err(Error::data(
+                m.name(),
+                format!("all {} rows are the same, so the representation has no variance and its similarity to anything is undefined (CKA and CCA would divide 0 by 0)", m.rows()),
+                "pass a representation whose rows differ",
+            ));
+        }
+    }
     let n = x.rows();
     if let Some(l) = labels {
         if l.ids.len() != n {

@@ -185,6 +185,12 @@ pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
         ));
     }
     let unit = unit_row_stats(m, cfg.eps2)?;
+    if unit.zero_rows > 0 {
+        notes.push(format!(
+            "{} all-zero rows have no direction: anisotropy, coding rate and the rogue dimensions use the other {} rows",
+            unit.zero_rows, unit.n
+        ));
+    }
     let rogue = unit.rogue(cfg.top_rogue);
     Ok(SpectrumReport {
         n,

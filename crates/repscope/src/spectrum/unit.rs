@@ -1,6 +1,5 @@
 //! Measures on L2-normalised rows: coding rate, anisotropy and rogue dimensions, in one f64 pass.
 use faer::Mat;
-use rayon::prelude::*;
 
 use super::RogueDimension;
 use crate::data::Matrix;
@@ -12,7 +11,10 @@ const CHUNK: usize = 1024;
 /// Sums over the unit rows u_i = x_i/‖x_i‖ and the coding rate.
 #[derive(Clone, Debug)]
 pub struct UnitRowStats {
+    /// Rows with a direction (all-zero rows are left out).
     pub n: usize,
+    /// All-zero rows left out: they have no direction.
+    pub zero_rows: usize,
     /// Σ_i u_i.
     pub sum: Vec<f64>,
     /// Σ_i u_ij² per column.
@@ -25,24 +27,21 @@ pub struct UnitRowStats {
     pub coding_rate_form: &'static str,
 }
 
-fn unit_rows(m: &Matrix, start: usize, stop: usize, out: &mut Vec<f64>) -> Result<()> {
+/// The unit rows of rows start..stop into `out`, skipping all-zero rows (common in ReLU and SAE
+/// activations: they have no direction); returns how many rows were kept.
+fn unit_rows(m: &Matrix, start: usize, stop: usize, out: &mut Vec<f64>) -> usize {
     let d = m.cols();
     out.clear();
+    let mut row = vec![0.0f64; d];
     for i in start..stop {
-        let row = m.row(i);
-        let s: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
-        if s <= 0.0 {
-            return Err(Error::data(
-                m.name(),
-                format!("row {i} is all zeros, so it has no direction"),
-                "remove zero rows before measuring anisotropy and coding rate",
-            ));
+        m.row_f64_into(i, &mut row);
+        let s: f64 = row.iter().map(|v| v * v).sum();
+        if s > 0.0 {
+            let inv = 1.0 / s.sqrt();
+            out.extend(row.iter().map(|v| v * inv));
         }
-        let inv = 1.0 / s.sqrt();
-        out.extend(row.iter().map(|&v| v as f64 * inv));
     }
-    debug_assert_eq!(out.len(), (stop - start) * d);
-    Ok(())
+    out.len() / d.max(1)
 }
 
 /// One pass over the rows: unit-row sums, anisotropy and the coding rate with distortion ε².
@@ -50,46 +49,57 @@ pub fn unit_row_stats(m: &Matrix, eps2: f64) -> Result<UnitRowStats> {
     let (n, d) = (m.rows(), m.cols());
     let n_chunks = n.div_ceil(CHUNK);
     let use_dd = d <= n;
-    type Part = (Vec<f64>, Vec<f64>, Option<Mat<f64>>);
-    let parts: Vec<Part> = (0..n_chunks)
-        .into_par_iter()
-        .map(|c| -> Result<Part> {
-            let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-            let mut buf = Vec::with_capacity((e - s) * d);
-            unit_rows(m, s, e, &mut buf)?;
-            let mut sum = vec![0.0; d];
-            let mut sq = vec![0.0; d];
-            for row in buf.chunks_exact(d) {
-                for j in 0..d {
-                    sum[j] += row[j];
-                    sq[j] += row[j] * row[j];
-                }
-            }
-            let g = if use_dd {
-                let mut acc = Mat::<f64>::zeros(d, d);
-                linalg::accumulate_gram_rows(acc.as_mut(), &buf, e - s, d);
-                Some(acc)
-            } else {
-                None
-            };
-            Ok((sum, sq, g))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut sum = vec![0.0; d];
-    let mut sum_sq = vec![0.0; d];
-    let mut gram: Option<Mat<f64>> = None;
-    for (s, q, g) in parts {
-        for j in 0..d {
-            sum[j] += s[j];
-            sum_sq[j] += q[j];
-        }
-        if let Some(g) = g {
-            match gram.as_mut() {
-                Some(acc) => *acc += g,
-                None => gram = Some(g),
+    type Part = (Vec<f64>, Vec<f64>, Option<Mat<f64>>, usize);
+    let chunk = |c: usize| -> Part {
+        let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+        let mut buf = Vec::with_capacity((e - s) * d);
+        let kept = unit_rows(m, s, e, &mut buf);
+        let mut sum = vec![0.0; d];
+        let mut sq = vec![0.0; d];
+        for row in buf.chunks_exact(d) {
+            for j in 0..d {
+                sum[j] += row[j];
+                sq[j] += row[j] * row[j];
             }
         }
+        let g = if use_dd {
+            let mut acc = Mat::<f64>::zeros(d, d);
+            linalg::accumulate_gram_rows(acc.as_mut(), &buf, kept, d);
+            Some(acc)
+        } else {
+            None
+        };
+        (sum, sq, g, kept)
+    };
+    let merge = |a: Part, b: Part| -> Part {
+        let (mut sum, mut sq, g, k1) = a;
+        let (s2, q2, g2, k2) = b;
+        sum.iter_mut().zip(&s2).for_each(|(x, y)| *x += y);
+        sq.iter_mut().zip(&q2).for_each(|(x, y)| *x += y);
+        let g = match (g, g2) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+        (sum, sq, g, k1 + k2)
+    };
+    // An empty part, so that leaves and merges need no special first case.
+    let empty = || -> Part { (vec![0.0; d], vec![0.0; d], None, 0) };
+    let (sum, sum_sq, gram, kept) = linalg::tree_fold(
+        n_chunks,
+        1,
+        &empty,
+        &|acc: Part, c| merge(acc, chunk(c)),
+        &merge,
+    );
+    if kept == 0 {
+        return Err(Error::data(
+            m.name(),
+            format!("all {n} rows are all zeros, so none has a direction"),
+            "pass rows that are not all zero",
+        ));
     }
+    let zero_rows = n - kept;
+    let n = kept;
     let nf = n as f64;
     let s2: f64 = sum.iter().map(|v| v * v).sum();
     let anisotropy = if n > 1 {
@@ -103,7 +113,7 @@ pub fn unit_row_stats(m: &Matrix, eps2: f64) -> Result<UnitRowStats> {
         (linalg::sym_eigenvalues_desc(g.as_ref())?, "d x d")
     } else {
         let mut buf = Vec::with_capacity(n * d);
-        unit_rows(m, 0, n, &mut buf)?;
+        unit_rows(m, 0, m.rows(), &mut buf);
         let z = linalg::row_major(&buf, n, d);
         let mut g = Mat::<f64>::zeros(n, n);
         linalg::gemm(g.as_mut(), false, z, z.transpose(), 1.0, true);
@@ -113,6 +123,7 @@ pub fn unit_row_stats(m: &Matrix, eps2: f64) -> Result<UnitRowStats> {
     let coding_rate = 0.5 * eig.iter().map(|&l| (c * l.max(0.0)).ln_1p()).sum::<f64>();
     Ok(UnitRowStats {
         n,
+        zero_rows,
         sum,
         sum_sq,
         anisotropy,
