@@ -141,6 +141,9 @@ pub fn parse_header(buf: &[u8], path: &Path) -> Result<Header> {
     } else {
         size
     };
+    if size == 0 || (matches!(kind, Kind::Int | Kind::Uint | Kind::Bool) && size > 8) {
+        return Err(corrupt(format!("dtype '{descr}' has no valid item size")));
+    }
     let fortran_order = match fortran.trim() {
         "True" => true,
         "False" => false,

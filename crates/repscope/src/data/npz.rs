@@ -110,8 +110,22 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let start = start as usize;
         let end = start.saturating_add(size as usize).min(map.len());
+        if start > end {
+            return Err(Error::format(
+                path,
+                format!("array '{key}' starts beyond the end of the file"),
+                "the archive is truncated or corrupt: write it again",
+            ));
+        }
         let h = npy::parse_header(&map[start..end], path)?;
         let (rows, cols) = npy::check_matrix_header(&h, &name)?;
+        if start + h.data_offset > end {
+            return Err(Error::data(
+                &name,
+                "the array's data is truncated",
+                "write the archive again",
+            ));
+        }
         if h.size == 4 && !h.big_endian && !h.fortran_order {
             if start + h.data_offset + rows * cols * 4 > end {
                 return Err(Error::data(

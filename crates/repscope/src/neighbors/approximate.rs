@@ -92,11 +92,36 @@ pub fn approximate_knn(
             )
         })
         .collect();
-    let short = rows.iter().filter(|r| r.0.len() < k).count();
-    if short > 0 {
+    let mut rows = rows;
+    let short: Vec<usize> = (0..n).filter(|&i| rows[i].0.len() < k).collect();
+    if !short.is_empty() {
+        // The graph did not reach k other rows from these (a disconnected graph, tiny or clumped data):
+        // they take their neighbours from the exact search instead.
+        let q = m.select_rows(&short);
+        let exact = knn_search(&q, m, k + 1, metric, false, None)?;
+        for (r, &i) in short.iter().enumerate() {
+            let (idx, dist): (Vec<u32>, Vec<f64>) = exact
+                .neighbors(r)
+                .iter()
+                .zip(exact.dists(r))
+                .filter(|(&j, _)| j as usize != i)
+                .take(k)
+                .map(|(&j, &d)| (j, d))
+                .unzip();
+            rows[i] = (idx, dist);
+        }
+        notes.push(format!(
+            "{} rows reached fewer than {k} other rows through the HNSW graph; their neighbours come from the exact search",
+            short.len()
+        ));
+    }
+    if let Some(r) = rows.iter().find(|r| r.0.len() < k) {
         return Err(Error::Numerical {
-            what: "HNSW search".into(),
-            problem: format!("{short} rows found fewer than {k} neighbours; raise ef_search or M"),
+            what: "approximate kNN".into(),
+            problem: format!(
+                "a row has {} of {k} neighbours after the exact search",
+                r.0.len()
+            ),
         });
     }
     let mut indices = Vec::with_capacity(n * k);

@@ -258,6 +258,24 @@ impl Hnsw {
                 r.bad("a neighbour list is over capacity or points outside the index".into())
             );
         }
+        // A link on layer l must point to a node that lives on layer l (level ≥ l): the search reads that
+        // node's list on the same layer next.
+        let mut off = 0usize;
+        for &l in &levels {
+            for layer in 1..=l as usize {
+                let s = &upper[off..off + m + 1];
+                let c = s[0] as usize;
+                if s[1..1 + c]
+                    .iter()
+                    .any(|&x| (levels[x as usize] as usize) < layer)
+                {
+                    return Err(r.bad(format!(
+                        "a link on layer {layer} points to a node below that layer"
+                    )));
+                }
+                off += m + 1;
+            }
+        }
         Ok(Hnsw::from_parts(
             metric,
             dim,
