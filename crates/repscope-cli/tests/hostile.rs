@@ -773,6 +773,9 @@ thread_local! {
     static EXITS: std::cell::RefCell<std::collections::BTreeMap<i32, usize>> = Default::default();
 }
 
+/// A check of what an accepted exit besides 0 and 2 must leave behind.
+type ExitCheck<'b> = dyn Fn(&Run) -> Result<(), String> + 'b;
+
 /// One run of the binary, checked against the properties every run must have.
 struct Check<'a> {
     group: &'a str,
@@ -785,7 +788,7 @@ struct Check<'a> {
     /// What the case is, for the failure message.
     what: String,
     /// Exit codes accepted besides 0 and 2, with a check of what such an exit must leave behind.
-    also_ok: Option<(i32, &'a dyn Fn(&Run) -> Result<(), String>)>,
+    also_ok: Option<(i32, &'a ExitCheck<'a>)>,
 }
 
 /// `report` exits 3 when some sections failed and the rest was written: report.json must then be there, and

@@ -61,7 +61,18 @@ fn existing_outputs_need_force() {
     expect_error(&["index", "build", &x, "-o", hs], &["exists", "--force"]);
     let q = d.join("q.npz");
     let qs = q.to_str().unwrap();
-    ok(&["index", "query", hs, "--queries", &x, "-k", "3", "-o", qs, "-q"]);
+    ok(&[
+        "index",
+        "query",
+        hs,
+        "--queries",
+        &x,
+        "-k",
+        "3",
+        "-o",
+        qs,
+        "-q",
+    ]);
     expect_error(
         &["index", "query", hs, "--queries", &x, "-k", "3", "-o", qs],
         &["exists", "--force"],
@@ -69,13 +80,41 @@ fn existing_outputs_need_force() {
     // datasets into a folder that already holds files.
     let ds = d.join("ds");
     let dss = ds.to_str().unwrap();
-    ok(&["datasets", "manifolds", "-o", dss, "-n", "50", "--name", "M1_Sphere", "-q"]);
+    ok(&[
+        "datasets",
+        "manifolds",
+        "-o",
+        dss,
+        "-n",
+        "50",
+        "--name",
+        "M1_Sphere",
+        "-q",
+    ]);
     expect_error(
-        &["datasets", "manifolds", "-o", dss, "-n", "50", "--name", "M1_Sphere"],
+        &[
+            "datasets",
+            "manifolds",
+            "-o",
+            dss,
+            "-n",
+            "50",
+            "--name",
+            "M1_Sphere",
+        ],
         &["not empty", "--force"],
     );
     ok(&[
-        "datasets", "manifolds", "-o", dss, "-n", "50", "--name", "M1_Sphere", "-q", "--force",
+        "datasets",
+        "manifolds",
+        "-o",
+        dss,
+        "-n",
+        "50",
+        "--name",
+        "M1_Sphere",
+        "-q",
+        "--force",
     ]);
 }
 
@@ -84,7 +123,10 @@ fn odd_paths_are_diagnosed() {
     let d = scratch("paths");
     let folder = d.join("dir.npy");
     std::fs::create_dir_all(&folder).unwrap();
-    expect_error(&["id", folder.to_str().unwrap()], &["dir.npy", "is a folder"]);
+    expect_error(
+        &["id", folder.to_str().unwrap()],
+        &["dir.npy", "is a folder"],
+    );
     let bare = d.join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     expect_error(&["id", bare.to_str().unwrap()], &["is a folder"]);
@@ -97,7 +139,10 @@ fn odd_paths_are_diagnosed() {
         expect_error(&["id", a.to_str().unwrap()], &["loop of symbolic links"]);
         let dangling = d.join("dangling.npy");
         std::os::unix::fs::symlink(d.join("gone.npy"), &dangling).unwrap();
-        expect_error(&["id", dangling.to_str().unwrap()], &["target does not exist"]);
+        expect_error(
+            &["id", dangling.to_str().unwrap()],
+            &["target does not exist"],
+        );
         // A FIFO would block a reader forever: it is refused before it is opened.
         let fifo = d.join("fifo.npy");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
@@ -156,7 +201,14 @@ fn advice_never_contradicts_itself() {
     ok(&["id", t, "-e", "pca", "-q"]);
     let x = data(&d, "x.npy", 80, 3);
     let e = expect_error(
-        &["lid", &x, "-k", "1", "-o", d.join("l.npy").to_str().unwrap()],
+        &[
+            "lid",
+            &x,
+            "-k",
+            "1",
+            "-o",
+            d.join("l.npy").to_str().unwrap(),
+        ],
         &["k ≥ 2"],
     );
     assert!(!e.contains("≤ 1"), "{e}");
@@ -215,7 +267,10 @@ fn silent_results_now_speak() {
         let v = json(&r);
         assert!(v["knn_accuracy"].is_null(), "k = {k}");
         let notes = v["notes"].to_string();
-        assert!(notes.contains("kNN accuracy not computed"), "k = {k}: {notes}");
+        assert!(
+            notes.contains("kNN accuracy not computed"),
+            "k = {k}: {notes}"
+        );
     }
     // A constant B in compare: a clear error, not NaN.
     let c = d.join("const.npy");
@@ -253,7 +308,10 @@ fn out_of_range_values_are_refused_or_stated() {
     let mut members = Vec::new();
     for s in 0..2u64 {
         let v = subspace_data(40, 3, 10 + s);
-        members.push((format!("l{s}"), npy_bytes("<f4", false, &[40, 3], &f32_bytes(&v))));
+        members.push((
+            format!("l{s}"),
+            npy_bytes("<f4", false, &[40, 3], &f32_bytes(&v)),
+        ));
     }
     let z = d.join("layers.npz");
     let refs: Vec<(&str, Vec<u8>)> = members
@@ -266,7 +324,11 @@ fn out_of_range_values_are_refused_or_stated() {
     let r = ok(&["layers", zs, "-k", "10000", "--json"]);
     let v = json(&r);
     assert_eq!(v["k"], 39);
-    assert!(v["notes"].to_string().contains("k = 10000"), "{}", v["notes"]);
+    assert!(
+        v["notes"].to_string().contains("k = 10000"),
+        "{}",
+        v["notes"]
+    );
 }
 
 /// A file truncated while it is read ends with a message and exit code 2, never a silent SIGBUS.
@@ -277,7 +339,7 @@ fn a_truncated_input_ends_with_a_message() {
     let (n, dim) = (60_000, 128);
     let p = d.join("big.npy");
     write_npy_f32(&p, n, dim, &subspace_data(n, dim, 2));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_repscope"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_repscope"))
         .args(["spectrum", p.to_str().unwrap(), "--threads", "1", "-q"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

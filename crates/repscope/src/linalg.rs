@@ -315,7 +315,10 @@ pub struct ThinSvd {
 }
 
 /// The singular values (largest first) and, when asked, the thin singular vectors of a dense f64 matrix.
-fn svd(a: MatRef<'_, f64>, vectors: bool) -> Result<(Vec<f64>, Option<(Mat<f64>, Mat<f64>)>)> {
+/// Singular values and, when asked, the thin U and V.
+type SvdParts = (Vec<f64>, Option<(Mat<f64>, Mat<f64>)>);
+
+fn svd(a: MatRef<'_, f64>, vectors: bool) -> Result<SvdParts> {
     use faer::linalg::svd::{self, ComputeSvdVectors};
     let (m, n) = a.shape();
     let k = m.min(n);

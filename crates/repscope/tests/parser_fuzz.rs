@@ -1347,7 +1347,7 @@ impl IndexSpec {
 }
 
 /// Recomputes the total length and the CRC-32 of an edited image, so the edit reaches the structural checks.
-fn fix_up(b: &mut Vec<u8>) {
+fn fix_up(b: &mut [u8]) {
     if b.len() < HEADER_LEN + 4 {
         return;
     }

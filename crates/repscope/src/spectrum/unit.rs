@@ -206,7 +206,7 @@ mod tests {
             assert!((st.contributions_sum() - st.anisotropy).abs() < 1e-12);
             // Coding rate by the other form: n x n Gram of unit rows.
             let mut z = Vec::new();
-            unit_rows(&m, 0, n, &mut z).unwrap();
+            unit_rows(&m, 0, n, &mut z);
             let zm = linalg::row_major(&z, n, d);
             let (big, other) = if d <= n {
                 let mut g = Mat::<f64>::zeros(n, n);
