@@ -81,6 +81,8 @@ fn embed(model: &Path, input: &Path, out: &Path, extra: &[&str]) -> Run {
         "-o",
         out.to_str().unwrap(),
         "--quiet",
+        // Several cases write the same output name; replacing it is not what they test.
+        "--force",
     ];
     args.extend_from_slice(extra);
     repscope(&args)

@@ -263,6 +263,7 @@ fn knn_approximate_says_so() {
         "--approximate",
         "-o",
         out.to_str().unwrap(),
+        "--force",
     ]);
     assert_eq!(h.code, 0, "{}", h.stderr);
     assert!(h.stdout.contains("approximate") && h.stdout.contains("not the exact"));
@@ -275,6 +276,7 @@ fn knn_approximate_says_so() {
         out.to_str().unwrap(),
         "--json",
         "--quiet",
+        "--force",
     ]);
     assert_eq!(json(&e)["exact"], true);
 }
