@@ -94,7 +94,10 @@ fn matrix_f32(x: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Matrix> {
 
 /// An engine error as the Python exception that fits it, its parameters named by their keyword arguments.
 fn to_py(e: repscope::Error) -> PyErr {
-    let message = e.render(&|p| p.name().to_string());
+    let message = e.render(&|p| match p {
+        repscope::Param::Force => "force=True".to_string(),
+        p => p.name().to_string(),
+    });
     match e {
         repscope::Error::Io { .. } => PyOSError::new_err(message),
         repscope::Error::Numerical { .. } => PyRuntimeError::new_err(message),

@@ -367,7 +367,7 @@ impl ValidNpy {
 #[test]
 fn npy_valid_files_round_trip_exactly() {
     let d = scratch("npy-valid");
-    check("npy_valid", 300, valid_npy_s(), |v| {
+    check("npy_valid", 600, valid_npy_s(), |v| {
         let bytes = v.bytes();
         let p = d.join("valid.npy");
         std::fs::write(&p, &bytes).unwrap();
@@ -400,7 +400,7 @@ fn npy_writer_round_trips_exactly() {
     let d = scratch("npy-writer");
     check(
         "npy_writer",
-        100,
+        200,
         (1usize..=5, 1usize..=5, any::<u64>()),
         |(r, c, seed)| {
             let mut s = seed;
@@ -438,7 +438,7 @@ fn npy_random_bytes_after_the_magic() {
         any::<u8>(),
         prop::collection::vec(any::<u8>(), 0..300),
     );
-    check("npy_random", 600, strat, |(major, minor, tail)| {
+    check("npy_random", 1200, strat, |(major, minor, tail)| {
         let mut b = NPY_MAGIC.to_vec();
         b.push(major);
         b.push(minor);
@@ -453,7 +453,7 @@ fn npy_random_header_text() {
     let d = scratch("npy-text");
     check(
         "npy_random_text",
-        400,
+        800,
         (
             "[ -~]{0,160}",
             1u8..=3,
@@ -621,7 +621,7 @@ fn npy_header_edits() {
     let d = scratch("npy-mutated");
     check(
         "npy_edits",
-        1500,
+        3000,
         (
             valid_npy_s(),
             npy_edit_s(),
@@ -642,7 +642,7 @@ fn npy_damaged_files() {
     let d = scratch("npy-damaged");
     check(
         "npy_damage",
-        800,
+        1600,
         (valid_npy_s(), damage_s()),
         |(v, dmg)| {
             let mut b = v.bytes();
@@ -682,7 +682,7 @@ fn npy_labels() {
                     1 => prop::collection::vec(dim_s(), 0..=3)],
         prop::collection::vec(any::<u8>(), 0..100),
     );
-    check("npy_labels", 1000, strat, |((descr, _), shape, data)| {
+    check("npy_labels", 2000, strat, |((descr, _), shape, data)| {
         let b = npy_image(
             1,
             &dict(&format!("'{descr}'"), "False", &shape_text(&shape)),
@@ -826,7 +826,7 @@ fn npz_any(dir: &Path, bytes: &[u8]) -> Result<(), TestCaseError> {
 #[test]
 fn npz_valid_files_round_trip_exactly() {
     let d = scratch("npz-valid");
-    check("npz_valid", 200, valid_npz_s(), |v| {
+    check("npz_valid", 400, valid_npz_s(), |v| {
         let bytes = v.bytes(&d, None);
         let p = d.join("valid.npz");
         std::fs::write(&p, &bytes).unwrap();
@@ -882,7 +882,7 @@ fn npz_random_bytes_after_the_magic() {
     let d = scratch("npz-random");
     check(
         "npz_random",
-        500,
+        1000,
         prop::collection::vec(any::<u8>(), 0..400),
         |tail| {
             let mut b = b"PK\x03\x04".to_vec();
@@ -968,7 +968,7 @@ fn npz_zip_field_edits() {
     let d = scratch("npz-mutated");
     check(
         "npz_zip_fields",
-        500,
+        1000,
         (valid_npz_s(), prop::collection::vec(zip_edit_s(), 1..=2)),
         |(v, edits)| {
             let mut b = v.bytes(&d, None);
@@ -985,7 +985,7 @@ fn npz_member_header_edits() {
     let d = scratch("npz-member");
     check(
         "npz_member_header",
-        500,
+        1000,
         (valid_npz_s(), npy_edit_s()),
         |(v, e)| npz_any(&d, &v.bytes(&d, Some(&e))),
     );
@@ -996,7 +996,7 @@ fn npz_damaged_files() {
     let d = scratch("npz-damaged");
     check(
         "npz_damage",
-        500,
+        1000,
         (valid_npz_s(), damage_s()),
         |(v, dmg)| {
             let mut b = v.bytes(&d, None);
@@ -1186,7 +1186,7 @@ fn st_any(dir: &Path, bytes: &[u8]) -> Result<(), TestCaseError> {
 #[test]
 fn safetensors_valid_files_round_trip_exactly() {
     let d = scratch("st-valid");
-    check("st_valid", 300, valid_st_s(), |v| {
+    check("st_valid", 600, valid_st_s(), |v| {
         // The crate's serialiser, and the hand-built header with no edit.
         let none = StEdit {
             dtype: None,
@@ -1225,7 +1225,7 @@ fn safetensors_random_bytes_after_the_header_length() {
     let d = scratch("st-random");
     check(
         "st_random",
-        400,
+        800,
         (
             prop_oneof![0u64..300, dim_s()],
             prop::collection::vec(any::<u8>(), 0..300),
@@ -1242,7 +1242,7 @@ fn safetensors_random_bytes_after_the_header_length() {
 #[test]
 fn safetensors_header_edits() {
     let d = scratch("st-edits");
-    check("st_edits", 1200, (valid_st_s(), st_edit_s()), |(v, e)| {
+    check("st_edits", 2400, (valid_st_s(), st_edit_s()), |(v, e)| {
         st_any(&d, &st_hand(&v, &e))
     });
 }
@@ -1250,7 +1250,7 @@ fn safetensors_header_edits() {
 #[test]
 fn safetensors_damaged_files() {
     let d = scratch("st-damaged");
-    check("st_damage", 600, (valid_st_s(), damage_s()), |(v, dmg)| {
+    check("st_damage", 1200, (valid_st_s(), damage_s()), |(v, dmg)| {
         let mut b = v.bytes();
         apply_damage(&mut b, &dmg);
         st_any(&d, &b)
@@ -1428,7 +1428,7 @@ fn index_valid_files_round_trip_exactly() {
     let d = scratch("index-valid");
     check(
         "index_valid",
-        150,
+        300,
         (index_spec_s(), any::<u64>()),
         |(spec, qs)| {
             let (h, data) = spec.build();
@@ -1466,7 +1466,7 @@ fn index_valid_files_round_trip_exactly() {
 fn index_random_bytes_after_the_magic() {
     check(
         "index_random",
-        600,
+        1200,
         (
             prop::collection::vec(any::<u8>(), 0..400),
             any::<bool>(),
@@ -1599,7 +1599,7 @@ fn apply_index_edit(b: &mut Vec<u8>, e: &IndexEdit) {
 fn index_mutated_files() {
     check(
         "index_edits",
-        1500,
+        3000,
         (
             index_spec_s(),
             prop::collection::vec(index_edit_s(), 1..=2),

@@ -139,6 +139,13 @@ pub(crate) fn search_rows(
             for (a, heap) in heaps.iter_mut().enumerate() {
                 let q = ids[q0 + a];
                 rerank(&exact, q, heap.items().iter().map(|x| x.1), k, &mut best);
+                if best.len() < k {
+                    // No usable ranking keys (they overflowed for this query): every row is a candidate,
+                    // reranked by its exact distance, which is exact by construction.
+                    let nr = rside.rows.rows() as u32;
+                    let all = (0..nr).filter(|&j| !(exclude_self && j as usize == q));
+                    rerank(&exact, q, all, k, &mut best);
+                }
                 let kth = best[k - 1].0;
                 let a_norm = qside.norms[q];
                 if !space.target(a_norm, kth).excludes(
