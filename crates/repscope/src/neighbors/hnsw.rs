@@ -167,9 +167,8 @@ pub struct Hnsw {
     kernel: Kernel,
 }
 
-/// Norms outside [2⁻⁴⁰, 2⁵⁰] are scaled: their squared distances would overflow or underflow f32.
-const NORM_HI: f64 = 1_125_899_906_842_624.0; // 2^50
-const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
+// Norms outside [2⁻⁴⁰, 2⁵⁰] are scaled, as in the exact search's ranking space.
+use crate::neighbors::space::{NORM_HI, NORM_LO};
 
 /// The power of two that brings the largest row norm of `v` into [2⁶⁰, 2⁶¹) when it is outside
 /// [2⁻⁴⁰, 2⁵⁰]; 1 otherwise. Squared distances are then at most 2¹²⁴, and rows far smaller than the largest

@@ -25,8 +25,8 @@ pub(crate) const U32: f64 = 1.0 / 16_777_216.0;
 /// Unit roundoff of f64, 2⁻⁵³.
 const U64: f64 = f64::EPSILON / 2.0;
 /// Norms outside [2⁻⁴⁰, 2⁵⁰] are scaled: their squares would underflow or overflow the f32 products.
-const NORM_HI: f64 = 1_125_899_906_842_624.0; // 2^50
-const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
+pub(crate) const NORM_HI: f64 = 1_125_899_906_842_624.0; // 2^50
+pub(crate) const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
 
 /// How the ranking rows were made from the input rows.
 #[derive(Clone, Debug)]
