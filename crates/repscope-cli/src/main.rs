@@ -51,6 +51,8 @@ pub enum Command {
     Report(commands::report::ReportArgs),
     /// Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
     Spectrum(commands::spectrum::SpectrumArgs),
+    /// Activation statistics: massive activations, outlier and rogue dimensions, sparsity, norms, gamma.
+    Activations(commands::activations::ActivationsArgs),
     /// Class geometry: neural collapse (NC1-NC4), CDNV, NCC and leave-one-out kNN accuracy.
     Classes(commands::classes::ClassesArgs),
     /// Similarity of two representations of the same rows: CKA, CCA family, Procrustes, RSA, mutual kNN.
@@ -227,6 +229,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => commands::demo::run(a, &cli.global),
         Command::Report(a) => commands::report::run(a, &cli.global),
         Command::Spectrum(a) => commands::spectrum::run(a, &cli.global),
+        Command::Activations(a) => commands::activations::run(a, &cli.global),
         Command::Classes(a) => commands::classes::run(a, &cli.global),
         Command::Compare(a) => commands::compare::run(a, &cli.global),
         Command::Layers(a) => commands::layers::run(a, &cli.global),

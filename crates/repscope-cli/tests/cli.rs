@@ -548,3 +548,183 @@ fn knn_on_token_states_is_certified_and_exact() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["neighbours"]["rows"], n);
 }
+
+fn token_sample() -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tokens"
+    ));
+    (
+        dir.join("minilm_tokens_l3_sample.npy"),
+        dir.join("minilm_tokens_l3_sample_ids.npy"),
+    )
+}
+
+#[test]
+fn activations_report_the_special_token_outliers_of_minilm_token_states() {
+    let (x, ids) = token_sample();
+    let r = repscope(&[
+        "activations",
+        x.to_str().unwrap(),
+        "--token-ids",
+        ids.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = json(&r);
+    assert_eq!(doc["n"], 1500);
+    assert_eq!(doc["d"], 384);
+    // Every [CLS] row of the sample (id 101, 200 of them) peaks at dimension 99, about 400 times its row's
+    // median |a|; nothing else is a peak row.
+    let groups = doc["peak_rows"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["token_id"], 101);
+    assert_eq!(groups[0]["dim"], 99);
+    assert_eq!(groups[0]["rows"], 200);
+    assert!(groups[0]["median_ratio"].as_f64().unwrap() > 300.0);
+    // Sun et al.'s thresholds: MiniLM has no |a| > 100, and the document states the thresholds.
+    assert_eq!(doc["massive"]["count"], 0);
+    assert_eq!(doc["params"]["massive_abs"], 100.0);
+    assert_eq!(doc["params"]["massive_ratio"], 1000.0);
+    assert_eq!(doc["per_dimension"]["mean"].as_array().unwrap().len(), 384);
+    assert!(doc["outlier_dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["dim"] == 223));
+    // With a ratio threshold MiniLM's scale allows, the [CLS] value at dimension 99 is massive.
+    let r = repscope(&[
+        "activations",
+        x.to_str().unwrap(),
+        "--token-ids",
+        ids.to_str().unwrap(),
+        "--massive-abs",
+        "5",
+        "--massive-ratio",
+        "100",
+        "--json",
+        "--quiet",
+    ]);
+    let doc = json(&r);
+    let listed = doc["massive"]["listed"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    assert!(listed
+        .iter()
+        .all(|m| m["dim"] == 99 && m["token_id"] == 101));
+    assert_eq!(doc["massive"]["by_dimension"][0][0], 99);
+}
+
+#[test]
+fn activations_take_token_ids_from_the_input_archive_and_refuse_bad_input() {
+    let d = scratch("activations");
+    let (x, ids) = token_sample();
+    let m = repscope::data::load_matrix(&x, None).unwrap();
+    let idv = repscope::data::load_token_ids(&ids, None).unwrap();
+    let mut vals = Vec::new();
+    for i in 0..m.rows() {
+        vals.extend_from_slice(m.row(i));
+    }
+    let ids_bytes: Vec<u8> = idv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npz = d.join("tok.npz");
+    write_npz(
+        &npz,
+        &[
+            (
+                "tokens",
+                npy_bytes("<f4", false, &[m.rows(), m.cols()], &f32_bytes(&vals)),
+            ),
+            (
+                "token_ids",
+                npy_bytes("<u4", false, &[m.rows()], &ids_bytes),
+            ),
+        ],
+        false,
+    );
+    let r = repscope(&[
+        "activations",
+        npz.to_str().unwrap(),
+        "--key",
+        "tokens",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = json(&r);
+    assert_eq!(doc["peak_rows"]["groups"][0]["token_id"], 101);
+    assert!(doc["tokens"]["token_ids"]
+        .as_str()
+        .unwrap()
+        .ends_with("tok.npz:token_ids"));
+    let bad = |r: &Run, words: &[&str]| {
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        for w in words {
+            assert!(r.stderr.contains(w), "expected {w:?} in {}", r.stderr);
+        }
+    };
+    // NaN: the row is named.
+    let mut v = vals.clone();
+    v[7 * m.cols() + 3] = f32::NAN;
+    let nan = d.join("nan.npy");
+    write_npy_f32(&nan, m.rows(), m.cols(), &v);
+    bad(
+        &repscope(&["activations", nan.to_str().unwrap()]),
+        &["nan.npy", "row 7"],
+    );
+    // Token ids of another length.
+    let short = d.join("short.npy");
+    std::fs::write(&short, npy_bytes("<u4", false, &[10], &ids_bytes[..40])).unwrap();
+    bad(
+        &repscope(&[
+            "activations",
+            x.to_str().unwrap(),
+            "--token-ids",
+            short.to_str().unwrap(),
+        ]),
+        &["10 token ids for 1500 rows"],
+    );
+    // Negative token ids.
+    let neg = d.join("neg.npy");
+    std::fs::write(
+        &neg,
+        npy_bytes(
+            "<i4",
+            false,
+            &[2],
+            &[(-1i32).to_le_bytes(), 3i32.to_le_bytes()].concat(),
+        ),
+    )
+    .unwrap();
+    bad(
+        &repscope(&[
+            "activations",
+            x.to_str().unwrap(),
+            "--token-ids",
+            neg.to_str().unwrap(),
+        ]),
+        &["neg.npy", "'-1'", "not a token id"],
+    );
+    // Thresholds out of range name their flags.
+    for (flag, value) in [
+        ("--massive-abs", "-1"),
+        ("--massive-ratio", "nan"),
+        ("--eps", "0"),
+        ("--peak-factor", "0.5"),
+        ("--outlier-sigma", "0"),
+    ] {
+        bad(
+            &repscope(&["activations", x.to_str().unwrap(), flag, value]),
+            &[flag],
+        );
+    }
+    bad(
+        &repscope(&[
+            "activations",
+            x.to_str().unwrap(),
+            "--model",
+            d.join("none").to_str().unwrap(),
+        ]),
+        &["no such model folder"],
+    );
+}

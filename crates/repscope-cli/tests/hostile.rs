@@ -1181,6 +1181,97 @@ fn spectrum() {
 }
 
 #[test]
+fn activations() {
+    let strat = with_rows(|rows, tame| {
+        (
+            input_with(rows, tame),
+            prop::option::of(labels_s(rows, tame)),
+            global_s(),
+            prop::sample::select(vec![
+                None,
+                None,
+                None,
+                None,
+                Some(0.0),
+                Some(1e-30),
+                Some(5.0),
+                Some(-1.0),
+                Some(1e30),
+            ]),
+            prop::sample::select(vec![
+                None,
+                None,
+                None,
+                None,
+                Some(0.0),
+                Some(1.0),
+                Some(1e6),
+                Some(-2.0),
+            ]),
+            prop::sample::select(vec![
+                None,
+                None,
+                None,
+                None,
+                Some(1e-6),
+                Some(0.5),
+                Some(0.0),
+                Some(-1.0),
+            ]),
+            prop::sample::select(vec![
+                None,
+                None,
+                None,
+                None,
+                Some(1.0),
+                Some(2.0),
+                Some(0.9),
+            ]),
+            prop::option::of(prop::sample::select(vec![0usize, 1, 5])),
+        )
+    });
+    check_group(
+        "activations",
+        150,
+        strat,
+        |dir, (inp, ids, g, abs, ratio, eps, peak, listed)| {
+            let (f, key) = write_input(dir, "x", &inp, "--key");
+            let mut a = vec![s("activations"), p(&f)];
+            a.extend(key);
+            a.extend(g.args());
+            let mut inputs = vec![f];
+            if let Some(l) = &ids {
+                // Labels stand in for token ids: integer kinds are read, the rest refused.
+                let lp = write_labels(dir, l);
+                a.push("--token-ids".into());
+                a.push(p(&lp));
+                if matches!(l.kind, LabelKind::NpzI4) && l.seed % 2 == 0 {
+                    a.push("--token-ids-key".into());
+                    a.push("y".into());
+                }
+                inputs.push(lp);
+            }
+            opt(&mut a, "--massive-abs", &abs);
+            opt(&mut a, "--massive-ratio", &ratio);
+            opt(&mut a, "--eps", &eps);
+            opt(&mut a, "--peak-factor", &peak);
+            opt(&mut a, "--max-listed", &listed);
+            Check {
+                group: "activations",
+                dir,
+                inputs,
+                json: g.json,
+                must_refuse: inp.refused(),
+                what: describe(&inp),
+                also_ok: None,
+            }
+            .run(&a)?;
+            Ok(())
+        },
+    );
+}
+
+#[test]
 fn classes() {
     let strat = with_rows(|rows, tame| {
         (

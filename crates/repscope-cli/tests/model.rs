@@ -139,6 +139,25 @@ fn embed_writes_embeddings_layers_and_tokens_that_match_the_reference() {
         tokens.rows() as u64,
         doc["tokens"]["total"].as_u64().unwrap()
     );
+    // The token states go straight into `activations`: the token ids come from the same archive and the
+    // model's tokenizer spells them. The [CLS] rows are the peak rows, as in the shared MiniLM token states.
+    let r = repscope(&[
+        "activations",
+        out.to_str().unwrap(),
+        "--key",
+        "tokens",
+        "--model",
+        model_dir(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let g = &a["peak_rows"]["groups"][0];
+    assert_eq!(g["token"], "[CLS]", "{g}");
+    assert_eq!(g["token_id"], 101);
+    assert_eq!(g["dim"], 99);
+    assert_eq!(g["rows"], 32);
 }
 
 #[test]

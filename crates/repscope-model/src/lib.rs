@@ -20,10 +20,12 @@ pub mod error;
 pub mod folder;
 pub mod locate;
 pub mod texts;
+mod vocab;
 
 pub use embed::{Backend, DeviceKind, EmbedOptions, Embeddings, Model, TokenStates, Tokenized};
 pub use error::{Error, Result};
 pub use folder::{read_folder, Family, ModelSpec, PoolingMode};
+pub use vocab::Vocabulary;
 
 /// True when this build can run on a CUDA GPU.
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");

@@ -14,6 +14,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use repscope::activations::{self, ActivationConfig};
 use repscope::classes::{self, Classifier};
 use repscope::data::{Dataset, Labels, Matrix};
 use repscope::documents;
@@ -409,6 +410,61 @@ fn spectrum_doc(
     to_string(&v)
 }
 
+/// Per-row arrays of the activation statistics, by name.
+type RowArrays<'py> = Vec<(&'static str, Bound<'py, PyArray1<f64>>)>;
+
+/// Activation statistics: the document of `repscope activations --json`, and the per-row arrays.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed))]
+fn activations_doc<'py>(
+    py: Python<'py>,
+    x: Values<'py>,
+    token_ids: Option<Vec<u32>>,
+    massive_abs: f64,
+    massive_ratio: f64,
+    eps: Option<f64>,
+    peak_factor: f64,
+    outlier_sigma: f64,
+    top_rogue: usize,
+    max_listed: usize,
+) -> PyResult<(String, RowArrays<'py>, Bound<'py, PyArray1<u32>>)> {
+    let cfg = ActivationConfig {
+        massive_abs,
+        massive_ratio,
+        eps,
+        peak_factor,
+        outlier_sigma,
+        top_rogue,
+        max_listed,
+    };
+    let m = matrix(&x, "X")?;
+    let (v, rows) = compute(py, move || {
+        let input = documents::input(None, None, &m);
+        let mut r = activations::analyse(&m, &cfg, token_ids.as_deref())?;
+        let rows = std::mem::take(&mut r.rows);
+        Ok((
+            documents::activations(
+                &r,
+                input,
+                &cfg,
+                json!({"token_ids": null, "tokenizer": null}),
+            ),
+            rows,
+        ))
+    })?;
+    let mut arrays = vec![
+        ("norm", rows.norm.into_pyarray(py)),
+        ("zero_fraction", rows.zero_fraction.into_pyarray(py)),
+        ("peak", rows.peak.into_pyarray(py)),
+        ("median_abs", rows.median_abs.into_pyarray(py)),
+    ];
+    if eps.is_some() {
+        arrays.push(("small_fraction", rows.small_fraction.into_pyarray(py)));
+    }
+    Ok((to_string(&v)?, arrays, rows.peak_dim.into_pyarray(py)))
+}
+
 /// Class geometry: the document of `repscope classes --json`.
 #[pyfunction]
 #[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None))]
@@ -633,6 +689,7 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lid, m)?)?;
     m.add_function(wrap_pyfunction!(id_doc, m)?)?;
     m.add_function(wrap_pyfunction!(spectrum_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(activations_doc, m)?)?;
     m.add_function(wrap_pyfunction!(classes_doc, m)?)?;
     m.add_function(wrap_pyfunction!(compare_doc, m)?)?;
     m.add_function(wrap_pyfunction!(layers_doc, m)?)?;

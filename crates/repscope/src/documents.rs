@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::activations::{ActivationConfig, ActivationReport};
 use crate::classes::{ClassConfig, ClassReport};
 use crate::data::Matrix;
 use crate::intrinsic::suite::{self, IdConfig, IdReport};
@@ -53,6 +54,39 @@ pub fn spectrum(report: &SpectrumReport, input: Value, cfg: &SpectrumConfig) -> 
                 "params",
                 json!({"eps2": cfg.eps2, "alpha_window": [cfg.alpha_window.0, cfg.alpha_window.1], "top_rogue": cfg.top_rogue, "covariance": "centred, divided by n - 1"}),
             ),
+        ],
+    )
+}
+
+/// The parameters of the activation statistics, as the documents state them.
+pub fn activations_params(cfg: &ActivationConfig) -> Value {
+    json!({
+        "massive_abs": cfg.massive_abs,
+        "massive_ratio": cfg.massive_ratio,
+        "eps": cfg.eps,
+        "peak_factor": cfg.peak_factor,
+        "outlier_sigma": cfg.outlier_sigma,
+        "top_rogue": cfg.top_rogue,
+        "max_listed": cfg.max_listed,
+        "std_ddof": 0,
+        "quantiles": "linear interpolation",
+    })
+}
+
+/// Activation statistics (`repscope activations`). `tokens` says where token ids and their spelling came
+/// from.
+pub fn activations(
+    report: &ActivationReport,
+    input: Value,
+    cfg: &ActivationConfig,
+    tokens: Value,
+) -> Value {
+    with(
+        report,
+        vec![
+            ("input", input),
+            ("tokens", tokens),
+            ("params", activations_params(cfg)),
         ],
     )
 }

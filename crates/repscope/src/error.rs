@@ -68,6 +68,16 @@ pub enum Param {
     Seed,
     /// The dimension of a projection or a generated set.
     Dim,
+    /// The magnitude threshold of massive activations.
+    MassiveAbs,
+    /// The ratio-to-row-median threshold of massive activations.
+    MassiveRatio,
+    /// The magnitude below which an activation counts as inactive.
+    Eps,
+    /// The multiple of the median peak-to-median ratio that makes a peak row.
+    PeakFactor,
+    /// Standard deviations that make an outlier dimension.
+    OutlierSigma,
 }
 
 impl Param {
@@ -102,6 +112,11 @@ impl Param {
             Param::Force => "force",
             Param::Seed => "seed",
             Param::Dim => "dim",
+            Param::MassiveAbs => "massive_abs",
+            Param::MassiveRatio => "massive_ratio",
+            Param::Eps => "eps",
+            Param::PeakFactor => "peak_factor",
+            Param::OutlierSigma => "outlier_sigma",
         }
     }
 }

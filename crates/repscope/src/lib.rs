@@ -5,6 +5,7 @@
 //! covariance spectrum, and every measure reads those. It never prints; faces (the CLI, Python) do.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod activations;
 pub mod classes;
 pub mod data;
 pub mod datasets;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::activations::ActivationConfig;
 use crate::classes;
 use crate::data::{Dataset, Labels, Matrix};
 use crate::error::{Error, Result};
@@ -167,6 +168,14 @@ pub fn input_report(
     progress: &dyn Progress,
 ) -> Result<(InputReport, Dataset)> {
     let n_file = matrix.rows();
+    // Activation statistics are one linear pass: they read every row, sampled or not.
+    progress.stage("activation statistics", 0);
+    let activations = Section::from_result(crate::activations::analyse(
+        &matrix,
+        &ActivationConfig::default(),
+        None,
+    ));
+    progress.finish_stage();
     let (m, sample, sample_idx) = match cfg.sample {
         Some(n) if n < matrix.rows() => {
             let idx = Rng::new(cfg.seed).sample_indices(matrix.rows(), n);
@@ -218,6 +227,10 @@ pub fn input_report(
     sections.insert(
         "spectrum".into(),
         serde_json::to_value(&spectrum).unwrap_or(Value::Null),
+    );
+    sections.insert(
+        "activations".into(),
+        serde_json::to_value(&activations).unwrap_or(Value::Null),
     );
     if let Some(l) = labels {
         progress.stage("class geometry", 0);

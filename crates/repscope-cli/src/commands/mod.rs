@@ -1,4 +1,5 @@
 //! One module per subcommand.
+pub mod activations;
 #[cfg(feature = "model")]
 pub mod analyze_model;
 pub mod classes;

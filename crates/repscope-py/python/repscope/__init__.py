@@ -29,6 +29,7 @@ __all__ = [
     "knn",
     "intrinsic_dimension",
     "spectrum",
+    "activations",
     "classes",
     "compare",
     "layers",
@@ -136,6 +137,87 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10):
     window = (check_int(first, "alpha_window[0]", 0), check_int(last, "alpha_window[1]", 0))
     doc = _repscope.spectrum_doc(as_matrix(X), float(eps2), window, check_int(top_rogue, "top_rogue", 0))
     return json.loads(doc)
+
+
+def _number(value, name):
+    """A real-number parameter."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"invalid parameter {name}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid parameter {name}: expected a number, got {value!r}") from None
+
+
+def activations(
+    X,
+    token_ids=None,
+    tokenizer=None,
+    massive_abs=100.0,
+    massive_ratio=1000.0,
+    eps=None,
+    peak_factor=10.0,
+    outlier_sigma=3.0,
+    top_rogue=10,
+    max_listed=100,
+):
+    """Activation statistics: massive activations, outlier and rogue dimensions, sparsity, norms, gamma.
+
+    Returns the document of ``repscope activations --json`` with one more key, ``rows``: per-row numpy arrays
+    ``norm``, ``zero_fraction``, ``peak`` (the signed value of the largest magnitude), ``peak_dim``,
+    ``median_abs`` and, when ``eps`` is given, ``small_fraction``.
+
+    Parameters
+    ----------
+    token_ids : array-like of int, shape (n_samples,), optional
+        The token of each row; massive values and peak rows then name their tokens.
+    tokenizer : callable, optional
+        Maps a token id to its text (for example a Hugging Face tokenizer's ``convert_ids_to_tokens``).
+    massive_abs, massive_ratio : float, default 100 and 1000
+        A value is massive when ``|a| > massive_abs`` and ``|a| > massive_ratio`` times the median ``|a|`` of
+        its row (Sun et al. 2024).
+    eps : float, optional
+        Also count ``|a| < eps`` as inactive (exact zeros are always counted).
+    peak_factor : float, default 10
+        A row is a peak row when ``max|a| / median|a|`` is at least this multiple of its median over rows.
+    outlier_sigma : float, default 3
+        A dimension is an outlier when its mean lies this many standard deviations from the mean of the
+        dimension means.
+    top_rogue : int, default 10
+        How many rogue dimensions (shares of the mean cosine similarity) to list.
+    max_listed : int, default 100
+        How many massive values and peak-row groups to list; all are counted.
+    """
+    X = as_matrix(X)
+    ids = None
+    if token_ids is not None:
+        t = np.asarray(token_ids)
+        if t.ndim != 1 or t.dtype.kind not in "iu":
+            raise ValueError(f"token_ids: expected a 1-D integer array, got dtype {t.dtype} and shape {t.shape}")
+        if t.size and (t.min() < 0 or t.max() > 2**32 - 1):
+            raise ValueError("token_ids: token ids must lie in 0 .. 2**32 - 1")
+        ids = t.astype(np.uint32).tolist()
+    if tokenizer is not None and not callable(tokenizer):
+        raise ValueError("tokenizer: expected a callable that maps a token id to its text")
+    doc, rows, peak_dim = _repscope.activations_doc(
+        X,
+        ids,
+        _number(massive_abs, "massive_abs"),
+        _number(massive_ratio, "massive_ratio"),
+        None if eps is None else _number(eps, "eps"),
+        _number(peak_factor, "peak_factor"),
+        _number(outlier_sigma, "outlier_sigma"),
+        check_int(top_rogue, "top_rogue", 0),
+        check_int(max_listed, "max_listed", 0),
+    )
+    doc = json.loads(doc)
+    if tokenizer is not None:
+        for item in doc["massive"]["listed"] + doc["peak_rows"]["groups"]:
+            if item["token_id"] is not None:
+                item["token"] = str(tokenizer(item["token_id"]))
+    doc["rows"] = dict(rows)
+    doc["rows"]["peak_dim"] = peak_dim
+    return doc
 
 
 def classes(X, labels, k=10, classifier=None, bias=None):

@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,18 @@ def spectrum(
     eps2: float = 0.5,
     alpha_window: Tuple[int, int] = (11, 100),
     top_rogue: int = 10,
+) -> Dict[str, Any]: ...
+def activations(
+    X: ArrayLike,
+    token_ids: Optional[ArrayLike] = None,
+    tokenizer: Optional[Callable[[int], str]] = None,
+    massive_abs: float = 100.0,
+    massive_ratio: float = 1000.0,
+    eps: Optional[float] = None,
+    peak_factor: float = 10.0,
+    outlier_sigma: float = 3.0,
+    top_rogue: int = 10,
+    max_listed: int = 100,
 ) -> Dict[str, Any]: ...
 def classes(
     X: ArrayLike,

@@ -27,6 +27,17 @@ def id_doc(
     scale_curve: bool,
 ) -> str: ...
 def spectrum_doc(x: _Data, eps2: float, alpha_window: Tuple[int, int], top_rogue: int) -> str: ...
+def activations_doc(
+    x: _Data,
+    token_ids: Optional[List[int]],
+    massive_abs: float,
+    massive_ratio: float,
+    eps: Optional[float],
+    peak_factor: float,
+    outlier_sigma: float,
+    top_rogue: int,
+    max_listed: int,
+) -> Tuple[str, List[Tuple[str, npt.NDArray[np.float64]]], npt.NDArray[np.uint32]]: ...
 def classes_doc(
     x: _Data,
     raw_labels: List[str],

@@ -130,6 +130,51 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
     }
 }
 
+/// Reads token ids, one per row of token states: a non-negative integer array in a `.npy`, `.npz` or
+/// `.safetensors` file (`embed --tokens` writes them as `token_ids`).
+pub fn load_token_ids(path: &Path, key: Option<&str>) -> Result<Vec<u32>> {
+    check_regular(path)?;
+    let bad = |v: &str| {
+        Error::format(
+            path,
+            format!("holds '{v}', which is not a token id (an integer from 0 to 4294967295)"),
+            "pass the integer token ids written beside the states",
+        )
+    };
+    if format_of(path)? == Format::Safetensors {
+        let m = safetensors::read_matrix(path, key)?;
+        if m.cols() != 1 && m.rows() != 1 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "token ids must be one column, not {} × {}",
+                    m.rows(),
+                    m.cols()
+                ),
+                "pass a 1-D array of token ids",
+            ));
+        }
+        let mut out = Vec::with_capacity(m.rows() * m.cols());
+        for i in 0..m.rows() {
+            for &v in m.row(i) {
+                // f32 holds every integer up to 2^24 exactly; beyond that an id may have been rounded.
+                if !(v >= 0.0 && v.fract() == 0.0 && v <= 16_777_216.0) {
+                    return Err(bad(&v.to_string()));
+                }
+                out.push(v as u32);
+            }
+        }
+        return Ok(out);
+    }
+    let labels = load_labels(path, key)?;
+    let ids: Vec<u32> = labels
+        .names
+        .iter()
+        .map(|s| s.parse::<u32>().map_err(|_| bad(s)))
+        .collect::<Result<_>>()?;
+    Ok(labels.ids.iter().map(|&c| ids[c as usize]).collect())
+}
+
 /// Makes `dir` ready to take output files: creates it if missing; an existing folder must be empty unless
 /// `force`.
 pub fn prepare_folder(dir: &Path, force: bool) -> Result<()> {

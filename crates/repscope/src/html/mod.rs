@@ -254,6 +254,110 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
     h
 }
 
+fn activations_section(idx: usize, a: &Value) -> String {
+    let mut h =
+        String::from("<h3>Activations</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
+    let massive = &a["massive"];
+    let peak = &a["peak_rows"];
+    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "–".into());
+    let rows: Vec<(String, String)> = vec![
+        (
+            "outlier ratio γ = ‖mean‖/‖std‖".into(),
+            opt(f(&a["outlier_ratio"])),
+        ),
+        ("share of exact zeros".into(), opt(f(&a["zero_fraction"]))),
+        ("mean row norm".into(), opt(f(&a["mean_row_norm"]))),
+        (
+            format!(
+                "massive activations (|a| > {} and > {} × row median)",
+                opt(f(&massive["abs_threshold"])),
+                opt(f(&massive["ratio_threshold"]))
+            ),
+            format!("{} in {} rows", massive["count"], massive["rows"]),
+        ),
+        (
+            format!(
+                "peak rows (max|a|/median|a| ≥ {} × its median over rows)",
+                opt(f(&peak["factor"]))
+            ),
+            peak["rows"].to_string(),
+        ),
+        (
+            format!(
+                "outlier dimensions (|z| of the mean > {})",
+                opt(f(&a["outlier_sigma"]))
+            ),
+            a["outlier_dimensions"]
+                .as_array()
+                .map(|o| {
+                    o.iter()
+                        .take(8)
+                        .map(|d| d["dim"].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "none".into()),
+        ),
+    ];
+    for (name, v) in rows {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(&name),
+            esc(&v)
+        ));
+    }
+    h.push_str("</table>\n");
+    if let Some(groups) = peak["groups"].as_array().filter(|g| !g.is_empty()) {
+        h.push_str("<table><tr><th>peak rows: token</th><th>dimension</th><th>rows</th><th>median peak</th><th>median ratio</th></tr>\n");
+        for g in groups.iter().take(10) {
+            let token = match (g["token"].as_str(), g["token_id"].as_u64()) {
+                (Some(t), Some(i)) => format!("{t} ({i})"),
+                (None, Some(i)) => i.to_string(),
+                _ => "–".into(),
+            };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&token),
+                g["dim"],
+                g["rows"],
+                opt(f(&g["median_peak"])),
+                opt(f(&g["median_ratio"]))
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+    let pts: Vec<(f64, f64)> = a["per_dimension"]["max_abs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(j, v)| f(v).filter(|v| *v > 0.0).map(|v| (j as f64, v)))
+        .collect();
+    if !pts.is_empty() {
+        let plot = Plot {
+            title: "Largest |a| of each dimension".into(),
+            x_label: "dimension".into(),
+            y_label: "max |a| (log scale)".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Log10,
+            series: vec![Series {
+                name: "max |a|".into(),
+                points: pts,
+                line: false,
+                markers: true,
+                color: "#8250df",
+                dashed: false,
+            }],
+            h_line: f(&massive["abs_threshold"])
+                .filter(|t| *t > 0.0)
+                .map(|t| (t, format!("massive threshold {}", num(t)))),
+        };
+        h.push_str(&plot.render(&format!("activations-{idx}")));
+    }
+    h
+}
+
 fn classes_section(c: &Value) -> String {
     let nc = &c["neural_collapse"];
     let mut h =
@@ -431,6 +535,12 @@ fn input_section(idx: usize, inp: &Value) -> String {
     match section_value(sections, "spectrum") {
         Ok(sp) => h.push_str(&spectrum_section(idx, sp)),
         Err(e) => h.push_str(&note(&e, sections["spectrum"]["status"] == "failed")),
+    }
+    if sections.get("activations").is_some() {
+        match section_value(sections, "activations") {
+            Ok(a) => h.push_str(&activations_section(idx, a)),
+            Err(e) => h.push_str(&note(&e, sections["activations"]["status"] == "failed")),
+        }
     }
     if sections.get("classes").is_some() {
         match section_value(sections, "classes") {
