@@ -209,7 +209,7 @@ def test_report_writes_json_and_html(tmp_path):
     doc = json.loads(pathlib.Path(out["json"]).read_text())
     assert doc["schema"] == "repscope.report/1"
     sections = doc["inputs"][0]["sections"]
-    assert set(sections) == {"intrinsic_dimension", "lid", "spectrum", "classes"}
+    assert set(sections) == {"intrinsic_dimension", "lid", "spectrum", "activations", "classes"}
     assert all(s["status"] == "ok" for s in sections.values())
     html = pathlib.Path(out["html"]).read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html
