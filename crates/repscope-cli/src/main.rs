@@ -61,6 +61,11 @@ pub enum Command {
     Layers(commands::layers::LayersArgs),
     /// HNSW recall against exact kNN: vendor defaults, insertion orders, query LID, compression.
     SearchStudy(commands::search_study::SearchStudyArgs),
+    /// Sparse autoencoders: train (TopK, BatchTopK), evaluate and encode, in SAELens' folder layout.
+    Sae {
+        #[command(subcommand)]
+        which: commands::sae::SaeCommand,
+    },
     /// Build an HNSW index file, or query one.
     Index {
         #[command(subcommand)]
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
         Command::Layers(a) => commands::layers::run(a, &cli.global),
         Command::SearchStudy(a) => commands::search_study::run(a, &cli.global),
         Command::Index { which } => commands::index::run(which, &cli.global),
+        Command::Sae { which } => commands::sae::run(which, &cli.global),
         #[cfg(feature = "model")]
         Command::Embed(a) => commands::embed::run(a, &cli.global),
         #[cfg(feature = "model")]

@@ -8,6 +8,7 @@ use repscope::progress::Progress;
 pub struct Bars {
     quiet: bool,
     current: Mutex<Option<ProgressBar>>,
+    name: Mutex<String>,
 }
 
 impl Bars {
@@ -15,6 +16,7 @@ impl Bars {
         Bars {
             quiet,
             current: Mutex::new(None),
+            name: Mutex::new(String::new()),
         }
     }
 }
@@ -28,7 +30,7 @@ impl Progress for Bars {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(
                 ProgressStyle::with_template(
-                    "{msg:>20} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
+                    "{msg:>20} [{bar:30}] {pos}/{len} {per_sec} ({elapsed}, eta {eta})",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -44,6 +46,9 @@ impl Progress for Bars {
             b
         };
         bar.set_message(name.to_string());
+        if let Ok(mut n) = self.name.lock() {
+            *n = name.to_string();
+        }
         if let Ok(mut c) = self.current.lock() {
             if let Some(old) = c.take() {
                 old.finish_and_clear();
@@ -55,6 +60,13 @@ impl Progress for Bars {
         if let Ok(c) = self.current.lock() {
             if let Some(b) = c.as_ref() {
                 b.inc(n);
+            }
+        }
+    }
+    fn status(&self, line: &str) {
+        if let (Ok(c), Ok(n)) = (self.current.lock(), self.name.lock()) {
+            if let Some(b) = c.as_ref() {
+                b.set_message(format!("{n}: {line}"));
             }
         }
     }

@@ -728,3 +728,198 @@ fn activations_take_token_ids_from_the_input_archive_and_refuse_bad_input() {
         &["no such model folder"],
     );
 }
+
+#[test]
+fn sae_train_eval_and_encode_from_the_command_line() {
+    let d = scratch("sae-cli");
+    let p = repscope::sae::synthetic::planted(8192, 32, 24, 0.1, 0.0, 4);
+    let x = d.join("acts.npy");
+    write_npy_f32(&x, p.rows, 32, &p.x);
+    let out = d.join("sae");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "sae",
+            "train",
+            x.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--width",
+            "48",
+            "-k",
+            "4",
+            "--batch",
+            "256",
+            "--tokens",
+            "65536",
+            "--lr",
+            "0.004",
+            "--json",
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        repscope(&a)
+    };
+    let r = train(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = json(&r);
+    assert_eq!(doc["summary"]["steps"], 256);
+    assert_eq!(doc["summary"]["k"], 4);
+    for f in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "repscope_training.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architecture"], "topk");
+    assert_eq!(
+        (
+            cfg["d_in"].as_u64(),
+            cfg["d_sae"].as_u64(),
+            cfg["k"].as_u64()
+        ),
+        (Some(32), Some(48), Some(4))
+    );
+    // An existing folder needs --force.
+    let again = train(&[]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    let r = repscope(&[
+        "sae",
+        "eval",
+        out.to_str().unwrap(),
+        x.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ev = json(&r);
+    assert!(ev["fvu"].as_f64().unwrap() < 0.1, "{ev}");
+    assert!(ev["l0"].as_f64().unwrap() <= 4.0);
+    assert!(ev["explained_variance_legacy"].is_number());
+    let codes = d.join("codes.npz");
+    let r = repscope(&[
+        "sae",
+        "encode",
+        out.to_str().unwrap(),
+        x.to_str().unwrap(),
+        "-o",
+        codes.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (shape, _) = read_npz_member(&codes, "indptr");
+    assert_eq!(shape, vec![8193]);
+    let (vshape, _) = read_npz_member(&codes, "values");
+    assert!((vshape[0] as f64 / 8192.0 - ev["l0"].as_f64().unwrap()).abs() < 1e-12);
+    // BatchTopK is saved as JumpReLU with its threshold.
+    let bt = d.join("bt");
+    let r = repscope(&[
+        "sae",
+        "train",
+        x.to_str().unwrap(),
+        "-o",
+        bt.to_str().unwrap(),
+        "--width",
+        "48",
+        "-k",
+        "4",
+        "--arch",
+        "batchtopk",
+        "--batch",
+        "256",
+        "--tokens",
+        "8192",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(bt.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architecture"], "jumprelu");
+}
+
+#[test]
+fn sae_commands_refuse_bad_input() {
+    let d = scratch("sae-bad");
+    let p = repscope::sae::synthetic::planted(600, 16, 8, 0.2, 0.0, 1);
+    let x = d.join("x.npy");
+    write_npy_f32(&x, p.rows, 16, &p.x);
+    let bad = |args: &[&str], words: &[&str]| {
+        let r = repscope(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        for w in words {
+            assert!(
+                r.stderr.contains(w),
+                "{args:?}: expected {w:?} in {}",
+                r.stderr
+            );
+        }
+    };
+    let o = d.join("o");
+    let (xs, os) = (x.to_str().unwrap(), o.to_str().unwrap());
+    bad(
+        &["sae", "train", xs, "-o", os, "--width", "0"],
+        &["--width"],
+    );
+    bad(
+        &["sae", "train", xs, "-o", os, "--width", "8", "-k", "0"],
+        &["-k"],
+    );
+    bad(
+        &["sae", "train", xs, "-o", os, "--width", "8", "-k", "9"],
+        &["-k", "1 to the width (8)"],
+    );
+    bad(
+        &[
+            "sae", "train", xs, "-o", os, "--width", "8", "--arch", "gated",
+        ],
+        &["--arch", "topk and batchtopk"],
+    );
+    bad(
+        &[
+            "sae", "train", xs, "-o", os, "--width", "8", "-k", "2", "--lr", "-1",
+        ],
+        &["--lr"],
+    );
+    let mut v = p.x.clone();
+    v[5 * 16 + 2] = f32::NAN;
+    let nan = d.join("nan.npy");
+    write_npy_f32(&nan, p.rows, 16, &v);
+    bad(
+        &[
+            "sae",
+            "train",
+            nan.to_str().unwrap(),
+            "-o",
+            os,
+            "--width",
+            "8",
+            "-k",
+            "2",
+            "--batch",
+            "100",
+        ],
+        &["nan.npy", "row 5"],
+    );
+    assert!(!o.exists(), "no folder is left behind by a failed run");
+    let fixture = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/sae/saelens_topk"
+    ));
+    let narrow = d.join("narrow.npy");
+    write_npy_f32(&narrow, 4, 8, &[1.0; 32]);
+    bad(
+        &[
+            "sae",
+            "eval",
+            fixture.to_str().unwrap(),
+            narrow.to_str().unwrap(),
+        ],
+        &["d = 8", "d_in = 16"],
+    );
+    bad(&["sae", "eval", d.to_str().unwrap(), xs], &["neither"]);
+}

@@ -465,6 +465,234 @@ fn activations_doc<'py>(
     Ok((to_string(&v)?, arrays, rows.peak_dim.into_pyarray(py)))
 }
 
+/// A sparse autoencoder held by the engine: trained, loaded from a folder, encoded and decoded with.
+#[pyclass(name = "Sae", module = "repscope._repscope", frozen)]
+struct PySae {
+    inner: repscope::sae::Sae,
+}
+
+/// The rows of a training or evaluation source: an array, or a file path streamed by the engine.
+#[derive(FromPyObject)]
+enum Rows<'py> {
+    Array(Values<'py>),
+    Path(PathBuf),
+}
+
+fn rows_source(
+    r: &Rows<'_>,
+    key: Option<&str>,
+) -> PyResult<Box<dyn repscope::sae::source::RowSource>> {
+    match r {
+        Rows::Array(v) => Ok(Box::new(matrix(v, "X")?)),
+        Rows::Path(p) => repscope::sae::source::open(p, key).map_err(to_py),
+    }
+}
+
+#[pymethods]
+impl PySae {
+    /// Loads an SAE folder (SAELens or sparsify layout).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<PySae> {
+        let inner = compute(py, move || repscope::sae::io::load(&path))?;
+        Ok(PySae { inner })
+    }
+
+    /// Dense codes of the rows, rows × width.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (rows, cols) = (x.shape()[0], x.shape()[1]);
+        if cols != self.inner.d {
+            return Err(PyValueError::new_err(format!(
+                "X: the activations have d = {cols} but the SAE reads d_in = {}. Pass the activations of the layer the SAE was trained on.",
+                self.inner.d
+            )));
+        }
+        let m = matrix_f32(&x, "X")?;
+        let sae = &self.inner;
+        let dense = compute(py, move || {
+            repscope::data::check_finite(&m)?;
+            Ok(sae.encode(m.as_slice(), rows).to_dense(sae.n))
+        })?;
+        dense.into_pyarray(py).reshape([rows, self.inner.n])
+    }
+
+    /// x̂ = f W_dec + b_dec for dense codes, rows × d.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        f: PyReadonlyArray2<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (rows, cols) = (f.shape()[0], f.shape()[1]);
+        if cols != self.inner.n {
+            return Err(PyValueError::new_err(format!(
+                "codes: {cols} columns, but the SAE has {} latents",
+                self.inner.n
+            )));
+        }
+        let dense: Vec<f32> = f.as_array().iter().copied().collect();
+        let mut codes = repscope::sae::Codes {
+            off: vec![0],
+            ..Default::default()
+        };
+        for r in 0..rows {
+            for (i, &v) in dense[r * cols..(r + 1) * cols].iter().enumerate() {
+                if v != 0.0 {
+                    codes.idx.push(i as u32);
+                    codes.val.push(v);
+                }
+            }
+            codes.off.push(codes.idx.len());
+        }
+        let sae = &self.inner;
+        let out = compute(py, move || {
+            let mut out = vec![0.0f32; rows * sae.d];
+            sae.decode(&codes, &mut out);
+            Ok(out)
+        })?;
+        out.into_pyarray(py).reshape([rows, self.inner.d])
+    }
+
+    /// Every activation-only metric on the rows (the document of `repscope sae eval --json`).
+    #[pyo3(signature = (x, key=None, batch=4096))]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        x: Rows<'_>,
+        key: Option<String>,
+        batch: usize,
+    ) -> PyResult<String> {
+        let src = rows_source(&x, key.as_deref())?;
+        let sae = &self.inner;
+        let r = compute(py, move || {
+            repscope::sae::eval::evaluate(
+                sae,
+                src.as_ref(),
+                &repscope::sae::eval::EvalConfig {
+                    batch: batch.max(1),
+                    ..Default::default()
+                },
+                &Silent,
+            )
+        })?;
+        serde_json::to_string(&r)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot encode JSON: {e}")))
+    }
+
+    /// Writes the SAE in SAELens' layout.
+    fn save(&self, py: Python<'_>, path: PathBuf, metadata: &str, force: bool) -> PyResult<()> {
+        let meta: Value = serde_json::from_str(metadata).unwrap_or(Value::Null);
+        let sae = &self.inner;
+        compute(py, move || {
+            repscope::sae::io::save(sae, &path, meta, &[], force)
+        })
+    }
+
+    /// The weights, in SAELens' shapes: W_enc [d, n], W_dec [n, d], b_enc [n], b_dec [d], threshold [n].
+    fn weights<'py>(&self, py: Python<'py>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+        let s = &self.inner;
+        let (d, n) = (s.d, s.n);
+        let mut w_enc = vec![0.0f32; d * n];
+        for i in 0..n {
+            for j in 0..d {
+                w_enc[j * n + i] = s.w_enc_t[i * d + j];
+            }
+        }
+        let mut out: Vec<(&'static str, Bound<'py, PyAny>)> = vec![
+            ("W_enc", w_enc.into_pyarray(py).reshape([d, n])?.into_any()),
+            (
+                "W_dec",
+                s.w_dec.clone().into_pyarray(py).reshape([n, d])?.into_any(),
+            ),
+            ("b_enc", s.b_enc.clone().into_pyarray(py).into_any()),
+            ("b_dec", s.b_dec.clone().into_pyarray(py).into_any()),
+        ];
+        if let Some(t) = &s.threshold {
+            out.push(("threshold", t.clone().into_pyarray(py).into_any()));
+        }
+        Ok(out)
+    }
+
+    /// (d_in, width, k, architecture as SAELens names it).
+    fn shape(&self) -> (usize, usize, usize, &'static str) {
+        (
+            self.inner.d,
+            self.inner.n,
+            self.inner.k,
+            self.inner.arch.saelens_name(),
+        )
+    }
+}
+
+/// Trains an SAE; returns it with the training summary (JSON).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, key, width, k, arch, tokens, batch, lr, warmup_steps, aux_k, aux_coef, dead_tokens, b_dec_init, normalize, seed))]
+fn sae_train(
+    py: Python<'_>,
+    x: Rows<'_>,
+    key: Option<String>,
+    width: usize,
+    k: usize,
+    arch: &str,
+    tokens: Option<u64>,
+    batch: usize,
+    lr: Option<f64>,
+    warmup_steps: Option<usize>,
+    aux_k: Option<usize>,
+    aux_coef: f64,
+    dead_tokens: u64,
+    b_dec_init: &str,
+    normalize: bool,
+    seed: u64,
+) -> PyResult<(PySae, String)> {
+    use repscope::sae::train::{BDecInit, TrainConfig};
+    let arch = match repscope::sae::Architecture::parse(arch) {
+        Some(a @ (repscope::sae::Architecture::TopK | repscope::sae::Architecture::BatchTopK)) => a,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "invalid parameter arch: '{arch}'; training supports 'topk' and 'batchtopk'"
+            )))
+        }
+    };
+    let b_dec_init = match b_dec_init {
+        "median" => BDecInit::GeometricMedian,
+        "mean" => BDecInit::Mean,
+        "zero" => BDecInit::Zero,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "invalid parameter b_dec_init: '{other}'; choose 'median', 'mean' or 'zero'"
+            )))
+        }
+    };
+    let cfg = TrainConfig {
+        width,
+        k,
+        arch,
+        tokens,
+        batch,
+        lr,
+        warmup_steps,
+        aux_k,
+        aux_coef,
+        dead_tokens,
+        b_dec_init,
+        normalize,
+        seed,
+        ..TrainConfig::default()
+    };
+    cfg.validate().map_err(to_py)?;
+    let src = rows_source(&x, key.as_deref())?;
+    let t = compute(py, move || {
+        repscope::sae::train::train(src.as_ref(), &cfg, &Silent)
+    })?;
+    let summary = serde_json::to_string(&t.summary)
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot encode JSON: {e}")))?;
+    Ok((PySae { inner: t.sae }, summary))
+}
+
 /// Class geometry: the document of `repscope classes --json`.
 #[pyfunction]
 #[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None))]
@@ -690,6 +918,8 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(id_doc, m)?)?;
     m.add_function(wrap_pyfunction!(spectrum_doc, m)?)?;
     m.add_function(wrap_pyfunction!(activations_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(sae_train, m)?)?;
+    m.add_class::<PySae>()?;
     m.add_function(wrap_pyfunction!(classes_doc, m)?)?;
     m.add_function(wrap_pyfunction!(compare_doc, m)?)?;
     m.add_function(wrap_pyfunction!(layers_doc, m)?)?;

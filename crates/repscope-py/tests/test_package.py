@@ -57,7 +57,7 @@ def test_every_public_name_is_documented_and_typed():
     stub = (pkg / "__init__.pyi").read_text()
     id_stub = (pkg / "id.pyi").read_text()
     for name in repscope.__all__:
-        if name in ("id", "__version__"):
+        if name in ("id", "sae", "__version__"):
             continue
         obj = getattr(repscope, name)
         assert inspect.getdoc(obj), name
@@ -69,6 +69,11 @@ def test_every_public_name_is_documented_and_typed():
             assert inspect.getdoc(cls), name
             continue
         assert inspect.getdoc(cls) and inspect.getdoc(cls.fit), name
+    sae_stub = (pkg / "sae.pyi").read_text()
+    for name in repscope.sae.__all__:
+        obj = getattr(repscope.sae, name)
+        assert inspect.getdoc(obj), name
+        assert f"class {name}:" in sae_stub or f"def {name}(" in sae_stub, name
 
 
 def test_float64_input_stays_float64():

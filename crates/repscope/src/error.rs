@@ -78,6 +78,22 @@ pub enum Param {
     PeakFactor,
     /// Standard deviations that make an outlier dimension.
     OutlierSigma,
+    /// An SAE's number of latents.
+    Width,
+    /// An SAE's architecture.
+    Arch,
+    /// The learning rate.
+    LearningRate,
+    /// Training rows in all.
+    Tokens,
+    /// The largest global gradient norm.
+    Clip,
+    /// The AuxK loss coefficient.
+    AuxCoef,
+    /// The share of steps over which the learning rate decays.
+    DecayFraction,
+    /// The rate of BatchTopK's threshold average.
+    ThresholdRate,
 }
 
 impl Param {
@@ -117,6 +133,14 @@ impl Param {
             Param::Eps => "eps",
             Param::PeakFactor => "peak_factor",
             Param::OutlierSigma => "outlier_sigma",
+            Param::Width => "width",
+            Param::Arch => "arch",
+            Param::LearningRate => "lr",
+            Param::Tokens => "tokens",
+            Param::Clip => "clip",
+            Param::AuxCoef => "aux_coef",
+            Param::DecayFraction => "decay_fraction",
+            Param::ThresholdRate => "threshold_rate",
         }
     }
 }

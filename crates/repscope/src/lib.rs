@@ -19,6 +19,7 @@ pub mod neighbors;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod sae;
 pub mod search;
 pub mod similarity;
 pub mod spectrum;

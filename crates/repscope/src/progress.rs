@@ -6,6 +6,8 @@ pub trait Progress: Sync {
     fn stage(&self, _name: &str, _total: u64) {}
     /// `n` more units of the current stage are done.
     fn advance(&self, _n: u64) {}
+    /// A short status of the current stage (for example a loss), shown beside its progress.
+    fn status(&self, _line: &str) {}
     /// The current stage is done.
     fn finish_stage(&self) {}
 }

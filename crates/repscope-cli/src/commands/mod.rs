@@ -16,6 +16,7 @@ pub mod lid;
 #[cfg(feature = "model")]
 pub mod model_path;
 pub mod report;
+pub mod sae;
 pub mod search_study;
 pub mod spectrum;
 

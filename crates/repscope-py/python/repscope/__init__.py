@@ -19,13 +19,14 @@ import json
 
 import numpy as np
 
-from . import _repscope, id
+from . import _repscope, id, sae
 from ._arrays import as_labels, as_matrix, check_int
 
 __version__ = _repscope.__version__
 
 __all__ = [
     "id",
+    "sae",
     "knn",
     "intrinsic_dimension",
     "spectrum",

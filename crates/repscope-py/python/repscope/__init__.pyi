@@ -5,6 +5,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import id as id
+from . import sae as sae
 
 __version__: str
 

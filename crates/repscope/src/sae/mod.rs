@@ -1,0 +1,316 @@
+//! Sparse autoencoders: TopK and BatchTopK training, JumpReLU inference, streamed evaluation, and SAELens'
+//! disk format. Definitions follow METRICS.md ("Activations and sparse features").
+//!
+//! Layout and notation follow SAELens: x ∈ R^d, n latents, W_enc is d × n, W_dec is n × d,
+//! `pre = (x − b_dec) W_enc + b_enc` and `x̂ = f W_dec + b_dec`. The engine keeps the encoder as its transpose
+//! (n × d, one row per latent) so that a latent's encoder and decoder vectors are both contiguous, which is
+//! what the sparse backward pass reads.
+pub mod eval;
+pub mod io;
+pub mod source;
+pub mod synthetic;
+mod topk;
+pub mod train;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Param, Result, Text};
+
+pub use topk::top_k_row;
+
+/// Rows per block of the encoder product: each block is one sequential matrix product, so the result of a
+/// row never depends on the thread count.
+pub(crate) const ROW_BLOCK: usize = 128;
+
+thread_local! {
+    /// Per-thread buffers for a block's pre-activations and centred rows, kept between blocks so that the
+    /// hot loop does not map and fault in fresh pages for every block.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's pre-activation buffer (resized to `len`) and centred-row buffer.
+pub(crate) fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32], &mut Vec<f32>) -> T) -> T {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let (pre, xc) = &mut *s;
+        if pre.len() < len {
+            pre.resize(len, 0.0);
+        }
+        f(&mut pre[..len], xc)
+    })
+}
+
+/// How latents are selected from the pre-activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// The k largest pre-activations of each row, then ReLU (Gao et al. 2024).
+    TopK,
+    /// ReLU, then the k·B largest over a batch of B rows (Bussmann et al. 2024); at inference a JumpReLU with
+    /// the threshold learnt in training.
+    BatchTopK,
+    /// `relu(pre) · (pre > θ_i)`, one threshold per latent.
+    JumpRelu,
+    /// ReLU alone (a standard L1-trained SAE).
+    Relu,
+}
+
+impl Architecture {
+    /// The name SAELens' `cfg.json` uses (BatchTopK is saved as JumpReLU).
+    pub fn saelens_name(self) -> &'static str {
+        match self {
+            Architecture::TopK => "topk",
+            Architecture::BatchTopK | Architecture::JumpRelu => "jumprelu",
+            Architecture::Relu => "standard",
+        }
+    }
+    /// Parses a name: topk, batchtopk, jumprelu, standard/relu.
+    pub fn parse(s: &str) -> Option<Architecture> {
+        match s.to_ascii_lowercase().as_str() {
+            "topk" => Some(Architecture::TopK),
+            "batchtopk" | "batch_topk" => Some(Architecture::BatchTopK),
+            "jumprelu" => Some(Architecture::JumpRelu),
+            "standard" | "relu" => Some(Architecture::Relu),
+            _ => None,
+        }
+    }
+}
+
+/// A sparse autoencoder's weights, in f32.
+#[derive(Clone, Debug)]
+pub struct Sae {
+    pub d: usize,
+    pub n: usize,
+    pub arch: Architecture,
+    /// Active latents per row (TopK; the mean per row for BatchTopK).
+    pub k: usize,
+    /// The encoder, transposed: n × d, row i is latent i's encoder vector (W_enc[:, i]).
+    pub w_enc_t: Vec<f32>,
+    pub b_enc: Vec<f32>,
+    /// n × d.
+    pub w_dec: Vec<f32>,
+    pub b_dec: Vec<f32>,
+    /// JumpReLU thresholds, one per latent (BatchTopK's inference threshold, broadcast).
+    pub threshold: Option<Vec<f32>>,
+    /// Whether b_dec is subtracted from the input before encoding.
+    pub apply_b_dec_to_input: bool,
+}
+
+/// Sparse codes of a block of rows: row r's active latents are `idx[off[r]..off[r+1]]` with values
+/// `val[..]`, latents ascending.
+#[derive(Clone, Debug, Default)]
+pub struct Codes {
+    pub off: Vec<usize>,
+    pub idx: Vec<u32>,
+    pub val: Vec<f32>,
+}
+
+impl Codes {
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.off.len().saturating_sub(1)
+    }
+    /// Row r's (latent, value) pairs.
+    pub fn row(&self, r: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+        let (a, b) = (self.off[r], self.off[r + 1]);
+        self.idx[a..b]
+            .iter()
+            .zip(&self.val[a..b])
+            .map(|(&i, &v)| (i as usize, v))
+    }
+    /// Dense codes, rows × n.
+    pub fn to_dense(&self, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.rows() * n];
+        for r in 0..self.rows() {
+            for (i, v) in self.row(r) {
+                out[r * n + i] = v;
+            }
+        }
+        out
+    }
+}
+
+impl Sae {
+    /// Checks shapes and values of loaded or built weights.
+    pub fn validate(&self, name: &str) -> Result<()> {
+        let (d, n) = (self.d, self.n);
+        let bad = |what: String| {
+            Err(Error::data(
+                name,
+                what,
+                "pass an SAE folder whose tensors have the shapes of its cfg.json",
+            ))
+        };
+        if d == 0 || n == 0 {
+            return bad(format!(
+                "the SAE is {d} × {n}; d_in and d_sae must be at least 1"
+            ));
+        }
+        if self.w_enc_t.len() != n * d || self.w_dec.len() != n * d {
+            return bad(format!("W_enc or W_dec does not hold {d} × {n} values"));
+        }
+        if self.b_enc.len() != n || self.b_dec.len() != d {
+            return bad(format!("b_enc must hold {n} values and b_dec {d}"));
+        }
+        if let Some(t) = &self.threshold {
+            if t.len() != n {
+                return bad(format!("threshold must hold {n} values, not {}", t.len()));
+            }
+        }
+        if matches!(self.arch, Architecture::TopK) && (self.k == 0 || self.k > n) {
+            return Err(Error::range(
+                Param::K,
+                self.k,
+                format!("1 ≤ k ≤ {n}"),
+                format!("k = {} for an SAE of {n} latents", self.k),
+            ));
+        }
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !(finite(&self.w_enc_t)
+            && finite(&self.w_dec)
+            && finite(&self.b_enc)
+            && finite(&self.b_dec)
+            && self.threshold.as_deref().is_none_or(finite))
+        {
+            return bad("a weight is NaN or infinite".into());
+        }
+        Ok(())
+    }
+
+    /// The pre-activations of `rows` rows of `x` (row-major, d columns) into `pre` (rows × n).
+    pub(crate) fn pre_block(&self, x: &[f32], rows: usize, xc: &mut Vec<f32>, pre: &mut [f32]) {
+        let (d, n) = (self.d, self.n);
+        xc.clear();
+        xc.extend_from_slice(&x[..rows * d]);
+        if self.apply_b_dec_to_input {
+            for row in xc.chunks_exact_mut(d) {
+                for (v, b) in row.iter_mut().zip(&self.b_dec) {
+                    *v -= b;
+                }
+            }
+        }
+        for row in pre.chunks_exact_mut(n) {
+            row.copy_from_slice(&self.b_enc);
+        }
+        let xm = MatRef::from_row_major_slice(xc, rows, d);
+        let wt = MatRef::from_row_major_slice(&self.w_enc_t, n, d);
+        let om = MatMut::from_row_major_slice_mut(&mut pre[..rows * n], rows, n);
+        matmul(om, Accum::Add, xm, wt.transpose(), 1.0f32, Par::Seq);
+    }
+
+    /// The active latents of one row's pre-activations, for the row-wise architectures.
+    fn select_row(
+        &self,
+        pre: &[f32],
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+        scratch: &mut Vec<(f32, u32)>,
+    ) {
+        match self.arch {
+            Architecture::TopK => {
+                top_k_row(pre, self.k, scratch);
+                scratch.sort_by_key(|p| p.1);
+                for &(v, i) in scratch.iter() {
+                    if v > 0.0 {
+                        idx.push(i);
+                        val.push(v);
+                    }
+                }
+            }
+            Architecture::JumpRelu | Architecture::BatchTopK => {
+                let t = self.threshold.as_deref();
+                for (i, &v) in pre.iter().enumerate() {
+                    let th = t.map_or(0.0, |t| t[i]);
+                    if v > 0.0 && v > th {
+                        idx.push(i as u32);
+                        val.push(v);
+                    }
+                }
+            }
+            Architecture::Relu => {
+                for (i, &v) in pre.iter().enumerate() {
+                    if v > 0.0 {
+                        idx.push(i as u32);
+                        val.push(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sparse codes of `rows` rows of `x` (row-major, d columns), identical for any thread count.
+    pub fn encode(&self, x: &[f32], rows: usize) -> Codes {
+        let (d, n) = (self.d, self.n);
+        let blocks: Vec<Codes> = (0..rows.div_ceil(ROW_BLOCK))
+            .into_par_iter()
+            .map(|b| {
+                let (s, e) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
+                let r = e - s;
+                with_scratch(r * n, |pre, xc| {
+                    self.pre_block(&x[s * d..e * d], r, xc, pre);
+                    let mut c = Codes {
+                        off: vec![0],
+                        ..Default::default()
+                    };
+                    let mut scratch = Vec::new();
+                    for row in pre.chunks_exact(n) {
+                        self.select_row(row, &mut c.idx, &mut c.val, &mut scratch);
+                        c.off.push(c.idx.len());
+                    }
+                    c
+                })
+            })
+            .collect();
+        let mut out = Codes {
+            off: vec![0],
+            ..Default::default()
+        };
+        for b in blocks {
+            let base = out.idx.len();
+            out.off.extend(b.off[1..].iter().map(|o| o + base));
+            out.idx.extend(b.idx);
+            out.val.extend(b.val);
+        }
+        out
+    }
+
+    /// x̂ = f W_dec + b_dec for each row of `codes`, into `out` (rows × d), in f32 with the sum of each
+    /// row in latent order.
+    pub fn decode(&self, codes: &Codes, out: &mut [f32]) {
+        let d = self.d;
+        out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+            o.copy_from_slice(&self.b_dec);
+            for (i, v) in codes.row(r) {
+                let w = &self.w_dec[i * d..(i + 1) * d];
+                for (a, b) in o.iter_mut().zip(w) {
+                    *a += v * b;
+                }
+            }
+        });
+    }
+}
+
+/// Checks an SAE width and k before any work.
+pub fn check_width_k(width: usize, k: usize) -> Result<()> {
+    if width == 0 {
+        return Err(Error::range(
+            Param::Width,
+            width,
+            "a width of at least 1",
+            "width = 0 asks for no latents",
+        ));
+    }
+    if k == 0 || k > width {
+        return Err(Error::InvalidParameter {
+            param: Param::K,
+            value: Some(k.to_string()),
+            allowed: Some(format!("1 ≤ k ≤ {width}")),
+            problem: format!("k = {k} active latents of a width of {width}"),
+            fix: Text::from(format!("choose k from 1 to the width ({width})")),
+        });
+    }
+    Ok(())
+}

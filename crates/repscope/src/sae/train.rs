@@ -1,0 +1,1051 @@
+//! Training TopK and BatchTopK SAEs on rows streamed through a seeded shuffle buffer.
+//!
+//! One step on a batch of B rows:
+//! - the encoder product is dense (B × d times d × n, in blocks of rows, each a sequential product);
+//! - selection keeps k latents per row (TopK) or k·B over the batch (BatchTopK, exact: rows whose candidate
+//!   list might be cut are recomputed whole);
+//! - the decoder, the AuxK reconstruction and every backward product touch only the active latents: O(k·d)
+//!   per row; gradients are summed per latent in row order, so the weights are bit-identical for any thread
+//!   count;
+//! - the decoder's gradient loses its component parallel to each (unit) decoder row, the global gradient
+//!   norm is clipped, Adam steps, and the decoder rows are set back to unit norm.
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::source::RowSource;
+use super::{check_width_k, top_k_row, Architecture, Sae, ROW_BLOCK};
+use crate::error::{Error, Param, Result};
+use crate::linalg;
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+/// How b_dec starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BDecInit {
+    /// The geometric median of the first shuffle buffer (Weiszfeld's iteration, in f64).
+    GeometricMedian,
+    /// The mean of the first shuffle buffer.
+    Mean,
+    Zero,
+}
+
+/// Training settings; the defaults are those of METRICS.md.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainConfig {
+    pub width: usize,
+    pub k: usize,
+    pub arch: Architecture,
+    /// Rows drawn in all (several passes over the source when larger than it); None: one pass.
+    pub tokens: Option<u64>,
+    pub batch: usize,
+    /// None: 2e-4 / √(width / 2¹⁴).
+    pub lr: Option<f64>,
+    /// None: 5% of the steps, at most 1000.
+    pub warmup_steps: Option<usize>,
+    /// The share of the steps, at the end, over which the learning rate decays linearly to 0.
+    pub decay_fraction: f64,
+    /// The largest global gradient norm (0: no clipping).
+    pub clip: f64,
+    /// AuxK latents per row (None: d/2); 0 turns AuxK off.
+    pub aux_k: Option<usize>,
+    pub aux_coef: f64,
+    /// A latent is dead after this many rows without firing.
+    pub dead_tokens: u64,
+    pub b_dec_init: BDecInit,
+    /// Scale inputs so that the mean row norm is √d (SAELens' "expected_average_only_in"); folded into the
+    /// weights of the result.
+    pub normalize: bool,
+    /// BatchTopK: the rate of the moving average of the smallest selected activation.
+    pub threshold_rate: f64,
+    /// Rows in the shuffle buffer (None: as many as fit in 128 MiB, between one batch and 65,536).
+    pub shuffle_rows: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            width: 16384,
+            k: 32,
+            arch: Architecture::TopK,
+            tokens: None,
+            batch: 4096,
+            lr: None,
+            warmup_steps: None,
+            decay_fraction: 0.2,
+            clip: 1.0,
+            aux_k: None,
+            aux_coef: 1.0 / 32.0,
+            dead_tokens: 10_000_000,
+            b_dec_init: BDecInit::GeometricMedian,
+            normalize: true,
+            threshold_rate: 0.01,
+            shuffle_rows: None,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning rate used: the one given, or 2e-4 / √(width / 2¹⁴).
+    pub fn learning_rate(&self) -> f64 {
+        self.lr
+            .unwrap_or_else(|| 2e-4 / (self.width as f64 / 16384.0).sqrt())
+    }
+
+    /// Checks every setting before any work.
+    pub fn validate(&self) -> Result<()> {
+        check_width_k(self.width, self.k)?;
+        if !matches!(self.arch, Architecture::TopK | Architecture::BatchTopK) {
+            return Err(Error::param(
+                Param::Arch,
+                format!(
+                    "training supports topk and batchtopk, not {}",
+                    self.arch.saelens_name()
+                ),
+                "choose topk or batchtopk",
+            ));
+        }
+        if self.batch == 0 {
+            return Err(Error::range(
+                Param::BatchSize,
+                0,
+                "a batch of at least 1 row",
+                "a batch of 0 rows",
+            ));
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(Error::range(
+                    Param::LearningRate,
+                    lr,
+                    "a finite learning rate > 0",
+                    format!("the learning rate is {lr}"),
+                ));
+            }
+        }
+        if self.tokens == Some(0) {
+            return Err(Error::range(
+                Param::Tokens,
+                0,
+                "at least one batch of rows",
+                "0 training rows",
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return Err(Error::range(
+                Param::Clip,
+                self.clip,
+                "a finite norm ≥ 0 (0: no clipping)",
+                format!("the clipping norm is {}", self.clip),
+            ));
+        }
+        if !(self.aux_coef.is_finite() && self.aux_coef >= 0.0) {
+            return Err(Error::range(
+                Param::AuxCoef,
+                self.aux_coef,
+                "a finite coefficient ≥ 0",
+                format!("the AuxK coefficient is {}", self.aux_coef),
+            ));
+        }
+        if !(self.decay_fraction.is_finite() && (0.0..=1.0).contains(&self.decay_fraction)) {
+            return Err(Error::range(
+                Param::DecayFraction,
+                self.decay_fraction,
+                "a share from 0 to 1",
+                format!("the decay share is {}", self.decay_fraction),
+            ));
+        }
+        if !(self.threshold_rate.is_finite()
+            && self.threshold_rate > 0.0
+            && self.threshold_rate <= 1.0)
+        {
+            return Err(Error::range(
+                Param::ThresholdRate,
+                self.threshold_rate,
+                "a rate in (0, 1]",
+                format!("the threshold rate is {}", self.threshold_rate),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One line of training progress.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepStats {
+    pub step: usize,
+    pub tokens: u64,
+    /// Σ‖x − x̂‖² / Σ‖x − x̄‖² over the batch (x̄ its mean).
+    pub fvu: f64,
+    /// Mean active latents per row.
+    pub l0: f64,
+    /// Share of latents dead (no firing for `dead_tokens` rows).
+    pub dead_fraction: f64,
+    pub lr: f64,
+}
+
+/// What a training run did, beside the weights.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub tokens: u64,
+    pub source_rows: usize,
+    pub d: usize,
+    pub width: usize,
+    pub k: usize,
+    pub arch: Architecture,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub decay_steps: usize,
+    pub aux_k: usize,
+    /// The factor inputs were multiplied by in training (1 when not normalised); folded into the weights.
+    pub input_scale: f64,
+    /// BatchTopK's inference threshold on the latent values (the input scale does not change them).
+    pub threshold: Option<f64>,
+    /// BatchTopK rows recomputed whole because their candidate list could have been cut.
+    pub rows_recomputed: u64,
+    /// Mean FVU and L0 over the last 10% of steps.
+    pub final_fvu: f64,
+    pub final_l0: f64,
+    pub final_dead_fraction: f64,
+    /// Statistics every `log_every` steps.
+    pub log: Vec<StepStats>,
+}
+
+/// A trained SAE with what the run did.
+pub struct Trained {
+    pub sae: Sae,
+    pub summary: TrainSummary,
+}
+
+/// Rows per chunk of the shuffle: chunk order is permuted per pass, rows are permuted inside the buffer.
+const SHUFFLE_CHUNK: usize = 4096;
+
+/// Seeded batches: a permutation of chunks per pass over the source, read into a buffer that is shuffled
+/// each time it is refilled.
+struct Batches<'a> {
+    src: &'a dyn RowSource,
+    seed: u64,
+    d: usize,
+    buffer_rows: usize,
+    pass: u64,
+    order: Vec<usize>,
+    next_chunk: usize,
+    buf: Vec<f32>,
+    pos: usize,
+    fills: u64,
+}
+
+impl<'a> Batches<'a> {
+    fn new(src: &'a dyn RowSource, seed: u64, buffer_rows: usize) -> Self {
+        let mut b = Batches {
+            src,
+            seed,
+            d: src.cols(),
+            buffer_rows,
+            pass: 0,
+            order: Vec::new(),
+            next_chunk: 0,
+            buf: Vec::new(),
+            pos: 0,
+            fills: 0,
+        };
+        b.new_pass();
+        b
+    }
+
+    fn new_pass(&mut self) {
+        let chunks = self.src.rows().div_ceil(SHUFFLE_CHUNK);
+        self.order = (0..chunks).collect();
+        Rng::stream(self.seed, 0x5348_0000 + self.pass).shuffle(&mut self.order);
+        self.pass += 1;
+        self.next_chunk = 0;
+    }
+
+    /// Refills the buffer: the rows not yet used, then chunks up to the buffer's size, shuffled.
+    fn refill(&mut self) -> Result<()> {
+        let d = self.d;
+        let left = self.buf.split_off(self.pos * d);
+        self.buf = left;
+        self.pos = 0;
+        while self.buf.len() / d < self.buffer_rows {
+            if self.next_chunk == self.order.len() {
+                self.new_pass();
+            }
+            let c = self.order[self.next_chunk];
+            self.next_chunk += 1;
+            let (s, e) = (
+                c * SHUFFLE_CHUNK,
+                ((c + 1) * SHUFFLE_CHUNK).min(self.src.rows()),
+            );
+            let at = self.buf.len();
+            self.buf.resize(at + (e - s) * d, 0.0);
+            self.src.read(s, e - s, &mut self.buf[at..])?;
+        }
+        let rows = self.buf.len() / d;
+        let mut perm: Vec<usize> = (0..rows).collect();
+        Rng::stream(self.seed, 0x5342_0000 + self.fills).shuffle(&mut perm);
+        self.fills += 1;
+        let mut out = vec![0.0f32; self.buf.len()];
+        for (dst, &src) in out.chunks_exact_mut(d).zip(&perm) {
+            dst.copy_from_slice(&self.buf[src * d..(src + 1) * d]);
+        }
+        self.buf = out;
+        Ok(())
+    }
+
+    /// The next `b` rows into `out`.
+    fn next(&mut self, b: usize, out: &mut Vec<f32>) -> Result<()> {
+        let d = self.d;
+        if self.buf.len() / d - self.pos < b {
+            self.refill()?;
+        }
+        out.clear();
+        out.extend_from_slice(&self.buf[self.pos * d..(self.pos + b) * d]);
+        self.pos += b;
+        Ok(())
+    }
+}
+
+/// Adam's moments for one parameter array.
+struct Moments {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Moments {
+    fn new(len: usize) -> Self {
+        Moments {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+        }
+    }
+}
+
+const BETA1: f32 = 0.9;
+const BETA2: f32 = 0.999;
+const ADAM_EPS: f32 = 1e-8;
+/// Elements per task of the element-wise passes.
+const ELEM_CHUNK: usize = 1 << 15;
+
+/// One Adam step on `p` with gradient `g` (already clipped), learning rate `lr`, step t ≥ 1.
+fn adam(p: &mut [f32], g: &[f32], mo: &mut Moments, lr: f32, t: i32) {
+    let c1 = 1.0 - BETA1.powi(t);
+    let c2 = 1.0 - BETA2.powi(t);
+    let step = lr / c1;
+    let c2s = c2.sqrt();
+    p.par_chunks_mut(ELEM_CHUNK)
+        .zip(g.par_chunks(ELEM_CHUNK))
+        .zip(mo.m.par_chunks_mut(ELEM_CHUNK))
+        .zip(mo.v.par_chunks_mut(ELEM_CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for i in 0..p.len() {
+                m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+                v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+                p[i] -= step * m[i] / (v[i].sqrt() / c2s + ADAM_EPS);
+            }
+        });
+}
+
+/// Σ g² over an array, in f64, with a fixed reduction tree.
+fn sum_sq(g: &[f32]) -> f64 {
+    linalg::tree_fold(
+        g.len().div_ceil(ELEM_CHUNK),
+        1,
+        &|| 0.0f64,
+        &|acc, c| {
+            let s = &g[c * ELEM_CHUNK..((c + 1) * ELEM_CHUNK).min(g.len())];
+            acc + s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+        },
+        &|a, b| a + b,
+    )
+}
+
+/// Per-row results of the forward pass of one block.
+#[derive(Default)]
+struct BlockOut {
+    /// Selected (row in batch, latent, value) with value > 0, rows ascending, latents ascending.
+    sel: Vec<(u32, u32, f32)>,
+    /// AuxK (row, latent, value), same order.
+    aux: Vec<(u32, u32, f32)>,
+    /// BatchTopK: per row, whether its candidate list is full (it might be cut) and its smallest candidate.
+    cut: Vec<(u32, f32)>,
+}
+
+/// The geometric median of the rows (Weiszfeld's iteration from the mean, in f64), or their mean.
+fn centre(x: &[f32], d: usize, median: bool) -> Vec<f64> {
+    let rows = x.len() / d;
+    let mean = {
+        let mut m = vec![0.0f64; d];
+        for r in x.chunks_exact(d) {
+            for (a, &b) in m.iter_mut().zip(r) {
+                *a += b as f64;
+            }
+        }
+        m.iter_mut().for_each(|a| *a /= rows as f64);
+        m
+    };
+    if !median {
+        return mean;
+    }
+    let mut y = mean;
+    for _ in 0..100 {
+        let (num, den) = linalg::tree_fold(
+            rows.div_ceil(1024),
+            1,
+            &|| (vec![0.0f64; d], 0.0f64),
+            &|(mut num, mut den), c| {
+                for r in x[c * 1024 * d..((c + 1) * 1024).min(rows) * d].chunks_exact(d) {
+                    let dist: f64 = r
+                        .iter()
+                        .zip(&y)
+                        .map(|(&a, b)| (a as f64 - b).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    if dist > 1e-12 {
+                        let w = 1.0 / dist;
+                        for (n, &a) in num.iter_mut().zip(r) {
+                            *n += w * a as f64;
+                        }
+                        den += w;
+                    }
+                }
+                (num, den)
+            },
+            &|(mut a, da), (b, db)| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                (a, da + db)
+            },
+        );
+        if den == 0.0 {
+            break;
+        }
+        let next: Vec<f64> = num.iter().map(|v| v / den).collect();
+        let shift: f64 = next
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let size: f64 = next.iter().map(|a| a * a).sum::<f64>().sqrt();
+        y = next;
+        if shift <= 1e-9 * size.max(1e-30) {
+            break;
+        }
+    }
+    y
+}
+
+/// Unit-norm rows (a zero row stays zero).
+fn normalise_rows(w: &mut [f32], d: usize) {
+    w.par_chunks_mut(d).for_each(|r| {
+        let n = r
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
+        if n > 0.0 {
+            let inv = (1.0 / n) as f32;
+            r.iter_mut().for_each(|v| *v *= inv);
+        }
+    });
+}
+
+/// The training state: weights in the normalised input units, Adam's moments, firing counters.
+pub struct Trainer<'a> {
+    cfg: TrainConfig,
+    src: &'a dyn RowSource,
+    sae: Sae,
+    m_wenc: Moments,
+    m_benc: Moments,
+    m_wdec: Moments,
+    m_bdec: Moments,
+    since_fired: Vec<u64>,
+    scale: f32,
+    threshold: Option<f64>,
+    steps: usize,
+    warmup: usize,
+    decay: usize,
+    aux_k: usize,
+    batches: Batches<'a>,
+    rows_recomputed: u64,
+    /// Gradient buffers of the two matrices, kept between steps.
+    g_wdec: Vec<f32>,
+    g_wenc: Vec<f32>,
+}
+
+impl<'a> Trainer<'a> {
+    /// Initialises from the first shuffle buffer: the input scale, b_dec, and a seeded unit-norm decoder
+    /// whose transpose is the encoder.
+    pub fn new(src: &'a dyn RowSource, cfg: &TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let (rows, d) = (src.rows(), src.cols());
+        if rows == 0 || d == 0 {
+            return Err(Error::data(
+                src.name(),
+                format!("the activations are {rows} × {d}; training needs rows and columns"),
+                "pass a non-empty 2-D array",
+            ));
+        }
+        let n = cfg.width;
+        let tokens = cfg.tokens.unwrap_or(rows as u64);
+        let steps = (tokens / cfg.batch as u64).max(1) as usize;
+        let warmup = cfg
+            .warmup_steps
+            .unwrap_or_else(|| (steps.div_ceil(20)).min(1000));
+        let decay = (cfg.decay_fraction * steps as f64).round() as usize;
+        let buffer_rows = cfg
+            .shuffle_rows
+            .unwrap_or_else(|| (128usize << 20) / (4 * d))
+            .clamp(cfg.batch, 65536.max(cfg.batch));
+        let mut batches = Batches::new(src, cfg.seed, buffer_rows);
+        batches.refill()?;
+        let sample = &batches.buf;
+        let mean_norm: f64 = sample
+            .chunks_exact(d)
+            .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
+            .sum::<f64>()
+            / (sample.len() / d) as f64;
+        let scale = if cfg.normalize && mean_norm > 0.0 {
+            ((d as f64).sqrt() / mean_norm) as f32
+        } else {
+            1.0
+        };
+        let b_dec: Vec<f32> = match cfg.b_dec_init {
+            BDecInit::Zero => vec![0.0; d],
+            init => centre(sample, d, init == BDecInit::GeometricMedian)
+                .iter()
+                .map(|&v| (v * scale as f64) as f32)
+                .collect(),
+        };
+        // Decoder rows: seeded normal vectors, one stream per latent, set to unit norm.
+        let mut w_dec = vec![0.0f32; n * d];
+        w_dec.par_chunks_mut(d).enumerate().for_each(|(i, r)| {
+            let mut g = Rng::stream(cfg.seed ^ 0x5AE0_5AE0, i as u64);
+            r.iter_mut().for_each(|v| *v = g.normal() as f32);
+        });
+        normalise_rows(&mut w_dec, d);
+        let sae = Sae {
+            d,
+            n,
+            arch: cfg.arch,
+            k: cfg.k,
+            w_enc_t: w_dec.clone(),
+            b_enc: vec![0.0; n],
+            w_dec,
+            b_dec,
+            threshold: None,
+            apply_b_dec_to_input: true,
+        };
+        Ok(Trainer {
+            cfg: cfg.clone(),
+            src,
+            m_wenc: Moments::new(n * d),
+            m_benc: Moments::new(n),
+            m_wdec: Moments::new(n * d),
+            m_bdec: Moments::new(d),
+            since_fired: vec![0; n],
+            scale,
+            threshold: None,
+            steps,
+            warmup,
+            decay,
+            aux_k: cfg.aux_k.unwrap_or(d / 2).min(n),
+            batches,
+            rows_recomputed: 0,
+            g_wdec: Vec::new(),
+            g_wenc: Vec::new(),
+            sae,
+        })
+    }
+
+    /// The learning rate at step t (0-based): linear warm-up, constant, linear decay to 0 at the end.
+    fn lr_at(&self, t: usize) -> f64 {
+        let base = self.cfg.learning_rate();
+        let mut f = 1.0;
+        if self.warmup > 0 && t < self.warmup {
+            f = (t + 1) as f64 / self.warmup as f64;
+        }
+        let decay_start = self.steps - self.decay;
+        if self.decay > 0 && t >= decay_start {
+            f = f.min((self.steps - t) as f64 / self.decay as f64);
+        }
+        base * f
+    }
+
+    /// Forward pass of a block of rows: pre-activations, selection, AuxK candidates.
+    fn forward_block(
+        &self,
+        x: &[f32],
+        first: usize,
+        rows: usize,
+        dead: &[u32],
+        xc: &mut [f32],
+    ) -> BlockOut {
+        let sae = &self.sae;
+        let n = sae.n;
+        super::with_scratch(rows * n, |pre, xcv| {
+            sae.pre_block(x, rows, xcv, pre);
+            xc.copy_from_slice(xcv);
+            self.select_block(pre, first, dead)
+        })
+    }
+
+    /// Selection and AuxK candidates of a block's pre-activations.
+    fn select_block(&self, pre: &[f32], first: usize, dead: &[u32]) -> BlockOut {
+        let sae = &self.sae;
+        let (n, k) = (sae.n, sae.k);
+        let mut out = BlockOut::default();
+        let mut scratch = Vec::new();
+        let mut dead_pre = Vec::with_capacity(dead.len());
+        let cap = match sae.arch {
+            Architecture::BatchTopK => (4 * k).min(n),
+            _ => k,
+        };
+        for (r, row) in pre.chunks_exact(n).enumerate() {
+            let b = (first + r) as u32;
+            top_k_row(row, cap, &mut scratch);
+            scratch.sort_by_key(|p| p.1);
+            let mut smallest = f32::INFINITY;
+            for &(v, i) in &scratch {
+                smallest = smallest.min(v);
+                if v > 0.0 {
+                    out.sel.push((b, i, v));
+                }
+            }
+            if matches!(sae.arch, Architecture::BatchTopK) {
+                out.cut
+                    .push((b, if cap < n { smallest } else { f32::NEG_INFINITY }));
+            }
+            if self.aux_k > 0 && !dead.is_empty() {
+                dead_pre.clear();
+                dead_pre.extend(dead.iter().map(|&j| row[j as usize]));
+                top_k_row(&dead_pre, self.aux_k, &mut scratch);
+                let mut picked: Vec<(u32, f32)> = scratch
+                    .iter()
+                    .filter(|p| p.0 > 0.0)
+                    .map(|&(v, i)| (dead[i as usize], v))
+                    .collect();
+                picked.sort_by_key(|p| p.0);
+                out.aux.extend(picked.into_iter().map(|(j, v)| (b, j, v)));
+            }
+        }
+        out
+    }
+
+    /// BatchTopK: the k·B largest of the candidates (value, then batch-flat index, decides), with rows whose
+    /// list might have been cut recomputed whole first.
+    fn batch_select(
+        &mut self,
+        x: &[f32],
+        cand: Vec<(u32, u32, f32)>,
+        cut: &[(u32, f32)],
+        b: usize,
+    ) -> Vec<(u32, u32, f32)> {
+        let keep = (self.sae.k * b).min(cand.len().max(1));
+        let order = |a: &(u32, u32, f32), c: &(u32, u32, f32)| {
+            c.2.total_cmp(&a.2).then(a.0.cmp(&c.0)).then(a.1.cmp(&c.1))
+        };
+        let select = |mut v: Vec<(u32, u32, f32)>| -> (Vec<(u32, u32, f32)>, f32) {
+            let keep = keep.min(v.len());
+            if keep == 0 {
+                return (Vec::new(), f32::INFINITY);
+            }
+            v.select_nth_unstable_by(keep - 1, order);
+            v.truncate(keep);
+            let t = v.iter().map(|p| p.2).fold(f32::INFINITY, f32::min);
+            (v, t)
+        };
+        let (sel, t) = select(cand.clone());
+        // A row whose smallest kept candidate is at least the batch threshold may hold more values above it.
+        let unsure: Vec<u32> = cut
+            .iter()
+            .filter(|&&(_, s)| s.is_finite() && s >= t)
+            .map(|&(r, _)| r)
+            .collect();
+        let sel = if unsure.is_empty() {
+            sel
+        } else {
+            self.rows_recomputed += unsure.len() as u64;
+            let (d, n) = (self.sae.d, self.sae.n);
+            let mut all: Vec<(u32, u32, f32)> = cand
+                .into_iter()
+                .filter(|p| unsure.binary_search(&p.0).is_err())
+                .collect();
+            let mut xc = Vec::new();
+            let mut pre = vec![0.0f32; n];
+            for &r in &unsure {
+                let r0 = r as usize;
+                self.sae
+                    .pre_block(&x[r0 * d..(r0 + 1) * d], 1, &mut xc, &mut pre);
+                all.extend(
+                    pre.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v > 0.0)
+                        .map(|(i, &v)| (r, i as u32, v)),
+                );
+            }
+            select(all).0
+        };
+        let mut sel = sel;
+        sel.sort_by(|a, c| a.0.cmp(&c.0).then(a.1.cmp(&c.1)));
+        sel
+    }
+
+    /// One training step on the next batch.
+    fn step(&mut self, t: usize) -> Result<StepStats> {
+        let (d, n) = (self.sae.d, self.sae.n);
+        let bsz = self.cfg.batch;
+        let mut x = Vec::new();
+        self.batches.next(bsz, &mut x)?;
+        if self.scale != 1.0 {
+            let s = self.scale;
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        let dead: Vec<u32> = (0..n as u32)
+            .filter(|&i| self.since_fired[i as usize] > self.cfg.dead_tokens)
+            .collect();
+        // Forward, in blocks of rows.
+        let mut xc = vec![0.0f32; bsz * d];
+        let blocks: Vec<BlockOut> = {
+            let this = &*self;
+            xc.par_chunks_mut(ROW_BLOCK * d)
+                .enumerate()
+                .map(|(bi, xcb)| {
+                    let s = bi * ROW_BLOCK;
+                    let rows = xcb.len() / d;
+                    this.forward_block(&x[s * d..(s + rows) * d], s, rows, &dead, xcb)
+                })
+                .collect()
+        };
+        let mut sel = Vec::new();
+        let mut aux = Vec::new();
+        let mut cut = Vec::new();
+        for b in blocks {
+            sel.extend(b.sel);
+            aux.extend(b.aux);
+            cut.extend(b.cut);
+        }
+        if matches!(self.sae.arch, Architecture::BatchTopK) {
+            sel = self.batch_select(&x, sel, &cut, bsz);
+            let min = sel.iter().map(|p| p.2).fold(f32::INFINITY, f32::min);
+            if min.is_finite() {
+                let m = min as f64;
+                self.threshold = Some(match self.threshold {
+                    None => m,
+                    Some(th) => th + self.cfg.threshold_rate * (m - th),
+                });
+            }
+        }
+        // Row offsets of the sorted selections.
+        let offsets = |v: &[(u32, u32, f32)]| {
+            let mut off = vec![0usize; bsz + 1];
+            for p in v {
+                off[p.0 as usize + 1] += 1;
+            }
+            for i in 0..bsz {
+                off[i + 1] += off[i];
+            }
+            off
+        };
+        let so = offsets(&sel);
+        let ao = offsets(&aux);
+        // Decode, residuals and the gradients with respect to x̂ (g) and the AuxK reconstruction (ga).
+        let inv_b = 1.0 / bsz as f32;
+        let alpha = self.cfg.aux_coef as f32;
+        let aux_on = !aux.is_empty() && alpha > 0.0;
+        let sae = &self.sae;
+        let per_row: Vec<(Vec<f32>, Vec<f32>, f64, f64)> = (0..bsz)
+            .into_par_iter()
+            .map(|r| {
+                let xr = &x[r * d..(r + 1) * d];
+                let mut xh = sae.b_dec.clone();
+                for &(_, i, v) in &sel[so[r]..so[r + 1]] {
+                    let w = &sae.w_dec[i as usize * d..(i as usize + 1) * d];
+                    xh.iter_mut().zip(w).for_each(|(a, b)| *a += v * b);
+                }
+                let e: Vec<f32> = xh.iter().zip(xr).map(|(a, b)| a - b).collect();
+                let err: f64 = e.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                let g: Vec<f32> = e.iter().map(|&v| 2.0 * v * inv_b).collect();
+                let mut ga = Vec::new();
+                let mut aerr = 0.0;
+                if aux_on && ao[r + 1] > ao[r] {
+                    // AuxK reconstructs the residual x − x̂ (detached) from dead latents, without b_dec.
+                    let mut ah = vec![0.0f32; d];
+                    for &(_, j, v) in &aux[ao[r]..ao[r + 1]] {
+                        let w = &sae.w_dec[j as usize * d..(j as usize + 1) * d];
+                        ah.iter_mut().zip(w).for_each(|(a, b)| *a += v * b);
+                    }
+                    let ea: Vec<f32> = ah.iter().zip(&e).map(|(a, ei)| a + ei).collect();
+                    aerr = ea.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                    ga = ea.iter().map(|&v| 2.0 * alpha * v * inv_b).collect();
+                }
+                (g, ga, err, aerr)
+            })
+            .collect();
+        // dpre of every active pair: g · W_dec[i] (the ReLU passes it: every kept value is > 0).
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let sel_dpre: Vec<f32> = sel
+            .par_iter()
+            .map(|&(r, i, _)| {
+                dot(
+                    &per_row[r as usize].0,
+                    &sae.w_dec[i as usize * d..(i as usize + 1) * d],
+                )
+            })
+            .collect();
+        let aux_dpre: Vec<f32> = if aux_on {
+            aux.par_iter()
+                .map(|&(r, j, _)| {
+                    dot(
+                        &per_row[r as usize].1,
+                        &sae.w_dec[j as usize * d..(j as usize + 1) * d],
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Pairs grouped by latent, in row order (a counting sort): (pair index, is aux).
+        let mut count = vec![0usize; n + 1];
+        for p in &sel {
+            count[p.1 as usize + 1] += 1;
+        }
+        if aux_on {
+            for p in &aux {
+                count[p.1 as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            count[i + 1] += count[i];
+        }
+        let mut fill = count.clone();
+        let mut by_latent = vec![(0u32, false); count[n]];
+        // Main pairs then aux pairs of each latent, each in row order.
+        for (pi, p) in sel.iter().enumerate() {
+            let l = p.1 as usize;
+            by_latent[fill[l]] = (pi as u32, false);
+            fill[l] += 1;
+        }
+        if aux_on {
+            for (pi, p) in aux.iter().enumerate() {
+                let l = p.1 as usize;
+                by_latent[fill[l]] = (pi as u32, true);
+                fill[l] += 1;
+            }
+        }
+        // Per-latent gradients, one latent per task: W_dec row, W_enc row, b_enc.
+        let mut g_wdec = std::mem::take(&mut self.g_wdec);
+        let mut g_wenc = std::mem::take(&mut self.g_wenc);
+        g_wdec.resize(n * d, 0.0);
+        g_wenc.resize(n * d, 0.0);
+        g_wdec.par_chunks_mut(ELEM_CHUNK).for_each(|c| c.fill(0.0));
+        g_wenc.par_chunks_mut(ELEM_CHUNK).for_each(|c| c.fill(0.0));
+        let mut g_benc = vec![0.0f32; n];
+        g_wdec
+            .par_chunks_mut(d)
+            .zip(g_wenc.par_chunks_mut(d))
+            .zip(g_benc.par_iter_mut())
+            .enumerate()
+            .for_each(|(l, ((gd, ge), gb))| {
+                let pairs = &by_latent[count[l]..count[l + 1]];
+                if pairs.is_empty() {
+                    return;
+                }
+                for &(pi, is_aux) in pairs {
+                    let (r, v, dp) = if is_aux {
+                        let p = aux[pi as usize];
+                        (p.0 as usize, p.2, aux_dpre[pi as usize])
+                    } else {
+                        let p = sel[pi as usize];
+                        (p.0 as usize, p.2, sel_dpre[pi as usize])
+                    };
+                    let g = if is_aux { &per_row[r].1 } else { &per_row[r].0 };
+                    let xr = &xc[r * d..(r + 1) * d];
+                    for j in 0..d {
+                        gd[j] += v * g[j];
+                        ge[j] += dp * xr[j];
+                    }
+                    *gb += dp;
+                }
+                // Keep the decoder on the unit sphere: drop the component along its row.
+                let w = &sae.w_dec[l * d..(l + 1) * d];
+                let along = dot(gd, w);
+                gd.iter_mut().zip(w).for_each(|(a, b)| *a -= along * b);
+            });
+        // b_dec: the decoder's bias directly, and through the input's centring (pre = (x − b_dec) W_enc + …).
+        let mut g_bdec = vec![0.0f64; d];
+        for (g, _, _, _) in &per_row {
+            g_bdec.iter_mut().zip(g).for_each(|(a, &b)| *a += b as f64);
+        }
+        for (l, &gbl) in g_benc.iter().enumerate() {
+            if gbl != 0.0 {
+                let w = &sae.w_enc_t[l * d..(l + 1) * d];
+                let gb = gbl as f64;
+                g_bdec
+                    .iter_mut()
+                    .zip(w)
+                    .for_each(|(a, &b)| *a -= gb * b as f64);
+            }
+        }
+        let mut g_bdec: Vec<f32> = g_bdec.iter().map(|&v| v as f32).collect();
+        // Clip the global norm, then Adam.
+        if self.cfg.clip > 0.0 {
+            let norm =
+                (sum_sq(&g_wdec) + sum_sq(&g_wenc) + sum_sq(&g_benc) + sum_sq(&g_bdec)).sqrt();
+            if norm > self.cfg.clip {
+                let s = (self.cfg.clip / norm) as f32;
+                for g in [&mut g_wdec, &mut g_wenc, &mut g_benc, &mut g_bdec] {
+                    g.par_iter_mut().for_each(|v| *v *= s);
+                }
+            }
+        }
+        let lr = self.lr_at(t);
+        let tt = (t + 1) as i32;
+        adam(
+            &mut self.sae.w_dec,
+            &g_wdec,
+            &mut self.m_wdec,
+            lr as f32,
+            tt,
+        );
+        adam(
+            &mut self.sae.w_enc_t,
+            &g_wenc,
+            &mut self.m_wenc,
+            lr as f32,
+            tt,
+        );
+        adam(
+            &mut self.sae.b_enc,
+            &g_benc,
+            &mut self.m_benc,
+            lr as f32,
+            tt,
+        );
+        adam(
+            &mut self.sae.b_dec,
+            &g_bdec,
+            &mut self.m_bdec,
+            lr as f32,
+            tt,
+        );
+        normalise_rows(&mut self.sae.w_dec, d);
+        self.g_wdec = g_wdec;
+        self.g_wenc = g_wenc;
+        // Firing counters.
+        let mut fired = vec![false; n];
+        for p in &sel {
+            fired[p.1 as usize] = true;
+        }
+        for (c, f) in self.since_fired.iter_mut().zip(&fired) {
+            *c = if *f { 0 } else { *c + bsz as u64 };
+        }
+        // Batch statistics.
+        let err: f64 = per_row.iter().map(|p| p.2).sum();
+        let mut mean = vec![0.0f64; d];
+        for r in x.chunks_exact(d) {
+            mean.iter_mut().zip(r).for_each(|(a, &b)| *a += b as f64);
+        }
+        mean.iter_mut().for_each(|a| *a /= bsz as f64);
+        let tot: f64 = x
+            .chunks_exact(d)
+            .map(|r| {
+                r.iter()
+                    .zip(&mean)
+                    .map(|(&a, b)| (a as f64 - b).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        let dead_now = self
+            .since_fired
+            .iter()
+            .filter(|&&c| c > self.cfg.dead_tokens)
+            .count();
+        Ok(StepStats {
+            step: t + 1,
+            tokens: ((t + 1) * bsz) as u64,
+            fvu: if tot > 0.0 { err / tot } else { f64::NAN },
+            l0: sel.len() as f64 / bsz as f64,
+            dead_fraction: dead_now as f64 / n as f64,
+            lr,
+        })
+    }
+
+    /// Runs every step; progress counts rows and its status line shows FVU, L0 and the dead share.
+    pub fn run(mut self, progress: &dyn Progress) -> Result<Trained> {
+        let steps = self.steps;
+        let bsz = self.cfg.batch;
+        progress.stage("sae train", (steps * bsz) as u64);
+        let log_every = (steps / 100).max(1);
+        let mut log = Vec::new();
+        let tail = (steps / 10).max(1);
+        let (mut fvu_tail, mut l0_tail, mut last_dead) = (0.0, 0.0, 0.0);
+        for t in 0..steps {
+            let s = self.step(t)?;
+            if t + tail >= steps {
+                fvu_tail += s.fvu / tail as f64;
+                l0_tail += s.l0 / tail as f64;
+            }
+            last_dead = s.dead_fraction;
+            progress.status(&format!(
+                "FVU {:.4}  L0 {:.1}  dead {:.2}%",
+                s.fvu,
+                s.l0,
+                100.0 * s.dead_fraction
+            ));
+            if (t + 1) % log_every == 0 || t + 1 == steps {
+                log.push(s);
+            }
+            progress.advance(bsz as u64);
+        }
+        progress.finish_stage();
+        let summary = TrainSummary {
+            steps,
+            tokens: (steps * bsz) as u64,
+            source_rows: self.src.rows(),
+            d: self.sae.d,
+            width: self.sae.n,
+            k: self.sae.k,
+            arch: self.cfg.arch,
+            lr: self.cfg.learning_rate(),
+            warmup_steps: self.warmup,
+            decay_steps: self.decay,
+            aux_k: self.aux_k,
+            input_scale: self.scale as f64,
+            threshold: self.threshold,
+            rows_recomputed: self.rows_recomputed,
+            final_fvu: fvu_tail,
+            final_l0: l0_tail,
+            final_dead_fraction: last_dead,
+            log,
+        };
+        let sae = self.export();
+        Ok(Trained { sae, summary })
+    }
+
+    /// The weights for raw (unscaled) input: the input scale s folded in (W_enc·s, W_dec/s, b_dec/s), and
+    /// BatchTopK's threshold as a JumpReLU.
+    fn export(self) -> Sae {
+        let s = self.scale;
+        let mut sae = self.sae;
+        if s != 1.0 {
+            sae.w_enc_t.iter_mut().for_each(|v| *v *= s);
+            sae.w_dec.iter_mut().for_each(|v| *v /= s);
+            sae.b_dec.iter_mut().for_each(|v| *v /= s);
+        }
+        if matches!(sae.arch, Architecture::BatchTopK) {
+            let t = self.threshold.unwrap_or(0.0) as f32;
+            sae.threshold = Some(vec![t; sae.n]);
+            sae.arch = Architecture::JumpRelu;
+        }
+        sae
+    }
+}
+
+/// Trains an SAE on `src` with `cfg`.
+pub fn train(src: &dyn RowSource, cfg: &TrainConfig, progress: &dyn Progress) -> Result<Trained> {
+    Trainer::new(src, cfg)?.run(progress)
+}
