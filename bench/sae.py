@@ -181,23 +181,41 @@ def main():
             "eval_speed_ratio": st / r["seconds"],
         }
     res["eval"] = evals
+    (OUT / "sae.json").write_text(json.dumps(res, indent=2) + "\n")
     # Round trip: SAELens' codes of repscope's SAE against repscope's own.
     t, rss, out = run([a.repscope, "sae", "encode", str(rs_dir), str(held), "-o", str(OUT / "sae_codes.npz"),
                        "--threads", str(a.threads), "--force", "--json", "--quiet"])
     z = np.load(OUT / "sae_codes.npz")
+    indptr, indices, values = z["indptr"], z["indices"], z["values"]
     n = len(x_held)
     sae = SAE.load_from_disk(str(rs_dir))
     worst = 0.0
+    differ = 0
+    worst_gap = 0.0
     with torch.no_grad():
         for s in range(0, n, 4096):
-            f = sae.encode(torch.from_numpy(x_held[s : s + 4096])).numpy()
+            xb = torch.from_numpy(x_held[s : s + 4096])
+            f = sae.encode(xb).numpy()
+            pre = (sae.process_sae_in(xb) @ sae.W_enc + sae.b_enc).numpy()
             mine = np.zeros_like(f)
             for r in range(f.shape[0]):
-                a0, a1 = z["indptr"][s + r], z["indptr"][s + r + 1]
-                mine[r, z["indices"][a0:a1]] = z["values"][a0:a1]
-            scale = np.abs(f).max(1, keepdims=True) + 1e-30
-            worst = max(worst, float((np.abs(f - mine) / scale).max()))
-    res["round_trip_max_rel_diff"] = worst
+                a0, a1 = indptr[s + r], indptr[s + r + 1]
+                mine[r, indices[a0:a1]] = values[a0:a1]
+            scale = np.abs(f).max(1) + 1e-30
+            same = ((f > 0) == (mine > 0)).all(1)
+            differ += int((~same).sum())
+            if same.any():
+                worst = max(worst, float((np.abs(f - mine)[same] / scale[same, None]).max()))
+            for r in np.where(~same)[0]:
+                # A different selection must sit on a near-tie: the k-th and (k+1)-th pre-activations.
+                top = np.sort(pre[r])[::-1]
+                worst_gap = max(worst_gap, float((top[a.k - 1] - top[a.k]) / scale[r]))
+    res["round_trip"] = {
+        "rows": n,
+        "rows_with_another_selection": differ,
+        "max_rel_diff_same_selection": worst,
+        "max_rel_gap_at_kth_where_selection_differs": worst_gap,
+    }
     (OUT / "sae.json").write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
 

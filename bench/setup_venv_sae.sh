@@ -13,5 +13,5 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "numpy==2.4.6" "psutil==7.2.2" "torch==2.15.0" "sae-lens==6.54.0"
+"$VENV/bin/python" -m pip install --quiet "numpy==2.4.6" "psutil==7.2.2" "torch==2.15.0" "sae-lens==6.54.0" "scipy==1.17.1"
 "$VENV/bin/python" -c "import torch, sae_lens; print('torch', torch.__version__, 'sae-lens', sae_lens.__version__)"

@@ -923,3 +923,59 @@ fn sae_commands_refuse_bad_input() {
     );
     bad(&["sae", "eval", d.to_str().unwrap(), xs], &["neither"]);
 }
+
+#[test]
+fn sae_train_stops_and_resumes_bit_identically() {
+    let d = scratch("sae-resume");
+    let p = repscope::sae::synthetic::planted(3000, 16, 12, 0.15, 0.01, 6);
+    let x = d.join("acts.npy");
+    write_npy_f32(&x, p.rows, 16, &p.x);
+    let run = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "sae",
+            "train",
+            x.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--width",
+            "32",
+            "-k",
+            "3",
+            "--batch",
+            "128",
+            "--tokens",
+            "6400",
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        repscope(&a)
+    };
+    let (full, parts) = (d.join("full"), d.join("parts"));
+    assert_eq!(run(&full, &[]).code, 0);
+    let r = run(&parts, &["--checkpoint-every", "10", "--stop-after", "23"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("stopped after step 23 of 50"),
+        "{}",
+        r.stdout
+    );
+    assert!(!parts.exists(), "no output folder before the run ends");
+    assert!(d.join("parts.checkpoint").join("state.json").is_file());
+    let r = run(&parts, &["--resume"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let w = |dir: &Path| std::fs::read(dir.join("sae_weights.safetensors")).unwrap();
+    assert_eq!(w(&full), w(&parts), "resumed weights differ");
+    assert!(
+        !d.join("parts.checkpoint").exists(),
+        "the checkpoint is removed at the end"
+    );
+    // Resuming with nothing to resume from, or with other settings, is refused.
+    let r = run(&d.join("none"), &["--resume"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no checkpoint"), "{}", r.stderr);
+    let r = run(&parts, &["--stop-after", "5", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&parts, &["--resume", "--seed", "7", "--force"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("other settings"), "{}", r.stderr);
+}

@@ -462,3 +462,61 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert!(e.contains("neither"), "{e}");
     let _ = BDecInit::Mean;
 }
+
+#[test]
+fn a_resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    use repscope::sae::train::{Checkpoints, Outcome, Trainer};
+    let p = planted(5000, 16, 24, 0.1, 0.01, 11);
+    let m = Matrix::from_vec(p.rows, 16, p.x, "x").unwrap();
+    for arch in [Architecture::TopK, Architecture::BatchTopK] {
+        let cfg = TrainConfig {
+            arch,
+            tokens: Some(20 * 512),
+            dead_tokens: 1024,
+            shuffle_rows: Some(1500),
+            ..small_cfg(40, 3)
+        };
+        let full = train(&m, &cfg, &Silent).unwrap();
+        let ck = scratch(&format!("ck-{arch:?}"));
+        let stop = Checkpoints {
+            dir: Some(ck.clone()),
+            every: Some(3),
+            stop_after: Some(7),
+        };
+        match Trainer::new(&m, &cfg)
+            .unwrap()
+            .run_with(&Silent, &stop)
+            .unwrap()
+        {
+            Outcome::Stopped { step, steps } => assert_eq!((step, steps), (7, 20)),
+            Outcome::Done(_) => panic!("the run should have stopped"),
+        }
+        // Two more stops, then to the end.
+        for at in [14, 20] {
+            let t = Trainer::resume(&m, &cfg, &ck).unwrap();
+            match t.run_with(&Silent, &stop).unwrap() {
+                Outcome::Stopped { step, .. } => assert_eq!(step, at),
+                Outcome::Done(done) => {
+                    assert_eq!(at, 20);
+                    assert_eq!(done.sae.w_enc_t, full.sae.w_enc_t, "{arch:?}");
+                    assert_eq!(done.sae.w_dec, full.sae.w_dec);
+                    assert_eq!(done.sae.b_enc, full.sae.b_enc);
+                    assert_eq!(done.sae.b_dec, full.sae.b_dec);
+                    assert_eq!(done.sae.threshold, full.sae.threshold);
+                    assert_eq!(done.summary.final_fvu, full.summary.final_fvu);
+                    assert_eq!(
+                        serde_json::to_string(&done.summary.log).unwrap(),
+                        serde_json::to_string(&full.summary.log).unwrap()
+                    );
+                }
+            }
+        }
+        // Another seed is another run: its checkpoint is refused.
+        let other = TrainConfig {
+            seed: 99,
+            ..cfg.clone()
+        };
+        let e = Trainer::resume(&m, &other, &ck).err().unwrap().to_string();
+        assert!(e.contains("other settings"), "{e}");
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use repscope::sae::eval::{evaluate, EvalConfig, EvalReport};
-use repscope::sae::train::{train, BDecInit, TrainConfig, TrainSummary};
+use repscope::sae::train::{BDecInit, Checkpoints, Outcome, TrainConfig, TrainSummary, Trainer};
 use repscope::sae::{self, source, Architecture};
 use serde_json::json;
 
@@ -96,9 +96,28 @@ pub struct TrainArgs {
     pub shuffle_rows: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write the whole training state to OUTPUT.checkpoint every N steps.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue from OUTPUT.checkpoint, bit-identically (same file and settings as the run that wrote it).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N steps of this run, with a checkpoint to --resume from.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
     /// Replace the output folder if it exists.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The checkpoint folder of an output folder: a sibling named OUTPUT.checkpoint.
+fn checkpoint_dir(out: &std::path::Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|s| s.to_os_string())
+        .unwrap_or_else(|| "sae".into());
+    name.push(".checkpoint");
+    out.with_file_name(name)
 }
 
 #[derive(Args, Debug)]
@@ -192,7 +211,39 @@ fn run_train(a: &TrainArgs, g: &Global) -> CliResult {
     let src = source::open(&a.file, a.key.as_deref()).map_err(engine)?;
     let bars = Bars::new(g.quiet);
     let t0 = Instant::now();
-    let trained = train(src.as_ref(), &cfg, &bars).map_err(engine)?;
+    let ck_dir = checkpoint_dir(&a.output);
+    let trainer = if a.resume {
+        if !ck_dir.join("state.json").is_file() {
+            return Err(usage(format!(
+                "{}: no checkpoint to resume from. Train without --resume, or pass the -o of the run that wrote it.",
+                ck_dir.display()
+            )));
+        }
+        Trainer::resume(src.as_ref(), &cfg, &ck_dir).map_err(engine)?
+    } else {
+        Trainer::new(src.as_ref(), &cfg).map_err(engine)?
+    };
+    let ck = Checkpoints {
+        dir: (a.checkpoint_every.is_some() || a.stop_after.is_some()).then(|| ck_dir.clone()),
+        every: a.checkpoint_every,
+        stop_after: a.stop_after,
+    };
+    let trained = match trainer.run_with(&bars, &ck).map_err(engine)? {
+        Outcome::Done(t) => *t,
+        Outcome::Stopped { step, steps } => {
+            let msg = format!(
+                "stopped after step {step} of {steps}; the state is in {}. Continue with the same command and --resume.",
+                ck_dir.display()
+            );
+            if g.json {
+                return print_json(
+                    &json!({"stopped": true, "step": step, "steps": steps, "checkpoint": ck_dir.display().to_string()}),
+                );
+            }
+            println!("{msg}");
+            return Ok(());
+        }
+    };
     let secs = t0.elapsed().as_secs_f64();
     let s = &trained.summary;
     let meta = json!({
@@ -228,6 +279,7 @@ fn run_train(a: &TrainArgs, g: &Global) -> CliResult {
         a.force,
     )
     .map_err(engine)?;
+    let _ = std::fs::remove_dir_all(&ck_dir);
     if g.json {
         print_json(&json!({
             "output": a.output.display().to_string(),

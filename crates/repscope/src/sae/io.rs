@@ -89,21 +89,104 @@ fn temp_sibling(dir: &Path, tag: &str) -> PathBuf {
     dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
-/// Writes `sae` in SAELens' layout into the folder `dir`, atomically: everything is written into a sibling
-/// folder, synced, then renamed to `dir`. An existing `dir` is replaced only with `force`; `extra` files
-/// (name, bytes) are written beside the weights.
-pub fn save(
-    sae: &Sae,
-    dir: &Path,
-    metadata: Value,
-    extra: &[(&str, Vec<u8>)],
-    force: bool,
-) -> Result<()> {
-    if dir.exists() && !force {
-        let empty = dir.is_dir()
-            && std::fs::read_dir(dir)
-                .map(|mut r| r.next().is_none())
-                .unwrap_or(false);
+/// A named tensor to write: (name, dtype, shape, little-endian bytes).
+pub type TensorBytes = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// An f32 tensor to write.
+pub fn f32_tensor(name: &str, shape: Vec<usize>, v: &[f32]) -> TensorBytes {
+    (name.to_string(), Dtype::F32, shape, bytes(v))
+}
+
+/// A 1-D i64 tensor to write.
+pub fn i64_tensor(name: &str, v: &[i64]) -> TensorBytes {
+    (
+        name.to_string(),
+        Dtype::I64,
+        vec![v.len()],
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
+}
+
+/// The bytes of a safetensors file holding `tensors`.
+pub fn encode_tensors(tensors: &[TensorBytes]) -> Result<Vec<u8>> {
+    let mut views = Vec::new();
+    for (name, dt, shape, b) in tensors {
+        let v = safetensors::tensor::TensorView::new(*dt, shape.clone(), b).map_err(|e| {
+            Error::Numerical {
+                what: format!("tensor {name}"),
+                problem: e.to_string(),
+            }
+        })?;
+        views.push((name.clone(), v));
+    }
+    safetensors::serialize(views, None).map_err(|e| Error::Numerical {
+        what: "safetensors".into(),
+        problem: e.to_string(),
+    })
+}
+
+/// An f32 tensor of a safetensors buffer, of `len` values (usize::MAX: any length).
+pub fn read_f32(buf: &[u8], path: &Path, name: &str, len: usize) -> Result<Vec<f32>> {
+    let st = parse(path, buf)?;
+    let t = st.tensor(name).map_err(|_| {
+        bad(
+            path,
+            format!("has no tensor '{name}'"),
+            "the file is damaged: write it again",
+        )
+    })?;
+    let n: usize = t.shape().iter().product();
+    if t.dtype() != Dtype::F32 || (len != usize::MAX && n != len) {
+        return Err(bad(
+            path,
+            format!("tensor '{name}' has the wrong type or size"),
+            "the file is damaged: write it again",
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// A 1-D i64 tensor of a safetensors buffer, of `len` values when given.
+pub fn read_i64(buf: &[u8], path: &Path, name: &str, len: Option<usize>) -> Result<Vec<i64>> {
+    let st = parse(path, buf)?;
+    let t = st.tensor(name).map_err(|_| {
+        bad(
+            path,
+            format!("has no tensor '{name}'"),
+            "the file is damaged: write it again",
+        )
+    })?;
+    let n: usize = t.shape().iter().product();
+    if t.dtype() != Dtype::I64 || len.is_some_and(|l| l != n) {
+        return Err(bad(
+            path,
+            format!("tensor '{name}' has the wrong type or size"),
+            "the file is damaged: write it again",
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+/// Writes `files` (name, bytes) into the folder `dir`, atomically: into a sibling folder, synced, then
+/// renamed. An existing `dir` that is not empty is replaced only with `replace`.
+pub fn write_folder(dir: &Path, files: &[(&str, Vec<u8>)], replace: bool) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad(
+            dir,
+            "exists and is not a folder",
+            "choose a folder path",
+        ));
+    }
+    if dir.exists() && !replace {
+        let empty = std::fs::read_dir(dir)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(false);
         if !empty {
             return Err(Error::OutputExists {
                 path: dir.to_path_buf(),
@@ -111,49 +194,14 @@ pub fn save(
             });
         }
     }
-    if dir.exists() && !dir.is_dir() {
-        return Err(bad(
-            dir,
-            "exists and is not a folder",
-            "choose a folder path for the SAE",
-        ));
-    }
     let tmp = temp_sibling(dir, "part");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io_write(&tmp, e))?;
-    let write = || -> Result<()> {
-        let cfg =
-            serde_json::to_vec_pretty(&saelens_config(sae, metadata.clone())).map_err(|e| {
-                Error::Numerical {
-                    what: "cfg.json".into(),
-                    problem: e.to_string(),
-                }
-            })?;
-        write_synced(&tmp.join("cfg.json"), &cfg)?;
-        let tensors = saelens_tensors(sae);
-        let mut views = Vec::new();
-        for (name, shape, b) in &tensors {
-            let v = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b).map_err(
-                |e| Error::Numerical {
-                    what: format!("tensor {name}"),
-                    problem: e.to_string(),
-                },
-            )?;
-            views.push((name.clone(), v));
+    for (name, b) in files {
+        if let Err(e) = write_synced(&tmp.join(name), b) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
         }
-        let st = safetensors::serialize(views, None).map_err(|e| Error::Numerical {
-            what: "sae_weights.safetensors".into(),
-            problem: e.to_string(),
-        })?;
-        write_synced(&tmp.join("sae_weights.safetensors"), &st)?;
-        for (name, b) in extra {
-            write_synced(&tmp.join(name), b)?;
-        }
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
     }
     if dir.exists() {
         let old = temp_sibling(dir, "old");
@@ -168,6 +216,34 @@ pub fn save(
         std::fs::rename(&tmp, dir).map_err(|e| Error::io_write(dir, e))?;
     }
     Ok(())
+}
+
+/// Writes `sae` in SAELens' layout into the folder `dir`, atomically: everything is written into a sibling
+/// folder, synced, then renamed to `dir`. An existing `dir` is replaced only with `force`; `extra` files
+/// (name, bytes) are written beside the weights.
+pub fn save(
+    sae: &Sae,
+    dir: &Path,
+    metadata: Value,
+    extra: &[(&str, Vec<u8>)],
+    force: bool,
+) -> Result<()> {
+    let cfg = serde_json::to_vec_pretty(&saelens_config(sae, metadata)).map_err(|e| {
+        Error::Numerical {
+            what: "cfg.json".into(),
+            problem: e.to_string(),
+        }
+    })?;
+    let tensors: Vec<TensorBytes> = saelens_tensors(sae)
+        .into_iter()
+        .map(|(n, s, b)| (n, Dtype::F32, s, b))
+        .collect();
+    let mut files = vec![
+        ("cfg.json", cfg),
+        ("sae_weights.safetensors", encode_tensors(&tensors)?),
+    ];
+    files.extend(extra.iter().map(|(n, b)| (*n, b.clone())));
+    write_folder(dir, &files, force)
 }
 
 fn write_synced(path: &Path, b: &[u8]) -> Result<()> {

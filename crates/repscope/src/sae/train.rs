@@ -173,7 +173,7 @@ impl TrainConfig {
 }
 
 /// One line of training progress.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StepStats {
     pub step: usize,
     pub tokens: u64,
@@ -474,6 +474,36 @@ pub struct Trainer<'a> {
     /// Gradient buffers of the two matrices, kept between steps.
     g_wdec: Vec<f32>,
     g_wenc: Vec<f32>,
+    /// The next step to run (0 for a fresh run, later for a resumed one).
+    next_step: usize,
+    log: Vec<StepStats>,
+    fvu_tail: f64,
+    l0_tail: f64,
+    last_dead: f64,
+}
+
+/// The version of the checkpoint layout.
+const CHECKPOINT_FORMAT: u32 = 1;
+
+/// Where and when a run writes checkpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoints {
+    /// The checkpoint folder (replaced at each checkpoint).
+    pub dir: Option<std::path::PathBuf>,
+    /// Write one every this many steps.
+    pub every: Option<usize>,
+    /// Stop, after a checkpoint, once this many steps of this run are done.
+    pub stop_after: Option<usize>,
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Done(Box<Trained>),
+    /// Stopped after a checkpoint at `step` of `steps`; resume to finish.
+    Stopped {
+        step: usize,
+        steps: usize,
+    },
 }
 
 impl<'a> Trainer<'a> {
@@ -557,6 +587,11 @@ impl<'a> Trainer<'a> {
             rows_recomputed: 0,
             g_wdec: Vec::new(),
             g_wenc: Vec::new(),
+            next_step: 0,
+            log: Vec::new(),
+            fvu_tail: 0.0,
+            l0_tail: 0.0,
+            last_dead: 0.0,
             sae,
         })
     }
@@ -975,21 +1010,31 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs every step; progress counts rows and its status line shows FVU, L0 and the dead share.
-    pub fn run(mut self, progress: &dyn Progress) -> Result<Trained> {
+    pub fn run(self, progress: &dyn Progress) -> Result<Trained> {
+        match self.run_with(progress, &Checkpoints::default())? {
+            Outcome::Done(t) => Ok(*t),
+            Outcome::Stopped { .. } => unreachable!("no stop was asked for"),
+        }
+    }
+
+    /// Runs the remaining steps, writing a checkpoint every `ck.every` steps, and stopping (after a
+    /// checkpoint) once `ck.stop_after` steps of this run are done.
+    pub fn run_with(mut self, progress: &dyn Progress, ck: &Checkpoints) -> Result<Outcome> {
         let steps = self.steps;
         let bsz = self.cfg.batch;
         progress.stage("sae train", (steps * bsz) as u64);
+        progress.advance((self.next_step * bsz) as u64);
         let log_every = (steps / 100).max(1);
-        let mut log = Vec::new();
         let tail = (steps / 10).max(1);
-        let (mut fvu_tail, mut l0_tail, mut last_dead) = (0.0, 0.0, 0.0);
-        for t in 0..steps {
+        let first = self.next_step;
+        while self.next_step < steps {
+            let t = self.next_step;
             let s = self.step(t)?;
             if t + tail >= steps {
-                fvu_tail += s.fvu / tail as f64;
-                l0_tail += s.l0 / tail as f64;
+                self.fvu_tail += s.fvu / tail as f64;
+                self.l0_tail += s.l0 / tail as f64;
             }
-            last_dead = s.dead_fraction;
+            self.last_dead = s.dead_fraction;
             progress.status(&format!(
                 "FVU {:.4}  L0 {:.1}  dead {:.2}%",
                 s.fvu,
@@ -997,9 +1042,25 @@ impl<'a> Trainer<'a> {
                 100.0 * s.dead_fraction
             ));
             if (t + 1) % log_every == 0 || t + 1 == steps {
-                log.push(s);
+                self.log.push(s);
             }
             progress.advance(bsz as u64);
+            self.next_step += 1;
+            let done_here = self.next_step - first;
+            if let Some(dir) = &ck.dir {
+                let due = ck.every.is_some_and(|e| e > 0 && self.next_step % e == 0);
+                let stop = ck.stop_after.is_some_and(|m| done_here >= m) && self.next_step < steps;
+                if due || stop {
+                    self.save_checkpoint(dir)?;
+                }
+                if stop {
+                    progress.finish_stage();
+                    return Ok(Outcome::Stopped {
+                        step: self.next_step,
+                        steps,
+                    });
+                }
+            }
         }
         progress.finish_stage();
         let summary = TrainSummary {
@@ -1017,13 +1078,162 @@ impl<'a> Trainer<'a> {
             input_scale: self.scale as f64,
             threshold: self.threshold,
             rows_recomputed: self.rows_recomputed,
-            final_fvu: fvu_tail,
-            final_l0: l0_tail,
-            final_dead_fraction: last_dead,
-            log,
+            final_fvu: self.fvu_tail,
+            final_l0: self.l0_tail,
+            final_dead_fraction: self.last_dead,
+            log: std::mem::take(&mut self.log),
         };
         let sae = self.export();
-        Ok(Trained { sae, summary })
+        Ok(Outcome::Done(Box::new(Trained { sae, summary })))
+    }
+
+    /// The settings and source a checkpoint must match to be resumed.
+    fn identity(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.cfg,
+            "source": {"rows": self.src.rows(), "cols": self.src.cols()},
+            "format": CHECKPOINT_FORMAT,
+        })
+    }
+
+    /// Writes the whole training state into the folder `dir` (replaced atomically).
+    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<()> {
+        use super::io::{f32_tensor, i64_tensor};
+        let b = &self.batches;
+        let state = serde_json::json!({
+            "identity": self.identity(),
+            "next_step": self.next_step,
+            "scale": self.scale,
+            "threshold": self.threshold,
+            "rows_recomputed": self.rows_recomputed,
+            "batches": {"pass": b.pass, "next_chunk": b.next_chunk, "pos": b.pos, "fills": b.fills},
+            "fvu_tail": self.fvu_tail,
+            "l0_tail": self.l0_tail,
+            "last_dead": self.last_dead,
+            "log": self.log,
+        });
+        let (d, n) = (self.sae.d, self.sae.n);
+        let tensors = vec![
+            f32_tensor("w_enc_t", vec![n, d], &self.sae.w_enc_t),
+            f32_tensor("b_enc", vec![n], &self.sae.b_enc),
+            f32_tensor("w_dec", vec![n, d], &self.sae.w_dec),
+            f32_tensor("b_dec", vec![d], &self.sae.b_dec),
+            f32_tensor("m_wenc", vec![n * d], &self.m_wenc.m),
+            f32_tensor("v_wenc", vec![n * d], &self.m_wenc.v),
+            f32_tensor("m_benc", vec![n], &self.m_benc.m),
+            f32_tensor("v_benc", vec![n], &self.m_benc.v),
+            f32_tensor("m_wdec", vec![n * d], &self.m_wdec.m),
+            f32_tensor("v_wdec", vec![n * d], &self.m_wdec.v),
+            f32_tensor("m_bdec", vec![d], &self.m_bdec.m),
+            f32_tensor("v_bdec", vec![d], &self.m_bdec.v),
+            i64_tensor(
+                "since_fired",
+                &self
+                    .since_fired
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            i64_tensor(
+                "order",
+                &b.order.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            ),
+            f32_tensor("buffer", vec![b.buf.len()], &b.buf),
+        ];
+        let st = super::io::encode_tensors(&tensors)?;
+        let js = serde_json::to_vec_pretty(&state).map_err(|e| Error::Numerical {
+            what: "checkpoint".into(),
+            problem: e.to_string(),
+        })?;
+        super::io::write_folder(dir, &[("state.json", js), ("state.safetensors", st)], true)
+    }
+
+    /// A trainer restored from a checkpoint folder written by the same settings on the same source.
+    pub fn resume(
+        src: &'a dyn RowSource,
+        cfg: &TrainConfig,
+        dir: &std::path::Path,
+    ) -> Result<Self> {
+        use super::io::{read_f32, read_i64};
+        let mut t = Trainer::new(src, cfg)?;
+        let sp = dir.join("state.json");
+        crate::data::check_regular(&sp)?;
+        let text = std::fs::read_to_string(&sp).map_err(|e| Error::io(&sp, e))?;
+        let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(
+                &sp,
+                format!("is not valid JSON ({e})"),
+                "the checkpoint is damaged: train again without resuming",
+            )
+        })?;
+        if state["identity"] != t.identity() {
+            return Err(Error::format(
+                dir,
+                "the checkpoint was written by a run with other settings or another source",
+                "resume with the settings and the file of the run that wrote it, or train again without resuming",
+            ));
+        }
+        let tp = dir.join("state.safetensors");
+        let bytes = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+        let (d, n) = (t.sae.d, t.sae.n);
+        let f = |name: &str, len: usize| read_f32(&bytes, &tp, name, len);
+        t.sae.w_enc_t = f("w_enc_t", n * d)?;
+        t.sae.b_enc = f("b_enc", n)?;
+        t.sae.w_dec = f("w_dec", n * d)?;
+        t.sae.b_dec = f("b_dec", d)?;
+        t.m_wenc = Moments {
+            m: f("m_wenc", n * d)?,
+            v: f("v_wenc", n * d)?,
+        };
+        t.m_benc = Moments {
+            m: f("m_benc", n)?,
+            v: f("v_benc", n)?,
+        };
+        t.m_wdec = Moments {
+            m: f("m_wdec", n * d)?,
+            v: f("v_wdec", n * d)?,
+        };
+        t.m_bdec = Moments {
+            m: f("m_bdec", d)?,
+            v: f("v_bdec", d)?,
+        };
+        t.since_fired = read_i64(&bytes, &tp, "since_fired", Some(n))?
+            .into_iter()
+            .map(|v| v as u64)
+            .collect();
+        let damaged = || {
+            Error::format(
+                &sp,
+                "a field is missing or has the wrong type",
+                "the checkpoint is damaged: train again without resuming",
+            )
+        };
+        let u = |v: &serde_json::Value| v.as_u64().ok_or_else(damaged);
+        let bs = &state["batches"];
+        t.batches.order = read_i64(&bytes, &tp, "order", None)?
+            .into_iter()
+            .map(|v| v as usize)
+            .collect();
+        t.batches.buf = read_f32(&bytes, &tp, "buffer", usize::MAX)?;
+        t.batches.pass = u(&bs["pass"])?;
+        t.batches.next_chunk = u(&bs["next_chunk"])? as usize;
+        t.batches.pos = u(&bs["pos"])? as usize;
+        t.batches.fills = u(&bs["fills"])?;
+        t.next_step = u(&state["next_step"])? as usize;
+        t.scale = state["scale"].as_f64().ok_or_else(damaged)? as f32;
+        t.threshold = state["threshold"].as_f64();
+        t.rows_recomputed = u(&state["rows_recomputed"])?;
+        t.fvu_tail = state["fvu_tail"].as_f64().ok_or_else(damaged)?;
+        t.l0_tail = state["l0_tail"].as_f64().ok_or_else(damaged)?;
+        t.last_dead = state["last_dead"].as_f64().ok_or_else(damaged)?;
+        t.log = serde_json::from_value(state["log"].clone()).map_err(|_| damaged())?;
+        if t.batches.pos * d > t.batches.buf.len()
+            || t.batches.next_chunk > t.batches.order.len()
+            || t.next_step > t.steps
+        {
+            return Err(damaged());
+        }
+        Ok(t)
     }
 
     /// The weights for raw (unscaled) input: the input scale s folded in (W_enc·s, W_dec/s, b_dec/s), and
