@@ -554,3 +554,25 @@ fn layers_gives_symmetric_matrices_with_unit_diagonals() {
         &["rows"],
     );
 }
+
+#[test]
+fn compare_all_without_labels_skips_stitching_with_a_note() {
+    let t = TempDir::new("all-no-labels");
+    let (a, b) = (t.path("a.npy"), t.path("b.npy"));
+    write(&a, 300, 6, &gauss(300, 6, 1));
+    write(&b, 300, 5, &gauss(300, 5, 2));
+    let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let doc = json_of(&run(&["compare", sa, sb, "-m", "all", "--json"]));
+    assert!(doc["measures"].get("stitching_accuracy").is_none(), "{doc}");
+    assert!(doc["measures"]["cka_linear"].is_number());
+    assert!(doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("stitching_accuracy skipped")));
+    // Asked for by name, it still needs labels.
+    fails_with(
+        &run(&["compare", sa, sb, "-m", "stitching_accuracy"]),
+        &["stitching_accuracy needs labels", "--labels"],
+    );
+}

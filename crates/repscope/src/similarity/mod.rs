@@ -172,7 +172,17 @@ fn wanted(
     notes: &mut Vec<String>,
 ) -> Result<Vec<String>> {
     if !cfg.measures.is_empty() {
-        let m = canonical_measures(&cfg.measures)?;
+        let mut m = canonical_measures(&cfg.measures)?;
+        // "all" means every measure that applies: without labels, stitching accuracy is left out with a
+        // note; asked for by name (or as the stitching group), it needs labels.
+        let named_stitching = cfg.measures.iter().flat_map(|r| r.split(',')).any(|x| {
+            let x = x.trim().to_ascii_lowercase();
+            x == "stitching_accuracy" || x == "stitching"
+        });
+        if !labels && !named_stitching && m.iter().any(|x| x == "stitching_accuracy") {
+            m.retain(|x| x != "stitching_accuracy");
+            notes.push("stitching_accuracy skipped: it needs labels (one per row)".into());
+        }
         for name in &m {
             if NEEDS_GRAM.contains(&name.as_str()) && n > cfg.gram_limit {
                 return Err(Error::param(
