@@ -767,27 +767,20 @@ fn finish(
     // Rogue dimensions: shares of the mean cosine similarity.
     let nu = acc.unit_rows as f64;
     let (anisotropy, rogue_dimensions) = if acc.unit_rows >= 2 {
-        let pairs = nu * (nu - 1.0);
-        let contrib: Vec<f64> = (0..d)
-            .map(|j| (acc.unit_sum[j] * acc.unit_sum[j] - acc.unit_sq[j]) / pairs)
-            .collect();
-        let aniso: f64 = contrib.iter().sum();
-        let mut order: Vec<usize> = (0..d).collect();
-        order.sort_by(|&a, &b| contrib[b].total_cmp(&contrib[a]).then(a.cmp(&b)));
-        let rogue = order
-            .into_iter()
-            .take(cfg.top_rogue)
-            .map(|j| RogueDimension {
-                dim: j,
-                contribution: contrib[j],
-                share: if aniso != 0.0 {
-                    contrib[j] / aniso
-                } else {
-                    f64::NAN
-                },
-            })
-            .filter(|r| r.share.is_finite())
-            .collect();
+        let aniso: f64 = (0..d)
+            .map(|j| acc.unit_sum[j] * acc.unit_sum[j] - acc.unit_sq[j])
+            .sum::<f64>()
+            / (nu * (nu - 1.0));
+        let rogue = crate::spectrum::rogue_dimensions(
+            &acc.unit_sum,
+            &acc.unit_sq,
+            acc.unit_rows,
+            aniso,
+            cfg.top_rogue,
+        )
+        .into_iter()
+        .filter(|r| r.share.is_finite())
+        .collect();
         (Some(aniso), rogue)
     } else {
         notes.push(

@@ -9,7 +9,7 @@ use crate::error::Param;
 use serde::Serialize;
 
 pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
-pub use unit::{unit_row_stats, UnitRowStats};
+pub use unit::{rogue_dimensions, unit_row_stats, UnitRowStats};
 
 use crate::data::Matrix;
 use crate::error::{Error, Result};

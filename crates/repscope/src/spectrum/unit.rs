@@ -132,32 +132,44 @@ pub fn unit_row_stats(m: &Matrix, eps2: f64) -> Result<UnitRowStats> {
     })
 }
 
+/// Each dimension's contribution to the mean cosine of distinct unit rows, ((Σ_i u_ij)² − Σ_i u_ij²) /
+/// (n(n−1)), from the sums over n unit rows; the `top` largest (signed, largest first, lower index on ties),
+/// with their shares of `anisotropy`.
+pub fn rogue_dimensions(
+    sum: &[f64],
+    sum_sq: &[f64],
+    n: usize,
+    anisotropy: f64,
+    top: usize,
+) -> Vec<RogueDimension> {
+    let nf = n as f64;
+    let denom = nf * (nf - 1.0);
+    let mut v: Vec<RogueDimension> = sum
+        .iter()
+        .zip(sum_sq)
+        .enumerate()
+        .map(|(j, (s, q))| {
+            let contribution = (s * s - q) / denom;
+            RogueDimension {
+                dim: j,
+                contribution,
+                share: contribution / anisotropy,
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.contribution
+            .total_cmp(&a.contribution)
+            .then(a.dim.cmp(&b.dim))
+    });
+    v.truncate(top);
+    v
+}
+
 impl UnitRowStats {
     /// The `top` dimensions with the largest contribution to the anisotropy (signed, largest first).
     pub fn rogue(&self, top: usize) -> Vec<RogueDimension> {
-        let nf = self.n as f64;
-        let denom = nf * (nf - 1.0);
-        let mut v: Vec<RogueDimension> = self
-            .sum
-            .iter()
-            .zip(&self.sum_sq)
-            .enumerate()
-            .map(|(j, (s, q))| {
-                let contribution = (s * s - q) / denom;
-                RogueDimension {
-                    dim: j,
-                    contribution,
-                    share: contribution / self.anisotropy,
-                }
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            b.contribution
-                .total_cmp(&a.contribution)
-                .then(a.dim.cmp(&b.dim))
-        });
-        v.truncate(top);
-        v
+        rogue_dimensions(&self.sum, &self.sum_sq, self.n, self.anisotropy, top)
     }
 
     /// Σ_j contribution_j (equals the anisotropy).
