@@ -1,6 +1,11 @@
-"""Writes the SAE fixtures of tests/fixtures/sae with SAELens itself: TopK (plain and with run-time decoder-norm
-rescaling) and JumpReLU SAEs saved by
-`save_model`, inputs, and what SAELens computes on them (codes, reconstructions, MSE, L0).
+"""Writes the SAE fixtures of tests/fixtures/sae with SAELens itself: TopK (plain, with run-time decoder-norm
+rescaling, and with layer-normalised input) and JumpReLU SAEs saved by `save_model`, inputs, and what SAELens
+computes on them (codes, reconstructions, MSE, L0).
+
+It also writes OpenAI `sparse_autoencoder` state dicts with torch.save, laid out as `Autoencoder.state_dict()`
+lays them out (that package is not on PyPI), with the codes and reconstructions of its reference definition:
+LN(x) = (x − μ)/(σ + 1e-5) with torch's σ (ddof 1), latents = ReLU(TopK((LN(x) − pre_bias) encoderᵀ +
+latent_bias)), x̂ = (latents decoderᵀ + pre_bias)·σ + μ.
 
 Run once with the bench venv (bash bench/setup_venv_sae.sh):
     bench/.venv-sae/bin/python scripts/make_sae_fixtures.py
@@ -8,6 +13,7 @@ The tests read only the files written here; they never run SAELens.
 """
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +58,52 @@ def main():
             "mse": float(((xh - x) ** 2).mean()),
             "l0": float((f > 0).float().sum(-1).mean()),
         }
+    # SAELens with layer-normalised input (its decode undoes the normalisation with the last encode's μ, σ).
+    name = "saelens_topk_layernorm"
+    sae = TopKSAE(TopKSAEConfig(d_in=D, d_sae=N, k=K, normalize_activations="layer_norm"))
+    randomise(sae, gen)
+    folder = OUT / name
+    sae.save_model(str(folder))
+    loaded = TopKSAE.load_from_disk(str(folder))
+    with torch.no_grad():
+        f = loaded.encode(x)
+        xh = loaded.decode(f)
+    np.save(OUT / f"{name}_codes.npy", f.numpy().astype(np.float32))
+    np.save(OUT / f"{name}_recon.npy", xh.numpy().astype(np.float32))
+    expected[name] = {"mse": float(((xh - x) ** 2).mean()), "l0": float((f > 0).float().sum(-1).mean())}
+    # OpenAI: a TopK SAE (layer-normalised input), and one whose TopK has no ReLU (which repscope refuses).
+    for name, post in [("openai_topk", "ReLU"), ("openai_topk_identity", "Identity")]:
+        pre_bias = torch.randn(D, generator=gen) * 0.5
+        enc = torch.randn(N, D, generator=gen) * 0.5
+        lat = torch.randn(N, generator=gen) * 0.5
+        dec = torch.randn(D, N, generator=gen) * 0.5
+        sd = OrderedDict(
+            [
+                ("pre_bias", pre_bias),
+                ("latent_bias", lat),
+                ("stats_last_nonzero", torch.zeros(N, dtype=torch.long)),
+                ("latents_activation_frequency", torch.ones(N)),
+                ("latents_mean_square", torch.zeros(N)),
+                ("encoder.weight", enc),
+                ("decoder.weight", dec),
+                ("activation", "TopK"),
+                ("activation_state_dict", {"k": K, "postact_fn": post}),
+            ]
+        )
+        torch.save(sd, OUT / f"{name}.pt")
+        if post != "ReLU":
+            continue
+        mu = x.mean(-1, keepdim=True)
+        xc = x - mu
+        std = xc.std(-1, keepdim=True)
+        xn = xc / (std + 1e-5)
+        pre = torch.nn.functional.linear(xn - pre_bias, enc, lat)
+        top = torch.topk(pre, k=K, dim=-1)
+        f = torch.zeros_like(pre).scatter_(-1, top.indices, torch.relu(top.values))
+        xh = (f @ dec.T + pre_bias) * std + mu
+        np.save(OUT / f"{name}_codes.npy", f.numpy().astype(np.float32))
+        np.save(OUT / f"{name}_recon.npy", xh.numpy().astype(np.float32))
+        expected[name] = {"mse": float(((xh - x) ** 2).mean()), "l0": float((f > 0).float().sum(-1).mean())}
     (OUT / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
 
 

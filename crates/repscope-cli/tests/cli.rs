@@ -922,6 +922,35 @@ fn sae_commands_refuse_bad_input() {
         &["d = 8", "d_in = 16"],
     );
     bad(&["sae", "eval", d.to_str().unwrap(), xs], &["neither"]);
+    let identity = fixture.with_file_name("openai_topk_identity.pt");
+    bad(
+        &["sae", "eval", identity.to_str().unwrap(), xs],
+        &["openai_topk_identity.pt", "postact_fn is Identity"],
+    );
+}
+
+#[test]
+fn sae_eval_reads_an_openai_state_dict() {
+    // OpenAI's TopK SAE layer-normalises its input; the fixture's MSE is its reference definition's (torch).
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/sae"
+    ));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let out = repscope(&[
+        "sae",
+        "eval",
+        dir.join("openai_topk.pt").to_str().unwrap(),
+        dir.join("x.npy").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json(&out);
+    let want = expected["openai_topk"]["mse"].as_f64().unwrap();
+    let mse = doc["mse"].as_f64().unwrap();
+    assert!((mse - want).abs() <= 1e-5 * want, "MSE {mse} vs {want}");
+    assert_eq!(doc["l0"].as_f64(), Some(4.0));
 }
 
 #[test]

@@ -519,11 +519,14 @@ impl PySae {
         dense.into_pyarray(py).reshape([rows, self.inner.n])
     }
 
-    /// x̂ = f W_dec + b_dec for dense codes, rows × d.
+    /// x̂ = f W_dec + b_dec for dense codes, rows × d; a layer-normalising SAE also needs the rows `x` the
+    /// codes came from, whose mean and standard deviation it restores.
+    #[pyo3(signature = (f, x=None))]
     fn decode<'py>(
         &self,
         py: Python<'py>,
         f: PyReadonlyArray2<'py, f32>,
+        x: Option<PyReadonlyArray2<'py, f32>>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (rows, cols) = (f.shape()[0], f.shape()[1]);
         if cols != self.inner.n {
@@ -532,9 +535,29 @@ impl PySae {
                 self.inner.n
             )));
         }
+        let norm = match (self.inner.input_norm, x) {
+            (repscope::sae::InputNorm::None, _) => Vec::new(),
+            (_, None) => {
+                return Err(PyValueError::new_err(
+                    "codes: this SAE layer-normalises each input row, so decoding needs the rows' mean and standard deviation. Pass the input rows too: decode(F, X).",
+                ))
+            }
+            (_, Some(x)) => {
+                if x.shape() != [rows, self.inner.d] {
+                    return Err(PyValueError::new_err(format!(
+                        "X: shape {:?}, but the codes are for {rows} rows of d = {}",
+                        x.shape(),
+                        self.inner.d
+                    )));
+                }
+                let m = matrix_f32(&x, "X")?;
+                self.inner.row_norms(m.as_slice())
+            }
+        };
         let dense: Vec<f32> = f.as_array().iter().copied().collect();
         let mut codes = repscope::sae::Codes {
             off: vec![0],
+            norm,
             ..Default::default()
         };
         for r in 0..rows {

@@ -60,9 +60,19 @@ def test_arrays_iterables_and_files_train_the_same_weights(tmp_path):
 
 def test_saelens_folders_encode_as_saelens_does():
     x = np.load(FIXTURES / "x.npy")
-    for name in ["saelens_topk", "saelens_jumprelu", "saelens_topk_rescaled"]:
-        sae = load(FIXTURES / name)
-        np.testing.assert_allclose(sae.encode(x), np.load(FIXTURES / f"{name}_codes.npy"), rtol=1e-5, atol=1e-5)
+    for name in ["saelens_topk", "saelens_jumprelu", "saelens_topk_rescaled", "saelens_topk_layernorm",
+                 "openai_topk"]:
+        sae = load(FIXTURES / (name + ".pt" if name.startswith("openai") else name))
+        f = sae.encode(x)
+        np.testing.assert_allclose(f, np.load(FIXTURES / f"{name}_codes.npy"), rtol=1e-5, atol=1e-5)
+        want = np.load(FIXTURES / f"{name}_recon.npy")
+        if "layernorm" in name or name.startswith("openai"):
+            # The reconstruction restores each row's mean and standard deviation, so it needs the rows.
+            with pytest.raises(ValueError, match="decode\\(F, X\\)"):
+                sae.decode(f)
+            np.testing.assert_allclose(sae.decode(f, x), want, rtol=1e-5, atol=1e-4)
+        else:
+            np.testing.assert_allclose(sae.decode(f), want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ use repscope::progress::Silent;
 use repscope::sae::eval::{evaluate, EvalConfig};
 use repscope::sae::synthetic::{cosines, mcc, mmcs, planted};
 use repscope::sae::train::{train, BDecInit, TrainConfig};
-use repscope::sae::{io, Architecture, Sae};
+use repscope::sae::{io, Architecture, InputNorm, Sae};
 use repscope::{Error, Matrix};
 
 fn fixtures() -> PathBuf {
@@ -36,12 +36,21 @@ fn brute_codes(sae: &Sae, x: &[f32]) -> Vec<f64> {
     let rows = x.len() / d;
     let mut out = vec![0.0f64; rows * n];
     for r in 0..rows {
+        // Layer norm (ddof 1, ε on σ) in f64 where the SAE asks for it.
+        let row: Vec<f64> = x[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
+        let row = if sae.input_norm == InputNorm::LayerNorm {
+            let mu = row.iter().sum::<f64>() / d as f64;
+            let sd = (row.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (d - 1) as f64).sqrt();
+            row.iter().map(|v| (v - mu) / (sd + 1e-5)).collect()
+        } else {
+            row
+        };
         let pre: Vec<f64> = (0..n)
             .map(|i| {
                 sae.b_enc[i] as f64
                     + (0..d)
                         .map(|j| {
-                            let c = x[r * d + j] as f64
+                            let c = row[j]
                                 - if sae.apply_b_dec_to_input {
                                     sae.b_dec[j] as f64
                                 } else {
@@ -80,8 +89,24 @@ fn saelens_folders_load_and_encode_as_saelens_does() {
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
             .unwrap();
-    for name in ["saelens_topk", "saelens_jumprelu", "saelens_topk_rescaled"] {
-        let sae = io::load(&fixtures().join(name)).unwrap();
+    for name in [
+        "saelens_topk",
+        "saelens_jumprelu",
+        "saelens_topk_rescaled",
+        "saelens_topk_layernorm",
+        "openai_topk",
+    ] {
+        let path = if name.starts_with("openai") {
+            fixtures().join(format!("{name}.pt"))
+        } else {
+            fixtures().join(name)
+        };
+        let sae = io::load(&path).unwrap();
+        assert_eq!(
+            sae.input_norm == InputNorm::LayerNorm,
+            name.contains("layernorm") || name.starts_with("openai"),
+            "{name}"
+        );
         assert_eq!((sae.d, sae.n), (16, 48));
         let codes = sae.encode(&xv, x.rows()).to_dense(sae.n);
         let want = values(&npy(&fixtures().join(format!("{name}_codes.npy"))));
@@ -129,6 +154,55 @@ fn saelens_folders_load_and_encode_as_saelens_does() {
             r.l0
         );
     }
+}
+
+#[test]
+fn an_openai_sae_saves_in_saelens_layout_and_reads_from_a_folder() {
+    let x = npy(&fixtures().join("x.npy"));
+    let xv = values(&x);
+    let sae = io::load(&fixtures().join("openai_topk.pt")).unwrap();
+    assert_eq!((sae.arch, sae.k), (Architecture::TopK, 4));
+    // A folder holding the one .pt file reads the same.
+    let dir = scratch("openai-folder");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixtures().join("openai_topk.pt"), dir.join("12.pt")).unwrap();
+    let again = io::load(&dir).unwrap();
+    assert_eq!(again.w_dec, sae.w_dec);
+    // Saved in SAELens' layout it keeps the layer norm (normalize_activations = layer_norm).
+    let out = scratch("openai-saved");
+    io::save(&sae, &out, serde_json::Value::Null, &[], false).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["normalize_activations"], "layer_norm");
+    let back = io::load(&out).unwrap();
+    let (a, b) = (sae.encode(&xv, x.rows()), back.encode(&xv, x.rows()));
+    assert_eq!(
+        (a.idx.clone(), a.val.clone()),
+        (b.idx.clone(), b.val.clone())
+    );
+    let (mut ra, mut rb) = (vec![0.0f32; xv.len()], vec![0.0f32; xv.len()]);
+    sae.decode(&a, &mut ra);
+    back.decode(&b, &mut rb);
+    assert_eq!(ra, rb);
+    // Codes decoded with the rows' norms recomputed give the same reconstruction.
+    let mut c = a.clone();
+    c.norm = sae.row_norms(&xv);
+    let mut rc = vec![0.0f32; xv.len()];
+    sae.decode(&c, &mut rc);
+    assert_eq!(ra, rc);
+    // A TopK without its ReLU is refused by name.
+    let e = io::load(&fixtures().join("openai_topk_identity.pt")).unwrap_err();
+    assert!(e.to_string().contains("postact_fn is Identity"), "{e}");
+    // A file that is not a torch.save zip is named as such.
+    std::fs::write(dir.join("12.pt"), b"not a zip").unwrap();
+    let e = io::load(&dir.join("12.pt")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is not a readable PyTorch state dict"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -336,6 +410,7 @@ fn fvu_anchors_and_block_size_independence() {
         b_dec: mean,
         threshold: None,
         apply_b_dec_to_input: false,
+        input_norm: InputNorm::None,
     };
     let r = evaluate(&mean_sae, &m, &EvalConfig::default(), &Silent).unwrap();
     assert!((r.fvu - 1.0).abs() < 1e-6, "FVU {}", r.fvu);
@@ -357,6 +432,7 @@ fn fvu_anchors_and_block_size_independence() {
         b_dec: vec![0.0; d],
         threshold: None,
         apply_b_dec_to_input: false,
+        input_norm: InputNorm::None,
     };
     let a = evaluate(
         &perfect,

@@ -18,16 +18,16 @@ use crate::{usage, CliResult, Failure, Global};
 pub enum SaeCommand {
     /// Train a TopK or BatchTopK SAE on the rows of a file; writes an SAELens folder.
     Train(TrainArgs),
-    /// Evaluate an SAE folder (SAELens or sparsify layout) on the rows of a file.
+    /// Evaluate an SAE (a SAELens or sparsify folder, or an OpenAI .pt file) on the rows of a file.
     Eval(EvalArgs),
     /// Encode the rows of a file: sparse codes as .npz (indptr, indices, values: row r's latents are
-    /// indices[indptr[r]:indptr[r+1]]).
+    /// indices[indptr[r]:indptr[r+1]]; with ln_mean and ln_std per row for a layer-normalising SAE).
     Encode(EncodeArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
-    /// SAE folder: SAELens or sparsify layout.
+    /// SAE: a SAELens or sparsify folder, or an OpenAI sparse_autoencoder .pt file.
     pub sae: PathBuf,
     /// Activations: .npy (streamed), .npz or .safetensors.
     pub file: PathBuf,
@@ -122,7 +122,8 @@ fn checkpoint_dir(out: &std::path::Path) -> PathBuf {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// SAE folder: SAELens (cfg.json, sae_weights.safetensors) or sparsify (cfg.json, sae.safetensors).
+    /// SAE: a SAELens folder (cfg.json, sae_weights.safetensors), a sparsify folder (cfg.json,
+    /// sae.safetensors), or an OpenAI sparse_autoencoder .pt file.
     pub sae: PathBuf,
     /// Activations: .npy (streamed), .npz or .safetensors.
     pub file: PathBuf,
@@ -422,6 +423,7 @@ fn run_encode(a: &EncodeArgs, g: &Global) -> CliResult {
     bars.stage("sae encode", rows as u64);
     let t0 = Instant::now();
     let (mut indptr, mut indices, mut values) = (vec![0i64], Vec::new(), Vec::new());
+    let (mut ln_mean, mut ln_std) = (Vec::new(), Vec::new());
     let mut buf = Vec::new();
     let mut start = 0;
     while start < rows {
@@ -433,21 +435,33 @@ fn run_encode(a: &EncodeArgs, g: &Global) -> CliResult {
         indptr.extend(codes.off[1..].iter().map(|&o| base + o as i64));
         indices.extend(codes.idx);
         values.extend(codes.val);
+        for (m, sd) in codes.norm {
+            ln_mean.push(m);
+            ln_std.push(sd);
+        }
         bars.advance(c as u64);
         start += c;
     }
     bars.finish_stage();
     let secs = t0.elapsed().as_secs_f64();
     use repscope::data::npz::{self, NpzArray};
-    let (s1, s2, s3) = ([indptr.len()], [indices.len()], [values.len()]);
-    npz::write(
-        &a.output,
-        &[
-            ("indptr", NpzArray::I64(&s1, &indptr)),
-            ("indices", NpzArray::U32(&s2, &indices)),
-            ("values", NpzArray::F32(&s3, &values)),
-        ],
-    )?;
+    let (s1, s2, s3, s4) = (
+        [indptr.len()],
+        [indices.len()],
+        [values.len()],
+        [ln_mean.len()],
+    );
+    let mut arrays = vec![
+        ("indptr", NpzArray::I64(&s1, &indptr)),
+        ("indices", NpzArray::U32(&s2, &indices)),
+        ("values", NpzArray::F32(&s3, &values)),
+    ];
+    // A layer-normalising SAE (OpenAI's) decodes a row with its own mean and standard deviation.
+    if !ln_mean.is_empty() {
+        arrays.push(("ln_mean", NpzArray::F32(&s4, &ln_mean)));
+        arrays.push(("ln_std", NpzArray::F32(&s4, &ln_std)));
+    }
+    npz::write(&a.output, &arrays)?;
     let l0 = values.len() as f64 / rows.max(1) as f64;
     if g.json {
         print_json(&json!({

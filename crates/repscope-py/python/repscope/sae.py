@@ -123,12 +123,16 @@ class TopKSAE:
         """Dense codes, shape (n_samples, width), float32."""
         return self._fitted().encode(np.require(as_matrix(X), np.float32, ["C_CONTIGUOUS", "ALIGNED"]))
 
-    def decode(self, F):
-        """Reconstructions f W_dec + b_dec, shape (n_samples, d)."""
+    def decode(self, F, X=None):
+        """Reconstructions f W_dec + b_dec, shape (n_samples, d). An SAE that layer-normalises its input
+        (OpenAI's TopK SAEs, SAELens' normalize_activations="layer_norm") also takes the input rows X, whose
+        mean and standard deviation it restores."""
         F = np.require(np.asarray(F), np.float32, ["C_CONTIGUOUS", "ALIGNED"])
         if F.ndim != 2:
             raise ValueError(f"codes: expected a 2-D array (n_samples, width), got shape {F.shape}")
-        return self._fitted().decode(F)
+        if X is not None:
+            X = np.require(as_matrix(X), np.float32, ["C_CONTIGUOUS", "ALIGNED"])
+        return self._fitted().decode(F, X)
 
     def transform(self, X):
         return self.encode(X)
@@ -144,7 +148,8 @@ class TopKSAE:
 
 
 def load(path):
-    """An SAE folder (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors)."""
+    """An SAE: a folder (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors),
+    or an OpenAI sparse_autoencoder .pt state dict."""
     sae = _repscope.Sae.load(os.fspath(path))
     d, n, k, arch = sae.shape()
     est = TopKSAE(width=n, k=max(k, 1), arch="topk" if arch == "topk" else "batchtopk")

@@ -1,11 +1,12 @@
 //! SAE folders on disk: SAELens' layout (`cfg.json` + `sae_weights.safetensors`, read by
-//! `sae_lens.SAE.load_from_disk`), and, for reading, EleutherAI sparsify's (`cfg.json` + `sae.safetensors`).
+//! `sae_lens.SAE.load_from_disk`), and, for reading, EleutherAI sparsify's (`cfg.json` + `sae.safetensors`)
+//! and OpenAI's (`sparse_autoencoder`: one PyTorch `.pt` state dict).
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
-use super::{Architecture, Sae};
+use super::{Architecture, InputNorm, Sae};
 use crate::error::{Error, Result};
 
 /// The SAELens version whose on-disk layout is written: `load_from_disk` reads `metadata.sae_lens_version`
@@ -17,6 +18,8 @@ pub const SAELENS_LAYOUT: &str = "6.54.0";
 pub enum Layout {
     SaeLens,
     Sparsify,
+    /// OpenAI's `sparse_autoencoder`: a `.pt` file (or a folder holding exactly one).
+    OpenAi,
 }
 
 fn bad(path: &Path, problem: impl Into<String>, fix: &str) -> Error {
@@ -46,7 +49,10 @@ pub fn saelens_config(sae: &Sae, metadata: Value) -> Value {
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": sae.apply_b_dec_to_input,
-        "normalize_activations": "none",
+        "normalize_activations": match sae.input_norm {
+            InputNorm::None => "none",
+            InputNorm::LayerNorm => "layer_norm",
+        },
         "reshape_activations": "none",
         "metadata": meta,
     });
@@ -344,33 +350,64 @@ fn parse<'a>(path: &Path, m: &'a [u8]) -> Result<SafeTensors<'a>> {
     })
 }
 
-/// Which layout a folder holds.
+/// The `.pt` files directly inside a folder.
+fn pt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension().is_some_and(|e| {
+                            e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("pth")
+                        })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Which layout a path holds: a SAELens or sparsify folder, or an OpenAI `.pt` file (or a folder holding
+/// exactly one).
 pub fn layout_of(dir: &Path) -> Result<Layout> {
+    if dir.is_file() {
+        return Ok(Layout::OpenAi);
+    }
     if !dir.is_dir() {
         return Err(bad(
             dir,
-            "is not a folder",
-            "pass an SAE folder (cfg.json with sae_weights.safetensors or sae.safetensors)",
+            "does not exist",
+            "pass an SAE folder (cfg.json with sae_weights.safetensors or sae.safetensors) or an OpenAI .pt file",
         ));
     }
     if dir.join("sae_weights.safetensors").exists() {
         Ok(Layout::SaeLens)
     } else if dir.join("sae.safetensors").exists() {
         Ok(Layout::Sparsify)
+    } else if pt_files(dir).len() == 1 {
+        Ok(Layout::OpenAi)
     } else {
         Err(bad(
             dir,
-            "holds neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)",
-            "pass an SAE folder as SAELens or sparsify save it",
+            "holds neither sae_weights.safetensors (SAELens), sae.safetensors (sparsify) nor one .pt file (OpenAI)",
+            "pass an SAE folder as SAELens or sparsify save it, or an OpenAI SAE .pt file",
         ))
     }
 }
 
-/// Loads an SAE folder in SAELens' or sparsify's layout.
+/// Loads an SAE: a folder in SAELens' or sparsify's layout, or an OpenAI `.pt` file.
 pub fn load(dir: &Path) -> Result<Sae> {
     let sae = match layout_of(dir)? {
         Layout::SaeLens => load_saelens(dir)?,
         Layout::Sparsify => load_sparsify(dir)?,
+        Layout::OpenAi => {
+            if dir.is_dir() {
+                load_openai(&pt_files(dir)[0])?
+            } else {
+                load_openai(dir)?
+            }
+        }
     };
     sae.validate(&dir.display().to_string())?;
     Ok(sae)
@@ -406,13 +443,17 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
         .get("normalize_activations")
         .and_then(Value::as_str)
         .unwrap_or("none");
-    if norm != "none" {
-        return Err(bad(
-            &cp,
-            format!("normalize_activations is '{norm}'; repscope reads SAEs whose scaling is folded into the weights"),
-            "fold the scaling into the weights (SAELens does this when it saves an inference SAE) and set normalize_activations to none",
-        ));
-    }
+    let input_norm = match norm {
+        "none" => InputNorm::None,
+        "layer_norm" => InputNorm::LayerNorm,
+        _ => {
+            return Err(bad(
+                &cp,
+                format!("normalize_activations is '{norm}'; repscope reads none, layer_norm, or scaling folded into the weights"),
+                "fold the scaling into the weights (SAELens does this when it saves an inference SAE) and set normalize_activations to none",
+            ))
+        }
+    };
     // SAELens' TopK SAEs may keep decoder rows of any norm and rescale at run time: pre·‖W_dec,i‖ before the
     // selection, f/‖W_dec,i‖ before decoding. Folded here into the encoder (row and bias times the norm) and
     // the decoder (unit rows), which gives the same codes and reconstructions.
@@ -465,6 +506,7 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
             .get("apply_b_dec_to_input")
             .and_then(Value::as_bool)
             .unwrap_or(true),
+        input_norm,
     })
 }
 
@@ -506,5 +548,188 @@ fn load_sparsify(dir: &Path) -> Result<Sae> {
         b_dec: tensor(&st, &wp, "b_dec", &[d])?,
         threshold: None,
         apply_b_dec_to_input: true,
+        input_norm: InputNorm::None,
+    })
+}
+
+/// One value of a pickled state dict: a tensor's f32 values and shape, or anything else (kept as candle's
+/// pickle object).
+enum PtValue {
+    Tensor(Vec<usize>, Vec<f32>),
+    Other(candle_core::pickle::Object),
+}
+
+/// The entries of a PyTorch state dict saved with `torch.save` (a zip holding `data.pkl`).
+fn read_pt(path: &Path) -> Result<Vec<(String, PtValue)>> {
+    use candle_core::pickle::{Object, PthTensors, Stack};
+    let corrupt = |what: String| {
+        bad(
+            path,
+            format!("is not a readable PyTorch state dict ({what})"),
+            "pass the .pt file as torch.save wrote it (OpenAI's sparse_autoencoder state dict)",
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
+    let pkl = zip
+        .file_names()
+        .find(|f| f.ends_with("data.pkl"))
+        .map(str::to_string)
+        .ok_or_else(|| corrupt("no data.pkl inside".into()))?;
+    let mut stack = Stack::empty();
+    {
+        let entry = zip
+            .by_name(&pkl)
+            .map_err(|e| corrupt(format!("{pkl}: {e}")))?;
+        stack
+            .read_loop(&mut std::io::BufReader::new(entry))
+            .map_err(|e| corrupt(format!("{pkl}: {e}")))?;
+    }
+    let obj = stack
+        .finalize()
+        .map_err(|e| corrupt(format!("{pkl}: {e}")))?;
+    let Object::Dict(entries) = obj else {
+        return Err(corrupt("the pickle is not a dict of tensors".into()));
+    };
+    let tensors = PthTensors::new(path, None).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let Object::Unicode(name) = k else { continue };
+        let value = if tensors.tensor_infos().contains_key(&name) {
+            let t = tensors
+                .get(&name)
+                .map_err(|e| corrupt(format!("tensor {name}: {e}")))?
+                .ok_or_else(|| corrupt(format!("tensor {name} is missing")))?;
+            let shape = t.dims().to_vec();
+            let vals = t
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| corrupt(format!("tensor {name}: {e}")))?;
+            PtValue::Tensor(shape, vals)
+        } else {
+            PtValue::Other(v)
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// OpenAI's `sparse_autoencoder.Autoencoder` state dict: `encoder.weight` [n, d], `latent_bias` [n],
+/// `pre_bias` [d], `decoder.weight` [d, n] (or, tied, `decoder.linear.weight` [n, d]), and `activation`
+/// ("TopK" with `activation_state_dict` {k, postact_fn}, or "ReLU"). As `Autoencoder.from_state_dict` does,
+/// a TopK SAE layer-normalises its input (ddof 1, ε = 10⁻⁵ on σ) and undoes it on the reconstruction.
+fn load_openai(path: &Path) -> Result<Sae> {
+    use candle_core::pickle::Object;
+    let mut entries = read_pt(path)?;
+    let fix = "pass an OpenAI sparse_autoencoder state dict (encoder.weight, latent_bias, pre_bias, decoder.weight)";
+    let (n, d) = match entries.iter().find(|(k, _)| k == "encoder.weight") {
+        Some((_, PtValue::Tensor(s, _))) if s.len() == 2 => (s[0], s[1]),
+        Some((_, PtValue::Tensor(s, _))) => {
+            return Err(bad(
+                path,
+                format!("encoder.weight has shape {s:?}; it must be [latents, d]"),
+                fix,
+            ))
+        }
+        _ => return Err(bad(path, "has no tensor 'encoder.weight'", fix)),
+    };
+    let mut take = |name: &str| -> Option<PtValue> {
+        entries
+            .iter()
+            .position(|(k, _)| k == name)
+            .map(|i| entries.swap_remove(i).1)
+    };
+    let tensor = |v: Option<PtValue>, name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        match v {
+            Some(PtValue::Tensor(s, vals)) if s == shape => Ok(vals),
+            Some(PtValue::Tensor(s, _)) => Err(bad(
+                path,
+                format!("tensor {name} has shape {s:?}, not {shape:?}"),
+                fix,
+            )),
+            _ => Err(bad(path, format!("has no tensor '{name}'"), fix)),
+        }
+    };
+    let w_enc_t = tensor(take("encoder.weight"), "encoder.weight", &[n, d])?;
+    let b_enc = tensor(take("latent_bias"), "latent_bias", &[n])?;
+    let b_dec = tensor(take("pre_bias"), "pre_bias", &[d])?;
+    let w_dec = match take("decoder.weight") {
+        Some(v) => {
+            let w = tensor(Some(v), "decoder.weight", &[d, n])?;
+            let mut t = vec![0.0f32; n * d];
+            for j in 0..d {
+                for i in 0..n {
+                    t[i * d + j] = w[j * n + i];
+                }
+            }
+            t
+        }
+        None => tensor(
+            take("decoder.linear.weight"),
+            "decoder.linear.weight",
+            &[n, d],
+        )?,
+    };
+    let activation = match take("activation") {
+        None => "ReLU".to_string(),
+        Some(PtValue::Other(Object::Unicode(s))) => s,
+        Some(_) => return Err(bad(path, "'activation' is not a class name", fix)),
+    };
+    let (arch, k, input_norm) = match activation.as_str() {
+        "TopK" => {
+            let Some(PtValue::Other(Object::Dict(sd))) = take("activation_state_dict") else {
+                return Err(bad(
+                    path,
+                    "activation is TopK but activation_state_dict is missing",
+                    fix,
+                ));
+            };
+            let mut k = None;
+            let mut post = "ReLU".to_string();
+            for (key, v) in sd {
+                match (key, v) {
+                    (Object::Unicode(key), Object::Int(v)) if key == "k" && v > 0 => {
+                        k = Some(v as usize)
+                    }
+                    (Object::Unicode(key), Object::Long(v)) if key == "k" && v > 0 => {
+                        k = Some(v as usize)
+                    }
+                    (Object::Unicode(key), Object::Unicode(v)) if key == "postact_fn" => post = v,
+                    _ => {}
+                }
+            }
+            let k = k.ok_or_else(|| bad(path, "activation_state_dict has no positive k", fix))?;
+            if post != "ReLU" {
+                return Err(bad(
+                    path,
+                    format!("the TopK activation's postact_fn is {post}; repscope reads TopK followed by ReLU"),
+                    "use an SAE whose TopK keeps the ReLU (OpenAI's released SAEs do)",
+                ));
+            }
+            (Architecture::TopK, k, InputNorm::LayerNorm)
+        }
+        "ReLU" => (Architecture::Relu, 0, InputNorm::None),
+        other => {
+            return Err(bad(
+                path,
+                format!("activation '{other}' is not one repscope evaluates"),
+                "use an SAE whose activation is TopK or ReLU",
+            ))
+        }
+    };
+    Ok(Sae {
+        d,
+        n,
+        arch,
+        k,
+        w_enc_t,
+        b_enc,
+        w_dec,
+        b_dec,
+        threshold: None,
+        apply_b_dec_to_input: true,
+        input_norm,
     })
 }

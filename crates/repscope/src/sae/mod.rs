@@ -97,6 +97,41 @@ pub struct Sae {
     pub threshold: Option<Vec<f32>>,
     /// Whether b_dec is subtracted from the input before encoding.
     pub apply_b_dec_to_input: bool,
+    /// A per-row normalisation of the input, undone on the reconstruction.
+    pub input_norm: InputNorm,
+}
+
+/// How each input row is normalised before encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputNorm {
+    /// The rows are encoded as they are (any constant scale is folded into the weights).
+    None,
+    /// x ↦ (x − μ)/(σ + 10⁻⁵), μ the row's mean and σ its standard deviation with ddof 1; the reconstruction
+    /// is x̂·σ + μ. OpenAI's TopK SAEs and SAELens' `normalize_activations = "layer_norm"`.
+    LayerNorm,
+}
+
+/// The ε of [`InputNorm::LayerNorm`], as OpenAI and SAELens add it to σ.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// Row-normalises `x` (rows × d) in place, returning each row's (μ, σ).
+fn layer_norm_rows(x: &mut [f32], d: usize) -> Vec<(f32, f32)> {
+    x.chunks_exact_mut(d)
+        .map(|r| {
+            let mu = r.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let ss: f64 = r.iter().map(|&v| (v as f64 - mu).powi(2)).sum();
+            let sd = if d > 1 {
+                (ss / (d - 1) as f64).sqrt()
+            } else {
+                0.0
+            };
+            let inv = 1.0 / (sd + LAYER_NORM_EPS);
+            r.iter_mut()
+                .for_each(|v| *v = ((*v as f64 - mu) * inv) as f32);
+            (mu as f32, sd as f32)
+        })
+        .collect()
 }
 
 /// Sparse codes of a block of rows: row r's active latents are `idx[off[r]..off[r+1]]` with values
@@ -106,6 +141,8 @@ pub struct Codes {
     pub off: Vec<usize>,
     pub idx: Vec<u32>,
     pub val: Vec<f32>,
+    /// Each row's (μ, σ) when the SAE layer-normalises its input (empty otherwise); decoding undoes it.
+    pub norm: Vec<(f32, f32)>,
 }
 
 impl Codes {
@@ -250,11 +287,19 @@ impl Sae {
                 let (s, e) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
                 let r = e - s;
                 with_scratch(r * n, |pre, xc| {
-                    self.pre_block(&x[s * d..e * d], r, xc, pre);
                     let mut c = Codes {
                         off: vec![0],
                         ..Default::default()
                     };
+                    let rows = &x[s * d..e * d];
+                    match self.input_norm {
+                        InputNorm::None => self.pre_block(rows, r, xc, pre),
+                        InputNorm::LayerNorm => {
+                            let mut xn = rows.to_vec();
+                            c.norm = layer_norm_rows(&mut xn, d);
+                            self.pre_block(&xn, r, xc, pre);
+                        }
+                    }
                     let mut scratch = Vec::new();
                     for row in pre.chunks_exact(n) {
                         self.select_row(row, &mut c.idx, &mut c.val, &mut scratch);
@@ -273,12 +318,13 @@ impl Sae {
             out.off.extend(b.off[1..].iter().map(|o| o + base));
             out.idx.extend(b.idx);
             out.val.extend(b.val);
+            out.norm.extend(b.norm);
         }
         out
     }
 
     /// x̂ = f W_dec + b_dec for each row of `codes`, into `out` (rows × d), in f32 with the sum of each
-    /// row in latent order.
+    /// row in latent order; then x̂·σ + μ with the row's own (μ, σ) when the input was layer-normalised.
     pub fn decode(&self, codes: &Codes, out: &mut [f32]) {
         let d = self.d;
         out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
@@ -289,7 +335,19 @@ impl Sae {
                     *a += v * b;
                 }
             }
+            if let Some(&(mu, sd)) = codes.norm.get(r) {
+                o.iter_mut().for_each(|a| *a = *a * sd + mu);
+            }
         });
+    }
+
+    /// Each row's (μ, σ) of `x` (rows × d) when this SAE layer-normalises its input, for decoding codes
+    /// that came without them; empty otherwise.
+    pub fn row_norms(&self, x: &[f32]) -> Vec<(f32, f32)> {
+        match self.input_norm {
+            InputNorm::None => Vec::new(),
+            InputNorm::LayerNorm => layer_norm_rows(&mut x.to_vec(), self.d),
+        }
     }
 }
 

@@ -363,6 +363,19 @@ fn sum_sq(g: &[f32]) -> f64 {
     )
 }
 
+/// What the backward pass of one batch gives: the selection, the summed squared error and the raw gradients.
+struct Gradients {
+    sel: Vec<(u32, u32, f32)>,
+    /// AuxK's (row, latent, value) pairs.
+    #[cfg_attr(not(test), allow(dead_code))]
+    aux: Vec<(u32, u32, f32)>,
+    err: f64,
+    g_wdec: Vec<f32>,
+    g_wenc: Vec<f32>,
+    g_benc: Vec<f32>,
+    g_bdec: Vec<f32>,
+}
+
 /// Per-row results of the forward pass of one block.
 #[derive(Default)]
 struct BlockOut {
@@ -568,6 +581,7 @@ impl<'a> Trainer<'a> {
             b_dec,
             threshold: None,
             apply_b_dec_to_input: true,
+            input_norm: super::InputNorm::None,
         };
         Ok(Trainer {
             cfg: cfg.clone(),
@@ -729,19 +743,12 @@ impl<'a> Trainer<'a> {
         sel
     }
 
-    /// One training step on the next batch.
-    fn step(&mut self, t: usize) -> Result<StepStats> {
+    /// The forward pass of a batch (already scaled) and the gradients of the loss
+    /// (1/B) Σ‖x̂ − x‖² + α (1/B) Σ‖ê − (x − x̂)‖² (ê the AuxK reconstruction from the dead latents, the residual
+    /// held fixed) with respect to every parameter, the decoder's not yet projected.
+    fn gradients(&mut self, x: &[f32], dead: &[u32]) -> Gradients {
         let (d, n) = (self.sae.d, self.sae.n);
-        let bsz = self.cfg.batch;
-        let mut x = Vec::new();
-        self.batches.next(bsz, &mut x)?;
-        if self.scale != 1.0 {
-            let s = self.scale;
-            x.iter_mut().for_each(|v| *v *= s);
-        }
-        let dead: Vec<u32> = (0..n as u32)
-            .filter(|&i| self.since_fired[i as usize] > self.cfg.dead_tokens)
-            .collect();
+        let bsz = x.len() / d;
         // Forward, in blocks of rows.
         let mut xc = vec![0.0f32; bsz * d];
         let blocks: Vec<BlockOut> = {
@@ -751,7 +758,7 @@ impl<'a> Trainer<'a> {
                 .map(|(bi, xcb)| {
                     let s = bi * ROW_BLOCK;
                     let rows = xcb.len() / d;
-                    this.forward_block(&x[s * d..(s + rows) * d], s, rows, &dead, xcb)
+                    this.forward_block(&x[s * d..(s + rows) * d], s, rows, dead, xcb)
                 })
                 .collect()
         };
@@ -764,7 +771,7 @@ impl<'a> Trainer<'a> {
             cut.extend(b.cut);
         }
         if matches!(self.sae.arch, Architecture::BatchTopK) {
-            sel = self.batch_select(&x, sel, &cut, bsz);
+            sel = self.batch_select(x, sel, &cut, bsz);
             let min = sel.iter().map(|p| p.2).fold(f32::INFINITY, f32::min);
             if min.is_finite() {
                 let m = min as f64;
@@ -789,7 +796,10 @@ impl<'a> Trainer<'a> {
         let ao = offsets(&aux);
         // Decode, residuals and the gradients with respect to x̂ (g) and the AuxK reconstruction (ga).
         let inv_b = 1.0 / bsz as f32;
-        let alpha = self.cfg.aux_coef as f32;
+        // AuxK's weight falls with the number of dead latents below k_aux (min(dead / k_aux, 1)), as in sparsify
+        // and SAELens.
+        let alpha =
+            (self.cfg.aux_coef * (dead.len() as f64 / self.aux_k.max(1) as f64).min(1.0)) as f32;
         let aux_on = !aux.is_empty() && alpha > 0.0;
         let sae = &self.sae;
         let per_row: Vec<(Vec<f32>, Vec<f32>, f64, f64)> = (0..bsz)
@@ -905,10 +915,6 @@ impl<'a> Trainer<'a> {
                     }
                     *gb += dp;
                 }
-                // Keep the decoder on the unit sphere: drop the component along its row.
-                let w = &sae.w_dec[l * d..(l + 1) * d];
-                let along = dot(gd, w);
-                gd.iter_mut().zip(w).for_each(|(a, b)| *a -= along * b);
             });
         // b_dec: the decoder's bias directly, and through the input's centring (pre = (x − b_dec) W_enc + …).
         let mut g_bdec = vec![0.0f64; d];
@@ -925,7 +931,52 @@ impl<'a> Trainer<'a> {
                     .for_each(|(a, &b)| *a -= gb * b as f64);
             }
         }
-        let mut g_bdec: Vec<f32> = g_bdec.iter().map(|&v| v as f32).collect();
+        let g_bdec: Vec<f32> = g_bdec.iter().map(|&v| v as f32).collect();
+        let err: f64 = per_row.iter().map(|p| p.2).sum();
+        Gradients {
+            sel,
+            aux,
+            err,
+            g_wdec,
+            g_wenc,
+            g_benc,
+            g_bdec,
+        }
+    }
+
+    /// One training step on the next batch.
+    fn step(&mut self, t: usize) -> Result<StepStats> {
+        let (d, n) = (self.sae.d, self.sae.n);
+        let bsz = self.cfg.batch;
+        let mut x = Vec::new();
+        self.batches.next(bsz, &mut x)?;
+        if self.scale != 1.0 {
+            let s = self.scale;
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        let dead: Vec<u32> = (0..n as u32)
+            .filter(|&i| self.since_fired[i as usize] > self.cfg.dead_tokens)
+            .collect();
+        let Gradients {
+            sel,
+            err,
+            aux: _,
+            mut g_wdec,
+            mut g_wenc,
+            mut g_benc,
+            mut g_bdec,
+        } = self.gradients(&x, &dead);
+        // Keep the decoder on the unit sphere: drop each row's gradient component along the row.
+        let w_dec = &self.sae.w_dec;
+        g_wdec
+            .par_chunks_mut(d)
+            .zip(w_dec.par_chunks(d))
+            .for_each(|(gd, w)| {
+                let along = gd.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+                if along != 0.0 {
+                    gd.iter_mut().zip(w).for_each(|(a, b)| *a -= along * b);
+                }
+            });
         // Clip the global norm, then Adam.
         if self.cfg.clip > 0.0 {
             let norm =
@@ -979,7 +1030,6 @@ impl<'a> Trainer<'a> {
             *c = if *f { 0 } else { *c + bsz as u64 };
         }
         // Batch statistics.
-        let err: f64 = per_row.iter().map(|p| p.2).sum();
         let mut mean = vec![0.0f64; d];
         for r in x.chunks_exact(d) {
             mean.iter_mut().zip(r).for_each(|(a, &b)| *a += b as f64);
@@ -1258,4 +1308,111 @@ impl<'a> Trainer<'a> {
 /// Trains an SAE on `src` with `cfg`.
 pub fn train(src: &dyn RowSource, cfg: &TrainConfig, progress: &dyn Progress) -> Result<Trained> {
     Trainer::new(src, cfg)?.run(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Matrix;
+
+    /// The loss of one batch in f64, parameters [W_enc (transposed), b_enc, W_dec, b_dec], with the selection
+    /// and AuxK sets held at `g`'s and the AuxK target (the residual) held at its value for `base`.
+    fn loss(
+        sae: &[Vec<f64>; 4],
+        x: &[f32],
+        d: usize,
+        g: &Gradients,
+        alpha: f64,
+        base: &[Vec<f64>; 4],
+    ) -> f64 {
+        let rows = x.len() / d;
+        let pre = |p: &[Vec<f64>; 4], r: usize, i: usize| {
+            let (we, be) = (&p[0], &p[1]);
+            (0..d)
+                .map(|j| (x[r * d + j] as f64 - p[3][j]) * we[i * d + j])
+                .sum::<f64>()
+                + be[i]
+        };
+        let recon = |p: &[Vec<f64>; 4], r: usize| {
+            let mut xh = p[3].clone();
+            for &(_, i, _) in g.sel.iter().filter(|q| q.0 as usize == r) {
+                let v = pre(p, r, i as usize);
+                (0..d).for_each(|j| xh[j] += v * p[2][i as usize * d + j]);
+            }
+            xh
+        };
+        let mut total = 0.0;
+        for r in 0..rows {
+            let xh = recon(sae, r);
+            let xr = &x[r * d..(r + 1) * d];
+            total += (0..d).map(|j| (xh[j] - xr[j] as f64).powi(2)).sum::<f64>();
+            let xb = recon(base, r);
+            let mut e = vec![0.0f64; d];
+            for &(_, i, _) in g.aux.iter().filter(|q| q.0 as usize == r) {
+                let v = pre(sae, r, i as usize);
+                (0..d).for_each(|j| e[j] += v * sae[2][i as usize * d + j]);
+            }
+            total += alpha
+                * (0..d)
+                    .map(|j| (e[j] - (xr[j] as f64 - xb[j])).powi(2))
+                    .sum::<f64>();
+        }
+        total / rows as f64
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (d, n, rows) = (6, 10, 8);
+        let mut rng = Rng::stream(11, 0);
+        let x: Vec<f32> = (0..rows * d).map(|_| rng.normal() as f32).collect();
+        let m = Matrix::from_vec(rows, d, x.clone(), "x").unwrap();
+        for arch in [Architecture::TopK, Architecture::BatchTopK] {
+            let cfg = TrainConfig {
+                width: n,
+                k: 3,
+                arch,
+                batch: rows,
+                aux_k: Some(2),
+                aux_coef: 0.5,
+                normalize: false,
+                ..TrainConfig::default()
+            };
+            let mut t = Trainer::new(&m, &cfg).unwrap();
+            // Move every parameter off its initial value, so that no term of the gradient is zero by symmetry.
+            for v in t.sae.w_enc_t.iter_mut().chain(&mut t.sae.w_dec) {
+                *v += 0.3 * rng.normal() as f32;
+            }
+            for v in t.sae.b_enc.iter_mut().chain(&mut t.sae.b_dec) {
+                *v = 0.2 * rng.normal() as f32;
+            }
+            let dead: Vec<u32> = (6..10).collect();
+            let g = t.gradients(&x, &dead);
+            assert!(!g.aux.is_empty(), "{arch:?}: AuxK has pairs");
+            let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+            let base = [
+                to64(&t.sae.w_enc_t),
+                to64(&t.sae.b_enc),
+                to64(&t.sae.w_dec),
+                to64(&t.sae.b_dec),
+            ];
+            let analytic = [&g.g_wenc, &g.g_benc, &g.g_wdec, &g.g_bdec];
+            let h = 1e-5;
+            for (pi, an) in analytic.iter().enumerate() {
+                let scale = an.iter().fold(0.0f32, |a, &b| a.max(b.abs())) as f64;
+                assert!(scale > 0.0, "{arch:?}: gradient {pi} is not all zero");
+                for (c, &a) in an.iter().enumerate() {
+                    let mut up = base.clone();
+                    up[pi][c] += h;
+                    let mut dn = base.clone();
+                    dn[pi][c] -= h;
+                    let fd = (loss(&up, &x, d, &g, 0.5, &base) - loss(&dn, &x, d, &g, 0.5, &base))
+                        / (2.0 * h);
+                    assert!(
+                        (fd - a as f64).abs() <= 1e-4 * scale + 1e-6,
+                        "{arch:?}: parameter {pi}[{c}]: finite difference {fd}, analytic {a}"
+                    );
+                }
+            }
+        }
+    }
 }
