@@ -1008,3 +1008,65 @@ fn sae_train_stops_and_resumes_bit_identically() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("other settings"), "{}", r.stderr);
 }
+
+#[test]
+fn report_with_an_sae_has_its_section() {
+    let fx = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/sae"
+    ));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json")).unwrap()).unwrap();
+    let d = scratch("report-sae");
+    let narrow = d.join("narrow.npy");
+    write_npy_f32(
+        &narrow,
+        64,
+        8,
+        &(0..512).map(|i| (i % 13) as f32).collect::<Vec<_>>(),
+    );
+    let out = d.join("r");
+    let x = fx.join("x.npy");
+    let r = repscope(&[
+        "report",
+        x.to_str().unwrap(),
+        narrow.to_str().unwrap(),
+        "--sae",
+        fx.join("saelens_topk").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    // Two inputs of different widths: no layer study fails the run, and the narrow one skips the SAE.
+    assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let s = &doc["inputs"][0]["sections"]["sae"];
+    assert_eq!(s["status"], "ok", "{s}");
+    let want = expected["saelens_topk"]["mse"].as_f64().unwrap();
+    let mse = s["value"]["mse"].as_f64().unwrap();
+    assert!(
+        (mse - want).abs() <= 1e-5 * want,
+        "MSE {mse} vs SAELens {want}"
+    );
+    assert_eq!(s["value"]["l0"].as_f64(), Some(4.0));
+    let skipped = &doc["inputs"][1]["sections"]["sae"];
+    assert_eq!(skipped["status"], "skipped");
+    assert!(skipped["note"].as_str().unwrap().contains("d_in = 16"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h3>Sparse autoencoder</h3>"));
+    assert!(html.contains("id=\"sae-density-0\""));
+    // A bad SAE is refused before the folder is made.
+    let none = d.join("r2");
+    let r = repscope(&[
+        "report",
+        x.to_str().unwrap(),
+        "--sae",
+        d.to_str().unwrap(),
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!none.exists());
+}

@@ -877,7 +877,7 @@ fn layers_doc(
 /// Writes report.json and report.html into `path`; returns `{"json", "html", "partial_failure"}`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false))]
+#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false, sae=None))]
 fn report_files(
     py: Python<'_>,
     names: Vec<String>,
@@ -889,7 +889,9 @@ fn report_files(
     command: String,
     raw_labels: Option<Vec<String>>,
     numeric: bool,
+    sae: Option<PyRef<'_, PySae>>,
 ) -> PyResult<String> {
+    let sae = sae.map(|s| std::sync::Arc::new(s.inner.clone()));
     if sample == Some(0) {
         return Err(PyValueError::new_err("sample must be at least 1"));
     }
@@ -913,6 +915,7 @@ fn report_files(
                 seed,
                 ..IdConfig::default()
             },
+            sae,
             sample,
             seed,
             ..ReportConfig::default()

@@ -1,5 +1,6 @@
 """repscope.sae: training on arrays, iterables and files, SAELens' folders, and bad input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,16 @@ def test_bad_data_and_unfitted_use_raise():
         load(FIXTURES)
     with pytest.raises(ValueError, match="different widths"):
         TopKSAE(width=8, k=2).fit([np.zeros((3, 4)), np.zeros((3, 5))])
+
+
+def test_report_with_an_sae_has_its_section(tmp_path):
+    x = np.load(FIXTURES / "x.npy")
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    for sae in [FIXTURES / "saelens_topk", load(FIXTURES / "saelens_topk")]:
+        out = tmp_path / ("r" + str(len(list(tmp_path.iterdir()))))
+        repscope.report(x, out, sae=sae)
+        doc = json.loads((out / "report.json").read_text())
+        s = doc["inputs"][0]["sections"]["sae"]
+        assert s["status"] == "ok"
+        assert abs(s["value"]["mse"] - expected["saelens_topk"]["mse"]) <= 1e-5 * expected["saelens_topk"]["mse"]
+        assert "Sparse autoencoder" in (out / "report.html").read_text()

@@ -101,6 +101,8 @@ pub struct InputReport {
 #[derive(Clone, Debug)]
 pub struct ReportConfig {
     pub id: IdConfig,
+    /// An SAE to evaluate on every input of its width (the "sae" section).
+    pub sae: Option<std::sync::Arc<crate::sae::Sae>>,
     pub lid_k: usize,
     pub lid_bins: usize,
     pub sample: Option<usize>,
@@ -111,6 +113,7 @@ impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             id: IdConfig::default(),
+            sae: None,
             lid_k: 20,
             lid_bins: 40,
             sample: None,
@@ -176,6 +179,23 @@ pub fn input_report(
         None,
     ));
     progress.finish_stage();
+    // SAE evaluation is linear too: every row.
+    let sae = cfg.sae.as_ref().map(|sae| {
+        if sae.d != matrix.cols() {
+            Section::skipped(format!(
+                "the SAE reads d_in = {}, and this input has d = {}",
+                sae.d,
+                matrix.cols()
+            ))
+        } else {
+            Section::from_result(crate::sae::eval::evaluate(
+                sae,
+                &matrix,
+                &crate::sae::eval::EvalConfig::default(),
+                progress,
+            ))
+        }
+    });
     let (m, sample, sample_idx) = match cfg.sample {
         Some(n) if n < matrix.rows() => {
             let idx = Rng::new(cfg.seed).sample_indices(matrix.rows(), n);
@@ -232,6 +252,12 @@ pub fn input_report(
         "activations".into(),
         serde_json::to_value(&activations).unwrap_or(Value::Null),
     );
+    if let Some(sae) = sae {
+        sections.insert(
+            "sae".into(),
+            serde_json::to_value(&sae).unwrap_or(Value::Null),
+        );
+    }
     if let Some(l) = labels {
         progress.stage("class geometry", 0);
         let labels_here = match &sample_idx {

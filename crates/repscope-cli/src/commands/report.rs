@@ -33,6 +33,10 @@ pub struct ReportArgs {
     /// Seed for the sample and every random step.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Evaluate this SAE (a SAELens or sparsify folder, or an OpenAI .pt file) on every input of its
+    /// width: the report's sparse-autoencoder section.
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
     /// Write into an output folder that already has files in it.
     #[arg(long)]
     pub force: bool,
@@ -231,6 +235,11 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
         None => None,
     };
+    // The SAE is read before the output folder is touched or any text is embedded.
+    let sae = match &a.sae {
+        Some(p) => Some(std::sync::Arc::new(repscope::sae::io::load(p)?)),
+        None => None,
+    };
     // Load and validate every input before any work, so bad input fails fast with the same messages.
     let mut matrices = Vec::new();
     if let Some(model) = &a.model {
@@ -257,6 +266,7 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
             seed: a.seed,
             ..Default::default()
         },
+        sae,
         sample: a.sample,
         seed: a.seed,
         ..ReportConfig::default()

@@ -352,7 +352,7 @@ def layers(arrays, k=10, seed=0):
     return json.loads(doc)
 
 
-def report(X, path, labels=None, seed=0, sample=None, force=False):
+def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None):
     """Writes the full report, report.json and a self-contained report.html, into the folder ``path``.
 
     Parameters
@@ -368,6 +368,9 @@ def report(X, path, labels=None, seed=0, sample=None, force=False):
         Analyse a seeded random sample of this many rows of each input.
     force : bool, default False
         Write into a folder that already has files in it.
+    sae : repscope.sae.TopKSAE, or str or os.PathLike, optional
+        An SAE (fitted or loaded, or a folder or OpenAI .pt file to load) evaluated on every input of its
+        width: adds the sparse-autoencoder section.
 
     Returns ``{"json": path, "html": path, "partial_failure": bool}`` as ``repscope report --json`` prints;
     ``partial_failure`` is True when a section failed (its note in the report says why), and a
@@ -381,6 +384,10 @@ def report(X, path, labels=None, seed=0, sample=None, force=False):
     else:
         names, mats = ["X"], [as_matrix(X)]
     raw, numeric = (None, False) if labels is None else as_labels(labels)
+    if sae is not None:
+        from . import sae as _sae
+
+        sae = (sae if isinstance(sae, _sae.TopKSAE) else _sae.load(sae))._fitted()
     out = _repscope.report_files(
         names,
         mats,
@@ -391,6 +398,7 @@ def report(X, path, labels=None, seed=0, sample=None, force=False):
         f"repscope.report (Python, repscope {__version__})",
         raw,
         numeric,
+        sae,
     )
     result = json.loads(out)
     if result["partial_failure"]:

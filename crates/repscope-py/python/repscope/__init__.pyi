@@ -74,6 +74,7 @@ def report(
     seed: int = 0,
     sample: Optional[int] = None,
     force: bool = False,
+    sae: Optional[Any] = None,
 ) -> Dict[str, Any]: ...
 
 __all__: List[str]

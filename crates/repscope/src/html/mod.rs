@@ -155,6 +155,7 @@ fn lid_section(idx: usize, lid: &Value) -> String {
         &format!("lid-{idx}"),
         "Per-point LID",
         "local intrinsic dimension",
+        "points",
         &edges,
         &counts,
     ));
@@ -358,6 +359,88 @@ fn activations_section(idx: usize, a: &Value) -> String {
     h
 }
 
+fn sae_section(idx: usize, e: &Value) -> String {
+    let opt = |v: &Value| f(v).map(num).unwrap_or_else(|| "–".into());
+    let mut h = format!(
+        "<h3>Sparse autoencoder</h3>\n<p>{} latents ({}), evaluated on {} rows.</p>\n<table><tr><th>measure</th><th>value</th></tr>\n",
+        e["width"],
+        esc(e["arch"].as_str().unwrap_or("")),
+        e["rows"]
+    );
+    let share = |n: &Value| {
+        let (n, w) = (
+            n.as_u64().unwrap_or(0),
+            e["width"].as_u64().unwrap_or(0).max(1),
+        );
+        format!("{n} ({:.2}%)", 100.0 * n as f64 / w as f64)
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("L0 (mean active latents per row)", opt(&e["l0"])),
+        ("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²", opt(&e["fvu"])),
+        ("explained variance, 1 − FVU", opt(&e["explained_variance"])),
+        (
+            "explained variance, per-row mean (legacy)",
+            opt(&e["explained_variance_legacy"]),
+        ),
+        ("MSE per value", opt(&e["mse"])),
+        ("mean cosine of x and x̂", opt(&e["cosine"])),
+        ("mean ‖x̂‖ / ‖x‖", opt(&e["l2_ratio"])),
+        (
+            "relative reconstruction bias E‖x̂‖² / E⟨x, x̂⟩",
+            opt(&e["relative_reconstruction_bias"]),
+        ),
+        ("dead latents (never fired)", share(&e["dead_latents"])),
+        ("dense latents (> 1% of rows)", share(&e["dense_over_1pct"])),
+        (
+            "dense latents (> 10% of rows)",
+            share(&e["dense_over_10pct"]),
+        ),
+        (
+            "largest decoder cosine (mean over latents)",
+            format!(
+                "{} ({})",
+                opt(&e["max_decoder_cosine"]),
+                opt(&e["mean_max_decoder_cosine"])
+            ),
+        ),
+    ];
+    for (name, v) in rows {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(name),
+            esc(&v)
+        ));
+    }
+    h.push_str("</table>\n");
+    if let Some(n) = e["notes"].as_array() {
+        for n in n.iter().filter_map(Value::as_str) {
+            h.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
+        }
+    }
+    let hist = &e["density_histogram"];
+    let edges: Vec<f64> = hist["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(f)
+        .collect();
+    let counts: Vec<u64> = hist["counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    h.push_str(&svg::histogram(
+        &format!("sae-density-{idx}"),
+        "Feature density (dead latents in the leftmost bin)",
+        "log10(firing frequency + 1e-10)",
+        "latents",
+        &edges,
+        &counts,
+    ));
+    h
+}
+
 fn classes_section(c: &Value) -> String {
     let nc = &c["neural_collapse"];
     let mut h =
@@ -540,6 +623,12 @@ fn input_section(idx: usize, inp: &Value) -> String {
         match section_value(sections, "activations") {
             Ok(a) => h.push_str(&activations_section(idx, a)),
             Err(e) => h.push_str(&note(&e, sections["activations"]["status"] == "failed")),
+        }
+    }
+    if sections.get("sae").is_some() {
+        match section_value(sections, "sae") {
+            Ok(a) => h.push_str(&sae_section(idx, a)),
+            Err(e) => h.push_str(&note(&e, sections["sae"]["status"] == "failed")),
         }
     }
     if sections.get("classes").is_some() {

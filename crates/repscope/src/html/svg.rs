@@ -260,8 +260,15 @@ impl Plot {
     }
 }
 
-/// A histogram of values with `bins` equal-width bins.
-pub fn histogram(id: &str, title: &str, x_label: &str, edges: &[f64], counts: &[u64]) -> String {
+/// A histogram of values with `bins` equal-width bins; `what` names the counted things (points, latents).
+pub fn histogram(
+    id: &str,
+    title: &str,
+    x_label: &str,
+    what: &str,
+    edges: &[f64],
+    counts: &[u64],
+) -> String {
     if counts.is_empty() || edges.len() != counts.len() + 1 {
         return format!("<p class=\"note\">{}: no data to plot.</p>", esc(title));
     }
@@ -298,20 +305,22 @@ pub fn histogram(id: &str, title: &str, x_label: &str, edges: &[f64], counts: &[
         let (a, b) = (px(edges[i]), px(edges[i + 1]));
         let y = py(c as f64);
         s.push_str(&format!(
-            "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"mark bar\"><title>[{}, {}): {c} points</title></rect>\n",
+            "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"mark bar\"><title>[{}, {}): {c} {}</title></rect>\n",
             (b - a - 1.0).max(0.5),
             (H - MB - y).max(0.0),
             crate::fmt::num(edges[i]),
-            crate::fmt::num(edges[i + 1])
+            crate::fmt::num(edges[i + 1]),
+            esc(what)
         ));
     }
     s.push_str(&format!(
-        "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>\n<text x=\"16\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">points</text>\n</svg>\n",
+        "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>\n<text x=\"16\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n</svg>\n",
         ML + (W - ML - MR) / 2.0,
         H - 10.0,
         esc(x_label),
         MT + (H - MT - MB) / 2.0,
-        MT + (H - MT - MB) / 2.0
+        MT + (H - MT - MB) / 2.0,
+        esc(what)
     ));
     s
 }
