@@ -12,7 +12,7 @@ batch 4,096). Every held-out FVU is computed by `repscope sae eval` (it equals f
 same reconstructions, checked in bench/sae.py).
 
 Usage: bench/.venv-sae/bin/python bench/sae_lr.py [--threads 2] [--repscope-lrs default 1e-3 ...]
-       [--saelens-lrs 3e-4 ...]
+       [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."]
 Output: bench/out/sae_lr.json.
 """
 
@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--repscope", default=str(ROOT / "target" / "release" / "repscope"))
     ap.add_argument("--repscope-lrs", nargs="*", default=["default", "1e-3", "3e-3", "1e-2"])
     ap.add_argument("--saelens-lrs", nargs="*", default=["1e-4", "3e-4", "1e-3", "3e-3"])
-    ap.add_argument("--extra", nargs="*", default=[], help="extra repscope sae train flags, for every run")
+    ap.add_argument("--extra", default="", help="extra repscope sae train flags for every run, one string")
     a = ap.parse_args()
     import sae_lens
 
@@ -81,7 +81,7 @@ def main():
         folder = OUT / "sae_lr_repscope"
         cmd = [a.repscope, "sae", "train", str(train), "-o", str(folder), "--width", str(a.width), "-k", str(a.k),
                "--batch", str(a.batch), "--seed", "0", "--threads", str(a.threads), "--force", "--json", "--quiet",
-               *a.extra]
+               *a.extra.split()]
         if lr != "default":
             cmd += ["--lr", lr]
         _, _, out = bench.run(cmd)
