@@ -30,28 +30,6 @@ OUT = bench.OUT
 ROOT = bench.ROOT
 
 
-def saelens_train(train_path, out_dir, width, k, batch, tokens, threads, lr):
-    code = f"""
-import time, numpy as np, torch
-torch.set_num_threads({threads}); torch.manual_seed(0)
-from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig, LoggingConfig
-from sae_lens.config import SAETrainerConfig
-x = torch.from_numpy(np.load({str(train_path)!r}))
-def batches():
-    g = torch.Generator().manual_seed(0)
-    while True:
-        for idx in torch.randperm(len(x), generator=g).split({batch}):
-            if len(idx) == {batch}:
-                yield x[idx]
-sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=x.shape[1], d_sae={width}, k={k}))
-cfg = SAETrainerConfig(total_training_samples={tokens}, train_batch_size_samples={batch}, lr={lr}, lr_end={lr},
-                       logger=LoggingConfig(log_to_wandb=False))
-SAETrainer(cfg, sae, batches()).fit()
-sae.save_inference_model({str(out_dir)!r})
-"""
-    bench.run([sys.executable, "-c", code])
-
-
 def heldout(repscope, folder, held, threads):
     _, _, out = bench.run([repscope, "sae", "eval", str(folder), str(held), "--threads", str(threads),
                            "--json", "--quiet"])
@@ -90,7 +68,7 @@ def main():
         print("repscope", lr, res["repscope"][lr], flush=True)
     for lr in a.saelens_lrs:
         folder = OUT / "sae_lr_saelens"
-        saelens_train(train, folder, a.width, a.k, a.batch, a.tokens, a.threads, lr)
+        bench.saelens_train(train, folder, a.width, a.k, a.batch, a.tokens, a.threads, lr=float(lr))
         res["saelens"][lr] = heldout(a.repscope, folder, held, a.threads)
         print("saelens", lr, res["saelens"][lr], flush=True)
     (OUT / "sae_lr.json").write_text(json.dumps(res, indent=2) + "\n")
