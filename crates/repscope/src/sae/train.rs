@@ -1372,7 +1372,7 @@ mod tests {
                 k: 3,
                 arch,
                 batch: rows,
-                aux_k: Some(2),
+                aux_k: Some(4),
                 aux_coef: 0.5,
                 normalize: false,
                 ..TrainConfig::default()
@@ -1385,32 +1385,35 @@ mod tests {
             for v in t.sae.b_enc.iter_mut().chain(&mut t.sae.b_dec) {
                 *v = 0.2 * rng.normal() as f32;
             }
-            let dead: Vec<u32> = (6..10).collect();
-            let g = t.gradients(&x, &dead);
-            assert!(!g.aux.is_empty(), "{arch:?}: AuxK has pairs");
-            let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-            let base = [
-                to64(&t.sae.w_enc_t),
-                to64(&t.sae.b_enc),
-                to64(&t.sae.w_dec),
-                to64(&t.sae.b_dec),
-            ];
-            let analytic = [&g.g_wenc, &g.g_benc, &g.g_wdec, &g.g_bdec];
-            let h = 1e-5;
-            for (pi, an) in analytic.iter().enumerate() {
-                let scale = an.iter().fold(0.0f32, |a, &b| a.max(b.abs())) as f64;
-                assert!(scale > 0.0, "{arch:?}: gradient {pi} is not all zero");
-                for (c, &a) in an.iter().enumerate() {
-                    let mut up = base.clone();
-                    up[pi][c] += h;
-                    let mut dn = base.clone();
-                    dn[pi][c] -= h;
-                    let fd = (loss(&up, &x, d, &g, 0.5, &base) - loss(&dn, &x, d, &g, 0.5, &base))
-                        / (2.0 * h);
-                    assert!(
-                        (fd - a as f64).abs() <= 1e-4 * scale + 1e-6,
-                        "{arch:?}: parameter {pi}[{c}]: finite difference {fd}, analytic {a}"
-                    );
+            // Four dead latents for k_aux = 4 weigh AuxK fully; two weigh it by 2/4.
+            for (dead, alpha) in [((6..10).collect::<Vec<u32>>(), 0.5), (vec![6, 7], 0.25)] {
+                let g = t.gradients(&x, &dead);
+                assert!(!g.aux.is_empty(), "{arch:?}: AuxK has pairs");
+                let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+                let base = [
+                    to64(&t.sae.w_enc_t),
+                    to64(&t.sae.b_enc),
+                    to64(&t.sae.w_dec),
+                    to64(&t.sae.b_dec),
+                ];
+                let analytic = [&g.g_wenc, &g.g_benc, &g.g_wdec, &g.g_bdec];
+                let h = 1e-5;
+                for (pi, an) in analytic.iter().enumerate() {
+                    let scale = an.iter().fold(0.0f32, |a, &b| a.max(b.abs())) as f64;
+                    assert!(scale > 0.0, "{arch:?}: gradient {pi} is not all zero");
+                    for (c, &a) in an.iter().enumerate() {
+                        let mut up = base.clone();
+                        up[pi][c] += h;
+                        let mut dn = base.clone();
+                        dn[pi][c] -= h;
+                        let fd = (loss(&up, &x, d, &g, alpha, &base)
+                            - loss(&dn, &x, d, &g, alpha, &base))
+                            / (2.0 * h);
+                        assert!(
+                            (fd - a as f64).abs() <= 1e-4 * scale + 1e-6,
+                            "{arch:?}: parameter {pi}[{c}]: finite difference {fd}, analytic {a}"
+                        );
+                    }
                 }
             }
         }
