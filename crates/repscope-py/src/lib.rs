@@ -399,6 +399,7 @@ fn spectrum_doc(
         eps2,
         alpha_window,
         top_rogue,
+        chunk_rows: None,
     };
     let m = matrix(&x, "X")?;
     let v = compute(py, move || {

@@ -5,6 +5,8 @@ use serde_json::{json, Value};
 
 use crate::activations::{ActivationConfig, ActivationReport};
 use crate::classes::{ClassConfig, ClassReport};
+use crate::data::matrix::Precision;
+use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::intrinsic::suite::{self, IdConfig, IdReport};
 use crate::similarity::layers::{LayersConfig, LayersReport};
@@ -21,6 +23,22 @@ pub fn input(path: Option<&str>, key: Option<&str>, m: &Matrix) -> Value {
         "cols": m.cols(),
         // f64 input is kept in f64 for the exact re-rank, centring, spectra, similarity and classes.
         "precision": m.precision(),
+    })
+}
+
+/// A row source (one file, or shards) as the input of a document.
+pub fn source(paths: &[String], key: Option<&str>, src: &dyn RowSource) -> Value {
+    use crate::data::source::Elem;
+    json!({
+        "path": (paths.len() == 1).then(|| paths[0].clone()),
+        "paths": paths,
+        "key": key,
+        "name": src.name(),
+        "rows": src.rows(),
+        "cols": src.cols(),
+        "shards": src.shards(),
+        "dtype": src.elem().name(),
+        "precision": if src.elem() == Elem::F64 { Precision::F64 } else { Precision::F32 },
     })
 }
 

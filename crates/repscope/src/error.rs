@@ -94,6 +94,10 @@ pub enum Param {
     DecayFraction,
     /// The rate of BatchTopK's threshold average.
     ThresholdRate,
+    /// A range of rows, A:B.
+    RowRange,
+    /// Rows drawn at random from a source.
+    Sample,
 }
 
 impl Param {
@@ -141,6 +145,8 @@ impl Param {
             Param::AuxCoef => "aux_coef",
             Param::DecayFraction => "decay_fraction",
             Param::ThresholdRate => "threshold_rate",
+            Param::RowRange => "rows",
+            Param::Sample => "sample",
         }
     }
 }

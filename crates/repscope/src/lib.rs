@@ -15,6 +15,7 @@ pub mod fmt;
 pub mod html;
 pub mod intrinsic;
 pub mod linalg;
+pub mod moments;
 pub mod neighbors;
 pub mod progress;
 pub mod report;

@@ -56,6 +56,79 @@ impl Input {
     }
 }
 
+/// A row source: one file, several shards, a folder of shards or a pattern, with an optional selection of
+/// rows. The rows are read in chunks, so the source may be larger than memory.
+#[derive(Args, Debug, Clone)]
+pub struct SourceInput {
+    /// Input: a .npy, .npz or .safetensors file (rows = points); several files, read in order as shards of
+    /// one matrix; a folder of shards (natural order: shard_2 before shard_10); or a quoted pattern such
+    /// as 'cache/*.npy'.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Array to read from each .npz or .safetensors file.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only rows A:B (0-based, B excluded), e.g. --rows 0:100000.
+    #[arg(long, value_name = "A:B")]
+    pub rows: Option<String>,
+    /// A uniform random sample of N distinct rows (after --rows), drawn with --seed.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed of --sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SourceInput {
+    /// Opens the source with its selection.
+    pub fn open(&self) -> Result<Box<dyn repscope::data::source::RowSource>, Failure> {
+        use repscope::data::source::{self, Selected};
+        let mut src = source::open(&self.files, self.key.as_deref())?;
+        if let Some(r) = &self.rows {
+            let bad = || {
+                usage(format!(
+                    "--rows '{r}': expected A:B with A < B (0-based, B excluded), e.g. 0:100000"
+                ))
+            };
+            let (a, b) = r.split_once(':').ok_or_else(bad)?;
+            let a: usize = if a.trim().is_empty() {
+                0
+            } else {
+                a.trim().parse().map_err(|_| bad())?
+            };
+            let b: usize = if b.trim().is_empty() {
+                src.rows()
+            } else {
+                b.trim().parse().map_err(|_| bad())?
+            };
+            src = Box::new(Selected::range(src, a, b)?);
+        }
+        if let Some(k) = self.sample {
+            src = Box::new(Selected::sample(src, k, self.seed)?);
+        }
+        Ok(src)
+    }
+
+    /// The paths as given.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|p| p.display().to_string()).collect()
+    }
+
+    pub fn describe(&self, src: &dyn repscope::data::source::RowSource) -> serde_json::Value {
+        let mut v = repscope::documents::source(&self.paths(), self.key.as_deref(), src);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("row_range".into(), serde_json::json!(self.rows));
+            o.insert(
+                "sample".into(),
+                serde_json::json!(self
+                    .sample
+                    .map(|n| serde_json::json!({"rows": n, "seed": self.seed}))),
+            );
+        }
+        v
+    }
+}
+
 /// Reads a labels file; a key for a multi-array labels file is named by `--labels-key`.
 pub fn load_labels(path: &Path, key: Option<&str>) -> Result<repscope::data::Labels, Failure> {
     repscope::data::load_labels(path, key).map_err(|e| {

@@ -2,16 +2,15 @@
 use clap::Args;
 use repscope::spectrum::{self, SpectrumConfig, SpectrumReport};
 
-use super::{print_json, Input};
+use super::{print_json, SourceInput};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{usage, CliResult, Global};
-use repscope::progress::Progress;
 
 #[derive(Args, Debug)]
 pub struct SpectrumArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Coding-rate distortion ε² (the squared ε of MCR²).
     #[arg(long, default_value_t = 0.5)]
     pub eps2: f64,
@@ -46,21 +45,16 @@ pub fn run(a: &SpectrumArgs, g: &Global) -> CliResult {
         eps2: a.eps2,
         alpha_window: window(&a.alpha_window)?,
         top_rogue: a.top_rogue,
+        chunk_rows: None,
     };
-    let m = a.input.load()?;
-    repscope::data::check_finite(&m)?;
-    let input = a.input.describe(&m);
+    let src = a.input.open()?;
+    let input = a.input.describe(&*src);
     let bars = Bars::new(g.quiet);
-    bars.stage("spectrum", 0);
-    let r = spectrum::analyse(&m, &cfg)?;
-    bars.finish_stage();
+    let r = spectrum::analyse_source(&*src, &cfg, &bars)?;
     if g.json {
         print_json(&repscope::documents::spectrum(&r, input, &cfg))
     } else {
-        print!(
-            "{}",
-            render(&r, &a.input.file.display().to_string(), a.show)
-        );
+        print!("{}", render(&r, src.name(), a.show));
         Ok(())
     }
 }

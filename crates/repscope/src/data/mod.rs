@@ -3,6 +3,7 @@ pub mod matrix;
 pub mod npy;
 pub mod npz;
 pub mod safetensors;
+pub mod source;
 
 use crate::error::{Param, Text};
 use std::path::Path;

@@ -7,7 +7,7 @@ use crate::data::matrix::Matrix;
 use crate::data::npy;
 use crate::error::{Error, Param, Result, Text};
 
-fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+pub(crate) fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     zip::ZipArchive::new(f).map_err(|e| {
         Error::format(

@@ -2,9 +2,12 @@
 use serde_json::json;
 
 use super::Estimate;
+use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::moments;
+use crate::progress::{Progress, Silent};
 
 /// Which rule turns the spectrum into a dimension.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,42 +33,65 @@ impl Spectrum {
     /// Computes the covariance in f64 and its eigenvalues; also checks whether a few points carry the top
     /// eigenvector.
     pub fn of(m: &Matrix) -> Result<Spectrum> {
-        let (cov, mean) = linalg::covariance(m);
-        let (vals, vecs) = linalg::sym_eigen_desc(cov.as_ref())?;
+        let cfg = moments::PassConfig {
+            rows: true,
+            unit_rows: false,
+            chunk_rows: None,
+        };
+        let mom = moments::moments(m, &cfg, &Silent)?;
+        Spectrum::from_moments(&mom, m, &Silent)
+    }
+
+    /// The spectrum of moments already taken over `src`. The outlier check needs a second pass over `src`
+    /// only when the first pass cannot rule it out: a row's squared projection on the top eigenvector is at
+    /// most (‖x − s‖ + ‖μ − s‖)², so when the largest 1% of those bounds sum to at most half the top
+    /// direction's variance, no 1% of the rows can carry more.
+    pub fn from_moments(
+        mom: &moments::Moments,
+        src: &dyn RowSource,
+        progress: &dyn Progress,
+    ) -> Result<Spectrum> {
+        let (vals, vecs) = linalg::sym_eigen_desc(mom.covariance().as_ref())?;
         let eigenvalues: Vec<f64> = vals.iter().map(|&v| v.max(0.0)).collect();
         if eigenvalues.first().copied().unwrap_or(0.0) <= 0.0 {
             return Err(Error::data(
-                m.name(),
+                src.name(),
                 "the data has zero variance",
                 "check the input",
             ));
         }
         let mut notes = Vec::new();
         // Share of the top direction's variance carried by the 1% most extreme points.
-        let n = m.rows();
-        let v1: Vec<f64> = (0..m.cols()).map(|i| vecs[(i, 0)]).collect();
-        let mut s2: Vec<f64> = (0..n)
-            .map(|i| {
-                let p: f64 = m
-                    .row(i)
+        let n = mom.n;
+        let top = (n / 100).max(1);
+        // Σ_i p_i² = (n − 1) λ₁.
+        let total = eigenvalues[0] * (n.max(2) - 1) as f64;
+        let bound: f64 = mom
+            .top_deviations
+            .iter()
+            .take(top)
+            .map(|&r| (r + mom.shift_gap).powi(2))
+            .sum();
+        if n >= 100 && bound > 0.5 * total * (1.0 - 1e-9) {
+            let v1: Vec<f64> = (0..mom.d).map(|i| vecs[(i, 0)]).collect();
+            let mean = &mom.mean;
+            let (largest, sum) = moments::top_of_pass(src, top, progress, |x| {
+                let p: f64 = x
                     .iter()
-                    .zip(&mean)
+                    .zip(mean)
                     .zip(&v1)
-                    .map(|((&x, mu), v)| (x as f64 - mu) * v)
+                    .map(|((&x, mu), v)| (x - mu) * v)
                     .sum();
                 p * p
-            })
-            .collect();
-        let total: f64 = s2.iter().sum();
-        s2.sort_by(|a, b| b.total_cmp(a));
-        let top = (n / 100).max(1);
-        let share = s2[..top].iter().sum::<f64>() / total;
-        if n >= 100 && share > 0.5 {
-            notes.push(format!(
-                "the top principal direction is carried by a few points: {top} points ({:.1}% of rows) hold {:.0}% of its variance; PCA rules are sensitive to such outliers",
-                100.0 * top as f64 / n as f64,
-                100.0 * share
-            ));
+            })?;
+            let share = largest.iter().sum::<f64>() / sum;
+            if share > 0.5 {
+                notes.push(format!(
+                    "the top principal direction is carried by a few points: {top} points ({:.1}% of rows) hold {:.0}% of its variance; PCA rules are sensitive to such outliers",
+                    100.0 * top as f64 / n as f64,
+                    100.0 * share
+                ));
+            }
         }
         Ok(Spectrum { eigenvalues, notes })
     }

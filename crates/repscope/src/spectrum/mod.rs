@@ -11,9 +11,13 @@ use serde::Serialize;
 pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
 pub use unit::{rogue_dimensions, unit_row_stats, UnitRowStats};
 
+use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::intrinsic::pca::{PcaRule, Spectrum};
+use crate::linalg;
+use crate::moments;
+use crate::progress::{Progress, Silent};
 
 /// Settings of the spectrum report; the defaults are those of METRICS.md.
 #[derive(Clone, Debug)]
@@ -24,6 +28,8 @@ pub struct SpectrumConfig {
     pub alpha_window: (usize, usize),
     /// How many rogue dimensions to list.
     pub top_rogue: usize,
+    /// Rows per chunk of the pass (None: about 2²⁰ values); changes only the last digits.
+    pub chunk_rows: Option<usize>,
 }
 
 impl Default for SpectrumConfig {
@@ -32,6 +38,7 @@ impl Default for SpectrumConfig {
             eps2: 0.5,
             alpha_window: (11, 100),
             top_rogue: 10,
+            chunk_rows: None,
         }
     }
 }
@@ -132,12 +139,24 @@ impl SpectrumReport {
     }
 }
 
-/// Computes the whole spectrum report. `m` must be finite (see [`crate::data::check_finite`]).
+/// Computes the whole spectrum report of a matrix. `m` must be finite (see [`crate::data::check_finite`]).
 pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
-    let (n, d) = (m.rows(), m.cols());
+    analyse_source(m, cfg, &Silent)
+}
+
+/// The whole spectrum report of a row source (a matrix, a file or shards), from one pass that takes the
+/// moments of the rows and of the unit rows, plus a second pass only when the outlier check of the top
+/// direction cannot be settled from the first (see [`Spectrum::from_moments`]). Memory is O(d²) plus two
+/// chunks of rows.
+pub fn analyse_source(
+    src: &dyn RowSource,
+    cfg: &SpectrumConfig,
+    progress: &dyn Progress,
+) -> Result<SpectrumReport> {
+    let (n, d) = (src.rows(), src.cols());
     if n < 2 {
         return Err(Error::data(
-            m.name(),
+            src.name(),
             format!("the spectrum needs at least 2 rows, got {n}"),
             "pass more rows",
         ));
@@ -149,7 +168,13 @@ pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
             "use the default 0.5 or another positive value",
         ));
     }
-    let spec = Spectrum::of(m)?;
+    let pass = moments::PassConfig {
+        rows: true,
+        unit_rows: true,
+        chunk_rows: cfg.chunk_rows,
+    };
+    let mom = moments::moments(src, &pass, progress)?;
+    let spec = Spectrum::from_moments(&mom, src, progress)?;
     let mut notes = spec.notes.clone();
     let ev = spec.eigenvalues.clone();
     let total: f64 = ev.iter().sum();
@@ -158,8 +183,18 @@ pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
     let tol = ev[0] * (n.max(d) as f64) * eps;
     let numerical_rank = ev.iter().filter(|&&l| l > tol).count();
 
-    let sv_c = singular_values(m, true)?;
-    let sv_u = singular_values(m, false)?;
+    // Singular values of the data, centred and not: square roots of the scatter matrices' eigenvalues.
+    let k = n.min(d);
+    let sv_c: Vec<f64> = ev
+        .iter()
+        .take(k)
+        .map(|&l| (l * (n - 1) as f64).sqrt())
+        .collect();
+    let sv_u: Vec<f64> = linalg::sym_eigenvalues_desc(mom.uncentred_scatter().as_ref())?
+        .iter()
+        .take(k)
+        .map(|&l| l.max(0.0).sqrt())
+        .collect();
     let variant = "exp(-sum p log p), p_k = sigma_k/sum(sigma) + 1e-7 over min(n,d) singular values (sigma, not sigma^2)".to_string();
     let effective_rank_c = EffectiveRank {
         value: effective_rank(&sv_c),
@@ -184,7 +219,7 @@ pub fn analyse(m: &Matrix, cfg: &SpectrumConfig) -> Result<SpectrumReport> {
             cfg.alpha_window
         ));
     }
-    let unit = unit_row_stats(m, cfg.eps2)?;
+    let unit = UnitRowStats::from_moments(&mom, src.name(), cfg.eps2)?;
     if unit.zero_rows > 0 {
         notes.push(format!(
             "{} all-zero rows have no direction: anisotropy, coding rate and the rogue dimensions use the other {} rows",

@@ -1,12 +1,10 @@
 //! Measures on L2-normalised rows: coding rate, anisotropy and rogue dimensions, in one f64 pass.
-use faer::Mat;
-
 use super::RogueDimension;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::linalg;
-
-const CHUNK: usize = 1024;
+use crate::moments;
+use crate::progress::Silent;
 
 /// Sums over the unit rows u_i = x_i/‖x_i‖ and the coding rate.
 #[derive(Clone, Debug)]
@@ -27,109 +25,57 @@ pub struct UnitRowStats {
     pub coding_rate_form: &'static str,
 }
 
-/// The unit rows of rows start..stop into `out`, skipping all-zero rows (common in ReLU and SAE
-/// activations: they have no direction); returns how many rows were kept.
-fn unit_rows(m: &Matrix, start: usize, stop: usize, out: &mut Vec<f64>) -> usize {
-    let d = m.cols();
-    out.clear();
-    let mut row = vec![0.0f64; d];
-    for i in start..stop {
-        m.row_f64_into(i, &mut row);
-        let s: f64 = row.iter().map(|v| v * v).sum();
-        if s > 0.0 {
-            let inv = 1.0 / s.sqrt();
-            out.extend(row.iter().map(|v| v * inv));
-        }
-    }
-    out.len() / d.max(1)
-}
-
 /// One pass over the rows: unit-row sums, anisotropy and the coding rate with distortion ε².
 pub fn unit_row_stats(m: &Matrix, eps2: f64) -> Result<UnitRowStats> {
-    let (n, d) = (m.rows(), m.cols());
-    let n_chunks = n.div_ceil(CHUNK);
-    let use_dd = d <= n;
-    type Part = (Vec<f64>, Vec<f64>, Option<Mat<f64>>, usize);
-    let chunk = |c: usize| -> Part {
-        let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-        let mut buf = Vec::with_capacity((e - s) * d);
-        let kept = unit_rows(m, s, e, &mut buf);
-        let mut sum = vec![0.0; d];
-        let mut sq = vec![0.0; d];
-        for row in buf.chunks_exact(d) {
-            for j in 0..d {
-                sum[j] += row[j];
-                sq[j] += row[j] * row[j];
-            }
+    let cfg = moments::PassConfig {
+        rows: false,
+        unit_rows: true,
+        chunk_rows: None,
+    };
+    let mom = moments::moments(m, &cfg, &Silent)?;
+    UnitRowStats::from_moments(&mom, m.name(), eps2)
+}
+
+impl UnitRowStats {
+    /// Anisotropy and the coding rate from the unit-row sums of a pass.
+    pub fn from_moments(mom: &moments::Moments, name: &str, eps2: f64) -> Result<UnitRowStats> {
+        let us = mom
+            .unit
+            .as_ref()
+            .expect("the pass was asked for the unit rows");
+        let (total, d) = (mom.n, mom.d);
+        if us.n == 0 {
+            return Err(Error::data(
+                name,
+                format!("all {total} rows are all zeros, so none has a direction"),
+                "pass rows that are not all zero",
+            ));
         }
-        let g = if use_dd {
-            let mut acc = Mat::<f64>::zeros(d, d);
-            linalg::accumulate_gram_rows(acc.as_mut(), &buf, kept, d);
-            Some(acc)
+        let n = us.n;
+        let nf = n as f64;
+        let s2: f64 = us.sum.iter().map(|v| v * v).sum();
+        let anisotropy = if n > 1 {
+            (s2 - nf) / (nf * (nf - 1.0))
         } else {
-            None
+            f64::NAN
         };
-        (sum, sq, g, kept)
-    };
-    let merge = |a: Part, b: Part| -> Part {
-        let (mut sum, mut sq, g, k1) = a;
-        let (s2, q2, g2, k2) = b;
-        sum.iter_mut().zip(&s2).for_each(|(x, y)| *x += y);
-        sq.iter_mut().zip(&q2).for_each(|(x, y)| *x += y);
-        let g = match (g, g2) {
-            (Some(x), Some(y)) => Some(x + y),
-            (x, y) => x.or(y),
+        let (eig, form) = match (&us.gram, &us.gram_n) {
+            (Some(g), _) => (linalg::sym_eigenvalues_desc(g.as_ref())?, "d x d"),
+            (None, Some(g)) => (linalg::sym_eigenvalues_desc(g.as_ref())?, "n x n"),
+            (None, None) => unreachable!("a pass over the unit rows keeps one of the two Grams"),
         };
-        (sum, sq, g, k1 + k2)
-    };
-    // An empty part, so that leaves and merges need no special first case.
-    let empty = || -> Part { (vec![0.0; d], vec![0.0; d], None, 0) };
-    let (sum, sum_sq, gram, kept) = linalg::tree_fold(
-        n_chunks,
-        1,
-        &empty,
-        &|acc: Part, c| merge(acc, chunk(c)),
-        &merge,
-    );
-    if kept == 0 {
-        return Err(Error::data(
-            m.name(),
-            format!("all {n} rows are all zeros, so none has a direction"),
-            "pass rows that are not all zero",
-        ));
+        let c = d as f64 / (nf * eps2);
+        let coding_rate = 0.5 * eig.iter().map(|&l| (c * l.max(0.0)).ln_1p()).sum::<f64>();
+        Ok(UnitRowStats {
+            n,
+            zero_rows: us.zero_rows,
+            sum: us.sum.clone(),
+            sum_sq: us.sum_sq.clone(),
+            anisotropy,
+            coding_rate,
+            coding_rate_form: form,
+        })
     }
-    let zero_rows = n - kept;
-    let n = kept;
-    let nf = n as f64;
-    let s2: f64 = sum.iter().map(|v| v * v).sum();
-    let anisotropy = if n > 1 {
-        (s2 - nf) / (nf * (nf - 1.0))
-    } else {
-        f64::NAN
-    };
-    let (eig, form) = if use_dd {
-        let mut g = gram.unwrap_or_else(|| Mat::zeros(d, d));
-        linalg::symmetrize_lower(&mut g);
-        (linalg::sym_eigenvalues_desc(g.as_ref())?, "d x d")
-    } else {
-        let mut buf = Vec::with_capacity(n * d);
-        unit_rows(m, 0, m.rows(), &mut buf);
-        let z = linalg::row_major(&buf, n, d);
-        let mut g = Mat::<f64>::zeros(n, n);
-        linalg::gemm(g.as_mut(), false, z, z.transpose(), 1.0, true);
-        (linalg::sym_eigenvalues_desc(g.as_ref())?, "n x n")
-    };
-    let c = d as f64 / (nf * eps2);
-    let coding_rate = 0.5 * eig.iter().map(|&l| (c * l.max(0.0)).ln_1p()).sum::<f64>();
-    Ok(UnitRowStats {
-        n,
-        zero_rows,
-        sum,
-        sum_sq,
-        anisotropy,
-        coding_rate,
-        coding_rate_form: form,
-    })
 }
 
 /// Each dimension's contribution to the mean cosine of distinct unit rows, ((Σ_i u_ij)² − Σ_i u_ij²) /
@@ -187,6 +133,7 @@ impl UnitRowStats {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use faer::Mat;
 
     #[test]
     fn anisotropy_matches_all_pairs_and_coding_rate_forms_agree() {
@@ -218,7 +165,8 @@ mod tests {
             assert!((st.contributions_sum() - st.anisotropy).abs() < 1e-12);
             // Coding rate by the other form: n x n Gram of unit rows.
             let mut z = Vec::new();
-            unit_rows(&m, 0, n, &mut z);
+            let x: Vec<f64> = m.as_slice().iter().map(|&v| v as f64).collect();
+            moments::unit_rows_into(&x, d, &mut z);
             let zm = linalg::row_major(&z, n, d);
             let (big, other) = if d <= n {
                 let mut g = Mat::<f64>::zeros(n, n);

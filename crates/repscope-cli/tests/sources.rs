@@ -1,0 +1,324 @@
+//! Sources of many shards, as a user passes them: a folder, a pattern or a list of files, in .npy,
+//! .safetensors and .npz shards, with --rows and --sample. The streamed numbers must equal those of the one
+//! file holding the same rows, whatever the shard boundaries; bad shards are named in a one-line error.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{json, repscope, scratch, subspace_data, write_npy_f32, write_npz};
+
+/// A `.safetensors` file holding one F32 tensor "x".
+fn write_safetensors_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) {
+    let len = data.len() * 4;
+    let mut head = format!(
+        "{{\"x\":{{\"dtype\":\"F32\",\"shape\":[{rows},{cols}],\"data_offsets\":[0,{len}]}}}}"
+    );
+    while (head.len() + 8) % 8 != 0 {
+        head.push(' ');
+    }
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(head.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn npy_f32_member(rows: usize, cols: usize, data: &[f32]) -> Vec<u8> {
+    common::npy_bytes("<f4", false, &[rows, cols], &common::f32_bytes(data))
+}
+
+fn ok(args: &[&str]) -> serde_json::Value {
+    let r = repscope(args);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    json(&r)
+}
+
+fn p(x: &Path) -> String {
+    x.display().to_string()
+}
+
+/// Every number of two spectrum documents agrees to `tol` relative.
+fn same_spectrum(a: &serde_json::Value, b: &serde_json::Value, tol: f64) {
+    let close = |what: &str, x: f64, y: f64, scale: f64| {
+        assert!(
+            (x - y).abs() <= tol * scale.abs().max(x.abs()),
+            "{what}: {x} against {y}"
+        );
+    };
+    let ea = a["eigenvalues"].as_array().unwrap();
+    let eb = b["eigenvalues"].as_array().unwrap();
+    assert_eq!(ea.len(), eb.len());
+    let l1 = ea[0].as_f64().unwrap();
+    for (i, (x, y)) in ea.iter().zip(eb).enumerate() {
+        // Eigenvalues near zero carry the rounding of λ₁.
+        close(
+            &format!("eigenvalue {i}"),
+            x.as_f64().unwrap(),
+            y.as_f64().unwrap(),
+            1e-3 * l1,
+        );
+    }
+    for k in [
+        "total_variance",
+        "participation_ratio",
+        "anisotropy",
+        "numerical_rank",
+    ] {
+        close(k, a[k].as_f64().unwrap(), b[k].as_f64().unwrap(), 0.0);
+    }
+    for k in ["effective_rank", "rankme", "coding_rate"] {
+        close(
+            k,
+            a[k]["value"].as_f64().unwrap(),
+            b[k]["value"].as_f64().unwrap(),
+            0.0,
+        );
+    }
+    close(
+        "alpha",
+        a["alpha_req"]["alpha"].as_f64().unwrap(),
+        b["alpha_req"]["alpha"].as_f64().unwrap(),
+        0.0,
+    );
+    let ra = a["rogue_dimensions"].as_array().unwrap();
+    let rb = b["rogue_dimensions"].as_array().unwrap();
+    for (x, y) in ra.iter().zip(rb) {
+        assert_eq!(x["dim"], y["dim"]);
+        close(
+            "rogue share",
+            x["share"].as_f64().unwrap(),
+            y["share"].as_f64().unwrap(),
+            0.0,
+        );
+    }
+    assert_eq!(a["n"], b["n"]);
+    assert_eq!(a["d"], b["d"]);
+}
+
+/// 3,000 rows of 24 columns, low-rank plus noise, shifted away from the origin.
+fn data() -> (usize, usize, Vec<f32>) {
+    let (n, d) = (3000, 24);
+    let mut x = subspace_data(n, d, 11);
+    for (i, v) in x.iter_mut().enumerate() {
+        *v += 3.0 + (i % d) as f32 * 0.25;
+    }
+    (n, d, x)
+}
+
+#[test]
+fn shards_in_three_formats_give_the_numbers_of_one_file() {
+    let dir = scratch("shards-formats");
+    let (n, d, x) = data();
+    let whole = dir.join("whole.npy");
+    write_npy_f32(&whole, n, d, &x);
+    let base = ok(&["spectrum", &p(&whole), "--json", "-q"]);
+    assert_eq!(base["input"]["shards"], 1);
+    // Boundaries that fall anywhere: 1 row, a prime, most of the rows.
+    let cuts = [0usize, 1, 998, 1999, 2001, n];
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    let mut files = Vec::new();
+    for (i, w) in cuts.windows(2).enumerate() {
+        let (a, b) = (w[0], w[1]);
+        let part = &x[a * d..b * d];
+        // shard_2 sorts before shard_10 only in natural order: number them so that it matters.
+        let stem = format!("shard_{}", i * 5);
+        let f = match i % 3 {
+            0 => {
+                let f = shards.join(format!("{stem}.npy"));
+                write_npy_f32(&f, b - a, d, part);
+                f
+            }
+            1 => {
+                let f = shards.join(format!("{stem}.safetensors"));
+                write_safetensors_f32(&f, b - a, d, part);
+                f
+            }
+            _ => {
+                let f = shards.join(format!("{stem}.npz"));
+                write_npz(&f, &[("x", npy_f32_member(b - a, d, part))], true);
+                f
+            }
+        };
+        files.push(f);
+    }
+    // A folder, in natural order.
+    let v = ok(&["spectrum", &p(&shards), "--key", "x", "--json", "-q"]);
+    assert_eq!(v["input"]["shards"], 5);
+    assert_eq!(v["input"]["rows"], n);
+    same_spectrum(&v, &base, 1e-12);
+    // A pattern, and a list of files.
+    let pat = format!("{}/shard_*", p(&shards));
+    let v = ok(&["spectrum", &pat, "--key", "x", "--json", "-q"]);
+    same_spectrum(&v, &base, 1e-12);
+    let mut args: Vec<String> = vec!["spectrum".into()];
+    args.extend(files.iter().map(|f| p(f)));
+    args.extend(["--key", "x", "--json", "-q"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    same_spectrum(&ok(&refs), &base, 1e-12);
+    // The wrong order is a different matrix only in row order: the spectrum is the same, but a shuffled
+    // list must still be read in the order given (checked by --rows below).
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rows_and_samples_select_rows_of_the_whole_source() {
+    let dir = scratch("shards-select");
+    let (n, d, x) = data();
+    let shards = dir.join("s");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_npy_f32(&shards.join("a_1.npy"), 1200, d, &x[..1200 * d]);
+    write_npy_f32(&shards.join("a_2.npy"), n - 1200, d, &x[1200 * d..]);
+    // Rows 1000:2100 cross the boundary.
+    let part = dir.join("part.npy");
+    write_npy_f32(&part, 1100, d, &x[1000 * d..2100 * d]);
+    let a = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--rows",
+        "1000:2100",
+        "--json",
+        "-q",
+    ]);
+    let b = ok(&["spectrum", &p(&part), "--json", "-q"]);
+    same_spectrum(&a, &b, 1e-12);
+    assert_eq!(a["input"]["row_range"], "1000:2100");
+    // A sample is seeded, and a sample of every row is the whole source.
+    let s1 = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--sample",
+        "500",
+        "--seed",
+        "3",
+        "--json",
+        "-q",
+    ]);
+    let s2 = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--sample",
+        "500",
+        "--seed",
+        "3",
+        "--json",
+        "-q",
+    ]);
+    let s3 = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--sample",
+        "500",
+        "--seed",
+        "4",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(s1["eigenvalues"], s2["eigenvalues"]);
+    assert_ne!(s1["eigenvalues"], s3["eigenvalues"]);
+    assert_eq!(s1["n"], 500);
+    let all = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--sample",
+        &n.to_string(),
+        "--json",
+        "-q",
+    ]);
+    let whole = ok(&["spectrum", &p(&shards), "--json", "-q"]);
+    same_spectrum(&all, &whole, 1e-12);
+    // Out-of-range selections are refused.
+    for bad in [
+        vec!["--rows", "5:3"],
+        vec!["--rows", "0:3001"],
+        vec!["--rows", "x"],
+        vec!["--sample", "0"],
+        vec!["--sample", "3001"],
+    ] {
+        let mut args = vec!["spectrum".to_string(), p(&shards)];
+        args.extend(bad.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let r = repscope(&refs);
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs spectrum on `args`, expects exit 2 and one line naming every `want`.
+fn refused(args: &[&str], want: &[&str]) {
+    let mut a = vec!["spectrum"];
+    a.extend_from_slice(args);
+    let r = repscope(&a);
+    assert_eq!(r.code, 2, "{a:?}: {}", r.stderr);
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(!line.contains("panicked"), "{line}");
+    for w in want {
+        assert!(line.contains(w), "{a:?}: '{line}' lacks '{w}'");
+    }
+}
+
+#[test]
+fn bad_shards_are_named() {
+    let dir = scratch("shards-bad");
+    let (_, d, x) = data();
+    let mk = |name: &str| -> PathBuf {
+        let f = dir.join(name);
+        std::fs::create_dir_all(&f).unwrap();
+        f
+    };
+    // Widths.
+    let w = mk("widths");
+    write_npy_f32(&w.join("a.npy"), 100, d, &x[..100 * d]);
+    write_npy_f32(&w.join("b.npy"), 100, d - 1, &x[..100 * (d - 1)]);
+    refused(&[&p(&w)], &["b.npy", "23 columns", "same width"]);
+    // Dtypes: f64 beside f32.
+    let t = mk("dtypes");
+    write_npy_f32(&t.join("a.npy"), 100, d, &x[..100 * d]);
+    let wide: Vec<u8> = x[..100 * d]
+        .iter()
+        .flat_map(|&v| (v as f64).to_le_bytes())
+        .collect();
+    std::fs::write(
+        t.join("b.npy"),
+        common::npy_bytes("<f8", false, &[100, d], &wide),
+    )
+    .unwrap();
+    refused(&[&p(&t)], &["b.npy", "float64", "float32"]);
+    // An empty folder, a pattern that matches nothing.
+    let e = mk("empty");
+    std::fs::write(e.join("notes.txt"), "not a shard").unwrap();
+    refused(&[&p(&e)], &["empty", "no .npy"]);
+    refused(&[&format!("{}/*.npy", p(&e))], &["matches no file"]);
+    // NaN in the second shard: the shard and its own row are named.
+    let nan = mk("nan");
+    write_npy_f32(&nan.join("s1.npy"), 100, d, &x[..100 * d]);
+    let mut y = x[..100 * d].to_vec();
+    y[37 * d + 5] = f32::NAN;
+    write_npy_f32(&nan.join("s2.npy"), 100, d, &y);
+    refused(&[&p(&nan)], &["s2.npy", "row 37", "column 5"]);
+    // A shard shorter than its header.
+    let tr = mk("truncated");
+    write_npy_f32(&tr.join("s1.npy"), 100, d, &x[..100 * d]);
+    let f = tr.join("s2.npy");
+    write_npy_f32(&f, 100, d, &x[..100 * d]);
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    refused(&[&p(&tr)], &["s2.npy", "truncated"]);
+    // A safetensors shard whose offsets do not fit its shape.
+    let st = mk("st");
+    write_safetensors_f32(&st.join("a.safetensors"), 10, d, &x[..10 * d]);
+    // The header promises 11 rows; the data holds 10.
+    let bad = st.join("b.safetensors");
+    let len = 10 * d * 4;
+    let head =
+        format!("{{\"x\":{{\"dtype\":\"F32\",\"shape\":[11,{d}],\"data_offsets\":[0,{len}]}}}}");
+    let mut b = (head.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(head.as_bytes());
+    b.extend(x[..10 * d].iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(&bad, b).unwrap();
+    refused(&[&p(&st)], &["b.safetensors"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

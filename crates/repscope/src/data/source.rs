@@ -1,0 +1,952 @@
+//! Row sources: one logical matrix from one array or from many shards, read in chunks by positioned reads,
+//! so that a pass over a source larger than memory holds only the chunks it reads. Files are never memory
+//! mapped here: a shard truncated while it is read gives an error that names it, not a SIGBUS.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::data::{npy, Matrix};
+use crate::error::{Error, Param, Result};
+use crate::progress::Progress;
+
+/// A source of rows, read by range. Every value read is checked finite; the row named in an error is the
+/// row of the file the error names (a shard's own row, for a sharded source).
+pub trait RowSource: Sync + Send {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// The name used in messages (a file name, or the shards' folder).
+    fn name(&self) -> &str;
+    /// The element type as stored.
+    fn elem(&self) -> Elem;
+    /// Rows start..start + count as f32, row-major, into `out` (count × cols values).
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()>;
+    /// Rows start..start + count as f64, row-major; f64 sources keep every digit.
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        let d = self.cols();
+        let mut tmp = vec![0.0f32; count * d];
+        self.read(start, count, &mut tmp)?;
+        out[..count * d]
+            .iter_mut()
+            .zip(&tmp)
+            .for_each(|(o, &v)| *o = v as f64);
+        Ok(())
+    }
+    /// The shards behind this source (1 for a single array).
+    fn shards(&self) -> usize {
+        1
+    }
+}
+
+/// The stored element type of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F16 | Elem::BF16 => 2,
+            Elem::F32 => 4,
+            Elem::F64 => 8,
+        }
+    }
+    /// numpy's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Elem::F16 => "float16",
+            Elem::BF16 => "bfloat16",
+            Elem::F32 => "float32",
+            Elem::F64 => "float64",
+        }
+    }
+    /// Decodes little-endian values.
+    fn decode<T: Copy>(
+        self,
+        bytes: &[u8],
+        out: &mut [T],
+        f32_to: fn(f32) -> T,
+        f64_to: fn(f64) -> T,
+    ) {
+        match self {
+            Elem::F16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = f32_to(half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
+            Elem::BF16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = f32_to(half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+            Elem::F32 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(o, b)| *o = f32_to(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            Elem::F64 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(8))
+                .for_each(|(o, b)| {
+                    *o = f64_to(f64::from_le_bytes([
+                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                    ]))
+                }),
+        }
+    }
+}
+
+fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()> {
+    if let Some(p) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            input: name.to_string(),
+            row: start + p / d,
+            col: p % d,
+            value: v[p] as f64,
+        });
+    }
+    Ok(())
+}
+
+fn check_finite_f64(name: &str, start: usize, d: usize, v: &[f64]) -> Result<()> {
+    if let Some(p) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            input: name.to_string(),
+            row: start + p / d,
+            col: p % d,
+            value: v[p],
+        });
+    }
+    Ok(())
+}
+
+impl RowSource for Matrix {
+    fn rows(&self) -> usize {
+        Matrix::rows(self)
+    }
+    fn cols(&self) -> usize {
+        Matrix::cols(self)
+    }
+    fn name(&self) -> &str {
+        Matrix::name(self)
+    }
+    fn elem(&self) -> Elem {
+        if self.values_f64().is_some() {
+            Elem::F64
+        } else {
+            Elem::F32
+        }
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let d = Matrix::cols(self);
+        for (i, o) in out[..count * d].chunks_exact_mut(d).enumerate() {
+            o.copy_from_slice(self.row(start + i));
+        }
+        check_finite_f32(Matrix::name(self), start, d, &out[..count * d])
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        let d = Matrix::cols(self);
+        for (i, o) in out[..count * d].chunks_exact_mut(d).enumerate() {
+            self.row_f64_into(start + i, o);
+        }
+        check_finite_f64(Matrix::name(self), start, d, &out[..count * d])
+    }
+}
+
+/// A 2-D row-major array stored contiguously at an offset of a file (a `.npy` file's data, a safetensors
+/// tensor), read by positioned reads.
+pub struct FileRows {
+    file: File,
+    path: PathBuf,
+    name: String,
+    rows: usize,
+    cols: usize,
+    offset: u64,
+    elem: Elem,
+}
+
+impl FileRows {
+    fn new(
+        path: &Path,
+        file: File,
+        name: String,
+        (rows, cols): (usize, usize),
+        offset: u64,
+        elem: Elem,
+    ) -> Result<FileRows> {
+        let need = offset + (rows as u64) * (cols as u64) * elem.size() as u64;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < need {
+            return Err(Error::format(
+                path,
+                format!("the header promises {rows} × {cols} values ({need} bytes) but the file has {len} bytes"),
+                "the file is truncated: write it again",
+            ));
+        }
+        Ok(FileRows {
+            file,
+            path: path.to_path_buf(),
+            name,
+            rows,
+            cols,
+            offset,
+            elem,
+        })
+    }
+
+    fn bytes(&self, start: usize, count: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let size = self.elem.size();
+        let mut buf = vec![0u8; count * self.cols * size];
+        let at = self.offset + (start * self.cols * size) as u64;
+        self.file.read_exact_at(&mut buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::format(
+                    &self.path,
+                    format!(
+                        "the file ended while rows {start}..{} were read: it was truncated after it was opened",
+                        start + count
+                    ),
+                    "write the file again, and do not change it while repscope reads it",
+                )
+            } else {
+                Error::io(&self.path, e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// Opens `path` when it is a `.npy` file that can be streamed (2-D, C order, little-endian float16,
+    /// float32 or float64); None otherwise (the caller loads it whole).
+    pub fn open_npy(path: &Path) -> Result<Option<FileRows>> {
+        use std::io::Read;
+        crate::data::check_regular(path)?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = vec![0u8; 65536];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        head.truncate(got);
+        let h = match npy::parse_header(&head, path) {
+            Ok(h) => h,
+            // A header this reader cannot take is left to the whole-file loader and its message.
+            Err(_) => return Ok(None),
+        };
+        let elem = match (h.kind, h.size) {
+            (npy::Kind::Float, 2) => Elem::F16,
+            (npy::Kind::Float, 4) => Elem::F32,
+            (npy::Kind::Float, 8) => Elem::F64,
+            _ => return Ok(None),
+        };
+        if h.big_endian || h.fortran_order || h.shape.len() != 2 || h.shape.contains(&0) {
+            return Ok(None);
+        }
+        let name = path.display().to_string();
+        FileRows::new(
+            path,
+            file,
+            name,
+            (h.shape[0], h.shape[1]),
+            h.data_offset as u64,
+            elem,
+        )
+        .map(Some)
+    }
+
+    /// Opens one array of an `.npz` file (chosen by `key` when it has several) when it is stored without
+    /// compression as a streamable `.npy` member; None otherwise (the caller loads it whole).
+    pub fn open_npz(path: &Path, key: Option<&str>) -> Result<Option<FileRows>> {
+        use std::os::unix::fs::FileExt;
+        crate::data::check_regular(path)?;
+        let keys = crate::data::npz::keys(path)?;
+        let key = crate::data::npz::choose_key(path, &keys, key)?;
+        let (stored, start, size) = {
+            let mut ar = crate::data::npz::open_archive(path)?;
+            let f = ar.by_name(&format!("{key}.npy")).map_err(|e| {
+                Error::format(
+                    path,
+                    format!("array '{key}': {e}"),
+                    "write the archive again",
+                )
+            })?;
+            (
+                f.compression() == zip::CompressionMethod::Stored,
+                f.data_start(),
+                f.size(),
+            )
+        };
+        if !stored {
+            return Ok(None);
+        }
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = vec![0u8; size.min(65536) as usize];
+        file.read_exact_at(&mut head, start)
+            .map_err(|e| Error::io(path, e))?;
+        let Ok(h) = npy::parse_header(&head, path) else {
+            return Ok(None);
+        };
+        let elem = match (h.kind, h.size) {
+            (npy::Kind::Float, 2) => Elem::F16,
+            (npy::Kind::Float, 4) => Elem::F32,
+            (npy::Kind::Float, 8) => Elem::F64,
+            _ => return Ok(None),
+        };
+        if h.big_endian || h.fortran_order || h.shape.len() != 2 || h.shape.contains(&0) {
+            return Ok(None);
+        }
+        let (rows, cols) = (h.shape[0], h.shape[1]);
+        if (h.data_offset + rows * cols * elem.size()) as u64 > size {
+            return Err(Error::data(
+                format!("{}[{key}]", path.display()),
+                "the array's data is truncated",
+                "write the archive again",
+            ));
+        }
+        let name = format!("{}[{key}]", path.display());
+        FileRows::new(
+            path,
+            file,
+            name,
+            (rows, cols),
+            start + h.data_offset as u64,
+            elem,
+        )
+        .map(Some)
+    }
+
+    /// Opens one 2-D float tensor of a `.safetensors` file (chosen by `key` when the file has several) from
+    /// its header alone; the data is read by positioned reads.
+    pub fn open_safetensors(path: &Path, key: Option<&str>) -> Result<FileRows> {
+        use std::io::Read;
+        crate::data::check_regular(path)?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let bad = |problem: String| {
+            Error::format(
+                path,
+                problem,
+                "the file is truncated or corrupt: write it again with safetensors.save_file",
+            )
+        };
+        let mut n8 = [0u8; 8];
+        file.read_exact(&mut n8).map_err(|_| {
+            bad("not a valid safetensors file (shorter than its 8-byte header length)".into())
+        })?;
+        let n = u64::from_le_bytes(n8);
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if n > 100_000_000 || n + 8 > len {
+            return Err(bad(format!(
+                "not a valid safetensors file (a header of {n} bytes in a file of {len})"
+            )));
+        }
+        let mut head = vec![0u8; n as usize];
+        file.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+        let meta: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&head)
+            .map_err(|e| bad(format!("not a valid safetensors file (header: {e})")))?;
+        let mut names: Vec<String> = meta
+            .keys()
+            .filter(|k| k.as_str() != "__metadata__")
+            .cloned()
+            .collect();
+        names.sort();
+        let key = crate::data::npz::choose_key(path, &names, key)?;
+        let info = &meta[&key];
+        let name = format!("{}[{key}]", path.display());
+        let dtype = info.get("dtype").and_then(|v| v.as_str()).unwrap_or("");
+        let shape: Option<Vec<usize>> = info
+            .get("shape")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect());
+        let offs: Option<Vec<u64>> = info
+            .get("data_offsets")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64()).collect());
+        let (Some(shape), Some(offs)) = (shape, offs) else {
+            return Err(bad(format!(
+                "tensor '{key}' has no valid shape or data_offsets"
+            )));
+        };
+        let elem = match dtype {
+            "F16" => Elem::F16,
+            "BF16" => Elem::BF16,
+            "F32" => Elem::F32,
+            "F64" => Elem::F64,
+            other => {
+                return Err(Error::data(
+                    &name,
+                    format!("dtype {other} is not a supported float type"),
+                    "store the tensor as F32, F16, BF16 or F64",
+                ))
+            }
+        };
+        let (rows, cols) = match shape.as_slice() {
+            [r, c] if *r > 0 && *c > 0 => (*r, *c),
+            [_, _] => {
+                return Err(Error::data(
+                    &name,
+                    "the tensor is empty",
+                    "pass a tensor with rows and columns",
+                ))
+            }
+            _ => {
+                return Err(Error::data(
+                    &name,
+                    format!("the tensor is {}-D, shape {shape:?}", shape.len()),
+                    "store a 2-D tensor (rows = points), e.g. x.reshape(-1, x.shape[-1])",
+                ))
+            }
+        };
+        let bytes = (rows * cols * elem.size()) as u64;
+        if offs.len() != 2 || offs[1] < offs[0] || offs[1] - offs[0] != bytes {
+            return Err(bad(format!(
+                "tensor '{key}' of shape {shape:?} {dtype} has data_offsets {offs:?}, not {bytes} bytes"
+            )));
+        }
+        FileRows::new(path, file, name, (rows, cols), 8 + n + offs[0], elem)
+    }
+}
+
+impl RowSource for FileRows {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn elem(&self) -> Elem {
+        self.elem
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let buf = self.bytes(start, count)?;
+        let out = &mut out[..count * self.cols];
+        if self.elem == Elem::F64 {
+            // Range first: an f64 value beyond f32 is named, not turned into infinity.
+            let mut wide = vec![0.0f64; out.len()];
+            self.elem.decode(&buf, &mut wide, |v| v as f64, |v| v);
+            check_finite_f64(&self.name, start, self.cols, &wide)?;
+            if let Some(p) = wide.iter().position(|v| v.abs() > f32::MAX as f64) {
+                return Err(Error::NonFinite {
+                    input: self.name.clone(),
+                    row: start + p / self.cols,
+                    col: p % self.cols,
+                    value: wide[p],
+                });
+            }
+            out.iter_mut().zip(&wide).for_each(|(o, &v)| *o = v as f32);
+            return Ok(());
+        }
+        self.elem.decode(&buf, out, |v| v, |v| v as f32);
+        check_finite_f32(&self.name, start, self.cols, out)
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        let buf = self.bytes(start, count)?;
+        let out = &mut out[..count * self.cols];
+        self.elem.decode(&buf, out, |v| v as f64, |v| v);
+        check_finite_f64(&self.name, start, self.cols, out)
+    }
+}
+
+/// Shards read as one matrix, in order. Every shard has the same width and element type.
+pub struct Shards {
+    parts: Vec<Box<dyn RowSource>>,
+    /// The first row of each shard, and the total at the end.
+    starts: Vec<usize>,
+    name: String,
+}
+
+impl Shards {
+    /// Joins `parts` (at least one) under `name`; a shard of another width or element type is refused with
+    /// its name.
+    pub fn new(parts: Vec<Box<dyn RowSource>>, name: String) -> Result<Shards> {
+        let Some(first) = parts.first() else {
+            return Err(Error::data(name, "no shards", "pass at least one shard"));
+        };
+        let (d, elem) = (first.cols(), first.elem());
+        let mut starts = vec![0usize];
+        for p in &parts {
+            if p.cols() != d {
+                return Err(Error::data(
+                    p.name(),
+                    format!(
+                        "this shard has {} columns but {} has {d}",
+                        p.cols(),
+                        first.name()
+                    ),
+                    "every shard of one source must have the same width",
+                ));
+            }
+            if p.elem() != elem {
+                return Err(Error::data(
+                    p.name(),
+                    format!(
+                        "this shard is {} but {} is {}",
+                        p.elem().name(),
+                        first.name(),
+                        elem.name()
+                    ),
+                    "write every shard of one source with the same dtype",
+                ));
+            }
+            starts.push(starts.last().unwrap() + p.rows());
+        }
+        Ok(Shards {
+            parts,
+            starts,
+            name,
+        })
+    }
+
+    /// Calls `f(shard, local start, count, offset in the request)` for each shard piece of a row range.
+    fn pieces(
+        &self,
+        start: usize,
+        count: usize,
+        mut f: impl FnMut(&dyn RowSource, usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let stop = start + count;
+        let mut s = self.starts.partition_point(|&x| x <= start) - 1;
+        let mut at = start;
+        while at < stop {
+            let (lo, hi) = (self.starts[s], self.starts[s + 1]);
+            let take = hi.min(stop) - at;
+            if take > 0 {
+                f(&*self.parts[s], at - lo, take, at - start)?;
+            }
+            at += take;
+            s += 1;
+        }
+        Ok(())
+    }
+}
+
+impl RowSource for Shards {
+    fn rows(&self) -> usize {
+        *self.starts.last().unwrap()
+    }
+    fn cols(&self) -> usize {
+        self.parts[0].cols()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn elem(&self) -> Elem {
+        self.parts[0].elem()
+    }
+    fn shards(&self) -> usize {
+        self.parts.len()
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let d = self.cols();
+        self.pieces(start, count, |p, s, c, o| {
+            p.read(s, c, &mut out[o * d..(o + c) * d])
+        })
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        let d = self.cols();
+        self.pieces(start, count, |p, s, c, o| {
+            p.read_f64(s, c, &mut out[o * d..(o + c) * d])
+        })
+    }
+}
+
+/// Some rows of a source, in increasing order: a range (`rows A:B`) or a seeded sample.
+pub struct Selected {
+    src: Box<dyn RowSource>,
+    /// Sorted row indices, or None for the range start..start + len.
+    idx: Option<Vec<usize>>,
+    start: usize,
+    len: usize,
+    name: String,
+}
+
+impl Selected {
+    /// Rows start..stop.
+    pub fn range(src: Box<dyn RowSource>, start: usize, stop: usize) -> Result<Selected> {
+        let n = src.rows();
+        if start >= stop || stop > n {
+            return Err(Error::range(
+                Param::RowRange,
+                format!("{start}:{stop}"),
+                format!("a range A:B with 0 ≤ A < B ≤ {n}"),
+                format!("{} has {n} rows", src.name()),
+            ));
+        }
+        let name = format!("{} (rows {start}:{stop})", src.name());
+        Ok(Selected {
+            src,
+            idx: None,
+            start,
+            len: stop - start,
+            name,
+        })
+    }
+
+    /// `count` distinct rows drawn uniformly with `seed` (a partial Fisher–Yates shuffle of the row indices
+    /// under a seeded generator), read in increasing order.
+    pub fn sample(src: Box<dyn RowSource>, count: usize, seed: u64) -> Result<Selected> {
+        let n = src.rows();
+        if count == 0 || count > n {
+            return Err(Error::range(
+                Param::Sample,
+                count,
+                format!("from 1 to {n} rows"),
+                format!("{} has {n} rows", src.name()),
+            ));
+        }
+        let idx = sample_indices(n, count, seed);
+        let name = format!("{} (a sample of {count} rows, seed {seed})", src.name());
+        Ok(Selected {
+            src,
+            idx: Some(idx),
+            start: 0,
+            len: count,
+            name,
+        })
+    }
+
+    fn runs(&self, start: usize, count: usize) -> Vec<(usize, usize, usize)> {
+        // (source row, run length, offset in the request)
+        match &self.idx {
+            None => vec![(self.start + start, count, 0)],
+            Some(idx) => {
+                let mut out: Vec<(usize, usize, usize)> = Vec::new();
+                for (o, &r) in idx[start..start + count].iter().enumerate() {
+                    match out.last_mut() {
+                        Some(l) if l.0 + l.1 == r => l.1 += 1,
+                        _ => out.push((r, 1, o)),
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// `count` distinct indices below n, sorted: the first `count` places of a seeded Fisher–Yates shuffle, held
+/// sparsely (memory O(count) whatever n).
+pub fn sample_indices(n: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut g = crate::rng::Rng::new(seed ^ 0x5A3F_1E5E);
+    let mut moved: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let j = i + g.below((n - i) as u64) as usize;
+        let vj = *moved.get(&j).unwrap_or(&j);
+        let vi = *moved.get(&i).unwrap_or(&i);
+        moved.insert(j, vi);
+        out.push(vj);
+    }
+    out.sort_unstable();
+    out
+}
+
+impl RowSource for Selected {
+    fn rows(&self) -> usize {
+        self.len
+    }
+    fn cols(&self) -> usize {
+        self.src.cols()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn elem(&self) -> Elem {
+        self.src.elem()
+    }
+    fn shards(&self) -> usize {
+        self.src.shards()
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let d = self.cols();
+        for (r, c, o) in self.runs(start, count) {
+            self.src.read(r, c, &mut out[o * d..(o + c) * d])?;
+        }
+        Ok(())
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        let d = self.cols();
+        for (r, c, o) in self.runs(start, count) {
+            self.src.read_f64(r, c, &mut out[o * d..(o + c) * d])?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a path names a pattern (`*`, `?` or `[`) rather than a file or folder.
+fn is_pattern(p: &Path) -> bool {
+    p.to_string_lossy().contains(['*', '?', '['])
+}
+
+/// The formats a folder of shards may hold.
+fn is_shard_file(p: &Path) -> bool {
+    p.is_file()
+        && p.extension().is_some_and(|e| {
+            let e = e.to_string_lossy().to_ascii_lowercase();
+            matches!(e.as_str(), "npy" | "npz" | "safetensors")
+        })
+}
+
+/// Orders names as people number shards: digit runs compare as numbers (shard_2 before shard_10).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(e)) if c.is_ascii_digit() && e.is_ascii_digit() => {
+                let lx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let ly = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, dy) = (&x[..lx], &y[..ly]);
+                let tx = dx.iter().skip_while(|&&c| c == b'0').count();
+                let ty = dy.iter().skip_while(|&&c| c == b'0').count();
+                let o = tx.cmp(&ty).then_with(|| dx[lx - tx..].cmp(&dy[ly - ty..]));
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+                x = &x[lx..];
+                y = &y[ly..];
+            }
+            (Some(c), Some(e)) => {
+                if c != e {
+                    return c.cmp(e);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+/// The files a list of paths names, in order: a file as itself, a folder as its .npy, .npz and
+/// .safetensors files, a pattern (`shards/*.npy`) as its matches; folders and patterns in natural order.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let mut found: Vec<PathBuf> = if is_pattern(p) && !p.exists() {
+            let pat = p.to_string_lossy();
+            let g = glob::glob(&pat).map_err(|e| {
+                Error::format(
+                    p,
+                    format!("not a valid pattern ({e})"),
+                    "quote a pattern such as 'shards/*.npy'",
+                )
+            })?;
+            g.filter_map(|e| e.ok()).filter(|f| f.is_file()).collect()
+        } else if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
+            let mut v = Vec::new();
+            for e in rd {
+                let e = e.map_err(|e| Error::io(p, e))?;
+                if is_shard_file(&e.path()) {
+                    v.push(e.path());
+                }
+            }
+            if v.is_empty() {
+                return Err(Error::data(
+                    p.display().to_string(),
+                    "the folder holds no .npy, .npz or .safetensors file",
+                    "pass a folder of shards, or the files themselves",
+                ));
+            }
+            v
+        } else {
+            out.push(p.clone());
+            continue;
+        };
+        if found.is_empty() {
+            return Err(Error::data(
+                p.display().to_string(),
+                "the pattern matches no file",
+                "check the pattern (quote it, so that the shell passes it as it is)",
+            ));
+        }
+        found.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Opens one file as a source: `.npy`, `.safetensors` and uncompressed `.npz` members by positioned reads;
+/// compressed `.npz` members and layouts that cannot be streamed (Fortran order, big-endian, integer
+/// dtypes) are loaded whole, one shard at a time.
+pub fn open_file(path: &Path, key: Option<&str>) -> Result<Box<dyn RowSource>> {
+    crate::data::check_regular(path)?;
+    match crate::data::format_of(path)? {
+        crate::data::Format::Npy if key.is_none() => {
+            if let Some(s) = FileRows::open_npy(path)? {
+                return Ok(Box::new(s));
+            }
+        }
+        crate::data::Format::Safetensors => {
+            return Ok(Box::new(FileRows::open_safetensors(path, key)?))
+        }
+        crate::data::Format::Npz => {
+            if let Some(s) = FileRows::open_npz(path, key)? {
+                return Ok(Box::new(s));
+            }
+        }
+        _ => {}
+    }
+    Ok(Box::new(crate::data::load_matrix(path, key)?))
+}
+
+/// Opens files, folders and patterns as one source (a single file as itself, several as shards in order).
+/// `key` picks the array of each `.npz` or `.safetensors` shard (`.npy` shards have one).
+pub fn open(paths: &[PathBuf], key: Option<&str>) -> Result<Box<dyn RowSource>> {
+    let files = expand_paths(paths)?;
+    if files.len() == 1 && paths.len() == 1 && !paths[0].is_dir() && !is_pattern(&paths[0]) {
+        return open_file(&files[0], key);
+    }
+    let mut parts = Vec::with_capacity(files.len());
+    for f in &files {
+        // The key names the array of the multi-array shards; a .npy shard has one.
+        let npy = matches!(crate::data::format_of(f), Ok(crate::data::Format::Npy));
+        parts.push(open_file(f, if npy { None } else { key })?);
+    }
+    let name = if paths.len() == 1 {
+        format!("{} ({} shards)", paths[0].display(), parts.len())
+    } else {
+        format!("{} shards", parts.len())
+    };
+    Ok(Box::new(Shards::new(parts, name)?))
+}
+
+/// Rows per chunk of a pass: about 2¹⁸ values (2 MiB in f64), at least 64 rows, at most the source.
+pub fn chunk_rows(src: &dyn RowSource) -> usize {
+    ((1usize << 18) / src.cols().max(1))
+        .max(64)
+        .min(src.rows().max(1))
+}
+
+/// One pass over a source in order, `chunk` rows at a time, in f64: a reader thread fills the next chunk
+/// while `f(first row, rows, values)` works on the current one. Progress counts rows, with bytes/s in its
+/// status line. Stops at the first error, of the reader or of `f`.
+pub fn for_each_chunk(
+    src: &dyn RowSource,
+    chunk: usize,
+    progress: &dyn Progress,
+    mut f: impl FnMut(usize, usize, &mut [f64]) -> Result<()>,
+) -> Result<()> {
+    use std::sync::mpsc::sync_channel;
+    let (n, d) = (src.rows(), src.cols());
+    let chunk = chunk.max(1);
+    let bytes_per_row = (d * src.elem().size()) as f64;
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let (full_tx, full_rx) = sync_channel::<Result<(usize, usize, Vec<f64>)>>(1);
+        let (free_tx, free_rx) = sync_channel::<Vec<f64>>(2);
+        for _ in 0..2 {
+            let _ = free_tx.send(Vec::new());
+        }
+        s.spawn(move || {
+            let mut start = 0;
+            while start < n {
+                let Ok(mut buf) = free_rx.recv() else { return };
+                let rows = chunk.min(n - start);
+                buf.resize(rows * d, 0.0);
+                let r = src
+                    .read_f64(start, rows, &mut buf)
+                    .map(|_| (start, rows, buf));
+                let failed = r.is_err();
+                if full_tx.send(r).is_err() || failed {
+                    return;
+                }
+                start += rows;
+            }
+        });
+        let mut done = 0usize;
+        while done < n {
+            let (start, rows, mut buf) = full_rx.recv().map_err(|_| {
+                Error::data(
+                    src.name(),
+                    "the reader stopped early",
+                    "run the command again",
+                )
+            })??;
+            f(start, rows, &mut buf)?;
+            done += rows;
+            progress.advance(rows as u64);
+            let secs = t0.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                progress.status(&format!(
+                    "{:.0} MB/s",
+                    done as f64 * bytes_per_row / secs / 1e6
+                ));
+            }
+            let _ = free_tx.send(buf);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_numbers_shards() {
+        let mut v = vec!["s_10.npy", "s_2.npy", "s_1.npy", "s_02b.npy", "t.npy"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["s_1.npy", "s_2.npy", "s_02b.npy", "s_10.npy", "t.npy"]);
+    }
+
+    #[test]
+    fn samples_are_distinct_sorted_and_seeded() {
+        let a = sample_indices(1000, 100, 7);
+        assert_eq!(a.len(), 100);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert!(a.iter().all(|&i| i < 1000));
+        assert_eq!(a, sample_indices(1000, 100, 7));
+        assert_ne!(a, sample_indices(1000, 100, 8));
+        assert_eq!(sample_indices(50, 50, 1), (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_file_truncated_after_it_was_opened_is_named() {
+        let dir = std::env::temp_dir().join(format!("repscope-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.npy");
+        let v: Vec<f32> = (0..400).map(|i| i as f32).collect();
+        npy::write(&f, &[100, 4], &v).unwrap();
+        let src = FileRows::open_npy(&f).unwrap().unwrap();
+        let mut out = vec![0.0f32; 400];
+        src.read(0, 100, &mut out).unwrap();
+        assert_eq!(out, v);
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len - 64)
+            .unwrap();
+        let e = src.read(90, 10, &mut out).unwrap_err().to_string();
+        assert!(e.contains("t.npy") && e.contains("truncated"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shards_read_across_boundaries() {
+        let d = 3;
+        let whole: Vec<f32> = (0..30).map(|v| v as f32).collect();
+        let m = Matrix::from_vec(10, d, whole.clone(), "all").unwrap();
+        let parts: Vec<Box<dyn RowSource>> = [(0, 4), (4, 5), (5, 10)]
+            .iter()
+            .map(|&(a, b)| Box::new(m.slice_rows(a, b)) as Box<dyn RowSource>)
+            .collect();
+        let s = Shards::new(parts, "s".into()).unwrap();
+        assert_eq!(s.rows(), 10);
+        let mut out = vec![0.0f32; 7 * d];
+        s.read(2, 7, &mut out).unwrap();
+        assert_eq!(out, whole[6..27]);
+        let sel = Selected::range(Box::new(s), 3, 9).unwrap();
+        let mut o2 = vec![0.0f64; 6 * d];
+        sel.read_f64(0, 6, &mut o2).unwrap();
+        assert!(o2.iter().zip(&whole[9..27]).all(|(a, &b)| *a == b as f64));
+    }
+}
