@@ -322,3 +322,91 @@ fn bad_shards_are_named() {
     refused(&[&p(&st)], &["b.safetensors"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn activations_of_shards_are_those_of_one_file() {
+    let dir = scratch("shards-activations");
+    let (n, d, mut x) = data();
+    // Massive values planted on both sides of a shard boundary.
+    let planted = [(17usize, 3usize), (1199, 0), (1200, 9), (2500, 23)];
+    for &(r, c) in &planted {
+        x[r * d + c] = 1e5;
+    }
+    let whole = dir.join("whole.npy");
+    write_npy_f32(&whole, n, d, &x);
+    let shards = dir.join("s");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_npy_f32(&shards.join("a_1.npy"), 1200, d, &x[..1200 * d]);
+    write_safetensors_f32(&shards.join("a_2.safetensors"), n - 1200, d, &x[1200 * d..]);
+    let ids: Vec<u8> = (0..n as i64).flat_map(|i| (i * 3).to_le_bytes()).collect();
+    let idf = dir.join("ids.npy");
+    std::fs::write(&idf, common::npy_bytes("<i8", false, &[n], &ids)).unwrap();
+    let strip = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("input");
+        v
+    };
+    let base = ok(&[
+        "activations",
+        &p(&whole),
+        "--token-ids",
+        &p(&idf),
+        "--json",
+        "-q",
+    ]);
+    let sh = ok(&[
+        "activations",
+        &p(&shards),
+        "--token-ids",
+        &p(&idf),
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(sh["input"]["shards"], 2);
+    let listed = |v: &serde_json::Value| -> Vec<(u64, u64, u64)> {
+        v["massive"]["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["row"].as_u64().unwrap(),
+                    m["dim"].as_u64().unwrap(),
+                    m["token_id"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut want: Vec<(u64, u64, u64)> = planted
+        .iter()
+        .map(|&(r, c)| (r as u64, c as u64, 3 * r as u64))
+        .collect();
+    let mut got = listed(&sh);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // Every statistic agrees (means and variances to the last digits, counts exactly).
+    let (a, b) = (strip(sh.clone()), strip(base));
+    assert_eq!(a["massive"], b["massive"]);
+    assert_eq!(a["row_norm_quantiles"], b["row_norm_quantiles"]);
+    assert_eq!(a["zero_fraction"], b["zero_fraction"]);
+    let (ga, gb) = (
+        a["outlier_ratio"].as_f64().unwrap(),
+        b["outlier_ratio"].as_f64().unwrap(),
+    );
+    assert!((ga - gb).abs() < 1e-12 * gb);
+    // A row range keeps the rows' own token ids: row 1199 of the source is row 199 of 1000:2100.
+    let r = ok(&[
+        "activations",
+        &p(&shards),
+        "--token-ids",
+        &p(&idf),
+        "--rows",
+        "1000:2100",
+        "--json",
+        "-q",
+    ]);
+    let mut got = listed(&r);
+    got.sort();
+    assert_eq!(got, vec![(199, 0, 3597), (200, 9, 3600)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -383,12 +383,14 @@ fn id_doc(
 
 /// The spectrum: the document of `repscope spectrum --json`.
 #[pyfunction]
+#[pyo3(signature = (x, eps2, alpha_window, top_rogue, key=None))]
 fn spectrum_doc(
     py: Python<'_>,
-    x: Values<'_>,
+    x: Rows<'_>,
     eps2: f64,
     alpha_window: (usize, usize),
     top_rogue: usize,
+    key: Option<String>,
 ) -> PyResult<String> {
     if alpha_window.0 == 0 || alpha_window.1 <= alpha_window.0 {
         return Err(PyValueError::new_err(format!(
@@ -401,11 +403,15 @@ fn spectrum_doc(
         top_rogue,
         chunk_rows: None,
     };
-    let m = matrix(&x, "X")?;
+    let paths = x.paths();
+    let src = rows_source(&x, key.as_deref())?;
     let v = compute(py, move || {
-        repscope::data::check_finite(&m)?;
-        let input = documents::input(None, None, &m);
-        let r = spectrum::analyse(&m, &cfg)?;
+        let input = match &paths {
+            // An array: described as in-memory input, as before.
+            None => documents::source(&[], None, &*src),
+            Some(p) => documents::source(p, key.as_deref(), &*src),
+        };
+        let r = spectrum::analyse_source(&*src, &cfg, &repscope::progress::Silent)?;
         Ok(documents::spectrum(&r, input, &cfg))
     })?;
     to_string(&v)
@@ -472,20 +478,34 @@ struct PySae {
     inner: repscope::sae::Sae,
 }
 
-/// The rows of a training or evaluation source: an array, or a file path streamed by the engine.
+/// The rows of a source: an array, or files streamed by the engine (a file, a folder of shards, a pattern,
+/// or a list of shards).
 #[derive(FromPyObject)]
 enum Rows<'py> {
     Array(Values<'py>),
     Path(PathBuf),
+    Paths(Vec<PathBuf>),
+}
+
+impl Rows<'_> {
+    /// The paths as given, when the rows come from files.
+    fn paths(&self) -> Option<Vec<String>> {
+        match self {
+            Rows::Array(_) => None,
+            Rows::Path(p) => Some(vec![p.display().to_string()]),
+            Rows::Paths(v) => Some(v.iter().map(|p| p.display().to_string()).collect()),
+        }
+    }
 }
 
 fn rows_source(
     r: &Rows<'_>,
     key: Option<&str>,
-) -> PyResult<Box<dyn repscope::sae::source::RowSource>> {
+) -> PyResult<Box<dyn repscope::data::source::RowSource>> {
     match r {
         Rows::Array(v) => Ok(Box::new(matrix(v, "X")?)),
-        Rows::Path(p) => repscope::sae::source::open(p, key).map_err(to_py),
+        Rows::Path(p) => repscope::data::source::open(std::slice::from_ref(p), key).map_err(to_py),
+        Rows::Paths(v) => repscope::data::source::open(v, key).map_err(to_py),
     }
 }
 

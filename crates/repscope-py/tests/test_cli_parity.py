@@ -68,6 +68,29 @@ def test_spectrum_matches_cli(data, cli):
     assert strip(p, "input") == strip(c, "input")
 
 
+def test_spectrum_of_shard_paths_matches_cli(data, cli, tmp_path):
+    d, X, _, _ = data
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    np.save(shards / "part_2.npy", X[:250])
+    np.save(shards / "part_10.npy", X[250:])
+    c = json.loads(cli("spectrum", shards, "--json"))
+    assert c["input"]["shards"] == 2
+    # A folder, a pattern and a list of paths are the same source as the CLI's.
+    for src in (shards, str(shards / "part_*.npy"), [shards / "part_2.npy", shards / "part_10.npy"]):
+        p = repscope.spectrum(src)
+        assert p["input"]["shards"] == 2 and p["input"]["rows"] == 700
+        assert strip(p, "input") == strip(c, "input")
+    # The same numbers as the array in memory, to the last digits.
+    a = repscope.spectrum(X)
+    assert abs(a["effective_rank"]["value"] - c["effective_rank"]["value"]) < 1e-12 * a["effective_rank"]["value"]
+    assert np.allclose(a["eigenvalues"], c["eigenvalues"], rtol=1e-12, atol=1e-12 * a["eigenvalues"][0])
+    # A folder of mixed widths names the shard.
+    np.save(shards / "part_20.npy", X[:5, :6])
+    with pytest.raises(ValueError, match="part_20.npy"):
+        repscope.spectrum(shards)
+
+
 def test_classes_matches_cli(data, cli):
     d, X, _, y = data
     c = json.loads(cli("classes", d / "x.npy", "--labels", d / "labels.npy", "--json"))

@@ -2,14 +2,16 @@
 //! sparsity, row norms and the outlier ratio γ = ‖mean‖/‖std‖, in one pass over the rows with f64
 //! accumulators. Definitions follow METRICS.md ("Activations").
 //!
-//! The pass is an [`Accumulator`] per block of rows, merged in a fixed tree: partial results of any
+//! The pass is an [`Accumulator`] per block of rows, merged in row order: partial results of any
 //! contiguous blocks merge exactly (Chan's update for the moments, sums and counts, ordered lists), so the
-//! result is the same for every thread count and for a stream read in blocks.
+//! result is the same for every thread count and for a stream read in chunks or shards.
+use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::source::{self, Elem, RowSource};
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result, Text};
-use crate::linalg;
+use crate::progress::{Progress, Silent};
 use crate::spectrum::RogueDimension;
 
 /// Rows per block of the pass.
@@ -524,16 +526,23 @@ fn median_of(v: &[f64]) -> f64 {
 pub const QUANTILES: [f64; 9] = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0];
 
 /// The power of two that brings f64 values whose squares would underflow back to unit scale (1 when no
-/// scaling is needed). f32 values widened to f64 never need it.
-fn unit_scale(m: &Matrix) -> f64 {
-    let Some(v) = m.values_f64() else {
-        return 1.0;
-    };
-    let max = v.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    if max == 0.0 || max >= 2f64.powi(-200) {
-        return 1.0;
+/// scaling is needed), from the largest |value| of a source. f32 values widened to f64 never need it, so
+/// only f64 sources take this extra pass.
+fn unit_scale(src: &dyn RowSource, progress: &dyn Progress) -> Result<f64> {
+    if src.elem() != Elem::F64 {
+        return Ok(1.0);
     }
-    2f64.powi(-(max.log2().floor() as i32))
+    let mut max = 0.0f64;
+    progress.stage("range of the values", src.rows() as u64);
+    source::for_each_chunk(src, source::chunk_rows(src), progress, |_, _, x| {
+        max = x.iter().fold(max, |a, v| a.max(v.abs()));
+        Ok(())
+    })?;
+    progress.finish_stage();
+    if max == 0.0 || max >= 2f64.powi(-200) {
+        return Ok(1.0);
+    }
+    Ok(2f64.powi(-(max.log2().floor() as i32)))
 }
 
 /// Activation statistics of the rows of `m`; `token_ids` (one per row) name the tokens of massive values
@@ -543,11 +552,24 @@ pub fn analyse(
     cfg: &ActivationConfig,
     token_ids: Option<&[u32]>,
 ) -> Result<ActivationReport> {
+    analyse_source(m, cfg, token_ids, &Silent)
+}
+
+/// Activation statistics of a row source (a matrix, a file or shards) in one streaming pass (two for f64
+/// sources of tiny values): blocks of [`CHUNK`] rows are summarised in parallel and merged in row order,
+/// so the result does not depend on the chunking or the thread count. Memory: the per-dimension sums, a few
+/// numbers per row (for the row quantiles and peak rows) and two chunks of rows.
+pub fn analyse_source(
+    src: &dyn RowSource,
+    cfg: &ActivationConfig,
+    token_ids: Option<&[u32]>,
+    progress: &dyn Progress,
+) -> Result<ActivationReport> {
     cfg.validate()?;
-    let (n, d) = (m.rows(), m.cols());
+    let (n, d) = (src.rows(), src.cols());
     if n == 0 || d == 0 {
         return Err(Error::InvalidData {
-            input: m.name().to_string(),
+            input: src.name().to_string(),
             problem: format!("the matrix is {n} × {d}; activation statistics need at least one row and one column"),
             fix: Text::from("pass a non-empty array"),
         });
@@ -555,7 +577,7 @@ pub fn analyse(
     if let Some(t) = token_ids {
         if t.len() != n {
             return Err(Error::InvalidData {
-                input: m.name().to_string(),
+                input: src.name().to_string(),
                 problem: format!(
                     "{} token ids were given for {n} rows; there must be one per row",
                     t.len()
@@ -564,48 +586,47 @@ pub fn analyse(
             });
         }
     }
-    crate::data::check_finite(m)?;
-    let scale = unit_scale(m);
+    let scale = unit_scale(src, progress)?;
     let rules = Rules {
         massive_abs: cfg.massive_abs * scale,
         massive_ratio: cfg.massive_ratio,
         eps: cfg.eps,
         max_listed: cfg.max_listed,
     };
-    let blocks = n.div_ceil(CHUNK);
-    let leaf = |b: usize| -> Accumulator {
-        let (s, e) = (b * CHUNK, ((b + 1) * CHUNK).min(n));
-        let mut buf = vec![0.0f64; (e - s) * d];
-        for (i, row) in buf.chunks_exact_mut(d).enumerate() {
-            m.row_f64_into(s + i, row);
-        }
-        if scale != 1.0 {
-            let raw = buf.clone();
-            buf.iter_mut().for_each(|v| *v *= scale);
-            Accumulator::block(d, s, &buf, Some(&raw), rules)
-        } else {
-            Accumulator::block(d, s, &buf, None, rules)
-        }
-    };
-    let acc = linalg::tree_fold(
-        blocks,
-        1,
-        &|| None,
-        &|a: Option<Accumulator>, b| {
-            let blk = leaf(b);
-            Some(match a {
-                None => blk,
-                Some(a) => a.merge(blk),
+    // Chunks of whole blocks, about 2²² values.
+    let per_chunk = ((1usize << 22) / (CHUNK * d)).clamp(1, 16);
+    let mut acc: Option<Accumulator> = None;
+    progress.stage("activation statistics", n as u64);
+    source::for_each_chunk(src, per_chunk * CHUNK, progress, |start, _, x| {
+        let blocks: Vec<Accumulator> = x
+            .par_chunks_mut(CHUNK * d)
+            .enumerate()
+            .map(|(b, buf)| {
+                let s = start + b * CHUNK;
+                if scale != 1.0 {
+                    let raw = buf.to_vec();
+                    buf.iter_mut().for_each(|v| *v *= scale);
+                    Accumulator::block(d, s, buf, Some(&raw), rules)
+                } else {
+                    Accumulator::block(d, s, buf, None, rules)
+                }
             })
-        },
-        &|a, b| match (a, b) {
-            (Some(a), Some(b)) => Some(a.merge(b)),
-            (a, None) => a,
-            (None, b) => b,
-        },
-    )
-    .expect("at least one block");
-    Ok(finish(acc, cfg, token_ids, scale))
+            .collect();
+        for b in blocks {
+            acc = Some(match acc.take() {
+                None => b,
+                Some(a) => a.merge(b),
+            });
+        }
+        Ok(())
+    })?;
+    progress.finish_stage();
+    Ok(finish(
+        acc.expect("at least one block"),
+        cfg,
+        token_ids,
+        scale,
+    ))
 }
 
 fn finish(

@@ -6,16 +6,15 @@ use clap::Args;
 use repscope::activations::{self, ActivationConfig, ActivationReport, Quantile};
 use serde_json::json;
 
-use super::{print_json, Input};
+use super::{print_json, SourceInput};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{usage, CliResult, Failure, Global};
-use repscope::progress::Progress;
 
 #[derive(Args, Debug)]
 pub struct ActivationsArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Token ids, one per row (.npy, .npz or .safetensors). Default: the array token_ids of the input file,
     /// when it has one of the right length (as `embed --tokens` writes).
     #[arg(long)]
@@ -66,8 +65,13 @@ impl ActivationsArgs {
     }
 }
 
-/// The token ids of the rows: from --token-ids, or the input's own token_ids array when it has one per row.
-fn token_ids(a: &ActivationsArgs, rows: usize) -> Result<Option<(String, Vec<u32>)>, Failure> {
+/// The token ids of the rows: from --token-ids (one per row of the whole source, cut like the rows by
+/// --rows and --sample), or the input's own token_ids array when the input is one file with one per row.
+fn token_ids(
+    a: &ActivationsArgs,
+    total: usize,
+    rows: usize,
+) -> Result<Option<(String, Vec<u32>)>, Failure> {
     if let Some(p) = &a.token_ids {
         let ids = repscope::data::load_token_ids(p, a.token_ids_key.as_deref()).map_err(|e| {
             Failure::engine(e, &|p| match p {
@@ -75,26 +79,31 @@ fn token_ids(a: &ActivationsArgs, rows: usize) -> Result<Option<(String, Vec<u32
                 other => crate::flag(other),
             })
         })?;
-        if ids.len() != rows {
+        if ids.len() != total {
             return Err(usage(format!(
-                "{}: {} token ids for {rows} rows of {}. Pass the token ids written beside these states.",
+                "{}: {} token ids for {total} rows of {}. Pass the token ids written beside these states.",
                 p.display(),
                 ids.len(),
-                a.input.file.display()
+                a.input.paths().join(" ")
             )));
         }
-        return Ok(Some((p.display().to_string(), ids)));
+        return Ok(Some((p.display().to_string(), a.input.pick(ids))));
     }
     if a.token_ids_key.is_some() {
         return Err(usage(
             "--token-ids-key names an array of --token-ids, which was not given. Pass --token-ids FILE.",
         ));
     }
-    let keys = repscope::data::list_keys(&a.input.file).unwrap_or_default();
+    let Some(file) = a.input.single_file() else {
+        return Ok(None);
+    };
+    let keys = repscope::data::list_keys(file).unwrap_or_default();
     if a.input.key.as_deref() != Some("token_ids") && keys.iter().any(|k| k == "token_ids") {
-        if let Ok(ids) = repscope::data::load_token_ids(&a.input.file, Some("token_ids")) {
-            if ids.len() == rows {
-                return Ok(Some((format!("{}:token_ids", a.input.file.display()), ids)));
+        if let Ok(ids) = repscope::data::load_token_ids(file, Some("token_ids")) {
+            if ids.len() == total {
+                let ids = a.input.pick(ids);
+                debug_assert_eq!(ids.len(), rows);
+                return Ok(Some((format!("{}:token_ids", file.display()), ids)));
             }
         }
     }
@@ -137,19 +146,21 @@ pub fn run(a: &ActivationsArgs, g: &Global) -> CliResult {
         }
     }
     let name = namer(a.model.as_deref())?;
-    let m = a.input.load()?;
-    let tokens = token_ids(a, m.rows())?;
+    let whole = repscope::data::source::open(&a.input.files, a.input.key.as_deref())?;
+    let total = whole.rows();
+    drop(whole);
+    let src = a.input.open()?;
+    let tokens = token_ids(a, total, src.rows())?;
     let bars = Bars::new(g.quiet);
-    bars.stage("activation statistics", 0);
-    let mut r = activations::analyse(&m, &cfg, tokens.as_ref().map(|t| t.1.as_slice()))?;
-    bars.finish_stage();
+    let mut r =
+        activations::analyse_source(&*src, &cfg, tokens.as_ref().map(|t| t.1.as_slice()), &bars)?;
     if let Some(f) = &name {
         r.name_tokens(f.as_ref());
     }
     if g.json {
         let doc = repscope::documents::activations(
             &r,
-            a.input.describe(&m),
+            a.input.describe(&*src),
             &cfg,
             json!({
                 "token_ids": tokens.as_ref().map(|t| t.0.clone()),
@@ -158,10 +169,7 @@ pub fn run(a: &ActivationsArgs, g: &Global) -> CliResult {
         );
         print_json(&doc)
     } else {
-        print!(
-            "{}",
-            render(&r, &a.input.file.display().to_string(), a.show)
-        );
+        print!("{}", render(&r, src.name(), a.show));
         Ok(())
     }
 }

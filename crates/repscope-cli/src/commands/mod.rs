@@ -109,6 +109,46 @@ impl SourceInput {
         Ok(src)
     }
 
+    /// The rows range A:B as numbers, B defaulting to `n`.
+    fn range(&self, n: usize) -> Option<(usize, usize)> {
+        let (a, b) = self.rows.as_deref()?.split_once(':')?;
+        let a = if a.trim().is_empty() {
+            0
+        } else {
+            a.trim().parse().ok()?
+        };
+        let b = if b.trim().is_empty() {
+            n
+        } else {
+            b.trim().parse().ok()?
+        };
+        Some((a, b))
+    }
+
+    /// A per-row array of the whole source (token ids) cut to the selected rows, in the source's order.
+    pub fn pick<T: Copy>(&self, v: Vec<T>) -> Vec<T> {
+        let n = v.len();
+        let (a, b) = self.range(n).unwrap_or((0, n));
+        let v: Vec<T> = v[a.min(n)..b.min(n)].to_vec();
+        match self.sample {
+            Some(k) if k <= v.len() => {
+                repscope::data::source::sample_indices(v.len(), k, self.seed)
+                    .into_iter()
+                    .map(|i| v[i])
+                    .collect()
+            }
+            _ => v,
+        }
+    }
+
+    /// The one file of the source, when it is a single file (not shards).
+    pub fn single_file(&self) -> Option<&Path> {
+        match self.files.as_slice() {
+            [f] if f.is_file() => Some(f),
+            _ => None,
+        }
+    }
+
     /// The paths as given.
     pub fn paths(&self) -> Vec<String> {
         self.files.iter().map(|p| p.display().to_string()).collect()

@@ -16,6 +16,7 @@ The dict-returning functions give exactly the JSON document of the matching CLI 
 """
 
 import json
+import os
 
 import numpy as np
 
@@ -113,8 +114,22 @@ def intrinsic_dimension(
     return json.loads(doc)
 
 
-def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10):
+def _rows(X):
+    """X as the engine takes rows: a path (a file, a folder of shards or a pattern), a list of shard paths,
+    or an array."""
+    if isinstance(X, (str, os.PathLike)):
+        return os.fspath(X)
+    if isinstance(X, (list, tuple)) and X and all(isinstance(p, (str, os.PathLike)) for p in X):
+        return [os.fspath(p) for p in X]
+    return as_matrix(X)
+
+
+def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None):
     """Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
+
+    X is an array, or files streamed in one pass with O(d²) memory: a path to a .npy, .npz or .safetensors
+    file, a folder of such shards (natural order), a pattern such as ``"cache/*.npy"``, or a list of shard
+    paths; ``key`` names the array of each .npz or .safetensors shard.
 
     Returns the document of ``repscope spectrum --json``: ``eigenvalues`` (centred covariance, divided by
     n - 1, largest first), ``explained_variance_ratio``, ``effective_rank`` (centred) and ``rankme``
@@ -136,7 +151,7 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10):
     except (TypeError, ValueError):
         raise ValueError(f"alpha_window {alpha_window!r}: expected (first, last), e.g. (11, 100)") from None
     window = (check_int(first, "alpha_window[0]", 0), check_int(last, "alpha_window[1]", 0))
-    doc = _repscope.spectrum_doc(as_matrix(X), float(eps2), window, check_int(top_rogue, "top_rogue", 0))
+    doc = _repscope.spectrum_doc(_rows(X), float(eps2), window, check_int(top_rogue, "top_rogue", 0), key)
     return json.loads(doc)
 
 

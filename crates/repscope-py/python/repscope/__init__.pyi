@@ -26,10 +26,11 @@ def intrinsic_dimension(
     scale_curve: bool = True,
 ) -> Dict[str, Any]: ...
 def spectrum(
-    X: ArrayLike,
+    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
     eps2: float = 0.5,
     alpha_window: Tuple[int, int] = (11, 100),
     top_rogue: int = 10,
+    key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def activations(
     X: ArrayLike,

@@ -26,7 +26,9 @@ def id_doc(
     seed: int,
     scale_curve: bool,
 ) -> str: ...
-def spectrum_doc(x: _Data, eps2: float, alpha_window: Tuple[int, int], top_rogue: int) -> str: ...
+def spectrum_doc(
+    x: Union[_Data, str, List[str]], eps2: float, alpha_window: Tuple[int, int], top_rogue: int, key: Optional[str] = None
+) -> str: ...
 def activations_doc(
     x: _Data,
     token_ids: Optional[List[int]],
