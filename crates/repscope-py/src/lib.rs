@@ -423,10 +423,10 @@ type RowArrays<'py> = Vec<(&'static str, Bound<'py, PyArray1<f64>>)>;
 /// Activation statistics: the document of `repscope activations --json`, and the per-row arrays.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (x, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed))]
+#[pyo3(signature = (x, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed, key=None))]
 fn activations_doc<'py>(
     py: Python<'py>,
-    x: Values<'py>,
+    x: Rows<'py>,
     token_ids: Option<Vec<u32>>,
     massive_abs: f64,
     massive_ratio: f64,
@@ -435,6 +435,7 @@ fn activations_doc<'py>(
     outlier_sigma: f64,
     top_rogue: usize,
     max_listed: usize,
+    key: Option<String>,
 ) -> PyResult<(String, RowArrays<'py>, Bound<'py, PyArray1<u32>>)> {
     let cfg = ActivationConfig {
         massive_abs,
@@ -445,10 +446,19 @@ fn activations_doc<'py>(
         top_rogue,
         max_listed,
     };
-    let m = matrix(&x, "X")?;
+    let paths = x.paths();
+    let src = rows_source(&x, key.as_deref())?;
     let (v, rows) = compute(py, move || {
-        let input = documents::input(None, None, &m);
-        let mut r = activations::analyse(&m, &cfg, token_ids.as_deref())?;
+        let input = match &paths {
+            None => documents::source(&[], None, &*src),
+            Some(p) => documents::source(p, key.as_deref(), &*src),
+        };
+        let mut r = activations::analyse_source(
+            &*src,
+            &cfg,
+            token_ids.as_deref(),
+            &repscope::progress::Silent,
+        )?;
         let rows = std::mem::take(&mut r.rows);
         Ok((
             documents::activations(

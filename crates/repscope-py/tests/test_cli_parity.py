@@ -85,6 +85,11 @@ def test_spectrum_of_shard_paths_matches_cli(data, cli, tmp_path):
     a = repscope.spectrum(X)
     assert abs(a["effective_rank"]["value"] - c["effective_rank"]["value"]) < 1e-12 * a["effective_rank"]["value"]
     assert np.allclose(a["eigenvalues"], c["eigenvalues"], rtol=1e-12, atol=1e-12 * a["eigenvalues"][0])
+    # Activation statistics of the same shards are those of the array.
+    pa, pb = repscope.activations(shards), repscope.activations(X)
+    assert pa["input"]["shards"] == 2
+    assert pa["massive"] == pb["massive"] and pa["row_norm_quantiles"] == pb["row_norm_quantiles"]
+    assert np.array_equal(pa["rows"]["norm"], pb["rows"]["norm"])
     # A folder of mixed widths names the shard.
     np.save(shards / "part_20.npy", X[:5, :6])
     with pytest.raises(ValueError, match="part_20.npy"):

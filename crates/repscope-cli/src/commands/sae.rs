@@ -29,7 +29,7 @@ pub enum SaeCommand {
 pub struct EncodeArgs {
     /// SAE: a SAELens or sparsify folder, or an OpenAI sparse_autoencoder .pt file.
     pub sae: PathBuf,
-    /// Activations: .npy (streamed), .npz or .safetensors.
+    /// Activations: a .npy, .npz or .safetensors file, or a folder or quoted pattern of shards (streamed).
     pub file: PathBuf,
     /// Array to read from an .npz or .safetensors file.
     #[arg(long)]
@@ -47,7 +47,8 @@ pub struct EncodeArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Activations: .npy (streamed), .npz or .safetensors, rows = tokens.
+    /// Activations, rows = tokens: a .npy, .npz or .safetensors file, or a folder or quoted pattern of shards
+    /// (streamed).
     pub file: PathBuf,
     /// Array to read from an .npz or .safetensors file.
     #[arg(long)]
@@ -125,7 +126,7 @@ pub struct EvalArgs {
     /// SAE: a SAELens folder (cfg.json, sae_weights.safetensors), a sparsify folder (cfg.json,
     /// sae.safetensors), or an OpenAI sparse_autoencoder .pt file.
     pub sae: PathBuf,
-    /// Activations: .npy (streamed), .npz or .safetensors.
+    /// Activations: a .npy, .npz or .safetensors file, or a folder or quoted pattern of shards (streamed).
     pub file: PathBuf,
     /// Array to read from an .npz or .safetensors file.
     #[arg(long)]

@@ -176,8 +176,12 @@ def activations(
     outlier_sigma=3.0,
     top_rogue=10,
     max_listed=100,
+    key=None,
 ):
     """Activation statistics: massive activations, outlier and rogue dimensions, sparsity, norms, gamma.
+
+    X is an array or, streamed in one pass, files: a path, a folder of shards, a pattern or a list of shard
+    paths (as for ``spectrum``); ``key`` names the array of each .npz or .safetensors shard.
 
     Returns the document of ``repscope activations --json`` with one more key, ``rows``: per-row numpy arrays
     ``norm``, ``zero_fraction``, ``peak`` (the signed value of the largest magnitude), ``peak_dim``,
@@ -204,7 +208,7 @@ def activations(
     max_listed : int, default 100
         How many massive values and peak-row groups to list; all are counted.
     """
-    X = as_matrix(X)
+    X = _rows(X)
     ids = None
     if token_ids is not None:
         t = np.asarray(token_ids)
@@ -225,6 +229,7 @@ def activations(
         _number(outlier_sigma, "outlier_sigma"),
         check_int(top_rogue, "top_rogue", 0),
         check_int(max_listed, "max_listed", 0),
+        key,
     )
     doc = json.loads(doc)
     if tokenizer is not None:

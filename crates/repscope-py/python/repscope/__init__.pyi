@@ -33,7 +33,7 @@ def spectrum(
     key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def activations(
-    X: ArrayLike,
+    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
     token_ids: Optional[ArrayLike] = None,
     tokenizer: Optional[Callable[[int], str]] = None,
     massive_abs: float = 100.0,
@@ -43,6 +43,7 @@ def activations(
     outlier_sigma: float = 3.0,
     top_rogue: int = 10,
     max_listed: int = 100,
+    key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def classes(
     X: ArrayLike,

@@ -30,7 +30,7 @@ def spectrum_doc(
     x: Union[_Data, str, List[str]], eps2: float, alpha_window: Tuple[int, int], top_rogue: int, key: Optional[str] = None
 ) -> str: ...
 def activations_doc(
-    x: _Data,
+    x: Union[_Data, str, List[str]],
     token_ids: Optional[List[int]],
     massive_abs: float,
     massive_ratio: float,
@@ -39,6 +39,7 @@ def activations_doc(
     outlier_sigma: float,
     top_rogue: int,
     max_listed: int,
+    key: Optional[str] = None,
 ) -> Tuple[str, List[Tuple[str, npt.NDArray[np.float64]]], npt.NDArray[np.uint32]]: ...
 def classes_doc(
     x: _Data,

@@ -4,8 +4,8 @@ use std::path::Path;
 pub use crate::data::source::{Elem, FileRows, RowSource};
 use crate::error::Result;
 
-/// Opens a training or evaluation source: `.npy` and `.safetensors` by positioned reads, anything else
-/// (npz, layouts that cannot be streamed) through the loader.
+/// Opens a training or evaluation source: a file, a folder of shards or a pattern (see
+/// [`crate::data::source::open`]), read by positioned reads where the layout allows.
 pub fn open(path: &Path, key: Option<&str>) -> Result<Box<dyn RowSource>> {
-    crate::data::source::open_file(path, key)
+    crate::data::source::open(&[path.to_path_buf()], key)
 }
