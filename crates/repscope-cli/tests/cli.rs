@@ -885,6 +885,28 @@ fn sae_commands_refuse_bad_input() {
         ],
         &["--lr"],
     );
+    bad(
+        &[
+            "sae", "train", xs, "-o", os, "--width", "8", "-k", "2", "--clip", "-1",
+        ],
+        &["--clip"],
+    );
+    bad(
+        &[
+            "sae",
+            "train",
+            xs,
+            "-o",
+            os,
+            "--width",
+            "8",
+            "-k",
+            "2",
+            "--decay-fraction",
+            "1.5",
+        ],
+        &["--decay-fraction", "from 0 to 1"],
+    );
     let mut v = p.x.clone();
     v[5 * 16 + 2] = f32::NAN;
     let nan = d.join("nan.npy");

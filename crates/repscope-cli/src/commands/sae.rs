@@ -77,6 +77,12 @@ pub struct TrainArgs {
     /// Warm-up steps (default 5% of the steps, at most 1000).
     #[arg(long)]
     pub warmup_steps: Option<usize>,
+    /// The share of the steps, at the end, over which the learning rate decays linearly to 0.
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
+    pub decay_fraction: f64,
+    /// The largest global gradient norm; 0 turns clipping off.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub clip: f64,
     /// AuxK latents per row (default d/2; 0 turns AuxK off).
     #[arg(long)]
     pub aux_k: Option<usize>,
@@ -187,6 +193,8 @@ fn run_train(a: &TrainArgs, g: &Global) -> CliResult {
         batch: a.batch,
         lr: a.lr,
         warmup_steps: a.warmup_steps,
+        decay_fraction: a.decay_fraction,
+        clip: a.clip,
         aux_k: a.aux_k,
         aux_coef: a.aux_coef,
         dead_tokens: a.dead_tokens,
@@ -262,6 +270,7 @@ fn run_train(a: &TrainArgs, g: &Global) -> CliResult {
             "lr": s.lr,
             "warmup_steps": s.warmup_steps,
             "decay_steps": s.decay_steps,
+            "clip": cfg.clip,
             "aux_k": s.aux_k,
             "aux_coef": cfg.aux_coef,
             "dead_tokens": cfg.dead_tokens,
