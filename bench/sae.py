@@ -47,11 +47,11 @@ def prepare(tokens):
     return train, held
 
 
-def run(cmd):
-    """Runs a command; returns (seconds, peak RSS in MiB, stdout)."""
+def run(cmd, env=None):
+    """Runs a command (with the environment `env`, if given); returns (seconds, peak RSS in MiB, stdout)."""
     t0 = time.perf_counter()
     p = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=False
+        ["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=False, env=env
     )
     dt = time.perf_counter() - t0
     if p.returncode != 0:

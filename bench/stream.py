@@ -22,26 +22,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from sae import run  # noqa: E402  (one child-process runner for the bench scripts)
 DATA = HERE / "data"
 OUT = HERE / "out"
-
-
-def run(cmd, env=None):
-    """Runs a command; returns (seconds, peak RSS in MiB, stdout)."""
-    t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"{cmd[:3]} failed ({p.returncode}): {p.stderr[-2000:]}")
-    rss = int(p.stderr.strip().splitlines()[-1]) / 1024
-    return dt, rss, p.stdout
 
 
 def py(code, threads):

@@ -397,15 +397,22 @@ pub fn to_f64(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
     out
 }
 
-/// acc (lower triangle, diagonal included) += Bᵀ·B for a row-major f64 block B of `rows` × `cols`.
-/// Call [`symmetrize_lower`] once at the end.
-pub fn accumulate_gram_rows(acc: MatMut<'_, f64>, block: &[f64], rows: usize, cols: usize) {
+/// acc (lower triangle, diagonal included) += Bᵀ·B for a row-major f64 block B of `rows` × `cols`, the
+/// product split across threads when `parallel`. Call [`symmetrize_lower`] once at the end.
+pub fn accumulate_gram_rows(
+    acc: MatMut<'_, f64>,
+    block: &[f64],
+    rows: usize,
+    cols: usize,
+    parallel: bool,
+) {
+    if rows == 0 {
+        return;
+    }
     let b = MatRef::from_row_major_slice(block, rows, cols);
-    // Bᵀ is column-major; the right operand is given column-major too (a transposed copy), which is what
-    // faer's kernels are fastest on.
-    let mut bc = Mat::<f64>::zeros(rows, cols);
-    bc.copy_from(b);
-    gemm_lower(acc, true, b.transpose(), bc.as_ref(), false);
+    // Bᵀ is a column-major view of B and B itself the right operand: on 384 columns this is faster than
+    // giving the right operand as a column-major (transposed) copy, whose copy costs more than it saves.
+    gemm_lower(acc, true, b.transpose(), b, parallel);
 }
 
 /// acc += Aᵀ·B for row-major f64 blocks A (`rows` × `ca`) and B (`rows` × `cb`).

@@ -104,16 +104,6 @@ fn sum_sq(v: &[f64]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// acc (lower triangle) += Bᵀ B for a row-major block B. Bᵀ is a column-major view of B; multiplying the
-/// two views costs less than a transposed copy of B.
-fn gram_add(acc: &mut Mat<f64>, block: &[f64], rows: usize, d: usize) {
-    if rows == 0 {
-        return;
-    }
-    let b = linalg::row_major(block, rows, d);
-    linalg::gemm_lower(acc.as_mut(), true, b.transpose(), b, true);
-}
-
 /// Writes the unit rows of a block into `out` (all-zero rows skipped); returns how many were kept.
 pub fn unit_rows_into(block: &[f64], d: usize, out: &mut Vec<f64>) -> usize {
     out.clear();
@@ -201,7 +191,7 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
                 us.sum_sq.iter_mut().zip(&sq).for_each(|(a, b)| *a += b);
             }
             match us.gram.as_mut() {
-                Some(g) => gram_add(g, &u, rows, d),
+                Some(g) => linalg::accumulate_gram_rows(g.as_mut(), &u, rows, d, true),
                 None => all_unit.extend(
                     u.chunks_exact(d)
                         .filter(|r| r.iter().any(|&v| v != 0.0))
@@ -236,7 +226,7 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
                     }
                 }
             }
-            gram_add(&mut gram, x, rows, d);
+            linalg::accumulate_gram_rows(gram.as_mut(), x, rows, d, true);
         }
         Ok(())
     })?;

@@ -146,10 +146,9 @@ pub fn run(a: &ActivationsArgs, g: &Global) -> CliResult {
         }
     }
     let name = namer(a.model.as_deref())?;
-    let whole = repscope::data::source::open(&a.input.files, a.input.key.as_deref())?;
+    let whole = a.input.open_whole()?;
     let total = whole.rows();
-    drop(whole);
-    let src = a.input.open()?;
+    let src = a.input.select(whole)?;
     let tokens = token_ids(a, total, src.rows())?;
     let bars = Bars::new(g.quiet);
     let mut r =

@@ -82,25 +82,24 @@ pub struct SourceInput {
 impl SourceInput {
     /// Opens the source with its selection.
     pub fn open(&self) -> Result<Box<dyn repscope::data::source::RowSource>, Failure> {
-        use repscope::data::source::{self, Selected};
-        let mut src = source::open(&self.files, self.key.as_deref())?;
-        if let Some(r) = &self.rows {
-            let bad = || {
-                usage(format!(
-                    "--rows '{r}': expected A:B with A < B (0-based, B excluded), e.g. 0:100000"
-                ))
-            };
-            let (a, b) = r.split_once(':').ok_or_else(bad)?;
-            let a: usize = if a.trim().is_empty() {
-                0
-            } else {
-                a.trim().parse().map_err(|_| bad())?
-            };
-            let b: usize = if b.trim().is_empty() {
-                src.rows()
-            } else {
-                b.trim().parse().map_err(|_| bad())?
-            };
+        self.select(self.open_whole()?)
+    }
+
+    /// Opens every row of the source, before --rows and --sample.
+    pub fn open_whole(&self) -> Result<Box<dyn repscope::data::source::RowSource>, Failure> {
+        Ok(repscope::data::source::open(
+            &self.files,
+            self.key.as_deref(),
+        )?)
+    }
+
+    /// The rows of `src` that --rows and --sample select.
+    pub fn select(
+        &self,
+        mut src: Box<dyn repscope::data::source::RowSource>,
+    ) -> Result<Box<dyn repscope::data::source::RowSource>, Failure> {
+        use repscope::data::source::Selected;
+        if let Some((a, b)) = self.range(src.rows())? {
             src = Box::new(Selected::range(src, a, b)?);
         }
         if let Some(k) = self.sample {
@@ -109,26 +108,31 @@ impl SourceInput {
         Ok(src)
     }
 
-    /// The rows range A:B as numbers, B defaulting to `n`.
-    fn range(&self, n: usize) -> Option<(usize, usize)> {
-        let (a, b) = self.rows.as_deref()?.split_once(':')?;
-        let a = if a.trim().is_empty() {
-            0
-        } else {
-            a.trim().parse().ok()?
+    /// The --rows range A:B as numbers (A defaulting to 0, B to `n`).
+    fn range(&self, n: usize) -> Result<Option<(usize, usize)>, Failure> {
+        let Some(r) = &self.rows else {
+            return Ok(None);
         };
-        let b = if b.trim().is_empty() {
-            n
-        } else {
-            b.trim().parse().ok()?
+        let bad = || {
+            usage(format!(
+                "--rows '{r}': expected A:B with A < B (0-based, B excluded), e.g. 0:100000"
+            ))
         };
-        Some((a, b))
+        let (a, b) = r.split_once(':').ok_or_else(bad)?;
+        let end = |s: &str, default: usize| -> Result<usize, Failure> {
+            match s.trim() {
+                "" => Ok(default),
+                t => t.parse().map_err(|_| bad()),
+            }
+        };
+        Ok(Some((end(a, 0)?, end(b, n)?)))
     }
 
     /// A per-row array of the whole source (token ids) cut to the selected rows, in the source's order.
     pub fn pick<T: Copy>(&self, v: Vec<T>) -> Vec<T> {
         let n = v.len();
-        let (a, b) = self.range(n).unwrap_or((0, n));
+        // The selection was checked when the source was opened.
+        let (a, b) = self.range(n).ok().flatten().unwrap_or((0, n));
         let v: Vec<T> = v[a.min(n)..b.min(n)].to_vec();
         match self.sample {
             Some(k) if k <= v.len() => {

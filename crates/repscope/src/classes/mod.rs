@@ -286,7 +286,7 @@ pub fn analyse(
             spread[k] += ss;
         }
         let mut sw = Mat::<f64>::zeros(d, d);
-        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d);
+        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d, false);
         // x·μ_c for every row and class.
         let xm = linalg::row_major(&x, rows, d);
         let mut dots = Mat::<f64>::zeros(rows, c);

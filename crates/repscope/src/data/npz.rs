@@ -7,7 +7,7 @@ use crate::data::matrix::Matrix;
 use crate::data::npy;
 use crate::error::{Error, Param, Result, Text};
 
-pub(crate) fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     zip::ZipArchive::new(f).map_err(|e| {
         Error::format(
@@ -82,28 +82,49 @@ fn member_bytes(path: &Path, key: &str) -> Result<(Vec<u8>, Option<u64>)> {
     Ok((buf, stored.then_some(start)))
 }
 
+/// Where one array of an archive lies.
+pub(crate) struct Member {
+    /// The array's name (the key chosen).
+    pub key: String,
+    /// Stored without compression: its bytes lie as they are at `start`.
+    pub stored: bool,
+    /// The offset of the member's data in the file.
+    pub start: u64,
+    /// The member's size in bytes (uncompressed).
+    pub size: u64,
+}
+
+/// Finds the array `key` (or the only one) of an `.npz` file.
+pub(crate) fn member(path: &Path, key: Option<&str>) -> Result<Member> {
+    let all = keys(path)?;
+    let key = choose_key(path, &all, key)?;
+    let mut ar = open_archive(path)?;
+    let f = ar.by_name(&format!("{key}.npy")).map_err(|e| {
+        Error::format(
+            path,
+            format!("array '{key}': {e}"),
+            "write the archive again",
+        )
+    })?;
+    Ok(Member {
+        stored: f.compression() == zip::CompressionMethod::Stored,
+        start: f.data_start(),
+        size: f.size(),
+        key,
+    })
+}
+
 /// Reads one 2-D float array from an `.npz`. Uncompressed little-endian f32 members in C order are
 /// memory-mapped; others are converted once.
 pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
-    let all = keys(path)?;
-    let key = choose_key(path, &all, key)?;
+    let Member {
+        key,
+        stored,
+        start,
+        size,
+    } = member(path, key)?;
     let name = format!("{}[{key}]", path.display());
     // Read only the header first when the member is stored, to avoid copying big arrays.
-    let mut ar = open_archive(path)?;
-    let (stored, start, size) = {
-        let f = ar.by_name(&format!("{key}.npy")).map_err(|e| {
-            Error::format(
-                path,
-                format!("array '{key}': {e}"),
-                "write the archive again",
-            )
-        })?;
-        (
-            f.compression() == zip::CompressionMethod::Stored,
-            f.data_start(),
-            f.size(),
-        )
-    };
     if stored {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: read-only map of an input file (see npy::read_matrix).

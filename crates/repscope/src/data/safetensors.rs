@@ -34,6 +34,29 @@ pub fn keys(path: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The rows and columns of a tensor that must be a non-empty 2-D matrix; `name` is the tensor's name in
+/// messages.
+pub(crate) fn matrix_shape(name: &str, shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [r, c] if *r > 0 && *c > 0 => Ok((*r, *c)),
+        [_, _] => Err(Error::data(
+            name,
+            "the tensor is empty",
+            "pass a tensor with rows and columns",
+        )),
+        [_] => Err(Error::data(
+            name,
+            format!("the tensor is 1-D, shape {shape:?}"),
+            "store a 2-D tensor (rows = points): reshape it to (-1, 1) or (1, -1)",
+        )),
+        _ => Err(Error::data(
+            name,
+            format!("the tensor is {}-D, shape {shape:?}", shape.len()),
+            "flatten it to 2-D first, e.g. x.reshape(-1, x.shape[-1])",
+        )),
+    }
+}
+
 /// Reads one 2-D tensor (f32, f16, bf16 or f64). f32 is memory-mapped; the others are converted once.
 pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
     let map = map_file(path)?;
@@ -46,31 +69,7 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
             Error::format(path, format!("tensor '{key}': {e}"), "write the file again")
         })?;
         let name = format!("{}[{key}]", path.display());
-        let shape = t.shape().to_vec();
-        let (rows, cols) = match shape.as_slice() {
-            [r, c] if *r > 0 && *c > 0 => (*r, *c),
-            [_, _] => {
-                return Err(Error::data(
-                    &name,
-                    "the tensor is empty",
-                    "pass a tensor with rows and columns",
-                ))
-            }
-            [_] => {
-                return Err(Error::data(
-                    &name,
-                    format!("the tensor is 1-D, shape {shape:?}"),
-                    "store a 2-D tensor (rows = points): reshape it to (-1, 1) or (1, -1)",
-                ))
-            }
-            _ => {
-                return Err(Error::data(
-                    &name,
-                    format!("the tensor is {}-D, shape {shape:?}", shape.len()),
-                    "flatten it to 2-D first, e.g. x.reshape(-1, x.shape[-1])",
-                ))
-            }
-        };
+        let (rows, cols) = matrix_shape(&name, t.shape())?;
         let data = t.data();
         let offset = data.as_ptr() as usize - map.as_ptr() as usize;
         (offset, rows, cols, t.dtype(), key)

@@ -152,6 +152,21 @@ impl RowSource for Matrix {
     }
 }
 
+/// The element type and shape of an `.npy` header whose data can be read row by row in place (2-D, C order,
+/// little-endian float16, float32 or float64, not empty); None for anything the whole-file loader converts.
+fn streamable(h: &npy::Header) -> Option<(Elem, usize, usize)> {
+    let elem = match (h.kind, h.size) {
+        (npy::Kind::Float, 2) => Elem::F16,
+        (npy::Kind::Float, 4) => Elem::F32,
+        (npy::Kind::Float, 8) => Elem::F64,
+        _ => return None,
+    };
+    if h.big_endian || h.fortran_order || h.shape.len() != 2 || h.shape.contains(&0) {
+        return None;
+    }
+    Some((elem, h.shape[0], h.shape[1]))
+}
+
 /// A 2-D row-major array stored contiguously at an offset of a file (a `.npy` file's data, a safetensors
 /// tensor), read by positioned reads.
 pub struct FileRows {
@@ -236,25 +251,11 @@ impl FileRows {
             // A header this reader cannot take is left to the whole-file loader and its message.
             Err(_) => return Ok(None),
         };
-        let elem = match (h.kind, h.size) {
-            (npy::Kind::Float, 2) => Elem::F16,
-            (npy::Kind::Float, 4) => Elem::F32,
-            (npy::Kind::Float, 8) => Elem::F64,
-            _ => return Ok(None),
-        };
-        if h.big_endian || h.fortran_order || h.shape.len() != 2 || h.shape.contains(&0) {
+        let Some((elem, rows, cols)) = streamable(&h) else {
             return Ok(None);
-        }
+        };
         let name = path.display().to_string();
-        FileRows::new(
-            path,
-            file,
-            name,
-            (h.shape[0], h.shape[1]),
-            h.data_offset as u64,
-            elem,
-        )
-        .map(Some)
+        FileRows::new(path, file, name, (rows, cols), h.data_offset as u64, elem).map(Some)
     }
 
     /// Opens one array of an `.npz` file (chosen by `key` when it has several) when it is stored without
@@ -262,23 +263,12 @@ impl FileRows {
     pub fn open_npz(path: &Path, key: Option<&str>) -> Result<Option<FileRows>> {
         use std::os::unix::fs::FileExt;
         crate::data::check_regular(path)?;
-        let keys = crate::data::npz::keys(path)?;
-        let key = crate::data::npz::choose_key(path, &keys, key)?;
-        let (stored, start, size) = {
-            let mut ar = crate::data::npz::open_archive(path)?;
-            let f = ar.by_name(&format!("{key}.npy")).map_err(|e| {
-                Error::format(
-                    path,
-                    format!("array '{key}': {e}"),
-                    "write the archive again",
-                )
-            })?;
-            (
-                f.compression() == zip::CompressionMethod::Stored,
-                f.data_start(),
-                f.size(),
-            )
-        };
+        let crate::data::npz::Member {
+            key,
+            stored,
+            start,
+            size,
+        } = crate::data::npz::member(path, key)?;
         if !stored {
             return Ok(None);
         }
@@ -289,16 +279,9 @@ impl FileRows {
         let Ok(h) = npy::parse_header(&head, path) else {
             return Ok(None);
         };
-        let elem = match (h.kind, h.size) {
-            (npy::Kind::Float, 2) => Elem::F16,
-            (npy::Kind::Float, 4) => Elem::F32,
-            (npy::Kind::Float, 8) => Elem::F64,
-            _ => return Ok(None),
-        };
-        if h.big_endian || h.fortran_order || h.shape.len() != 2 || h.shape.contains(&0) {
+        let Some((elem, rows, cols)) = streamable(&h) else {
             return Ok(None);
-        }
-        let (rows, cols) = (h.shape[0], h.shape[1]);
+        };
         if (h.data_offset + rows * cols * elem.size()) as u64 > size {
             return Err(Error::data(
                 format!("{}[{key}]", path.display()),
@@ -382,23 +365,7 @@ impl FileRows {
                 ))
             }
         };
-        let (rows, cols) = match shape.as_slice() {
-            [r, c] if *r > 0 && *c > 0 => (*r, *c),
-            [_, _] => {
-                return Err(Error::data(
-                    &name,
-                    "the tensor is empty",
-                    "pass a tensor with rows and columns",
-                ))
-            }
-            _ => {
-                return Err(Error::data(
-                    &name,
-                    format!("the tensor is {}-D, shape {shape:?}", shape.len()),
-                    "store a 2-D tensor (rows = points), e.g. x.reshape(-1, x.shape[-1])",
-                ))
-            }
-        };
+        let (rows, cols) = crate::data::safetensors::matrix_shape(&name, &shape)?;
         let bytes = (rows * cols * elem.size()) as u64;
         if offs.len() != 2 || offs[1] < offs[0] || offs[1] - offs[0] != bytes {
             return Err(bad(format!(

@@ -117,7 +117,7 @@ impl FeatureStats {
             self.sbb += b * b;
             self.sab += a * b;
         }
-        linalg::accumulate_gram_rows(self.gram.as_mut(), buf, rows, d);
+        linalg::accumulate_gram_rows(self.gram.as_mut(), buf, rows, d, false);
         self.n += rows;
     }
 
