@@ -9,8 +9,12 @@
    - numpy's np.cov on the memory-mapped array, and scikit-learn's IncrementalPCA (batch 65,536).
 2. same: a seeded 2 GB source as one .npy file and as five shards (.npy and .safetensors, uneven
    boundaries), with 1 and 2 threads: the largest relative difference of every number of the report.
+   The same for `compare -m cka_linear,cka_linear_debiased,cca,procrustes` against a 96-wide second
+   view of the rows, and for `classes` with labels of every row (one file beside the shards).
 3. big (--big-gb, default 30; 0 skips): a seeded source larger than this machine's memory, in shards of
-   two formats (.npy and .safetensors): time and peak RSS of `repscope spectrum`; the data is deleted after.
+   two formats (.npy and .safetensors), a 96-wide second view of the same rows (shards) and a label per row:
+   time and peak RSS of `repscope spectrum`, `activations`, `compare -m cka_linear` and `classes`; the
+   data is deleted after.
 
 Every command runs in a fresh child process; peak RSS is its maximum resident set (/usr/bin/time).
 Usage: bash bench/setup_venv_stream.sh && cargo build --release &&
@@ -98,6 +102,51 @@ def generate(rows, d, seed, start=0):
     return x
 
 
+def view(x):
+    """A 96-wide second representation of the rows x: a fixed nonlinear map of x plus noise."""
+    import numpy as np
+
+    w = np.random.default_rng(99).standard_normal((x.shape[1], 96)).astype(np.float32) / np.sqrt(x.shape[1])
+    y = np.tanh(x @ w)
+    y += 0.1 * np.random.default_rng([99, int(abs(x[0, 0]) * 1e6)]).standard_normal(y.shape, dtype=np.float32)
+    return y
+
+
+def label(x):
+    """Eight classes: the largest of the first eight columns (after the offset)."""
+    import numpy as np
+
+    return np.argmax(x[:, :8] - np.linspace(-2.0, 2.0, x.shape[1], dtype=np.float32)[:8], axis=1).astype(np.int32)
+
+
+def numbers_of(cmd, doc):
+    """The numbers of a document of `cmd`, flat, by name."""
+    if cmd == "spectrum":
+        return numbers(doc)
+    if cmd == "compare":
+        return dict(doc["measures"])
+    nc = doc["neural_collapse"]
+    out = {k: nc[k] for k in ("nc1", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle")}
+    out.update(cdnv=doc["cdnv"], ncc_accuracy=doc["ncc_accuracy"])
+    return out
+
+
+def max_rel_of(cmd, a, b):
+    worst = 0.0
+    x, y = numbers_of(cmd, a), numbers_of(cmd, b)
+    for k, v in x.items():
+        if isinstance(v, list):
+            worst = max(worst, max(abs(p - q) for p, q in zip(v, y[k])))
+        elif v is not None:
+            worst = max(worst, abs(v - y[k]) / max(abs(y[k]), 1e-300))
+    return worst
+
+
+def command(repscope, cmd, paths, threads, extra=()):
+    dt, rss, out = run([repscope, cmd, *map(str, paths), "--threads", str(threads), "--json", "-q", *extra])
+    return dt, rss, json.loads(out)
+
+
 def part_tokens(a, res):
     import numpy as np
 
@@ -178,14 +227,34 @@ def part_same(a, res):
             write_safetensors(work / "shards" / f"part_{s}.safetensors", part)
         else:
             np.save(work / "shards" / f"part_{s}.npy", part)
-    del whole
-    docs = {}
-    for name, paths in (("one file", [work / "whole.npy"]), ("five shards", [work / "shards"])):
-        for t in (1, a.threads):
-            docs[(name, t)] = spectrum(a.repscope, paths, t)[2]
-    ref = docs[("one file", a.threads)]
-    res["same"] = {"rows": rows, "cols": d, "bytes": rows * d * 4, "shard_rows": [hi - lo for lo, hi in zip(cuts, cuts[1:])],
-                   "max_rel_diff": {f"{n}, {t} threads": max_rel(v, ref) for (n, t), v in docs.items()}}
+    y = np.lib.format.open_memmap(work / "view.npy", mode="w+", dtype=np.float32, shape=(rows, 96))
+    labels = np.empty(rows, dtype=np.int32)
+    for i in range(0, rows, 262144):
+        y[i:i + 262144] = view(whole[i:i + 262144])
+        labels[i:i + 262144] = label(whole[i:i + 262144])
+    y.flush()
+    np.save(work / "labels.npy", labels)
+    (work / "view_shards").mkdir()
+    vcuts = [0, rows // 3, rows // 3 + 1, rows]
+    for s, (lo, hi) in enumerate(zip(vcuts, vcuts[1:])):
+        np.save(work / "view_shards" / f"v_{s}.npy", y[lo:hi])
+    del whole, y
+    measures = ["-m", "cka_linear,cka_linear_debiased,cca,procrustes"]
+    cases = {
+        "spectrum": ((), ()),
+        "compare": ((work / "view.npy",), measures),
+        "classes": ((), ("--labels", work / "labels.npy", "--knn-sample", "5000")),
+    }
+    out = {"rows": rows, "cols": d, "bytes": rows * d * 4, "shard_rows": [hi - lo for lo, hi in zip(cuts, cuts[1:])]}
+    for cmd, (after, extra) in cases.items():
+        docs = {}
+        for name, paths in (("one file", [work / "whole.npy"]), ("five shards", [work / "shards"])):
+            tail = after if name == "one file" or not after else (work / "view_shards",)
+            for t in (1, a.threads):
+                docs[(name, t)] = command(a.repscope, cmd, [*paths, *tail], t, extra)[2]
+        ref = docs[("one file", a.threads)]
+        out[cmd] = {f"{n}, {t} threads": max_rel_of(cmd, v, ref) for (n, t), v in docs.items()}
+    res["same"] = out
     shutil.rmtree(work)
 
 
@@ -200,19 +269,41 @@ def part_big(a, res):
     work.mkdir(parents=True)
     try:
         t0 = time.perf_counter()
+        (work / "x").mkdir()
+        (work / "y").mkdir()
+        labels = np.empty(shards * shard_rows, dtype=np.int32)
         for s in range(shards):
             x = generate(shard_rows, d, 11, s * shard_rows)
             if s % 2:
-                write_safetensors(work / f"shard_{s}.safetensors", x)
+                write_safetensors(work / "x" / f"shard_{s}.safetensors", x)
             else:
-                np.save(work / f"shard_{s}.npy", x)
+                np.save(work / "x" / f"shard_{s}.npy", x)
+            np.save(work / "y" / f"view_{s}.npy", view(x))
+            labels[s * shard_rows:(s + 1) * shard_rows] = label(x)
+        np.save(work / "labels.npy", labels)
+        del labels
         gen = time.perf_counter() - t0
-        total = sum(f.stat().st_size for f in work.iterdir())
-        dt, rss, doc = spectrum(a.repscope, [work], a.threads)
-        res["big"] = {"shards": shards, "rows": shards * shard_rows, "cols": d, "bytes": total,
-                      "generate_s": gen, "repscope_s": dt, "repscope_rss_mib": rss,
-                      "read_gb_per_s": total / dt / 1e9, "effective_rank": doc["effective_rank"]["value"],
-                      "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)}
+        total = sum(f.stat().st_size for f in (work / "x").iterdir())
+        big = {"shards": shards, "rows": shards * shard_rows, "cols": d, "bytes": total,
+               "view_bytes": sum(f.stat().st_size for f in (work / "y").iterdir()), "generate_s": gen,
+               "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)}
+        runs = {
+            "spectrum": ([work / "x"], ()),
+            "activations": ([work / "x"], ()),
+            "compare": ([work / "x", work / "y"], ("-m", "cka_linear")),
+            "classes": ([work / "x"], ("--labels", work / "labels.npy")),
+        }
+        for cmd, (paths, extra) in runs.items():
+            dt, rss, doc = command(a.repscope, cmd, paths, a.threads, extra)
+            big[cmd] = {"s": dt, "rss_mib": rss, "read_gb_per_s": total / dt / 1e9}
+            if cmd == "spectrum":
+                big[cmd]["effective_rank"] = doc["effective_rank"]["value"]
+            if cmd == "compare":
+                big[cmd]["cka_linear"] = doc["measures"]["cka_linear"]
+            if cmd == "classes":
+                big[cmd]["nc1"] = doc["neural_collapse"]["nc1"]
+                big[cmd]["knn_rows"] = doc["knn_accuracy"]["rows"]
+        res["big"] = big
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -455,3 +455,262 @@ fn sae_train_and_eval_read_shards() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Y: a linear map of X's first columns, a squared column and noise (3,000 × 10), so that every measure
+/// is far from 0 and 1.
+fn second_view(n: usize, d: usize, x: &[f32]) -> (usize, Vec<f32>) {
+    let dy = 10;
+    let mut g = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = || {
+        g ^= g << 13;
+        g ^= g >> 7;
+        g ^= g << 17;
+        (g >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let mut y = Vec::with_capacity(n * dy);
+    for i in 0..n {
+        let r = &x[i * d..(i + 1) * d];
+        for j in 0..dy {
+            let v = match j {
+                0 => r[0] as f64 * r[0] as f64,
+                _ => r[j] as f64 - 0.5 * r[j + 1] as f64 + 0.3 * noise(),
+            };
+            y.push(v as f32);
+        }
+    }
+    (dy, y)
+}
+
+fn write_shards(dir: &Path, x: &[f32], d: usize, cuts: &[usize]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (s, w) in cuts.windows(2).enumerate() {
+        write_npy_f32(
+            &dir.join(format!("part_{s}.npy")),
+            w[1] - w[0],
+            d,
+            &x[w[0] * d..w[1] * d],
+        );
+    }
+}
+
+fn close(what: &str, a: &serde_json::Value, b: &serde_json::Value, tol: f64) {
+    let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+    assert!(
+        (x - y).abs() <= tol * x.abs().max(y.abs()).max(1e-300),
+        "{what}: {x} against {y}"
+    );
+}
+
+#[test]
+fn compare_streams_shards_with_the_numbers_of_the_in_memory_path() {
+    let dir = scratch("compare-stream");
+    let (n, d, x) = data();
+    let (dy, y) = second_view(n, d, &x);
+    let (xf, yf) = (dir.join("x.npy"), dir.join("y.npy"));
+    write_npy_f32(&xf, n, d, &x);
+    write_npy_f32(&yf, n, dy, &y);
+    write_shards(&dir.join("xs"), &x, d, &[0, 1, 1500, 2999, n]);
+    write_shards(&dir.join("ys"), &y, dy, &[0, 1024, n]);
+    let measures = "cka_linear,cka_linear_debiased,cca,procrustes";
+    // In memory, each CCA route; streamed, from a folder and a pattern.
+    let svd = ok(&[
+        "compare",
+        &p(&xf),
+        &p(&yf),
+        "-m",
+        measures,
+        "--cca-route",
+        "svd",
+        "--json",
+        "-q",
+    ]);
+    let cov = ok(&[
+        "compare",
+        &p(&xf),
+        &p(&yf),
+        "-m",
+        measures,
+        "--cca-route",
+        "covariance",
+        "--json",
+        "-q",
+    ]);
+    let pattern = p(&dir.join("ys").join("*.npy"));
+    let st = ok(&[
+        "compare",
+        &p(&dir.join("xs")),
+        &pattern,
+        "-m",
+        measures,
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(svd["params"]["cca_route"], "svd");
+    assert_eq!(st["params"]["streamed"], true);
+    assert_eq!(st["params"]["cca_route"], "covariance");
+    assert_eq!(st["input"]["a"]["shards"], 4);
+    assert_eq!(st["input"]["b"]["shards"], 2);
+    let names = [
+        "cka_linear",
+        "cka_linear_debiased",
+        "cca_mean_rho",
+        "cca_r2",
+        "svcca",
+        "pwcca",
+        "procrustes_angular",
+        "procrustes_euclidean",
+    ];
+    for m in names {
+        let v = st["measures"][m].as_f64().unwrap();
+        assert!(v > 0.01 && v < 0.999, "{m} = {v}");
+        // The same pass of sums in memory and streamed.
+        close(m, &cov["measures"][m], &st["measures"][m], 1e-12);
+        // The SVD route agrees with the covariance route on these well-conditioned sides.
+        close(m, &svd["measures"][m], &st["measures"][m], 1e-9);
+    }
+    let rho_s = svd["details"]["cca"]["rho"].as_array().unwrap();
+    let rho_c = st["details"]["cca"]["rho"].as_array().unwrap();
+    assert_eq!(rho_s.len(), rho_c.len());
+    for (a, b) in rho_s.iter().zip(rho_c) {
+        assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9);
+    }
+    // Chunking does not matter: a selection of rows streams the numbers of that slice in memory.
+    let part = ok(&[
+        "compare",
+        &p(&dir.join("xs")),
+        &pattern,
+        "-m",
+        measures,
+        "--rows",
+        "100:2100",
+        "--json",
+        "-q",
+    ]);
+    let (xs, ys) = (dir.join("x2.npy"), dir.join("y2.npy"));
+    write_npy_f32(&xs, 2000, d, &x[100 * d..2100 * d]);
+    write_npy_f32(&ys, 2000, dy, &y[100 * dy..2100 * dy]);
+    let mem = ok(&[
+        "compare",
+        &p(&xs),
+        &p(&ys),
+        "-m",
+        measures,
+        "--cca-route",
+        "covariance",
+        "--json",
+        "-q",
+    ]);
+    for m in names {
+        close(m, &mem["measures"][m], &part["measures"][m], 1e-12);
+    }
+    // Default measures on a streamed pair are those that stream, with a note; rows must match.
+    let r = repscope(&["compare", &p(&dir.join("xs")), &p(&xs), "-q"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("rows") && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn write_labels(path: &Path, ids: &[i64]) {
+    let bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, common::npy_bytes("<i8", false, &[ids.len()], &bytes)).unwrap();
+}
+
+#[test]
+fn classes_stream_shards_with_the_numbers_of_the_in_memory_path() {
+    let dir = scratch("classes-stream");
+    let (n, d, mut x) = data();
+    // Five classes: each moves its rows along its own direction.
+    let ids: Vec<i64> = (0..n).map(|i| ((i * 7) % 5) as i64).collect();
+    for (i, &c) in ids.iter().enumerate() {
+        x[i * d + c as usize] += 4.0;
+    }
+    let xf = dir.join("x.npy");
+    write_npy_f32(&xf, n, d, &x);
+    write_shards(&dir.join("xs"), &x, d, &[0, 700, 701, n]);
+    let lf = dir.join("labels.npy");
+    write_labels(&lf, &ids);
+    let mem = ok(&["classes", &p(&xf), "--labels", &p(&lf), "--json", "-q"]);
+    let st = ok(&[
+        "classes",
+        &p(&dir.join("xs")),
+        "--labels",
+        &p(&lf),
+        "--stream",
+        "--knn-sample",
+        "3000",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(st["input"]["shards"], 3);
+    let nc = |v: &serde_json::Value, k: &str| v["neural_collapse"][k].clone();
+    for k in ["nc1", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle"] {
+        close(k, &nc(&mem, k), &nc(&st, k), 1e-12);
+    }
+    for k in ["cdnv", "ncc_accuracy"] {
+        close(k, &mem[k], &st[k], 1e-12);
+    }
+    let v = mem["neural_collapse"]["nc1"].as_f64().unwrap();
+    assert!(v > 0.01 && v < 100.0, "nc1 = {v}");
+    // A sample of every row is every row: the same vote.
+    assert_eq!(
+        mem["knn_accuracy"]["accuracy"],
+        st["knn_accuracy"]["accuracy"]
+    );
+    // On a smaller sample the vote says so.
+    let small = ok(&[
+        "classes",
+        &p(&dir.join("xs")),
+        "--labels",
+        &p(&lf),
+        "--stream",
+        "--knn-sample",
+        "500",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(small["knn_accuracy"]["rows"], 500);
+    assert_eq!(small["knn_accuracy"]["sample_seed"], 0);
+    close("cdnv", &mem["cdnv"], &small["cdnv"], 1e-12);
+    assert!(small["notes"].to_string().contains("sample of 500"));
+    // --rows cuts the labels with the rows.
+    let part = ok(&[
+        "classes",
+        &p(&dir.join("xs")),
+        "--labels",
+        &p(&lf),
+        "--rows",
+        "0:1500",
+        "--json",
+        "-q",
+    ]);
+    let (xs, ls) = (dir.join("x2.npy"), dir.join("l2.npy"));
+    write_npy_f32(&xs, 1500, d, &x[..1500 * d]);
+    write_labels(&ls, &ids[..1500]);
+    let m2 = ok(&["classes", &p(&xs), "--labels", &p(&ls), "--json", "-q"]);
+    for k in ["cdnv", "ncc_accuracy"] {
+        close(k, &m2[k], &part[k], 1e-12);
+    }
+    assert_eq!(
+        m2["knn_accuracy"]["accuracy"],
+        part["knn_accuracy"]["accuracy"]
+    );
+    // Labels of another length are refused, naming the labels file.
+    write_labels(&ls, &ids[..n - 1]);
+    let r = repscope(&[
+        "classes",
+        &p(&dir.join("xs")),
+        "--labels",
+        &p(&ls),
+        "--stream",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    for w in ["l2.npy", "2999 labels", "3000 rows"] {
+        assert!(r.stderr.contains(w), "'{}' lacks '{w}'", r.stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -747,27 +747,36 @@ fn sae_train(
     Ok((PySae { inner: t.sae }, summary))
 }
 
-/// Class geometry: the document of `repscope classes --json`.
+/// Class geometry: the document of `repscope classes --json`. An array is held in memory; paths stream,
+/// with the kNN vote on a seeded sample of `knn_sample` rows.
 #[pyfunction]
-#[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, raw_labels, numeric, k, classifier=None, bias=None, key=None, knn_sample=20_000, seed=0))]
 fn classes_doc(
     py: Python<'_>,
-    x: Values<'_>,
+    x: Rows<'_>,
     raw_labels: Vec<String>,
     numeric: bool,
     k: usize,
     classifier: Option<Values<'_>>,
     bias: Option<Vec<f64>>,
+    key: Option<String>,
+    knn_sample: usize,
+    seed: u64,
 ) -> PyResult<String> {
-    let m = matrix(&x, "X")?;
+    let paths = x.paths();
+    let src = rows_source(&x, key.as_deref())?;
+    let m = match &x {
+        Rows::Array(v) => Some(matrix(v, "X")?),
+        _ => None,
+    };
     let w = classifier
         .as_ref()
         .map(|w| matrix(w, "classifier"))
         .transpose()?;
     let v = compute(py, move || {
-        repscope::data::check_finite(&m)?;
         let labels = labels(raw_labels, numeric);
-        classes::check_labels(&m, &labels, "labels")?;
+        classes::check_label_count(src.rows(), src.name(), &labels, "labels")?;
         let clf = match &w {
             Some(w) => {
                 repscope::data::check_finite(w)?;
@@ -775,15 +784,67 @@ fn classes_doc(
                     w,
                     bias.as_deref(),
                     labels.n_classes(),
-                    m.cols(),
+                    src.cols(),
                 )?)
             }
             None => None,
         };
-        let input = documents::input(None, None, &m);
-        let (r, cfg) = classes::run(&m, &labels, clf.as_ref(), k, &Silent)?;
+        let (r, cfg, input) = match (&m, &paths) {
+            (Some(m), _) => {
+                repscope::data::check_finite(m)?;
+                let (r, cfg) = classes::run(m, &labels, clf.as_ref(), k, &Silent)?;
+                (r, cfg, documents::input(None, None, m))
+            }
+            (None, p) => {
+                let (r, cfg) = classes::run_source(
+                    &*src,
+                    &labels,
+                    clf.as_ref(),
+                    k,
+                    knn_sample,
+                    seed,
+                    &Silent,
+                )?;
+                let p = p.clone().unwrap_or_default();
+                (r, cfg, documents::source(&p, key.as_deref(), &*src))
+            }
+        };
         let clf_name = w.as_ref().map(|_| "classifier".to_string());
         Ok(documents::classes(&r, input, Value::Null, &cfg, clf_name))
+    })?;
+    to_string(&v)
+}
+
+/// Similarity of two streamed sources of the same rows (paths): the document of `repscope compare --json`
+/// with the streamed measures.
+#[pyfunction]
+#[pyo3(signature = (x, y, metrics, svcca_threshold, key_x=None, key_y=None))]
+fn compare_sources_doc(
+    py: Python<'_>,
+    x: Rows<'_>,
+    y: Rows<'_>,
+    metrics: Vec<String>,
+    svcca_threshold: f64,
+    key_x: Option<String>,
+    key_y: Option<String>,
+) -> PyResult<String> {
+    let cfg = CompareConfig {
+        measures: metrics,
+        svcca_threshold,
+        ..CompareConfig::default()
+    };
+    let (px, py_) = (x.paths().unwrap_or_default(), y.paths().unwrap_or_default());
+    let a = rows_source(&x, key_x.as_deref())?;
+    let b = rows_source(&y, key_y.as_deref())?;
+    let v = compute(py, move || {
+        let t = std::time::Instant::now();
+        let r = similarity::compare_sources(&*a, &*b, &cfg, &Silent)?;
+        Ok(documents::compare(
+            &r,
+            documents::source(&px, key_x.as_deref(), &*a),
+            documents::source(&py_, key_y.as_deref(), &*b),
+            json!({"load": 0.0, "compute": t.elapsed().as_secs_f64()}),
+        ))
     })?;
     to_string(&v)
 }
@@ -850,6 +911,7 @@ fn compare_doc(
         svcca_threshold,
         gram_limit,
         seed,
+        ..CompareConfig::default()
     };
     if !cfg.measures.is_empty() {
         similarity::canonical_measures(&cfg.measures).map_err(to_py)?;
@@ -978,6 +1040,7 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sae_train, m)?)?;
     m.add_class::<PySae>()?;
     m.add_function(wrap_pyfunction!(classes_doc, m)?)?;
+    m.add_function(wrap_pyfunction!(compare_sources_doc, m)?)?;
     m.add_function(wrap_pyfunction!(compare_doc, m)?)?;
     m.add_function(wrap_pyfunction!(layers_doc, m)?)?;
     m.add_function(wrap_pyfunction!(report_files, m)?)?;

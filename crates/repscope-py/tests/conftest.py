@@ -15,8 +15,10 @@ def cli():
     if not os.path.exists(exe):
         pytest.fail(f"{exe} not found: build it with `cargo build --release` or set REPSCOPE_BIN")
 
-    def run(*args):
+    def run(*args, check=True):
         r = subprocess.run([exe, "--quiet", *map(str, args)], capture_output=True, text=True)
+        if not check:
+            return r
         assert r.returncode == 0, f"repscope {' '.join(map(str, args))} failed: {r.stderr}"
         return r.stdout
 

@@ -34,6 +34,8 @@ pub enum Param {
     GramLimit,
     /// The route of linear CKA (feature or Gram).
     CkaRoute,
+    /// The route of the CCA family (SVD or covariance).
+    CcaRoute,
     /// The RBF kernel's bandwidth factor.
     RbfThreshold,
     /// Rows per batch.
@@ -115,6 +117,7 @@ impl Param {
             Param::Anchors => "anchors",
             Param::GramLimit => "gram_limit",
             Param::CkaRoute => "cka_route",
+            Param::CcaRoute => "cca_route",
             Param::RbfThreshold => "rbf_threshold",
             Param::BatchSize => "batch_size",
             Param::Eps2 => "eps2",

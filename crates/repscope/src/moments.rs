@@ -117,6 +117,21 @@ pub fn unit_rows_into(block: &[f64], d: usize, out: &mut Vec<f64>) -> usize {
     out.len() / d.max(1)
 }
 
+/// The mean of the first [`SHIFT_ROWS`] rows: the shift of every one-pass sum, the same however the source
+/// is chunked or sharded.
+pub fn head_mean(src: &dyn RowSource) -> Result<Vec<f64>> {
+    let d = src.cols();
+    let head = SHIFT_ROWS.min(src.rows());
+    let mut first = vec![0.0f64; head * d];
+    src.read_f64(0, head, &mut first)?;
+    let mut shift = vec![0.0f64; d];
+    for r in first.chunks_exact(d.max(1)) {
+        shift.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+    }
+    shift.iter_mut().for_each(|a| *a /= head.max(1) as f64);
+    Ok(shift)
+}
+
 /// One pass over `src`: the moments `cfg` asks for. Values must be finite (the source checks as it reads).
 pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -> Result<Moments> {
     let (n, d) = (src.rows(), src.cols());
@@ -127,16 +142,7 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
             "pass a non-empty 2-D array",
         ));
     }
-    // The shift: the mean of the first rows.
-    let head = SHIFT_ROWS.min(n);
-    let mut first = vec![0.0f64; head * d];
-    src.read_f64(0, head, &mut first)?;
-    let mut shift = vec![0.0f64; d];
-    for r in first.chunks_exact(d) {
-        shift.iter_mut().zip(r).for_each(|(a, b)| *a += b);
-    }
-    shift.iter_mut().for_each(|a| *a /= head as f64);
-    drop(first);
+    let shift = head_mean(src)?;
 
     let top_n = (n / 100).max(1);
     let mut top: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(top_n + 1);

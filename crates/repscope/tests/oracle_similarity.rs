@@ -214,9 +214,7 @@ fn check_case(case: &Value, c: &mut Checker) {
     );
 
     // Procrustes.
-    let mx = repscope::linalg::column_means(&x);
-    let my = repscope::linalg::column_means(&y);
-    let st = cka::FeatureStats::collect(&x, &y, &mx, &my, 0, x.rows());
+    let st = cka::FeatureStats::collect(&x, &y, &repscope::progress::Silent).unwrap();
     let pr = procrustes::procrustes(&st).unwrap();
     let o = &v["procrustes"];
     c.rel(&p("procrustes_angular"), pr.angular, f(&o["angular"]));

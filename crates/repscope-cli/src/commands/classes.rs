@@ -5,7 +5,7 @@ use clap::Args;
 use repscope::classes::{self, ClassReport, Classifier};
 use serde_json::json;
 
-use super::{print_json, Input};
+use super::{print_json, SourceInput};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{CliResult, Global};
@@ -13,7 +13,7 @@ use crate::{CliResult, Global};
 #[derive(Args, Debug)]
 pub struct ClassesArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Labels, one per row: .npy/.npz (integers or strings) or a text file with one label per line.
     #[arg(long)]
     pub labels: PathBuf,
@@ -32,13 +32,35 @@ pub struct ClassesArgs {
     /// Neighbours of the leave-one-out kNN vote.
     #[arg(long, short = 'k', default_value_t = 10)]
     pub k: usize,
+    /// Stream the rows even when they would fit in memory (sources above 2^28 values always stream).
+    #[arg(long)]
+    pub stream: bool,
+    /// Rows of the seeded sample that the kNN vote runs on when the rows stream (--seed draws it).
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub knn_sample: usize,
 }
 
+/// Values (n × d) above which the rows stream instead of being loaded.
+const LOAD_LIMIT: usize = 1 << 28;
+
 pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
-    let m = a.input.load()?;
-    repscope::data::check_finite(&m)?;
+    let whole = a.input.open_whole()?;
     let labels = super::load_labels(&a.labels, a.labels_key.as_deref())?;
-    classes::check_labels(&m, &labels, &a.labels.display().to_string())?;
+    classes::check_label_count(
+        whole.rows(),
+        whole.name(),
+        &labels,
+        &a.labels.display().to_string(),
+    )?;
+    let src = a.input.select(whole)?;
+    let labels = a.input.pick_labels(labels);
+    // A selection of rows may leave classes without rows; without a classifier (whose rows follow the
+    // classes) they are dropped and named.
+    let (labels, dropped) = if a.classifier.is_none() {
+        labels.without_empty()
+    } else {
+        (labels, Vec::new())
+    };
     let classifier = match &a.classifier {
         Some(p) => {
             let w = repscope::data::load_matrix(p, a.classifier_key.as_deref())?;
@@ -51,14 +73,35 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
                 &w,
                 b.as_deref(),
                 labels.n_classes(),
-                m.cols(),
+                src.cols(),
             )?)
         }
         None => None,
     };
-    let input = a.input.describe(&m);
+    let input = a.input.describe(&*src);
     let bars = Bars::new(g.quiet);
-    let (r, cfg) = classes::run(&m, &labels, classifier.as_ref(), a.k, &bars)?;
+    let stream = a.stream || src.rows().saturating_mul(src.cols()) > LOAD_LIMIT;
+    let (mut r, cfg) = if stream {
+        classes::run_source(
+            &*src,
+            &labels,
+            classifier.as_ref(),
+            a.k,
+            a.knn_sample,
+            a.input.seed,
+            &bars,
+        )?
+    } else {
+        let m = a.input.load(&*src)?;
+        classes::run(&m, &labels, classifier.as_ref(), a.k, &bars)?
+    };
+    if !dropped.is_empty() {
+        r.notes.push(format!(
+            "{} classes have no rows among the selected rows and were left out: {}",
+            dropped.len(),
+            dropped.join(", ")
+        ));
+    }
     if g.json {
         print_json(&repscope::documents::classes(
             &r,
@@ -68,7 +111,7 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
             a.classifier.as_ref().map(|p| p.display().to_string()),
         ))
     } else {
-        print!("{}", render(&r, &a.input.file.display().to_string()));
+        print!("{}", render(&r, &a.input.paths().join(" ")));
         Ok(())
     }
 }
@@ -131,10 +174,16 @@ pub fn render(r: &ClassReport, name: &str) -> String {
         t.row(vec![
             format!("kNN accuracy (k={})", k.k),
             num(k.accuracy),
-            format!(
-                "leave-one-out vote, ties to the nearest ({} tied votes)",
-                k.n_points_with_tied_vote
-            ),
+            match k.sample_seed {
+                None => format!(
+                    "leave-one-out vote, ties to the nearest ({} tied votes)",
+                    k.n_points_with_tied_vote
+                ),
+                Some(seed) => format!(
+                    "leave-one-out vote over a sample of {} rows (seed {seed}), ties to the nearest",
+                    k.rows
+                ),
+            },
         ]);
     }
     out.push_str(&t.render());

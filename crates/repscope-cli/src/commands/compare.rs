@@ -3,19 +3,22 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use repscope::similarity::{self, AnchorMode, CompareConfig, RbfMedian, Route, SimilarityReport};
+use repscope::similarity::{
+    self, AnchorMode, CcaRoute, CompareConfig, RbfMedian, Route, SimilarityReport,
+};
 use serde_json::json;
 
-use super::print_json;
+use super::{print_json, SourceInput};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{usage, CliResult, Global};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// First representation (n × d1): .npy, .npz or .safetensors.
+    /// First representation (n × d1): a .npy, .npz or .safetensors file, a folder of shards or a quoted
+    /// pattern such as 'a/*.npy'.
     pub a: PathBuf,
-    /// Second representation of the same n inputs, same order (n × d2, any width).
+    /// Second representation of the same n inputs, same order (n × d2, any width), given the same way.
     pub b: PathBuf,
     /// Array to read from A (.npz/.safetensors).
     #[arg(long)]
@@ -32,6 +35,15 @@ pub struct CompareArgs {
     /// Route of linear CKA: auto (the cheaper), feature (d × d products) or gram (n × n).
     #[arg(long, default_value = "auto")]
     pub cka_route: String,
+    /// Route of the CCA family: auto (svd when each side fits in memory), svd or covariance (streams).
+    #[arg(long, default_value = "auto")]
+    pub cca_route: String,
+    /// Only rows A:B of both representations (0-based, B excluded).
+    #[arg(long, value_name = "A:B")]
+    pub rows: Option<String>,
+    /// A uniform random sample of N rows (the same rows of both), drawn with --seed.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
     /// RBF bandwidth t relative to the median squared distance.
     #[arg(long, default_value_t = 1.0)]
     pub rbf_threshold: f64,
@@ -62,7 +74,7 @@ pub struct CompareArgs {
     /// Largest n for measures that hold n × n matrices (RBF CKA, RSA, the Gram route).
     #[arg(long, default_value_t = 20_000)]
     pub gram_limit: usize,
-    /// Seed for random anchors and the stitching split.
+    /// Seed for random anchors, the stitching split and --sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -88,9 +100,21 @@ fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
         "random" => AnchorMode::Random,
         o => return Err(usage(format!("--anchor-mode '{o}': use first or random"))),
     };
+    let cca_route = match a.cca_route.to_ascii_lowercase().as_str() {
+        "auto" => None,
+        "svd" => Some(CcaRoute::Svd),
+        "covariance" | "cov" => Some(CcaRoute::Covariance),
+        o => {
+            return Err(usage(format!(
+                "--cca-route '{o}': use auto, svd or covariance"
+            )))
+        }
+    };
     let cfg = CompareConfig {
         measures: a.metrics.clone(),
         route,
+        cca_route,
+        chunk_rows: None,
         rbf_threshold: a.rbf_threshold,
         rbf_median,
         batch_size: a.batch_size,
@@ -107,36 +131,72 @@ fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
     Ok(cfg)
 }
 
+/// Values (n × (d1 + d2)) above which the default measures stream instead of loading both sides.
+const LOAD_LIMIT: usize = 1 << 28;
+
+fn side(path: &std::path::Path, key: Option<&str>, a: &CompareArgs) -> SourceInput {
+    SourceInput {
+        files: vec![path.to_path_buf()],
+        key: key.map(String::from),
+        rows: a.rows.clone(),
+        sample: a.sample,
+        seed: a.seed,
+    }
+}
+
 pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
     let cfg = config(a)?;
     let t0 = Instant::now();
-    let x = repscope::data::load_matrix(&a.a, a.key_a.as_deref())?;
-    let y = repscope::data::load_matrix(&a.b, a.key_b.as_deref())?;
-    let labels = match &a.labels {
-        Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
-        None => None,
+    let (ia, ib) = (
+        side(&a.a, a.key_a.as_deref(), a),
+        side(&a.b, a.key_b.as_deref(), a),
+    );
+    let (sa, sb) = (ia.open()?, ib.open()?);
+    // Stream when every measure asked for is one of the streamed ones (and no in-memory route is asked
+    // for), or, for the default measures, when the two sides are too large to load.
+    let streamable = if cfg.measures.is_empty() {
+        sa.rows().saturating_mul(sa.cols() + sb.cols()) > LOAD_LIMIT
+    } else {
+        similarity::canonical_measures(&cfg.measures)?
+            .iter()
+            .all(|m| similarity::STREAMED.contains(&m.as_str()))
     };
-    if let (Some(l), Some(p)) = (&labels, &a.labels) {
-        if l.ids.len() != x.rows() {
-            return Err(usage(format!(
-                "{}: {} labels for {} rows of {}. Pass exactly one label per row, in the same order.",
-                p.display(),
-                l.ids.len(),
-                x.rows(),
-                a.a.display()
-            )));
-        }
-    }
-    let load_s = t0.elapsed().as_secs_f64();
+    let stream = streamable
+        && a.labels.is_none()
+        && cfg.route != Some(Route::Gram)
+        && cfg.cca_route != Some(CcaRoute::Svd);
     let bars = Bars::new(g.quiet);
-    let t1 = Instant::now();
-    let r = similarity::compare(&x, &y, labels.as_ref(), &cfg, &bars)?;
-    let compute_s = t1.elapsed().as_secs_f64();
+    let (r, load_s, compute_s) = if stream {
+        let r = similarity::compare_sources(&*sa, &*sb, &cfg, &bars)?;
+        (r, 0.0, t0.elapsed().as_secs_f64())
+    } else {
+        let x = ia.load(&*sa)?;
+        let y = ib.load(&*sb)?;
+        let labels = match &a.labels {
+            Some(p) => Some(ia.pick_labels(super::load_labels(p, a.labels_key.as_deref())?)),
+            None => None,
+        };
+        if let (Some(l), Some(p)) = (&labels, &a.labels) {
+            if l.ids.len() != x.rows() {
+                return Err(usage(format!(
+                    "{}: {} labels for {} rows of {}. Pass exactly one label per row, in the same order.",
+                    p.display(),
+                    l.ids.len(),
+                    x.rows(),
+                    a.a.display()
+                )));
+            }
+        }
+        let load_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let r = similarity::compare(&x, &y, labels.as_ref(), &cfg, &bars)?;
+        (r, load_s, t1.elapsed().as_secs_f64())
+    };
     if g.json {
         print_json(&repscope::documents::compare(
             &r,
-            repscope::documents::input(Some(&a.a.display().to_string()), a.key_a.as_deref(), &x),
-            repscope::documents::input(Some(&a.b.display().to_string()), a.key_b.as_deref(), &y),
+            ia.describe(&*sa),
+            ib.describe(&*sb),
             json!({"load": load_s, "compute": compute_s}),
         ))
     } else {
@@ -181,6 +241,11 @@ pub fn render(r: &SimilarityReport, a: &str, b: &str) -> String {
     out.push_str(&t.render());
     if let Some(c) = &r.details.cka_linear {
         out.push_str(&format!("\nlinear CKA route: {:?}\n", c.route).to_lowercase());
+    }
+    if r.details.cca.is_some() || r.details.svcca.is_some() || r.details.pwcca.is_some() {
+        if let Some(route) = r.params.get("cca_route").and_then(|v| v.as_str()) {
+            out.push_str(&format!("CCA route: {route}\n"));
+        }
     }
     if !r.warnings.is_empty() {
         out.push_str("\nwarnings:\n");

@@ -145,6 +145,28 @@ impl SourceInput {
         }
     }
 
+    /// The selected rows in memory: a single file without a selection is loaded (or mapped) whole, as
+    /// every in-memory command reads it; anything else is read from the source.
+    pub fn load(&self, src: &dyn repscope::data::source::RowSource) -> Result<Matrix, Failure> {
+        match self.single_file() {
+            Some(f) if self.rows.is_none() && self.sample.is_none() => {
+                Ok(repscope::data::load_matrix(f, self.key.as_deref())?)
+            }
+            _ => Ok(repscope::data::source::load(src)?),
+        }
+    }
+
+    /// Per-row labels of the whole source cut to the selected rows.
+    pub fn pick_labels(&self, l: repscope::data::Labels) -> repscope::data::Labels {
+        if self.rows.is_none() && self.sample.is_none() {
+            return l;
+        }
+        repscope::data::Labels {
+            ids: self.pick(l.ids),
+            ..l
+        }
+    }
+
     /// The one file of the source, when it is a single file (not shards).
     pub fn single_file(&self) -> Option<&Path> {
         match self.files.as_slice() {

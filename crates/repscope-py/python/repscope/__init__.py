@@ -241,8 +241,12 @@ def activations(
     return doc
 
 
-def classes(X, labels, k=10, classifier=None, bias=None):
+def classes(X, labels, k=10, classifier=None, bias=None, key=None, knn_sample=20_000, seed=0):
     """Class geometry: neural collapse NC1–NC4, CDNV, nearest-class-centre and leave-one-out kNN accuracy.
+
+    X is an array, or files streamed in two passes with O(d² + C·d) memory: a path (a file, a folder of
+    shards or a pattern) or a list of shard paths, ``key`` naming the array of each .npz or .safetensors
+    shard. Streamed, the kNN vote runs on a seeded sample of ``knn_sample`` rows (``seed``) and says so.
 
     Returns the document of ``repscope classes --json`` (``labels`` there is None: the labels came from an
     array, not a file).
@@ -269,7 +273,17 @@ def classes(X, labels, k=10, classifier=None, bias=None):
             b = [float(v) for v in np.asarray(bias, dtype=np.float64).reshape(-1)]
         except (TypeError, ValueError) as e:
             raise ValueError(f"bias: cannot be read as numbers ({e})") from None
-    doc = _repscope.classes_doc(as_matrix(X), raw, numeric, check_int(k, "k", 0), W, b)
+    doc = _repscope.classes_doc(
+        _rows(X),
+        raw,
+        numeric,
+        check_int(k, "k", 0),
+        W,
+        b,
+        key,
+        check_int(knn_sample, "knn_sample", 1),
+        check_int(seed, "seed", 0),
+    )
     return json.loads(doc)
 
 
@@ -288,8 +302,15 @@ def compare(
     svcca_threshold=0.99,
     gram_limit=20_000,
     seed=0,
+    key_x=None,
+    key_y=None,
 ):
     """Similarity of two representations of the same rows (n × d1 and n × d2, any widths).
+
+    X and Y are arrays, or paths (a file, a folder of shards or a pattern) or lists of shard paths. Paths
+    stream in one pass with O((d1 + d2)²) memory and give the streamed measures: linear CKA (feature
+    route), the CCA family (covariance route) and Procrustes; ``key_x`` and ``key_y`` name the arrays of
+    .npz or .safetensors shards.
 
     Returns the document of ``repscope compare --json``: ``measures`` maps each measure's name to its value
     (cka_linear, cka_linear_debiased, cka_rbf, cka_minibatch, cca_mean_rho, cca_r2, svcca, pwcca,
@@ -321,6 +342,14 @@ def compare(
     """
     if isinstance(metrics, str):
         metrics = [metrics]
+    rx, ry = _rows(X), _rows(Y)
+    if isinstance(rx, (str, list)) or isinstance(ry, (str, list)):
+        if labels is not None:
+            raise ValueError("labels (for the stitching accuracy) need arrays: pass X and Y as arrays")
+        doc = _repscope.compare_sources_doc(
+            rx, ry, [str(m) for m in (metrics or [])], float(svcca_threshold), key_x, key_y
+        )
+        return json.loads(doc)
     raw, numeric = (None, False) if labels is None else as_labels(labels)
     doc = _repscope.compare_doc(
         as_matrix(X, "X"),

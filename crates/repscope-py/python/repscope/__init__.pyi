@@ -46,15 +46,18 @@ def activations(
     key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def classes(
-    X: ArrayLike,
+    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
     labels: ArrayLike,
     k: int = 10,
     classifier: Optional[ArrayLike] = None,
     bias: Optional[ArrayLike] = None,
+    key: Optional[str] = None,
+    knn_sample: int = 20000,
+    seed: int = 0,
 ) -> Dict[str, Any]: ...
 def compare(
-    X: ArrayLike,
-    Y: ArrayLike,
+    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
+    Y: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
     metrics: Optional[Union[str, Sequence[str]]] = None,
     k: int = 10,
     labels: Optional[ArrayLike] = None,
@@ -67,6 +70,8 @@ def compare(
     svcca_threshold: float = 0.99,
     gram_limit: int = 20000,
     seed: int = 0,
+    key_x: Optional[str] = None,
+    key_y: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def layers(arrays: Layers, k: int = 10, seed: int = 0) -> Dict[str, Any]: ...
 def report(

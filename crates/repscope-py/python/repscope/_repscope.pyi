@@ -42,14 +42,25 @@ def activations_doc(
     key: Optional[str] = None,
 ) -> Tuple[str, List[Tuple[str, npt.NDArray[np.float64]]], npt.NDArray[np.uint32]]: ...
 def classes_doc(
-    x: _Data,
+    x: Union[_Data, str, List[str]],
     raw_labels: List[str],
     numeric: bool,
     k: int,
     classifier: Optional[_Data] = None,
     bias: Optional[List[float]] = None,
+    key: Optional[str] = None,
+    knn_sample: int = 20000,
+    seed: int = 0,
 ) -> str: ...
 def compare_doc(x: _Data, y: _Data, *args: Any, **kwargs: Any) -> str: ...
+def compare_sources_doc(
+    x: Union[_Data, str, List[str]],
+    y: Union[_Data, str, List[str]],
+    metrics: List[str],
+    svcca_threshold: float,
+    key_x: Optional[str] = None,
+    key_y: Optional[str] = None,
+) -> str: ...
 def layers_doc(names: List[str], arrays: List[_Data], k: int, seed: int) -> str: ...
 def report_files(names: List[str], arrays: List[_Data], path: str, *args: Any, **kwargs: Any) -> str: ...
 

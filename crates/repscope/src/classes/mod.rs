@@ -1,17 +1,21 @@
 //! Class geometry: neural collapse (NC1–NC4), CDNV, nearest-class-centre and leave-one-out kNN accuracy.
-//! Definitions follow METRICS.md ("Class geometry"). Two streaming f64 passes over the rows (class means,
-//! then within-class scatter and per-class spreads); nothing n × n is ever formed.
+//! Definitions follow METRICS.md ("Class geometry"). Two streaming f64 passes over a row source (class
+//! means, then within-class scatter and per-class spreads); nothing n × n is ever formed, and the source
+//! may be larger than memory.
 use crate::error::Param;
 use faer::Mat;
+use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::source::{self, RowSource};
 use crate::data::{Labels, Matrix};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::neighbors::{exact_knn, KnnGraph, Metric};
 use crate::progress::Progress;
 
-const CHUNK: usize = 1024;
+/// Rows per task of the row-wise work of a chunk; partial sums are added in block order.
+const BLOCK_ROWS: usize = 64;
 
 /// A linear classifier: logits = W·x + b, one row of W per class (in label order).
 #[derive(Clone, Debug)]
@@ -116,6 +120,10 @@ pub struct KnnAccuracy {
     /// Ties go to the smallest label (sklearn's mode).
     pub accuracy_smallest_label_ties: f64,
     pub n_points_with_tied_vote: usize,
+    /// Rows that voted: every row, or a seeded sample of a streamed source (neighbours found within it).
+    pub rows: usize,
+    /// The seed of that sample; None when every row voted.
+    pub sample_seed: Option<u64>,
 }
 
 /// Everything `repscope classes` reports.
@@ -179,15 +187,15 @@ pub fn load_vector(path: &std::path::Path) -> Result<Vec<f64>> {
 
 /// Checks labels against the data: same length, at least two classes.
 pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()> {
-    if labels.ids.len() != m.rows() {
+    check_label_count(m.rows(), m.name(), labels, labels_name)
+}
+
+/// Checks labels against `n` rows of the input `name`: one label per row, at least two classes.
+pub fn check_label_count(n: usize, name: &str, labels: &Labels, labels_name: &str) -> Result<()> {
+    if labels.ids.len() != n {
         return Err(Error::data(
             labels_name,
-            format!(
-                "{} labels for {} rows of {}",
-                labels.ids.len(),
-                m.rows(),
-                m.name()
-            ),
+            format!("{} labels for {n} rows of {name}", labels.ids.len()),
             "pass exactly one label per row, in the same order",
         ));
     }
@@ -206,7 +214,6 @@ pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()
 
 /// Computes the class-geometry report. `graph` must be a kNN graph over the rows of `m` (not the
 /// deduplicated rows) with at least `cfg.k` neighbours; without it the kNN accuracy is skipped.
-#[allow(clippy::needless_range_loop)]
 pub fn analyse(
     m: &Matrix,
     labels: &Labels,
@@ -215,40 +222,53 @@ pub fn analyse(
     cfg: &ClassConfig,
 ) -> Result<ClassReport> {
     check_labels(m, labels, "labels")?;
-    let (n, d) = (m.rows(), m.cols());
+    analyse_source(
+        m,
+        labels,
+        classifier,
+        graph,
+        cfg,
+        None,
+        &crate::progress::Silent,
+    )
+}
+
+/// The class-geometry report of a row source of any size, with one label per row held beside it
+/// (4 bytes a row): two streaming f64 passes, the class means and then the within-class scatter, the
+/// per-class spreads and the nearest-class-centre and classifier votes. Memory is O(d² + C·d) plus two
+/// chunks of rows. Row-wise work runs in fixed blocks whose partial sums are added in order, so the
+/// values do not depend on the number of threads, the chunk size or the shards.
+#[allow(clippy::needless_range_loop)]
+pub fn analyse_source(
+    src: &dyn RowSource,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    graph: Option<&KnnGraph>,
+    cfg: &ClassConfig,
+    chunk_rows: Option<usize>,
+    progress: &dyn Progress,
+) -> Result<ClassReport> {
+    let (n, d) = (src.rows(), src.cols());
+    check_label_count(n, src.name(), labels, "labels")?;
     let c = labels.n_classes();
     let ids = &labels.ids;
-    // Pass 1: class sums and counts.
-    let n_chunks = n.div_ceil(CHUNK);
-    let (sums, counts) = crate::linalg::tree_fold(
-        n_chunks,
-        1,
-        &|| (vec![0.0f64; c * d], vec![0usize; c]),
-        &|(mut s, mut cnt), ch| {
-            for i in ch * CHUNK..((ch + 1) * CHUNK).min(n) {
-                let k = ids[i] as usize;
-                cnt[k] += 1;
-                match m.row_f64(i) {
-                    Some(row) => {
-                        for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(row) {
-                            *a += v;
-                        }
-                    }
-                    None => {
-                        for (a, &v) in s[k * d..(k + 1) * d].iter_mut().zip(m.row(i)) {
-                            *a += v as f64;
-                        }
-                    }
-                }
-            }
-            (s, cnt)
-        },
-        &|mut a, b| {
-            a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
-            a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
-            a
-        },
-    );
+    let chunk = chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
+    // Pass 1: class sums and counts (sequential in row order: the pass is bound by reading).
+    let mut sums = vec![0.0f64; c * d];
+    let mut counts = vec![0usize; c];
+    progress.stage("class means (pass 1 of 2)", n as u64);
+    source::for_each_chunk(src, chunk, progress, |start, rows, x| {
+        for (t, row) in x.chunks_exact(d).enumerate().take(rows) {
+            let k = ids[start + t] as usize;
+            counts[k] += 1;
+            sums[k * d..(k + 1) * d]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(a, v)| *a += v);
+        }
+        Ok(())
+    })?;
+    progress.finish_stage();
     if let Some(empty) = counts.iter().position(|&k| k == 0) {
         return Err(Error::data(
             "labels",
@@ -266,77 +286,79 @@ pub fn analyse(
         .map(|k| means[k * d..(k + 1) * d].iter().map(|v| v * v).sum())
         .collect();
     let mt = linalg::row_major(&means, c, d);
-    type Part = (Mat<f64>, Vec<f64>, usize, usize);
-    let part = |ch: usize| -> Part {
-        let (s, e) = (ch * CHUNK, ((ch + 1) * CHUNK).min(n));
-        let rows = e - s;
-        let mut x = vec![0.0f64; rows * d];
-        let mut r = vec![0.0f64; rows * d];
-        let mut spread = vec![0.0f64; c];
-        for (t, i) in (s..e).enumerate() {
-            m.row_f64_into(i, &mut x[t * d..(t + 1) * d]);
-            let k = ids[i] as usize;
-            let mu = &means[k * d..(k + 1) * d];
-            let mut ss = 0.0;
-            for j in 0..d {
-                let v = x[t * d + j] - mu[j];
-                r[t * d + j] = v;
-                ss += v * v;
-            }
-            spread[k] += ss;
-        }
-        let mut sw = Mat::<f64>::zeros(d, d);
-        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d, false);
-        // x·μ_c for every row and class.
-        let xm = linalg::row_major(&x, rows, d);
+    let wm = classifier.map(|cl| linalg::row_major(&cl.w, cl.rows, cl.cols));
+    let mut sw = Mat::<f64>::zeros(d, d);
+    let mut spread = vec![0.0f64; c];
+    let (mut ncc_right, mut nc4_diff) = (0usize, 0usize);
+    let mut r = Vec::new();
+    progress.stage("within-class scatter (pass 2 of 2)", n as u64);
+    source::for_each_chunk(src, chunk, progress, |start, rows, x| {
+        // x·μ_c and the logits for every row and class.
+        let xm = linalg::row_major(x, rows, d);
         let mut dots = Mat::<f64>::zeros(rows, c);
-        linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, false);
-        let mut logits = classifier.map(|cl| {
-            let wm = linalg::row_major(&cl.w, cl.rows, cl.cols);
+        linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, true);
+        let logits = wm.map(|w| {
             let mut z = Mat::<f64>::zeros(rows, c);
-            linalg::gemm(z.as_mut(), false, xm, wm.transpose(), 1.0, false);
+            linalg::gemm(z.as_mut(), false, xm, w.transpose(), 1.0, true);
             z
         });
-        let mut ncc_right = 0usize;
-        let mut nc4_diff = 0usize;
-        for t in 0..rows {
-            let xx: f64 = x[t * d..(t + 1) * d].iter().map(|v| v * v).sum();
-            let mut best = (f64::INFINITY, 0usize);
-            for k in 0..c {
-                let dist = xx - 2.0 * dots[(t, k)] + mean_sq[k];
-                if dist < best.0 {
-                    best = (dist, k);
-                }
-            }
-            if best.1 == ids[s + t] as usize {
-                ncc_right += 1;
-            }
-            if let (Some(z), Some(cl)) = (logits.as_mut(), classifier) {
-                let mut top = (f64::NEG_INFINITY, 0usize);
-                for k in 0..c {
-                    let v = z[(t, k)] + cl.b[k];
-                    if v > top.0 {
-                        top = (v, k);
+        r.clear();
+        r.resize(rows * d, 0.0);
+        let parts: Vec<(Vec<f64>, usize, usize)> = r
+            .par_chunks_mut(BLOCK_ROWS * d)
+            .zip(x.par_chunks(BLOCK_ROWS * d))
+            .enumerate()
+            .map(|(b, (rb, xb))| {
+                let mut sp = vec![0.0f64; c];
+                let (mut right, mut diff) = (0usize, 0usize);
+                for (u, (ro, xr)) in rb.chunks_exact_mut(d).zip(xb.chunks_exact(d)).enumerate() {
+                    let t = b * BLOCK_ROWS + u;
+                    let k = ids[start + t] as usize;
+                    let mu = &means[k * d..(k + 1) * d];
+                    let mut ss = 0.0;
+                    let mut xx = 0.0;
+                    for j in 0..d {
+                        let v = xr[j] - mu[j];
+                        ro[j] = v;
+                        ss += v * v;
+                        xx += xr[j] * xr[j];
+                    }
+                    sp[k] += ss;
+                    let mut best = (f64::INFINITY, 0usize);
+                    for q in 0..c {
+                        let dist = xx - 2.0 * dots[(t, q)] + mean_sq[q];
+                        if dist < best.0 {
+                            best = (dist, q);
+                        }
+                    }
+                    if best.1 == k {
+                        right += 1;
+                    }
+                    if let (Some(z), Some(cl)) = (logits.as_ref(), classifier) {
+                        let mut top = (f64::NEG_INFINITY, 0usize);
+                        for q in 0..c {
+                            let v = z[(t, q)] + cl.b[q];
+                            if v > top.0 {
+                                top = (v, q);
+                            }
+                        }
+                        if top.1 != best.1 {
+                            diff += 1;
+                        }
                     }
                 }
-                if top.1 != best.1 {
-                    nc4_diff += 1;
-                }
-            }
+                (sp, right, diff)
+            })
+            .collect();
+        for (sp, right, diff) in parts {
+            spread.iter_mut().zip(&sp).for_each(|(a, b)| *a += b);
+            ncc_right += right;
+            nc4_diff += diff;
         }
-        (sw, spread, ncc_right, nc4_diff)
-    };
-    let merge = |(a, mut s, r, q): Part, (a2, s2, r2, q2): Part| -> Part {
-        s.iter_mut().zip(&s2).for_each(|(x, y)| *x += y);
-        (a + a2, s, r + r2, q + q2)
-    };
-    let (mut sw, spread, ncc_right, nc4_diff) = linalg::tree_fold(
-        n_chunks,
-        1,
-        &|| (Mat::<f64>::zeros(d, d), vec![0.0f64; c], 0usize, 0usize),
-        &|acc: Part, ch| merge(acc, part(ch)),
-        &merge,
-    );
+        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d, true);
+        Ok(())
+    })?;
+    progress.finish_stage();
     linalg::symmetrize_lower(&mut sw);
     let nf = n as f64;
     for j in 0..d {
@@ -630,6 +652,8 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
         accuracy: right as f64 / nf,
         accuracy_smallest_label_ties: right_small as f64 / nf,
         n_points_with_tied_vote: tied,
+        rows: g.n,
+        sample_seed: None,
     })
 }
 
@@ -669,6 +693,55 @@ pub fn run(
         r.notes.push(format!(
             "kNN accuracy not computed: a leave-one-out vote of k = {k} neighbours needs more than {k} rows, and there are {n}"
         ));
+    }
+    Ok((r, cfg))
+}
+
+/// The class-geometry report of a row source of any size: every class measure streams over all rows
+/// ([`analyse_source`]); the leave-one-out kNN accuracy needs the rows in memory and an exact search, so
+/// it votes over a seeded sample of `knn_sample` rows (every row when there are no more), with neighbours
+/// found within the sample, and says so.
+#[allow(clippy::too_many_arguments)]
+pub fn run_source(
+    src: &dyn RowSource,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    k: usize,
+    knn_sample: usize,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<(ClassReport, ClassConfig)> {
+    let n = src.rows();
+    check_label_count(n, src.name(), labels, "labels")?;
+    let cfg = ClassConfig {
+        k,
+        ..ClassConfig::default()
+    };
+    let mut r = analyse_source(src, labels, classifier, None, &cfg, None, progress)?;
+    let m = knn_sample.min(n);
+    if k == 0 {
+        r.notes
+            .push("kNN accuracy not computed: k = 0 asks for no neighbours".into());
+    } else if k >= m {
+        r.notes.push(format!(
+            "kNN accuracy not computed: a leave-one-out vote of k = {k} neighbours needs more than {k} rows, and the sample has {m}"
+        ));
+    } else {
+        let idx = source::sample_indices(n, m, seed);
+        let rows = source::gather(src, &idx)?;
+        let ids: Vec<u32> = idx.iter().map(|&i| labels.ids[i]).collect();
+        progress.stage("exact kNN (sample)", m as u64);
+        let adv = |c: usize| progress.advance(c as u64);
+        let g = exact_knn(&rows, k, Metric::Euclidean, Some(&adv))?;
+        progress.finish_stage();
+        let mut acc = knn_loo(&g, &ids, labels.n_classes(), k)?;
+        if m < n {
+            acc.sample_seed = Some(seed);
+            r.notes.push(format!(
+                "kNN accuracy is a leave-one-out vote over a seeded sample of {m} of the {n} rows (seed {seed}), with neighbours found within the sample; the other measures use every row"
+            ));
+        }
+        r.knn_accuracy = Some(acc);
     }
     Ok((r, cfg))
 }

@@ -1,4 +1,5 @@
 //! Loading representations and checking them before any measure runs.
+pub mod columnar;
 pub mod matrix;
 pub mod npy;
 pub mod npz;
@@ -22,6 +23,10 @@ pub enum Format {
     Npy,
     Npz,
     Safetensors,
+    /// Parquet: a column of float vectors, or one float column per dimension.
+    Parquet,
+    /// Arrow IPC, file or stream (`.arrow`, `.feather`, `.ipc`; Hugging Face datasets caches).
+    Arrow,
 }
 
 /// Checks that `path` is an existing regular file before it is opened: a folder, a pipe or a device is named
@@ -45,6 +50,8 @@ pub fn format_of(path: &Path) -> Result<Format> {
         "npy" => Ok(Format::Npy),
         "npz" => Ok(Format::Npz),
         "safetensors" => Ok(Format::Safetensors),
+        "parquet" => Ok(Format::Parquet),
+        "arrow" | "feather" | "ipc" => Ok(Format::Arrow),
         _ => Err(Error::format(
             path,
             if ext.is_empty() {
@@ -52,7 +59,7 @@ pub fn format_of(path: &Path) -> Result<Format> {
             } else {
                 format!("unknown extension '.{ext}'")
             },
-            "pass a .npy, .npz or .safetensors file",
+            "pass a .npy, .npz, .safetensors, .parquet or .arrow file",
         )),
     }
 }
@@ -80,6 +87,7 @@ pub fn load_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
         }
         Format::Npz => npz::read_matrix(path, key),
         Format::Safetensors => safetensors::read_matrix(path, key),
+        Format::Parquet | Format::Arrow => source::load(&columnar::open(path, key)?),
     }
 }
 
@@ -91,6 +99,7 @@ pub fn list_keys(path: &Path) -> Result<Vec<String>> {
         Format::Npy => Ok(Vec::new()),
         Format::Npz => npz::keys(path),
         Format::Safetensors => safetensors::keys(path),
+        Format::Parquet | Format::Arrow => columnar::keys(path),
     }
 }
 

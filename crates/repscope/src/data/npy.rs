@@ -517,6 +517,28 @@ impl Labels {
     pub fn n_classes(&self) -> usize {
         self.names.len()
     }
+
+    /// The labels without the classes no row carries (ids renumbered in the same order), and the names of
+    /// the classes dropped.
+    pub fn without_empty(self) -> (Labels, Vec<String>) {
+        let mut used = vec![false; self.names.len()];
+        self.ids.iter().for_each(|&i| used[i as usize] = true);
+        if used.iter().all(|&u| u) {
+            return (self, Vec::new());
+        }
+        let mut map = vec![0u32; self.names.len()];
+        let (mut names, mut dropped) = (Vec::new(), Vec::new());
+        for (k, name) in self.names.into_iter().enumerate() {
+            if used[k] {
+                map[k] = names.len() as u32;
+                names.push(name);
+            } else {
+                dropped.push(name);
+            }
+        }
+        let ids = self.ids.iter().map(|&i| map[i as usize]).collect();
+        (Labels { ids, names }, dropped)
+    }
 }
 
 fn cmp_label(a: &str, b: &str, numeric: bool) -> std::cmp::Ordering {

@@ -107,7 +107,8 @@ fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()>
     Ok(())
 }
 
-fn check_finite_f64(name: &str, start: usize, d: usize, v: &[f64]) -> Result<()> {
+/// Checks rows start.. of `name` are finite; the error names the first row and column that is not.
+pub(crate) fn check_finite_rows(name: &str, start: usize, d: usize, v: &[f64]) -> Result<()> {
     if let Some(p) = v.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite {
             input: name.to_string(),
@@ -148,7 +149,7 @@ impl RowSource for Matrix {
         for (i, o) in out[..count * d].chunks_exact_mut(d).enumerate() {
             self.row_f64_into(start + i, o);
         }
-        check_finite_f64(Matrix::name(self), start, d, &out[..count * d])
+        check_finite_rows(Matrix::name(self), start, d, &out[..count * d])
     }
 }
 
@@ -396,7 +397,7 @@ impl RowSource for FileRows {
             // Range first: an f64 value beyond f32 is named, not turned into infinity.
             let mut wide = vec![0.0f64; out.len()];
             self.elem.decode(&buf, &mut wide, |v| v as f64, |v| v);
-            check_finite_f64(&self.name, start, self.cols, &wide)?;
+            check_finite_rows(&self.name, start, self.cols, &wide)?;
             if let Some(p) = wide.iter().position(|v| v.abs() > f32::MAX as f64) {
                 return Err(Error::NonFinite {
                     input: self.name.clone(),
@@ -415,7 +416,7 @@ impl RowSource for FileRows {
         let buf = self.bytes(start, count)?;
         let out = &mut out[..count * self.cols];
         self.elem.decode(&buf, out, |v| v as f64, |v| v);
-        check_finite_f64(&self.name, start, self.cols, out)
+        check_finite_rows(&self.name, start, self.cols, out)
     }
 }
 
@@ -644,6 +645,124 @@ impl RowSource for Selected {
     }
 }
 
+/// Rows start..stop of a borrowed source (a batch of rows, without copying them).
+pub struct Window<'a> {
+    src: &'a dyn RowSource,
+    start: usize,
+    len: usize,
+}
+
+impl<'a> Window<'a> {
+    /// Rows start..stop of `src` (clamped to its rows).
+    pub fn new(src: &'a dyn RowSource, start: usize, stop: usize) -> Window<'a> {
+        let stop = stop.min(src.rows());
+        Window {
+            src,
+            start: start.min(stop),
+            len: stop - start.min(stop),
+        }
+    }
+}
+
+impl RowSource for Window<'_> {
+    fn rows(&self) -> usize {
+        self.len
+    }
+    fn cols(&self) -> usize {
+        self.src.cols()
+    }
+    fn name(&self) -> &str {
+        self.src.name()
+    }
+    fn elem(&self) -> Elem {
+        self.src.elem()
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        self.src.read(self.start + start, count, out)
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        self.src.read_f64(self.start + start, count, out)
+    }
+}
+
+/// Two sources of the same rows side by side, read as one matrix [A | B] of width d_a + d_b: the joint
+/// pass of two representations (CKA, CCA, Procrustes). Values are read as f64 when either side is f64.
+pub struct Joined<'a> {
+    a: &'a dyn RowSource,
+    b: &'a dyn RowSource,
+    name: String,
+}
+
+impl<'a> Joined<'a> {
+    /// Joins `a` and `b`; they must have the same number of rows.
+    pub fn new(a: &'a dyn RowSource, b: &'a dyn RowSource) -> Result<Joined<'a>> {
+        if a.rows() != b.rows() {
+            return Err(Error::data(
+                b.name(),
+                format!("{} rows, but {} has {}", b.rows(), a.name(), a.rows()),
+                "pass two representations of the same inputs, in the same order",
+            ));
+        }
+        let name = format!("{} | {}", a.name(), b.name());
+        Ok(Joined { a, b, name })
+    }
+
+    /// The width of the first side.
+    pub fn split(&self) -> usize {
+        self.a.cols()
+    }
+
+    fn interleave<T: Copy + Default>(
+        &self,
+        count: usize,
+        out: &mut [T],
+        read: impl Fn(&dyn RowSource, &mut [T]) -> Result<()>,
+    ) -> Result<()> {
+        let (da, db) = (self.a.cols(), self.b.cols());
+        let mut ta = vec![T::default(); count * da];
+        let mut tb = vec![T::default(); count * db];
+        read(self.a, &mut ta)?;
+        read(self.b, &mut tb)?;
+        for ((o, ra), rb) in out[..count * (da + db)]
+            .chunks_exact_mut(da + db)
+            .zip(ta.chunks_exact(da.max(1)))
+            .zip(tb.chunks_exact(db.max(1)))
+        {
+            o[..da].copy_from_slice(ra);
+            o[da..].copy_from_slice(rb);
+        }
+        Ok(())
+    }
+}
+
+impl RowSource for Joined<'_> {
+    fn rows(&self) -> usize {
+        self.a.rows()
+    }
+    fn cols(&self) -> usize {
+        self.a.cols() + self.b.cols()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn elem(&self) -> Elem {
+        if self.a.elem() == Elem::F64 || self.b.elem() == Elem::F64 {
+            Elem::F64
+        } else {
+            Elem::F32
+        }
+    }
+    fn shards(&self) -> usize {
+        self.a.shards().max(self.b.shards())
+    }
+    fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        self.interleave(count, out, |s, o| s.read(start, count, o))
+    }
+    fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
+        self.interleave(count, out, |s, o| s.read_f64(start, count, o))
+    }
+}
+
 /// Whether a path names a pattern (`*`, `?` or `[`) rather than a file or folder.
 fn is_pattern(p: &Path) -> bool {
     p.to_string_lossy().contains(['*', '?', '['])
@@ -654,7 +773,10 @@ fn is_shard_file(p: &Path) -> bool {
     p.is_file()
         && p.extension().is_some_and(|e| {
             let e = e.to_string_lossy().to_ascii_lowercase();
-            matches!(e.as_str(), "npy" | "npz" | "safetensors")
+            matches!(
+                e.as_str(),
+                "npy" | "npz" | "safetensors" | "parquet" | "arrow" | "feather" | "ipc"
+            )
         })
 }
 
@@ -745,6 +867,9 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub fn open_file(path: &Path, key: Option<&str>) -> Result<Box<dyn RowSource>> {
     crate::data::check_regular(path)?;
     match crate::data::format_of(path)? {
+        crate::data::Format::Parquet | crate::data::Format::Arrow => {
+            return Ok(Box::new(crate::data::columnar::open(path, key)?))
+        }
         crate::data::Format::Npy if key.is_none() => {
             if let Some(s) = FileRows::open_npy(path)? {
                 return Ok(Box::new(s));
@@ -782,6 +907,54 @@ pub fn open(paths: &[PathBuf], key: Option<&str>) -> Result<Box<dyn RowSource>> 
         format!("{} shards", parts.len())
     };
     Ok(Box::new(Shards::new(parts, name)?))
+}
+
+/// The rows `idx` (increasing) of a source in memory, read in runs of consecutive rows.
+pub fn gather(src: &dyn RowSource, idx: &[usize]) -> Result<Matrix> {
+    let d = src.cols();
+    let f64s = src.elem() == Elem::F64;
+    let mut v32 = if f64s {
+        Vec::new()
+    } else {
+        vec![0.0f32; idx.len() * d]
+    };
+    let mut v64 = if f64s {
+        vec![0.0f64; idx.len() * d]
+    } else {
+        Vec::new()
+    };
+    let mut o = 0;
+    while o < idx.len() {
+        let mut run = 1;
+        while o + run < idx.len() && idx[o + run] == idx[o] + run {
+            run += 1;
+        }
+        if f64s {
+            src.read_f64(idx[o], run, &mut v64[o * d..(o + run) * d])?;
+        } else {
+            src.read(idx[o], run, &mut v32[o * d..(o + run) * d])?;
+        }
+        o += run;
+    }
+    if f64s {
+        Matrix::from_f64(idx.len(), d, v64, src.name())
+    } else {
+        Matrix::from_vec(idx.len(), d, v32, src.name())
+    }
+}
+
+/// Every row of a source in memory, as a matrix (f64 sources stay f64).
+pub fn load(src: &dyn RowSource) -> Result<Matrix> {
+    let (n, d) = (src.rows(), src.cols());
+    if src.elem() == Elem::F64 {
+        let mut v = vec![0.0f64; n * d];
+        src.read_f64(0, n, &mut v)?;
+        Matrix::from_f64(n, d, v, src.name())
+    } else {
+        let mut v = vec![0.0f32; n * d];
+        src.read(0, n, &mut v)?;
+        Matrix::from_vec(n, d, v, src.name())
+    }
 }
 
 /// Rows per chunk of a pass: about 2¹⁸ values (2 MiB in f64), at least 64 rows, at most the source.

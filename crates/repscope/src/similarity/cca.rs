@@ -4,6 +4,11 @@
 //! whose singular value exceeds max(n, d)·ε·σ₁, so constant or collinear columns (LayerNorm outputs) do not
 //! enter as noise directions, as they would with a plain QR. The canonical correlations are the singular
 //! values of Q_XᵀQ_Y.
+//!
+//! Two routes give the sides. The SVD route decomposes the centred data in memory. The covariance route
+//! reads only the joint scatter of [X | Y] from one streaming pass and decomposes each side in the
+//! coordinates of the joint eigenbasis ([`Side::pair_from_scatter`]); it gives the same correlations for
+//! directions well above the noise of the scatter (σ > √(max(n, D)·ε)·σ₁).
 use faer::Mat;
 use serde::Serialize;
 
@@ -13,6 +18,27 @@ use crate::linalg;
 
 /// Inputs larger than this many values per side (n·d) are refused: the SVD holds them densely in f64.
 pub const CCA_MAX_VALUES: usize = 60_000_000;
+
+/// How the sides of the CCA family were decomposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CcaRoute {
+    /// Thin SVD of each centred side, in memory (the more precise).
+    Svd,
+    /// Eigendecomposition of the joint scatter from one streaming pass.
+    Covariance,
+}
+
+impl CcaRoute {
+    /// The SVD route when both sides fit its limit, else the covariance route.
+    pub fn auto(n: usize, dx: usize, dy: usize) -> CcaRoute {
+        if n.saturating_mul(dx.max(dy)) <= CCA_MAX_VALUES {
+            CcaRoute::Svd
+        } else {
+            CcaRoute::Covariance
+        }
+    }
+}
 
 /// A centred side and its SVD.
 pub struct Side {
@@ -24,25 +50,33 @@ pub struct Side {
 }
 
 impl Side {
-    /// Centres and decomposes `m`.
+    /// Centres and decomposes `m` (the SVD route).
     pub fn new(m: &Matrix) -> Result<Side> {
         let (n, d) = (m.rows(), m.cols());
         if n.saturating_mul(d) > CCA_MAX_VALUES {
             return Err(Error::data(
                 m.name(),
                 format!("CCA holds the {n} × {d} centred data densely in f64, more than the limit of {CCA_MAX_VALUES} values"),
-                "subsample rows (CCA is usually stable with a few thousand) or skip the CCA family",
+                "subsample rows (CCA is usually stable with a few thousand), use the covariance route, or skip the CCA family",
             ));
         }
         let mean = linalg::column_means(m);
         let a = linalg::to_f64(m, Some(&mean));
-        let svd = linalg::thin_svd(a.as_ref())?;
+        Side::decompose(a.as_ref(), n, m.name(), (n.max(d) as f64) * f64::EPSILON)
+    }
+
+    /// Decomposes a side given in coordinates `a` of an orthonormal basis of n-vectors (the centred data
+    /// itself, or its coordinates in the joint basis of the covariance route). Singular values at or below
+    /// `rel_tol`·σ₁ are left out of the basis.
+    fn decompose(a: faer::MatRef<'_, f64>, n: usize, name: &str, rel_tol: f64) -> Result<Side> {
+        let d = a.ncols();
+        let svd = linalg::thin_svd(a)?;
         let s1 = svd.s.first().copied().unwrap_or(0.0);
-        let tol = (n.max(d) as f64) * f64::EPSILON * s1;
+        let tol = rel_tol * s1;
         let rank = svd.s.iter().filter(|&&s| s > tol).count();
         if rank == 0 {
             return Err(Error::data(
-                m.name(),
+                name,
                 "every column is constant, so there is no column space to correlate",
                 "check that the right array was passed",
             ));
@@ -50,9 +84,42 @@ impl Side {
         Ok(Side { n, d, svd, rank })
     }
 
+    /// Both sides from the centred joint scatter C = [X_c | Y_c]ᵀ[X_c | Y_c] (D × D, the first `dx`
+    /// columns X) of n rows: the covariance route, which streams. With C = W Λ Wᵀ, [X_c | Y_c] = U Λ^½ Wᵀ for
+    /// an orthonormal U (n × D) that is never formed; each side is decomposed in the coordinates Λ^½ W_sideᵀ,
+    /// which have the singular values and right vectors of the centred data, and whose left vectors give
+    /// Q_XᵀQ_Y exactly as the SVD route does. Eigenvalues carry an absolute error of about ε·λ₁, so the
+    /// rank tolerance is on λ: λ > max(n, D)·ε·λ₁, that is σ > √(max(n, D)·ε)·σ₁.
+    pub fn pair_from_scatter(
+        scatter: &Mat<f64>,
+        dx: usize,
+        n: usize,
+        names: (&str, &str),
+    ) -> Result<(Side, Side)> {
+        let dd = scatter.nrows();
+        let (vals, vecs) = linalg::sym_eigen_desc(scatter.as_ref())?;
+        let rel = (n.max(dd) as f64) * f64::EPSILON;
+        let cut = rel * vals.first().copied().unwrap_or(0.0).max(0.0);
+        let kept: Vec<usize> = (0..dd)
+            .filter(|&t| vals[t] > cut && vals[t] > 0.0)
+            .collect();
+        let coords = |lo: usize, hi: usize| {
+            Mat::from_fn(kept.len().max(1), hi - lo, |r, j| match kept.get(r) {
+                Some(&t) => vals[t].sqrt() * vecs[(lo + j, t)],
+                None => 0.0,
+            })
+        };
+        let (bx, by) = (coords(0, dx), coords(dx, dd));
+        let tol = rel.sqrt();
+        Ok((
+            Side::decompose(bx.as_ref(), n, names.0, tol)?,
+            Side::decompose(by.as_ref(), n, names.1, tol)?,
+        ))
+    }
+
     /// The first `k` columns of U.
     fn basis(&self, k: usize) -> Mat<f64> {
-        Mat::from_fn(self.n, k, |i, j| self.svd.u[(i, j)])
+        Mat::from_fn(self.svd.u.nrows(), k, |i, j| self.svd.u[(i, j)])
     }
 
     /// The smallest m whose cumulative σ² reaches `threshold` of the total.

@@ -13,12 +13,15 @@ use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::source::{self, Joined, RowSource, Window};
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::moments;
+use crate::progress::{Progress, Silent};
 
-/// Rows widened to f64 per task of the feature route.
-const CHUNK: usize = 1024;
+/// Rows per task of the per-row terms of a chunk; partial sums are added in block order.
+const BLOCK_ROWS: usize = 64;
 
 /// The sums the feature route collects over a set of rows.
 #[derive(Clone, Debug)]
@@ -48,10 +51,18 @@ impl FeatureStats {
     fn zeros(dx: usize, dy: usize) -> Self {
         let d = dx + dy;
         FeatureStats {
+            gram: Mat::zeros(d, d),
+            ..FeatureStats::terms(dx, dy)
+        }
+    }
+
+    /// Per-row terms only (no Gram), for the blocks of a chunk.
+    fn terms(dx: usize, dy: usize) -> Self {
+        FeatureStats {
             n: 0,
             dx,
             dy,
-            gram: Mat::zeros(d, d),
+            gram: Mat::zeros(0, 0),
             sx: vec![0.0; dx],
             sy: vec![0.0; dy],
             ax: vec![0.0; dx],
@@ -66,39 +77,14 @@ impl FeatureStats {
         }
     }
 
-    /// Adds rows `start..stop` of X and Y, shifted by the given column means.
-    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-    fn add_rows(
-        &mut self,
-        x: &Matrix,
-        y: &Matrix,
-        mx: &[f64],
-        my: &[f64],
-        start: usize,
-        stop: usize,
-        buf: &mut Vec<f64>,
-    ) {
+    /// Adds the per-row terms of a block of shifted rows z_i = [x_i − s_x | y_i − s_y] (row-major).
+    #[allow(clippy::needless_range_loop)]
+    fn add_row_terms(&mut self, block: &[f64]) {
         let (dx, dy) = (self.dx, self.dy);
-        let d = dx + dy;
-        let rows = stop - start;
-        buf.clear();
-        buf.resize(rows * d, 0.0);
-        for (t, i) in (start..stop).enumerate() {
-            let z = &mut buf[t * d..(t + 1) * d];
-            let (zx, zy) = z.split_at_mut(dx);
-            // The values as given (f64 input stays f64), centred.
-            x.row_f64_into(i, zx);
-            y.row_f64_into(i, zy);
-            let mut a = 0.0;
-            for (o, &m) in zx.iter_mut().zip(mx) {
-                *o -= m;
-                a += *o * *o;
-            }
-            let mut b = 0.0;
-            for (o, &m) in zy.iter_mut().zip(my) {
-                *o -= m;
-                b += *o * *o;
-            }
+        for z in block.chunks_exact(dx + dy) {
+            let (zx, zy) = z.split_at(dx);
+            let a: f64 = zx.iter().map(|v| v * v).sum();
+            let b: f64 = zy.iter().map(|v| v * v).sum();
             for j in 0..dx {
                 let w = zx[j];
                 self.sx[j] += w;
@@ -116,14 +102,13 @@ impl FeatureStats {
             self.saa += a * a;
             self.sbb += b * b;
             self.sab += a * b;
+            self.n += 1;
         }
-        linalg::accumulate_gram_rows(self.gram.as_mut(), buf, rows, d, false);
-        self.n += rows;
     }
 
-    fn merge(mut self, o: FeatureStats) -> FeatureStats {
+    /// Adds the per-row terms of `o` (its Gram is not used).
+    fn add_terms(&mut self, o: &FeatureStats) {
         self.n += o.n;
-        self.gram += o.gram;
         let add = |a: &mut Vec<f64>, b: &[f64]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         add(&mut self.sx, &o.sx);
         add(&mut self.sy, &o.sy);
@@ -136,40 +121,51 @@ impl FeatureStats {
         self.saa += o.saa;
         self.sbb += o.sbb;
         self.sab += o.sab;
-        self
     }
 
-    fn finish(mut self) -> FeatureStats {
-        linalg::symmetrize_lower(&mut self.gram);
-        self
+    /// One streaming pass over two representations of the same rows, read side by side (a
+    /// [`Joined`] source: the first `dx` columns are X). Rows are shifted by the mean of the first
+    /// rows (any shift gives the same values: the biased CKA and the cross products are centred exactly from
+    /// the sums, and HSIC₁ does not depend on it); the per-row terms are taken in fixed blocks added in
+    /// order, so the sums do not depend on the number of threads, the chunk size or the shards.
+    pub fn from_source(
+        src: &dyn RowSource,
+        dx: usize,
+        chunk_rows: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<FeatureStats> {
+        let d = src.cols();
+        let dy = d - dx;
+        let shift = moments::head_mean(src)?;
+        let mut acc = FeatureStats::zeros(dx, dy);
+        let chunk = chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
+        progress.stage("feature products", src.rows() as u64);
+        source::for_each_chunk(src, chunk, progress, |_, rows, z| {
+            let shift = &shift;
+            let parts: Vec<FeatureStats> = z
+                .par_chunks_mut(BLOCK_ROWS * d)
+                .map(|b| {
+                    for r in b.chunks_exact_mut(d) {
+                        r.iter_mut().zip(shift).for_each(|(v, s)| *v -= s);
+                    }
+                    let mut t = FeatureStats::terms(dx, dy);
+                    t.add_row_terms(b);
+                    t
+                })
+                .collect();
+            parts.iter().for_each(|t| acc.add_terms(t));
+            linalg::accumulate_gram_rows(acc.gram.as_mut(), z, rows, d, true);
+            Ok(())
+        })?;
+        progress.finish_stage();
+        linalg::symmetrize_lower(&mut acc.gram);
+        Ok(acc)
     }
 
-    /// Collects the sums over rows `start..stop`, in parallel chunks. The shift should be the column means
-    /// (any shift gives the same debiased value; the biased one is centred exactly from the sums).
-    pub fn collect(
-        x: &Matrix,
-        y: &Matrix,
-        mx: &[f64],
-        my: &[f64],
-        start: usize,
-        stop: usize,
-    ) -> FeatureStats {
-        let (dx, dy) = (x.cols(), y.cols());
-        let n_chunks = (stop - start).div_ceil(CHUNK);
-        linalg::tree_fold(
-            n_chunks,
-            1,
-            &|| (FeatureStats::zeros(dx, dy), Vec::new()),
-            &|(mut acc, mut buf), c| {
-                let s = start + c * CHUNK;
-                let e = (s + CHUNK).min(stop);
-                acc.add_rows(x, y, mx, my, s, e, &mut buf);
-                (acc, buf)
-            },
-            &|(a, buf), (b, _)| (FeatureStats::merge(a, b), buf),
-        )
-        .0
-        .finish()
+    /// The sums over all rows of two in-memory representations.
+    pub fn collect(x: &Matrix, y: &Matrix, progress: &dyn Progress) -> Result<FeatureStats> {
+        let z = Joined::new(x, y)?;
+        FeatureStats::from_source(&z, x.cols(), None, progress)
     }
 
     fn g(&self, i: usize, j: usize) -> f64 {
@@ -279,6 +275,21 @@ impl FeatureStats {
         Mat::from_fn(self.dx, self.dy, |i, j| {
             self.g(self.dx + j, i) - self.sx[i] * self.sy[j] / nf
         })
+    }
+
+    /// The centred joint scatter [X_c | Y_c]ᵀ[X_c | Y_c] (D × D), for the covariance route of CCA.
+    pub fn centred_scatter(&self) -> Mat<f64> {
+        let nf = self.n as f64;
+        let dx = self.dx;
+        let s = |i: usize| {
+            if i < dx {
+                self.sx[i]
+            } else {
+                self.sy[i - dx]
+            }
+        };
+        let d = self.dx + self.dy;
+        Mat::from_fn(d, d, |i, j| self.g(i, j) - s(i) * s(j) / nf)
     }
 
     /// ‖X_c‖²_F and ‖Y_c‖²_F.
@@ -404,9 +415,7 @@ pub fn linear_cka(
             let st = match stats {
                 Some(s) => s,
                 None => {
-                    let mx = linalg::column_means(x);
-                    let my = linalg::column_means(y);
-                    owned = FeatureStats::collect(x, y, &mx, &my, 0, x.rows());
+                    owned = FeatureStats::collect(x, y, &Silent)?;
                     &owned
                 }
             };
@@ -601,12 +610,11 @@ pub fn minibatch_cka(x: &Matrix, y: &Matrix, batch: usize) -> Result<MinibatchCk
     }
     let n = x.rows();
     let nb = (n / batch).max(1);
-    let mx = linalg::column_means(x);
-    let my = linalg::column_means(y);
+    let z = Joined::new(x, y)?;
     let (mut kl, mut kk, mut ll) = (0.0, 0.0, 0.0);
     for b in 0..nb {
         let (s, e) = (b * n / nb, (b + 1) * n / nb);
-        let st = FeatureStats::collect(x, y, &mx, &my, s, e);
+        let st = FeatureStats::from_source(&Window::new(&z, s, e), x.cols(), None, &Silent)?;
         let (a, c, d) = st.hsic1();
         kl += a;
         kk += c;

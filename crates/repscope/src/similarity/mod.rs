@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::data::source::{Joined, RowSource};
 use crate::data::{check_finite, Labels, Matrix};
 use crate::error::{Error, Result};
-use crate::linalg;
 use crate::progress::Progress;
 
+pub use cca::CcaRoute;
 pub use cka::{RbfMedian, Route};
 pub use relative::AnchorMode;
 
@@ -45,8 +46,20 @@ pub const MEASURES: &[&str] = &[
 
 /// Measures that need n × n matrices.
 const NEEDS_GRAM: &[&str] = &["cka_rbf", "rsa_spearman"];
-/// Measures that need a dense SVD of each side.
+/// The CCA family.
 const NEEDS_SVD: &[&str] = &["cca_mean_rho", "cca_r2", "svcca", "pwcca"];
+/// Measures computed from one streaming pass of sums (linear CKA by the feature route, the CCA family by
+/// the covariance route, Procrustes), so that they run on sources larger than memory.
+pub const STREAMED: &[&str] = &[
+    "cka_linear",
+    "cka_linear_debiased",
+    "cca_mean_rho",
+    "cca_r2",
+    "svcca",
+    "pwcca",
+    "procrustes_angular",
+    "procrustes_euclidean",
+];
 
 /// Expands names and groups (cka, cca, procrustes, knn, relative, all) into canonical measure names.
 pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
@@ -96,6 +109,10 @@ pub struct CompareConfig {
     pub measures: Vec<String>,
     /// Route of linear CKA; None chooses the cheaper.
     pub route: Option<Route>,
+    /// Route of the CCA family; None chooses the SVD route when the sides fit its limit.
+    pub cca_route: Option<CcaRoute>,
+    /// Rows per chunk of a streaming pass (None: about 2¹⁸ values).
+    pub chunk_rows: Option<usize>,
     pub rbf_threshold: f64,
     pub rbf_median: RbfMedian,
     pub batch_size: usize,
@@ -114,6 +131,8 @@ impl Default for CompareConfig {
         CompareConfig {
             measures: Vec::new(),
             route: None,
+            cca_route: None,
+            chunk_rows: None,
             rbf_threshold: 1.0,
             rbf_median: RbfMedian::DistinctPairs,
             batch_size: 1000,
@@ -234,17 +253,7 @@ fn is_constant(m: &Matrix) -> bool {
     }
 }
 
-/// Compares two representations of the same rows. Both must be finite and vary; the row counts must match.
-pub fn compare(
-    x: &Matrix,
-    y: &Matrix,
-    labels: Option<&Labels>,
-    cfg: &CompareConfig,
-    progress: &dyn Progress,
-) -> Result<SimilarityReport> {
-    cka::check_pair(x, y)?;
-    check_finite(x)?;
-    check_finite(y)?;
+fn check_svcca_threshold(cfg: &CompareConfig) -> Result<()> {
     if !(cfg.svcca_threshold > 0.0 && cfg.svcca_threshold <= 1.0) {
         return Err(Error::range(
             Param::SvccaThreshold,
@@ -256,6 +265,21 @@ pub fn compare(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Compares two representations of the same rows. Both must be finite and vary; the row counts must match.
+pub fn compare(
+    x: &Matrix,
+    y: &Matrix,
+    labels: Option<&Labels>,
+    cfg: &CompareConfig,
+    progress: &dyn Progress,
+) -> Result<SimilarityReport> {
+    cka::check_pair(x, y)?;
+    check_finite(x)?;
+    check_finite(y)?;
+    check_svcca_threshold(cfg)?;
     for m in [x, y] {
         if is_constant(m) {
             return Err(Error::data(
@@ -282,10 +306,12 @@ pub fn compare(
     let mut measures = BTreeMap::new();
     let mut details = Details::default();
 
-    // Feature-route sums: linear CKA (feature route) and Procrustes.
     let route = cfg
         .route
         .unwrap_or_else(|| Route::auto(n, x.cols() + y.cols()));
+    let cca_route = cfg
+        .cca_route
+        .unwrap_or_else(|| CcaRoute::auto(n, x.cols(), y.cols()));
     if route == Route::Gram
         && n > cfg.gram_limit
         && (has("cka_linear") || has("cka_linear_debiased"))
@@ -301,35 +327,42 @@ pub fn compare(
     }
     let need_stats = (route == Route::Feature && (has("cka_linear") || has("cka_linear_debiased")))
         || has("procrustes_angular")
-        || has("procrustes_euclidean");
+        || has("procrustes_euclidean")
+        || (cca_route == CcaRoute::Covariance && NEEDS_SVD.iter().any(|m| has(m)));
     let stats = if need_stats {
-        progress.stage("feature products", 0);
-        let mx = linalg::column_means(x);
-        let my = linalg::column_means(y);
-        let s = cka::FeatureStats::collect(x, y, &mx, &my, 0, n);
-        progress.finish_stage();
-        Some(s)
+        Some(cka::FeatureStats::collect(x, y, progress)?)
     } else {
         None
     };
-    if has("cka_linear") || has("cka_linear_debiased") {
+    if route == Route::Gram && (has("cka_linear") || has("cka_linear_debiased")) {
         progress.stage("linear CKA", 0);
-        let r = cka::linear_cka(x, y, route, stats.as_ref())?;
+        let r = cka::linear_cka(x, y, route, None)?;
         progress.finish_stage();
-        if has("cka_linear") {
-            measures.insert("cka_linear".into(), r.biased);
-        }
-        if has("cka_linear_debiased") {
-            measures.insert("cka_linear_debiased".into(), r.debiased);
-        }
-        let ratio = (x.cols().max(y.cols())) as f64 / n as f64;
-        if has("cka_linear") && ratio > 0.1 {
-            notes.push(format!(
-                "biased linear CKA drifts towards 1 as d/n grows (here d/n = {ratio:.2}); prefer cka_linear_debiased"
-            ));
-        }
         details.cka_linear = Some(r);
     }
+    let sides = if cca_route == CcaRoute::Svd && NEEDS_SVD.iter().any(|m| has(m)) {
+        progress.stage("CCA (SVD of each side)", 0);
+        let (sx, sy) = rayon::join(|| cca::Side::new(x), || cca::Side::new(y));
+        progress.finish_stage();
+        Some((sx?, sy?))
+    } else {
+        None
+    };
+    let mut out = Linear {
+        measures: &mut measures,
+        details: &mut details,
+        warnings: &mut warnings,
+        notes: &mut notes,
+    };
+    out.fill(
+        &want,
+        n,
+        (x.cols(), y.cols()),
+        stats.as_ref(),
+        sides,
+        cfg,
+        (x.name(), y.name()),
+    )?;
     if has("cka_rbf") {
         progress.stage("RBF CKA", 0);
         let r = cka::rbf_cka(x, y, cfg.rbf_threshold, cfg.rbf_median)?;
@@ -343,48 +376,6 @@ pub fn compare(
         progress.finish_stage();
         measures.insert("cka_minibatch".into(), r.value);
         details.cka_minibatch = Some(r);
-    }
-    if NEEDS_SVD.iter().any(|m| has(m)) {
-        progress.stage("CCA (SVD of each side)", 0);
-        let (sx, sy) = rayon::join(|| cca::Side::new(x), || cca::Side::new(y));
-        let (sx, sy) = (sx?, sy?);
-        if has("cca_mean_rho") || has("cca_r2") {
-            let c = cca::cca(&sx, &sy)?;
-            if has("cca_mean_rho") {
-                measures.insert("cca_mean_rho".into(), c.mean_rho);
-            }
-            if has("cca_r2") {
-                measures.insert("cca_r2".into(), c.r2);
-            }
-            warnings.extend(c.warning.clone());
-            details.cca = Some(c);
-        }
-        if has("svcca") {
-            let s = cca::svcca(&sx, &sy, cfg.svcca_threshold)?;
-            measures.insert("svcca".into(), s.value);
-            warnings.extend(s.warning.clone());
-            details.svcca = Some(s);
-        }
-        if has("pwcca") {
-            let p = cca::pwcca(&sx, &sy)?;
-            measures.insert("pwcca".into(), p.value);
-            warnings.extend(p.warning.clone());
-            details.pwcca = Some(p);
-        }
-        progress.finish_stage();
-    }
-    if let Some(st) = stats
-        .as_ref()
-        .filter(|_| has("procrustes_angular") || has("procrustes_euclidean"))
-    {
-        let p = procrustes::procrustes(st)?;
-        if has("procrustes_angular") {
-            measures.insert("procrustes_angular".into(), p.angular);
-        }
-        if has("procrustes_euclidean") {
-            measures.insert("procrustes_euclidean".into(), p.euclidean);
-        }
-        details.procrustes = Some(p);
     }
     if has("rsa_spearman") {
         progress.stage("RSA", 0);
@@ -437,6 +428,7 @@ pub fn compare(
     let params = json!({
         "measures": want,
         "cka_route": route,
+        "cca_route": cca_route,
         "rbf_threshold": cfg.rbf_threshold,
         "rbf_median": cfg.rbf_median,
         "batch_size": cfg.batch_size,
@@ -447,6 +439,214 @@ pub fn compare(
         "svcca_threshold": cfg.svcca_threshold,
         "gram_limit": cfg.gram_limit,
         "seed": cfg.seed,
+    });
+    Ok(SimilarityReport {
+        n,
+        d1: x.cols(),
+        d2: y.cols(),
+        measures,
+        details,
+        warnings,
+        notes,
+        params,
+    })
+}
+
+/// Where the linear measures go.
+struct Linear<'a> {
+    measures: &'a mut BTreeMap<String, f64>,
+    details: &'a mut Details,
+    warnings: &'a mut Vec<String>,
+    notes: &'a mut Vec<String>,
+}
+
+impl Linear<'_> {
+    /// The linear measures from the one pass of sums (`stats`) or the in-memory SVDs (`sides`): linear CKA
+    /// by the feature route (a Gram-route value already in `details` is kept), the CCA family and Procrustes.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        want: &[String],
+        n: usize,
+        (dx, dy): (usize, usize),
+        stats: Option<&cka::FeatureStats>,
+        sides: Option<(cca::Side, cca::Side)>,
+        cfg: &CompareConfig,
+        names: (&str, &str),
+    ) -> Result<()> {
+        let has = |m: &str| want.iter().any(|w| w == m);
+        if has("cka_linear") || has("cka_linear_debiased") {
+            let r = match self.details.cka_linear.take() {
+                Some(r) => r,
+                None => {
+                    let st = stats.expect("the feature route reads the pass of sums");
+                    cka::LinearCka {
+                        biased: st.cka_biased(),
+                        debiased: st.cka_debiased(),
+                        route: Route::Feature,
+                    }
+                }
+            };
+            if has("cka_linear") {
+                self.measures.insert("cka_linear".into(), r.biased);
+            }
+            if has("cka_linear_debiased") {
+                self.measures
+                    .insert("cka_linear_debiased".into(), r.debiased);
+            }
+            let ratio = dx.max(dy) as f64 / n as f64;
+            if has("cka_linear") && ratio > 0.1 {
+                self.notes.push(format!(
+                    "biased linear CKA drifts towards 1 as d/n grows (here d/n = {ratio:.2}); prefer cka_linear_debiased"
+                ));
+            }
+            self.details.cka_linear = Some(r);
+        }
+        if NEEDS_SVD.iter().any(|m| has(m)) {
+            let (sx, sy) = match sides {
+                Some(s) => s,
+                None => {
+                    let st = stats.expect("the covariance route reads the pass of sums");
+                    cca::Side::pair_from_scatter(&st.centred_scatter(), dx, n, names)?
+                }
+            };
+            if has("cca_mean_rho") || has("cca_r2") {
+                let c = cca::cca(&sx, &sy)?;
+                if has("cca_mean_rho") {
+                    self.measures.insert("cca_mean_rho".into(), c.mean_rho);
+                }
+                if has("cca_r2") {
+                    self.measures.insert("cca_r2".into(), c.r2);
+                }
+                self.warnings.extend(c.warning.clone());
+                self.details.cca = Some(c);
+            }
+            if has("svcca") {
+                let s = cca::svcca(&sx, &sy, cfg.svcca_threshold)?;
+                self.measures.insert("svcca".into(), s.value);
+                self.warnings.extend(s.warning.clone());
+                self.details.svcca = Some(s);
+            }
+            if has("pwcca") {
+                let p = cca::pwcca(&sx, &sy)?;
+                self.measures.insert("pwcca".into(), p.value);
+                self.warnings.extend(p.warning.clone());
+                self.details.pwcca = Some(p);
+            }
+        }
+        if has("procrustes_angular") || has("procrustes_euclidean") {
+            let st = stats.expect("Procrustes reads the pass of sums");
+            let p = procrustes::procrustes(st)?;
+            if has("procrustes_angular") {
+                self.measures.insert("procrustes_angular".into(), p.angular);
+            }
+            if has("procrustes_euclidean") {
+                self.measures
+                    .insert("procrustes_euclidean".into(), p.euclidean);
+            }
+            self.details.procrustes = Some(p);
+        }
+        Ok(())
+    }
+}
+
+/// Compares two row sources of the same rows in one streaming pass, whatever their size: the measures
+/// of [`STREAMED`] (linear CKA by the feature route, the CCA family by the covariance route,
+/// Procrustes). Memory is O((d1 + d2)²) plus two chunks of rows. The other measures need the rows in
+/// memory: asked for by name they are refused; by default they are left out with a note.
+pub fn compare_sources(
+    x: &dyn RowSource,
+    y: &dyn RowSource,
+    cfg: &CompareConfig,
+    progress: &dyn Progress,
+) -> Result<SimilarityReport> {
+    let z = Joined::new(x, y)?;
+    let n = x.rows();
+    if n < 4 {
+        return Err(Error::data(
+            x.name(),
+            format!("debiased CKA needs at least 4 rows, got {n} (HSIC₁ divides by n − 3)"),
+            "pass more rows",
+        ));
+    }
+    check_svcca_threshold(cfg)?;
+    if cfg.route == Some(Route::Gram) {
+        return Err(Error::param(
+            Param::CkaRoute,
+            "a streamed comparison has no n × n Gram matrices",
+            "use the feature route",
+        ));
+    }
+    if cfg.cca_route == Some(CcaRoute::Svd) {
+        return Err(Error::param(
+            Param::CcaRoute,
+            "a streamed comparison does not hold the rows for an SVD",
+            "use the covariance route",
+        ));
+    }
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    let want: Vec<String> = if cfg.measures.is_empty() {
+        let left: Vec<&str> = MEASURES
+            .iter()
+            .filter(|m| {
+                !STREAMED.contains(m) && **m != "cka_minibatch" && **m != "stitching_accuracy"
+            })
+            .copied()
+            .collect();
+        notes.push(format!(
+            "streamed: {} need the rows in memory and were left out (compare a --sample of the rows for them)",
+            left.join(", ")
+        ));
+        STREAMED.iter().map(|m| m.to_string()).collect()
+    } else {
+        let m = canonical_measures(&cfg.measures)?;
+        if let Some(bad) = m.iter().find(|m| !STREAMED.contains(&m.as_str())) {
+            return Err(Error::param(
+                Param::Metric,
+                format!("{bad} needs the rows in memory, and this comparison streams them"),
+                format!(
+                    "compare a sample of the rows, or ask for the streamed measures: {}",
+                    STREAMED.join(", ")
+                ),
+            ));
+        }
+        m
+    };
+    let stats = cka::FeatureStats::from_source(&z, x.cols(), cfg.chunk_rows, progress)?;
+    let (tx, ty) = stats.centred_sq_norms();
+    for (t, src) in [(tx, x), (ty, y)] {
+        if t <= 0.0 {
+            return Err(Error::data(
+                src.name(),
+                format!("all {n} rows are the same, so the representation has no variance and its similarity to anything is undefined (CKA and CCA would divide 0 by 0)"),
+                "pass a representation whose rows differ",
+            ));
+        }
+    }
+    let mut measures = BTreeMap::new();
+    let mut details = Details::default();
+    let mut out = Linear {
+        measures: &mut measures,
+        details: &mut details,
+        warnings: &mut warnings,
+        notes: &mut notes,
+    };
+    out.fill(
+        &want,
+        n,
+        (x.cols(), y.cols()),
+        Some(&stats),
+        None,
+        cfg,
+        (x.name(), y.name()),
+    )?;
+    let params = json!({
+        "measures": want,
+        "cka_route": Route::Feature,
+        "cca_route": CcaRoute::Covariance,
+        "svcca_threshold": cfg.svcca_threshold,
+        "streamed": true,
     });
     Ok(SimilarityReport {
         n,
