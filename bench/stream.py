@@ -106,7 +106,7 @@ def view(x):
     """A 96-wide second representation of the rows x: a fixed nonlinear map of x plus noise."""
     import numpy as np
 
-    w = np.random.default_rng(99).standard_normal((x.shape[1], 96)).astype(np.float32) / np.sqrt(x.shape[1])
+    w = (np.random.default_rng(99).standard_normal((x.shape[1], 96)) / np.sqrt(x.shape[1])).astype(np.float32)
     y = np.tanh(x @ w)
     y += 0.1 * np.random.default_rng([99, int(abs(x[0, 0]) * 1e6)]).standard_normal(y.shape, dtype=np.float32)
     return y

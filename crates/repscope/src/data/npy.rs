@@ -431,6 +431,33 @@ pub fn labels_from_npy(buf: &[u8], path: &Path) -> Result<Labels> {
             "write the file again",
         ));
     }
+    if matches!(h.kind, Kind::Int | Kind::Uint | Kind::Bool) {
+        // Integers are mapped to classes without a string per row (4 bytes a row, not ~40).
+        let ints: Option<Vec<i64>> = (0..n)
+            .map(|i| {
+                let b = &data[i * h.size..(i + 1) * h.size];
+                let mut bytes = [0u8; 8];
+                if h.big_endian {
+                    for (k, &x) in b.iter().rev().enumerate() {
+                        bytes[k] = x;
+                    }
+                } else {
+                    bytes[..h.size].copy_from_slice(b);
+                }
+                if h.kind == Kind::Int {
+                    if bytes[h.size - 1] & 0x80 != 0 {
+                        bytes.iter_mut().skip(h.size).for_each(|x| *x = 0xff);
+                    }
+                    Some(i64::from_le_bytes(bytes))
+                } else {
+                    i64::try_from(u64::from_le_bytes(bytes)).ok()
+                }
+            })
+            .collect();
+        if let Some(v) = ints {
+            return Ok(Labels::from_integers(&v));
+        }
+    }
     let raw: Vec<String> = match h.kind {
         Kind::Int | Kind::Uint | Kind::Bool => (0..n)
             .map(|i| {
@@ -513,6 +540,22 @@ impl Labels {
             .collect();
         Labels { ids, names }
     }
+    /// Builds labels from integer values: classes in numeric order, named by their values (as
+    /// [`Labels::from_strings`] with `numeric` names them), without a string per row.
+    pub fn from_integers(values: &[i64]) -> Labels {
+        let mut uniq = values.to_vec();
+        uniq.sort_unstable();
+        uniq.dedup();
+        let ids = values
+            .iter()
+            .map(|v| uniq.binary_search(v).map(|i| i as u32).unwrap_or(0))
+            .collect();
+        Labels {
+            ids,
+            names: uniq.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
     /// Number of classes.
     pub fn n_classes(&self) -> usize {
         self.names.len()
@@ -739,6 +782,10 @@ mod tests {
         let ints = encode(&[5], &[3i32, -1, 3, 7, -1]);
         let l = labels_from_npy(&ints, Path::new("l.npy")).unwrap();
         assert_eq!(l.names, vec!["-1", "3", "7"]);
-        assert_eq!(l.ids, vec![1, 0, 1, 2, 0]);
+        assert_eq!(l.ids, vec![1, 0, 1, 2, 0]); // The integer path names and numbers classes as the text path does.
+        let v = [12i64, -4, 0, 12, 3, 100, -4];
+        let a = Labels::from_integers(&v);
+        let b = Labels::from_strings(v.iter().map(|x| x.to_string()).collect(), true);
+        assert_eq!((a.ids, a.names), (b.ids, b.names));
     }
 }

@@ -595,7 +595,7 @@ pub fn compare_sources(
             .copied()
             .collect();
         notes.push(format!(
-            "streamed: {} need the rows in memory and were left out (compare a --sample of the rows for them)",
+            "streamed: {} need the rows in memory and were left out (compare a sample of the rows for them)",
             left.join(", ")
         ));
         STREAMED.iter().map(|m| m.to_string()).collect()
