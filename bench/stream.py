@@ -239,7 +239,7 @@ def part_same(a, res):
     for s, (lo, hi) in enumerate(zip(vcuts, vcuts[1:])):
         np.save(work / "view_shards" / f"v_{s}.npy", y[lo:hi])
     del whole, y
-    measures = ["-m", "cka_linear,cka_linear_debiased,cca,procrustes"]
+    measures = ["-m", "cka_linear,cka_linear_debiased,cca,procrustes", "--stream"]
     cases = {
         "spectrum": ((), ()),
         "compare": ((work / "view.npy",), measures),
@@ -294,6 +294,8 @@ def part_big(a, res):
             "classes": ([work / "x"], ("--labels", work / "labels.npy")),
         }
         for cmd, (paths, extra) in runs.items():
+            if cmd not in a.big_commands:
+                continue
             dt, rss, doc = command(a.repscope, cmd, paths, a.threads, extra)
             big[cmd] = {"s": dt, "rss_mib": rss, "read_gb_per_s": total / dt / 1e9}
             if cmd == "spectrum":
@@ -315,6 +317,8 @@ def main():
     ap.add_argument("--big-gb", type=float, default=30.0)
     ap.add_argument("--big-dir", default=None, help="where the big source is written (default bench/data)")
     ap.add_argument("--parts", nargs="*", default=["tokens", "same", "big"])
+    ap.add_argument("--big-commands", nargs="*", default=["spectrum", "activations", "compare", "classes"],
+                    help="the commands the big part times (default all four)")
     ap.add_argument("--repscope", default=str(ROOT / "target" / "release" / "repscope"))
     ap.add_argument("--baseline", default=None, help="an earlier repscope binary, run on the token states")
     a = ap.parse_args()

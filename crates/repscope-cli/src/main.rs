@@ -117,6 +117,8 @@ pub fn flag(p: repscope::Param) -> String {
         Param::Metric => "--metric".into(),
         Param::GrideOrders => "the GRIDE orders (n1, n2)".into(),
         Param::Dim => "the target dimension".into(),
+        Param::Package => "the package name".into(),
+        Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }
 }

@@ -4,7 +4,8 @@
 //! (zeros, ±1e-30, f32 subnormals, ±1e19, ±1e30, ±3e38, integers, ties, duplicate and all-zero rows, and a
 //! few non-finite or beyond-f32 values), in every dtype (f16, f32, f64, bf16, big-endian f32/f64, Fortran
 //! order, and int/bool dtypes that must be refused) and container (.npy, .npz stored or deflated,
-//! .safetensors). The options are drawn too (small k, sometimes above n). Half the cases are "tame" (enough
+//! .safetensors, and for single arrays a parquet file or an Arrow IPC file or stream with a fixed-size-list
+//! column). The options are drawn too (small k, sometimes above n). Half the cases are "tame" (enough
 //! rows, float dtypes, finite values of any magnitude) so that the measures themselves run on the values.
 //!
 //! Every run must:
@@ -282,6 +283,12 @@ enum Container {
     NpzStored,
     NpzDeflated,
     Safetensors,
+    /// A parquet file: one fixed-size-list column per array (f16, f32, f64, or an int/bool leaf).
+    Parquet,
+    /// An Arrow IPC file (`stream` false) or stream, laid out as the parquet file.
+    Arrow {
+        stream: bool,
+    },
 }
 
 impl Container {
@@ -290,6 +297,8 @@ impl Container {
             Container::Npy => "npy",
             Container::NpzStored | Container::NpzDeflated => "npz",
             Container::Safetensors => "safetensors",
+            Container::Parquet => "parquet",
+            Container::Arrow { .. } => "arrow",
         }
     }
 }
@@ -301,6 +310,9 @@ fn container_s() -> BoxedStrategy<Container> {
         Container::NpzStored,
         Container::NpzDeflated,
         Container::Safetensors,
+        Container::Parquet,
+        Container::Arrow { stream: false },
+        Container::Arrow { stream: true },
     ])
     .boxed()
 }
@@ -516,8 +528,64 @@ fn write_arrays(stem: &Path, container: Container, arrays: &[(&str, &Array)]) ->
             let bytes = safetensors::serialize(views, None).unwrap();
             std::fs::write(&path, bytes).unwrap();
         }
+        Container::Parquet => {
+            let batch = record_batch(arrays);
+            let f = std::fs::File::create(&path).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        Container::Arrow { stream } => {
+            let batch = record_batch(arrays);
+            let f = std::fs::File::create(&path).unwrap();
+            if stream {
+                let mut w = arrow_ipc::writer::StreamWriter::try_new(f, &batch.schema()).unwrap();
+                w.write(&batch).unwrap();
+                w.finish().unwrap();
+            } else {
+                let mut w = arrow_ipc::writer::FileWriter::try_new(f, &batch.schema()).unwrap();
+                w.write(&batch).unwrap();
+                w.finish().unwrap();
+            }
+        }
     }
     path
+}
+
+/// One record batch with a fixed-size-list column per array, its leaf of the array's dtype (bf16, which
+/// Arrow lacks, as f32; the byte order is the format's own).
+fn record_batch(arrays: &[(&str, &Array)]) -> arrow_array::RecordBatch {
+    use arrow_array::{
+        Array, ArrayRef, BooleanArray, FixedSizeListArray, Float16Array, Float32Array,
+        Float64Array, Int32Array, Int64Array, UInt8Array,
+    };
+    use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (name, a) in arrays {
+        let v = &a.mat.vals;
+        let values: ArrayRef = match a.dtype {
+            Dtype::F2 => Arc::new(Float16Array::from_iter_values(
+                v.iter().map(|&x| half::f16::from_f64(x)),
+            )),
+            Dtype::F4 | Dtype::F4Be | Dtype::Bf16 => {
+                Arc::new(Float32Array::from_iter_values(v.iter().map(|&x| x as f32)))
+            }
+            Dtype::F8 | Dtype::F8Be => Arc::new(Float64Array::from_iter_values(v.iter().copied())),
+            Dtype::I4 => Arc::new(Int32Array::from_iter_values(v.iter().map(|&x| x as i32))),
+            Dtype::I8 => Arc::new(Int64Array::from_iter_values(v.iter().map(|&x| x as i64))),
+            Dtype::U1 => Arc::new(UInt8Array::from_iter_values(v.iter().map(|&x| x as u8))),
+            Dtype::B1 => Arc::new(BooleanArray::from(
+                v.iter().map(|&x| x != 0.0).collect::<Vec<bool>>(),
+            )),
+        };
+        let item = Arc::new(Field::new("item", values.data_type().clone(), true));
+        let list = FixedSizeListArray::try_new(item, a.mat.cols as i32, values, None).unwrap();
+        fields.push(Field::new(*name, list.data_type().clone(), true));
+        columns.push(Arc::new(list));
+    }
+    arrow_array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
 /// Writes a single-array input; returns its path and the key arguments to pass.
@@ -2195,6 +2263,68 @@ fn datasets() {
                 what: format!("n {n} names {names:?} out mode {out_mode}"),
             }
             .run(&a)?;
+            Ok(())
+        },
+    );
+}
+
+/// `sae train` on hostile rows with drawn settings (widths and k of 0, 1 and beyond d; batches of 1; a
+/// bad architecture; bad learning rates), then, when it trained, `sae eval` and `sae encode` of the same rows
+/// with the folder it wrote.
+#[test]
+fn sae() {
+    let strat = (
+        input_s(),
+        global_s(),
+        prop::sample::select(vec![0usize, 1, 4, 16]),
+        prop::option::of(prop::sample::select(vec![0usize, 1, 2, 8, 100])),
+        prop::sample::select(vec!["topk", "topk", "batchtopk", "jumprelu"]),
+        prop::option::of(prop::sample::select(vec![0usize, 1, 7, 64])),
+        prop::option::of(prop::sample::select(vec![0usize, 1, 50])),
+        prop::option::of(prop::sample::select(vec![0.0f64, -1.0, 1e-3, 1e30])),
+        prop::option::of(prop::sample::select(vec!["median", "mean", "zero", "nope"])),
+        any::<bool>(),
+    );
+    check_group(
+        "sae",
+        80,
+        strat,
+        |dir, (inp, g, width, k, arch, batch, tokens, lr, init, no_norm)| {
+            let (f, key) = write_input(dir, "x", &inp, "--key");
+            let out = dir.join("sae");
+            let mut a = vec![s("sae"), s("train"), p(&f), s("-o"), p(&out)];
+            a.extend(key.clone());
+            a.extend(g.args());
+            a.extend([s("--width"), s(width), s("--arch"), s(arch)]);
+            opt(&mut a, "-k", &k);
+            opt(&mut a, "--batch", &batch);
+            opt(&mut a, "--tokens", &tokens);
+            opt(&mut a, "--lr", &lr);
+            opt(&mut a, "--b-dec-init", &init);
+            if no_norm {
+                a.push("--no-normalize".into());
+            }
+            let check = |inputs: Vec<PathBuf>| Check {
+                group: "sae",
+                dir,
+                inputs,
+                json: g.json,
+                must_refuse: inp.refused(),
+                what: describe(&inp),
+                also_ok: None,
+            };
+            let r = check(vec![f.clone()]).run(&a)?;
+            if r.code == 0 {
+                let mut e = vec![s("sae"), s("eval"), p(&out), p(&f)];
+                e.extend(key.clone());
+                e.extend(g.args());
+                check(vec![f.clone()]).run(&e)?;
+                let codes = dir.join("codes.npz");
+                let mut c = vec![s("sae"), s("encode"), p(&out), p(&f), s("-o"), p(&codes)];
+                c.extend(key);
+                c.extend(g.args());
+                check(vec![f.clone()]).run(&c)?;
+            }
             Ok(())
         },
     );

@@ -398,3 +398,29 @@ fn report_embeds_texts_first_with_model() {
     assert_bad(&r, &["empty.txt", "no texts"]);
     assert!(!out2.join("report.json").exists());
 }
+
+#[test]
+fn analyze_model_on_repeated_texts_names_the_texts_not_a_layer() {
+    let dir = scratch("analyze-repeats");
+    let p = dir.join("repeats.txt");
+    let lines: String = (0..30)
+        .map(|i| format!("sentence number {}\n", i % 4))
+        .collect();
+    std::fs::write(&p, lines).unwrap();
+    let input = p.to_str().unwrap();
+    let r = repscope(&["analyze-model", "--model", model_dir(), "--input", input]);
+    assert_bad(
+        &r,
+        &[
+            "repeats.txt",
+            "4 distinct texts among 30",
+            "at least 21 distinct texts",
+        ],
+    );
+    // No layer is blamed, and no setting the command lacks is suggested.
+    assert!(
+        !r.stderr.contains("layer0") && !r.stderr.contains("k ≤"),
+        "{}",
+        r.stderr
+    );
+}

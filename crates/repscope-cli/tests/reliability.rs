@@ -407,3 +407,103 @@ fn results_do_not_depend_on_the_thread_count() {
         assert_eq!(docs[0], docs[2], "{args:?}: 1 vs 3 threads");
     }
 }
+
+/// f64 values so small that their squares underflow (1e-310 is subnormal; below about 1e-154 squares
+/// underflow) give the spectrum and the dimension of the same data at ordinary scale, with a note, instead
+/// of "zero variance". Exact: the engine scales by a power of two, and the values here have few enough
+/// significant bits to survive as subnormals.
+#[test]
+fn tiny_f64_values_measure_as_the_same_data_at_ordinary_scale() {
+    let d = scratch("tiny-f64");
+    let (n, dim) = (400, 6);
+    let base: Vec<f64> = subspace_data(n, dim, 9)
+        .iter()
+        .map(|&v| (v as f64 * 65536.0).round() / 65536.0)
+        .collect();
+    // 2^e in two factors: powi of a power beyond 2^1023 would overflow on the way.
+    let pow2 = |e: i32| 2f64.powi(e / 2) * 2f64.powi(e - e / 2);
+    let write = |name: &str, e: i32| {
+        let scale = pow2(e);
+        let bytes: Vec<u8> = base
+            .iter()
+            .flat_map(|v| (v * scale).to_le_bytes())
+            .collect();
+        let p = d.join(name);
+        std::fs::write(&p, npy_bytes("<f8", false, &[n, dim], &bytes)).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ordinary = write("x.npy", 0);
+    let spec = |f: &str| json(&ok(&["spectrum", f, "--json", "--quiet"]));
+    let want = spec(&ordinary);
+    for (name, e) in [("x450.npy", -450), ("x600.npy", -600), ("x1040.npy", -1040)] {
+        let f = write(name, e);
+        let got = spec(&f);
+        // The same to rounding: the eigensolver is not exactly scale-equivariant.
+        let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs() + 1e-15,
+                "{name} {what}: {a} {b}"
+            );
+        };
+        for key in ["effective_rank", "rankme", "coding_rate"] {
+            close(&got[key]["value"], &want[key]["value"], key);
+        }
+        for key in ["participation_ratio", "anisotropy"] {
+            close(&got[key], &want[key], key);
+        }
+        assert_eq!(got["numerical_rank"], want["numerical_rank"], "{name}");
+        let (ga, wa) = (
+            got["explained_variance_ratio"].as_array().unwrap(),
+            want["explained_variance_ratio"].as_array().unwrap(),
+        );
+        for (a, b) in ga.iter().zip(wa) {
+            close(a, b, "explained_variance_ratio");
+        }
+        // Variances in the data's units: λ·2^(2e), which underflows to 0 below 1e-308.
+        let (w, g) = (
+            want["eigenvalues"].as_array().unwrap(),
+            got["eigenvalues"].as_array().unwrap(),
+        );
+        for (a, b) in w.iter().zip(g) {
+            let expect = a.as_f64().unwrap() * pow2(e) * pow2(e);
+            let b = b.as_f64().unwrap();
+            assert!(
+                (b - expect).abs() <= 1e-9 * expect.abs() + 1e-320,
+                "{name}: {b} against {expect}"
+            );
+        }
+        let notes = got["notes"].to_string();
+        assert!(notes.contains("below 2^-400"), "{name}: {notes}");
+        // The ID suite (neighbour and PCA estimators) gives the same dimension.
+        let id = |f: &str| json(&ok(&["id", f, "--json", "--quiet"]));
+        let (a, b) = (id(&ordinary), id(&f));
+        close(
+            &a["dimension"]["value"],
+            &b["dimension"]["value"],
+            "dimension",
+        );
+        let values = |v: &serde_json::Value| -> Vec<(String, f64)> {
+            v["estimates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["estimator"].to_string(), e["value"].as_f64().unwrap()))
+                .collect()
+        };
+        let (ea, eb) = (values(&a), values(&b));
+        assert_eq!(ea.len(), eb.len(), "{name}: {ea:?} against {eb:?}");
+        for ((na, va), (nb, vb)) in ea.iter().zip(&eb) {
+            assert_eq!(na, nb);
+            assert!((va - vb).abs() <= 1e-9 * va.abs(), "{name} {na}: {va} {vb}");
+        }
+    }
+    // The approximate index stores f32 rows, which cannot hold these values: a clear refusal.
+    let f = write("x600.npy", -600);
+    let out = d.join("g.npz");
+    expect_error(
+        &["knn", &f, "--approximate", "-o", out.to_str().unwrap()],
+        &["x600.npy", "smallest normal", "exact search"],
+    );
+    assert!(!out.exists());
+}

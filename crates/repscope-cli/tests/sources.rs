@@ -542,6 +542,7 @@ fn compare_streams_shards_with_the_numbers_of_the_in_memory_path() {
         &pattern,
         "-m",
         measures,
+        "--stream",
         "--json",
         "-q",
     ]);
@@ -583,9 +584,11 @@ fn compare_streams_shards_with_the_numbers_of_the_in_memory_path() {
         measures,
         "--rows",
         "100:2100",
+        "--stream",
         "--json",
         "-q",
     ]);
+    assert_eq!(part["params"]["streamed"], true);
     let (xs, ys) = (dir.join("x2.npy"), dir.join("y2.npy"));
     write_npy_f32(&xs, 2000, d, &x[100 * d..2100 * d]);
     write_npy_f32(&ys, 2000, dy, &y[100 * dy..2100 * dy]);
@@ -604,7 +607,7 @@ fn compare_streams_shards_with_the_numbers_of_the_in_memory_path() {
         close(m, &mem["measures"][m], &part["measures"][m], 1e-12);
     }
     // Default measures on a streamed pair are those that stream, with a note; rows must match.
-    let r = repscope(&["compare", &p(&dir.join("xs")), &p(&xs), "-q"]);
+    let r = repscope(&["compare", &p(&dir.join("xs")), &p(&xs), "--stream", "-q"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("rows") && r.stderr.lines().count() == 1,

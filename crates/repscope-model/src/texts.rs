@@ -3,6 +3,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use repscope::{Param, Text};
+
 use crate::error::{Error, Result};
 
 /// The texts of an input file, in file order.
@@ -63,12 +65,14 @@ pub fn parse_texts(
     if layout == Layout::Lines {
         if let Some(c) = column {
             return Err(Error::param(
-                "--column",
+                Param::Column,
                 format!(
                     "'{c}' was given but {} is read as one text per line",
                     path.display()
                 ),
-                "name the file .tsv or .jsonl to pick a column, or leave --column out",
+                Text::from("name the file .tsv or .jsonl to pick a column, or leave ")
+                    .param(Param::Column)
+                    .then(" out"),
             ));
         }
     }
@@ -86,7 +90,9 @@ pub fn parse_texts(
             Err(Error::input(
                 format!("{}: line {line}", path.display()),
                 why,
-                "fix the line, or pass --skip-invalid to leave such lines out",
+                Text::from("fix the line, or pass ")
+                    .param(Param::SkipInvalid)
+                    .then(" to leave such lines out"),
             ))
         }
     };
@@ -98,9 +104,11 @@ pub fn parse_texts(
         if let Ok(k) = want.parse::<usize>() {
             if k == 0 {
                 return Err(Error::param(
-                    "--column",
+                    Param::Column,
                     "field numbers start at 1",
-                    "use --column 1 for the first field",
+                    Text::from("use ")
+                        .param(Param::Column)
+                        .then(" 1 for the first field"),
                 ));
             }
             tsv_field = Some(k - 1);
@@ -132,8 +140,11 @@ pub fn parse_texts(
                         "no column named '{want}' in the header line ({})",
                         shown.join(", ")
                     ),
-                    "name the column with --column NAME, or give --column N for the N-th field of a \
-                     file without a header line",
+                    Text::from("name the column with ")
+                        .param(Param::Column)
+                        .then(" NAME, or give ")
+                        .param(Param::Column)
+                        .then(" N for the N-th field of a file without a header line"),
                 )
             })?;
             tsv_field = Some(k);
@@ -262,7 +273,7 @@ mod tests {
         let e = parse_texts(data, Layout::Lines, &p("x.txt"), None, false).unwrap_err();
         let msg = e.to_string();
         assert!(
-            msg.contains("line 2") && msg.contains("UTF-8") && msg.contains("--skip-invalid"),
+            msg.contains("line 2") && msg.contains("UTF-8") && msg.contains("`skip_invalid`"),
             "{msg}"
         );
         let t = parse_texts(data, Layout::Lines, &p("x.txt"), None, true).unwrap();

@@ -448,7 +448,7 @@ fn activations_doc<'py>(
     };
     let paths = x.paths();
     let src = rows_source(&x, key.as_deref())?;
-    let (v, rows) = compute(py, move || {
+    let (d, v, rows) = compute(py, move || {
         let input = match &paths {
             None => documents::source(&[], None, &*src),
             Some(p) => documents::source(p, key.as_deref(), &*src),
@@ -461,6 +461,7 @@ fn activations_doc<'py>(
         )?;
         let rows = std::mem::take(&mut r.rows);
         Ok((
+            r.d,
             documents::activations(
                 &r,
                 input,
@@ -470,14 +471,15 @@ fn activations_doc<'py>(
             rows,
         ))
     })?;
+    let (zero_fraction, small_fraction) = (rows.zero_fraction(d), rows.small_fraction(d));
     let mut arrays = vec![
         ("norm", rows.norm.into_pyarray(py)),
-        ("zero_fraction", rows.zero_fraction.into_pyarray(py)),
+        ("zero_fraction", zero_fraction.into_pyarray(py)),
         ("peak", rows.peak.into_pyarray(py)),
         ("median_abs", rows.median_abs.into_pyarray(py)),
     ];
     if eps.is_some() {
-        arrays.push(("small_fraction", rows.small_fraction.into_pyarray(py)));
+        arrays.push(("small_fraction", small_fraction.into_pyarray(py)));
     }
     Ok((to_string(&v)?, arrays, rows.peak_dim.into_pyarray(py)))
 }
@@ -765,10 +767,10 @@ fn classes_doc(
     seed: u64,
 ) -> PyResult<String> {
     let paths = x.paths();
-    let src = rows_source(&x, key.as_deref())?;
-    let m = match &x {
-        Rows::Array(v) => Some(matrix(v, "X")?),
-        _ => None,
+    // An array becomes one matrix (held in memory); paths become a streamed source.
+    let (m, src) = match &x {
+        Rows::Array(v) => (Some(matrix(v, "X")?), None),
+        _ => (None, Some(rows_source(&x, key.as_deref())?)),
     };
     let w = classifier
         .as_ref()
@@ -776,7 +778,12 @@ fn classes_doc(
         .transpose()?;
     let v = compute(py, move || {
         let labels = labels(raw_labels, numeric);
-        classes::check_label_count(src.rows(), src.name(), &labels, "labels")?;
+        let rows: &dyn repscope::data::source::RowSource = match (&m, &src) {
+            (Some(m), _) => m,
+            (None, Some(s)) => &**s,
+            (None, None) => unreachable!("an array or a source"),
+        };
+        classes::check_label_count(rows.rows(), rows.name(), &labels, "labels")?;
         let clf = match &w {
             Some(w) => {
                 repscope::data::check_finite(w)?;
@@ -784,7 +791,7 @@ fn classes_doc(
                     w,
                     bias.as_deref(),
                     labels.n_classes(),
-                    src.cols(),
+                    rows.cols(),
                 )?)
             }
             None => None,
@@ -796,17 +803,10 @@ fn classes_doc(
                 (r, cfg, documents::input(None, None, m))
             }
             (None, p) => {
-                let (r, cfg) = classes::run_source(
-                    &*src,
-                    &labels,
-                    clf.as_ref(),
-                    k,
-                    knn_sample,
-                    seed,
-                    &Silent,
-                )?;
+                let (r, cfg) =
+                    classes::run_source(rows, &labels, clf.as_ref(), k, knn_sample, seed, &Silent)?;
                 let p = p.clone().unwrap_or_default();
-                (r, cfg, documents::source(&p, key.as_deref(), &*src))
+                (r, cfg, documents::source(&p, key.as_deref(), rows))
             }
         };
         let clf_name = w.as_ref().map(|_| "classifier".to_string());

@@ -220,16 +220,39 @@ pub struct PerDimension {
 #[derive(Clone, Debug, Default)]
 pub struct PerRow {
     pub norm: Vec<f64>,
-    /// Share of the row's values that are exactly 0.
-    pub zero_fraction: Vec<f64>,
-    /// Share with |a| < ε (empty when ε was not given).
-    pub small_fraction: Vec<f64>,
+    /// How many of the row's values are exactly 0 (of `d`; see [`PerRow::zero_fraction`]).
+    pub zeros: Vec<u32>,
+    /// How many have |a| < ε (empty when ε was not given).
+    pub small: Vec<u32>,
     /// The signed value of the row's largest |a|.
     pub peak: Vec<f64>,
     /// Its dimension (the first, on ties).
     pub peak_dim: Vec<u32>,
     /// The median |a| of the row.
     pub median_abs: Vec<f64>,
+}
+
+impl PerRow {
+    /// Room for `rows` more rows, so that appending blocks never reallocates (a reallocation holds the
+    /// old and the new buffer at once).
+    fn reserve(&mut self, rows: usize, eps: bool) {
+        self.norm.reserve_exact(rows);
+        self.zeros.reserve_exact(rows);
+        if eps {
+            self.small.reserve_exact(rows);
+        }
+        self.peak.reserve_exact(rows);
+        self.peak_dim.reserve_exact(rows);
+        self.median_abs.reserve_exact(rows);
+    }
+    /// The share of each row's `d` values that are exactly 0.
+    pub fn zero_fraction(&self, d: usize) -> Vec<f64> {
+        self.zeros.iter().map(|&z| z as f64 / d as f64).collect()
+    }
+    /// The share of each row's `d` values with |a| < ε (empty when ε was not given).
+    pub fn small_fraction(&self, d: usize) -> Vec<f64> {
+        self.small.iter().map(|&z| z as f64 / d as f64).collect()
+    }
 }
 
 /// Everything `repscope activations` reports.
@@ -438,9 +461,9 @@ impl Accumulator {
                 acc.massive_rows += 1;
             }
             pr.norm.push(norm);
-            pr.zero_fraction.push(z as f64 / d as f64);
+            pr.zeros.push(z);
             if r.eps.is_some() {
-                pr.small_fraction.push(s as f64 / d as f64);
+                pr.small.push(s);
             }
             pr.peak.push(peak);
             pr.peak_dim.push(peak_dim as u32);
@@ -486,8 +509,8 @@ impl Accumulator {
         self.massive.truncate(self.max_listed);
         let pr = &mut self.per_row;
         pr.norm.extend(b.per_row.norm);
-        pr.zero_fraction.extend(b.per_row.zero_fraction);
-        pr.small_fraction.extend(b.per_row.small_fraction);
+        pr.zeros.extend(b.per_row.zeros);
+        pr.small.extend(b.per_row.small);
         pr.peak.extend(b.per_row.peak);
         pr.peak_dim.extend(b.per_row.peak_dim);
         pr.median_abs.extend(b.per_row.median_abs);
@@ -495,31 +518,129 @@ impl Accumulator {
     }
 }
 
-/// Linear-interpolation quantiles (numpy's default) of `v`, sorting it.
-fn quantiles(v: &mut [f64], qs: &[f64]) -> Vec<Quantile> {
-    v.sort_by(f64::total_cmp);
-    qs.iter()
-        .map(|&q| Quantile {
-            q,
-            value: quantile_sorted(v, q),
+/// The f64 total order as unsigned integers (for values that are not NaN): `key(a) < key(b)` exactly when
+/// `a.total_cmp(&b)` is `Less`.
+fn order_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// The values of the given 0-based ranks among the items `value(i)` that are `Some` (i < n), found without
+/// copying or reordering them: radix selection on [`order_key`], 16 bits a level, with the candidates of a
+/// bucket gathered and selected once there are few. Memory is a 65,536-entry histogram whatever n is.
+fn order_stats(n: usize, value: &dyn Fn(usize) -> Option<f64>, ranks: &[usize]) -> Vec<f64> {
+    const GATHER: u64 = 1 << 16;
+    let mut top: Option<Vec<u64>> = None;
+    ranks
+        .iter()
+        .map(|&rank| {
+            let (mut prefix, mut shift, mut r) = (0u64, 64u32, rank as u64);
+            loop {
+                let in_prefix = |k: u64| shift == 64 || k >> shift == prefix;
+                let next = shift - 16;
+                let fresh;
+                let hist: &Vec<u64> = if shift == 64 {
+                    top.get_or_insert_with(|| {
+                        let mut h = vec![0u64; 1 << 16];
+                        (0..n)
+                            .filter_map(value)
+                            .for_each(|x| h[(order_key(x) >> 48) as usize] += 1);
+                        h
+                    })
+                } else {
+                    let mut h = vec![0u64; 1 << 16];
+                    for x in (0..n).filter_map(value) {
+                        let k = order_key(x);
+                        if in_prefix(k) {
+                            h[((k >> next) & 0xffff) as usize] += 1;
+                        }
+                    }
+                    fresh = h;
+                    &fresh
+                };
+                let mut bucket = 0;
+                while r >= hist[bucket] {
+                    r -= hist[bucket];
+                    bucket += 1;
+                }
+                let count = hist[bucket];
+                prefix = if shift == 64 {
+                    bucket as u64
+                } else {
+                    (prefix << 16) | bucket as u64
+                };
+                shift = next;
+                if shift == 0 {
+                    // Every item of the bucket has this key: the value itself.
+                    let k = prefix;
+                    let bits = if k >> 63 == 1 { k & !(1 << 63) } else { !k };
+                    return f64::from_bits(bits);
+                }
+                if count <= GATHER {
+                    let mut c: Vec<f64> = (0..n)
+                        .filter_map(value)
+                        .filter(|&x| order_key(x) >> shift == prefix)
+                        .collect();
+                    let (_, v, _) = c.select_nth_unstable_by(r as usize, f64::total_cmp);
+                    return *v;
+                }
+            }
         })
         .collect()
 }
 
-fn quantile_sorted(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
+/// Linear-interpolation quantiles (numpy's default) of the `m` items `value(i)` that are `Some`, as
+/// sorting them would give, without a copy.
+fn quantiles_of(
+    n: usize,
+    m: usize,
+    value: &dyn Fn(usize) -> Option<f64>,
+    qs: &[f64],
+) -> Vec<Quantile> {
+    if m == 0 {
+        return qs
+            .iter()
+            .map(|&q| Quantile { q, value: f64::NAN })
+            .collect();
     }
-    let pos = q * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    let frac = pos - lo as f64;
-    v[lo] + (v[hi] - v[lo]) * frac
+    let at = |q: f64| {
+        let pos = q * (m - 1) as f64;
+        let lo = pos.floor() as usize;
+        (pos, lo, (lo + 1).min(m - 1))
+    };
+    let mut ranks: Vec<usize> = qs.iter().flat_map(|&q| [at(q).1, at(q).2]).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let vals = order_stats(n, value, &ranks);
+    let of = |r: usize| vals[ranks.binary_search(&r).expect("a rank asked for")];
+    qs.iter()
+        .map(|&q| {
+            let (pos, lo, hi) = at(q);
+            let frac = pos - lo as f64;
+            let (a, b) = (of(lo), of(hi));
+            Quantile {
+                q,
+                value: a + (b - a) * frac,
+            }
+        })
+        .collect()
 }
 
-fn median_of(v: &[f64]) -> f64 {
-    let mut w = v.to_vec();
-    median_in_place(&mut w)
+/// The median of the `m` items `value(i)` that are `Some` (the mean of the two middle values for an even
+/// count), without a copy.
+fn median_of(n: usize, m: usize, value: &dyn Fn(usize) -> Option<f64>) -> f64 {
+    if m == 0 {
+        return 0.0;
+    }
+    if m % 2 == 1 {
+        return order_stats(n, value, &[m / 2])[0];
+    }
+    let v = order_stats(n, value, &[m / 2 - 1, m / 2]);
+    0.5 * (v[0] + v[1])
 }
 
 /// The quantiles reported for per-row quantities.
@@ -539,10 +660,7 @@ fn unit_scale(src: &dyn RowSource, progress: &dyn Progress) -> Result<f64> {
         Ok(())
     })?;
     progress.finish_stage();
-    if max == 0.0 || max >= 2f64.powi(-200) {
-        return Ok(1.0);
-    }
-    Ok(2f64.powi(-(max.log2().floor() as i32)))
+    Ok(crate::moments::tiny_scale(max))
 }
 
 /// Activation statistics of the rows of `m`; `token_ids` (one per row) name the tokens of massive values
@@ -614,7 +732,11 @@ pub fn analyse_source(
             .collect();
         for b in blocks {
             acc = Some(match acc.take() {
-                None => b,
+                None => {
+                    let mut a = b;
+                    a.per_row.reserve(n - a.rows, cfg.eps.is_some());
+                    a
+                }
                 Some(a) => a.merge(b),
             });
         }
@@ -671,11 +793,13 @@ fn finish(
     pr.peak.iter_mut().for_each(|v| *v *= back);
     pr.median_abs.iter_mut().for_each(|v| *v *= back);
     let mean_row_norm = pr.norm.iter().sum::<f64>() / nf;
-    let row_norm_quantiles = quantiles(&mut pr.norm.clone(), &QUANTILES);
-    let row_zero_fraction_quantiles = quantiles(&mut pr.zero_fraction.clone(), &QUANTILES);
+    let row_norm_quantiles = quantiles_of(n, n, &|i| Some(pr.norm[i]), &QUANTILES);
+    let df = d as f64;
+    let row_zero_fraction_quantiles =
+        quantiles_of(n, n, &|i| Some(pr.zeros[i] as f64 / df), &QUANTILES);
     let row_small_fraction_quantiles = cfg
         .eps
-        .map(|_| quantiles(&mut pr.small_fraction.clone(), &QUANTILES));
+        .map(|_| quantiles_of(n, n, &|i| Some(pr.small[i] as f64 / df), &QUANTILES));
 
     // Massive activations.
     let token = |row: usize| token_ids.map(|t| t[row]);
@@ -712,38 +836,34 @@ fn finish(
     };
 
     // Peak rows: max|a| / median|a| far above its median over the rows.
-    let ratios: Vec<Option<f64>> = pr
-        .peak
-        .iter()
-        .zip(&pr.median_abs)
-        .map(|(p, m)| (*m > 0.0).then(|| p.abs() / m))
-        .collect();
-    let finite: Vec<f64> = ratios.iter().flatten().copied().collect();
-    let rows_with_zero_median = n - finite.len();
-    let median_ratio = (!finite.is_empty()).then(|| median_of(&finite));
+    let ratio = |i: usize| {
+        let m = pr.median_abs[i];
+        (m > 0.0).then(|| pr.peak[i].abs() / m)
+    };
+    let rows_with_zero_median = pr.median_abs.iter().filter(|&&m| m <= 0.0).count();
+    let with_ratio = n - rows_with_zero_median;
+    let median_ratio = (with_ratio > 0).then(|| median_of(n, with_ratio, &ratio));
     let threshold = median_ratio.map(|m| m * cfg.peak_factor);
     let mut groups: Vec<PeakGroup> = Vec::new();
     let mut peak_count = 0;
     if let Some(t) = threshold {
-        let mut keyed: Vec<(Option<u32>, u32, usize)> = ratios
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.is_some_and(|r| r >= t))
-            .map(|(i, _)| (token(i), pr.peak_dim[i], i))
+        let mut keyed: Vec<(Option<u32>, u32, usize)> = (0..n)
+            .filter(|&i| ratio(i).is_some_and(|r| r >= t))
+            .map(|i| (token(i), pr.peak_dim[i], i))
             .collect();
         peak_count = keyed.len();
         keyed.sort();
         for run in keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             let rows: Vec<usize> = run.iter().map(|x| x.2).collect();
-            let peaks: Vec<f64> = rows.iter().map(|&i| pr.peak[i]).collect();
-            let rs: Vec<f64> = rows.iter().filter_map(|&i| ratios[i]).collect();
+            let mut peaks: Vec<f64> = rows.iter().map(|&i| pr.peak[i]).collect();
+            let mut rs: Vec<f64> = rows.iter().filter_map(|&i| ratio(i)).collect();
             groups.push(PeakGroup {
                 token_id: run[0].0,
                 token: None,
                 dim: run[0].1 as usize,
                 rows: rows.len(),
-                median_peak: median_of(&peaks),
-                median_ratio: median_of(&rs),
+                median_peak: median_in_place(&mut peaks),
+                median_ratio: median_in_place(&mut rs),
                 examples: rows.iter().take(5).copied().collect(),
             });
         }
@@ -863,6 +983,56 @@ fn finish(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    /// The sort-based definition the selection must reproduce bit for bit.
+    fn sorted_quantiles(v: &[f64], qs: &[f64]) -> Vec<f64> {
+        let mut w = v.to_vec();
+        w.sort_by(f64::total_cmp);
+        qs.iter()
+            .map(|&q| {
+                let pos = q * (w.len() - 1) as f64;
+                let lo = pos.floor() as usize;
+                let hi = (lo + 1).min(w.len() - 1);
+                w[lo] + (w[hi] - w[lo]) * (pos - lo as f64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn selected_quantiles_equal_the_sorted_ones_without_reordering() {
+        let mut r = Rng::new(4);
+        // Spread values, heavy ties (a bucket beyond the gather size), negatives, zeros of both signs,
+        // subnormals, and every size from 1 up.
+        let sets: Vec<Vec<f64>> = vec![
+            (0..200_000).map(|_| r.normal()).collect(),
+            (0..150_000).map(|i| (i % 3) as f64).collect(),
+            (0..100_000)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        1.5
+                    } else {
+                        1.5 + f64::EPSILON * (i % 7) as f64
+                    }
+                })
+                .collect(),
+            vec![0.0, -0.0, 5e-324, -5e-324, 1e300, -1e300, 3.0],
+            vec![42.0],
+            (0..1000).map(|_| r.normal() * 1e-310).collect(),
+        ];
+        for v in &sets {
+            let want = sorted_quantiles(v, &QUANTILES);
+            let got = quantiles_of(v.len(), v.len(), &|i| Some(v[i]), &QUANTILES);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.value.to_bits(), w.to_bits(), "n {} q {}", v.len(), g.q);
+            }
+        }
+        // Items that are None are left out: the median of the odd-indexed values.
+        let v = &sets[0];
+        let odd: Vec<f64> = v.iter().skip(1).step_by(2).copied().collect();
+        let want = median_in_place(&mut odd.clone());
+        let got = median_of(v.len(), odd.len(), &|i| (i % 2 == 1).then(|| v[i]));
+        assert_eq!(got.to_bits(), want.to_bits());
+    }
 
     fn normal(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut r = Rng::new(seed);

@@ -100,6 +100,18 @@ pub enum Param {
     RowRange,
     /// Rows drawn at random from a source.
     Sample,
+    /// A transformer model folder.
+    Model,
+    /// Where a model runs (cpu or cuda).
+    Device,
+    /// The column of a text file that holds the texts.
+    Column,
+    /// Leave out invalid lines of a text file.
+    SkipInvalid,
+    /// The implementation of a model's forward pass.
+    Backend,
+    /// The Python package that holds a model.
+    Package,
 }
 
 impl Param {
@@ -150,6 +162,12 @@ impl Param {
             Param::ThresholdRate => "threshold_rate",
             Param::RowRange => "rows",
             Param::Sample => "sample",
+            Param::Model => "model",
+            Param::Device => "device",
+            Param::Column => "column",
+            Param::SkipInvalid => "skip_invalid",
+            Param::Backend => "backend",
+            Param::Package => "package",
         }
     }
 }

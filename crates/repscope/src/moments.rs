@@ -6,6 +6,10 @@
 //! Sums are taken about a fixed shift s, the mean of the first [`SHIFT_ROWS`] rows, so that one pass
 //! suffices: Σ(x−μ)(x−μ)ᵀ = Σ(x−s)(x−s)ᵀ − t tᵀ/n with t = Σ(x−s). Rows near their mean keep the
 //! cancellation small, and the shift does not depend on how the rows are chunked or sharded.
+//!
+//! f64 rows whose largest |value| is below [`TINY`] (their squares would underflow f64, and below about
+//! 1e-154 do) are taken again multiplied by a power of two that brings that value into [1, 2). The scaling is
+//! exact, so every sum is the data's own in those units; [`Moments::scale`] says which.
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -19,6 +23,21 @@ use crate::progress::Progress;
 
 /// Rows whose mean is the shift of the sums.
 pub const SHIFT_ROWS: usize = 1024;
+
+/// The largest |value| below which f64 rows are scaled by a power of two before they are summed: 2⁻⁴⁰⁰, so
+/// that squares and products of d of them stay far above f64's smallest normal number (2⁻¹⁰²²).
+pub const TINY: f64 = f64::from_bits((1023 - 400) << 52);
+
+/// The power of two that brings `max_abs` (the largest |value| of some f64 rows) into [1, 2) when it is
+/// below [`TINY`] (or as near as 2¹⁰⁰⁰ brings it), and 1 otherwise: the exact scaling under which squares of those rows do not underflow.
+pub fn tiny_scale(max_abs: f64) -> f64 {
+    if max_abs > 0.0 && max_abs < TINY {
+        // At most 2¹⁰⁰⁰ (a finite power of two): the smallest subnormal lands at 2⁻⁷⁴.
+        2f64.powi((-(max_abs.log2().floor() as i32)).min(1000))
+    } else {
+        1.0
+    }
+}
 
 /// What a pass accumulates.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +83,9 @@ pub struct Moments {
     /// ‖μ − s‖.
     pub shift_gap: f64,
     pub unit: Option<UnitSums>,
+    /// The power of two the rows were multiplied by (1 unless they are f64 values below [`TINY`]): the
+    /// mean, scatter, shift and deviations are those of the scaled rows; divide a variance by scale².
+    pub scale: f64,
 }
 
 impl Moments {
@@ -133,6 +155,7 @@ pub fn head_mean(src: &dyn RowSource) -> Result<Vec<f64>> {
 }
 
 /// One pass over `src`: the moments `cfg` asks for. Values must be finite (the source checks as it reads).
+/// An f64 source whose values are all below [`TINY`] takes a second pass, scaled (see the module notes).
 pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -> Result<Moments> {
     let (n, d) = (src.rows(), src.cols());
     if n == 0 || d == 0 {
@@ -142,7 +165,26 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
             "pass a non-empty 2-D array",
         ));
     }
-    let shift = head_mean(src)?;
+    let (mom, max_abs) = pass(src, cfg, progress, 1.0)?;
+    match tiny_scale(max_abs) {
+        1.0 => Ok(mom),
+        scale => Ok(pass(src, cfg, progress, scale)?.0),
+    }
+}
+
+/// The pass of [`moments`] over the rows times `scale`, and the largest |value| of an f64 source as read
+/// (0 for other sources, whose values cannot be that small).
+fn pass(
+    src: &dyn RowSource,
+    cfg: &PassConfig,
+    progress: &dyn Progress,
+    scale: f64,
+) -> Result<(Moments, f64)> {
+    let (n, d) = (src.rows(), src.cols());
+    let mut shift = head_mean(src)?;
+    shift.iter_mut().for_each(|v| *v *= scale);
+    let watch = src.elem() == source::Elem::F64 && scale == 1.0;
+    let mut max_abs = 0.0f64;
 
     let top_n = (n / 100).max(1);
     let mut top: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(top_n + 1);
@@ -166,6 +208,12 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
     let chunk = cfg.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
     progress.stage("pass over the rows", n as u64);
     source::for_each_chunk(src, chunk, progress, |_, rows, x| {
+        if watch {
+            max_abs = x.iter().fold(max_abs, |a, v| a.max(v.abs()));
+        }
+        if scale != 1.0 {
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
         if let Some(us) = unit.as_mut() {
             // Unit rows in place of a copy; an all-zero row stays zero, so it adds nothing to the sums.
             u.clear();
@@ -263,7 +311,7 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
     }
     let mut top_deviations: Vec<f64> = top.into_iter().map(|r| f64::from_bits(r.0)).collect();
     top_deviations.sort_by(|a, b| b.total_cmp(a));
-    Ok(Moments {
+    let mom = Moments {
         n,
         d,
         mean,
@@ -273,7 +321,9 @@ pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -
         top_deviations,
         shift_gap,
         unit,
-    })
+        scale,
+    };
+    Ok((mom, max_abs))
 }
 
 /// The `top` largest values of f(row) over a second pass, largest first, and the sum of f over all rows.

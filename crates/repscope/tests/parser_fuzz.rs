@@ -1,5 +1,5 @@
-//! Property-based fuzzing of the file parsers: `.npy` (matrices and labels), `.npz`, `.safetensors` and the
-//! HNSW index file.
+//! Property-based fuzzing of the file parsers: `.npy` (matrices and labels), `.npz`, `.safetensors`, the
+//! HNSW index file, and parquet and Arrow IPC files and streams (read whole and streamed).
 //!
 //! Two kinds of input per format: (a) arbitrary bytes behind the right magic prefix, and (b) a valid file
 //! (the crate's own writer, or built by hand) with byte flips, truncations and edits of its header fields
@@ -1627,6 +1627,338 @@ fn index_mutated_files() {
                     hex(&b)
                 ))),
             }
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parquet and Arrow IPC (file and stream)
+
+/// How a generated table holds its rows.
+#[derive(Clone, Copy, Debug)]
+enum ColLayout {
+    /// One fixed-size list of f32 per row, beside an Int32 column.
+    FixedF32,
+    /// One variable list of f64 per row (all of the same length).
+    ListF64,
+    /// One f32 column per dimension.
+    PerColumn,
+    /// A list of fixed-size lists of f32 per row (Hugging Face Array2D): one row per inner list.
+    Sequences,
+}
+
+#[derive(Clone, Debug)]
+struct ValidTable {
+    layout: ColLayout,
+    /// Rows of the table (sequences for `Sequences`), with their token counts.
+    tokens: Vec<usize>,
+    cols: usize,
+    /// Values of the logical matrix, row-major (finite).
+    values: Vec<f64>,
+    /// Rows per parquet row group or IPC record batch.
+    unit: usize,
+}
+
+fn valid_table_s() -> BoxedStrategy<ValidTable> {
+    (
+        prop_oneof![
+            Just(ColLayout::FixedF32),
+            Just(ColLayout::ListF64),
+            Just(ColLayout::PerColumn),
+            Just(ColLayout::Sequences)
+        ],
+        prop::collection::vec(1usize..4, 1..24),
+        1usize..6,
+        1usize..9,
+        any::<u64>(),
+    )
+        .prop_map(|(layout, seq, cols, unit, seed)| {
+            let tokens = match layout {
+                ColLayout::Sequences => seq,
+                _ => vec![1; seq.len()],
+            };
+            let n: usize = tokens.iter().sum();
+            let mut s = seed | 1;
+            let values = (0..n * cols)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    // Values exact in f32, of mixed magnitude and sign.
+                    let m = (s >> 40) as i64 - (1 << 23);
+                    let e = ((s >> 8) % 40) as i32 - 20;
+                    m as f32 as f64 * 2f64.powi(e)
+                })
+                .collect();
+            ValidTable {
+                layout,
+                tokens,
+                cols,
+                values,
+                unit,
+            }
+        })
+        .boxed()
+}
+
+impl ValidTable {
+    fn rows(&self) -> usize {
+        self.tokens.iter().sum()
+    }
+
+    /// The table as record batches of `unit` table rows each.
+    fn batches(&self) -> Vec<arrow_array::RecordBatch> {
+        use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, Float64Builder};
+        use arrow_array::builder::{ListBuilder, PrimitiveBuilder};
+        use arrow_array::{ArrayRef, Float32Array, Int32Array, RecordBatch};
+        use std::sync::Arc;
+        let d = self.cols;
+        let mut first_token = vec![0usize];
+        for t in &self.tokens {
+            first_token.push(first_token.last().unwrap() + t);
+        }
+        let mut out = Vec::new();
+        let nt = self.tokens.len();
+        let mut r0 = 0;
+        while r0 < nt {
+            let r1 = (r0 + self.unit).min(nt);
+            let row = |i: usize| &self.values[i * d..(i + 1) * d];
+            let ids: ArrayRef = Arc::new(Int32Array::from_iter_values(r0 as i32..r1 as i32));
+            let batch = match self.layout {
+                ColLayout::FixedF32 => {
+                    let mut b = FixedSizeListBuilder::new(Float32Builder::new(), d as i32);
+                    for i in r0..r1 {
+                        for &v in row(i) {
+                            b.values().append_value(v as f32);
+                        }
+                        b.append(true);
+                    }
+                    let x: ArrayRef = Arc::new(b.finish());
+                    RecordBatch::try_from_iter(vec![("token", ids), ("x", x)]).unwrap()
+                }
+                ColLayout::ListF64 => {
+                    let mut b = ListBuilder::new(Float64Builder::new());
+                    for i in r0..r1 {
+                        for &v in row(i) {
+                            b.values().append_value(v);
+                        }
+                        b.append(true);
+                    }
+                    let x: ArrayRef = Arc::new(b.finish());
+                    RecordBatch::try_from_iter(vec![("token", ids), ("x", x)]).unwrap()
+                }
+                ColLayout::PerColumn => {
+                    let cols: Vec<(String, ArrayRef)> = (0..d)
+                        .map(|j| {
+                            let c: ArrayRef = Arc::new(Float32Array::from_iter_values(
+                                (r0..r1).map(|i| row(i)[j] as f32),
+                            ));
+                            (format!("d{j}"), c)
+                        })
+                        .collect();
+                    RecordBatch::try_from_iter(cols).unwrap()
+                }
+                ColLayout::Sequences => {
+                    let inner = FixedSizeListBuilder::new(
+                        PrimitiveBuilder::<arrow_array::types::Float32Type>::new(),
+                        d as i32,
+                    );
+                    let mut b = ListBuilder::new(inner);
+                    for s in r0..r1 {
+                        for t in first_token[s]..first_token[s + 1] {
+                            for &v in row(t) {
+                                b.values().values().append_value(v as f32);
+                            }
+                            b.values().append(true);
+                        }
+                        b.append(true);
+                    }
+                    let x: ArrayRef = Arc::new(b.finish());
+                    RecordBatch::try_from_iter(vec![("token", ids), ("x", x)]).unwrap()
+                }
+            };
+            out.push(batch);
+            r0 = r1;
+        }
+        out
+    }
+
+    fn parquet(&self) -> Vec<u8> {
+        let batches = self.batches();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(self.unit))
+            .build();
+        let mut buf = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut buf, batches[0].schema(), Some(props))
+                .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        buf
+    }
+
+    fn ipc(&self, stream: bool) -> Vec<u8> {
+        let batches = self.batches();
+        let schema = batches[0].schema();
+        let mut buf = Vec::new();
+        if stream {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, &schema).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            w.finish().unwrap();
+        } else {
+            let mut w = arrow_ipc::writer::FileWriter::try_new(&mut buf, &schema).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        buf
+    }
+}
+
+/// The column to choose for a table whose layout has an Int32 column beside the vectors.
+fn vector_key(layout: ColLayout) -> Option<&'static str> {
+    match layout {
+        ColLayout::PerColumn => None,
+        _ => Some("x"),
+    }
+}
+
+/// Any columnar file: loading it whole and streaming it must not panic; what loads is consistent, and
+/// the two readings agree value for value.
+fn columnar_any(
+    path: &Path,
+    bytes: &[u8],
+    key: Option<&str>,
+) -> Result<Option<Vec<f64>>, TestCaseError> {
+    std::fs::write(path, bytes).unwrap();
+    let _ = list_keys(path);
+    let whole = load_matrix(path, key);
+    let streamed = repscope::data::source::open_file(path, key).and_then(|s| {
+        // Damaged metadata may claim any size: read it all only when that is small, else the first row.
+        if s.rows().saturating_mul(s.cols()) > 1 << 22 {
+            let mut w = vec![0.0; s.cols().min(1 << 22)];
+            if s.cols() <= 1 << 22 {
+                s.read_f64(0, 1, &mut w)?;
+            }
+            return Ok(None);
+        }
+        let mut v = vec![0.0; s.rows() * s.cols()];
+        s.read_f64(0, s.rows(), &mut v)?;
+        // A read from the end backwards, across units.
+        if s.rows() > 1 {
+            let mut w = vec![0.0; s.cols()];
+            s.read_f64(s.rows() - 1, 1, &mut w)?;
+            if w[..] != v[v.len() - s.cols()..] {
+                return Ok(Some(None));
+            }
+        }
+        Ok(Some(Some((s.rows(), s.cols(), v))))
+    });
+    if let Ok(m) = &whole {
+        consistent(m)?;
+    }
+    match (&whole, &streamed) {
+        (Ok(m), Ok(Some(Some((r, c, v))))) => {
+            prop_assert_eq!((m.rows(), m.cols()), (*r, *c));
+            for (k, x) in v.iter().enumerate() {
+                let got = m
+                    .values_f64()
+                    .map(|f| f[k])
+                    .unwrap_or(m.as_slice()[k] as f64);
+                prop_assert!(
+                    same_f32(*x as f32, got as f32),
+                    "value {k}: {x} against {got}"
+                );
+            }
+            Ok(Some(v.clone()))
+        }
+        (_, Ok(Some(None))) => Err(TestCaseError::fail("a read of the last row disagrees")),
+        _ => Ok(None),
+    }
+}
+
+#[test]
+fn columnar_valid_files_round_trip_exactly() {
+    let d = scratch("columnar-valid");
+    check("columnar_valid", 300, valid_table_s(), |t| {
+        let files = [
+            ("t.parquet", t.parquet()),
+            ("t.arrow", t.ipc(false)),
+            ("s.arrow", t.ipc(true)),
+        ];
+        for (name, bytes) in files {
+            let p = d.join(name);
+            let got = columnar_any(&p, &bytes, vector_key(t.layout))?;
+            let v = got.ok_or_else(|| {
+                TestCaseError::fail(format!(
+                    "{name} ({:?}) refused: {:?}",
+                    t.layout,
+                    load_matrix(&p, vector_key(t.layout))
+                        .err()
+                        .map(|e| e.to_string())
+                ))
+            })?;
+            prop_assert_eq!(v.len(), t.rows() * t.cols);
+            for (k, (a, b)) in v.iter().zip(&t.values).enumerate() {
+                prop_assert!(
+                    same_f64(*a, *b),
+                    "{}: value {}: {} against {}",
+                    name,
+                    k,
+                    a,
+                    b
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn columnar_damaged_files() {
+    let d = scratch("columnar-damaged");
+    check(
+        "columnar_damage",
+        900,
+        (valid_table_s(), 0usize..3, damage_s()),
+        |(t, which, dmg)| {
+            let (name, mut b) = match which {
+                0 => ("t.parquet", t.parquet()),
+                1 => ("t.arrow", t.ipc(false)),
+                _ => ("s.arrow", t.ipc(true)),
+            };
+            apply_damage(&mut b, &dmg);
+            columnar_any(&d.join(name), &b, vector_key(t.layout))?;
+            columnar_any(&d.join(name), &b, None).map(|_| ())
+        },
+    );
+}
+
+#[test]
+fn columnar_random_bytes_behind_the_magic() {
+    let d = scratch("columnar-random");
+    check(
+        "columnar_random",
+        900,
+        (0usize..3, prop::collection::vec(any::<u8>(), 0..400)),
+        |(which, tail)| {
+            let (name, mut b) = match which {
+                0 => ("r.parquet", b"PAR1".to_vec()),
+                1 => ("r.arrow", b"ARROW1\0\0".to_vec()),
+                _ => ("q.arrow", vec![0xff, 0xff, 0xff, 0xff]),
+            };
+            b.extend_from_slice(&tail);
+            if which == 0 {
+                // A footer length and the closing magic, so the reader reaches the metadata.
+                b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+                b.extend_from_slice(b"PAR1");
+            }
+            columnar_any(&d.join(name), &b, None).map(|_| ())
         },
     );
 }

@@ -180,3 +180,43 @@ fn near_duplicates_in_f64_are_distinct_and_their_graph_is_exact() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// f64 rows so small that their squares underflow (down to subnormals) have the graph of the same rows at
+/// ordinary scale: the same neighbours, euclidean distances times the scale, the same cosine distances,
+/// through the symmetric self search and the query search alike. The values carry 20 significant bits, so
+/// even as subnormals they are the same numbers times a power of two.
+#[test]
+fn tiny_f64_rows_have_the_graph_of_the_same_rows_at_ordinary_scale() {
+    let dir = tmpdir("tiny");
+    let (n, d, k) = (500, 5, 6);
+    let base: Vec<f64> = gaussian(n, d, 21)
+        .iter()
+        .map(|v| (v * 65536.0).round() / 65536.0)
+        .collect();
+    let m0 = load_f64(&dir, "x.npy", n, d, &base);
+    for e in [-450, -700, -1040] {
+        // 2^e in two factors: powi of a power beyond 2^1023 would overflow on the way.
+        let s = 2f64.powi(e / 2) * 2f64.powi(e - e / 2);
+        let tiny: Vec<f64> = base.iter().map(|v| v * s).collect();
+        let m = load_f64(&dir, "tiny.npy", n, d, &tiny);
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let want = exact_knn(&m0, k, metric, None).unwrap();
+            let self_search = exact_knn(&m, k, metric, None).unwrap();
+            let query_search =
+                repscope::neighbors::knn_search(&m, &m, k, metric, true, None).unwrap();
+            for (plan, g) in [("self", &self_search), ("query", &query_search)] {
+                assert_eq!(g.indices, want.indices, "2^{e} {metric:?} {plan}");
+                for (a, b) in g.distances.iter().zip(&want.distances) {
+                    let b = match metric {
+                        Metric::Euclidean => b * s,
+                        Metric::Cosine => *b,
+                    };
+                    // Subnormal distances hold fewer bits: 2⁻¹⁰⁷⁰ absolute.
+                    let tol = 1e-12 * b.abs() + 2f64.powi(-1070);
+                    assert!((a - b).abs() <= tol, "2^{e} {metric:?} {plan}: {a:e} {b:e}");
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

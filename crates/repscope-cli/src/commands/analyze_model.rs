@@ -47,6 +47,27 @@ pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
             a.k + 2
         )));
     }
+    // Repeated texts give repeated rows at every layer: say so in the texts' terms, before any layer
+    // fails on its duplicates with advice this command cannot follow.
+    let id_k = repscope::intrinsic::suite::graph_k(&LayersConfig::default().id)?;
+    let need = id_k.max(a.k) + 1;
+    let distinct = done
+        .texts
+        .texts
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < need {
+        return Err(usage(format!(
+            "{}: {distinct} distinct texts among {} ({} repeats); the layer study needs at least {need} \
+             distinct texts (the intrinsic-dimension suite reads {id_k} neighbours per point, the mutual \
+             kNN {}). Give more distinct texts (a few hundred or more for stable intrinsic dimensions).",
+            a.run.input.display(),
+            e.n,
+            e.n - distinct,
+            a.k
+        )));
+    }
     let keys = match (&a.output, kind) {
         (Some(p), Some(k)) => write_output(p, k, e)?,
         _ => Vec::new(),

@@ -40,9 +40,6 @@ pub struct ClassesArgs {
     pub knn_sample: usize,
 }
 
-/// Values (n × d) above which the rows stream instead of being loaded.
-const LOAD_LIMIT: usize = 1 << 28;
-
 pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
     let whole = a.input.open_whole()?;
     let labels = super::load_labels(&a.labels, a.labels_key.as_deref())?;
@@ -80,7 +77,7 @@ pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
     };
     let input = a.input.describe(&*src);
     let bars = Bars::new(g.quiet);
-    let stream = a.stream || src.rows().saturating_mul(src.cols()) > LOAD_LIMIT;
+    let stream = a.stream || src.rows().saturating_mul(src.cols()) > super::LOAD_LIMIT;
     let (mut r, cfg) = if stream {
         classes::run_source(
             &*src,

@@ -77,6 +77,11 @@ pub struct CompareArgs {
     /// Seed for random anchors, the stitching split and --sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Stream the rows in one pass even when they would fit in memory (two sides above 2^28 values in
+    /// all always stream); only the streamed measures run then: linear CKA (feature route), the CCA
+    /// family (covariance route) and Procrustes.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
@@ -131,9 +136,6 @@ fn config(a: &CompareArgs) -> Result<CompareConfig, crate::Failure> {
     Ok(cfg)
 }
 
-/// Values (n × (d1 + d2)) above which the default measures stream instead of loading both sides.
-const LOAD_LIMIT: usize = 1 << 28;
-
 fn side(path: &std::path::Path, key: Option<&str>, a: &CompareArgs) -> SourceInput {
     SourceInput {
         files: vec![path.to_path_buf()],
@@ -152,19 +154,26 @@ pub fn run(a: &CompareArgs, g: &Global) -> CliResult {
         side(&a.b, a.key_b.as_deref(), a),
     );
     let (sa, sb) = (ia.open()?, ib.open()?);
-    // Stream when every measure asked for is one of the streamed ones (and no in-memory route is asked
-    // for), or, for the default measures, when the two sides are too large to load.
-    let streamable = if cfg.measures.is_empty() {
-        sa.rows().saturating_mul(sa.cols() + sb.cols()) > LOAD_LIMIT
-    } else {
-        similarity::canonical_measures(&cfg.measures)?
+    // Stream when asked to, or when the two sides are too large to load and every measure asked for (or,
+    // by default, the streamed ones) can stream; in memory, the routes are chosen by cost.
+    let large = sa.rows().saturating_mul(sa.cols() + sb.cols()) > super::LOAD_LIMIT;
+    let streamable = cfg.measures.is_empty()
+        || similarity::canonical_measures(&cfg.measures)?
             .iter()
-            .all(|m| similarity::STREAMED.contains(&m.as_str()))
-    };
-    let stream = streamable
-        && a.labels.is_none()
-        && cfg.route != Some(Route::Gram)
-        && cfg.cca_route != Some(CcaRoute::Svd);
+            .all(|m| similarity::STREAMED.contains(&m.as_str()));
+    if a.stream && a.labels.is_some() {
+        return Err(usage(
+            "--labels are for the stitching accuracy, which needs the rows in memory. Leave out --stream, or --labels",
+        ));
+    }
+    // An explicit --stream goes to the streamed pass, which refuses what it cannot do (an in-memory route,
+    // a measure that does not stream); a large input streams only when nothing asks for memory.
+    let stream = a.stream
+        || (large
+            && streamable
+            && a.labels.is_none()
+            && cfg.route != Some(Route::Gram)
+            && cfg.cca_route != Some(CcaRoute::Svd));
     let bars = Bars::new(g.quiet);
     let (r, load_s, compute_s) = if stream {
         let r = similarity::compare_sources(&*sa, &*sb, &cfg, &bars)?;

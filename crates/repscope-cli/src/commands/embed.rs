@@ -19,7 +19,7 @@ impl From<repscope_model::Error> for Failure {
     fn from(e: repscope_model::Error) -> Self {
         Failure {
             code: if e.is_bad_input() { 2 } else { 1 },
-            message: e.to_string(),
+            message: e.render(&crate::flag),
         }
     }
 }

@@ -27,6 +27,9 @@ use repscope::{Dataset, Matrix};
 
 use crate::{usage, Failure};
 
+/// Values (rows × columns) above which a command that can stream its rows streams them instead of loading.
+pub const LOAD_LIMIT: usize = 1 << 28;
+
 /// An input file and the array to take from it.
 #[derive(Args, Debug, Clone)]
 pub struct Input {
@@ -234,14 +237,23 @@ pub fn require_ext(path: &Path, ext: &str) -> Result<(), Failure> {
 }
 
 /// One line on how an exact graph was proven: rows certified by the rounding bound of the candidate pass,
-/// rows recomputed by the exact range pass.
+/// rows recomputed by the exact range pass, and rows compared with every reference row.
 pub fn certificate_line(c: &repscope::neighbors::Certificate) -> String {
     if !c.exact {
         return format!("{} rows from an approximate search (not certified)", c.rows);
     }
     let pct = |x: usize| 100.0 * x as f64 / c.rows.max(1) as f64;
+    let swept = if c.exhaustive > 0 {
+        format!(
+            ", {} ({:.2}%) compared with every reference row (their f32 ranking keys overflow)",
+            c.exhaustive,
+            pct(c.exhaustive)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "certified exact: {} rows ({:.2}%) proven by the rounding bound of the candidate pass, {} ({:.2}%) recomputed by the exact range pass{}",
+        "certified exact: {} rows ({:.2}%) proven by the rounding bound of the candidate pass, {} ({:.2}%) recomputed by the exact range pass{swept}{}",
         c.certified,
         pct(c.certified),
         c.recomputed,

@@ -314,10 +314,7 @@ fn fail(path: &Path, what: impl std::fmt::Display) -> Error {
 impl ColumnRows {
     /// Opens a `.parquet` file; `key` names the column.
     pub fn open_parquet(path: &Path, key: Option<&str>) -> Result<ColumnRows> {
-        use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-            .map_err(|e| fail(path, e))?;
+        let meta = parquet_meta(path)?;
         let schema = meta.schema().clone();
         let (layout, elem) = choose(&schema, key, path)?;
         let roots: Vec<usize> = match &layout {
@@ -392,18 +389,7 @@ impl ColumnRows {
     /// file); `key` names the column.
     pub fn open_ipc(path: &Path, key: Option<&str>) -> Result<ColumnRows> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut magic = [0u8; 6];
-        let is_file = len >= 6 && {
-            file.read_exact(&mut magic)
-                .map_err(|e| Error::io(path, e))?;
-            &magic == b"ARROW1"
-        };
-        let (schema, version, blocks, dictionaries) = if is_file {
-            read_footer(&mut file, len, path)?
-        } else {
-            scan_stream(&mut file, len, path)?
-        };
+        let (schema, version, blocks, dictionaries) = ipc_messages(&mut file, path)?;
         let (layout, elem) = choose(&schema, key, path)?;
         let (projection, node, depth) = match &layout {
             Layout::List { column, depth } => {
@@ -527,9 +513,11 @@ impl ColumnRows {
                     .with_projection(projection.clone());
                 for b in dictionaries {
                     let buf = read_block(&mut file, b, &path)?;
+                    check_buffers(&buf, b, &path)?;
                     dec.read_dictionary(b, &buf).map_err(|e| fail(&path, e))?;
                 }
                 let buf = read_block(&mut file, &blocks[u], &path)?;
+                check_buffers(&buf, &blocks[u], &path)?;
                 let b = dec
                     .read_record_batch(&blocks[u], &buf)
                     .map_err(|e| fail(&path, e))?
@@ -592,7 +580,63 @@ fn first_width_parquet(
     }
 }
 
+/// A parquet file's metadata, with its Arrow schema.
+fn parquet_meta(path: &Path) -> Result<parquet::arrow::arrow_reader::ArrowReaderMetadata> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let meta =
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| fail(path, e))?;
+    // Every column chunk must lie inside the file (the reader asserts non-negative offsets, and would
+    // otherwise read past the end): a damaged footer is an error here.
+    for rg in meta.metadata().row_groups() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= size);
+            if !inside || rg.num_rows() < 0 {
+                return Err(fail(
+                    path,
+                    "a column chunk of the footer lies outside the file: it is damaged or truncated",
+                ));
+            }
+        }
+    }
+    Ok(meta)
+}
+
+/// The schema and blocks of an Arrow IPC file (`ARROW1` magic: from its footer) or stream (by scanning).
+fn ipc_messages(file: &mut File, path: &Path) -> Result<Ipc> {
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut magic = [0u8; 6];
+    let is_file = len >= 6 && {
+        file.read_exact(&mut magic)
+            .map_err(|e| Error::io(path, e))?;
+        &magic == b"ARROW1"
+    };
+    if is_file {
+        read_footer(file, len, path)
+    } else {
+        scan_stream(file, len, path)
+    }
+}
+
 fn read_at(file: &mut File, at: u64, len: usize, path: &Path) -> Result<Vec<u8>> {
+    // The offsets and lengths come from the file itself: check them against its size before allocating.
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if at.checked_add(len as u64).is_none_or(|end| end > size) {
+        return Err(Error::format(
+            path,
+            format!(
+                "a message at byte {at} of {len} bytes runs past the end of the file ({size} bytes): it is truncated or damaged"
+            ),
+            "write the file again, and do not change it while repscope reads it",
+        ));
+    }
     let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(at))
         .and_then(|_| file.read_exact(&mut buf))
@@ -612,7 +656,8 @@ fn read_at(file: &mut File, at: u64, len: usize, path: &Path) -> Result<Vec<u8>>
 
 /// A message's metadata (the flatbuffer, without its length prefix).
 fn read_meta(file: &mut File, b: &arrow_ipc::Block, path: &Path) -> Result<Vec<u8>> {
-    let m = read_at(file, b.offset() as u64, b.metaDataLength() as usize, path)?;
+    let (at, len) = block_span(b, false, path)?;
+    let m = read_at(file, at, len, path)?;
     let skip = if m.len() >= 8 && m[..4] == [0xFF; 4] {
         8
     } else {
@@ -622,13 +667,67 @@ fn read_meta(file: &mut File, b: &arrow_ipc::Block, path: &Path) -> Result<Vec<u
 }
 
 fn read_block(file: &mut File, b: &arrow_ipc::Block, path: &Path) -> Result<arrow_buffer::Buffer> {
-    let len = b.metaDataLength() as usize + b.bodyLength() as usize;
+    let (at, len) = block_span(b, true, path)?;
     Ok(arrow_buffer::Buffer::from_vec(read_at(
-        file,
-        b.offset() as u64,
-        len,
-        path,
+        file, at, len, path,
     )?))
+}
+
+/// Checks that every buffer a record batch (or dictionary batch) message names lies inside its body, so
+/// that a damaged file is an error here and never an out-of-bounds slice in the decoder.
+fn check_buffers(buf: &arrow_buffer::Buffer, b: &arrow_ipc::Block, path: &Path) -> Result<()> {
+    let meta_len = usize::try_from(b.metaDataLength())
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    let m = &buf[..meta_len];
+    let skip = if m.len() >= 8 && m[..4] == [0xFF; 4] {
+        8
+    } else {
+        4
+    };
+    let msg = arrow_ipc::root_as_message(&m[skip.min(m.len())..])
+        .map_err(|e| fail(path, format!("a message is not Arrow IPC ({e:?})")))?;
+    let body = (buf.len() - meta_len) as u64;
+    let batch = match msg.header_type() {
+        arrow_ipc::MessageHeader::RecordBatch => msg.header_as_record_batch(),
+        arrow_ipc::MessageHeader::DictionaryBatch => {
+            msg.header_as_dictionary_batch().and_then(|d| d.data())
+        }
+        _ => None,
+    }
+    .ok_or_else(|| fail(path, "a block of the file is not a record batch"))?;
+    let outside = batch.buffers().into_iter().flatten().any(|x| {
+        x.offset() < 0
+            || x.length() < 0
+            || (x.offset() as u64).saturating_add(x.length() as u64) > body
+    });
+    if outside || msg.bodyLength() < 0 || msg.bodyLength() as u64 > body {
+        return Err(fail(
+            path,
+            "a record batch names data beyond its message body: the file is damaged",
+        ));
+    }
+    Ok(())
+}
+
+/// Where a footer block starts and how long it is (its metadata, and with `body` its body too), refusing
+/// negative fields.
+fn block_span(b: &arrow_ipc::Block, body: bool, path: &Path) -> Result<(u64, usize)> {
+    let bad = || {
+        fail(
+            path,
+            "a record batch block of the footer has a negative offset or length",
+        )
+    };
+    let at = u64::try_from(b.offset()).map_err(|_| bad())?;
+    let meta = u64::try_from(b.metaDataLength()).map_err(|_| bad())?;
+    let rest = if body {
+        u64::try_from(b.bodyLength()).map_err(|_| bad())?
+    } else {
+        0
+    };
+    let len = meta.checked_add(rest).ok_or_else(bad)?;
+    Ok((at, usize::try_from(len).map_err(|_| bad())?))
 }
 
 type Ipc = (
@@ -826,31 +925,14 @@ pub fn open(path: &Path, key: Option<&str>) -> Result<ColumnRows> {
 
 /// The columns that hold vectors (lists of floats, or lists of them).
 pub fn keys(path: &Path) -> Result<Vec<String>> {
-    schema_keys(path)
-}
-
-fn schema_keys(path: &Path) -> Result<Vec<String>> {
-    let schema: Schema = if path
+    let schema: SchemaRef = if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
     {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
-            &file,
-            parquet::arrow::arrow_reader::ArrowReaderOptions::new(),
-        )
-        .map_err(|e| fail(path, e))?;
-        meta.schema().as_ref().clone()
+        parquet_meta(path)?.schema().clone()
     } else {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut magic = [0u8; 6];
-        let is_file = len >= 6 && file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
-        if is_file {
-            read_footer(&mut file, len, path)?.0
-        } else {
-            scan_stream(&mut file, len, path)?.0
-        }
+        Arc::new(ipc_messages(&mut file, path)?.0)
     };
     Ok(schema
         .fields()

@@ -2,6 +2,8 @@
 //! shared with the caller (a buffer another owner keeps alive, such as a numpy array).
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 
 /// A buffer of f32 values owned elsewhere and kept alive by this handle (for example a numpy array seen
@@ -133,6 +135,20 @@ impl Matrix {
                     *o = x as f64;
                 }
             }
+        }
+    }
+
+    /// The power of two that f64 values all below [`crate::moments::TINY`] (2⁻⁴⁰⁰) are multiplied by before
+    /// squares or products of them are summed, so that those do not underflow ([`crate::moments::tiny_scale`]);
+    /// 1 for f32 data and for f64 data of any other magnitude.
+    pub fn tiny_scale(&self) -> f64 {
+        match self.values_f64() {
+            Some(v) => crate::moments::tiny_scale(
+                v.par_iter()
+                    .fold(|| 0f64, |a, x| a.max(x.abs()))
+                    .reduce(|| 0.0, f64::max),
+            ),
+            None => 1.0,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn format_of(path: &Path) -> Result<Format> {
             } else {
                 format!("unknown extension '.{ext}'")
             },
-            "pass a .npy, .npz, .safetensors, .parquet or .arrow file",
+            "pass a .npy, .npz or .safetensors file (or a .parquet or .arrow file)",
         )),
     }
 }

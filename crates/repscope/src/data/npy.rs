@@ -409,6 +409,33 @@ pub struct Labels {
 }
 
 /// Decodes a 1-D integer or string array (or 2-D with one column) into labels.
+/// The little-endian bytes of integer label i, sign-extended to 8 bytes for signed types.
+fn int_bytes(h: &Header, data: &[u8], i: usize) -> [u8; 8] {
+    let b = &data[i * h.size..(i + 1) * h.size];
+    let mut bytes = [0u8; 8];
+    if h.big_endian {
+        for (k, &x) in b.iter().rev().enumerate() {
+            bytes[k] = x;
+        }
+    } else {
+        bytes[..h.size].copy_from_slice(b);
+    }
+    if h.kind == Kind::Int && bytes[h.size - 1] & 0x80 != 0 {
+        bytes.iter_mut().skip(h.size).for_each(|x| *x = 0xff);
+    }
+    bytes
+}
+
+/// Integer label i as an i64 (None for an unsigned value above i64::MAX).
+fn int_label(h: &Header, data: &[u8], i: usize) -> Option<i64> {
+    let bytes = int_bytes(h, data, i);
+    if h.kind == Kind::Int {
+        Some(i64::from_le_bytes(bytes))
+    } else {
+        i64::try_from(u64::from_le_bytes(bytes)).ok()
+    }
+}
+
 pub fn labels_from_npy(buf: &[u8], path: &Path) -> Result<Labels> {
     let h = parse_header(buf, path)?;
     let name = path.display().to_string();
@@ -432,57 +459,16 @@ pub fn labels_from_npy(buf: &[u8], path: &Path) -> Result<Labels> {
         ));
     }
     if matches!(h.kind, Kind::Int | Kind::Uint | Kind::Bool) {
-        // Integers are mapped to classes without a string per row (4 bytes a row, not ~40).
-        let ints: Option<Vec<i64>> = (0..n)
-            .map(|i| {
-                let b = &data[i * h.size..(i + 1) * h.size];
-                let mut bytes = [0u8; 8];
-                if h.big_endian {
-                    for (k, &x) in b.iter().rev().enumerate() {
-                        bytes[k] = x;
-                    }
-                } else {
-                    bytes[..h.size].copy_from_slice(b);
-                }
-                if h.kind == Kind::Int {
-                    if bytes[h.size - 1] & 0x80 != 0 {
-                        bytes.iter_mut().skip(h.size).for_each(|x| *x = 0xff);
-                    }
-                    Some(i64::from_le_bytes(bytes))
-                } else {
-                    i64::try_from(u64::from_le_bytes(bytes)).ok()
-                }
-            })
-            .collect();
+        // Integers are mapped to classes without a string per row (4 bytes a row, not ~40); unsigned
+        // values above i64::MAX fall back to their text.
+        let ints: Option<Vec<i64>> = (0..n).map(|i| int_label(&h, data, i)).collect();
         if let Some(v) = ints {
             return Ok(Labels::from_integers(&v));
         }
     }
     let raw: Vec<String> = match h.kind {
         Kind::Int | Kind::Uint | Kind::Bool => (0..n)
-            .map(|i| {
-                let b = &data[i * h.size..(i + 1) * h.size];
-                let mut bytes = [0u8; 8];
-                if h.big_endian {
-                    for (k, &x) in b.iter().rev().enumerate() {
-                        bytes[k] = x;
-                    }
-                } else {
-                    bytes[..h.size].copy_from_slice(b);
-                }
-                let signed = h.kind == Kind::Int;
-                let neg = signed && bytes[h.size - 1] & 0x80 != 0;
-                if neg {
-                    for x in bytes.iter_mut().skip(h.size) {
-                        *x = 0xff;
-                    }
-                }
-                if signed {
-                    i64::from_le_bytes(bytes).to_string()
-                } else {
-                    u64::from_le_bytes(bytes).to_string()
-                }
-            })
+            .map(|i| u64::from_le_bytes(int_bytes(&h, data, i)).to_string())
             .collect(),
         Kind::Unicode => (0..n)
             .map(|i| {

@@ -201,32 +201,35 @@ fn write_any<W: Write>(w: &mut W, a: &NpzArray) -> std::io::Result<()> {
 /// Writes arrays to an uncompressed `.npz` (as numpy.savez does), atomically. The arrays are streamed into
 /// the file: no copy of them is held in memory.
 pub fn write(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<()> {
-    npy::write_file_with(path, |f| {
-        let failed = std::cell::RefCell::new(None);
-        let result = (|| {
-            let latch = Latch {
-                inner: std::io::BufWriter::new(f),
-                failed: &failed,
-            };
-            let mut w = zip::ZipWriter::new(latch);
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored)
-                .large_file(true)
-                // Aligned members let readers (repscope included) map f32 data in place.
-                .with_alignment(64);
-            for (name, arr) in arrays {
-                w.start_file(format!("{name}.npy"), opts)
-                    .map_err(std::io::Error::other)?;
-                write_any(&mut w, arr)?;
-            }
-            w.finish().map_err(std::io::Error::other)?.flush()
-        })();
-        // The first failure of the file itself (a full disk), not the archive's wrapping of it.
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => result,
+    npy::write_file_with(path, |f| write_to(std::io::BufWriter::new(f), arrays))
+}
+
+/// The archive written to `out`. On failure the error is the first failure of `out` itself (a full disk),
+/// not the archive writer's wrapping of it.
+fn write_to<W: Write + std::io::Seek>(out: W, arrays: &[(&str, NpzArray)]) -> std::io::Result<()> {
+    let failed = std::cell::RefCell::new(None);
+    let result = (|| {
+        let latch = Latch {
+            inner: out,
+            failed: &failed,
+        };
+        let mut w = zip::ZipWriter::new(latch);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true)
+            // Aligned members let readers (repscope included) map f32 data in place.
+            .with_alignment(64);
+        for (name, arr) in arrays {
+            w.start_file(format!("{name}.npy"), opts)
+                .map_err(std::io::Error::other)?;
+            write_any(&mut w, arr)?;
         }
-    })
+        w.finish().map_err(std::io::Error::other)?.flush()
+    })();
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => result,
+    }
 }
 
 /// A writer that keeps its first error and then accepts everything silently. After a failed write the
@@ -272,5 +275,88 @@ impl<W: Write + std::io::Seek> std::io::Seek for Latch<'_, W> {
             return Ok(0);
         }
         self.inner.seek(pos).map_err(|e| self.keep(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that fills up: it takes `room` bytes, then fails every write with ENOSPC.
+    struct FullDisk {
+        inner: std::io::Cursor<Vec<u8>>,
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let free = self.room.saturating_sub(self.inner.get_ref().len());
+            if free == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.inner.write(&buf[..buf.len().min(free)])
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl std::io::Seek for FullDisk {
+        fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_named_without_the_archive_writers_words() {
+        let data: Vec<f32> = (0..4096).map(|i| i as f32).collect();
+        let shape = [1024usize, 4];
+        // The disk fills inside the data, inside the directory, and at the header.
+        for room in [100, 9000, 16_400, 16_600] {
+            let out = FullDisk {
+                inner: std::io::Cursor::new(Vec::new()),
+                room,
+            };
+            let arrays = [
+                ("x", NpzArray::F32(&shape, &data)),
+                ("y", NpzArray::F32(&shape[..1], &data[..1024])),
+            ];
+            let e = write_to(out, &arrays).expect_err("the disk is full");
+            assert_eq!(e.raw_os_error(), Some(28), "room {room}: {e}");
+            let msg = Error::io_write("o.npz", e).to_string();
+            assert_eq!(
+                msg, "o.npz: the disk is full. Free space or write to another folder",
+                "room {room}"
+            );
+        }
+        // With room enough it is a valid archive that reads back.
+        let out = FullDisk {
+            inner: std::io::Cursor::new(Vec::new()),
+            room: usize::MAX,
+        };
+        write_to(out, &[("x", NpzArray::F32(&shape, &data))]).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_neither_the_file_nor_a_temporary_one() {
+        let dir = std::env::temp_dir().join(format!("repscope-npz-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("o.npz");
+        std::fs::write(&path, b"old").unwrap();
+        let e = npy::write_file_with(&path, |f| {
+            f.write_all(&[0u8; 1000])?;
+            Err(std::io::Error::from_raw_os_error(28))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("the disk is full"), "{e}");
+        // The old file is as it was, and nothing else is in the folder.
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("o.npz")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -947,14 +947,34 @@ pub fn gather(src: &dyn RowSource, idx: &[usize]) -> Result<Matrix> {
 pub fn load(src: &dyn RowSource) -> Result<Matrix> {
     let (n, d) = (src.rows(), src.cols());
     if src.elem() == Elem::F64 {
-        let mut v = vec![0.0f64; n * d];
+        let mut v = zeroed::<f64>(src, n, d)?;
         src.read_f64(0, n, &mut v)?;
         Matrix::from_f64(n, d, v, src.name())
     } else {
-        let mut v = vec![0.0f32; n * d];
+        let mut v = zeroed::<f32>(src, n, d)?;
         src.read(0, n, &mut v)?;
         Matrix::from_vec(n, d, v, src.name())
     }
+}
+
+/// A zeroed buffer of n × d values, or an error when the system cannot give that much memory (the sizes
+/// come from a file's header or metadata, which may be damaged or simply large).
+fn zeroed<T: Clone + Default>(src: &dyn RowSource, n: usize, d: usize) -> Result<Vec<T>> {
+    let too_big = || {
+        Error::data(
+            src.name(),
+            format!(
+                "{n} × {d} values ({:.1} GB) do not fit in memory",
+                n as f64 * d as f64 * std::mem::size_of::<T>() as f64 / 1e9
+            ),
+            "measure it streamed (the measures that stream read it in chunks), or select rows with a range or a sample",
+        )
+    };
+    let len = n.checked_mul(d).ok_or_else(too_big)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_big())?;
+    v.resize(len, T::default());
+    Ok(v)
 }
 
 /// Rows per chunk of a pass: about 2¹⁸ values (2 MiB in f64), at least 64 rows, at most the source.

@@ -76,8 +76,14 @@ fn id_section(idx: usize, id: &Value) -> String {
         c["certified"].as_u64(),
         c["recomputed"].as_u64(),
     ) {
+        let swept = match c["exhaustive"].as_u64() {
+            Some(e) if e > 0 => {
+                format!(", {e} compared with every row (their f32 ranking keys overflow)")
+            }
+            _ => String::new(),
+        };
         h.push_str(&format!(
-            "<p>Neighbour graph: exact on all {rows} distinct rows; {cert} certified by the rounding bound of the candidate pass, {rec} recomputed by the exact range pass.</p>\n"
+            "<p>Neighbour graph: exact on all {rows} distinct rows; {cert} certified by the rounding bound of the candidate pass, {rec} recomputed by the exact range pass{swept}.</p>\n"
         ));
     }
     let curve = id["scale_curve"].as_array().cloned().unwrap_or_default();

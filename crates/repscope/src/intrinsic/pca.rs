@@ -23,8 +23,12 @@ pub enum PcaRule {
 /// The covariance spectrum of a matrix, with what the PCA rules need.
 #[derive(Clone, Debug)]
 pub struct Spectrum {
-    /// Eigenvalues of the centred covariance (divided by n − 1), largest first, clipped at 0.
+    /// Eigenvalues of the centred covariance (divided by n − 1), largest first, clipped at 0, of the rows
+    /// times `scale` (see [`moments::Moments::scale`]): divide by scale² for the data's own units.
     pub eigenvalues: Vec<f64>,
+    /// The power of two the rows were multiplied by (1 unless they are f64 values below
+    /// [`moments::TINY`], whose variances underflow).
+    pub scale: f64,
     /// Notes, e.g. when the leading direction is carried by a handful of points.
     pub notes: Vec<String>,
 }
@@ -74,13 +78,13 @@ impl Spectrum {
             .sum();
         if n >= 100 && bound > 0.5 * total * (1.0 - 1e-9) {
             let v1: Vec<f64> = (0..mom.d).map(|i| vecs[(i, 0)]).collect();
-            let mean = &mom.mean;
+            let (mean, scale) = (&mom.mean, mom.scale);
             let (largest, sum) = moments::top_of_pass(src, top, progress, |x| {
                 let p: f64 = x
                     .iter()
                     .zip(mean)
                     .zip(&v1)
-                    .map(|((&x, mu), v)| (x - mu) * v)
+                    .map(|((&x, mu), v)| (x * scale - mu) * v)
                     .sum();
                 p * p
             })?;
@@ -93,7 +97,18 @@ impl Spectrum {
                 ));
             }
         }
-        Ok(Spectrum { eigenvalues, notes })
+        if mom.scale != 1.0 {
+            notes.push(format!(
+                "the values are below 2^-400 (every |value| is below {:.1e}), so their squares would underflow f64: the moments were taken of the rows times 2^{} (exact); eigenvalues and variances are given in the data's units, where those below 1e-308 underflow to 0; ratios, ranks and dimensions are unaffected",
+                2.0 / mom.scale,
+                mom.scale.log2().round() as i64
+            ));
+        }
+        Ok(Spectrum {
+            eigenvalues,
+            scale: mom.scale,
+            notes,
+        })
     }
 
     /// Applies a rule.

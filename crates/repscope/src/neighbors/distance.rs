@@ -80,11 +80,12 @@ pub fn cosine_dist_f64_rows(a: &[f64], b: &[f64], inv_na: f64, inv_nb: f64) -> f
 /// Inverse L2 norms of the rows (of the values as given), in f64; a zero row is an error for the cosine
 /// metric.
 pub fn inverse_norms(m: &Matrix) -> Result<Vec<f64>> {
+    let pre = m.tiny_scale();
     let inv: Vec<f64> = (0..m.rows())
         .into_par_iter()
         .map(|i| {
             let s: f64 = match m.row_f64(i) {
-                Some(row) => row.iter().map(|&v| v * v).sum(),
+                Some(row) => row.iter().map(|&v| (v * pre) * (v * pre)).sum(),
                 None => m.row(i).iter().map(|&v| v as f64 * v as f64).sum(),
             };
             if s > 0.0 {
@@ -114,17 +115,24 @@ pub(crate) struct Exact<'a> {
     /// Inverse row norms (cosine only; empty for euclidean).
     pub(crate) inv_q: &'a [f64],
     pub(crate) inv_r: &'a [f64],
+    /// [`Matrix::tiny_scale`] of each side: f64 rows so small that squares of their differences would
+    /// underflow are scaled by a power of two first (exact), and the distance scaled back.
+    pub(crate) scale_q: f64,
+    pub(crate) scale_r: f64,
 }
 
 impl<'a> Exact<'a> {
     /// Distances among the rows of one matrix (`inv`: its inverse row norms, cosine only).
     pub(crate) fn within(metric: Metric, m: &'a Matrix, inv: &'a [f64]) -> Self {
+        let s = m.tiny_scale();
         Exact {
             metric,
             queries: m,
             refs: m,
             inv_q: inv,
             inv_r: inv,
+            scale_q: s,
+            scale_r: s,
         }
     }
     /// Distances from the input rows of a query side to those of a reference side.
@@ -133,18 +141,29 @@ impl<'a> Exact<'a> {
         q: &'a super::space::Side<'a>,
         r: &'a super::space::Side<'a>,
     ) -> Self {
+        let scale_q = q.input.tiny_scale();
+        let scale_r = if std::ptr::eq(q.input, r.input) {
+            scale_q
+        } else {
+            r.input.tiny_scale()
+        };
         Exact {
             metric,
             queries: q.input,
             refs: r.input,
             inv_q: &q.inv,
             inv_r: &r.inv,
+            scale_q,
+            scale_r,
         }
     }
     /// The distance from query row `q` to reference row `r` (on the f64 values of f64 input).
     #[inline]
     pub(crate) fn dist(&self, q: usize, r: usize) -> f64 {
         if let (Some(a), Some(b)) = (self.queries.row_f64(q), self.refs.row_f64(r)) {
+            if self.scale_q != 1.0 || self.scale_r != 1.0 {
+                return self.dist_scaled(a, b, self.inv_q[..].get(q), self.inv_r[..].get(r));
+            }
             return match self.metric {
                 Metric::Euclidean => sq_dist_f64_rows(a, b).sqrt(),
                 Metric::Cosine => cosine_dist_f64_rows(a, b, self.inv_q[q], self.inv_r[r]),
@@ -158,6 +177,29 @@ impl<'a> Exact<'a> {
                 self.inv_q[q],
                 self.inv_r[r],
             ),
+        }
+    }
+    /// The distance of two f64 rows of which at least one side is tiny (see `scale_q`): euclidean on the
+    /// differences times the smaller of the two scales (the larger would overflow the other side),
+    /// cosine on each row times its own scale, which its inverse norm is of.
+    #[cold]
+    fn dist_scaled(&self, a: &[f64], b: &[f64], ia: Option<&f64>, ib: Option<&f64>) -> f64 {
+        match self.metric {
+            Metric::Euclidean => {
+                let s = self.scale_q.min(self.scale_r);
+                let sum: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) * s).powi(2)).sum();
+                sum.sqrt() / s
+            }
+            Metric::Cosine => {
+                let (ia, ib) = (ia.copied().unwrap_or(0.0), ib.copied().unwrap_or(0.0));
+                let (sq, sr) = (self.scale_q, self.scale_r);
+                let sum: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| ((x * sq) * ia - (y * sr) * ib).powi(2))
+                    .sum();
+                0.5 * sum
+            }
         }
     }
     /// Asks the cache for reference row `r`, about to be read.

@@ -111,7 +111,7 @@ pub(crate) fn search_rows(
     let sq = squared_norms(rside);
     let nq = ids.len();
     // Candidate pass: per query block, a heap per query; then the exact re-rank and the certificate.
-    let blocks: Vec<(Vec<u32>, Vec<f64>, Vec<usize>)> = blocked(
+    let blocks: Vec<(Vec<u32>, Vec<f64>, Vec<usize>, usize)> = blocked(
         qrows,
         &rside.rows,
         |bq| (0..bq).map(|_| TopK::new(cand)).collect::<Vec<TopK>>(),
@@ -135,26 +135,30 @@ pub(crate) fn search_rows(
             let mut idx = Vec::with_capacity(bq * k);
             let mut dist = Vec::with_capacity(bq * k);
             let mut failed = Vec::new();
+            let mut swept = 0;
             let mut best: Vec<(f64, u32)> = Vec::with_capacity(cand);
             for (a, heap) in heaps.iter_mut().enumerate() {
                 let q = ids[q0 + a];
                 rerank(&exact, q, heap.items().iter().map(|x| x.1), k, &mut best);
                 if best.len() < k {
                     // No usable ranking keys (they overflowed for this query): every row is a candidate,
-                    // reranked by its exact distance, which is exact by construction.
+                    // reranked by its exact distance, which is exact by construction and counted apart.
                     let nr = rside.rows.rows() as u32;
                     let all = (0..nr).filter(|&j| !(exclude_self && j as usize == q));
                     rerank(&exact, q, all, k, &mut best);
-                }
-                let kth = best[k - 1].0;
-                let a_norm = qside.norms[q];
-                if !space.target(a_norm, kth).excludes(
-                    &space.key,
-                    a_norm,
-                    heap.threshold(),
-                    rside.max_norm,
-                ) {
-                    failed.push(q0 + a);
+                    swept += 1;
+                } else {
+                    let kth = best[k - 1].0;
+                    let a_norm = qside.norms[q];
+                    let proven = space.target(a_norm, kth).excludes(
+                        &space.key,
+                        a_norm,
+                        heap.threshold(),
+                        rside.max_norm,
+                    );
+                    if !proven {
+                        failed.push(q0 + a);
+                    }
                 }
                 for &(dd, j) in &best {
                     idx.push(j);
@@ -165,16 +169,18 @@ pub(crate) fn search_rows(
             if let Some(p) = progress {
                 p(bq);
             }
-            (idx, dist, failed)
+            (idx, dist, failed, swept)
         },
     );
     let mut indices = Vec::with_capacity(nq * k);
     let mut distances = Vec::with_capacity(nq * k);
     let mut failed = Vec::new();
-    for (i, dd, f) in blocks {
+    let mut exhaustive = 0;
+    for (i, dd, f, swept) in blocks {
         indices.extend(i);
         distances.extend(dd);
         failed.extend(f);
+        exhaustive += swept;
     }
     // Rows the candidate pass could not prove: the range pass, exact by construction.
     let recomputed = failed.len();
@@ -198,8 +204,9 @@ pub(crate) fn search_rows(
         certificate: Certificate {
             exact: true,
             rows: nq,
-            certified: nq - recomputed,
+            certified: nq - recomputed - exhaustive,
             recomputed,
+            exhaustive,
             projected: 0,
         },
     })
@@ -367,8 +374,9 @@ pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph>
         certificate: Certificate {
             exact: true,
             rows: n,
-            certified: n,
+            certified: 0,
             recomputed: 0,
+            exhaustive: n,
             projected: 0,
         },
     })
@@ -407,6 +415,52 @@ mod tests {
         let g = knn_search(&m, &m, 4, Metric::Euclidean, true, None).unwrap();
         let b = brute_force_knn(&m, 4, Metric::Euclidean).unwrap();
         assert_eq!(g.indices, b.indices);
+    }
+
+    #[test]
+    fn queries_whose_ranking_keys_overflow_are_compared_with_every_row_and_counted_apart() {
+        // Reference rows near 1e-30 are scaled by about 2^100 into the ranking space; a query at 1e20 then
+        // overflows f32 there, so its keys are not numbers, no bound applies and the rows are searched
+        // exhaustively; the certificate says so instead of calling them certified.
+        // Positive reference rows and a query of alternating signs: every product sums +inf and -inf.
+        let mut r = random(300, 4, 5, 0.0).as_slice().to_vec();
+        r.iter_mut().for_each(|v| *v = (v.abs() + 0.1) * 1e-30);
+        let refs = Matrix::from_vec(300, 4, r, "r").unwrap();
+        let mut q = random(3, 4, 6, 0.0).as_slice().to_vec();
+        for (i, v) in q.iter_mut().enumerate() {
+            *v = if i < 4 {
+                if i % 2 == 0 {
+                    1e20
+                } else {
+                    -1e20
+                }
+            } else {
+                *v * 1e-30
+            };
+        }
+        let queries = Matrix::from_vec(3, 4, q, "q").unwrap();
+        let g = knn_search(&queries, &refs, 5, Metric::Euclidean, false, None).unwrap();
+        let c = g.certificate;
+        assert_eq!((c.rows, c.exhaustive), (3, 1), "{c:?}");
+        assert_eq!(c.certified + c.recomputed + c.exhaustive, 3, "{c:?}");
+        // The exhaustive row is the exact answer: brute force in f64 over every reference row.
+        let mut all: Vec<(f64, u32)> = (0..300)
+            .map(|j| {
+                let d2: f64 = (0..4)
+                    .map(|c| (queries.row(0)[c] as f64 - refs.row(j)[c] as f64).powi(2))
+                    .sum();
+                (d2.sqrt(), j as u32)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (slot, &(d, j)) in all.iter().take(5).enumerate() {
+            assert_eq!(g.indices[slot], j);
+            assert!(
+                (g.distances[slot] - d).abs() <= 1e-12 * d,
+                "{} {d}",
+                g.distances[slot]
+            );
+        }
     }
 
     #[test]

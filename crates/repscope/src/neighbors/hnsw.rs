@@ -185,6 +185,28 @@ fn storage_scale(v: &[f32], dim: usize) -> f64 {
     }
 }
 
+/// The index keeps f32 rows: f64 input whose values are all below f32's smallest normal number (1.2e-38)
+/// would be stored as zeros or a few bits, so it is refused (the exact search takes it, in f64).
+fn check_f32_holds(data: &Matrix) -> Result<()> {
+    let Some(v) = data.values_f64() else {
+        return Ok(());
+    };
+    let max = v
+        .par_iter()
+        .fold(|| 0f64, |a, x| a.max(x.abs()))
+        .reduce(|| 0.0, f64::max);
+    if max > 0.0 && max < f32::MIN_POSITIVE as f64 {
+        return Err(Error::data(
+            data.name(),
+            format!(
+                "the largest |value| of the f64 data is {max:.2e}, below f32's smallest normal number (1.2e-38), and the approximate index stores f32 rows"
+            ),
+            "rescale the data (distances and dimensions are scale-free), e.g. x / np.abs(x).max(), or use the exact search, which reads f64 values as given",
+        ));
+    }
+    Ok(())
+}
+
 /// Multiplies every value by a power of two, in f64 so that factors beyond f32's range (subnormal input)
 /// stay exact.
 fn scale_values(v: &mut [f32], s: f64) {
@@ -290,6 +312,7 @@ impl Hnsw {
             ));
         }
         crate::data::check_finite(data)?;
+        check_f32_holds(data)?;
         let ids: Vec<u32> = match order {
             Some(o) => {
                 check_order(o, n)?;

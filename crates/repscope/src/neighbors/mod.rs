@@ -61,6 +61,9 @@ pub struct Certificate {
     pub certified: usize,
     /// Rows searched again by the exact range pass because the candidate pass could not prove them.
     pub recomputed: usize,
+    /// Rows whose f32 ranking keys overflowed (a query far outside the reference rows' range), so that no
+    /// bound applies: every reference row's exact f64 distance was compared, which is exact by construction.
+    pub exhaustive: usize,
     /// Rows whose candidates came from a PCA projection (proven by the projection's bound or recomputed).
     pub projected: usize,
 }
@@ -81,6 +84,7 @@ impl Certificate {
             rows: self.rows + other.rows,
             certified: self.certified + other.certified,
             recomputed: self.recomputed + other.recomputed,
+            exhaustive: self.exhaustive + other.exhaustive,
             projected: self.projected + other.projected,
         }
     }

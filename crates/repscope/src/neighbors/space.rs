@@ -32,7 +32,10 @@ pub(crate) const NORM_LO: f64 = 9.094_947_017_729_282e-13; // 2^-40
 #[derive(Clone, Debug)]
 pub(crate) struct Space {
     pub(crate) metric: Metric,
-    /// Column offset subtracted before scaling (euclidean only).
+    /// Power of two f64 rows too small to square are multiplied by first ([`Matrix::tiny_scale`] of the
+    /// reference rows; euclidean only, 1 otherwise), exact.
+    pre: f64,
+    /// Column offset (of the rows times `pre`) subtracted before scaling (euclidean only).
     shift: Option<Vec<f64>>,
     /// Power of two the centred rows are multiplied by (euclidean only; 1 otherwise).
     scale: f64,
@@ -59,24 +62,26 @@ impl Space {
     /// The space for a reference matrix, and that matrix's side in it.
     pub(crate) fn new(refs: &Matrix, metric: Metric) -> Result<(Space, Side<'_>)> {
         let d = refs.cols();
-        let (shift, scale) = match metric {
-            Metric::Cosine => (None, 1.0),
+        let (pre, shift, scale) = match metric {
+            Metric::Cosine => (1.0, None, 1.0),
             Metric::Euclidean => {
-                let shift = centring_offset(refs);
-                let max = max_row_norm(refs, shift.as_deref());
+                let pre = refs.tiny_scale();
+                let shift = centring_offset(refs, pre);
+                let max = max_row_norm(refs, shift.as_deref(), pre);
                 let scale = if max > NORM_HI || (max > 0.0 && max < NORM_LO) {
                     // A power of two, exact in f64 and f32 alike: the largest norm lands in [1, 2).
                     2f64.powi(-(max.log2().floor() as i32))
                 } else {
                     1.0
                 };
-                (shift, scale)
+                (pre, shift, scale)
             }
         };
         // f64 input: the ranking rows are f32 roundings of the values as given, never the values.
         let transformed = metric == Metric::Cosine
             || shift.is_some()
             || scale != 1.0
+            || pre != 1.0
             || refs.values_f64().is_some();
         let (eps_rel, eps_abs) = if transformed {
             let rel = U32 * (1.0 + 1e-6)
@@ -93,6 +98,7 @@ impl Space {
         };
         let space = Space {
             metric,
+            pre,
             shift,
             scale,
             eps_rel,
@@ -127,12 +133,16 @@ impl Space {
             Matrix::from_vec(n, d, u, m.name())
         };
         let rows: Cow<'a, Matrix> = match self.metric {
-            Metric::Cosine => Cow::Owned(make(&|i, v, _| v * inv[i])?),
-            Metric::Euclidean if self.shift.is_some() || self.scale != 1.0 => {
-                let (shift, s) = (self.shift.as_deref(), self.scale);
+            Metric::Cosine => {
+                // The inverse norms are of the rows times their tiny scale.
+                let pre = m.tiny_scale();
+                Cow::Owned(make(&|i, v, _| (v * pre) * inv[i])?)
+            }
+            Metric::Euclidean if self.shift.is_some() || self.scale != 1.0 || self.pre != 1.0 => {
+                let (shift, s, pre) = (self.shift.as_deref(), self.scale, self.pre);
                 Cow::Owned(make(&|_, v, c| match shift {
-                    Some(mu) => (v - mu[c]) * s,
-                    None => v * s,
+                    Some(mu) => (v * pre - mu[c]) * s,
+                    None => v * pre * s,
                 })?)
             }
             // f32 rows as given, or the f32 copy of f64 input (its rounding is in ε).
@@ -164,7 +174,7 @@ impl Space {
     pub(crate) fn ranking_radius(&self, dist: f64) -> f64 {
         let w = self.width as f64;
         match self.metric {
-            Metric::Euclidean => dist * self.scale * (1.0 + 4.0 * (w + 8.0) * U64),
+            Metric::Euclidean => dist * self.pre * self.scale * (1.0 + 4.0 * (w + 8.0) * U64),
             // The chord √(2·(1 − cos)), computed from unit vectors that carry (w + 4)·2⁻⁵³ of error.
             Metric::Cosine => (2.0 * dist).sqrt() * (1.0 + 4.0 * U64) + 8.0 * (w + 8.0) * U64,
         }
@@ -180,13 +190,15 @@ impl Space {
     }
 }
 
-/// The column mean, when the data's offset from the origin is large against its spread.
-pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
+/// The column mean of the rows times `pre`, when the data's offset from the origin is large against its
+/// spread.
+pub(crate) fn centring_offset(m: &Matrix, pre: f64) -> Option<Vec<f64>> {
     let n = m.rows();
     if n == 0 {
         return None;
     }
-    let mean = crate::linalg::column_means(m);
+    let mut mean = crate::linalg::column_means(m);
+    mean.iter_mut().for_each(|v| *v *= pre);
     let mean_sq: f64 = mean.iter().map(|v| v * v).sum();
     // Mean squared norm of the rows; spread = that minus ‖μ‖².
     let d = m.cols();
@@ -196,7 +208,7 @@ pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
             || vec![0f64; d],
             |row, i| {
                 m.row_f64_into(i, row);
-                row.iter().map(|&v| v * v).sum::<f64>()
+                row.iter().map(|&v| (v * pre) * (v * pre)).sum::<f64>()
             },
         )
         .collect::<Vec<f64>>()
@@ -207,8 +219,8 @@ pub(crate) fn centring_offset(m: &Matrix) -> Option<Vec<f64>> {
     (mean_sq > 4.0 * spread).then_some(mean)
 }
 
-/// The largest row norm after subtracting `shift`, in f64.
-fn max_row_norm(m: &Matrix, shift: Option<&[f64]>) -> f64 {
+/// The largest norm of the rows times `pre` after subtracting `shift`, in f64.
+fn max_row_norm(m: &Matrix, shift: Option<&[f64]>, pre: f64) -> f64 {
     let d = m.cols();
     (0..m.rows())
         .into_par_iter()
@@ -217,8 +229,12 @@ fn max_row_norm(m: &Matrix, shift: Option<&[f64]>) -> f64 {
             |row, i| {
                 m.row_f64_into(i, row);
                 let s: f64 = match shift {
-                    Some(mu) => row.iter().zip(mu).map(|(&v, &c)| (v - c) * (v - c)).sum(),
-                    None => row.iter().map(|&v| v * v).sum(),
+                    Some(mu) => row
+                        .iter()
+                        .zip(mu)
+                        .map(|(&v, &c)| (v * pre - c) * (v * pre - c))
+                        .sum(),
+                    None => row.iter().map(|&v| (v * pre) * (v * pre)).sum(),
                 };
                 s.sqrt()
             },

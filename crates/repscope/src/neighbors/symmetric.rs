@@ -164,6 +164,7 @@ pub(crate) fn exact_knn_self_with(
             rows: n,
             certified: n - recomputed,
             recomputed,
+            exhaustive: 0,
             projected,
         },
     })

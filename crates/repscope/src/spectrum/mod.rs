@@ -227,12 +227,14 @@ pub fn analyse_source(
         ));
     }
     let rogue = unit.rogue(cfg.top_rogue);
+    // Variances in the data's own units (the pass may have scaled tiny f64 rows; see the note then).
+    let unscale = 1.0 / (spec.scale * spec.scale);
     Ok(SpectrumReport {
         n,
         d,
         explained_variance_ratio: evr,
-        total_variance: total,
-        eigenvalues: ev,
+        total_variance: total * unscale,
+        eigenvalues: ev.iter().map(|l| l * unscale).collect(),
         effective_rank: effective_rank_c,
         rankme,
         participation_ratio,
