@@ -262,9 +262,13 @@ fn main() -> ExitCode {
 /// Checks before any work that an output file can be created and that it is none of the inputs: an output
 /// that resolves to an input (the same canonical path, or the same device and inode through a link) would
 /// destroy it. An existing output is replaced only with `force`.
-pub fn check_output(path: &std::path::Path, inputs: &[&std::path::Path], force: bool) -> CliResult {
+pub fn check_output<P: AsRef<std::path::Path>>(
+    path: &std::path::Path,
+    inputs: &[P],
+    force: bool,
+) -> CliResult {
     check_writable(path)?;
-    for input in inputs {
+    for input in inputs.iter().map(AsRef::as_ref) {
         if same_file(path, input) {
             return Err(usage(format!(
                 "{}: the output is the input file {}, which would be overwritten. Choose another output path.",

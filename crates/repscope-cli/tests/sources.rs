@@ -717,3 +717,113 @@ fn classes_stream_shards_with_the_numbers_of_the_in_memory_path() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn npz_f64(path: &Path, key: &str) -> Vec<f64> {
+    all_f64(&repscope::data::load_matrix(path, Some(key)).unwrap())
+}
+
+/// An integer member of an .npz file (uint32 indices, int64 row numbers).
+fn npz_ints(path: &Path, key: &str) -> Vec<i64> {
+    use std::io::Read;
+    let mut ar = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut f = ar.by_name(&format!("{key}.npy")).unwrap();
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).unwrap();
+    let h = repscope::data::npy::parse_header(&buf, path).unwrap();
+    let data = &buf[h.data_offset..];
+    match h.size {
+        4 => data.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+        8 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+        s => panic!("{key}: {s}-byte integers"),
+    }
+}
+
+/// A float64 member of an .npz file, read raw (1-D arrays too).
+fn npz_f64_raw(path: &Path, key: &str) -> Vec<f64> {
+    npz_ints(path, key).into_iter().map(|b| f64::from_bits(b as u64)).collect()
+}
+
+fn all_f64(m: &repscope::Matrix) -> Vec<f64> {
+    let mut out = vec![0.0; m.rows() * m.cols()];
+    for (i, o) in out.chunks_exact_mut(m.cols()).enumerate() {
+        m.row_f64_into(i, o);
+    }
+    out
+}
+
+#[test]
+fn neighbour_measures_read_sources_and_name_the_rows_of_a_sample() {
+    let dir = scratch("shards-neighbours");
+    let (n, d, x) = data();
+    let shards = dir.join("s");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_npy_f32(&shards.join("a_1.npy"), 1200, d, &x[..1200 * d]);
+    write_safetensors_f32(&shards.join("a_2.safetensors"), n - 1200, d, &x[1200 * d..]);
+    let whole = dir.join("whole.npy");
+    write_npy_f32(&whole, n, d, &x);
+    // The exact graph of a folder of shards is the graph of the one file.
+    let (w, s) = (dir.join("w.npz"), dir.join("s.npz"));
+    ok(&["knn", &p(&whole), "-k", "5", "-o", &p(&w), "--json", "-q"]);
+    let v = ok(&["knn", &p(&shards), "-k", "5", "-o", &p(&s), "--json", "-q"]);
+    assert_eq!(v["input"]["shards"], 2);
+    assert!(v["selection"].is_null());
+    assert_eq!(npz_ints(&w, "indices"), npz_ints(&s, "indices"));
+    assert_eq!(npz_f64(&w, "distances"), npz_f64(&s, "distances"));
+    let keys = repscope::data::list_keys(&s).unwrap();
+    assert!(!keys.iter().any(|k| k == "rows"), "{keys:?}");
+    // A seeded sample: the output names its source rows, and its graph is the graph of those rows alone.
+    let (ks, m) = (dir.join("ks.npz"), 400usize);
+    let v = ok(&[
+        "knn", &p(&shards), "-k", "5", "--sample", "400", "--seed", "7", "-o", &p(&ks), "--json", "-q",
+    ]);
+    let note = v["selection"].as_str().unwrap();
+    assert!(note.contains("sample of 400 of 3000 rows (seed 7)"), "{note}");
+    let rows: Vec<usize> = npz_ints(&ks, "rows").iter().map(|&r| r as usize).collect();
+    assert_eq!(rows.len(), m);
+    assert!(rows.windows(2).all(|w| w[0] < w[1]) && *rows.last().unwrap() < n);
+    // Rows on both sides of the shard boundary are drawn.
+    assert!(rows[0] < 1200 && rows[m - 1] >= 1200);
+    let sub: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
+    let subf = dir.join("sub.npy");
+    write_npy_f32(&subf, m, d, &sub);
+    let kw = dir.join("kw.npz");
+    ok(&["knn", &p(&subf), "-k", "5", "-o", &p(&kw), "--json", "-q"]);
+    assert_eq!(npz_ints(&ks, "indices"), npz_ints(&kw, "indices"));
+    assert_eq!(npz_f64(&ks, "distances"), npz_f64(&kw, "distances"));
+    // The same seed draws the same rows for lid, which needs an .npz to keep them.
+    let r = repscope(&[
+        "lid", &p(&shards), "--sample", "400", "--seed", "7", "-o", &p(&dir.join("l.npy")),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(".npz"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    let (ls, lw) = (dir.join("ls.npz"), dir.join("lw.npy"));
+    let v = ok(&[
+        "lid", &p(&shards), "-k", "10", "--sample", "400", "--seed", "7", "-o", &p(&ls), "--json", "-q",
+    ]);
+    assert!(v["selection"].as_str().unwrap().contains("sample of 400"));
+    ok(&["lid", &p(&subf), "-k", "10", "-o", &p(&lw), "--json", "-q"]);
+    let rows2: Vec<usize> = npz_ints(&ls, "rows").iter().map(|&r| r as usize).collect();
+    assert_eq!(rows2, rows);
+    let buf = std::fs::read(&lw).unwrap();
+    let h = repscope::data::npy::parse_header(&buf, &lw).unwrap();
+    let lw_v: Vec<f64> = buf[h.data_offset..]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(lw_v.len(), m);
+    let ls_v = npz_f64_raw(&ls, "lid");
+    assert_eq!(ls_v, lw_v);
+    // The ID suite on the sample is the suite on those rows (the one seed also seeds its decimation).
+    let a = ok(&["id", &p(&shards), "--sample", "400", "--seed", "7", "--json", "-q"]);
+    let b = ok(&["id", &p(&subf), "--seed", "7", "--json", "-q"]);
+    assert!(a["selection"].as_str().unwrap().contains("sample of 400"));
+    assert!(b["selection"].is_null());
+    for key in ["estimates", "scale_curve", "dimension", "neighbours"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    // --rows: a range of rows across the boundary, said so.
+    let v = ok(&["id", &p(&shards), "--rows", "1000:1500", "-e", "twonn", "--json", "-q"]);
+    assert!(v["selection"].as_str().unwrap().contains("rows 1000:1500 (500 of 3000 rows)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

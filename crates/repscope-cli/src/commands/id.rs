@@ -2,7 +2,7 @@
 use clap::Args;
 use repscope::intrinsic::suite::{self, IdConfig, IdReport, ScalePoint};
 
-use super::{metric, print_json, Input};
+use super::{metric, print_json, SourceInput};
 use crate::progress::Bars;
 use crate::table::{num, Table};
 use crate::{CliResult, Global};
@@ -10,7 +10,7 @@ use crate::{CliResult, Global};
 #[derive(Args, Debug)]
 pub struct IdArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Estimators to run (repeatable): twonn, twonn_mle, mle, gride, pca_ev, pca_fo, pca_pr, pca, all.
     #[arg(long = "estimator", short = 'e', num_args = 1..)]
     pub estimators: Vec<String>,
@@ -26,9 +26,6 @@ pub struct IdArgs {
     /// euclidean or cosine.
     #[arg(long, default_value = "euclidean")]
     pub metric: String,
-    /// Seed for every random step (decimation subsets).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Skip the scale curve (GRIDE multiscale and decimation).
     #[arg(long)]
     pub no_scale: bool,
@@ -40,7 +37,7 @@ pub fn config(a: &IdArgs) -> Result<IdConfig, crate::Failure> {
         discard_fraction: a.discard_fraction,
         range_max: a.range_max,
         metric: metric(&a.metric)?,
-        seed: a.seed,
+        seed: a.input.seed,
         scale_curve: !a.no_scale,
         ..IdConfig::default()
     };
@@ -53,15 +50,26 @@ pub fn config(a: &IdArgs) -> Result<IdConfig, crate::Failure> {
 
 pub fn run(a: &IdArgs, g: &Global) -> CliResult {
     let cfg = config(a)?;
-    let m = a.input.load()?;
-    let input = a.input.describe(&m);
-    let ds = repscope::Dataset::new(m)?;
+    let whole = a.input.open_whole()?;
+    let total = whole.rows();
+    let src = a.input.select(whole)?;
+    let input = a.input.describe(&*src);
+    let ds = repscope::Dataset::new(a.input.load_all(&*src, "the ID suite")?)?;
+    drop(src);
     let bars = Bars::new(g.quiet);
     let report = suite::run(&ds, &cfg, &bars)?;
+    let note = a.input.selection_note(total);
     if g.json {
-        print_json(&to_json(&report, input, &cfg))
+        let mut doc = to_json(&report, input, &cfg);
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("selection".into(), serde_json::json!(note));
+        }
+        print_json(&doc)
     } else {
-        print!("{}", render(&report, &a.input.file.display().to_string()));
+        print!("{}", render(&report, &a.input.paths().join(" ")));
+        if let Some(note) = &note {
+            println!("{note}");
+        }
         Ok(())
     }
 }

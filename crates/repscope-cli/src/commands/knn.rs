@@ -6,7 +6,7 @@ use repscope::data::npz::{self, NpzArray};
 use repscope::neighbors::exact_knn;
 use serde_json::json;
 
-use super::{metric, print_json, require_ext, Input};
+use super::{metric, print_json, require_ext, SourceInput};
 use crate::progress::Bars;
 use crate::{check_output, CliResult, Global};
 use repscope::progress::Progress;
@@ -14,14 +14,15 @@ use repscope::progress::Progress;
 #[derive(Args, Debug)]
 pub struct KnnArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Neighbours per point (self excluded).
     #[arg(long, short = 'k', default_value_t = 10)]
     pub k: usize,
     /// euclidean or cosine.
     #[arg(long, default_value = "euclidean")]
     pub metric: String,
-    /// Output .npz with `indices` (uint32, n × k) and `distances` (float32, n × k), in input row numbering.
+    /// Output .npz with `indices` (uint32, n × k) and `distances` (float32, n × k), in the numbering of the
+    /// rows read; with --rows or --sample also `rows` (int64, n), the source row of each.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
     /// Replace the output file if it exists.
@@ -37,9 +38,6 @@ pub struct KnnArgs {
     /// Candidates searched per row (with --approximate; raised to k + 1 when smaller).
     #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
-    /// Seed of the index's level draws and of the recall sample (with --approximate).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
 }
 
 /// Rows whose exact neighbours are compared with the approximate ones.
@@ -47,16 +45,21 @@ const RECALL_SAMPLE: usize = 500;
 
 pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npz")?;
-    check_output(&a.output, &[&a.input.file], a.force)?;
+    check_output(&a.output, &a.input.input_paths(), a.force)?;
     let metric = metric(&a.metric)?;
-    let ds = a.input.dataset()?;
+    let whole = a.input.open_whole()?;
+    let total = whole.rows();
+    let src = a.input.select(whole)?;
+    let input = a.input.describe(&*src);
+    let ds = repscope::Dataset::new(a.input.load_all(&*src, "the kNN graph")?)?;
+    drop(src);
     ds.require_neighbours(a.k, 1, "the kNN graph")?;
     let bars = Bars::new(g.quiet);
     let (graph, approx) = if a.approximate {
         let params = repscope::search::HnswParams {
             m: a.hnsw.m,
             ef_construction: a.hnsw.ef_construction,
-            seed: a.seed,
+            seed: a.input.seed,
         };
         let (graph, info) = repscope::search::approximate_knn(
             ds.distinct(),
@@ -87,15 +90,19 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     let certificate = graph.certificate;
     drop(graph);
     let shape = [n, k];
-    npz::write(
-        &a.output,
-        &[
-            ("indices", NpzArray::U32(&shape, &indices)),
-            ("distances", NpzArray::F32(&shape, &distances)),
-        ],
-    )?;
+    let rows = a.input.selected_rows(total);
+    let mut arrays = vec![
+        ("indices", NpzArray::U32(&shape, &indices)),
+        ("distances", NpzArray::F32(&shape, &distances)),
+    ];
+    if let Some(r) = &rows {
+        arrays.push(("rows", NpzArray::I64(std::slice::from_ref(&n), r)));
+    }
+    npz::write(&a.output, &arrays)?;
+    let note = a.input.selection_note(total);
     let doc = json!({
-        "input": a.input.describe(ds.original()),
+        "input": input,
+        "selection": note,
         "output": a.output.display().to_string(),
         "k": k,
         "metric": metric.name(),
@@ -138,6 +145,9 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
                 ds.dedup.merged
             );
         }
+    }
+    if let (false, Some(note)) = (g.json, &note) {
+        println!("{note}; the output's `rows` gives the source row of each row, and indices count rows read");
     }
     Ok(())
 }

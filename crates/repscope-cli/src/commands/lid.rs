@@ -7,7 +7,7 @@ use repscope::intrinsic::Summary;
 use repscope::neighbors::{exact_knn, KnnGraph};
 use serde_json::json;
 
-use super::{metric, print_json, require_ext, Input};
+use super::{metric, print_json, SourceInput};
 use crate::progress::Bars;
 use crate::{check_output, CliResult, Global};
 use repscope::progress::Progress;
@@ -15,14 +15,15 @@ use repscope::progress::Progress;
 #[derive(Args, Debug)]
 pub struct LidArgs {
     #[command(flatten)]
-    pub input: Input,
+    pub input: SourceInput,
     /// Neighbours per point.
     #[arg(long, short = 'k', default_value_t = 20)]
     pub k: usize,
     /// euclidean or cosine.
     #[arg(long, default_value = "euclidean")]
     pub metric: String,
-    /// Output .npy: one float64 per input row (NaN where all k distances tie).
+    /// Output .npy: one float64 per row read (NaN where all k distances tie); or .npz with `lid` and, with
+    /// --rows or --sample, `rows` (int64), the source row of each. A sample needs the .npz.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
     /// Replace the output file if it exists.
@@ -31,10 +32,30 @@ pub struct LidArgs {
 }
 
 pub fn run(a: &LidArgs, g: &Global) -> CliResult {
-    require_ext(&a.output, "npy")?;
-    check_output(&a.output, &[&a.input.file], a.force)?;
+    let npz = match a.output.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()) {
+        Some(e) if e == "npz" => true,
+        Some(e) if e == "npy" => false,
+        _ => {
+            return Err(crate::usage(format!(
+                "{}: the output must be a .npy or .npz file",
+                a.output.display()
+            )))
+        }
+    };
+    if a.input.sample.is_some() && !npz {
+        return Err(crate::usage(format!(
+            "{}: a .npy output cannot say which rows --sample drew. Write an .npz (keys lid and rows).",
+            a.output.display()
+        )));
+    }
+    check_output(&a.output, &a.input.input_paths(), a.force)?;
     let metric = metric(&a.metric)?;
-    let ds = a.input.dataset()?;
+    let whole = a.input.open_whole()?;
+    let total = whole.rows();
+    let src = a.input.select(whole)?;
+    let input = a.input.describe(&*src);
+    let ds = repscope::Dataset::new(a.input.load_all(&*src, "LID")?)?;
+    drop(src);
     ds.require_neighbours(a.k, 2, "LID")?;
     let bars = Bars::new(g.quiet);
     bars.stage("exact kNN", ds.dedup.n_distinct() as u64);
@@ -47,10 +68,23 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
         .map(|v| v.unwrap_or(f64::NAN))
         .collect();
     let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
-    repscope::data::npy::write(&a.output, &[per_row.len()], &per_row)?;
+    let shape = [per_row.len()];
+    if npz {
+        use repscope::data::npz::{self, NpzArray};
+        let rows = a.input.selected_rows(total);
+        let mut arrays = vec![("lid", NpzArray::F64(&shape, &per_row))];
+        if let Some(r) = &rows {
+            arrays.push(("rows", NpzArray::I64(&shape, r)));
+        }
+        npz::write(&a.output, &arrays)?;
+    } else {
+        repscope::data::npy::write(&a.output, &shape, &per_row)?;
+    }
     let summary = Summary::of(&per_row);
+    let note = a.input.selection_note(total);
     let doc = json!({
-        "input": a.input.describe(ds.original()),
+        "input": input,
+        "selection": note,
         "output": a.output.display().to_string(),
         "k": a.k,
         "metric": metric.name(),
@@ -80,6 +114,9 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
         }
         if undefined > 0 {
             println!("{undefined} points have all {} neighbour distances equal: LID undefined, written as NaN", a.k);
+        }
+        if let Some(note) = &note {
+            println!("{note}");
         }
     }
     Ok(())

@@ -77,7 +77,8 @@ pub struct SourceInput {
     /// A uniform random sample of N distinct rows (after --rows), drawn with --seed.
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
-    /// Seed of --sample.
+    /// Seed of --sample, and of the command's other random steps (decimation subsets in `id`, the index's
+    /// level draws and the recall sample in `knn --approximate`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -159,6 +160,63 @@ impl SourceInput {
         }
     }
 
+    /// The selected rows in memory, for a command that holds every row (the neighbour search compares
+    /// all pairs): as `load`, but a source that would not fit in the memory available is refused first,
+    /// with the options that select fewer rows.
+    pub fn load_all(
+        &self,
+        src: &dyn repscope::data::source::RowSource,
+        what: &str,
+    ) -> Result<Matrix, Failure> {
+        let streamed = self.single_file().is_none() || self.rows.is_some() || self.sample.is_some();
+        if streamed {
+            let per_row = (src.cols() * src.elem().size().max(4)) as u128;
+            crate::check_fits(
+                &format!("rows of {} ({what} holds every row in memory)", self.paths().join(" ")),
+                src.rows(),
+                per_row,
+                "--sample",
+            )?;
+        }
+        self.load(src)
+    }
+
+    /// The source row number of each selected row, or None when every row is selected (row i is row i).
+    pub fn selected_rows(&self, total: usize) -> Option<Vec<i64>> {
+        if self.rows.is_none() && self.sample.is_none() {
+            return None;
+        }
+        let (a, b) = self.range(total).ok().flatten().unwrap_or((0, total));
+        let (a, b) = (a.min(total), b.min(total));
+        Some(match self.sample {
+            Some(k) if k <= b - a => repscope::data::source::sample_indices(b - a, k, self.seed)
+                .into_iter()
+                .map(|i| (a + i) as i64)
+                .collect(),
+            _ => (a as i64..b as i64).collect(),
+        })
+    }
+
+    /// A note for the output of a measure taken on selected rows: which rows, of how many.
+    pub fn selection_note(&self, total: usize) -> Option<String> {
+        let range = self.range(total).ok().flatten();
+        let span = range.map_or(total, |(a, b)| b.min(total) - a.min(total));
+        match (self.sample, &self.rows) {
+            (Some(k), Some(r)) => Some(format!(
+                "measured on a uniform sample of {k} of the {span} rows {r} (seed {}; {total} rows in all), not on every row",
+                self.seed
+            )),
+            (Some(k), None) => Some(format!(
+                "measured on a uniform sample of {k} of {total} rows (seed {}), not on every row",
+                self.seed
+            )),
+            (None, Some(r)) => Some(format!(
+                "measured on rows {r} ({span} of {total} rows), not on every row"
+            )),
+            (None, None) => None,
+        }
+    }
+
     /// Per-row labels of the whole source cut to the selected rows.
     pub fn pick_labels(&self, l: repscope::data::Labels) -> repscope::data::Labels {
         if self.rows.is_none() && self.sample.is_none() {
@@ -176,6 +234,12 @@ impl SourceInput {
             [f] if f.is_file() => Some(f),
             _ => None,
         }
+    }
+
+    /// The files the source reads (folders and patterns expanded), for the check that an output is none
+    /// of them.
+    pub fn input_paths(&self) -> Vec<PathBuf> {
+        repscope::data::source::expand_paths(&self.files).unwrap_or_else(|_| self.files.clone())
     }
 
     /// The paths as given.
