@@ -732,15 +732,24 @@ fn npz_ints(path: &Path, key: &str) -> Vec<i64> {
     let h = repscope::data::npy::parse_header(&buf, path).unwrap();
     let data = &buf[h.data_offset..];
     match h.size {
-        4 => data.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
-        8 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+        4 => data
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64)
+            .collect(),
+        8 => data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
         s => panic!("{key}: {s}-byte integers"),
     }
 }
 
 /// A float64 member of an .npz file, read raw (1-D arrays too).
 fn npz_f64_raw(path: &Path, key: &str) -> Vec<f64> {
-    npz_ints(path, key).into_iter().map(|b| f64::from_bits(b as u64)).collect()
+    npz_ints(path, key)
+        .into_iter()
+        .map(|b| f64::from_bits(b as u64))
+        .collect()
 }
 
 fn all_f64(m: &repscope::Matrix) -> Vec<f64> {
@@ -774,16 +783,33 @@ fn neighbour_measures_read_sources_and_name_the_rows_of_a_sample() {
     // A seeded sample: the output names its source rows, and its graph is the graph of those rows alone.
     let (ks, m) = (dir.join("ks.npz"), 400usize);
     let v = ok(&[
-        "knn", &p(&shards), "-k", "5", "--sample", "400", "--seed", "7", "-o", &p(&ks), "--json", "-q",
+        "knn",
+        &p(&shards),
+        "-k",
+        "5",
+        "--sample",
+        "400",
+        "--seed",
+        "7",
+        "-o",
+        &p(&ks),
+        "--json",
+        "-q",
     ]);
     let note = v["selection"].as_str().unwrap();
-    assert!(note.contains("sample of 400 of 3000 rows (seed 7)"), "{note}");
+    assert!(
+        note.contains("sample of 400 of 3000 rows (seed 7)"),
+        "{note}"
+    );
     let rows: Vec<usize> = npz_ints(&ks, "rows").iter().map(|&r| r as usize).collect();
     assert_eq!(rows.len(), m);
     assert!(rows.windows(2).all(|w| w[0] < w[1]) && *rows.last().unwrap() < n);
     // Rows on both sides of the shard boundary are drawn.
     assert!(rows[0] < 1200 && rows[m - 1] >= 1200);
-    let sub: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
+    let sub: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| x[r * d..(r + 1) * d].to_vec())
+        .collect();
     let subf = dir.join("sub.npy");
     write_npy_f32(&subf, m, d, &sub);
     let kw = dir.join("kw.npz");
@@ -792,14 +818,32 @@ fn neighbour_measures_read_sources_and_name_the_rows_of_a_sample() {
     assert_eq!(npz_f64(&ks, "distances"), npz_f64(&kw, "distances"));
     // The same seed draws the same rows for lid, which needs an .npz to keep them.
     let r = repscope(&[
-        "lid", &p(&shards), "--sample", "400", "--seed", "7", "-o", &p(&dir.join("l.npy")),
+        "lid",
+        &p(&shards),
+        "--sample",
+        "400",
+        "--seed",
+        "7",
+        "-o",
+        &p(&dir.join("l.npy")),
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(".npz"), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     let (ls, lw) = (dir.join("ls.npz"), dir.join("lw.npy"));
     let v = ok(&[
-        "lid", &p(&shards), "-k", "10", "--sample", "400", "--seed", "7", "-o", &p(&ls), "--json", "-q",
+        "lid",
+        &p(&shards),
+        "-k",
+        "10",
+        "--sample",
+        "400",
+        "--seed",
+        "7",
+        "-o",
+        &p(&ls),
+        "--json",
+        "-q",
     ]);
     assert!(v["selection"].as_str().unwrap().contains("sample of 400"));
     ok(&["lid", &p(&subf), "-k", "10", "-o", &p(&lw), "--json", "-q"]);
@@ -815,7 +859,16 @@ fn neighbour_measures_read_sources_and_name_the_rows_of_a_sample() {
     let ls_v = npz_f64_raw(&ls, "lid");
     assert_eq!(ls_v, lw_v);
     // The ID suite on the sample is the suite on those rows (the one seed also seeds its decimation).
-    let a = ok(&["id", &p(&shards), "--sample", "400", "--seed", "7", "--json", "-q"]);
+    let a = ok(&[
+        "id",
+        &p(&shards),
+        "--sample",
+        "400",
+        "--seed",
+        "7",
+        "--json",
+        "-q",
+    ]);
     let b = ok(&["id", &p(&subf), "--seed", "7", "--json", "-q"]);
     assert!(a["selection"].as_str().unwrap().contains("sample of 400"));
     assert!(b["selection"].is_null());
@@ -823,7 +876,148 @@ fn neighbour_measures_read_sources_and_name_the_rows_of_a_sample() {
         assert_eq!(a[key], b[key], "{key}");
     }
     // --rows: a range of rows across the boundary, said so.
-    let v = ok(&["id", &p(&shards), "--rows", "1000:1500", "-e", "twonn", "--json", "-q"]);
-    assert!(v["selection"].as_str().unwrap().contains("rows 1000:1500 (500 of 3000 rows)"));
+    let v = ok(&[
+        "id",
+        &p(&shards),
+        "--rows",
+        "1000:1500",
+        "-e",
+        "twonn",
+        "--json",
+        "-q",
+    ]);
+    assert!(v["selection"]
+        .as_str()
+        .unwrap()
+        .contains("rows 1000:1500 (500 of 3000 rows)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Hugging Face activation-cache shard: records of `ctx` tokens, a column `hook` of
+/// `list<list<float32>>` (an `Array2D(ctx, d)` per record) and a column `token_ids` of `list<int32>`
+/// (`ids.1` per record).
+fn write_cache_shard(
+    path: &Path,
+    x: &[f32],
+    d: usize,
+    ctx: usize,
+    ids: (&[i32], usize),
+    parquet: bool,
+) {
+    use arrow_array::builder::{Float32Builder, Int32Builder, ListBuilder};
+    use std::sync::Arc;
+    let mut h = ListBuilder::new(ListBuilder::new(Float32Builder::new()));
+    let mut t = ListBuilder::new(Int32Builder::new());
+    for (rec, idr) in x.chunks(ctx * d).zip(ids.0.chunks(ids.1)) {
+        for tok in rec.chunks(d) {
+            h.values().values().append_slice(tok);
+            h.values().append(true);
+        }
+        h.append(true);
+        t.values().append_slice(idr);
+        t.append(true);
+    }
+    let (h, t): (arrow_array::ArrayRef, arrow_array::ArrayRef) =
+        (Arc::new(h.finish()), Arc::new(t.finish()));
+    let batch = arrow_array::RecordBatch::try_from_iter([("token_ids", t), ("hook", h)]).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    if parquet {
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    } else {
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(f, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+}
+
+#[test]
+fn activations_take_token_ids_from_the_cache_beside_the_rows() {
+    let dir = scratch("cache-token-ids");
+    let (n, d, mut x) = data();
+    let ctx = 4;
+    let planted = [(17usize, 3usize), (1199, 0), (1200, 9), (2500, 23)];
+    for &(r, c) in &planted {
+        x[r * d + c] = 1e5;
+    }
+    let ids: Vec<i32> = (0..n as i32).map(|i| 3 * i + 1).collect();
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // 300 records of 4 tokens in an Arrow stream, the other 450 in parquet.
+    let cut = 1200;
+    write_cache_shard(
+        &cache.join("data-00000-of-00002.arrow"),
+        &x[..cut * d],
+        d,
+        ctx,
+        (&ids[..cut], ctx),
+        false,
+    );
+    write_cache_shard(
+        &cache.join("data-00001-of-00002.parquet"),
+        &x[cut * d..],
+        d,
+        ctx,
+        (&ids[cut..], ctx),
+        true,
+    );
+    let listed = |v: &serde_json::Value| -> Vec<(u64, u64, u64)> {
+        let mut out: Vec<(u64, u64, u64)> = v["massive"]["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let id = m["token_id"].as_u64().unwrap_or(u64::MAX);
+                (m["row"].as_u64().unwrap(), m["dim"].as_u64().unwrap(), id)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let v = ok(&["activations", &p(&cache), "--key", "hook", "--json", "-q"]);
+    assert_eq!(v["input"]["rows"], n);
+    let want: Vec<(u64, u64, u64)> = planted
+        .iter()
+        .map(|&(r, c)| (r as u64, c as u64, 3 * r as u64 + 1))
+        .collect();
+    assert_eq!(listed(&v), want);
+    // A range keeps each row's own id.
+    let v = ok(&[
+        "activations",
+        &p(&cache),
+        "--key",
+        "hook",
+        "--rows",
+        "1000:2100",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(listed(&v), vec![(199, 0, 3598), (200, 9, 3601)]);
+    // A cache whose ids are one per record, not per token, gives no ids rather than wrong ones.
+    let per_record = dir.join("per_record");
+    std::fs::create_dir_all(&per_record).unwrap();
+    let rec_ids: Vec<i32> = (0..(n / ctx) as i32).collect();
+    write_cache_shard(
+        &per_record.join("a.arrow"),
+        &x,
+        d,
+        ctx,
+        (&rec_ids, 1),
+        false,
+    );
+    let v = ok(&[
+        "activations",
+        &per_record.join("a.arrow").display().to_string(),
+        "--key",
+        "hook",
+        "--json",
+        "-q",
+    ]);
+    assert!(
+        listed(&v).iter().all(|m| m.2 == u64::MAX),
+        "{:?}",
+        listed(&v)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

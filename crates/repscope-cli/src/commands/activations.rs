@@ -15,8 +15,10 @@ use crate::{usage, CliResult, Failure, Global};
 pub struct ActivationsArgs {
     #[command(flatten)]
     pub input: SourceInput,
-    /// Token ids, one per row (.npy, .npz or .safetensors). Default: the array token_ids of the input file,
-    /// when it has one of the right length (as `embed --tokens` writes).
+    /// Token ids, one per row (.npy, .npz or .safetensors). Default: the ids stored beside the rows in every
+    /// file of the input, when each has one per row: the array token_ids of .npz/.safetensors files (as
+    /// `embed --tokens` writes) or the integer column token_ids (else input_ids) of parquet and Arrow files
+    /// (Hugging Face and SAELens caches).
     #[arg(long)]
     pub token_ids: Option<PathBuf>,
     /// The array to read from a multi-array --token-ids file.
@@ -66,7 +68,7 @@ impl ActivationsArgs {
 }
 
 /// The token ids of the rows: from --token-ids (one per row of the whole source, cut like the rows by
-/// --rows and --sample), or the input's own token_ids array when the input is one file with one per row.
+/// --rows and --sample), or those stored beside the rows in the input's files.
 fn token_ids(
     a: &ActivationsArgs,
     total: usize,
@@ -94,20 +96,14 @@ fn token_ids(
             "--token-ids-key names an array of --token-ids, which was not given. Pass --token-ids FILE.",
         ));
     }
-    let Some(file) = a.input.single_file() else {
-        return Ok(None);
-    };
-    let keys = repscope::data::list_keys(file).unwrap_or_default();
-    if a.input.key.as_deref() != Some("token_ids") && keys.iter().any(|k| k == "token_ids") {
-        if let Ok(ids) = repscope::data::load_token_ids(file, Some("token_ids")) {
-            if ids.len() == total {
-                let ids = a.input.pick(ids);
-                debug_assert_eq!(ids.len(), rows);
-                return Ok(Some((format!("{}:token_ids", file.display()), ids)));
-            }
+    match repscope::data::token_ids_beside(&a.input.files, a.input.key.as_deref())? {
+        Some((what, ids)) if ids.len() == total => {
+            let ids = a.input.pick(ids);
+            debug_assert_eq!(ids.len(), rows);
+            Ok(Some((what, ids)))
         }
+        _ => Ok(None),
     }
-    Ok(None)
 }
 
 /// Spells a token id.

@@ -32,7 +32,11 @@ pub struct LidArgs {
 }
 
 pub fn run(a: &LidArgs, g: &Global) -> CliResult {
-    let npz = match a.output.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()) {
+    let npz = match a
+        .output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+    {
         Some(e) if e == "npz" => true,
         Some(e) if e == "npy" => false,
         _ => {

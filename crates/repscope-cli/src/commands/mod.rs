@@ -172,7 +172,10 @@ impl SourceInput {
         if streamed {
             let per_row = (src.cols() * src.elem().size().max(4)) as u128;
             crate::check_fits(
-                &format!("rows of {} ({what} holds every row in memory)", self.paths().join(" ")),
+                &format!(
+                    "rows of {} ({what} holds every row in memory)",
+                    self.paths().join(" ")
+                ),
                 src.rows(),
                 per_row,
                 "--sample",

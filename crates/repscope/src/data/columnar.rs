@@ -486,10 +486,21 @@ impl ColumnRows {
 
     /// The batches of one unit, decoded from the file.
     fn open_unit(&self, u: usize) -> Result<Batches> {
-        let path = self.path.clone();
-        match &self.reader {
+        self.reader.open_unit(&self.path, u)
+    }
+
+    fn unit_of(&self, row: usize) -> usize {
+        self.starts.partition_point(|&s| s <= row) - 1
+    }
+}
+
+impl Reader {
+    /// The batches of unit `u` (a row group, a record batch) of the file at `path`, only the projected
+    /// columns.
+    fn open_unit(&self, path: &Path, u: usize) -> Result<Batches> {
+        match self {
             Reader::Parquet { meta, mask, batch } => {
-                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
                 let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
                     file,
                     meta.clone(),
@@ -498,7 +509,7 @@ impl ColumnRows {
                 .with_projection(mask.clone())
                 .with_batch_size(*batch)
                 .build()
-                .map_err(|e| fail(&path, e))?;
+                .map_err(|e| fail(path, e))?;
                 Ok(Box::new(r.map(|b| b.map_err(|e| e.to_string()))))
             }
             Reader::Ipc {
@@ -508,27 +519,31 @@ impl ColumnRows {
                 dictionaries,
                 blocks,
             } => {
-                let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
                 let mut dec = arrow_ipc::reader::FileDecoder::new(schema.clone(), *version)
                     .with_projection(projection.clone());
                 for b in dictionaries {
-                    let buf = read_block(&mut file, b, &path)?;
-                    check_buffers(&buf, b, &path)?;
-                    dec.read_dictionary(b, &buf).map_err(|e| fail(&path, e))?;
+                    let buf = read_block(&mut file, b, path)?;
+                    check_buffers(&buf, b, path)?;
+                    dec.read_dictionary(b, &buf).map_err(|e| fail(path, e))?;
                 }
-                let buf = read_block(&mut file, &blocks[u], &path)?;
-                check_buffers(&buf, &blocks[u], &path)?;
+                let buf = read_block(&mut file, &blocks[u], path)?;
+                check_buffers(&buf, &blocks[u], path)?;
                 let b = dec
                     .read_record_batch(&blocks[u], &buf)
-                    .map_err(|e| fail(&path, e))?
-                    .ok_or_else(|| fail(&path, "a record batch is empty"));
+                    .map_err(|e| fail(path, e))?
+                    .ok_or_else(|| fail(path, "a record batch is empty"));
                 Ok(Box::new(std::iter::once(b.map_err(|e| e.to_string()))))
             }
         }
     }
 
-    fn unit_of(&self, row: usize) -> usize {
-        self.starts.partition_point(|&s| s <= row) - 1
+    /// How many units the file has.
+    fn units(&self) -> usize {
+        match self {
+            Reader::Parquet { meta, .. } => meta.metadata().num_row_groups(),
+            Reader::Ipc { blocks, .. } => blocks.len(),
+        }
     }
 }
 
@@ -923,12 +938,128 @@ pub fn open(path: &Path, key: Option<&str>) -> Result<ColumnRows> {
     }
 }
 
+/// Whether a type is an integer, or lists (of lists) of integers.
+fn integer_leaf(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            integer_leaf(f.data_type())
+        }
+        t => t.is_integer(),
+    }
+}
+
+/// Appends the integers of an array, lists flattened in order, as token ids.
+fn push_ids(a: &dyn Array, out: &mut Vec<u32>) -> std::result::Result<(), String> {
+    use arrow_array::types::*;
+    if a.null_count() > 0 {
+        return Err(format!("{} null values", a.null_count()));
+    }
+    macro_rules! ids {
+        ($t:ty) => {
+            for &v in a.as_primitive::<$t>().values().iter() {
+                out.push(u32::try_from(v).map_err(|_| {
+                    format!("holds {v}, which is not a token id (an integer from 0 to 4294967295)")
+                })?);
+            }
+        };
+    }
+    match a.data_type() {
+        DataType::FixedSizeList(_, n) => {
+            let l = a.as_fixed_size_list();
+            let n = *n as usize;
+            push_ids(&*l.values().slice(l.value_offset_at(0), l.len() * n), out)?
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let o = l.value_offsets();
+            push_ids(
+                &*l.values()
+                    .slice(o[0] as usize, (o[l.len()] - o[0]) as usize),
+                out,
+            )?
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let o = l.value_offsets();
+            push_ids(
+                &*l.values()
+                    .slice(o[0] as usize, (o[l.len()] - o[0]) as usize),
+                out,
+            )?
+        }
+        DataType::Int8 => ids!(Int8Type),
+        DataType::Int16 => ids!(Int16Type),
+        DataType::Int32 => ids!(Int32Type),
+        DataType::Int64 => ids!(Int64Type),
+        DataType::UInt8 => ids!(UInt8Type),
+        DataType::UInt16 => ids!(UInt16Type),
+        DataType::UInt32 => ids!(UInt32Type),
+        DataType::UInt64 => ids!(UInt64Type),
+        t => return Err(format!("values of type {t}, not integers")),
+    }
+    Ok(())
+}
+
+/// The integer column `name` of a parquet or Arrow IPC file, in row order with lists flattened (a Hugging
+/// Face `Sequence(int32)` of token ids per sequence gives one id per token, in the order `Array2D` states
+/// read as rows); None when the file has no integer column of that name.
+pub fn integer_column(path: &Path, name: &str) -> Result<Option<Vec<u32>>> {
+    let find = |schema: &Schema| {
+        schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == name && integer_leaf(f.data_type()))
+    };
+    let reader = if is_parquet(path) {
+        let meta = parquet_meta(path)?;
+        let Some(i) = find(meta.schema()) else {
+            return Ok(None);
+        };
+        let descr = meta.metadata().file_metadata().schema_descr();
+        let mask = parquet::arrow::ProjectionMask::roots(descr, [i]);
+        Reader::Parquet {
+            meta,
+            mask,
+            batch: 4096,
+        }
+    } else {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (schema, version, blocks, dictionaries) = ipc_messages(&mut file, path)?;
+        let Some(i) = find(&schema) else {
+            return Ok(None);
+        };
+        Reader::Ipc {
+            schema: Arc::new(schema),
+            version,
+            projection: vec![i],
+            dictionaries,
+            blocks,
+        }
+    };
+    let mut out = Vec::new();
+    for u in 0..reader.units() {
+        for b in reader.open_unit(path, u)? {
+            let b = b.map_err(|e| fail(path, e))?;
+            push_ids(&**b.column(0), &mut out).map_err(|e| {
+                Error::format(
+                    path,
+                    format!("column '{name}' {e}"),
+                    "store token ids as non-negative integers without nulls",
+                )
+            })?;
+        }
+    }
+    Ok(Some(out))
+}
+
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
 /// The columns that hold vectors (lists of floats, or lists of them).
 pub fn keys(path: &Path) -> Result<Vec<String>> {
-    let schema: SchemaRef = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-    {
+    let schema: SchemaRef = if is_parquet(path) {
         parquet_meta(path)?.schema().clone()
     } else {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;

@@ -140,6 +140,58 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Labels> {
     }
 }
 
+/// Token ids stored in the files of a source beside its rows, one per row in row order: the `token_ids`
+/// array of `.npz` and `.safetensors` files (as `embed --tokens` writes them), or the `token_ids` (else
+/// `input_ids`) integer column of parquet and Arrow files (as Hugging Face and SAELens activation caches
+/// hold them, a sequence of ids per record). `key` is the array the rows come from. None unless every file
+/// of the source has ids for each of its rows; the string names where they came from.
+pub fn token_ids_beside(
+    paths: &[std::path::PathBuf],
+    key: Option<&str>,
+) -> Result<Option<(String, Vec<u32>)>> {
+    let files = source::expand_paths(paths)?;
+    let mut all = Vec::new();
+    let mut name = None;
+    for f in &files {
+        let rows = source::open_file(f, key)?.rows();
+        let ids = match format_of(f)? {
+            Format::Npz | Format::Safetensors
+                if key != Some("token_ids") && list_keys(f)?.iter().any(|k| k == "token_ids") =>
+            {
+                load_token_ids(f, Some("token_ids"))
+                    .ok()
+                    .map(|v| (v, "token_ids"))
+            }
+            Format::Parquet | Format::Arrow => {
+                let mut found = None;
+                for col in ["token_ids", "input_ids"] {
+                    if key != Some(col) {
+                        if let Some(v) = columnar::integer_column(f, col)? {
+                            found = Some((v, col));
+                            break;
+                        }
+                    }
+                }
+                found
+            }
+            _ => None,
+        };
+        match ids {
+            Some((v, col)) if v.len() == rows => {
+                name.get_or_insert_with(|| col.to_string());
+                all.extend(v);
+            }
+            _ => return Ok(None),
+        }
+    }
+    let col = name.unwrap_or_default();
+    let what = match files.as_slice() {
+        [f] => format!("{}:{col}", f.display()),
+        fs => format!("the {col} of {} shards", fs.len()),
+    };
+    Ok(Some((what, all)))
+}
+
 /// Reads token ids, one per row of token states: a non-negative integer array in a `.npy`, `.npz` or
 /// `.safetensors` file (`embed --tokens` writes them as `token_ids`).
 pub fn load_token_ids(path: &Path, key: Option<&str>) -> Result<Vec<u32>> {
