@@ -99,7 +99,7 @@ def test_bad_data_and_unfitted_use_raise():
         sae.encode(np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="neither"):
         load(FIXTURES)
-    with pytest.raises(ValueError, match="different widths"):
+    with pytest.raises(ValueError, match="same width and dtype"):
         TopKSAE(width=8, k=2).fit([np.zeros((3, 4)), np.zeros((3, 5))])
 
 

@@ -108,3 +108,52 @@ def test_streamed_compare_and_classes_of_paths_match_the_arrays(rows, tmp_path):
     assert c["knn_accuracy"]["accuracy"] == b["knn_accuracy"]["accuracy"]
     small = repscope.classes(tmp_path / "x.npy", y, knn_sample=200, seed=3)
     assert small["knn_accuracy"]["rows"] == 200 and small["knn_accuracy"]["sample_seed"] == 3
+
+
+def blocks(X, cuts):
+    """A generator of the row blocks X[a:b], as a model's forward passes yield activation batches."""
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        yield X[a:b]
+
+
+def test_iterables_of_arrays_give_the_numbers_of_the_rows_they_hold(rows, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    X = rows
+    cuts = [0, 1, 300, 301, N]
+    ref = repscope.spectrum(X)
+    g = repscope.spectrum(blocks(X, cuts))
+    assert g["input"]["shards"] == 4 and g["input"]["rows"] == N
+    close_spectra(g, ref)
+    # A list of blocks is their concatenation, in memory.
+    lst = repscope.spectrum(list(blocks(X, cuts)))
+    assert lst["input"]["shards"] == 1
+    close_spectra(lst, ref)
+    # Activations, classes and compare read the blocks the same way.
+    a = repscope.activations(blocks(X, cuts))
+    b = repscope.activations(X)
+    assert a["zero_fraction"] == b["zero_fraction"]
+    assert abs(a["outlier_ratio"] - b["outlier_ratio"]) <= 1e-12 * b["outlier_ratio"]
+    np.testing.assert_array_equal(a["rows"]["norm"], b["rows"]["norm"])
+    y = np.arange(N) % 4
+    c = repscope.classes(blocks(X, cuts), y, knn_sample=N)
+    d = repscope.classes(X, y)
+    for k in ("cdnv", "ncc_accuracy"):
+        assert abs(c[k] - d[k]) <= 1e-12 * abs(d[k])
+    Y = (X[:, :7] ** 2).astype(np.float32)
+    s = repscope.compare(blocks(X, cuts), blocks(Y, [0, 350, N]), metrics=["cka_linear"])
+    m = repscope.compare(X, Y, metrics=["cka_linear"])
+    assert s["params"]["streamed"] is True
+    assert abs(s["measures"]["cka_linear"] - m["measures"]["cka_linear"]) <= 1e-9
+    # The temporary shards are gone after each call, and after a refused one.
+    bad = [X[:100], X[100:200], X[200:, :11]]
+    with pytest.raises(ValueError, match=r"X\[2\]: 11 columns of float32, but X\[0\] has 12"):
+        repscope.spectrum(iter(bad))
+    with pytest.raises(ValueError, match=r"X\[1\]: expected a 2-D block of rows"):
+        repscope.spectrum(iter([X[:10], X[10]]))
+    with pytest.raises(ValueError, match="holds no arrays"):
+        repscope.spectrum(iter([]))
+    with pytest.raises(ValueError, match="same width and dtype"):
+        repscope.spectrum(iter([X[:10], X[10:].astype(np.float64)]))
+    assert list(tmp_path.glob("repscope-rows-*")) == []

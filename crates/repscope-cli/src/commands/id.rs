@@ -61,7 +61,7 @@ pub fn run(a: &IdArgs, g: &Global) -> CliResult {
     let note = a.input.selection_note(total);
     if g.json {
         let mut doc = to_json(&report, input, &cfg);
-        if let Some(o) = doc.as_object_mut() {
+        if let (Some(o), Some(note)) = (doc.as_object_mut(), &note) {
             o.insert("selection".into(), serde_json::json!(note));
         }
         print_json(&doc)

@@ -100,9 +100,8 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     }
     npz::write(&a.output, &arrays)?;
     let note = a.input.selection_note(total);
-    let doc = json!({
+    let mut doc = json!({
         "input": input,
-        "selection": note,
         "output": a.output.display().to_string(),
         "k": k,
         "metric": metric.name(),
@@ -111,6 +110,9 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
         "certificate": certificate,
         "approximate": approx,
     });
+    if let (Some(o), Some(note)) = (doc.as_object_mut(), &note) {
+        o.insert("selection".into(), json!(note));
+    }
     if g.json {
         print_json(&doc)?;
     } else if let Some(info) = &approx {

@@ -86,9 +86,8 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
     }
     let summary = Summary::of(&per_row);
     let note = a.input.selection_note(total);
-    let doc = json!({
+    let mut doc = json!({
         "input": input,
-        "selection": note,
         "output": a.output.display().to_string(),
         "k": a.k,
         "metric": metric.name(),
@@ -97,6 +96,9 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
         "certificate": graph.certificate,
         "summary": summary,
     });
+    if let (Some(o), Some(note)) = (doc.as_object_mut(), &note) {
+        o.insert("selection".into(), json!(note));
+    }
     if g.json {
         print_json(&doc)?;
     } else {

@@ -11,6 +11,12 @@ engine uses all cores (set ``RAYON_NUM_THREADS`` before the first call to limit 
 ValueError with the engine's message, the same as the CLI prints; NaN or inf names the first bad row and
 column.
 
+Rows: wherever a function takes rows X, it takes an array; a path (a file, a folder of shards, a pattern) or
+a list of shard paths, which the engine streams from disk; a list of 2-D arrays, concatenated; or any other
+iterable of 2-D arrays of one width and dtype (a generator, a data loader), which is read once, block by block,
+into a temporary folder of .npy shards under ``tempfile.gettempdir()`` (set ``TMPDIR`` to move it), streamed
+from there and removed when the call returns: memory holds one block, the disk holds the rows meanwhile.
+
 The dict-returning functions give exactly the JSON document of the matching CLI command with ``--json``
 (same names, same numbers); only ``input`` differs, which has ``path`` and ``key`` set to None for arrays.
 """
@@ -21,7 +27,7 @@ import os
 import numpy as np
 
 from . import _repscope, id, sae
-from ._arrays import as_labels, as_matrix, check_int
+from ._arrays import as_labels, as_matrix, check_int, rows
 
 __version__ = _repscope.__version__
 
@@ -114,22 +120,14 @@ def intrinsic_dimension(
     return json.loads(doc)
 
 
-def _rows(X):
-    """X as the engine takes rows: a path (a file, a folder of shards or a pattern), a list of shard paths,
-    or an array."""
-    if isinstance(X, (str, os.PathLike)):
-        return os.fspath(X)
-    if isinstance(X, (list, tuple)) and X and all(isinstance(p, (str, os.PathLike)) for p in X):
-        return [os.fspath(p) for p in X]
-    return as_matrix(X)
-
-
 def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None):
     """Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
 
     X is an array, or files streamed in one pass with O(d²) memory: a path to a .npy, .npz or .safetensors
     file, a folder of such shards (natural order), a pattern such as ``"cache/*.npy"``, or a list of shard
-    paths; ``key`` names the array of each .npz or .safetensors shard.
+    paths; ``key`` names the array of each .npz or .safetensors shard. A list of 2-D arrays is their
+    concatenation; any other iterable of 2-D arrays (a generator of activation batches) is streamed too,
+    read once through temporary ``.npy`` shards (see "Rows" in the module docstring).
 
     Returns the document of ``repscope spectrum --json``: ``eigenvalues`` (centred covariance, divided by
     n - 1, largest first), ``explained_variance_ratio``, ``effective_rank`` (centred) and ``rankme``
@@ -151,7 +149,9 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None):
     except (TypeError, ValueError):
         raise ValueError(f"alpha_window {alpha_window!r}: expected (first, last), e.g. (11, 100)") from None
     window = (check_int(first, "alpha_window[0]", 0), check_int(last, "alpha_window[1]", 0))
-    doc = _repscope.spectrum_doc(_rows(X), float(eps2), window, check_int(top_rogue, "top_rogue", 0), key)
+    top = check_int(top_rogue, "top_rogue", 0)
+    with rows(X) as r:
+        doc = _repscope.spectrum_doc(r, float(eps2), window, top, key)
     return json.loads(doc)
 
 
@@ -181,7 +181,7 @@ def activations(
     """Activation statistics: massive activations, outlier and rogue dimensions, sparsity, norms, gamma.
 
     X is an array or, streamed in one pass, files: a path, a folder of shards, a pattern or a list of shard
-    paths (as for ``spectrum``); ``key`` names the array of each .npz or .safetensors shard.
+    paths, or an iterable of 2-D arrays (as for ``spectrum``); ``key`` names the array of each .npz or .safetensors shard.
 
     Returns the document of ``repscope activations --json`` with one more key, ``rows``: per-row numpy arrays
     ``norm``, ``zero_fraction``, ``peak`` (the signed value of the largest magnitude), ``peak_dim``,
@@ -208,7 +208,6 @@ def activations(
     max_listed : int, default 100
         How many massive values and peak-row groups to list; all are counted.
     """
-    X = _rows(X)
     ids = None
     if token_ids is not None:
         t = np.asarray(token_ids)
@@ -219,9 +218,7 @@ def activations(
         ids = t.astype(np.uint32).tolist()
     if tokenizer is not None and not callable(tokenizer):
         raise ValueError("tokenizer: expected a callable that maps a token id to its text")
-    doc, rows, peak_dim = _repscope.activations_doc(
-        X,
-        ids,
+    args = (
         _number(massive_abs, "massive_abs"),
         _number(massive_ratio, "massive_ratio"),
         None if eps is None else _number(eps, "eps"),
@@ -231,12 +228,14 @@ def activations(
         check_int(max_listed, "max_listed", 0),
         key,
     )
+    with rows(X) as r:
+        doc, per_row, peak_dim = _repscope.activations_doc(r, ids, *args)
     doc = json.loads(doc)
     if tokenizer is not None:
         for item in doc["massive"]["listed"] + doc["peak_rows"]["groups"]:
             if item["token_id"] is not None:
                 item["token"] = str(tokenizer(item["token_id"]))
-    doc["rows"] = dict(rows)
+    doc["rows"] = dict(per_row)
     doc["rows"]["peak_dim"] = peak_dim
     return doc
 
@@ -273,17 +272,10 @@ def classes(X, labels, k=10, classifier=None, bias=None, key=None, knn_sample=20
             b = [float(v) for v in np.asarray(bias, dtype=np.float64).reshape(-1)]
         except (TypeError, ValueError) as e:
             raise ValueError(f"bias: cannot be read as numbers ({e})") from None
-    doc = _repscope.classes_doc(
-        _rows(X),
-        raw,
-        numeric,
-        check_int(k, "k", 0),
-        W,
-        b,
-        key,
-        check_int(knn_sample, "knn_sample", 1),
-        check_int(seed, "seed", 0),
-    )
+    args = (raw, numeric, check_int(k, "k", 0), W, b, key, check_int(knn_sample, "knn_sample", 1),
+            check_int(seed, "seed", 0))
+    with rows(X) as r:
+        doc = _repscope.classes_doc(r, *args)
     return json.loads(doc)
 
 
@@ -307,7 +299,8 @@ def compare(
 ):
     """Similarity of two representations of the same rows (n × d1 and n × d2, any widths).
 
-    X and Y are arrays, or paths (a file, a folder of shards or a pattern) or lists of shard paths. Paths
+    X and Y are arrays, or paths (a file, a folder of shards or a pattern) or lists of shard paths, or
+    iterables of 2-D arrays (as for ``spectrum``, streamed like paths). Paths
     stream in one pass with O((d1 + d2)²) memory and give the streamed measures: linear CKA (feature
     route), the CCA family (covariance route) and Procrustes; ``key_x`` and ``key_y`` name the arrays of
     .npz or .safetensors shards.
@@ -342,32 +335,32 @@ def compare(
     """
     if isinstance(metrics, str):
         metrics = [metrics]
-    rx, ry = _rows(X), _rows(Y)
-    if isinstance(rx, (str, list)) or isinstance(ry, (str, list)):
-        if labels is not None:
-            raise ValueError("labels (for the stitching accuracy) need arrays: pass X and Y as arrays")
-        doc = _repscope.compare_sources_doc(
-            rx, ry, [str(m) for m in (metrics or [])], float(svcca_threshold), key_x, key_y
+    with rows(X, "X") as rx, rows(Y, "Y") as ry:
+        if isinstance(rx, (str, list)) or isinstance(ry, (str, list)):
+            if labels is not None:
+                raise ValueError("labels (for the stitching accuracy) need arrays: pass X and Y as arrays")
+            doc = _repscope.compare_sources_doc(
+                rx, ry, [str(m) for m in (metrics or [])], float(svcca_threshold), key_x, key_y
+            )
+            return json.loads(doc)
+        raw, numeric = (None, False) if labels is None else as_labels(labels)
+        doc = _repscope.compare_doc(
+            rx,
+            ry,
+            [str(m) for m in (metrics or [])],
+            str(cka_route),
+            float(rbf_threshold),
+            str(rbf_median),
+            check_int(batch_size, "batch_size", 1),
+            check_int(k, "k", 1),
+            None if anchors is None else check_int(anchors, "anchors", 1),
+            str(anchor_mode),
+            float(svcca_threshold),
+            check_int(gram_limit, "gram_limit", 0),
+            check_int(seed, "seed", 0),
+            raw,
+            numeric,
         )
-        return json.loads(doc)
-    raw, numeric = (None, False) if labels is None else as_labels(labels)
-    doc = _repscope.compare_doc(
-        as_matrix(X, "X"),
-        as_matrix(Y, "Y"),
-        [str(m) for m in (metrics or [])],
-        str(cka_route),
-        float(rbf_threshold),
-        str(rbf_median),
-        check_int(batch_size, "batch_size", 1),
-        check_int(k, "k", 1),
-        None if anchors is None else check_int(anchors, "anchors", 1),
-        str(anchor_mode),
-        float(svcca_threshold),
-        check_int(gram_limit, "gram_limit", 0),
-        check_int(seed, "seed", 0),
-        raw,
-        numeric,
-    )
     return json.loads(doc)
 
 

@@ -1,5 +1,10 @@
 """Argument checks and conversions shared by the package's functions and estimators."""
 
+import contextlib
+import os
+import shutil
+import tempfile
+
 import numpy as np
 
 
@@ -68,3 +73,73 @@ def check_int(value, name, minimum):
 
 
 _INT_MAX = 2**64 - 1
+
+
+def _is_path(x):
+    return isinstance(x, (str, os.PathLike))
+
+
+def _is_block(x):
+    """Whether x is one 2-D block of rows (a numpy array, a torch tensor), not a row or a number."""
+    shape = getattr(x, "shape", None)
+    return shape is not None and len(shape) == 2
+
+
+def _blocks(X, name):
+    """Checked 2-D blocks of rows, one at a time: every block as_matrix takes, of one width and dtype."""
+    first = None
+    for i, b in enumerate(X):
+        if not _is_block(b):
+            raise ValueError(
+                f"{name}[{i}]: expected a 2-D block of rows (n_rows, n_features), got "
+                f"{type(b).__name__} of shape {getattr(b, 'shape', None)}. Yield arrays such as x[None, :] for one row."
+            )
+        m = as_matrix(b, f"{name}[{i}]")
+        if first is None:
+            first = (m.shape[1], m.dtype, i)
+        elif (m.shape[1], m.dtype) != first[:2]:
+            raise ValueError(
+                f"{name}[{i}]: {m.shape[1]} columns of {m.dtype}, but {name}[{first[2]}] has {first[0]} of "
+                f"{first[1]}. Every block must have the same width and dtype."
+            )
+        yield m
+    if first is None:
+        raise ValueError(f"{name}: the iterable holds no arrays. Pass at least one block of rows.")
+
+
+@contextlib.contextmanager
+def rows(X, name="X"):
+    """X as the engine takes rows, for the length of one call.
+
+    - A path (a file, a folder of shards, a pattern) or a list of paths stays as given: the engine streams it.
+    - An array is one matrix (``as_matrix``).
+    - A list or tuple of 2-D blocks (arrays or tensors of one width and dtype) is their concatenation.
+    - Any other iterable of 2-D blocks (a generator, a data loader) is read once, block by block, into a
+      temporary folder of ``.npy`` shards under ``tempfile.gettempdir()`` (``TMPDIR``), which the engine streams
+      and which is removed when the call ends: memory stays one block, and the disk holds the rows meanwhile.
+    """
+    if _is_path(X):
+        yield os.fspath(X)
+        return
+    if isinstance(X, (list, tuple)) and X and all(_is_path(p) for p in X):
+        yield [os.fspath(p) for p in X]
+        return
+    if isinstance(X, (list, tuple)) and X and _is_block(X[0]):
+        yield np.ascontiguousarray(np.concatenate(list(_blocks(X, name))))
+        return
+    if isinstance(X, np.ndarray) or hasattr(X, "__array__") or isinstance(X, (list, tuple)):
+        yield as_matrix(X, name)
+        return
+    try:
+        it = iter(X)
+    except TypeError:
+        raise ValueError(
+            f"{name}: expected an array, a path, a list of paths, or an iterable of 2-D arrays; got {type(X).__name__}"
+        ) from None
+    folder = tempfile.mkdtemp(prefix="repscope-rows-")
+    try:
+        for i, b in enumerate(_blocks(it, name)):
+            np.save(os.path.join(folder, f"block_{i}.npy"), b)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

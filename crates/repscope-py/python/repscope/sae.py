@@ -12,27 +12,9 @@ import os
 import numpy as np
 
 from . import _repscope
-from ._arrays import as_matrix, check_int
+from ._arrays import as_matrix, check_int, rows
 
 __all__ = ["TopKSAE", "load"]
-
-
-def _rows(X):
-    """A path stays a path (streamed by the engine); arrays and iterables of arrays become one matrix."""
-    if isinstance(X, (str, os.PathLike)):
-        return os.fspath(X)
-    if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
-        return as_matrix(X)
-    try:
-        parts = [as_matrix(a, "X[%d]" % i) for i, a in enumerate(X)]
-    except TypeError:
-        raise ValueError("X: expected an array, an iterable of arrays, or a path to a .npy file") from None
-    if not parts:
-        raise ValueError("X: the iterable holds no arrays")
-    widths = {p.shape[1] for p in parts}
-    if len(widths) != 1:
-        raise ValueError(f"X: the arrays have different widths {sorted(widths)}; they must share d")
-    return np.ascontiguousarray(np.concatenate([p.astype(np.float32, copy=False) for p in parts]))
 
 
 class TopKSAE:
@@ -94,14 +76,16 @@ class TopKSAE:
         return self
 
     def fit(self, X, y=None, key=None):
-        """Trains on X: an array, an iterable of arrays (concatenated), or a .npy path (streamed)."""
+        """Trains on X: an array, a list of arrays (concatenated), a path or list of shard paths (streamed),
+        or any other iterable of 2-D arrays (read once into temporary shards, then streamed)."""
         opt = lambda v, name: None if v is None else check_int(v, name, 0)  # noqa: E731
         lr = None if self.lr is None else float(self.lr)
-        self._sae, summary = _repscope.sae_train(
-            _rows(X), key, check_int(self.width, "width", 0), check_int(self.k, "k", 0), str(self.arch),
-            opt(self.tokens, "tokens"), check_int(self.batch, "batch", 0), lr, opt(self.warmup_steps,
-            "warmup_steps"), opt(self.aux_k, "aux_k"), float(self.aux_coef), check_int(self.dead_tokens,
-            "dead_tokens", 0), str(self.b_dec_init), bool(self.normalize), check_int(self.seed, "seed", 0))
+        args = (check_int(self.width, "width", 0), check_int(self.k, "k", 0), str(self.arch),
+                opt(self.tokens, "tokens"), check_int(self.batch, "batch", 0), lr, opt(self.warmup_steps,
+                "warmup_steps"), opt(self.aux_k, "aux_k"), float(self.aux_coef), check_int(self.dead_tokens,
+                "dead_tokens", 0), str(self.b_dec_init), bool(self.normalize), check_int(self.seed, "seed", 0))
+        with rows(X) as r:
+            self._sae, summary = _repscope.sae_train(r, key, *args)
         self.summary_ = json.loads(summary)
         self._set_weights()
         return self
@@ -139,7 +123,9 @@ class TopKSAE:
 
     def evaluate(self, X, key=None, batch=4096):
         """L0, FVU, the legacy explained variance, MSE, cosine, bias, dead and dense latents, densities."""
-        return json.loads(self._fitted().evaluate(_rows(X), key, check_int(batch, "batch", 1)))
+        sae, batch = self._fitted(), check_int(batch, "batch", 1)
+        with rows(X) as r:
+            return json.loads(sae.evaluate(r, key, batch))
 
     def save(self, path, force=False):
         """Writes cfg.json and sae_weights.safetensors (SAELens' layout), atomically."""
