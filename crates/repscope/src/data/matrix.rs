@@ -142,14 +142,16 @@ impl Matrix {
     /// squares or products of them are summed, so that those do not underflow ([`crate::moments::tiny_scale`]);
     /// 1 for f32 data and for f64 data of any other magnitude.
     pub fn tiny_scale(&self) -> f64 {
-        match self.values_f64() {
-            Some(v) => crate::moments::tiny_scale(
-                v.par_iter()
-                    .fold(|| 0f64, |a, x| a.max(x.abs()))
-                    .reduce(|| 0.0, f64::max),
-            ),
-            None => 1.0,
-        }
+        self.max_abs_f64().map_or(1.0, crate::moments::tiny_scale)
+    }
+
+    /// The largest |value| of an f64 input (None for f32 data).
+    pub fn max_abs_f64(&self) -> Option<f64> {
+        self.values_f64().map(|v| {
+            v.par_iter()
+                .fold(|| 0f64, |a, x| a.max(x.abs()))
+                .reduce(|| 0.0, f64::max)
+        })
     }
 
     /// Row `i` of an f64 input (None for f32 data).

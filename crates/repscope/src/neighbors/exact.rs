@@ -42,6 +42,15 @@ pub fn exact_knn(
     super::symmetric::exact_knn_self(m, k, metric, progress)
 }
 
+/// The lists of one query block of the candidate pass: k neighbours per query (indices, exact distances),
+/// the block's queries the bound could not prove, and how many were compared with every reference row.
+struct BlockLists {
+    indices: Vec<u32>,
+    distances: Vec<f64>,
+    unproven: Vec<usize>,
+    exhaustive: usize,
+}
+
 /// The k nearest rows of `refs` for every row of `queries`, exact and certified. With `exclude_self` the
 /// two must be the same matrix and row i never lists itself.
 pub fn knn_search(
@@ -111,7 +120,7 @@ pub(crate) fn search_rows(
     let sq = squared_norms(rside);
     let nq = ids.len();
     // Candidate pass: per query block, a heap per query; then the exact re-rank and the certificate.
-    let blocks: Vec<(Vec<u32>, Vec<f64>, Vec<usize>, usize)> = blocked(
+    let blocks: Vec<BlockLists> = blocked(
         qrows,
         &rside.rows,
         |bq| (0..bq).map(|_| TopK::new(cand)).collect::<Vec<TopK>>(),
@@ -169,18 +178,23 @@ pub(crate) fn search_rows(
             if let Some(p) = progress {
                 p(bq);
             }
-            (idx, dist, failed, swept)
+            BlockLists {
+                indices: idx,
+                distances: dist,
+                unproven: failed,
+                exhaustive: swept,
+            }
         },
     );
     let mut indices = Vec::with_capacity(nq * k);
     let mut distances = Vec::with_capacity(nq * k);
     let mut failed = Vec::new();
     let mut exhaustive = 0;
-    for (i, dd, f, swept) in blocks {
-        indices.extend(i);
-        distances.extend(dd);
-        failed.extend(f);
-        exhaustive += swept;
+    for b in blocks {
+        indices.extend(b.indices);
+        distances.extend(b.distances);
+        failed.extend(b.unproven);
+        exhaustive += b.exhaustive;
     }
     // Rows the candidate pass could not prove: the range pass, exact by construction.
     let recomputed = failed.len();

@@ -188,13 +188,9 @@ fn storage_scale(v: &[f32], dim: usize) -> f64 {
 /// The index keeps f32 rows: f64 input whose values are all below f32's smallest normal number (1.2e-38)
 /// would be stored as zeros or a few bits, so it is refused (the exact search takes it, in f64).
 fn check_f32_holds(data: &Matrix) -> Result<()> {
-    let Some(v) = data.values_f64() else {
+    let Some(max) = data.max_abs_f64() else {
         return Ok(());
     };
-    let max = v
-        .par_iter()
-        .fold(|| 0f64, |a, x| a.max(x.abs()))
-        .reduce(|| 0.0, f64::max);
     if max > 0.0 && max < f32::MIN_POSITIVE as f64 {
         return Err(Error::data(
             data.name(),
