@@ -123,13 +123,43 @@ fn odd_paths_are_diagnosed() {
     let d = scratch("paths");
     let folder = d.join("dir.npy");
     std::fs::create_dir_all(&folder).unwrap();
+    // A command of one file says the path is a folder; one that reads shards, that it holds none.
+    let out = d.join("i.hnsw");
+    expect_error(
+        &[
+            "index",
+            "build",
+            folder.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &["dir.npy", "is a folder"],
+    );
     expect_error(
         &["id", folder.to_str().unwrap()],
-        &["dir.npy", "is a folder"],
+        &["dir.npy", "holds no .npy, .npz or .safetensors file"],
     );
     let bare = d.join("bare");
     std::fs::create_dir_all(&bare).unwrap();
-    expect_error(&["id", bare.to_str().unwrap()], &["is a folder"]);
+    expect_error(
+        &[
+            "index",
+            "build",
+            bare.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &["is a folder"],
+    );
+    expect_error(
+        &[
+            "knn",
+            bare.to_str().unwrap(),
+            "-o",
+            d.join("g.npz").to_str().unwrap(),
+        ],
+        &["holds no"],
+    );
     #[cfg(unix)]
     {
         let a = d.join("a.npy");

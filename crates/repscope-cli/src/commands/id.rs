@@ -50,12 +50,7 @@ pub fn config(a: &IdArgs) -> Result<IdConfig, crate::Failure> {
 
 pub fn run(a: &IdArgs, g: &Global) -> CliResult {
     let cfg = config(a)?;
-    let whole = a.input.open_whole()?;
-    let total = whole.rows();
-    let src = a.input.select(whole)?;
-    let input = a.input.describe(&*src);
-    let ds = repscope::Dataset::new(a.input.load_all(&*src, "the ID suite")?)?;
-    drop(src);
+    let (ds, input, total) = a.input.dataset("the ID suite")?;
     let bars = Bars::new(g.quiet);
     let report = suite::run(&ds, &cfg, &bars)?;
     let note = a.input.selection_note(total);

@@ -47,12 +47,7 @@ pub fn run(a: &KnnArgs, g: &Global) -> CliResult {
     require_ext(&a.output, "npz")?;
     check_output(&a.output, &a.input.input_paths(), a.force)?;
     let metric = metric(&a.metric)?;
-    let whole = a.input.open_whole()?;
-    let total = whole.rows();
-    let src = a.input.select(whole)?;
-    let input = a.input.describe(&*src);
-    let ds = repscope::Dataset::new(a.input.load_all(&*src, "the kNN graph")?)?;
-    drop(src);
+    let (ds, input, total) = a.input.dataset("the kNN graph")?;
     ds.require_neighbours(a.k, 1, "the kNN graph")?;
     let bars = Bars::new(g.quiet);
     let (graph, approx) = if a.approximate {

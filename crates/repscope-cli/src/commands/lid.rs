@@ -54,12 +54,7 @@ pub fn run(a: &LidArgs, g: &Global) -> CliResult {
     }
     check_output(&a.output, &a.input.input_paths(), a.force)?;
     let metric = metric(&a.metric)?;
-    let whole = a.input.open_whole()?;
-    let total = whole.rows();
-    let src = a.input.select(whole)?;
-    let input = a.input.describe(&*src);
-    let ds = repscope::Dataset::new(a.input.load_all(&*src, "LID")?)?;
-    drop(src);
+    let (ds, input, total) = a.input.dataset("LID")?;
     ds.require_neighbours(a.k, 2, "LID")?;
     let bars = Bars::new(g.quiet);
     bars.stage("exact kNN", ds.dedup.n_distinct() as u64);

@@ -184,6 +184,17 @@ impl SourceInput {
         self.load(src)
     }
 
+    /// The selected rows as a dataset, for the neighbour measures (`what` names the measure in the memory
+    /// check of `load_all`), with the input document and the row count of the whole source.
+    pub fn dataset(&self, what: &str) -> Result<(Dataset, serde_json::Value, usize), Failure> {
+        let whole = self.open_whole()?;
+        let total = whole.rows();
+        let src = self.select(whole)?;
+        let input = self.describe(&*src);
+        let ds = Dataset::new(self.load_all(&*src, what)?)?;
+        Ok((ds, input, total))
+    }
+
     /// The source row number of each selected row, or None when every row is selected (row i is row i).
     pub fn selected_rows(&self, total: usize) -> Option<Vec<i64>> {
         if self.rows.is_none() && self.sample.is_none() {
