@@ -1021,3 +1021,36 @@ fn activations_take_token_ids_from_the_cache_beside_the_rows() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn neighbour_measures_refuse_a_source_larger_than_memory_before_reading_it() {
+    let dir = scratch("neighbours-too-big");
+    let shards = dir.join("s");
+    std::fs::create_dir_all(&shards).unwrap();
+    // A sparse 1 TiB shard (2^26 rows × 4096 f32): only its header is on disk.
+    let (n, d) = (1usize << 26, 4096usize);
+    let head = common::npy_bytes("<f4", false, &[n, d], &[]);
+    let f = shards.join("big.npy");
+    std::fs::write(&f, &head).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+    file.set_len((head.len() + n * d * 4) as u64).unwrap();
+    drop(file);
+    let g = dir.join("g.npz");
+    for args in [
+        vec!["knn".to_string(), p(&shards), "-o".into(), p(&g)],
+        vec!["id".into(), p(&shards), "--rows".into(), format!("0:{n}")],
+        vec!["lid".into(), p(&shards), "-o".into(), p(&dir.join("l.npz"))],
+    ] {
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let r = repscope(&refs);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("--sample") && r.stderr.contains("GiB"),
+            "{}",
+            r.stderr
+        );
+        assert!(!g.exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -134,19 +134,28 @@ impl SourceInput {
 
     /// A per-row array of the whole source (token ids) cut to the selected rows, in the source's order.
     pub fn pick<T: Copy>(&self, v: Vec<T>) -> Vec<T> {
-        let n = v.len();
-        // The selection was checked when the source was opened.
-        let (a, b) = self.range(n).ok().flatten().unwrap_or((0, n));
-        let v: Vec<T> = v[a.min(n)..b.min(n)].to_vec();
-        match self.sample {
-            Some(k) if k <= v.len() => {
-                repscope::data::source::sample_indices(v.len(), k, self.seed)
-                    .into_iter()
-                    .map(|i| v[i])
-                    .collect()
-            }
-            _ => v,
+        match self.selected_indices(v.len()) {
+            Some(idx) => idx.into_iter().map(|i| v[i]).collect(),
+            None => v,
         }
+    }
+
+    /// The rows of a source of `total` rows that --rows and --sample select, in increasing order (the rows
+    /// `select` reads); None when every row is selected.
+    fn selected_indices(&self, total: usize) -> Option<Vec<usize>> {
+        if self.rows.is_none() && self.sample.is_none() {
+            return None;
+        }
+        // The selection was checked when the source was opened.
+        let (a, b) = self.range(total).ok().flatten().unwrap_or((0, total));
+        let (a, b) = (a.min(total), b.min(total));
+        Some(match self.sample {
+            Some(k) if k <= b - a => repscope::data::source::sample_indices(b - a, k, self.seed)
+                .into_iter()
+                .map(|i| a + i)
+                .collect(),
+            _ => (a..b).collect(),
+        })
     }
 
     /// The selected rows in memory: a single file without a selection is loaded (or mapped) whole, as
@@ -197,18 +206,8 @@ impl SourceInput {
 
     /// The source row number of each selected row, or None when every row is selected (row i is row i).
     pub fn selected_rows(&self, total: usize) -> Option<Vec<i64>> {
-        if self.rows.is_none() && self.sample.is_none() {
-            return None;
-        }
-        let (a, b) = self.range(total).ok().flatten().unwrap_or((0, total));
-        let (a, b) = (a.min(total), b.min(total));
-        Some(match self.sample {
-            Some(k) if k <= b - a => repscope::data::source::sample_indices(b - a, k, self.seed)
-                .into_iter()
-                .map(|i| (a + i) as i64)
-                .collect(),
-            _ => (a as i64..b as i64).collect(),
-        })
+        self.selected_indices(total)
+            .map(|idx| idx.into_iter().map(|i| i as i64).collect())
     }
 
     /// A note for the output of a measure taken on selected rows: which rows, of how many.

@@ -948,6 +948,30 @@ fn integer_leaf(t: &DataType) -> bool {
     }
 }
 
+/// The values that the lists of a list array hold, in order (None for an array that is not a list).
+fn list_values(a: &dyn Array) -> Option<ArrayRef> {
+    Some(match a.data_type() {
+        DataType::FixedSizeList(_, n) => {
+            let l = a.as_fixed_size_list();
+            l.values()
+                .slice(l.value_offset_at(0), l.len() * *n as usize)
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let o = l.value_offsets();
+            l.values()
+                .slice(o[0] as usize, (o[l.len()] - o[0]) as usize)
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let o = l.value_offsets();
+            l.values()
+                .slice(o[0] as usize, (o[l.len()] - o[0]) as usize)
+        }
+        _ => return None,
+    })
+}
+
 /// Appends the integers of an array, lists flattened in order, as token ids.
 fn push_ids(a: &dyn Array, out: &mut Vec<u32>) -> std::result::Result<(), String> {
     use arrow_array::types::*;
@@ -963,30 +987,10 @@ fn push_ids(a: &dyn Array, out: &mut Vec<u32>) -> std::result::Result<(), String
             }
         };
     }
+    if let Some(values) = list_values(a) {
+        return push_ids(&*values, out);
+    }
     match a.data_type() {
-        DataType::FixedSizeList(_, n) => {
-            let l = a.as_fixed_size_list();
-            let n = *n as usize;
-            push_ids(&*l.values().slice(l.value_offset_at(0), l.len() * n), out)?
-        }
-        DataType::List(_) => {
-            let l = a.as_list::<i32>();
-            let o = l.value_offsets();
-            push_ids(
-                &*l.values()
-                    .slice(o[0] as usize, (o[l.len()] - o[0]) as usize),
-                out,
-            )?
-        }
-        DataType::LargeList(_) => {
-            let l = a.as_list::<i64>();
-            let o = l.value_offsets();
-            push_ids(
-                &*l.values()
-                    .slice(o[0] as usize, (o[l.len()] - o[0]) as usize),
-                out,
-            )?
-        }
         DataType::Int8 => ids!(Int8Type),
         DataType::Int16 => ids!(Int16Type),
         DataType::Int32 => ids!(Int32Type),
