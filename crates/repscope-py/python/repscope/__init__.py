@@ -11,8 +11,9 @@ engine uses all cores (set ``RAYON_NUM_THREADS`` before the first call to limit 
 ValueError with the engine's message, the same as the CLI prints; NaN or inf names the first bad row and
 column.
 
-Rows: wherever a function takes rows X, it takes an array; a path (a file, a folder of shards, a pattern) or
-a list of shard paths, which the engine streams from disk; a list of 2-D arrays, concatenated; or any other
+Rows: the streaming functions (``spectrum``, ``activations``, ``classes``, ``compare``, and the SAE's ``fit`` and
+``evaluate``) take as X an array; a path (a file, a folder of shards, a pattern) or a list of shard paths, which
+the engine streams from disk; a list of 2-D arrays, concatenated; or any other
 iterable of 2-D arrays of one width and dtype (a generator, a data loader), which is read once, block by block,
 into a temporary folder of .npy shards under ``tempfile.gettempdir()`` (set ``TMPDIR`` to move it), streamed
 from there and removed when the call returns: memory holds one block, the disk holds the rows meanwhile.

@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,8 @@ __version__: str
 
 ArrayLike = npt.ArrayLike
 Layers = Union[Mapping[str, ArrayLike], Sequence[ArrayLike]]
+# Rows a streaming function reads: an array, a path or shard paths, or an iterable of 2-D arrays.
+Rows = Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]], Iterable[ArrayLike]]
 
 def knn(
     X: ArrayLike, k: int = 10, metric: str = "euclidean"
@@ -26,14 +28,14 @@ def intrinsic_dimension(
     scale_curve: bool = True,
 ) -> Dict[str, Any]: ...
 def spectrum(
-    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
+    X: Rows,
     eps2: float = 0.5,
     alpha_window: Tuple[int, int] = (11, 100),
     top_rogue: int = 10,
     key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def activations(
-    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
+    X: Rows,
     token_ids: Optional[ArrayLike] = None,
     tokenizer: Optional[Callable[[int], str]] = None,
     massive_abs: float = 100.0,
@@ -46,7 +48,7 @@ def activations(
     key: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 def classes(
-    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
+    X: Rows,
     labels: ArrayLike,
     k: int = 10,
     classifier: Optional[ArrayLike] = None,
@@ -56,8 +58,8 @@ def classes(
     seed: int = 0,
 ) -> Dict[str, Any]: ...
 def compare(
-    X: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
-    Y: Union[ArrayLike, str, PathLike[str], Sequence[Union[str, PathLike[str]]]],
+    X: Rows,
+    Y: Rows,
     metrics: Optional[Union[str, Sequence[str]]] = None,
     k: int = 10,
     labels: Optional[ArrayLike] = None,
