@@ -1054,3 +1054,97 @@ fn neighbour_measures_refuse_a_source_larger_than_memory_before_reading_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Duplicates planted across shard boundaries, found by `spectrum --duplicates` and `activations` alike,
+/// with the counts of a brute-force grouping; a row that differs from its twin in one value's last bit, or
+/// only in the sign of a zero, is told apart (or not) exactly.
+#[test]
+fn duplicate_rows_are_found_across_shards() {
+    let dir = scratch("shards-duplicates");
+    let (n, d, mut x) = data();
+    // Row 7's values copied to rows 1500, 2999 and 400; rows 10 and 2500 equal; row 20 a near twin of
+    // 21 (one value one ulp apart); row 30 equal to row 31 but for a zero's sign.
+    let copy = |x: &mut Vec<f32>, from: usize, to: usize| {
+        let r: Vec<f32> = x[from * d..(from + 1) * d].to_vec();
+        x[to * d..(to + 1) * d].copy_from_slice(&r);
+    };
+    for to in [1500, 2999, 400] {
+        copy(&mut x, 7, to);
+    }
+    copy(&mut x, 10, 2500);
+    copy(&mut x, 20, 21);
+    x[21 * d + 3] = f32::from_bits(x[21 * d + 3].to_bits() + 1);
+    x[30 * d + 5] = 0.0;
+    copy(&mut x, 30, 31);
+    x[31 * d + 5] = -0.0;
+    // Brute force: group rows by their values as numbers.
+    let mut groups: Vec<(usize, u64)> = Vec::new();
+    let mut distinct = 0;
+    for i in 0..n {
+        let row = &x[i * d..(i + 1) * d];
+        let first = (0..i).find(|&j| x[j * d..(j + 1) * d] == *row);
+        if first.is_none() {
+            distinct += 1;
+            let c = (i..n).filter(|&j| x[j * d..(j + 1) * d] == *row).count() as u64;
+            if c > 1 {
+                groups.push((i, c));
+            }
+        }
+    }
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert_eq!(groups, vec![(7, 4), (10, 2), (30, 2)]);
+    let shards = dir.join("shards");
+    write_shards(&shards, &x, d, &[0, 1, 999, 2000, n]);
+    let check = |doc: &serde_json::Value| {
+        let dup = &doc["duplicates"];
+        assert_eq!(dup["rows"], n);
+        assert_eq!(dup["distinct"], distinct);
+        assert_eq!(dup["merged"], n - distinct);
+        assert_eq!(dup["groups"], groups.len());
+        assert_eq!(dup["max_multiplicity"], 4);
+        assert_eq!(dup["hash_collisions"], 0);
+        assert_eq!(dup["verification_passes"], 1);
+        let listed: Vec<(usize, u64)> = dup["largest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["first_row"].as_u64().unwrap() as usize,
+                    g["rows"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, groups);
+    };
+    let s = ok(&["spectrum", &p(&shards), "--duplicates", "--json", "-q"]);
+    check(&s);
+    assert!(
+        s["notes"].as_array().unwrap().iter().any(|t| t
+            .as_str()
+            .unwrap()
+            .contains("5 of 3000 rows repeat an earlier row")),
+        "{}",
+        s["notes"]
+    );
+    check(&ok(&["activations", &p(&shards), "--json", "-q"]));
+    // Without the flag the spectrum says nothing about duplicates; activations can be told not to look.
+    let s = ok(&["spectrum", &p(&shards), "--json", "-q"]);
+    assert!(s["duplicates"].is_null());
+    let a = ok(&[
+        "activations",
+        &p(&shards),
+        "--no-duplicates",
+        "--json",
+        "-q",
+    ]);
+    assert!(a["duplicates"].is_null());
+    // Distinct rows: no verification pass.
+    let (_, _, y) = data();
+    let whole = dir.join("distinct.npy");
+    write_npy_f32(&whole, n, d, &y);
+    let s = ok(&["spectrum", &p(&whole), "--duplicates", "--json", "-q"]);
+    assert_eq!(s["duplicates"]["merged"], 0);
+    assert_eq!(s["duplicates"]["verification_passes"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -383,7 +383,8 @@ fn id_doc(
 
 /// The spectrum: the document of `repscope spectrum --json`.
 #[pyfunction]
-#[pyo3(signature = (x, eps2, alpha_window, top_rogue, key=None))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, eps2, alpha_window, top_rogue, key=None, coding_rate=true, duplicates=false))]
 fn spectrum_doc(
     py: Python<'_>,
     x: Rows<'_>,
@@ -391,6 +392,8 @@ fn spectrum_doc(
     alpha_window: (usize, usize),
     top_rogue: usize,
     key: Option<String>,
+    coding_rate: bool,
+    duplicates: bool,
 ) -> PyResult<String> {
     if alpha_window.0 == 0 || alpha_window.1 <= alpha_window.0 {
         return Err(PyValueError::new_err(format!(
@@ -401,6 +404,8 @@ fn spectrum_doc(
         eps2,
         alpha_window,
         top_rogue,
+        coding_rate,
+        duplicates,
         chunk_rows: None,
     };
     let paths = x.paths();
@@ -423,7 +428,7 @@ type RowArrays<'py> = Vec<(&'static str, Bound<'py, PyArray1<f64>>)>;
 /// Activation statistics: the document of `repscope activations --json`, and the per-row arrays.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (x, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed, key=None))]
+#[pyo3(signature = (x, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed, key=None, duplicates=true))]
 fn activations_doc<'py>(
     py: Python<'py>,
     x: Rows<'py>,
@@ -436,6 +441,7 @@ fn activations_doc<'py>(
     top_rogue: usize,
     max_listed: usize,
     key: Option<String>,
+    duplicates: bool,
 ) -> PyResult<(String, RowArrays<'py>, Bound<'py, PyArray1<u32>>)> {
     let cfg = ActivationConfig {
         massive_abs,
@@ -445,6 +451,7 @@ fn activations_doc<'py>(
         outlier_sigma,
         top_rogue,
         max_listed,
+        duplicates,
     };
     let paths = x.paths();
     let src = rows_source(&x, key.as_deref())?;

@@ -157,3 +157,32 @@ def test_iterables_of_arrays_give_the_numbers_of_the_rows_they_hold(rows, tmp_pa
     with pytest.raises(ValueError, match="same width and dtype"):
         repscope.spectrum(iter([X[:10], X[10:].astype(np.float64)]))
     assert list(tmp_path.glob("repscope-rows-*")) == []
+
+
+def test_duplicate_rows_of_arrays_parquet_and_generators(rows, tmp_path):
+    # Planted repeats, counted by numpy's own grouping of equal rows (np.unique on the rows).
+    X = rows.copy()
+    X[[50, 400, 699]] = X[3]
+    X[600] = X[10]
+    X[601] = X[11]
+    X[601, 2] = np.nextafter(X[601, 2], np.float32(np.inf))  # one ulp off: distinct
+    _, first, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
+    distinct = len(counts)
+    groups = sorted(((int(c), int(f)) for f, c in zip(first, counts) if c > 1), key=lambda g: (-g[0], g[1]))
+    assert groups == [(4, 3), (2, 10)]
+
+    def check(dup):
+        assert dup["distinct"] == distinct and dup["merged"] == N - distinct
+        assert dup["groups"] == len(groups) and dup["max_multiplicity"] == 4
+        assert [(g["rows"], g["first_row"]) for g in dup["largest"]] == groups
+
+    check(repscope.spectrum(X, duplicates=True)["duplicates"])
+    assert repscope.spectrum(X)["duplicates"] is None
+    check(repscope.activations(X)["duplicates"])
+    assert repscope.activations(X, duplicates=False)["duplicates"] is None
+    # The same rows streamed from parquet, and from a generator of batches.
+    pq.write_table(pa.table({"resid": vectors(X)}), tmp_path / "acts.parquet", row_group_size=97)
+    check(repscope.spectrum(str(tmp_path / "acts.parquet"), duplicates=True)["duplicates"])
+    check(repscope.activations(X[i:i + 128] for i in range(0, N, 128))["duplicates"])
+    with pytest.raises(ValueError, match="duplicates"):
+        repscope.spectrum(X, duplicates="yes")

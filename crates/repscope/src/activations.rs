@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::duplicates::{self, Duplicates};
 use crate::data::source::{self, Elem, RowSource};
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result, Text};
@@ -36,6 +37,9 @@ pub struct ActivationConfig {
     pub top_rogue: usize,
     /// How many massive values and peak-row groups to list (all are counted).
     pub max_listed: usize,
+    /// Whether to find exact duplicate rows (a hash per row in the same pass, 8 bytes a row; a second pass
+    /// compares values only where two rows share a hash).
+    pub duplicates: bool,
 }
 
 impl Default for ActivationConfig {
@@ -48,6 +52,7 @@ impl Default for ActivationConfig {
             outlier_sigma: 3.0,
             top_rogue: 10,
             max_listed: 100,
+            duplicates: true,
         }
     }
 }
@@ -284,6 +289,8 @@ pub struct ActivationReport {
     /// The dimensions that contribute most to the mean cosine similarity.
     pub rogue_dimensions: Vec<RogueDimension>,
     pub per_dimension: PerDimension,
+    /// Exact duplicate rows (null when not asked for).
+    pub duplicates: Option<Duplicates>,
     pub notes: Vec<String>,
     /// Per-row quantities (not in the JSON document).
     #[serde(skip)]
@@ -714,23 +721,33 @@ pub fn analyse_source(
     // Chunks of whole blocks, about 2²² values.
     let per_chunk = ((1usize << 22) / (CHUNK * d)).clamp(1, 16);
     let mut acc: Option<Accumulator> = None;
+    let mut hashes: Option<Vec<u64>> = cfg.duplicates.then(|| Vec::with_capacity(n));
+    let hashing = cfg.duplicates;
     progress.stage("activation statistics", n as u64);
     source::for_each_chunk(src, per_chunk * CHUNK, progress, |start, _, x| {
-        let blocks: Vec<Accumulator> = x
+        let blocks: Vec<(Accumulator, Vec<u64>)> = x
             .par_chunks_mut(CHUNK * d)
             .enumerate()
             .map(|(b, buf)| {
                 let s = start + b * CHUNK;
-                if scale != 1.0 {
+                let mut h = Vec::new();
+                if hashing {
+                    duplicates::hash_block(buf, d, &mut h);
+                }
+                let a = if scale != 1.0 {
                     let raw = buf.to_vec();
                     buf.iter_mut().for_each(|v| *v *= scale);
                     Accumulator::block(d, s, buf, Some(&raw), rules)
                 } else {
                     Accumulator::block(d, s, buf, None, rules)
-                }
+                };
+                (a, h)
             })
             .collect();
-        for b in blocks {
+        for (b, h) in blocks {
+            if let Some(all) = hashes.as_mut() {
+                all.extend(h);
+            }
             acc = Some(match acc.take() {
                 None => {
                     let mut a = b;
@@ -743,12 +760,18 @@ pub fn analyse_source(
         Ok(())
     })?;
     progress.finish_stage();
-    Ok(finish(
-        acc.expect("at least one block"),
-        cfg,
-        token_ids,
-        scale,
-    ))
+    let mut report = finish(acc.expect("at least one block"), cfg, token_ids, scale);
+    if let Some(h) = hashes {
+        let (dup, _) = duplicates::find(src, h, false, progress)?;
+        if dup.has_duplicates() {
+            report.notes.push(format!(
+                "{} of {n} rows repeat an earlier row exactly ({} distinct values repeated, the largest group {} rows, first at row {})",
+                dup.merged, dup.groups, dup.max_multiplicity, dup.largest[0].first_row
+            ));
+        }
+        report.duplicates = Some(dup);
+    }
+    Ok(report)
 }
 
 fn finish(
@@ -974,6 +997,7 @@ fn finish(
             zero_fraction,
             small_fraction,
         },
+        duplicates: None,
         notes,
         rows: acc.per_row,
     }

@@ -70,7 +70,7 @@ pub fn spectrum(report: &SpectrumReport, input: Value, cfg: &SpectrumConfig) -> 
             ("input", input),
             (
                 "params",
-                json!({"eps2": cfg.eps2, "alpha_window": [cfg.alpha_window.0, cfg.alpha_window.1], "top_rogue": cfg.top_rogue, "covariance": "centred, divided by n - 1"}),
+                json!({"eps2": cfg.eps2, "coding_rate": cfg.coding_rate, "duplicates": cfg.duplicates, "alpha_window": [cfg.alpha_window.0, cfg.alpha_window.1], "top_rogue": cfg.top_rogue, "covariance": "centred, divided by n - 1"}),
             ),
         ],
     )
@@ -86,6 +86,7 @@ pub fn activations_params(cfg: &ActivationConfig) -> Value {
         "outlier_sigma": cfg.outlier_sigma,
         "top_rogue": cfg.top_rogue,
         "max_listed": cfg.max_listed,
+        "duplicates": cfg.duplicates,
         "std_ddof": 0,
         "quantiles": "linear interpolation",
     })

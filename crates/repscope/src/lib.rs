@@ -9,6 +9,7 @@ pub mod activations;
 pub mod classes;
 pub mod data;
 pub mod datasets;
+pub mod decomposition;
 pub mod documents;
 pub mod error;
 pub mod fmt;

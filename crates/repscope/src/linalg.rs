@@ -12,6 +12,29 @@ use crate::error::{Error, Result};
 /// Rows converted to f64 at a time when accumulating.
 const CHUNK: usize = 2048;
 
+/// 1/‖row‖ in f64, None for an all-zero row. The inverse is taken in f64: that of a subnormal f32 norm is
+/// beyond f32's range.
+#[inline]
+pub fn inverse_norm(row: &[f32]) -> Option<f64> {
+    let s: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
+    (s > 0.0).then(|| 1.0 / s.sqrt())
+}
+
+/// Scales the rows of `v` (row-major, width `d`) to unit length in place, each value multiplied in f64;
+/// all-zero rows are left as they are, and the first of them is returned.
+pub fn normalise_rows(v: &mut [f32], d: usize) -> Option<usize> {
+    v.par_chunks_mut(d.max(1))
+        .enumerate()
+        .filter_map(|(i, row)| match inverse_norm(row) {
+            Some(inv) => {
+                row.iter_mut().for_each(|x| *x = (*x as f64 * inv) as f32);
+                None
+            }
+            None => Some(i),
+        })
+        .min()
+}
+
 /// Column means in f64.
 pub fn column_means(m: &Matrix) -> Vec<f64> {
     let d = m.cols();
@@ -121,19 +144,6 @@ pub fn scatter_matrix(m: &Matrix, shift: Option<&[f64]>) -> Mat<f64> {
         &|(a, w), (b, _)| (a + b, w),
     );
     total
-}
-
-/// The centred covariance (divided by n − 1) and the column means.
-pub fn covariance(m: &Matrix) -> (Mat<f64>, Vec<f64>) {
-    let mean = column_means(m);
-    let mut s = scatter_matrix(m, Some(&mean));
-    let denom = (m.rows().max(2) - 1) as f64;
-    for j in 0..s.ncols() {
-        for i in 0..s.nrows() {
-            s[(i, j)] /= denom;
-        }
-    }
-    (s, mean)
 }
 
 /// Decompositions run on one thread. faer's parallel decompositions split their reductions by the number
@@ -451,10 +461,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn covariance_matches_direct_formula() {
+    fn centred_scatter_matches_direct_formula() {
         let data: Vec<f32> = vec![1.0, 2.0, 2.0, 1.0, 3.0, 5.0, 4.0, 3.0];
         let m = Matrix::from_vec(4, 2, data, "t").unwrap();
-        let (c, mean) = covariance(&m);
+        let mean = column_means(&m);
+        let mut c = scatter_matrix(&m, Some(&mean));
+        for j in 0..2 {
+            for i in 0..2 {
+                c[(i, j)] /= 3.0;
+            }
+        }
         assert!((mean[0] - 2.5).abs() < 1e-15 && (mean[1] - 2.75).abs() < 1e-15);
         // var(x) = ((1.5²)+(0.5²)+(0.5²)+(1.5²))/3 = 5/3
         assert!((c[(0, 0)] - 5.0 / 3.0).abs() < 1e-12);

@@ -16,6 +16,7 @@ use std::collections::BinaryHeap;
 use faer::Mat;
 use rayon::prelude::*;
 
+use crate::data::duplicates;
 use crate::data::source::{self, RowSource};
 use crate::error::{Error, Result};
 use crate::linalg;
@@ -44,10 +45,26 @@ pub fn tiny_scale(max_abs: f64) -> f64 {
 pub struct PassConfig {
     /// The shifted sums and scatter of the rows.
     pub rows: bool,
-    /// The sums and Gram matrix of the unit rows u = x/‖x‖.
+    /// The sums of the unit rows u = x/‖x‖ (anisotropy, rogue dimensions).
     pub unit_rows: bool,
+    /// With `unit_rows`, also their Gram matrix (the coding rate): a second d × d product, which costs as
+    /// much as the scatter's.
+    pub unit_gram: bool,
+    /// A 64-bit hash of every row (8 bytes a row), for [`duplicates::find`].
+    pub row_hashes: bool,
     /// Rows per chunk (None: [`source::chunk_rows`]).
     pub chunk_rows: Option<usize>,
+}
+
+impl PassConfig {
+    /// The rows' shifted sums and scatter alone: what a covariance needs.
+    pub const SCATTER: PassConfig = PassConfig {
+        rows: true,
+        unit_rows: false,
+        unit_gram: false,
+        row_hashes: false,
+        chunk_rows: None,
+    };
 }
 
 /// Sums over the unit rows u_i = x_i/‖x_i‖ (all-zero rows have no direction and are left out).
@@ -61,7 +78,8 @@ pub struct UnitSums {
     pub sum: Vec<f64>,
     /// Σ u_ij² per column.
     pub sum_sq: Vec<f64>,
-    /// Σ u_i u_iᵀ (d × d, symmetric) when d ≤ rows; otherwise None and `rows_n` holds the n × n Gram U Uᵀ.
+    /// Σ u_i u_iᵀ (d × d, symmetric) when the pass was asked for it and d ≤ rows; when d > rows `gram_n`
+    /// holds the n × n Gram U Uᵀ instead.
     pub gram: Option<Mat<f64>>,
     /// U Uᵀ (n × n, symmetric) when there are fewer rows than columns.
     pub gram_n: Option<Mat<f64>>,
@@ -86,6 +104,8 @@ pub struct Moments {
     /// The power of two the rows were multiplied by (1 unless they are f64 values below [`TINY`]): the
     /// mean, scatter, shift and deviations are those of the scaled rows; divide a variance by scale².
     pub scale: f64,
+    /// Every row's hash, of its values as stored (not scaled), when the pass was asked for them.
+    pub row_hashes: Option<Vec<u64>>,
 }
 
 impl Moments {
@@ -110,6 +130,7 @@ impl Moments {
 /// does not depend on the number of threads.
 const BLOCK_ROWS: usize = 64;
 
+#[inline(always)]
 /// Σ v² in eight interleaved partial sums (a fixed order, so the result is the same on every run), which
 /// the compiler can keep in vector registers.
 fn sum_sq(v: &[f64]) -> f64 {
@@ -123,6 +144,12 @@ fn sum_sq(v: &[f64]) -> f64 {
     for (i, &x) in it.remainder().iter().enumerate() {
         acc[i] += x * x;
     }
+    fold_lanes(&acc)
+}
+
+/// The eight partial sums of [`sum_sq`] added in its fixed order.
+#[inline(always)]
+fn fold_lanes(acc: &[f64; 8]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
@@ -137,6 +164,148 @@ pub fn unit_rows_into(block: &[f64], d: usize, out: &mut Vec<f64>) -> usize {
         }
     }
     out.len() / d.max(1)
+}
+
+/// The row-wise work of a pass on one block of rows.
+struct Walk<'a> {
+    d: usize,
+    shift: &'a [f64],
+    rows: bool,
+    unit: bool,
+}
+
+/// A block's partial sums, added in block order.
+struct BlockSums {
+    kept: usize,
+    unit_sum: Vec<f64>,
+    unit_sq: Vec<f64>,
+    sum: Vec<f64>,
+    dev: Vec<f64>,
+}
+
+impl Walk<'_> {
+    /// Unit-row sums (the unit rows written to `u` when given; an all-zero row has no direction, adds
+    /// nothing and is written as zeros), then each row shifted in place, its sum and its ‖x − s‖.
+    fn block(&self, b: &mut [f64], u: Option<&mut [f64]>) -> BlockSums {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.block_avx2(b, u) };
+        }
+        self.block_body(b, u)
+    }
+
+    /// [`Walk::block`] compiled for AVX2: the same operations in the same order (Rust does not fuse a
+    /// multiply and an add), so the sums are bit-identical, four lanes at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_avx2(&self, b: &mut [f64], u: Option<&mut [f64]>) -> BlockSums {
+        self.block_body(b, u)
+    }
+
+    #[inline(always)]
+    fn block_body(&self, b: &mut [f64], mut u: Option<&mut [f64]>) -> BlockSums {
+        let d = self.d;
+        let width = |on: bool| if on { d } else { 0 };
+        let mut p = BlockSums {
+            kept: 0,
+            unit_sum: vec![0.0; width(self.unit)],
+            unit_sq: vec![0.0; width(self.unit)],
+            sum: vec![0.0; width(self.rows)],
+            dev: Vec::with_capacity(if self.rows { b.len() / d } else { 0 }),
+        };
+        for (i, r) in b.chunks_exact_mut(d).enumerate() {
+            // The unit row needs the row's norm first; then one sweep takes the unit-row sums and shifts
+            // the row, with ‖x − s‖² summed in the lanes and order of `sum_sq`.
+            let mut inv = 0.0;
+            let mut ur = None;
+            if self.unit {
+                let s = sum_sq(r);
+                ur = u.as_deref_mut().map(|u| &mut u[i * d..(i + 1) * d]);
+                if s > 0.0 {
+                    p.kept += 1;
+                    inv = 1.0 / s.sqrt();
+                } else if let Some(ur) = ur.take() {
+                    ur.fill(0.0);
+                }
+            }
+            let unit = self.unit && inv > 0.0;
+            match (unit, self.rows) {
+                (true, true) => {
+                    let ur = ur.as_deref_mut();
+                    let dev = unit_and_shift(r, inv, self.shift, ur, &mut p);
+                    p.dev.push(dev);
+                }
+                (true, false) => {
+                    for (j, &v) in r.iter().enumerate() {
+                        let w = v * inv;
+                        if let Some(ur) = ur.as_deref_mut() {
+                            ur[j] = w;
+                        }
+                        p.unit_sum[j] += w;
+                        p.unit_sq[j] += w * w;
+                    }
+                }
+                (false, true) => {
+                    for ((v, a), s) in r.iter_mut().zip(&mut p.sum).zip(self.shift) {
+                        *v -= s;
+                        *a += *v;
+                    }
+                    p.dev.push(sum_sq(r).sqrt());
+                }
+                (false, false) => {}
+            }
+        }
+        p
+    }
+}
+
+/// One sweep over a row with a direction: its unit row (into `ur` when given) added to the unit sums, and
+/// the row shifted in place, added to the shifted sums; returns ‖x − s‖, summed in the lanes and order of
+/// [`sum_sq`]. Eight columns at a time, so that the sweep is vectorised.
+#[inline(always)]
+fn unit_and_shift(
+    r: &mut [f64],
+    inv: f64,
+    shift: &[f64],
+    ur: Option<&mut [f64]>,
+    p: &mut BlockSums,
+) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let d = r.len();
+    let whole = d - d % 8;
+    let mut w = [0.0f64; 8];
+    let mut ur = ur;
+    for k in (0..whole).step_by(8) {
+        let v: &mut [f64; 8] = (&mut r[k..k + 8]).try_into().unwrap();
+        let s: &[f64; 8] = shift[k..k + 8].try_into().unwrap();
+        let us: &mut [f64; 8] = (&mut p.unit_sum[k..k + 8]).try_into().unwrap();
+        let uq: &mut [f64; 8] = (&mut p.unit_sq[k..k + 8]).try_into().unwrap();
+        let sm: &mut [f64; 8] = (&mut p.sum[k..k + 8]).try_into().unwrap();
+        for l in 0..8 {
+            w[l] = v[l] * inv;
+            us[l] += w[l];
+            uq[l] += w[l] * w[l];
+            v[l] -= s[l];
+            sm[l] += v[l];
+            lanes[l] += v[l] * v[l];
+        }
+        if let Some(ur) = ur.as_deref_mut() {
+            ur[k..k + 8].copy_from_slice(&w);
+        }
+    }
+    for j in whole..d {
+        let w = r[j] * inv;
+        if let Some(ur) = ur.as_deref_mut() {
+            ur[j] = w;
+        }
+        p.unit_sum[j] += w;
+        p.unit_sq[j] += w * w;
+        r[j] -= shift[j];
+        p.sum[j] += r[j];
+        lanes[j % 8] += r[j] * r[j];
+    }
+    fold_lanes(&lanes).sqrt()
 }
 
 /// The mean of the first [`SHIFT_ROWS`] rows: the shift of every one-pass sum, the same however the source
@@ -195,56 +364,81 @@ fn pass(
         Mat::<f64>::zeros(0, 0)
     };
     let unit_dd = d <= n;
+    let unit_gram = cfg.unit_rows && cfg.unit_gram;
     let mut unit = cfg.unit_rows.then(|| UnitSums {
         n: 0,
         zero_rows: 0,
         sum: vec![0.0; d],
         sum_sq: vec![0.0; d],
-        gram: unit_dd.then(|| Mat::zeros(d, d)),
+        gram: (unit_gram && unit_dd).then(|| Mat::zeros(d, d)),
         gram_n: None,
     });
     let mut all_unit: Vec<f64> = Vec::new();
     let mut u = Vec::new();
+    let mut hashes: Option<Vec<u64>> = cfg.row_hashes.then(|| Vec::with_capacity(n));
     let chunk = cfg.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
     progress.stage("pass over the rows", n as u64);
     source::for_each_chunk(src, chunk, progress, |_, rows, x| {
         if watch {
             max_abs = x.iter().fold(max_abs, |a, v| a.max(v.abs()));
         }
-        if scale != 1.0 {
-            x.iter_mut().for_each(|v| *v *= scale);
-        }
-        if let Some(us) = unit.as_mut() {
-            // Unit rows in place of a copy; an all-zero row stays zero, so it adds nothing to the sums.
-            u.clear();
-            u.extend_from_slice(x);
-            let parts: Vec<(usize, Vec<f64>, Vec<f64>)> = u
-                .par_chunks_mut(BLOCK_ROWS * d)
-                .map(|b| {
-                    let mut kept = 0;
-                    let mut sum = vec![0.0; d];
-                    let mut sq = vec![0.0; d];
-                    for r in b.chunks_exact_mut(d) {
-                        let s = sum_sq(r);
-                        if s > 0.0 {
-                            kept += 1;
-                            let inv = 1.0 / s.sqrt();
-                            for ((v, a), q) in r.iter_mut().zip(&mut sum).zip(&mut sq) {
-                                *v *= inv;
-                                *a += *v;
-                                *q += *v * *v;
-                            }
-                        }
-                    }
-                    (kept, sum, sq)
-                })
-                .collect();
-            for (kept, sum, sq) in parts {
-                us.n += kept;
-                us.sum.iter_mut().zip(&sum).for_each(|(a, b)| *a += b);
-                us.sum_sq.iter_mut().zip(&sq).for_each(|(a, b)| *a += b);
+        // One walk over each block of rows: the rows' hashes (of the values as stored), the scaling, its
+        // unit rows (written to `u` when their Gram is wanted), then the rows shifted in place.
+        let walk = Walk {
+            d,
+            shift: &shift,
+            rows: cfg.rows,
+            unit: cfg.unit_rows,
+        };
+        let hashing = hashes.is_some();
+        let task = |b: &mut [f64], ub: Option<&mut [f64]>| {
+            let mut h = Vec::new();
+            if hashing {
+                duplicates::hash_block(b, d, &mut h);
             }
-            match us.gram.as_mut() {
+            if scale != 1.0 {
+                b.iter_mut().for_each(|v| *v *= scale);
+            }
+            (walk.block(b, ub), h)
+        };
+        let parts: Vec<(BlockSums, Vec<u64>)> = if unit_gram {
+            u.resize(x.len(), 0.0);
+            x.par_chunks_mut(BLOCK_ROWS * d)
+                .zip(u.par_chunks_mut(BLOCK_ROWS * d))
+                .map(|(b, ub)| task(b, Some(ub)))
+                .collect()
+        } else {
+            x.par_chunks_mut(BLOCK_ROWS * d)
+                .map(|b| task(b, None))
+                .collect()
+        };
+        for (p, h) in parts {
+            if let Some(all) = hashes.as_mut() {
+                all.extend(h);
+            }
+            if let Some(us) = unit.as_mut() {
+                us.n += p.kept;
+                us.sum
+                    .iter_mut()
+                    .zip(&p.unit_sum)
+                    .for_each(|(a, b)| *a += b);
+                us.sum_sq
+                    .iter_mut()
+                    .zip(&p.unit_sq)
+                    .for_each(|(a, b)| *a += b);
+            }
+            if cfg.rows {
+                shifted_sum
+                    .iter_mut()
+                    .zip(&p.sum)
+                    .for_each(|(a, b)| *a += b);
+                for q in p.dev {
+                    push_largest(&mut top, top_n, q);
+                }
+            }
+        }
+        if unit_gram {
+            match unit.as_mut().and_then(|us| us.gram.as_mut()) {
                 Some(g) => linalg::accumulate_gram_rows(g.as_mut(), &u, rows, d, true),
                 None => all_unit.extend(
                     u.chunks_exact(d)
@@ -254,32 +448,6 @@ fn pass(
             }
         }
         if cfg.rows {
-            let shift = &shift;
-            let parts: Vec<(Vec<f64>, Vec<f64>)> = x
-                .par_chunks_mut(BLOCK_ROWS * d)
-                .map(|b| {
-                    let mut sum = vec![0.0; d];
-                    let mut dev = Vec::with_capacity(b.len() / d);
-                    for r in b.chunks_exact_mut(d) {
-                        for ((v, a), s) in r.iter_mut().zip(&mut sum).zip(shift) {
-                            *v -= s;
-                            *a += *v;
-                        }
-                        dev.push(sum_sq(r).sqrt());
-                    }
-                    (sum, dev)
-                })
-                .collect();
-            for (sum, dev) in parts {
-                shifted_sum.iter_mut().zip(&sum).for_each(|(a, b)| *a += b);
-                for q in dev {
-                    // Non-negative f64 order as their bits.
-                    top.push(Reverse(q.to_bits()));
-                    if top.len() > top_n {
-                        top.pop();
-                    }
-                }
-            }
             linalg::accumulate_gram_rows(gram.as_mut(), x, rows, d, true);
         }
         Ok(())
@@ -301,7 +469,7 @@ fn pass(
         us.zero_rows = n - us.n;
         if let Some(g) = us.gram.as_mut() {
             linalg::symmetrize_lower(g);
-        } else {
+        } else if unit_gram {
             let k = us.n;
             let z = linalg::row_major(&all_unit, k, d);
             let mut g = Mat::<f64>::zeros(k, k);
@@ -322,29 +490,38 @@ fn pass(
         shift_gap,
         unit,
         scale,
+        row_hashes: hashes,
     };
     Ok((mom, max_abs))
 }
 
 /// The `top` largest values of f(row) over a second pass, largest first, and the sum of f over all rows.
+/// f runs on blocks of rows in parallel; the sum is taken in row order, so it does not depend on threads.
 pub fn top_of_pass(
     src: &dyn RowSource,
     top: usize,
     progress: &dyn Progress,
-    f: impl Fn(&[f64]) -> f64,
+    f: impl Fn(&[f64]) -> f64 + Sync,
 ) -> Result<(Vec<f64>, f64)> {
     let d = src.cols();
     let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(top + 1);
     let mut total = 0.0;
+    let mut values = Vec::new();
     progress.stage("second pass", src.rows() as u64);
     source::for_each_chunk(src, source::chunk_rows(src), progress, |_, _, x| {
-        for r in x.chunks_exact(d) {
-            let v = f(r);
+        values.clear();
+        values.resize(x.len() / d.max(1), 0.0);
+        values
+            .par_chunks_mut(BLOCK_ROWS)
+            .zip(x.par_chunks(BLOCK_ROWS * d))
+            .for_each(|(v, b)| {
+                v.iter_mut()
+                    .zip(b.chunks_exact(d))
+                    .for_each(|(o, r)| *o = f(r))
+            });
+        for &v in &values {
             total += v;
-            heap.push(Reverse(v.max(0.0).to_bits()));
-            if heap.len() > top {
-                heap.pop();
-            }
+            push_largest(&mut heap, top, v.max(0.0));
         }
         Ok(())
     })?;
@@ -352,6 +529,43 @@ pub fn top_of_pass(
     let mut v: Vec<f64> = heap.into_iter().map(|r| f64::from_bits(r.0)).collect();
     v.sort_by(|a, b| b.total_cmp(a));
     Ok((v, total))
+}
+
+/// Keeps the `top` largest non-negative values seen in a min-heap of their bits (non-negative f64 order as
+/// their bits); a value below the smallest kept is not pushed at all.
+fn push_largest(heap: &mut BinaryHeap<Reverse<u64>>, top: usize, v: f64) {
+    let bits = v.to_bits();
+    if heap.len() < top {
+        heap.push(Reverse(bits));
+    } else if heap.peek().is_some_and(|m| bits > m.0) {
+        heap.pop();
+        heap.push(Reverse(bits));
+    }
+}
+
+/// ((x·scale − μ)·v)²: a row's squared projection on a direction, about the mean, in eight lanes (compiled for
+/// AVX2 where the CPU has it; the same operations in the same order either way).
+pub fn squared_projection(x: &[f64], scale: f64, mean: &[f64], v: &[f64]) -> f64 {
+    #[inline(always)]
+    fn body(x: &[f64], scale: f64, mean: &[f64], v: &[f64]) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        for (j, ((&x, m), w)) in x.iter().zip(mean).zip(v).enumerate() {
+            lanes[j % 8] += (x * scale - m) * w;
+        }
+        let p = fold_lanes(&lanes);
+        p * p
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(x: &[f64], scale: f64, mean: &[f64], v: &[f64]) -> f64 {
+        body(x, scale, mean, v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2(x, scale, mean, v) };
+    }
+    body(x, scale, mean, v)
 }
 
 #[cfg(test)]
@@ -377,6 +591,8 @@ mod tests {
         let all = PassConfig {
             rows: true,
             unit_rows: true,
+            unit_gram: true,
+            row_hashes: false,
             chunk_rows: None,
         };
         let base = moments(&m, &all, &Silent).unwrap();

@@ -185,7 +185,7 @@ fn spectrum_matches_the_oracle() {
     );
     c.rel(
         "coding rate (eps2 0.5)",
-        r.coding_rate.value,
+        r.coding_rate.as_ref().unwrap().value,
         f(&v["coding_rate"]),
     );
     c.rel("anisotropy", r.anisotropy, f(&v["anisotropy"]));
@@ -207,6 +207,25 @@ fn spectrum_matches_the_oracle() {
         f(&v["rogue_contributions_sum"]),
     );
     c.finish("spectrum");
+    // Without the coding rate (no unit-row Gram) every other number is the same, bit for bit.
+    let lean = spectrum::analyse(
+        &x,
+        &SpectrumConfig {
+            top_rogue: 20,
+            coding_rate: false,
+            ..SpectrumConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(lean.coding_rate.is_none());
+    let (mut a, mut b) = (
+        serde_json::to_value(&r).unwrap(),
+        serde_json::to_value(&lean).unwrap(),
+    );
+    assert!(a["coding_rate"].is_object() && b["coding_rate"].is_null());
+    a.as_object_mut().unwrap().remove("coding_rate");
+    b.as_object_mut().unwrap().remove("coding_rate");
+    assert_eq!(a, b);
 }
 
 fn check_collapse(c: &mut Checker, tag: &str, ours: &Collapse, o: &Value) {

@@ -48,6 +48,10 @@ pub struct ActivationsArgs {
     /// How many massive values and peak-row groups to list (all are counted).
     #[arg(long, default_value_t = 100)]
     pub max_listed: usize,
+    /// Skip the search for exact duplicate rows (a hash of every row, 8 bytes a row, and a pass comparing
+    /// values where two rows share a hash).
+    #[arg(long)]
+    pub no_duplicates: bool,
     /// How many rows of each table the terminal shows (JSON always has all that were listed).
     #[arg(long, default_value_t = 10)]
     pub show: usize,
@@ -63,6 +67,7 @@ impl ActivationsArgs {
             outlier_sigma: self.outlier_sigma,
             top_rogue: self.top_rogue,
             max_listed: self.max_listed,
+            duplicates: !self.no_duplicates,
         }
     }
 }
@@ -241,6 +246,9 @@ pub fn render(r: &ActivationReport, name: &str, show: usize) -> String {
         r.anisotropy.map(num).unwrap_or_else(|| "-".into()),
         "mean cosine over distinct pairs".into(),
     ]);
+    if let Some(dup) = &r.duplicates {
+        t.row(super::duplicates_row(dup));
+    }
     out.push_str(&t.render());
     if !r.massive.listed.is_empty() {
         out.push_str("\nmassive activations (largest first)\n");

@@ -291,6 +291,18 @@ pub fn metric(s: &str) -> Result<repscope::Metric, Failure> {
         .ok_or_else(|| usage(format!("unknown metric '{s}'. Use euclidean or cosine.")))
 }
 
+/// The table row that says how many rows repeat an earlier one.
+pub fn duplicates_row(dup: &repscope::data::duplicates::Duplicates) -> Vec<String> {
+    vec![
+        "duplicate rows".into(),
+        dup.merged.to_string(),
+        format!(
+            "rows repeating an earlier row exactly; {} distinct of {}, largest group {}",
+            dup.distinct, dup.rows, dup.max_multiplicity
+        ),
+    ]
+}
+
 /// Prints a JSON value to stdout.
 pub fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
     let s =

@@ -33,6 +33,8 @@ def spectrum(
     alpha_window: Tuple[int, int] = (11, 100),
     top_rogue: int = 10,
     key: Optional[str] = None,
+    coding_rate: bool = True,
+    duplicates: bool = False,
 ) -> Dict[str, Any]: ...
 def activations(
     X: Rows,
@@ -46,6 +48,7 @@ def activations(
     top_rogue: int = 10,
     max_listed: int = 100,
     key: Optional[str] = None,
+    duplicates: bool = True,
 ) -> Dict[str, Any]: ...
 def classes(
     X: Rows,

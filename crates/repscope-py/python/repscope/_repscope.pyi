@@ -27,7 +27,13 @@ def id_doc(
     scale_curve: bool,
 ) -> str: ...
 def spectrum_doc(
-    x: Union[_Data, str, List[str]], eps2: float, alpha_window: Tuple[int, int], top_rogue: int, key: Optional[str] = None
+    x: Union[_Data, str, List[str]],
+    eps2: float,
+    alpha_window: Tuple[int, int],
+    top_rogue: int,
+    key: Optional[str] = None,
+    coding_rate: bool = True,
+    duplicates: bool = False,
 ) -> str: ...
 def activations_doc(
     x: Union[_Data, str, List[str]],
@@ -40,6 +46,7 @@ def activations_doc(
     top_rogue: int,
     max_listed: int,
     key: Optional[str] = None,
+    duplicates: bool = True,
 ) -> Tuple[str, List[Tuple[str, npt.NDArray[np.float64]]], npt.NDArray[np.uint32]]: ...
 def classes_doc(
     x: Union[_Data, str, List[str]],

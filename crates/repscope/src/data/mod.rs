@@ -1,5 +1,6 @@
 //! Loading representations and checking them before any measure runs.
 pub mod columnar;
+pub mod duplicates;
 pub mod matrix;
 pub mod npy;
 pub mod npz;
@@ -343,75 +344,19 @@ impl Dedup {
     }
 }
 
-#[inline]
-fn row_hash(row: &[f32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &v in row {
-        // +0.0 makes -0.0 and 0.0 the same point.
-        let b = (v + 0.0).to_bits() as u64;
-        h = (h.rotate_left(5) ^ b).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    h
-}
-
-#[inline]
-fn rows_equal(a: &[f32], b: &[f32]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x == y)
-}
-
-/// Row i's hash on the values as given (f64 input: its f64 values).
-fn hash_of(m: &Matrix, i: usize) -> u64 {
-    match m.row_f64(i) {
-        Some(row) => {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for &v in row {
-                let b = (v + 0.0).to_bits();
-                h = (h.rotate_left(5) ^ b).wrapping_mul(0x517c_c1b7_2722_0a95);
-            }
-            h
-        }
-        None => row_hash(m.row(i)),
-    }
-}
-
-/// Whether rows i and j hold the same values as given.
-fn same_rows(m: &Matrix, i: usize, j: usize) -> bool {
-    match (m.row_f64(i), m.row_f64(j)) {
-        (Some(a), Some(b)) => a.iter().zip(b).all(|(x, y)| x == y),
-        _ => rows_equal(m.row(i), m.row(j)),
-    }
-}
-
-/// Groups exactly equal rows (values as given, compared as numbers, so -0.0 equals 0.0).
-pub fn dedup(m: &Matrix) -> Dedup {
+/// Groups exactly equal rows (values as given, compared as numbers, so -0.0 equals 0.0), through the one
+/// duplicate finder of [`duplicates`]: a hash per row, then values compared where hashes repeat.
+pub fn dedup(m: &Matrix) -> Result<Dedup> {
     let n = m.rows();
-    let hashes: Vec<u64> = (0..n).into_par_iter().map(|i| hash_of(m, i)).collect();
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.par_sort_unstable_by_key(|&i| (hashes[i as usize], i));
-    // first[i] = the first original row equal to row i.
-    let mut first: Vec<u32> = (0..n as u32).collect();
-    let mut s = 0;
-    while s < n {
-        let mut e = s + 1;
-        while e < n && hashes[order[e] as usize] == hashes[order[s] as usize] {
-            e += 1;
-        }
-        if e - s > 1 {
-            // Rows sharing a hash: compare values; the group is small, so quadratic is fine.
-            let group = &order[s..e];
-            for (a, &ia) in group.iter().enumerate() {
-                if first[ia as usize] != ia {
-                    continue;
-                }
-                for &ib in &group[a + 1..] {
-                    if first[ib as usize] == ib && same_rows(m, ia as usize, ib as usize) {
-                        first[ib as usize] = ia;
-                    }
-                }
-            }
-        }
-        s = e;
-    }
+    let hashes: Vec<u64> = (0..n)
+        .into_par_iter()
+        .map(|i| match m.row_f64(i) {
+            Some(row) => duplicates::row_hash(row),
+            None => duplicates::row_hash_f32(m.row(i)),
+        })
+        .collect();
+    let (_, first) = duplicates::find(m, hashes, true, &crate::progress::Silent)?;
+    let first = first.expect("asked for the first equal rows");
     let mut kept = Vec::new();
     let mut distinct_of_row = vec![u32::MAX; n];
     for i in 0..n {
@@ -429,13 +374,13 @@ pub fn dedup(m: &Matrix) -> Dedup {
         })
         .collect();
     let max_multiplicity = multiplicity.iter().copied().max().unwrap_or(0);
-    Dedup {
+    Ok(Dedup {
         merged: n - kept.len(),
         representative,
         kept,
         multiplicity,
         max_multiplicity,
-    }
+    })
 }
 
 /// A validated input: the original matrix, its duplicate groups, and the distinct rows that neighbour
@@ -452,7 +397,7 @@ impl Dataset {
     /// Validates (finite values, at least two distinct rows) and groups duplicates.
     pub fn new(m: Matrix) -> Result<Dataset> {
         check_finite(&m)?;
-        let dedup = dedup(&m);
+        let dedup = dedup(&m)?;
         if dedup.n_distinct() < 2 {
             return Err(Error::data(
                 m.name(),
@@ -545,7 +490,7 @@ mod tests {
             1.0, 2.0,
         ];
         let m = Matrix::from_vec(6, 2, data, "t").unwrap();
-        let d = dedup(&m);
+        let d = dedup(&m).unwrap();
         assert_eq!(d.kept, vec![0, 1, 4]);
         assert_eq!(d.representative, vec![0, 1, 0, 1, 2, 0]);
         assert_eq!(d.multiplicity, vec![3, 2, 1]);

@@ -62,40 +62,80 @@ impl Elem {
             Elem::F64 => "float64",
         }
     }
-    /// Decodes little-endian values.
+    /// Decodes little-endian values (generic over the conversions, so that each loop is compiled, and
+    /// vectorised, for its own element and target types).
+    #[inline(always)]
     fn decode<T: Copy>(
         self,
         bytes: &[u8],
         out: &mut [T],
-        f32_to: fn(f32) -> T,
-        f64_to: fn(f64) -> T,
+        f32_to: impl Fn(f32) -> T,
+        f64_to: impl Fn(f64) -> T,
     ) {
         match self {
-            Elem::F16 => out
-                .iter_mut()
-                .zip(bytes.chunks_exact(2))
-                .for_each(|(o, b)| *o = f32_to(half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
-            Elem::BF16 => out
-                .iter_mut()
-                .zip(bytes.chunks_exact(2))
-                .for_each(|(o, b)| *o = f32_to(half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
-            Elem::F32 => out
-                .iter_mut()
-                .zip(bytes.chunks_exact(4))
-                .for_each(|(o, b)| *o = f32_to(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            Elem::F64 => out
-                .iter_mut()
-                .zip(bytes.chunks_exact(8))
-                .for_each(|(o, b)| {
-                    *o = f64_to(f64::from_le_bytes([
-                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-                    ]))
-                }),
+            Elem::F16 => {
+                let b = bytes
+                    .chunks_exact(2)
+                    .map(|c| <[u8; 2]>::try_from(c).unwrap());
+                out.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, b)| *o = f32_to(half::f16::from_le_bytes(b).to_f32()))
+            }
+            Elem::BF16 => {
+                let b = bytes
+                    .chunks_exact(2)
+                    .map(|c| <[u8; 2]>::try_from(c).unwrap());
+                out.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, b)| *o = f32_to(half::bf16::from_le_bytes(b).to_f32()))
+            }
+            Elem::F32 => {
+                let b = bytes
+                    .chunks_exact(4)
+                    .map(|c| <[u8; 4]>::try_from(c).unwrap());
+                out.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, b)| *o = f32_to(f32::from_le_bytes(b)))
+            }
+            Elem::F64 => {
+                let b = bytes
+                    .chunks_exact(8)
+                    .map(|c| <[u8; 8]>::try_from(c).unwrap());
+                out.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, b)| *o = f64_to(f64::from_le_bytes(b)))
+            }
         }
     }
 }
 
+/// Little-endian values widened to f64, compiled for AVX2 where the CPU has it (conversions are exact, so
+/// the result does not depend on the path).
+fn widen(elem: Elem, bytes: &[u8], out: &mut [f64]) {
+    #[inline(always)]
+    fn body(elem: Elem, bytes: &[u8], out: &mut [f64]) {
+        elem.decode(bytes, out, |v| v as f64, |v| v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(elem: Elem, bytes: &[u8], out: &mut [f64]) {
+        body(elem, bytes, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2(elem, bytes, out) };
+    }
+    body(elem, bytes, out)
+}
+
 fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()> {
+    let finite = v
+        .chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()));
+    if finite {
+        return Ok(());
+    }
     if let Some(p) = v.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite {
             input: name.to_string(),
@@ -109,6 +149,13 @@ fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()>
 
 /// Checks rows start.. of `name` are finite; the error names the first row and column that is not.
 pub(crate) fn check_finite_rows(name: &str, start: usize, d: usize, v: &[f64]) -> Result<()> {
+    // A fold without early exit is vectorised; the position is looked for only when something is wrong.
+    let finite = v
+        .chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()));
+    if finite {
+        return Ok(());
+    }
     if let Some(p) = v.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite {
             input: name.to_string(),
@@ -209,26 +256,38 @@ impl FileRows {
         })
     }
 
-    fn bytes(&self, start: usize, count: usize) -> Result<Vec<u8>> {
+    /// `f` on the bytes of rows start..start + count, read into a buffer the calling thread keeps for its
+    /// next read (a pass reads chunk after chunk of the same size, so the buffer is allocated once).
+    fn with_bytes<R>(&self, start: usize, count: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         use std::os::unix::fs::FileExt;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let size = self.elem.size();
-        let mut buf = vec![0u8; count * self.cols * size];
+        let len = count * self.cols * size;
         let at = self.offset + (start * self.cols * size) as u64;
-        self.file.read_exact_at(&mut buf, at).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::format(
-                    &self.path,
-                    format!(
-                        "the file ended while rows {start}..{} were read: it was truncated after it was opened",
-                        start + count
-                    ),
-                    "write the file again, and do not change it while repscope reads it",
-                )
-            } else {
-                Error::io(&self.path, e)
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.resize(len, 0);
+            // A small buffer left after a large read is given back rather than kept.
+            if buf.capacity() > 4 * len.max(1 << 20) {
+                buf.shrink_to(len);
             }
-        })?;
-        Ok(buf)
+            self.file.read_exact_at(&mut buf[..len], at).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::format(
+                        &self.path,
+                        format!(
+                            "the file ended while rows {start}..{} were read: it was truncated after it was opened",
+                            start + count
+                        ),
+                        "write the file again, and do not change it while repscope reads it",
+                    )
+                } else {
+                    Error::io(&self.path, e)
+                }
+            })?;
+            Ok(f(&buf[..len]))
+        })
     }
 
     /// Opens `path` when it is a `.npy` file that can be streamed (2-D, C order, little-endian float16,
@@ -391,12 +450,13 @@ impl RowSource for FileRows {
         self.elem
     }
     fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
-        let buf = self.bytes(start, count)?;
         let out = &mut out[..count * self.cols];
         if self.elem == Elem::F64 {
             // Range first: an f64 value beyond f32 is named, not turned into infinity.
             let mut wide = vec![0.0f64; out.len()];
-            self.elem.decode(&buf, &mut wide, |v| v as f64, |v| v);
+            self.with_bytes(start, count, |b| {
+                self.elem.decode(b, &mut wide, |v| v as f64, |v| v)
+            })?;
             check_finite_rows(&self.name, start, self.cols, &wide)?;
             if let Some(p) = wide.iter().position(|v| v.abs() > f32::MAX as f64) {
                 return Err(Error::NonFinite {
@@ -409,13 +469,14 @@ impl RowSource for FileRows {
             out.iter_mut().zip(&wide).for_each(|(o, &v)| *o = v as f32);
             return Ok(());
         }
-        self.elem.decode(&buf, out, |v| v, |v| v as f32);
+        self.with_bytes(start, count, |b| {
+            self.elem.decode(b, out, |v| v, |v| v as f32)
+        })?;
         check_finite_f32(&self.name, start, self.cols, out)
     }
     fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
-        let buf = self.bytes(start, count)?;
         let out = &mut out[..count * self.cols];
-        self.elem.decode(&buf, out, |v| v as f64, |v| v);
+        self.with_bytes(start, count, |b| widen(self.elem, b, out))?;
         check_finite_rows(&self.name, start, self.cols, out)
     }
 }

@@ -4,8 +4,8 @@ use serde_json::json;
 use super::Estimate;
 use crate::data::source::RowSource;
 use crate::data::Matrix;
+use crate::decomposition::Principal;
 use crate::error::{Error, Result};
-use crate::linalg;
 use crate::moments;
 use crate::progress::{Progress, Silent};
 
@@ -37,12 +37,7 @@ impl Spectrum {
     /// Computes the covariance in f64 and its eigenvalues; also checks whether a few points carry the top
     /// eigenvector.
     pub fn of(m: &Matrix) -> Result<Spectrum> {
-        let cfg = moments::PassConfig {
-            rows: true,
-            unit_rows: false,
-            chunk_rows: None,
-        };
-        let mom = moments::moments(m, &cfg, &Silent)?;
+        let mom = moments::moments(m, &moments::PassConfig::SCATTER, &Silent)?;
         Spectrum::from_moments(&mom, m, &Silent)
     }
 
@@ -55,8 +50,8 @@ impl Spectrum {
         src: &dyn RowSource,
         progress: &dyn Progress,
     ) -> Result<Spectrum> {
-        let (vals, vecs) = linalg::sym_eigen_desc(mom.covariance().as_ref())?;
-        let eigenvalues: Vec<f64> = vals.iter().map(|&v| v.max(0.0)).collect();
+        let principal = Principal::from_moments(mom)?;
+        let eigenvalues = principal.eigenvalues.clone();
         if eigenvalues.first().copied().unwrap_or(0.0) <= 0.0 {
             return Err(Error::data(
                 src.name(),
@@ -77,16 +72,10 @@ impl Spectrum {
             .map(|&r| (r + mom.shift_gap).powi(2))
             .sum();
         if n >= 100 && bound > 0.5 * total * (1.0 - 1e-9) {
-            let v1: Vec<f64> = (0..mom.d).map(|i| vecs[(i, 0)]).collect();
+            let v1 = principal.basis(1);
             let (mean, scale) = (&mom.mean, mom.scale);
             let (largest, sum) = moments::top_of_pass(src, top, progress, |x| {
-                let p: f64 = x
-                    .iter()
-                    .zip(mean)
-                    .zip(&v1)
-                    .map(|((&x, mu), v)| (x * scale - mu) * v)
-                    .sum();
-                p * p
+                moments::squared_projection(x, scale, mean, &v1)
             })?;
             let share = largest.iter().sum::<f64>() / sum;
             if share > 0.5 {

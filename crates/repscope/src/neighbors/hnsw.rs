@@ -733,9 +733,7 @@ impl Hnsw {
             Metric::Cosine => {
                 qbuf.clear();
                 qbuf.extend_from_slice(query);
-                let n2: f64 = qbuf.iter().map(|&v| v as f64 * v as f64).sum();
-                if n2 > 0.0 {
-                    let inv = 1.0 / n2.sqrt();
+                if let Some(inv) = crate::linalg::inverse_norm(&qbuf) {
                     qbuf.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
                 }
                 &qbuf
@@ -872,22 +870,7 @@ impl Hnsw {
 
 /// Scales every row to unit length; a zero row is an error naming its input row.
 fn normalise_rows(v: &mut [f32], dim: usize, name: &str, ids: &[u32]) -> Result<()> {
-    let bad = v
-        .par_chunks_mut(dim)
-        .enumerate()
-        .map(|(i, row)| {
-            let n2: f64 = row.iter().map(|&x| x as f64 * x as f64).sum();
-            if n2 > 0.0 {
-                // In f64: the inverse of a subnormal norm is beyond f32's range.
-                let inv = 1.0 / n2.sqrt();
-                row.iter_mut().for_each(|x| *x = (*x as f64 * inv) as f32);
-                None
-            } else {
-                Some(i)
-            }
-        })
-        .find_map_first(|x| x);
-    if let Some(i) = bad {
+    if let Some(i) = crate::linalg::normalise_rows(v, dim) {
         return Err(Error::data(
             name,
             format!(

@@ -23,7 +23,9 @@ use super::heap::HeapBlock;
 use super::space::{Space, U32};
 use super::{check_k, Certificate, KnnGraph, Metric};
 use crate::data::Matrix;
+use crate::decomposition::Principal;
 use crate::error::Result;
+use crate::progress::Silent;
 
 /// Rows per block.
 const BLOCK: usize = 1024;
@@ -251,7 +253,7 @@ impl Projection {
 /// The leading `p` principal directions of `u` (from at most [`PILOT_BASIS_ROWS`] evenly spaced rows: any
 /// orthonormal basis gives a valid bound, the sample only decides how tight) and the column means of `u`.
 fn principal_basis(u: &Matrix, p: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let (n, d) = (u.rows(), u.cols());
+    let n = u.rows();
     let sample;
     let src = if n > PILOT_BASIS_ROWS {
         let idx: Vec<usize> = (0..PILOT_BASIS_ROWS)
@@ -262,14 +264,7 @@ fn principal_basis(u: &Matrix, p: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     } else {
         u
     };
-    let (cov, _) = crate::linalg::covariance(src);
-    let (_, vecs) = crate::linalg::sym_eigen_desc(cov.as_ref())?;
-    let mut basis = vec![0.0f64; d * p];
-    for c in 0..p {
-        for r in 0..d {
-            basis[c * d + r] = vecs[(r, c)];
-        }
-    }
+    let basis = Principal::of(src, &Silent)?.basis(p);
     Ok((crate::linalg::column_means(u), basis))
 }
 

@@ -15,11 +15,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::Matrix;
+use crate::decomposition::Principal;
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::neighbors::exact::knn_search;
 use crate::neighbors::{KnnGraph, Metric};
-use crate::progress::Progress;
+use crate::progress::{Progress, Silent};
 use crate::rng::Rng;
 
 /// A PCA projection fitted on reference rows.
@@ -36,29 +37,18 @@ pub struct Pca {
 impl Pca {
     /// Fits the top `m` principal directions of `data` (1 ≤ m ≤ d).
     pub fn fit(data: &Matrix, m: usize) -> Result<Pca> {
-        let d = data.cols();
-        if m == 0 || m > d {
-            return Err(Error::param(
-                Param::Dim,
-                format!("PCA to m = {m} dimensions of {d}-dimensional data"),
-                format!("choose 1 ≤ m < {d}"),
-            ));
-        }
-        let (cov, mean) = linalg::covariance(data);
-        let (vals, vecs) = linalg::sym_eigen_desc(cov.as_ref())?;
-        let total: f64 = vals.iter().map(|v| v.max(0.0)).sum();
-        let kept: f64 = vals[..m].iter().map(|v| v.max(0.0)).sum();
-        let mut basis = Vec::with_capacity(d * m);
-        for j in 0..m {
-            for i in 0..d {
-                basis.push(vecs[(i, j)]);
-            }
-        }
+        pca_width(m, data.cols())?;
+        Pca::from_principal(&Principal::of(data, &Silent)?, m)
+    }
+
+    /// The top `m` directions of a decomposition already computed (1 ≤ m ≤ d).
+    pub fn from_principal(p: &Principal, m: usize) -> Result<Pca> {
+        pca_width(m, p.dims())?;
         Ok(Pca {
-            mean,
-            basis,
+            mean: p.mean.clone(),
+            basis: p.basis(m),
             m,
-            explained: if total > 0.0 { kept / total } else { 1.0 },
+            explained: p.explained(m),
         })
     }
     /// The rows of `x` in the m principal coordinates.
@@ -296,6 +286,18 @@ pub fn default_dims(d: usize) -> Vec<usize> {
     v
 }
 
+/// A PCA keeps 1 ≤ m ≤ d directions (m = d is a rotation).
+fn pca_width(m: usize, d: usize) -> Result<()> {
+    if m == 0 || m > d {
+        return Err(Error::param(
+            Param::Dim,
+            format!("PCA to m = {m} dimensions of {d}-dimensional data"),
+            format!("choose 1 ≤ m ≤ {d}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a list of target dimensions against the width: every m must satisfy 1 ≤ m < d.
 pub fn check_dims(dims: &[usize], d: usize) -> Result<()> {
     if let Some(&m) = dims.iter().find(|&&m| m == 0 || m >= d) {
@@ -332,13 +334,7 @@ pub fn per_query_recall(found: &[u32], found_k: usize, truth: &KnnGraph, k: usiz
 fn normalised(x: &Matrix) -> Matrix {
     let d = x.cols();
     let mut v = x.as_slice().to_vec();
-    v.par_chunks_mut(d).for_each(|row| {
-        let n2: f64 = row.iter().map(|&a| a as f64 * a as f64).sum();
-        if n2 > 0.0 {
-            let inv = (1.0 / n2.sqrt()) as f32;
-            row.iter_mut().for_each(|a| *a *= inv);
-        }
-    });
+    linalg::normalise_rows(&mut v, d);
     Matrix::from_vec(x.rows(), d, v, x.name()).unwrap_or_else(|_| x.clone())
 }
 
@@ -391,8 +387,10 @@ pub fn compression_curve(
             explained_variance: ev,
         };
     let mut pts = vec![point("full", d, 32, full_bytes, 1.0, None)];
+    // One decomposition of the references for every dimension tried.
+    let principal = Principal::of(&r, &Silent)?;
     for &m in &cfg.dims {
-        let pca = Pca::fit(&r, m)?;
+        let pca = Pca::from_principal(&principal, m)?;
         let (pr, pq) = (pca.transform(&r)?, pca.transform(&q)?);
         let rec = eval(&pr, &pq)?;
         pts.push(point("pca", m, 32, 4 * m, rec, Some(pca.explained)));

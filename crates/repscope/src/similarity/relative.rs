@@ -70,15 +70,13 @@ fn unit_rows(m: &Matrix) -> Result<Vec<f64>> {
     let mut out = vec![0.0; m.rows() * d];
     for i in 0..m.rows() {
         let row = m.row(i);
-        let s: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
-        if s <= 0.0 {
+        let Some(inv) = linalg::inverse_norm(row) else {
             return Err(Error::data(
                 m.name(),
                 format!("row {i} is all zeros, so its cosine to the anchors is undefined"),
                 "remove zero rows first",
             ));
-        }
-        let inv = 1.0 / s.sqrt();
+        };
         for (o, &v) in out[i * d..(i + 1) * d].iter_mut().zip(row) {
             *o = v as f64 * inv;
         }

@@ -11,6 +11,7 @@ use serde::Serialize;
 pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
 pub use unit::{rogue_dimensions, unit_row_stats, UnitRowStats};
 
+use crate::data::duplicates::{self, Duplicates};
 use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
@@ -28,6 +29,12 @@ pub struct SpectrumConfig {
     pub alpha_window: (usize, usize),
     /// How many rogue dimensions to list.
     pub top_rogue: usize,
+    /// Whether to compute the coding rate. It needs the Gram matrix of the unit rows, a second d × d
+    /// product per pass as costly as the covariance's; without it the report's coding rate is None.
+    pub coding_rate: bool,
+    /// Whether to find exact duplicate rows: a hash per row in the same pass (8 bytes a row, so memory is
+    /// no longer O(d²) alone), and a second pass comparing values only when two rows share a hash.
+    pub duplicates: bool,
     /// Rows per chunk of the pass (None: about 2²⁰ values); changes only the last digits.
     pub chunk_rows: Option<usize>,
 }
@@ -38,6 +45,8 @@ impl Default for SpectrumConfig {
             eps2: 0.5,
             alpha_window: (11, 100),
             top_rogue: 10,
+            coding_rate: true,
+            duplicates: false,
             chunk_rows: None,
         }
     }
@@ -92,13 +101,16 @@ pub struct SpectrumReport {
     pub participation_ratio: f64,
     /// None when the available rank leaves fewer than three points in the window.
     pub alpha_req: Option<AlphaReq>,
-    pub coding_rate: CodingRate,
+    /// None when the configuration left it out.
+    pub coding_rate: Option<CodingRate>,
     /// Mean cosine similarity over all distinct pairs, (‖Σu_i‖² − n) / (n(n−1)).
     pub anisotropy: f64,
     /// Dimensions by contribution to the anisotropy, largest first.
     pub rogue_dimensions: Vec<RogueDimension>,
     /// Number of eigenvalues above λ₁·max(n, d)·ε.
     pub numerical_rank: usize,
+    /// Exact duplicate rows, when the configuration asked for them.
+    pub duplicates: Option<Duplicates>,
     pub notes: Vec<String>,
 }
 
@@ -113,7 +125,7 @@ pub struct SpectrumSummary {
     pub anisotropy: f64,
     pub top_rogue_dim: Option<usize>,
     pub top_rogue_share: Option<f64>,
-    pub coding_rate: f64,
+    pub coding_rate: Option<f64>,
     pub top1_variance_fraction: f64,
 }
 
@@ -129,7 +141,7 @@ impl SpectrumReport {
             anisotropy: self.anisotropy,
             top_rogue_dim: self.rogue_dimensions.first().map(|r| r.dim),
             top_rogue_share: self.rogue_dimensions.first().map(|r| r.share),
-            coding_rate: self.coding_rate.value,
+            coding_rate: self.coding_rate.as_ref().map(|c| c.value),
             top1_variance_fraction: self
                 .explained_variance_ratio
                 .first()
@@ -171,11 +183,23 @@ pub fn analyse_source(
     let pass = moments::PassConfig {
         rows: true,
         unit_rows: true,
+        unit_gram: cfg.coding_rate,
+        row_hashes: cfg.duplicates,
         chunk_rows: cfg.chunk_rows,
     };
-    let mom = moments::moments(src, &pass, progress)?;
+    let mut mom = moments::moments(src, &pass, progress)?;
     let spec = Spectrum::from_moments(&mom, src, progress)?;
     let mut notes = spec.notes.clone();
+    let duplicates = match mom.row_hashes.take() {
+        Some(h) => Some(duplicates::find(src, h, false, progress)?.0),
+        None => None,
+    };
+    if let Some(dup) = duplicates.as_ref().filter(|d| d.has_duplicates()) {
+        notes.push(format!(
+            "{} of {n} rows repeat an earlier row ({} distinct values repeated, the largest group {} rows); every measure here counts each row",
+            dup.merged, dup.groups, dup.max_multiplicity
+        ));
+    }
     let ev = spec.eigenvalues.clone();
     let total: f64 = ev.iter().sum();
     let evr: Vec<f64> = ev.iter().map(|l| l / total).collect();
@@ -239,14 +263,15 @@ pub fn analyse_source(
         rankme,
         participation_ratio,
         alpha_req: alpha,
-        coding_rate: CodingRate {
-            value: unit.coding_rate,
+        coding_rate: unit.coding_rate.map(|(value, form)| CodingRate {
+            value,
             eps2: cfg.eps2,
-            form: unit.coding_rate_form.to_string(),
-        },
+            form: form.to_string(),
+        }),
         anisotropy: unit.anisotropy,
         rogue_dimensions: rogue,
         numerical_rank,
+        duplicates,
         notes,
     })
 }
