@@ -153,9 +153,7 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding
         Whether to find exact duplicate rows: a hash of every row in the same pass (8 bytes a row), and a
         pass comparing values only where two rows share a hash.
     """
-    for name, flag in (("coding_rate", coding_rate), ("duplicates", duplicates)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"invalid parameter {name}: expected True or False, got {flag!r}")
+    coding_rate, duplicates = _flag(coding_rate, "coding_rate"), _flag(duplicates, "duplicates")
     try:
         first, last = alpha_window
     except (TypeError, ValueError):
@@ -163,8 +161,15 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding
     window = (check_int(first, "alpha_window[0]", 0), check_int(last, "alpha_window[1]", 0))
     top = check_int(top_rogue, "top_rogue", 0)
     with rows(X) as r:
-        doc = _repscope.spectrum_doc(r, float(eps2), window, top, key, bool(coding_rate), bool(duplicates))
+        doc = _repscope.spectrum_doc(r, float(eps2), window, top, key, coding_rate, duplicates)
     return json.loads(doc)
+
+
+def _flag(value, name):
+    """A True/False parameter (numpy's bool too), as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"invalid parameter {name}: expected True or False, got {value!r}")
+    return bool(value)
 
 
 def _number(value, name):
@@ -224,8 +229,7 @@ def activations(
         Whether to find exact duplicate rows (the document's ``duplicates``): a hash of every row in the same
         pass, and a pass comparing values only where two rows share a hash.
     """
-    if not isinstance(duplicates, (bool, np.bool_)):
-        raise ValueError(f"invalid parameter duplicates: expected True or False, got {duplicates!r}")
+    duplicates = _flag(duplicates, "duplicates")
     ids = None
     if token_ids is not None:
         t = np.asarray(token_ids)
@@ -245,7 +249,7 @@ def activations(
         check_int(top_rogue, "top_rogue", 0),
         check_int(max_listed, "max_listed", 0),
         key,
-        bool(duplicates),
+        duplicates,
     )
     with rows(X) as r:
         doc, per_row, peak_dim = _repscope.activations_doc(r, ids, *args)

@@ -87,7 +87,11 @@ pub fn hash_source(src: &dyn RowSource, progress: &dyn Progress) -> Result<Vec<u
     source::for_each_chunk(src, source::chunk_rows(src), progress, |_, _, x| {
         let parts: Vec<Vec<u64>> = x
             .par_chunks(HASH_BLOCK_ROWS * d)
-            .map(|b| b.chunks_exact(d).map(row_hash).collect())
+            .map(|b| {
+                let mut h = Vec::with_capacity(HASH_BLOCK_ROWS);
+                hash_block(b, d, &mut h);
+                h
+            })
             .collect();
         hashes.extend(parts.into_iter().flatten());
         Ok(())

@@ -73,40 +73,22 @@ impl Elem {
         f64_to: impl Fn(f64) -> T,
     ) {
         match self {
-            Elem::F16 => {
-                let b = bytes
-                    .chunks_exact(2)
-                    .map(|c| <[u8; 2]>::try_from(c).unwrap());
-                out.iter_mut()
-                    .zip(b)
-                    .for_each(|(o, b)| *o = f32_to(half::f16::from_le_bytes(b).to_f32()))
-            }
-            Elem::BF16 => {
-                let b = bytes
-                    .chunks_exact(2)
-                    .map(|c| <[u8; 2]>::try_from(c).unwrap());
-                out.iter_mut()
-                    .zip(b)
-                    .for_each(|(o, b)| *o = f32_to(half::bf16::from_le_bytes(b).to_f32()))
-            }
-            Elem::F32 => {
-                let b = bytes
-                    .chunks_exact(4)
-                    .map(|c| <[u8; 4]>::try_from(c).unwrap());
-                out.iter_mut()
-                    .zip(b)
-                    .for_each(|(o, b)| *o = f32_to(f32::from_le_bytes(b)))
-            }
-            Elem::F64 => {
-                let b = bytes
-                    .chunks_exact(8)
-                    .map(|c| <[u8; 8]>::try_from(c).unwrap());
-                out.iter_mut()
-                    .zip(b)
-                    .for_each(|(o, b)| *o = f64_to(f64::from_le_bytes(b)))
-            }
+            Elem::F16 => each::<2, T>(bytes, out, |b| f32_to(half::f16::from_le_bytes(b).to_f32())),
+            Elem::BF16 => each::<2, T>(bytes, out, |b| {
+                f32_to(half::bf16::from_le_bytes(b).to_f32())
+            }),
+            Elem::F32 => each::<4, T>(bytes, out, |b| f32_to(f32::from_le_bytes(b))),
+            Elem::F64 => each::<8, T>(bytes, out, |b| f64_to(f64::from_le_bytes(b))),
         }
     }
+}
+
+/// `out[i] = f(bytes of value i)` for values of `N` bytes.
+#[inline(always)]
+fn each<const N: usize, T>(bytes: &[u8], out: &mut [T], f: impl Fn([u8; N]) -> T) {
+    out.iter_mut()
+        .zip(bytes.chunks_exact(N))
+        .for_each(|(o, c)| *o = f(c.try_into().expect("chunks of N bytes")));
 }
 
 /// Little-endian values widened to f64, compiled for AVX2 where the CPU has it (conversions are exact, so
@@ -129,42 +111,39 @@ fn widen(elem: Elem, bytes: &[u8], out: &mut [f64]) {
     body(elem, bytes, out)
 }
 
-fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()> {
-    let finite = v
-        .chunks(4096)
-        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()));
-    if finite {
+/// Checks that `v` (rows start.. of `name`, width `d`) is finite; the error names the first row and column
+/// that is not. A fold without early exit is vectorised; the position is looked for only when something is
+/// wrong.
+fn check_finite<T: Copy + Into<f64>>(
+    name: &str,
+    start: usize,
+    d: usize,
+    v: &[T],
+    finite: impl Fn(T) -> bool,
+) -> Result<()> {
+    if v.chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, &x| ok & finite(x)))
+    {
         return Ok(());
     }
-    if let Some(p) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::NonFinite {
+    match v.iter().position(|&x| !finite(x)) {
+        Some(p) => Err(Error::NonFinite {
             input: name.to_string(),
             row: start + p / d,
             col: p % d,
-            value: v[p] as f64,
-        });
+            value: v[p].into(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn check_finite_f32(name: &str, start: usize, d: usize, v: &[f32]) -> Result<()> {
+    check_finite(name, start, d, v, f32::is_finite)
 }
 
 /// Checks rows start.. of `name` are finite; the error names the first row and column that is not.
 pub(crate) fn check_finite_rows(name: &str, start: usize, d: usize, v: &[f64]) -> Result<()> {
-    // A fold without early exit is vectorised; the position is looked for only when something is wrong.
-    let finite = v
-        .chunks(4096)
-        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()));
-    if finite {
-        return Ok(());
-    }
-    if let Some(p) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::NonFinite {
-            input: name.to_string(),
-            row: start + p / d,
-            col: p % d,
-            value: v[p],
-        });
-    }
-    Ok(())
+    check_finite(name, start, d, v, f64::is_finite)
 }
 
 impl RowSource for Matrix {
