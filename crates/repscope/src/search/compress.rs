@@ -496,4 +496,20 @@ mod tests {
         assert_eq!(default_dims(64), vec![32, 16]);
         assert_eq!(default_dims(2), vec![1]);
     }
+
+    #[test]
+    fn subnormal_rows_normalise_to_unit_length() {
+        // A norm of about 1e-44: its inverse (1e44) is beyond f32, so it must be applied in f64.
+        let tiny = f32::from_bits(7);
+        let m = Matrix::from_vec(3, 2, vec![tiny, tiny, 3.0, 4.0, 0.0, 0.0], "t").unwrap();
+        let u = normalised(&m);
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        assert!(
+            (u.row(0)[0] - r).abs() < 1e-6 && (u.row(0)[1] - r).abs() < 1e-6,
+            "{:?}",
+            u.row(0)
+        );
+        assert_eq!(u.row(1), &[0.6, 0.8]);
+        assert_eq!(u.row(2), &[0.0, 0.0]);
+    }
 }
