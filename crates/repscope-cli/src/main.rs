@@ -118,6 +118,15 @@ pub fn flag(p: repscope::Param) -> String {
         Param::GrideOrders => "the GRIDE orders (n1, n2)".into(),
         Param::Dim => "the target dimension".into(),
         Param::Package => "the package name".into(),
+        // Parameters of estimators that the CLI runs at their defaults (the Python classes set them).
+        Param::Tau
+        | Param::Alpha
+        | Param::Beta
+        | Param::K2
+        | Param::Epsilon
+        | Param::MaxDim
+        | Param::Ratio
+        | Param::Level => format!("the estimator's {}", p.name()),
         Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }

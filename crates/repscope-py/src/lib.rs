@@ -20,7 +20,6 @@ use repscope::data::{Dataset, Labels, Matrix};
 use repscope::documents;
 use repscope::intrinsic::gride::Gride;
 use repscope::intrinsic::lid::Lid;
-use repscope::intrinsic::mle::{Aggregation, Mle};
 use repscope::intrinsic::pca::Spectrum;
 use repscope::intrinsic::suite::{self, IdConfig};
 use repscope::intrinsic::twonn::{TwoNN, TwoNNFit};
@@ -218,39 +217,6 @@ fn twonn(py: Python<'_>, x: Values<'_>, discard_fraction: f64, method: &str) -> 
     to_string(&v)
 }
 
-/// Levina–Bickel MLE with k neighbours; returns the estimate's JSON and the per-row m_i.
-#[pyfunction]
-fn mle<'py>(
-    py: Python<'py>,
-    x: Values<'py>,
-    k: usize,
-    comb: &str,
-) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
-    let aggregation = match comb {
-        "mle" => Aggregation::MacKayGhahramani,
-        "mean" => Aggregation::ArithmeticMean,
-        o => {
-            return Err(PyValueError::new_err(format!(
-                "comb '{o}': use 'mle' (MacKay-Ghahramani, 1/mean(1/m_i)) or 'mean'"
-            )))
-        }
-    };
-    if k < 2 {
-        return Err(PyValueError::new_err(format!(
-            "invalid parameter k: MLE needs k ≥ 2, got {k}. Use k = 20."
-        )));
-    }
-    let est = Mle::default().k(k).aggregation(aggregation);
-    let m = matrix(&x, "X")?;
-    let (v, pw) = compute(py, move || {
-        let (ds, g) = graph(m, k, Metric::Euclidean, "MLE")?;
-        let e = est.fit(&g)?;
-        let pw = per_row(&ds, &est.per_point(&g)?);
-        Ok((estimate_json(&ds, &e), pw))
-    })?;
-    Ok((to_string(&v)?, pw.into_pyarray(py)))
-}
-
 /// GRIDE at (n1, n2).
 #[pyfunction]
 fn gride(py: Python<'_>, x: Values<'_>, n1: usize, n2: usize) -> PyResult<String> {
@@ -307,6 +273,154 @@ fn pca(py: Python<'_>, x: Values<'_>, rule: &str, tau: f64, alpha: f64) -> PyRes
         Ok(v)
     })?;
     to_string(&v)
+}
+
+/// An exact neighbour graph of a dataset's distinct rows, built once and handed to several estimators
+/// (`fit(X, graph=...)`), with a fingerprint of the values it was built on.
+#[pyclass(name = "Neighbours", module = "repscope._repscope", frozen)]
+struct PyNeighbours {
+    ds: Arc<Dataset>,
+    graph: Arc<KnnGraph>,
+    fingerprint: u64,
+}
+
+/// A hash of a matrix's shape and values, to tell whether a graph was built on the same data.
+fn fingerprint(m: &Matrix) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (m.rows(), m.cols()).hash(&mut h);
+    match m.values_f64() {
+        Some(v) => v.iter().for_each(|x| x.to_bits().hash(&mut h)),
+        None => m.as_slice().iter().for_each(|x| x.to_bits().hash(&mut h)),
+    }
+    h.finish()
+}
+
+#[pymethods]
+impl PyNeighbours {
+    /// Neighbours per point.
+    #[getter]
+    fn k(&self) -> usize {
+        self.graph.k
+    }
+    /// The metric's name.
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.graph.metric.name()
+    }
+    /// (rows, distinct rows, columns) of the data.
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        (
+            self.ds.original().rows(),
+            self.ds.dedup.n_distinct(),
+            self.ds.original().cols(),
+        )
+    }
+    /// The graph in input row numbering: (indices as int64, distances as float64), n × k each.
+    fn arrays<'py>(&self, py: Python<'py>) -> PyResult<Neighbours64<'py>> {
+        let (idx, dist) = self.graph.to_input_rows(&self.ds.dedup, |d| d);
+        let n = self.ds.original().rows();
+        let idx: Vec<i64> = idx.into_iter().map(i64::from).collect();
+        Ok((
+            idx.into_pyarray(py).reshape([n, self.graph.k])?,
+            dist.into_pyarray(py).reshape([n, self.graph.k])?,
+        ))
+    }
+}
+
+/// Neighbour indices (int64) and distances (float64), n × k each.
+type Neighbours64<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f64>>);
+
+/// The exact graph with k neighbours of the distinct rows of X, for several estimators to share.
+#[pyfunction]
+fn neighbours(
+    py: Python<'_>,
+    x: Values<'_>,
+    k: usize,
+    metric_name: &str,
+) -> PyResult<PyNeighbours> {
+    let metric = metric(metric_name)?;
+    let m = matrix(&x, "X")?;
+    compute(py, move || {
+        let fp = fingerprint(&m);
+        let (ds, g) = graph(m, k, metric, "the neighbour graph")?;
+        Ok(PyNeighbours {
+            ds: Arc::new(ds),
+            graph: Arc::new(g),
+            fingerprint: fp,
+        })
+    })
+}
+
+/// One estimator (repscope.intrinsic.method.Method as JSON) fitted on X, on `graph` when given (built on
+/// the same X) or on a graph of its own. Returns the estimate's JSON and the per-row values of per-point
+/// estimators.
+#[pyfunction]
+#[pyo3(signature = (x, method, graph=None))]
+fn id_method<'py>(
+    py: Python<'py>,
+    x: Values<'py>,
+    method: &str,
+    graph: Option<PyRef<'py, PyNeighbours>>,
+) -> PyResult<(String, Option<Bound<'py, PyArray1<f64>>>)> {
+    use repscope::intrinsic::method::Method;
+    let method: Method = serde_json::from_str(method)
+        .map_err(|e| PyValueError::new_err(format!("invalid estimator settings: {e}")))?;
+    method.check().map_err(to_py)?;
+    let shared = graph.map(|g| (g.ds.clone(), g.graph.clone(), g.fingerprint));
+    let m = matrix(&x, "X")?;
+    let (v, pw) = compute(py, move || {
+        let (ds, g): (Arc<Dataset>, Option<Arc<KnnGraph>>) = match shared {
+            Some((ds, g, fp)) => {
+                if fingerprint(&m) != fp {
+                    return Err(repscope::Error::InvalidData {
+                        input: "X".into(),
+                        problem: "the graph was built on other data (or X changed since)".into(),
+                        fix: "build it with repscope.id.neighbours(X, k) on this X".into(),
+                    });
+                }
+                (ds, Some(g))
+            }
+            None => {
+                let ds = Dataset::new(m)?;
+                let need = method.graph_k();
+                let g = if need > 0 {
+                    ds.require_neighbours(2, 2, "the estimator")?;
+                    let k = need.min(ds.dedup.n_distinct() - 1);
+                    Some(Arc::new(exact_knn(
+                        ds.distinct(),
+                        k,
+                        Metric::Euclidean,
+                        None,
+                    )?))
+                } else {
+                    None
+                };
+                (Arc::new(ds), g)
+            }
+        };
+        let (method, note) = match g.as_ref().and_then(|g| method.clipped(g.k)) {
+            Some((m, note)) => (m, Some(note)),
+            None => (method, None),
+        };
+        let spectrum = if method.needs_spectrum() {
+            Some(Spectrum::of(ds.distinct())?)
+        } else {
+            None
+        };
+        let fitted = method.fit(ds.distinct(), g.as_deref(), spectrum.as_ref())?;
+        let mut e = fitted.estimate;
+        if let Some(note) = note {
+            e.notes.insert(0, note);
+        }
+        let mut v = estimate_json(&ds, &e);
+        if let Some(s) = &spectrum {
+            v["eigenvalues"] = json!(s.eigenvalues);
+        }
+        Ok((v, fitted.per_point.map(|p| per_row(&ds, &p))))
+    })?;
+    Ok((to_string(&v)?, pw.map(|p| p.into_pyarray(py))))
 }
 
 /// Per-row LID with k neighbours; returns the summary's JSON and the per-row values (NaN where undefined).
@@ -1037,10 +1151,12 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", repscope::VERSION)?;
     m.add_function(wrap_pyfunction!(knn, m)?)?;
     m.add_function(wrap_pyfunction!(twonn, m)?)?;
-    m.add_function(wrap_pyfunction!(mle, m)?)?;
     m.add_function(wrap_pyfunction!(gride, m)?)?;
     m.add_function(wrap_pyfunction!(pca, m)?)?;
     m.add_function(wrap_pyfunction!(lid, m)?)?;
+    m.add_function(wrap_pyfunction!(neighbours, m)?)?;
+    m.add_function(wrap_pyfunction!(id_method, m)?)?;
+    m.add_class::<PyNeighbours>()?;
     m.add_function(wrap_pyfunction!(id_doc, m)?)?;
     m.add_function(wrap_pyfunction!(spectrum_doc, m)?)?;
     m.add_function(wrap_pyfunction!(activations_doc, m)?)?;

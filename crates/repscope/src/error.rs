@@ -112,6 +112,23 @@ pub enum Param {
     Backend,
     /// The Python package that holds a model.
     Package,
+    /// The explained-variance share of a PCA rule.
+    Tau,
+    /// The threshold of a PCA rule (Fukunaga–Olsen's α, the ratio rule's share, Fan's gap), or the shape
+    /// α of a Gamma prior.
+    Alpha,
+    /// Fan's cumulative share, or the rate β of a Gamma prior.
+    Beta,
+    /// The second neighbour order of the correlation dimension (k1 < k2).
+    K2,
+    /// TLE's smallest distance.
+    Epsilon,
+    /// The largest dimension a likelihood search considers.
+    MaxDim,
+    /// The ratio r of the binomial estimator's two radii.
+    Ratio,
+    /// The probability of a credible interval.
+    Level,
 }
 
 impl Param {
@@ -168,6 +185,14 @@ impl Param {
             Param::SkipInvalid => "skip_invalid",
             Param::Backend => "backend",
             Param::Package => "package",
+            Param::Tau => "tau",
+            Param::Alpha => "alpha",
+            Param::Beta => "beta",
+            Param::K2 => "k2",
+            Param::Epsilon => "epsilon",
+            Param::MaxDim => "D",
+            Param::Ratio => "r",
+            Param::Level => "level",
         }
     }
 }

@@ -21,13 +21,55 @@ Definitions and defaults are those of repscope's METRICS.md.
 """
 
 import json
+import warnings
 
 import numpy as np
 
 from . import _repscope
 from ._arrays import as_matrix, check_int
 
-__all__ = ["TwoNN", "MLE", "GRIDE", "PCA", "LID", "NotFittedError"]
+__all__ = [
+    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "CorrInt", "MiND_ML", "lPCA", "TwoNNPrior",
+    "Binomial", "neighbours", "NotFittedError",
+]
+
+
+def check_bool(value, name):
+    """A True/False parameter."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"invalid parameter {name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_float(value, name, low, high, low_open=True, high_open=True):
+    """A real parameter inside (low, high) (bounds closed where asked)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"invalid parameter {name}: expected a number, got {value!r}")
+    v = float(value)
+    inside = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not (np.isfinite(v) and inside):
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        raise ValueError(f"invalid parameter {name}: {value!r} is outside {lb}{low}, {high}{hb}")
+    return v
+
+
+def _comb(value, allowed):
+    if value not in allowed:
+        raise ValueError(f"invalid parameter comb: {value!r}; use one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def neighbours(X, k=100, metric="euclidean"):
+    """The exact graph of the k nearest neighbours of X's distinct rows, built once for several estimators.
+
+    Pass it as ``fit(X, graph=g)`` to any neighbour estimator of this module that reads at most k neighbours
+    (those that read more lower their order to k with a warning, as scikit-dimension lowers n_neighbors);
+    the graph remembers a fingerprint of X and refuses other data. ``g.arrays()`` gives (indices, distances)
+    in input row numbering, n × k each.
+    """
+    k = check_int(k, "k", 1)
+    return _repscope.neighbours(as_matrix(X), k, str(metric))
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -66,6 +108,26 @@ class _Estimator:
     def fit_transform(self, X, y=None):
         """Fits on X and returns ``dimension_``."""
         return self.fit(X).dimension_
+
+    def _fit_method(self, X, graph):
+        """Fits the estimator ``self._method()`` describes, on ``graph`` when given."""
+        method = json.dumps(self._method())
+        X = as_matrix(X)
+        if graph is not None and not isinstance(graph, _repscope.Neighbours):
+            raise TypeError("graph: pass the result of repscope.id.neighbours(X, k) (or None)")
+        doc, pw = _repscope.id_method(X, method, graph)
+        doc = json.loads(doc)
+        self._set_estimate(doc)
+        for note in self.notes_:
+            if note.startswith("the estimator reads"):
+                warnings.warn(note, UserWarning, stacklevel=3)
+        if pw is not None:
+            self.dimension_pw_ = pw
+        elif "dimension_pw_" in self.__dict__:
+            del self.dimension_pw_
+        if "eigenvalues" in doc:
+            self.eigenvalues_ = np.asarray(doc["eigenvalues"], dtype=np.float64)
+        return self
 
     def _set_estimate(self, doc):
         est = doc["estimate"]
@@ -134,45 +196,59 @@ class MLE(_Estimator):
     Parameters
     ----------
     k : int, default 20
-        Neighbours per point (at least 2). In skdim the same number is ``fit(X, n_neighbors=...)`` (default
-        20) of ``MLE()``; skdim's constructor ``K`` is only used when ``neighborhood_based=False``, so the
-        name differs here.
-    comb : {"mle", "mean"}, default "mle"
+        Neighbours per point (at least 2; 3 when unbiased). In skdim the same number is ``fit(X,
+        n_neighbors=...)`` (default 20) of ``MLE()``; skdim's constructor ``K`` is only used when
+        ``neighborhood_based=False``, so the name differs here.
+    comb : {"mle", "mean", "median"}, default "mle"
         How the per-point values combine, as skdim's ``fit(comb=...)``: "mle" is MacKay and Ghahramani's
-        1 / mean(1/m_i) (skdim's default too), "mean" the arithmetic mean of m_i (biased upward). skdim's
-        "median" is not offered.
+        1 / mean(1/m_i) (skdim's default too), "mean" the arithmetic mean of m_i (biased upward), "median"
+        their median.
+    unbiased : bool, default False
+        (k - 2) instead of (k - 1) in the numerator, as skdim's ``unbiased=True``.
+    neighborhood_based : bool, default True
+        False pools the first ``K`` neighbour distances of every point, keeps the ``k`` smallest distinct
+        values and applies the formula to them as to one neighbourhood (skdim's global variant; no
+        ``dimension_pw_`` then).
+    K : int, default 5
+        Neighbours per point pooled when ``neighborhood_based=False``.
 
     Attributes
     ----------
     dimension_ : float
-    stderr_ : float
-        Delta-method standard error of the aggregate (neighbourhoods overlap, so a lower bound).
+    stderr_ : float or None
+        Delta-method standard error of the aggregate (neighbourhoods overlap, so a lower bound); d/sqrt(k - 1)
+        for the global variant; None for the median.
     dimension_pw_ : ndarray of float64, shape (n_samples,)
         m_i for every input row (a duplicated row takes its representative's value; inf where all k
-        distances tie).
+        distances tie). Absent for the global variant.
     duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
 
     Differences from skdim: on clean data the two agree to 1e-13 (relative) on all 24 of skdim's benchmark
     manifolds with ``fit(X, n_neighbors=20)`` on skdim's side. skdim keeps duplicate rows, so a duplicated
     point has T_1 = 0, log(T_k/0) is infinite and its "mle" aggregate becomes 0 (seen with 1% of the rows
-    duplicated); repscope merges duplicates first and its estimate does not move.
-    skdim's noise model options (``dnoise``, ``sigma``, ``integral_approximation``) are not offered.
+    duplicated); repscope merges duplicates first and its estimate does not move. skdim's noise model
+    options (``dnoise``, ``sigma``, ``integral_approximation``) are not offered.
     """
 
-    _params = ("k", "comb")
+    _params = ("k", "comb", "unbiased", "neighborhood_based", "K")
 
-    def __init__(self, k=20, comb="mle"):
+    def __init__(self, k=20, comb="mle", unbiased=False, neighborhood_based=True, K=5):
         self.k = k
         self.comb = comb
+        self.unbiased = unbiased
+        self.neighborhood_based = neighborhood_based
+        self.K = K
 
-    def fit(self, X, y=None):
-        """Estimates the dimension of X; returns self."""
-        k = check_int(self.k, "k", 2)
-        X = as_matrix(X)
-        doc, pw = _repscope.mle(X, k, str(self.comb))
-        self._set_estimate(json.loads(doc))
-        self.dimension_pw_ = pw
-        return self
+    def _method(self):
+        k = check_int(self.k, "k", 3 if self.unbiased else 2)
+        unbiased = check_bool(self.unbiased, "unbiased")
+        if not check_bool(self.neighborhood_based, "neighborhood_based"):
+            return {"estimator": "mle_global", "k": check_int(self.K, "K", 1), "n": k, "unbiased": unbiased}
+        return {"estimator": "mle", "k": k, "comb": _comb(self.comb, ("mle", "mean", "median")), "unbiased": unbiased}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self. ``graph``: a ``repscope.id.neighbours(X, k)`` of this X."""
+        return self._fit_method(X, graph)
 
     def fit_transform_pw(self, X, y=None):
         """Fits on X and returns ``dimension_pw_``."""
@@ -310,3 +386,342 @@ class LID(_Estimator):
     def fit_transform_pw(self, X, y=None):
         """Fits on X and returns ``dimension_pw_``."""
         return self.fit(X).dimension_pw_
+
+
+class _Local(_Estimator):
+    """A per-point neighbourhood estimator: ``fit`` sets ``dimension_pw_`` and combines it."""
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X (n_samples × n_features); returns self. ``graph``: a
+        ``repscope.id.neighbours(X, k)`` built on this X, shared by several estimators."""
+        return self._fit_method(X, graph)
+
+    def fit_transform_pw(self, X, y=None):
+        """Fits on X and returns ``dimension_pw_``."""
+        return self.fit(X).dimension_pw_
+
+
+class MOM(_Local):
+    """Method of moments (Amsaleg et al. 2018), as scikit-dimension's ``MOM``.
+
+    Per point, with m1 the mean of its k neighbour distances and w the k-th, m_i = m1 / (w - m1).
+
+    Parameters
+    ----------
+    n_neighbors : int, default 100
+        Neighbours per point (skdim's ``fit(X, n_neighbors=100)``; here a constructor parameter, lowered to
+        the number of other distinct rows with a warning, as skdim lowers it).
+    comb : {"mean", "median"}, default "mean"
+
+    Attributes
+    ----------
+    dimension_ : float
+    stderr_ : float
+        Standard error of the mean of the per-point values (neighbourhoods overlap: a lower bound).
+    dimension_pw_ : ndarray of float64, shape (n_samples,)
+        NaN where all k distances tie (skdim: inf or NaN, which then makes its mean inf or NaN; repscope
+        leaves such points out of the mean and says so in ``notes_``).
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim: duplicate rows are merged first (skdim counts their zero distances in m1).
+    """
+
+    _params = ("n_neighbors", "comb")
+
+    def __init__(self, n_neighbors=100, comb="mean"):
+        self.n_neighbors = n_neighbors
+        self.comb = comb
+
+    def _method(self):
+        return {"estimator": "mom", "k": check_int(self.n_neighbors, "n_neighbors", 2),
+                "comb": _comb(self.comb, ("mean", "median"))}
+
+
+class TLE(_Local):
+    """Tight local estimation (Amsaleg et al. 2019), as scikit-dimension 0.5's ``TLE``.
+
+    A per-point maximum likelihood that also reads the distances among the point's k neighbours. The case
+    analysis (tied, zero and epsilon-small distances) is that of skdim 0.5.0, which matches the authors'
+    MATLAB ``idtlec`` to 1e-6.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 20
+    epsilon : float, default 1e-4
+        Distances (and s, t values) below it are left out, as skdim's.
+    comb : {"mean", "median"}, default "mean"
+
+    Attributes
+    ----------
+    dimension_, stderr_, dimension_pw_, duplicates_merged_, n_distinct_, notes_, estimate_ : as for MOM.
+
+    Differences from skdim: a point whose neighbour distances all (nearly) tie has no value (NaN, left out
+    of the mean) where skdim 0.5 returns 0 and averages it in.
+    """
+
+    _params = ("n_neighbors", "epsilon", "comb")
+
+    def __init__(self, n_neighbors=20, epsilon=1e-4, comb="mean"):
+        self.n_neighbors = n_neighbors
+        self.epsilon = epsilon
+        self.comb = comb
+
+    def _method(self):
+        return {"estimator": "tle", "k": check_int(self.n_neighbors, "n_neighbors", 2),
+                "epsilon": check_float(self.epsilon, "epsilon", 0.0, np.inf, low_open=False),
+                "comb": _comb(self.comb, ("mean", "median"))}
+
+
+class MADA(_Local):
+    """MADA (Farahmand et al. 2007), as scikit-dimension's ``MADA``: log 2 / log(r_k / r_floor(k/2)) per point.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 20
+    comb : {"mean", "median"}, default "mean"
+
+    Attributes
+    ----------
+    dimension_, stderr_, dimension_pw_, duplicates_merged_, n_distinct_, notes_, estimate_ : as for MOM.
+
+    Differences from skdim: skdim replaces zero distances (the diagonal and duplicate pairs) by the largest
+    distance and sorts a full n × n matrix; repscope merges duplicates and reads the shared neighbour graph.
+    On distinct rows the values are the same.
+    """
+
+    _params = ("n_neighbors", "comb")
+
+    def __init__(self, n_neighbors=20, comb="mean"):
+        self.n_neighbors = n_neighbors
+        self.comb = comb
+
+    def _method(self):
+        return {"estimator": "mada", "k": check_int(self.n_neighbors, "n_neighbors", 2),
+                "comb": _comb(self.comb, ("mean", "median"))}
+
+
+class CorrInt(_Estimator):
+    """Correlation dimension at two scales (Grassberger–Procaccia), as scikit-dimension's ``CorrInt``.
+
+    r1 and r2 are the medians over points of the k1-th and k2-th neighbour distances; C(r) is the share of
+    ordered pairs of rows closer than r; the dimension is log(C(r2)/C(r1)) / log(r2/r1).
+
+    Parameters
+    ----------
+    k1 : int, default 10
+    k2 : int, default 20
+
+    Attributes
+    ----------
+    dimension_ : float
+    stderr_ : None
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN; ``estimate_["params"]`` has r1, r2
+    and the pair counts.
+
+    Differences from skdim: the pair counts are exact (a pair is compared with r by its exact float64
+    distance, where skdim uses the dot-product expansion, which can flip a pair at distance exactly r), and
+    duplicate rows are merged first.
+    """
+
+    _params = ("k1", "k2")
+
+    def __init__(self, k1=10, k2=20):
+        self.k1 = k1
+        self.k2 = k2
+
+    def _method(self):
+        return {"estimator": "corrint", "k1": check_int(self.k1, "k1", 1), "k2": check_int(self.k2, "k2", 2)}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        return self._fit_method(X, graph)
+
+
+class MiND_ML(_Estimator):
+    """MiND_ML (Rozza et al. 2012), as scikit-dimension's ``MiND_ML``.
+
+    Maximum likelihood of the ratio rho = r_1 / r_{k+1}, whose density is k d rho^(d-1) (1 - rho^d)^(k-1).
+
+    Parameters
+    ----------
+    k : int, default 20
+    D : int, default 10
+        The largest dimension searched.
+    ver : {"MLk", "MLi"}, default "MLk"
+        "MLk": the continuous maximiser on (0, D]; "MLi": the integer one in 1..D. (R's intrinsicDimension
+        names the two the other way round.)
+
+    Attributes
+    ----------
+    dimension_ : float
+    stderr_ : float or None
+        From the observed information at the maximum ("MLk" only).
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+    """
+
+    _params = ("k", "D", "ver")
+
+    def __init__(self, k=20, D=10, ver="MLk"):
+        self.k = k
+        self.D = D
+        self.ver = ver
+
+    def _method(self):
+        if self.ver not in ("MLk", "MLi"):
+            raise ValueError(f"invalid parameter ver: {self.ver!r}; use 'MLk' or 'MLi'")
+        return {"estimator": "mind", "k": check_int(self.k, "k", 1), "max_dim": check_int(self.D, "D", 1),
+                "integer": self.ver == "MLi"}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        return self._fit_method(X, graph)
+
+
+class lPCA(_Estimator):
+    """Global PCA rules, as scikit-dimension's ``lPCA``, on the float64 covariance eigenvalues of the
+    distinct rows (``eigenvalues_``; min(n, d) of them, as scikit-learn's PCA keeps).
+
+    Parameters
+    ----------
+    ver : {"FO", "Fan", "maxgap", "ratio", "participation_ratio", "Kaiser", "broken_stick"}, default "FO"
+    alphaRatio : float, default 0.05
+    alphaFO : float, default 0.05
+    alphaFan : float, default 10
+    betaFan : float, default 0.8
+    PFan : float, default 0.95
+        The rules' thresholds, as skdim names them.
+
+    Attributes
+    ----------
+    dimension_ : float
+    eigenvalues_ : ndarray of float64
+    stderr_ : None
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim 0.5: eigenvalues at rounding level (below lambda_1 d 2^-52) count as exact
+    zeros, as scikit-learn's are for zero columns; "broken_stick" gives min(n, d) where no eigenvalue falls
+    below the stick (skdim leaves 0 there). ``center=False`` and skdim's rank versions are not offered.
+    """
+
+    _params = ("ver", "alphaRatio", "alphaFO", "alphaFan", "betaFan", "PFan")
+
+    def __init__(self, ver="FO", alphaRatio=0.05, alphaFO=0.05, alphaFan=10, betaFan=0.8, PFan=0.95):
+        self.ver = ver
+        self.alphaRatio = alphaRatio
+        self.alphaFO = alphaFO
+        self.alphaFan = alphaFan
+        self.betaFan = betaFan
+        self.PFan = PFan
+
+    def _method(self):
+        v = self.ver
+        if v == "FO":
+            rule = {"fukunaga_olsen": check_float(self.alphaFO, "alphaFO", 0.0, 1.0)}
+        elif v == "Fan":
+            rule = {"fan": {"alpha": check_float(self.alphaFan, "alphaFan", 0.0, np.inf),
+                            "beta": check_float(self.betaFan, "betaFan", 0.0, 1.0),
+                            "p": check_float(self.PFan, "PFan", 0.0, 1.0)}}
+        elif v == "maxgap":
+            rule = "max_gap"
+        elif v == "ratio":
+            rule = {"ratio": check_float(self.alphaRatio, "alphaRatio", 0.0, 1.0, high_open=False)}
+        elif v == "participation_ratio":
+            rule = "participation_ratio"
+        elif v == "Kaiser":
+            rule = "kaiser"
+        elif v == "broken_stick":
+            rule = "broken_stick"
+        else:
+            raise ValueError(
+                f"invalid parameter ver: {v!r}; use 'FO', 'Fan', 'maxgap', 'ratio', 'participation_ratio',"
+                " 'Kaiser' or 'broken_stick'"
+            )
+        return {"estimator": "pca", "rule": rule}
+
+    def fit(self, X, y=None):
+        """Estimates the dimension of X; returns self."""
+        return self._fit_method(X, None)
+
+
+class TwoNNPrior(_Estimator):
+    """TwoNN with a Gamma prior on d, as DADApy's ``compute_id_2NN_wprior``.
+
+    The Pareto likelihood of mu = r2/r1 over every point and a Gamma(alpha, beta) prior (shape, rate) give
+    the posterior Gamma(alpha + N, beta + sum log mu).
+
+    Parameters
+    ----------
+    alpha : float, default 2
+    beta : float, default 5
+    posterior_mean : bool, default True
+        The posterior mean (DADApy's default), else its mode.
+    level : float, default 0.95
+        Probability of the central credible interval (DADApy gives none).
+
+    Attributes
+    ----------
+    dimension_ : float
+    stderr_ : float
+        The posterior standard deviation (DADApy's ``intrinsic_dim_err``).
+    credible_interval_ : (float, float)
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+    """
+
+    _params = ("alpha", "beta", "posterior_mean", "level")
+
+    def __init__(self, alpha=2.0, beta=5.0, posterior_mean=True, level=0.95):
+        self.alpha = alpha
+        self.beta = beta
+        self.posterior_mean = posterior_mean
+        self.level = level
+
+    def _method(self):
+        return {"estimator": "twonn_bayes", "alpha": check_float(self.alpha, "alpha", 0.0, np.inf),
+                "beta": check_float(self.beta, "beta", 0.0, np.inf),
+                "posterior_mean": check_bool(self.posterior_mean, "posterior_mean"),
+                "level": check_float(self.level, "level", 0.0, 1.0)}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, graph)
+        ci = self.estimate_["params"]["credible_interval"]
+        self.credible_interval_ = (float(ci["low"]), float(ci["high"]))
+        return self
+
+
+class Binomial(_Estimator):
+    """The binomial estimator at a neighbour order, as DADApy's ``compute_id_binomial_k(k, r)``.
+
+    Of the k - 1 other points within r_k (a point's k-th neighbour distance), each falls within r r_k with
+    probability r^d.
+
+    Parameters
+    ----------
+    k : int, default 20
+    r : float, default 0.5
+        In (0, 1). DADApy has no defaults for k and r.
+    bayes : bool, default True
+        The posterior mean and standard deviation under a Beta(1, 1) prior on r^d (DADApy's default), else
+        the maximum-likelihood value and its Cramér–Rao error.
+
+    Attributes
+    ----------
+    dimension_, stderr_, duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from DADApy: its p-value of the binomial model (from an unseeded generator) is not given.
+    """
+
+    _params = ("k", "r", "bayes")
+
+    def __init__(self, k=20, r=0.5, bayes=True):
+        self.k = k
+        self.r = r
+        self.bayes = bayes
+
+    def _method(self):
+        return {"estimator": "binomial", "k": check_int(self.k, "k", 2), "r": check_float(self.r, "r", 0.0, 1.0),
+                "bayes": check_bool(self.bayes, "bayes")}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        return self._fit_method(X, graph)

@@ -13,6 +13,8 @@ pub enum Aggregation {
     MacKayGhahramani,
     /// d = mean(m_i) (the original paper; biased upward).
     ArithmeticMean,
+    /// d = median(m_i) (skdim's `comb="median"`).
+    Median,
 }
 
 /// The Levina–Bickel MLE with k neighbours.
@@ -20,6 +22,7 @@ pub enum Aggregation {
 pub struct Mle {
     k: usize,
     aggregation: Aggregation,
+    unbiased: bool,
 }
 
 impl Default for Mle {
@@ -27,6 +30,7 @@ impl Default for Mle {
         Mle {
             k: 20,
             aggregation: Aggregation::MacKayGhahramani,
+            unbiased: false,
         }
     }
 }
@@ -57,21 +61,41 @@ impl Mle {
         self.aggregation = a;
         self
     }
+    /// Levina and Bickel's bias-corrected numerator k − 2 instead of k − 1 (skdim's `unbiased=True`).
+    pub fn unbiased(mut self, unbiased: bool) -> Self {
+        self.unbiased = unbiased;
+        self
+    }
+    /// The numerator's correction: the per-point value is (k − 1)/Σ or (k − 2)/Σ, that is this factor
+    /// times (k − 1)/Σ.
+    fn factor(&self) -> f64 {
+        if self.unbiased {
+            (self.k as f64 - 2.0) / (self.k as f64 - 1.0)
+        } else {
+            1.0
+        }
+    }
 
     /// Per-point estimates m_i (infinite where all k distances tie).
     pub fn per_point(&self, graph: &KnnGraph) -> Result<Vec<f64>> {
         self.check(graph)?;
+        let f = self.factor();
         Ok(inverse_per_point(graph, self.k)
             .into_iter()
-            .map(|v| 1.0 / v)
+            .map(|v| f / v)
             .collect())
     }
 
     fn check(&self, graph: &KnnGraph) -> Result<()> {
-        if self.k < 2 {
+        let min = if self.unbiased { 3 } else { 2 };
+        if self.k < min {
             return Err(Error::param(
                 Param::K,
-                format!("MLE needs k ≥ 2, got {}", self.k),
+                format!(
+                    "MLE{} needs k ≥ {min}, got {}",
+                    if self.unbiased { " (unbiased)" } else { "" },
+                    self.k
+                ),
                 "use k = 20",
             ));
         }
@@ -91,7 +115,11 @@ impl Mle {
     /// Fits on the graph.
     pub fn fit(&self, graph: &KnnGraph) -> Result<Estimate> {
         self.check(graph)?;
-        let inv = inverse_per_point(graph, self.k);
+        let f = self.factor();
+        let inv: Vec<f64> = inverse_per_point(graph, self.k)
+            .into_iter()
+            .map(|v| v / f)
+            .collect();
         let n = inv.len() as f64;
         let ties = inv.iter().filter(|&&v| v <= 0.0).count();
         let mut notes = Vec::new();
@@ -120,6 +148,14 @@ impl Mle {
                     "MacKay-Ghahramani: 1/mean(1/m_i)",
                 )
             }
+            Aggregation::Median => {
+                let m: Vec<f64> = inv
+                    .iter()
+                    .map(|&v| if v > 0.0 { 1.0 / v } else { f64::NAN })
+                    .collect();
+                let c = super::local::combine(&m, super::local::Combine::Median, "MLE")?;
+                (c.value, f64::NAN, "median of m_i")
+            }
             Aggregation::ArithmeticMean => {
                 let m: Vec<f64> = inv.iter().filter(|&&v| v > 0.0).map(|v| 1.0 / v).collect();
                 let nn = m.len() as f64;
@@ -138,13 +174,98 @@ impl Mle {
                 problem: format!("estimate {value}"),
             });
         }
+        let variant = if self.unbiased {
+            format!("{variant}, with (k - 2) in the numerator (unbiased)")
+        } else {
+            variant.to_string()
+        };
         Ok(Estimate {
             estimator: "mle".into(),
-            variant: variant.into(),
+            variant,
             value,
-            stderr: Some(stderr),
-            params: json!({"k": self.k, "n_points": graph.n}),
+            stderr: stderr.is_finite().then_some(stderr),
+            params: json!({"k": self.k, "n_points": graph.n, "unbiased": self.unbiased}),
             notes,
+        })
+    }
+}
+
+/// Levina–Bickel on the whole set (skdim's `MLE(neighborhood_based=False)`): the `n` smallest distinct
+/// values among the first `k` neighbour distances of every point, read as the distances of one
+/// neighbourhood, (n − 1)/Σ_j log(R_n/R_j) (n − 2 when unbiased).
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalMle {
+    /// Neighbours per point whose distances are pooled (skdim's `K`, 5 by default).
+    pub k: usize,
+    /// How many of the smallest distinct pooled distances are read (skdim's `n_neighbors`, 20).
+    pub n: usize,
+    pub unbiased: bool,
+}
+
+impl Default for GlobalMle {
+    fn default() -> Self {
+        GlobalMle {
+            k: 5,
+            n: 20,
+            unbiased: false,
+        }
+    }
+}
+
+impl GlobalMle {
+    /// Fits on the graph.
+    pub fn fit(&self, graph: &KnnGraph) -> Result<Estimate> {
+        super::local::check_graph_k(graph, self.k, 1, "the global MLE")?;
+        let min = if self.unbiased { 3 } else { 2 };
+        if self.n < min {
+            return Err(Error::range(
+                Param::K,
+                self.n,
+                format!("n ≥ {min}"),
+                "the global MLE reads the n smallest pooled distances",
+            ));
+        }
+        let mut pooled: Vec<f64> = (0..graph.n)
+            .flat_map(|i| graph.lengths(i).take(self.k).collect::<Vec<_>>())
+            .filter(|&x| x > 0.0)
+            .collect();
+        pooled.sort_by(f64::total_cmp);
+        pooled.dedup();
+        if pooled.len() < self.n {
+            return Err(Error::data(
+                "input",
+                format!(
+                    "only {} distinct neighbour distances, the global MLE reads {}",
+                    pooled.len(),
+                    self.n
+                ),
+                "pass more rows or read fewer distances",
+            ));
+        }
+        let rs = &pooled[..self.n];
+        let rn = rs[self.n - 1];
+        let sum: f64 = rs.iter().map(|&r| log_ratio(rn, r)).sum();
+        let num = self.n as f64 - if self.unbiased { 2.0 } else { 1.0 };
+        let value = num / sum;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(Error::Numerical {
+                what: "the global MLE".into(),
+                problem: format!("estimate {value}"),
+            });
+        }
+        Ok(Estimate {
+            estimator: "mle_global".into(),
+            variant: format!(
+                "Levina-Bickel on the {} smallest distinct distances among the first {} neighbours of every point{}",
+                self.n,
+                self.k,
+                if self.unbiased { ", (n - 2) in the numerator" } else { "" }
+            ),
+            value,
+            // One neighbourhood of n distances: the MLE's asymptotic error d/√(n − 1).
+            stderr: Some(value / (self.n as f64 - 1.0).sqrt()),
+            params: json!({"K": self.k, "n_neighbors": self.n, "unbiased": self.unbiased}),
+            notes: vec![],
         })
     }
 }

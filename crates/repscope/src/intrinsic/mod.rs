@@ -1,7 +1,12 @@
 //! Intrinsic-dimension estimators: one file per family. Definitions and defaults follow METRICS.md.
+pub mod bayes;
 pub mod calibrated;
+pub mod corrint;
 pub mod gride;
 pub mod lid;
+pub mod local;
+pub mod method;
+pub mod mind;
 pub mod mle;
 pub mod pca;
 pub mod scale;

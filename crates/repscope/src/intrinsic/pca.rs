@@ -5,12 +5,13 @@ use super::Estimate;
 use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::decomposition::Principal;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::moments;
 use crate::progress::{Progress, Silent};
 
 /// Which rule turns the spectrum into a dimension.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PcaRule {
     /// Smallest m with cumulative explained variance ≥ τ.
     ExplainedVariance(f64),
@@ -18,6 +19,67 @@ pub enum PcaRule {
     FukunagaOlsen(f64),
     /// (Σλ)² / Σλ².
     ParticipationRatio,
+    /// One plus the index of the largest ratio λ_i / λ_{i+1} (skdim's `maxgap`).
+    MaxGap,
+    /// One plus the count of components whose cumulative share of the variance is below the threshold
+    /// (skdim's `ratio`, `alphaRatio`).
+    Ratio(f64),
+    /// The count of eigenvalues above their mean (Kaiser's rule).
+    Kaiser,
+    /// The count of leading eigenvalues whose share of the variance exceeds the broken stick's
+    /// (1/p) Σ_{j≥i} 1/j (Jolliffe; skdim's `broken_stick`).
+    BrokenStick,
+    /// Fan et al. (2010): the eigenvalues less the mean of those past the `p` share of the variance, then
+    /// the first gap above `alpha` or the first cumulative share above `beta` (skdim's `Fan`).
+    Fan { alpha: f64, beta: f64, p: f64 },
+}
+
+impl PcaRule {
+    /// The estimator's name in the suite.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PcaRule::ExplainedVariance(_) => "pca_ev",
+            PcaRule::FukunagaOlsen(_) => "pca_fo",
+            PcaRule::ParticipationRatio => "pca_pr",
+            PcaRule::MaxGap => "pca_maxgap",
+            PcaRule::Ratio(_) => "pca_ratio",
+            PcaRule::Kaiser => "pca_kaiser",
+            PcaRule::BrokenStick => "pca_broken_stick",
+            PcaRule::Fan { .. } => "pca_fan",
+        }
+    }
+    /// Checks the rule's thresholds.
+    pub fn check(&self) -> Result<()> {
+        let bad = |p: Param, v: f64, allowed: &str| {
+            Err(Error::range(
+                p,
+                v,
+                allowed,
+                format!("{} threshold out of range", self.name()),
+            ))
+        };
+        match *self {
+            PcaRule::ExplainedVariance(t) if !(t > 0.0 && t <= 1.0) => {
+                bad(Param::Tau, t, "τ in (0, 1]")
+            }
+            PcaRule::FukunagaOlsen(a) if !(a > 0.0 && a < 1.0) => {
+                bad(Param::Alpha, a, "α in (0, 1)")
+            }
+            PcaRule::Ratio(a) if !(a > 0.0 && a <= 1.0) => {
+                bad(Param::Alpha, a, "a share in (0, 1]")
+            }
+            PcaRule::Fan { alpha, .. } if !(alpha > 0.0 && alpha.is_finite()) => {
+                bad(Param::Alpha, alpha, "a positive gap ratio such as 10")
+            }
+            PcaRule::Fan { beta, .. } if !(beta > 0.0 && beta < 1.0) => {
+                bad(Param::Beta, beta, "β in (0, 1)")
+            }
+            PcaRule::Fan { p, .. } if !(p > 0.0 && p < 1.0) => {
+                bad(Param::Tau, p, "a share in (0, 1)")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The covariance spectrum of a matrix, with what the PCA rules need.
@@ -31,6 +93,8 @@ pub struct Spectrum {
     pub scale: f64,
     /// Notes, e.g. when the leading direction is carried by a handful of points.
     pub notes: Vec<String>,
+    /// Rows the covariance was taken over.
+    pub n: usize,
 }
 
 impl Spectrum {
@@ -97,12 +161,20 @@ impl Spectrum {
             eigenvalues,
             scale: mom.scale,
             notes,
+            n: mom.n,
         })
     }
 
     /// Applies a rule.
     pub fn dimension(&self, rule: PcaRule) -> f64 {
-        let ev = &self.eigenvalues;
+        // As scikit-learn's PCA, min(n, d) components; eigenvalues at the level of rounding (below
+        // λ₁·d·2⁻⁵²) are read as exact zeros, so that a gap into the null space is infinite, as skdim's.
+        let p = self.eigenvalues.len().min(self.n.max(1));
+        let floor = self.eigenvalues[0] * self.eigenvalues.len() as f64 * f64::EPSILON;
+        let ev: Vec<f64> = self.eigenvalues[..p]
+            .iter()
+            .map(|&l| if l <= floor { 0.0 } else { l })
+            .collect();
         let total: f64 = ev.iter().sum();
         match rule {
             PcaRule::ExplainedVariance(tau) => {
@@ -122,6 +194,129 @@ impl Spectrum {
                 let s2: f64 = ev.iter().map(|l| l * l).sum();
                 total * total / s2
             }
+            PcaRule::MaxGap => {
+                // λ/0 is an infinite gap and wins; 0/0 is no gap.
+                let mut best = (0usize, f64::NEG_INFINITY);
+                for i in 0..p.saturating_sub(1) {
+                    let g = if ev[i + 1] > 0.0 {
+                        ev[i] / ev[i + 1]
+                    } else if ev[i] > 0.0 {
+                        f64::INFINITY
+                    } else {
+                        continue;
+                    };
+                    if g > best.1 {
+                        best = (i, g);
+                    }
+                }
+                (best.0 + 1) as f64
+            }
+            PcaRule::Ratio(alpha) => {
+                let mut c = 0.0;
+                let mut count = 0;
+                for &l in &ev {
+                    c += l;
+                    count += usize::from(c / total < alpha);
+                }
+                (count + 1) as f64
+            }
+            PcaRule::Kaiser => {
+                let mean = total / p as f64;
+                ev.iter().filter(|&&l| l > mean).count() as f64
+            }
+            PcaRule::BrokenStick => {
+                // The stick's pieces b_i = (1/p) Σ_{j=i}^{p} 1/j, largest first.
+                let mut stick = vec![0.0; p];
+                let mut acc = 0.0;
+                for i in (0..p).rev() {
+                    acc += 1.0 / (i + 1) as f64;
+                    stick[i] = acc / p as f64;
+                }
+                ev.iter()
+                    .zip(&stick)
+                    .position(|(&l, &b)| b > l / total)
+                    .unwrap_or(p) as f64
+            }
+            PcaRule::Fan {
+                alpha,
+                beta,
+                p: share,
+            } => {
+                let mut c = 0.0;
+                let r = ev
+                    .iter()
+                    .position(|&l| {
+                        c += l;
+                        c / total > share
+                    })
+                    .unwrap_or(p - 1);
+                let sigma = ev[r..].iter().sum::<f64>() / (p - r) as f64;
+                let shifted: Vec<f64> = ev.iter().map(|l| l - sigma).collect();
+                let st: f64 = shifted.iter().sum();
+                let gap = (0..p.saturating_sub(1)).find(|&i| shifted[i] / shifted[i + 1] > alpha);
+                let mut c = 0.0;
+                let cum = shifted.iter().position(|&l| {
+                    c += l;
+                    c / st > beta
+                });
+                let first = match (gap, cum) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => p - 1,
+                };
+                (first + 1) as f64
+            }
+        }
+    }
+
+    /// The estimate of one rule.
+    pub fn estimate(&self, rule: PcaRule) -> Estimate {
+        let (variant, params) = match rule {
+            PcaRule::ExplainedVariance(tau) => (
+                format!("smallest m explaining >= {tau} of the variance"),
+                json!({"tau": tau}),
+            ),
+            PcaRule::FukunagaOlsen(alpha) => (
+                format!("Fukunaga-Olsen: count of eigenvalues > {alpha} x the largest"),
+                json!({"alpha": alpha}),
+            ),
+            PcaRule::ParticipationRatio => (
+                "participation ratio (sum lambda)^2 / sum lambda^2".into(),
+                json!({}),
+            ),
+            PcaRule::MaxGap => (
+                "1 + the index of the largest ratio of consecutive eigenvalues".into(),
+                json!({}),
+            ),
+            PcaRule::Ratio(alpha) => (
+                format!("1 + the count of components whose cumulative variance share is < {alpha}"),
+                json!({"alpha": alpha}),
+            ),
+            PcaRule::Kaiser => ("Kaiser: count of eigenvalues above their mean".into(), json!({})),
+            PcaRule::BrokenStick => (
+                "broken stick: count of leading eigenvalues above the broken stick".into(),
+                json!({}),
+            ),
+            PcaRule::Fan { alpha, beta, p } => (
+                format!("Fan: first gap > {alpha} or cumulative share > {beta} after removing the noise level past {p} of the variance"),
+                json!({"alpha": alpha, "beta": beta, "p": p}),
+            ),
+        };
+        let value = self.dimension(rule);
+        let mut notes = self.notes.clone();
+        if value == 0.0 {
+            notes.push(
+                "no leading eigenvalue rises above the broken stick (a flat spectrum): the rule gives 0"
+                    .into(),
+            );
+        }
+        Estimate {
+            estimator: rule.name().into(),
+            variant,
+            value,
+            stderr: None,
+            params,
+            notes,
         }
     }
 

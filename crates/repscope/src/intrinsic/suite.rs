@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::calibrated::CalibratedTwoNN;
 use super::gride::{Gride, GridePoint};
+use super::method::{self, Method};
 use super::mle::Mle;
 use super::pca::Spectrum;
 use super::scale::{decimation, DecimationPoint};
@@ -101,27 +102,34 @@ pub struct IdReport {
     pub notes: Vec<String>,
 }
 
+/// Every estimator name, the default eight first, in output order.
+fn every() -> impl Iterator<Item = &'static str> {
+    ESTIMATORS.iter().chain(method::NAMES).copied()
+}
+
 fn canonical(names: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for n in names {
         let n = n.trim().to_ascii_lowercase();
         let expanded: Vec<&str> = match n.as_str() {
-            "all" => ESTIMATORS.to_vec(),
+            "default" => ESTIMATORS.to_vec(),
+            "all" => every().collect(),
             "pca" => vec!["pca_ev", "pca_fo", "pca_pr"],
             "lpca" | "pca_fo" => vec!["pca_fo"],
             "2nn" | "twonn" => vec!["twonn"],
-            x if ESTIMATORS.contains(&x) => vec![ESTIMATORS
-                .iter()
-                .find(|e| **e == x)
-                .copied()
-                .unwrap_or("twonn")],
-            other => {
-                return Err(Error::param(
-                    Param::Estimator,
-                    format!("unknown estimator '{other}'"),
-                    format!("choose from: {}, pca, all", ESTIMATORS.join(", ")),
-                ))
-            }
+            x => match every().find(|e| *e == x) {
+                Some(e) => vec![e],
+                None => {
+                    return Err(Error::param(
+                        Param::Estimator,
+                        format!("unknown estimator '{x}'"),
+                        format!(
+                            "choose from: {}, pca, default, all",
+                            every().collect::<Vec<_>>().join(", ")
+                        ),
+                    ))
+                }
+            },
         };
         for e in expanded {
             if !out.iter().any(|o| o == e) {
@@ -137,8 +145,18 @@ fn canonical(names: &[String]) -> Result<Vec<String>> {
         ));
     }
     // Keep the canonical output order.
-    out.sort_by_key(|e| ESTIMATORS.iter().position(|x| x == e));
+    out.sort_by_key(|e| every().position(|x| x == e));
     Ok(out)
+}
+
+/// Neighbours per point an estimator of the suite reads (0: none).
+fn needs(name: &str, cfg: &IdConfig) -> usize {
+    match name {
+        "twonn" | "twonn_mle" | "twonn_calibrated" => 2,
+        "mle" => cfg.k_mle,
+        "gride" => cfg.gride_n2,
+        other => Method::by_name(other).map_or(0, |m| m.graph_k()),
+    }
 }
 
 /// How many neighbours the requested estimators need.
@@ -157,12 +175,7 @@ pub fn graph_k(cfg: &IdConfig) -> Result<usize> {
     }
     let mut k = 0;
     for e in &names {
-        k = k.max(match e.as_str() {
-            "twonn" | "twonn_mle" | "twonn_calibrated" => 2,
-            "mle" => cfg.k_mle,
-            "gride" => cfg.gride_n2,
-            _ => 0,
-        });
+        k = k.max(needs(e, cfg));
     }
     if cfg.scale_curve {
         k = k.max(cfg.range_max).max(2);
@@ -186,13 +199,21 @@ pub fn run_with_graph(
     let nd = ds.dedup.n_distinct();
     let want_k = graph_k(cfg)?;
     // Estimators that need exactly k neighbours fail cleanly; the curve adapts to what is available.
+    // With "all", an estimator that reads more neighbours than the data has is left out with a note;
+    // named on its own, it is an error.
+    let all = cfg
+        .estimators
+        .iter()
+        .any(|e| e.trim().eq_ignore_ascii_case("all"));
     let needs_k = names
         .iter()
-        .map(|e| match e.as_str() {
-            "twonn" | "twonn_mle" | "twonn_calibrated" => 2,
-            "mle" => cfg.k_mle,
-            "gride" => cfg.gride_n2,
-            _ => 0,
+        .map(|e| {
+            let k = needs(e, cfg);
+            if all && Method::by_name(e).is_some() {
+                k.min(2)
+            } else {
+                k
+            }
         })
         .max()
         .unwrap_or(0);
@@ -264,6 +285,27 @@ pub fn run_with_graph(
                 }
                 .fit(g);
                 keep(name, r, &mut notes)?;
+            }
+            (other, g) if Method::by_name(other).is_some() => {
+                let m = Method::by_name(other).expect("a known name");
+                if m.needs_spectrum() && spectrum.is_none() {
+                    progress.stage("covariance spectrum", 0);
+                    spectrum = Some(Spectrum::of(distinct)?);
+                    progress.finish_stage();
+                }
+                if m.graph_k() > 0 && g.as_ref().is_none_or(|g| g.k < m.graph_k()) {
+                    notes.push(format!(
+                        "{other} not computed: it reads {} neighbours per point, and there are {nd} distinct rows",
+                        m.graph_k()
+                    ));
+                    continue;
+                }
+                progress.stage(other, 0);
+                let r = m
+                    .fit(distinct, g.as_ref(), spectrum.as_ref())
+                    .map(|f| f.estimate);
+                keep(name, r, &mut notes)?;
+                progress.finish_stage();
             }
             ("pca_ev" | "pca_fo" | "pca_pr", _) => {
                 if spectrum.is_none() {

@@ -485,3 +485,57 @@ mod tests {
         assert!(knn_search(&m, &m, 0, Metric::Euclidean, true, None).is_err());
     }
 }
+
+/// For every radius in `radii` (the metric's distances, ascending), the number of ordered pairs (i, j),
+/// i ≠ j, of rows of `m` whose exact distance is strictly below it: the correlation sums of
+/// Grassberger and Procaccia. One blocked product ranks every pair; a pair whose ranking key the rounding
+/// bound proves farther than the largest radius is left out, and every other pair's distance is computed
+/// exactly in f64, so the counts are exact. Memory is O(block²) per thread.
+pub fn pairs_within(m: &Matrix, metric: Metric, radii: &[f64]) -> Result<Vec<u64>> {
+    let Some(&largest) = radii.last() else {
+        return Ok(Vec::new());
+    };
+    let (space, side) = Space::new(m, metric)?;
+    let exact = Exact::between(metric, &side, &side);
+    let thresholds: Vec<f32> = (0..m.rows())
+        .map(|q| {
+            let a = side.norms[q];
+            space
+                .target(a, largest)
+                .key_threshold(&space.key, a, side.max_norm)
+        })
+        .collect();
+    let sq = squared_norms(&side);
+    let counts: Vec<Vec<u64>> = blocked(
+        &side.rows,
+        &side.rows,
+        |_| vec![0u64; radii.len()],
+        |counts, q0, r0, buf, br| {
+            let terms = &sq[r0..r0 + br];
+            let bq = buf.len() / br;
+            for a in 0..bq {
+                let q = q0 + a;
+                let col = &buf[a * br..(a + 1) * br];
+                let thr = thresholds[q];
+                for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
+                    let key = t - 2.0 * dot;
+                    if key.partial_cmp(&thr) == Some(std::cmp::Ordering::Greater) || r0 + r == q {
+                        continue;
+                    }
+                    let d = exact.dist(q, r0 + r);
+                    for (c, &rad) in counts.iter_mut().zip(radii) {
+                        *c += u64::from(d < rad);
+                    }
+                }
+            }
+        },
+        |counts, _| counts.clone(),
+    );
+    let mut total = vec![0u64; radii.len()];
+    for c in counts {
+        for (t, v) in total.iter_mut().zip(c) {
+            *t += v;
+        }
+    }
+    Ok(total)
+}

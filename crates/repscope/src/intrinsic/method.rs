@@ -1,0 +1,347 @@
+//! One typed description of every estimator beyond the suite's default eight, with its parameters, what it
+//! reads (the shared neighbour graph, the rows, the covariance spectrum) and one `fit`. The suite runs them
+//! by name at their defaults; the Python classes send their parameters as this enum's JSON.
+use serde::{Deserialize, Serialize};
+
+use super::bayes::{Binomial, TwoNNPrior};
+use super::corrint::CorrInt;
+use super::local::{Combine, Mada, Mom, Tle};
+use super::mind::MindMl;
+use super::mle::{Aggregation, GlobalMle, Mle};
+use super::pca::{PcaRule, Spectrum};
+use super::Estimate;
+use crate::data::Matrix;
+use crate::error::{Error, Param, Result};
+use crate::neighbors::KnnGraph;
+
+/// An estimator and its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "estimator", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Method {
+    /// Method of moments (skdim `MOM`).
+    Mom { k: usize, comb: Combine },
+    /// Tight local estimation (skdim `TLE`).
+    Tle {
+        k: usize,
+        epsilon: f64,
+        comb: Combine,
+    },
+    /// MADA (skdim `MADA`).
+    Mada { k: usize, comb: Combine },
+    /// Levina–Bickel per point (skdim `MLE`), with the unbiased numerator as an option.
+    Mle {
+        k: usize,
+        comb: Combine,
+        unbiased: bool,
+    },
+    /// Levina–Bickel on pooled distances (skdim `MLE(neighborhood_based=False)`).
+    MleGlobal { k: usize, n: usize, unbiased: bool },
+    /// The two-scale correlation dimension (skdim `CorrInt`).
+    Corrint { k1: usize, k2: usize },
+    /// MiND_ML (skdim `MiND_ML`): continuous ("MLk") or integer ("MLi").
+    Mind {
+        k: usize,
+        max_dim: usize,
+        integer: bool,
+    },
+    /// TwoNN with a Gamma prior (DADApy `compute_id_2NN_wprior`).
+    TwonnBayes {
+        alpha: f64,
+        beta: f64,
+        posterior_mean: bool,
+        level: f64,
+    },
+    /// The binomial estimator (DADApy `compute_id_binomial_k`).
+    Binomial { k: usize, r: f64, bayes: bool },
+    /// A PCA rule on the covariance spectrum (skdim `lPCA`).
+    Pca { rule: PcaRule },
+}
+
+/// The names the suite knows these estimators by (each at its default parameters), in output order.
+pub const NAMES: &[&str] = &[
+    "mom",
+    "tle",
+    "mada",
+    "mle_unbiased",
+    "mle_global",
+    "corrint",
+    "mind_mlk",
+    "mind_mli",
+    "twonn_bayes",
+    "binomial",
+    "pca_maxgap",
+    "pca_ratio",
+    "pca_kaiser",
+    "pca_broken_stick",
+    "pca_fan",
+];
+
+/// A fitted estimator: its estimate and, for per-point methods, one value per row of the graph.
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub estimate: Estimate,
+    pub per_point: Option<Vec<f64>>,
+}
+
+impl Method {
+    /// The estimator of a suite name at its defaults (those of skdim 0.5.0 and DADApy 0.3).
+    pub fn by_name(name: &str) -> Option<Method> {
+        Some(match name {
+            "mom" => Method::Mom {
+                k: Mom::default().k,
+                comb: Combine::Mean,
+            },
+            "tle" => Method::Tle {
+                k: Tle::default().k,
+                epsilon: Tle::default().epsilon,
+                comb: Combine::Mean,
+            },
+            "mada" => Method::Mada {
+                k: Mada::default().k,
+                comb: Combine::Mean,
+            },
+            "mle_unbiased" => Method::Mle {
+                k: 20,
+                comb: Combine::Harmonic,
+                unbiased: true,
+            },
+            "mle_global" => {
+                let g = GlobalMle::default();
+                Method::MleGlobal {
+                    k: g.k,
+                    n: g.n,
+                    unbiased: g.unbiased,
+                }
+            }
+            "corrint" => Method::Corrint { k1: 10, k2: 20 },
+            "mind_mlk" | "mind_mli" => Method::Mind {
+                k: 20,
+                max_dim: 10,
+                integer: name == "mind_mli",
+            },
+            "twonn_bayes" => {
+                let p = TwoNNPrior::default();
+                Method::TwonnBayes {
+                    alpha: p.alpha,
+                    beta: p.beta,
+                    posterior_mean: p.posterior_mean,
+                    level: p.level,
+                }
+            }
+            "binomial" => {
+                let b = Binomial::default();
+                Method::Binomial {
+                    k: b.k,
+                    r: b.r,
+                    bayes: b.bayes,
+                }
+            }
+            "pca_maxgap" => Method::Pca {
+                rule: PcaRule::MaxGap,
+            },
+            "pca_ratio" => Method::Pca {
+                rule: PcaRule::Ratio(0.05),
+            },
+            "pca_kaiser" => Method::Pca {
+                rule: PcaRule::Kaiser,
+            },
+            "pca_broken_stick" => Method::Pca {
+                rule: PcaRule::BrokenStick,
+            },
+            "pca_fan" => Method::Pca {
+                rule: PcaRule::Fan {
+                    alpha: 10.0,
+                    beta: 0.8,
+                    p: 0.95,
+                },
+            },
+            _ => return None,
+        })
+    }
+
+    /// Neighbours per point the method reads from the graph (0: it reads none).
+    pub fn graph_k(&self) -> usize {
+        match *self {
+            Method::Mom { k, .. }
+            | Method::Tle { k, .. }
+            | Method::Mada { k, .. }
+            | Method::Mle { k, .. }
+            | Method::MleGlobal { k, .. }
+            | Method::Binomial { k, .. } => k,
+            Method::Corrint { k2, .. } => k2,
+            Method::Mind { k, .. } => k + 1,
+            Method::TwonnBayes { .. } => 2,
+            Method::Pca { .. } => 0,
+        }
+    }
+
+    /// The method with its neighbour orders lowered to what `available` neighbours per point allow, as
+    /// skdim lowers `n_neighbors` to N − 1 (None when nothing needs lowering), and a note saying so.
+    pub fn clipped(&self, available: usize) -> Option<(Method, String)> {
+        let need = self.graph_k();
+        if need <= available || need == 0 {
+            return None;
+        }
+        let a = available;
+        let m = match *self {
+            Method::Mom { comb, .. } => Method::Mom { k: a, comb },
+            Method::Tle { epsilon, comb, .. } => Method::Tle {
+                k: a,
+                epsilon,
+                comb,
+            },
+            Method::Mada { comb, .. } => Method::Mada { k: a, comb },
+            Method::Mle { comb, unbiased, .. } => Method::Mle {
+                k: a,
+                comb,
+                unbiased,
+            },
+            Method::MleGlobal { n, unbiased, .. } => Method::MleGlobal { k: a, n, unbiased },
+            Method::Corrint { k1, .. } => Method::Corrint {
+                k1: if k1 >= a { a.saturating_sub(1) } else { k1 },
+                k2: a,
+            },
+            Method::Mind {
+                max_dim, integer, ..
+            } => Method::Mind {
+                k: a.saturating_sub(1),
+                max_dim,
+                integer,
+            },
+            Method::Binomial { r, bayes, .. } => Method::Binomial { k: a, r, bayes },
+            other => other,
+        };
+        Some((
+            m,
+            format!(
+                "the estimator reads {need} neighbours per point, but each point has only {a} others: {a} used (as scikit-dimension lowers n_neighbors)"
+            ),
+        ))
+    }
+
+    /// Whether the method reads the covariance spectrum.
+    pub fn needs_spectrum(&self) -> bool {
+        matches!(self, Method::Pca { .. })
+    }
+
+    /// Checks the parameters that can be checked before any data is read.
+    pub fn check(&self) -> Result<()> {
+        let min_k = |k: usize, min: usize, what: &str| {
+            if k < min {
+                Err(Error::range(
+                    Param::K,
+                    k,
+                    format!("k ≥ {min}"),
+                    format!("{what} needs at least {min} neighbours per point"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            Method::Mom { k, .. } => min_k(k, 2, "MOM"),
+            Method::Tle { k, .. } => min_k(k, 2, "TLE"),
+            Method::Mada { k, .. } => min_k(k, 2, "MADA"),
+            Method::Mle { k, unbiased, .. } => min_k(k, if unbiased { 3 } else { 2 }, "MLE"),
+            Method::MleGlobal { k, .. } => min_k(k, 1, "the global MLE"),
+            Method::Corrint { k1, k2 } if k1 < 1 || k2 <= k1 => Err(Error::range(
+                Param::K2,
+                format!("k1 = {k1}, k2 = {k2}"),
+                "1 ≤ k1 < k2 (10 and 20 by default)",
+                "the correlation dimension compares two neighbour orders",
+            )),
+            Method::Mind { k, .. } => min_k(k, 1, "MiND_ML"),
+            Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
+            Method::Pca { rule } => rule.check(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fits on the rows `data` of the graph (the distinct rows), the graph with at least
+    /// [`Method::graph_k`] neighbours (when that is not 0) and the spectrum (when
+    /// [`Method::needs_spectrum`]).
+    pub fn fit(
+        &self,
+        data: &Matrix,
+        graph: Option<&KnnGraph>,
+        spectrum: Option<&Spectrum>,
+    ) -> Result<Fitted> {
+        self.check()?;
+        let need_graph = || {
+            graph.ok_or_else(|| Error::Numerical {
+                what: "the estimator".into(),
+                problem: "no neighbour graph was handed to a neighbour estimator".into(),
+            })
+        };
+        let per = |(estimate, pw): (Estimate, Vec<f64>)| Fitted {
+            estimate,
+            per_point: Some(pw),
+        };
+        let one = |estimate: Estimate| Fitted {
+            estimate,
+            per_point: None,
+        };
+        Ok(match *self {
+            Method::Mom { k, comb } => per(Mom { k }.fit(need_graph()?, comb)?),
+            Method::Tle { k, epsilon, comb } => {
+                per(Tle { k, epsilon }.fit(data, need_graph()?, comb)?)
+            }
+            Method::Mada { k, comb } => per(Mada { k }.fit(need_graph()?, comb)?),
+            Method::Mle { k, comb, unbiased } => {
+                let g = need_graph()?;
+                let agg = match comb {
+                    Combine::Harmonic => Aggregation::MacKayGhahramani,
+                    Combine::Mean => Aggregation::ArithmeticMean,
+                    Combine::Median => Aggregation::Median,
+                };
+                let m = Mle::default().k(k).aggregation(agg).unbiased(unbiased);
+                let mut e = m.fit(g)?;
+                if unbiased {
+                    e.estimator = "mle_unbiased".into();
+                }
+                Fitted {
+                    estimate: e,
+                    per_point: Some(m.per_point(g)?),
+                }
+            }
+            Method::MleGlobal { k, n, unbiased } => {
+                one(GlobalMle { k, n, unbiased }.fit(need_graph()?)?)
+            }
+            Method::Corrint { k1, k2 } => one(CorrInt { k1, k2 }.fit(data, need_graph()?)?),
+            Method::Mind {
+                k,
+                max_dim,
+                integer,
+            } => one(MindMl {
+                k,
+                max_dim,
+                integer,
+            }
+            .fit(need_graph()?)?),
+            Method::TwonnBayes {
+                alpha,
+                beta,
+                posterior_mean,
+                level,
+            } => one(TwoNNPrior {
+                alpha,
+                beta,
+                posterior_mean,
+                level,
+            }
+            .fit(need_graph()?)?),
+            Method::Binomial { k, r, bayes } => one(Binomial { k, r, bayes }.fit(need_graph()?)?),
+            Method::Pca { rule } => {
+                let owned;
+                let s = match spectrum {
+                    Some(s) => s,
+                    None => {
+                        owned = Spectrum::of(data)?;
+                        &owned
+                    }
+                };
+                one(s.estimate(rule))
+            }
+        })
+    }
+}
