@@ -149,17 +149,19 @@ impl MindMl {
         });
         Ok(Estimate {
             estimator: if self.integer { "mind_mli" } else { "mind_mlk" }.into(),
-            variant: format!(
-                "MiND_ML{}: maximum likelihood of r1/r{} over {} d in (0, {}]",
-                if self.integer { "i" } else { "k" },
-                self.k + 1,
-                if self.integer {
-                    "integer"
-                } else {
-                    "continuous"
-                },
-                self.max_dim
-            ),
+            variant: if self.integer {
+                format!(
+                    "MiND_MLi: maximum likelihood of r1/r{} over integer d in 1..{}",
+                    self.k + 1,
+                    self.max_dim
+                )
+            } else {
+                format!(
+                    "MiND_MLk: maximum likelihood of r1/r{} over continuous d in (0, {}]",
+                    self.k + 1,
+                    self.max_dim
+                )
+            },
             value,
             stderr: stderr.filter(|s| s.is_finite()),
             params: json!({"k": self.k, "D": self.max_dim}),

@@ -2,7 +2,7 @@
 use serde_json::json;
 
 use super::Estimate;
-use crate::data::source::RowSource;
+use crate::data::source::{Elem, RowSource};
 use crate::data::Matrix;
 use crate::decomposition::Principal;
 use crate::error::{Error, Param, Result};
@@ -95,6 +95,10 @@ pub struct Spectrum {
     pub notes: Vec<String>,
     /// Rows the covariance was taken over.
     pub n: usize,
+    /// Eigenvalues at or below this are indistinguishable from 0: the larger of the f64 accumulation's
+    /// rounding (λ₁·d·2⁻⁵²) and the largest variance that rounding the stored values could put in any
+    /// direction, (u·max‖x‖)²·n/(n − 1), with u the unit roundoff of the input's type (2⁻²⁴ for f32).
+    pub noise_floor: f64,
 }
 
 impl Spectrum {
@@ -157,24 +161,42 @@ impl Spectrum {
                 mom.scale.log2().round() as i64
             ));
         }
+        let unit = match src.elem() {
+            Elem::F16 => 2f64.powi(-11),
+            Elem::BF16 => 2f64.powi(-8),
+            Elem::F32 => 2f64.powi(-24),
+            Elem::F64 => 2f64.powi(-53),
+        };
+        // ‖x‖ ≤ ‖x − s‖ + ‖s − μ‖ + ‖μ‖ for every row (in the scaled units of the eigenvalues).
+        let mean_norm = mom.mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let largest =
+            mom.top_deviations.first().copied().unwrap_or(0.0) + mom.shift_gap + mean_norm;
+        let rounding = (unit * largest).powi(2) * n as f64 / (n.max(2) - 1) as f64;
+        let noise_floor = rounding.max(eigenvalues[0] * eigenvalues.len() as f64 * f64::EPSILON);
         Ok(Spectrum {
             eigenvalues,
             scale: mom.scale,
             notes,
             n: mom.n,
+            noise_floor,
         })
+    }
+
+    /// The eigenvalues the rules read: min(n, d) of them, as scikit-learn's PCA keeps, with those at or
+    /// below the noise floor read as exact zeros (so that a gap into the null space is infinite, as
+    /// skdim's is for zero columns).
+    fn rule_eigenvalues(&self) -> Vec<f64> {
+        let p = self.eigenvalues.len().min(self.n.max(1));
+        self.eigenvalues[..p]
+            .iter()
+            .map(|&l| if l <= self.noise_floor { 0.0 } else { l })
+            .collect()
     }
 
     /// Applies a rule.
     pub fn dimension(&self, rule: PcaRule) -> f64 {
-        // As scikit-learn's PCA, min(n, d) components; eigenvalues at the level of rounding (below
-        // λ₁·d·2⁻⁵²) are read as exact zeros, so that a gap into the null space is infinite, as skdim's.
-        let p = self.eigenvalues.len().min(self.n.max(1));
-        let floor = self.eigenvalues[0] * self.eigenvalues.len() as f64 * f64::EPSILON;
-        let ev: Vec<f64> = self.eigenvalues[..p]
-            .iter()
-            .map(|&l| if l <= floor { 0.0 } else { l })
-            .collect();
+        let ev = self.rule_eigenvalues();
+        let p = ev.len();
         let total: f64 = ev.iter().sum();
         match rule {
             PcaRule::ExplainedVariance(tau) => {
@@ -241,31 +263,7 @@ impl Spectrum {
                 alpha,
                 beta,
                 p: share,
-            } => {
-                let mut c = 0.0;
-                let r = ev
-                    .iter()
-                    .position(|&l| {
-                        c += l;
-                        c / total > share
-                    })
-                    .unwrap_or(p - 1);
-                let sigma = ev[r..].iter().sum::<f64>() / (p - r) as f64;
-                let shifted: Vec<f64> = ev.iter().map(|l| l - sigma).collect();
-                let st: f64 = shifted.iter().sum();
-                let gap = (0..p.saturating_sub(1)).find(|&i| shifted[i] / shifted[i + 1] > alpha);
-                let mut c = 0.0;
-                let cum = shifted.iter().position(|&l| {
-                    c += l;
-                    c / st > beta
-                });
-                let first = match (gap, cum) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (Some(a), None) | (None, Some(a)) => a,
-                    (None, None) => p - 1,
-                };
-                (first + 1) as f64
-            }
+            } => fan(&ev, total, alpha, beta, share).0,
         }
     }
 
@@ -304,6 +302,15 @@ impl Spectrum {
         };
         let value = self.dimension(rule);
         let mut notes = self.notes.clone();
+        if let PcaRule::Fan { alpha, beta, p } = rule {
+            let ev = self.rule_eigenvalues();
+            let total = ev.iter().sum();
+            if fan(&ev, total, alpha, beta, p).1 {
+                notes.push(format!(
+                    "Fan: no gap above {alpha} and no defined cumulative share above {beta} (the first eigenvalue alone holds more than {p} of the variance): the count of components within that share"
+                ));
+            }
+        }
         if value == 0.0 {
             notes.push(
                 "no leading eigenvalue rises above the broken stick (a flat spectrum): the rule gives 0"
@@ -350,5 +357,42 @@ impl Spectrum {
                 json!({}),
             ),
         ]
+    }
+}
+
+/// Fan et al.'s rule on eigenvalues `ev` (largest first, summing to `total`): the noise level σ is the mean
+/// of the eigenvalues from the first whose cumulative share exceeds `share`; the dimension is one plus the
+/// first index where (λ_i − σ)/(λ_{i+1} − σ) > `alpha` or where the cumulative share of the λ − σ exceeds
+/// `beta`. When λ₁ alone exceeds `share`, σ is the mean of every eigenvalue, the λ − σ sum to 0 and their
+/// shares are 0/0 (skdim then reads rounding noise): that condition is left out, and where neither fires
+/// the rule gives the count of components within `share`. Returns the dimension and whether that fallback
+/// was taken.
+pub(crate) fn fan(ev: &[f64], total: f64, alpha: f64, beta: f64, share: f64) -> (f64, bool) {
+    let p = ev.len();
+    let mut c = 0.0;
+    let r = ev
+        .iter()
+        .position(|&l| {
+            c += l;
+            c / total > share
+        })
+        .unwrap_or(p - 1);
+    let sigma = ev[r..].iter().sum::<f64>() / (p - r) as f64;
+    let shifted: Vec<f64> = ev.iter().map(|l| l - sigma).collect();
+    let st: f64 = shifted.iter().sum();
+    let gap = (0..p.saturating_sub(1)).find(|&i| shifted[i] / shifted[i + 1] > alpha);
+    let defined = st > total * p as f64 * f64::EPSILON;
+    let mut c = 0.0;
+    let cum = shifted
+        .iter()
+        .position(|&l| {
+            c += l;
+            c / st > beta
+        })
+        .filter(|_| defined);
+    match (gap, cum) {
+        (Some(a), Some(b)) => ((a.min(b) + 1) as f64, false),
+        (Some(a), None) | (None, Some(a)) => ((a + 1) as f64, false),
+        (None, None) => ((r + 1) as f64, true),
     }
 }
