@@ -137,6 +137,53 @@ fn human_table_names_the_recommended_estimate() {
 }
 
 #[test]
+fn the_peers_estimators_run_by_name_on_one_graph() {
+    let input = fixture("inputs/manifolds_M7_Roll_0_1000.npy");
+    let r = repscope(&[
+        "id",
+        input.to_str().unwrap(),
+        "--estimator",
+        "mom",
+        "tle",
+        "corrint",
+        "twonn_bayes",
+        "pca_kaiser",
+        "--no-scale",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = doc["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["estimator"].as_str().unwrap())
+        .collect();
+    // The canonical order: the default estimators first, then the peers' in their list's order.
+    assert_eq!(
+        names,
+        ["mom", "tle", "corrint", "twonn_bayes", "pca_kaiser"]
+    );
+    // The Swiss roll is 2-dimensional; the neighbour estimators read about 2.
+    for name in ["mom", "tle", "corrint", "twonn_bayes"] {
+        let v = estimate(&doc, name);
+        assert!((1.7..2.4).contains(&v), "{name}: {v}");
+    }
+    // One graph of 100 neighbours served them all (MOM's k), certified exact.
+    assert_eq!(doc["neighbours"]["exact"], true, "{}", doc["neighbours"]);
+    let bayes = doc["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["estimator"] == "twonn_bayes")
+        .unwrap();
+    let ci = &bayes["params"]["credible_interval"];
+    let v = bayes["value"].as_f64().unwrap();
+    assert!(ci["low"].as_f64().unwrap() < v && v < ci["high"].as_f64().unwrap());
+    assert_eq!(ci["level"], 0.95);
+}
+
+#[test]
 fn lid_writes_one_value_per_row_matching_the_oracle() {
     let d = scratch("lid");
     let input = fixture("inputs/manifolds_Mbeta_0_1000.npy");

@@ -38,6 +38,61 @@ pub struct DemoArgs {
 
 const COLUMNS: &[&str] = &["twonn", "mle", "gride", "pca_fo"];
 
+/// The same estimators in scikit-dimension 0.5.0, with the same parameters, on its own generator of these
+/// manifolds (n = 2500, seed 0): mean relative error, recorded by `bench/id_estimators.py` (BENCHMARKS.md).
+/// DADApy's two (`twonn_bayes`, `binomial`) have no scikit-dimension counterpart.
+const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
+    ("mom", "MOM", Some(0.255)),
+    ("tle", "TLE", Some(0.202)),
+    ("mada", "MADA", Some(0.286)),
+    ("mle_unbiased", "MLE(unbiased=True)", Some(0.212)),
+    ("mle_global", "MLE(neighborhood_based=False)", Some(0.257)),
+    ("corrint", "CorrInt", Some(0.360)),
+    ("mind_mlk", "MiND_ML(ver='MLk')", Some(0.235)),
+    ("mind_mli", "MiND_ML(ver='MLi')", Some(0.210)),
+    ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", None),
+    ("binomial", "(DADApy compute_id_binomial_k)", None),
+    ("pca_maxgap", "lPCA(ver='maxgap')", Some(1.103)),
+    ("pca_ratio", "lPCA(ver='ratio')", Some(0.731)),
+    ("pca_kaiser", "lPCA(ver='Kaiser')", Some(0.486)),
+    ("pca_broken_stick", "lPCA(ver='broken_stick')", Some(0.780)),
+    ("pca_fan", "lPCA(ver='Fan')", Some(0.550)),
+];
+
+/// Mean relative error of every estimator beyond the default eight on the manifolds, from one suite run
+/// per manifold on the same points.
+fn peer_estimators(
+    manifolds: &[(&'static manifolds::ManifoldInfo, Matrix)],
+    seed: u64,
+) -> Result<Vec<(&'static str, f64, usize)>, crate::Failure> {
+    let cfg = IdConfig {
+        estimators: repscope::intrinsic::method::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        scale_curve: false,
+        seed,
+        ..IdConfig::default()
+    };
+    let mut sums = vec![(0.0f64, 0usize); repscope::intrinsic::method::NAMES.len()];
+    for (m, mat) in manifolds {
+        let ds = repscope::Dataset::new(mat.clone())?;
+        let r = repscope::intrinsic::suite::run(&ds, &cfg, &Silent)?;
+        for (s, name) in sums.iter_mut().zip(repscope::intrinsic::method::NAMES) {
+            if let Some(e) = r.estimates.iter().find(|e| e.estimator == *name) {
+                s.0 += (e.value - m.id as f64).abs() / m.id as f64;
+                s.1 += 1;
+            }
+        }
+    }
+    Ok(repscope::intrinsic::method::NAMES
+        .iter()
+        .zip(sums)
+        .filter(|(_, s)| s.1 > 0)
+        .map(|(n, s)| (*n, s.0 / s.1 as f64, s.1))
+        .collect())
+}
+
 fn estimate(id: &Value, name: &str) -> Option<f64> {
     id["estimates"]
         .as_array()?
@@ -77,10 +132,12 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
     bars.stage("benchmark manifolds", chosen.len() as u64);
     let mut rows = Vec::new();
     let mut inputs = Vec::new();
+    let mut mats = Vec::new();
     for m in &chosen {
         let v = manifolds::generate(m.name, a.n, a.seed)
             .ok_or_else(|| usage(format!("unknown manifold {}", m.name)))?;
         let mat = Matrix::from_vec(a.n, m.ambient_dim, v, m.name)?;
+        mats.push((*m, mat.clone()));
         let (mut rep, _) = report::input_report(m.name, mat, None, &cfg, &Silent)?;
         rep.known_dimension = Some(m.id as f64);
         let id = rep.sections["intrinsic_dimension"]["value"].clone();
@@ -89,6 +146,10 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
         rows.push((m, id));
     }
     bars.finish_stage();
+    bars.stage("the peers' other estimators", 0);
+    let peers = peer_estimators(&mats, a.seed)?;
+    bars.finish_stage();
+    let peer_of = |name: &str| PEER_MRE.iter().find(|p| p.0 == name);
     let rel = |est: f64, truth: usize| (est - truth as f64).abs() / truth as f64;
     let mut sums = vec![0.0; COLUMNS.len() + 1];
     for (m, id) in &rows {
@@ -124,8 +185,19 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
         for (i, c) in COLUMNS.iter().enumerate() {
             summary.insert((*c).into(), json!(mean_rel[i + 1]));
         }
+        let others: serde_json::Map<String, Value> = peers
+            .iter()
+            .map(|(name, mre, count)| {
+                let p = peer_of(name);
+                (
+                    (*name).to_string(),
+                    json!({"repscope": mre, "manifolds": count, "peer": p.map(|p| p.1), "peer_mean_relative_error": p.and_then(|p| p.2)}),
+                )
+            })
+            .collect();
         return print_json(&json!({
             "n": a.n, "seed": a.seed, "manifolds": items, "mean_relative_error": summary,
+            "other_estimators_mean_relative_error": others,
             "report": {"html": out_dir.join("report.html").display().to_string(), "json": out_dir.join("report.json").display().to_string()},
         }));
     }
@@ -180,6 +252,30 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
             );
         }
     }
+    let mut t = Table::new(&[
+        "estimator",
+        "mean |d̂-d|/d",
+        "manifolds",
+        "scikit-dimension",
+        "as",
+    ]);
+    for (name, mre, count) in &peers {
+        let p = peer_of(name);
+        t.row(vec![
+            (*name).to_string(),
+            num(*mre),
+            count.to_string(),
+            p.and_then(|p| p.2).map(num).unwrap_or_else(|| "-".into()),
+            p.map(|p| p.1.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!(
+        "\nthe peers' other estimators on the same manifolds (`repscope id --estimator NAME`); scikit-dimension's \
+         mean relative error as recorded by bench/id_estimators.py on its own generator (n = 2500, seed 0); \
+         `manifolds` counts those where the estimator had a signal (binomial at r = 0.5 sees none above about \
+         20 dimensions and says so)\n"
+    );
+    print!("{}", t.render());
     println!();
     write_report(&out_dir, &doc, g)?;
     Ok(())
