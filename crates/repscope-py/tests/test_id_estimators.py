@@ -78,6 +78,16 @@ def test_skdim_results_values(data):
     )
 
 
+def test_skdim_results_ess(data):
+    x = R.ESS().fit_once(data)
+    x2 = R.ESS(ver="b").fit_once(data)
+    x3 = R.ESS(d=2).fit_once(data)
+    rx_results = np.array([[5.08681575, 0.88546915, 5.11274497, 0.371001, 5.06259738, 0.66653896]])
+    assert np.allclose(
+        np.array([x.dimension_, x.essval_, x2.dimension_, x2.essval_, x3.dimension_, x3.essval_]), rx_results
+    )
+
+
 def test_skdim_results_mada_and_tle_per_point(data):
     mada = [
         2.73873109, 2.1619804, 2.29577097, 3.13300883, 2.68340134, 2.7744833, 2.16936429, 2.63976628, 3.73803225,
@@ -124,6 +134,7 @@ REFERENCE = {
         "mle_k20_K10_global": 3.08531160541032, "mle_k20_mean": 4.67110085488116,
         "mind_mlk": 4.41445943432498, "mind_mli": 4, "corint_k10_k20": 4.35505695940733,
         "twonn_base": 4.362176532655348, "twonn_ml": 4.113138917297787,
+        "ess_a_n30": 5.08681575429978, "ess_b_n30": 5.11274496624137,
     },
     "sphere4_in5": {
         "pca": (5, 2, 1),
@@ -131,6 +142,7 @@ REFERENCE = {
         "mle_k20_K10_global": 4.41459288645491, "mle_k20_mean": 4.01317929537005,
         "mind_mlk": 3.75123294209086, "mind_mli": 4, "corint_k10_k20": 3.7469009177724,
         "twonn_base": 3.2212051304386806, "twonn_ml": 3.3280716110069095,
+        "ess_a_n30": 4.9097036262668, "ess_b_n30": 4.84587852964854,
     },
 }
 
@@ -151,6 +163,8 @@ def test_reference_implementations(reference_sets, name):
     assert R.CorrInt(k1=10, k2=20).fit(X).dimension_ == rel(ref["corint_k10_k20"])
     assert R.TwoNN(discard_fraction=0.1).fit(X).dimension_ == rel(ref["twonn_base"])
     assert R.TwoNN(method="mle", discard_fraction=0.0).fit(X).dimension_ == rel(ref["twonn_ml"])
+    assert R.ESS(ver="a").fit_once(X[:30]).dimension_ == rel(ref["ess_a_n30"])
+    assert R.ESS(ver="b").fit_once(X[:30]).dimension_ == rel(ref["ess_b_n30"])
 
 
 # Live: skdim on the same inputs, every variant
@@ -171,6 +185,9 @@ def skdim_calls():
         ("CorrInt", lambda X: R.CorrInt().fit(X), lambda X: s.CorrInt().fit(X), False),
         ("CorrInt 5 15", lambda X: R.CorrInt(5, 15).fit(X), lambda X: s.CorrInt(k1=5, k2=15).fit(X), False),
         ("MiND_ML MLi", lambda X: R.MiND_ML(ver="MLi").fit(X), lambda X: s.MiND_ML(ver="MLi").fit(X), False),
+        # skdim's ESS loops over pairs in Python (about 17 s on 600 points at k = 100): k = 20 here.
+        ("ESS a", lambda X: R.ESS(n_neighbors=20).fit(X), lambda X: s.ESS().fit(X, n_neighbors=20), True),
+        ("ESS b", lambda X: R.ESS(ver="b", n_neighbors=20).fit(X), lambda X: s.ESS(ver="b").fit(X, n_neighbors=20), True),
     ] + [
         (f"lPCA {v}", (lambda v: lambda X: R.lPCA(ver=v).fit(X))(v), (lambda v: lambda X: s.lPCA(ver=v).fit(X))(v), False)
         for v in ("FO", "Fan", "maxgap", "ratio", "participation_ratio", "Kaiser", "broken_stick")
@@ -236,7 +253,7 @@ def test_one_graph_serves_every_estimator():
     X = gauss5()
     g = R.neighbours(X, k=100)
     assert g.k == 100 and g.shape == (600, 600, 8)
-    for est in (R.MOM(), R.TLE(), R.MADA(), R.MLE(), R.CorrInt(), R.MiND_ML(), R.TwoNNPrior(), R.Binomial()):
+    for est in (R.MOM(), R.TLE(), R.MADA(), R.ESS(), R.MLE(), R.CorrInt(), R.MiND_ML(), R.TwoNNPrior(), R.Binomial()):
         a = type(est)(**est.get_params()).fit(X)
         b = est.fit(X, graph=g)
         assert a.dimension_ == b.dimension_, type(est).__name__
@@ -270,6 +287,8 @@ def test_one_graph_serves_every_estimator():
         (lambda: R.TwoNNPrior(level=1.0), "level"),
         (lambda: R.Binomial(r=1.5), "r"),
         (lambda: R.Binomial(k=1), "k"),
+        (lambda: R.ESS(ver="b", d=2), "d"),
+        (lambda: R.ESS(ver="c"), "ver"),
     ],
 )
 def test_bad_parameters_are_named(make, match):

@@ -45,6 +45,7 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("mom", "MOM", Some(0.255)),
     ("tle", "TLE", Some(0.202)),
     ("mada", "MADA", Some(0.286)),
+    ("ess", "ESS (not run: about 70 s a manifold in skdim)", None),
     ("mle_unbiased", "MLE(unbiased=True)", Some(0.212)),
     ("mle_global", "MLE(neighborhood_based=False)", Some(0.257)),
     ("corrint", "CorrInt", Some(0.360)),

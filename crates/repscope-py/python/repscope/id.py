@@ -29,8 +29,8 @@ from . import _repscope
 from ._arrays import as_matrix, check_int
 
 __all__ = [
-    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "CorrInt", "MiND_ML", "lPCA", "TwoNNPrior",
-    "Binomial", "neighbours", "NotFittedError",
+    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "MiND_ML", "lPCA",
+    "TwoNNPrior", "Binomial", "neighbours", "NotFittedError",
 ]
 
 
@@ -725,3 +725,58 @@ class Binomial(_Estimator):
     def fit(self, X, y=None, graph=None):
         """Estimates the dimension of X; returns self."""
         return self._fit_method(X, graph)
+
+
+class ESS(_Local):
+    """Expected simplex skewness (Johnsson et al. 2015), as scikit-dimension's ``ESS``.
+
+    In each point's neighbourhood (its ``n_neighbors`` neighbours, centred on their mean), the summed
+    volumes of the simplices of d + 1 vectors over the summed products of their lengths ("a"), or for d = 1
+    the summed |cos| of pairs over the summed products of lengths ("b"); the dimension is read off the
+    closed-form curve of a uniform ball, interpolated linearly between integers.
+
+    Parameters
+    ----------
+    ver : {"a", "b"}, default "a"
+    d : int, default 1
+    random_state : int, default 0
+        Seeds the draw of 5000 subsets where there are more (d ≥ 2, or more than 100 neighbours); with the
+        defaults every one of the C(100, 2) pairs is used and nothing is drawn.
+    n_neighbors : int, default 100
+    comb : {"mean", "median"}, default "mean"
+
+    Attributes
+    ----------
+    dimension_, stderr_, dimension_pw_, duplicates_merged_, n_distinct_, notes_, estimate_ : as for MOM.
+    essval_ : float
+        After ``fit_once`` only: the ESS value of the whole set.
+
+    Differences from skdim: where subsets are drawn, repscope's seeded generator draws them, not numpy's, so
+    those values differ from skdim's by sampling noise (the default is exact in both).
+    """
+
+    _params = ("ver", "d", "random_state", "n_neighbors", "comb")
+
+    def __init__(self, ver="a", d=1, random_state=0, n_neighbors=100, comb="mean"):
+        self.ver = ver
+        self.d = d
+        self.random_state = random_state
+        self.n_neighbors = n_neighbors
+        self.comb = comb
+
+    def _method(self, once=False):
+        if self.ver not in ("a", "b"):
+            raise ValueError(f"invalid parameter ver: {self.ver!r}; use 'a' or 'b'")
+        d = check_int(self.d, "d", 1)
+        if self.ver == "b" and d != 1:
+            raise ValueError(f"invalid parameter d: {d}; version 'b' is defined for d = 1 only")
+        return {"estimator": "ess", "k": check_int(self.n_neighbors, "n_neighbors", 2), "d": d, "ver": self.ver,
+                "seed": check_int(self.random_state, "random_state", 0), "comb": _comb(self.comb, ("mean", "median")),
+                "once": once}
+
+    def fit_once(self, X, y=None):
+        """The whole of X as one neighbourhood (skdim's ``fit_once``): sets ``dimension_`` and ``essval_``."""
+        doc, _ = _repscope.id_method(as_matrix(X), json.dumps(self._method(once=True)), None)
+        self._set_estimate(json.loads(doc))
+        self.essval_ = float(self.estimate_["params"]["essval"])
+        return self

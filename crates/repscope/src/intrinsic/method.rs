@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bayes::{Binomial, TwoNNPrior};
 use super::corrint::CorrInt;
+use super::ess::{Ess, EssVersion};
 use super::local::{Combine, Mada, Mom, Tle};
 use super::mind::MindMl;
 use super::mle::{Aggregation, GlobalMle, Mle};
@@ -55,6 +56,16 @@ pub enum Method {
     Binomial { k: usize, r: f64, bayes: bool },
     /// A PCA rule on the covariance spectrum (skdim `lPCA`).
     Pca { rule: PcaRule },
+    /// Expected simplex skewness (skdim `ESS`), per point, or with `once` on the whole set as one
+    /// neighbourhood (skdim's `fit_once`).
+    Ess {
+        k: usize,
+        d: usize,
+        ver: EssVersion,
+        seed: u64,
+        comb: Combine,
+        once: bool,
+    },
 }
 
 /// The names the suite knows these estimators by (each at its default parameters), in output order.
@@ -62,6 +73,7 @@ pub const NAMES: &[&str] = &[
     "mom",
     "tle",
     "mada",
+    "ess",
     "mle_unbiased",
     "mle_global",
     "corrint",
@@ -114,6 +126,14 @@ impl Method {
                 }
             }
             "corrint" => Method::Corrint { k1: 10, k2: 20 },
+            "ess" => Method::Ess {
+                k: 100,
+                d: 1,
+                ver: EssVersion::A,
+                seed: 0,
+                comb: Combine::Mean,
+                once: false,
+            },
             "mind_mlk" | "mind_mli" => Method::Mind {
                 k: 20,
                 max_dim: 10,
@@ -172,6 +192,13 @@ impl Method {
             Method::Mind { k, .. } => k + 1,
             Method::TwonnBayes { .. } => 2,
             Method::Pca { .. } => 0,
+            Method::Ess { k, once, .. } => {
+                if once {
+                    0
+                } else {
+                    k
+                }
+            }
         }
     }
 
@@ -209,6 +236,21 @@ impl Method {
                 integer,
             },
             Method::Binomial { r, bayes, .. } => Method::Binomial { k: a, r, bayes },
+            Method::Ess {
+                d,
+                ver,
+                seed,
+                comb,
+                once,
+                ..
+            } => Method::Ess {
+                k: a,
+                d,
+                ver,
+                seed,
+                comb,
+                once,
+            },
             other => other,
         };
         Some((
@@ -252,6 +294,7 @@ impl Method {
             )),
             Method::Mind { k, .. } => min_k(k, 1, "MiND_ML"),
             Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
+            Method::Ess { k, once: false, .. } => min_k(k, 2, "ESS"),
             Method::Pca { rule } => rule.check(),
             _ => Ok(()),
         }
@@ -331,6 +374,45 @@ impl Method {
             }
             .fit(need_graph()?)?),
             Method::Binomial { k, r, bayes } => one(Binomial { k, r, bayes }.fit(need_graph()?)?),
+            Method::Ess {
+                k,
+                d,
+                ver,
+                seed,
+                comb,
+                once,
+            } => {
+                let ess = Ess {
+                    k,
+                    d,
+                    version: ver,
+                    seed,
+                };
+                if once {
+                    let (value, dim) = ess.once(data)?;
+                    if !dim.is_finite() {
+                        return Err(Error::data(
+                            data.name(),
+                            format!(
+                                "the ESS value {value} has no dimension on the reference curve"
+                            ),
+                            "check the input",
+                        ));
+                    }
+                    one(Estimate {
+                        estimator: "ess".into(),
+                        variant: format!(
+                            "expected simplex skewness of the whole set as one neighbourhood, d = {d}"
+                        ),
+                        value: dim,
+                        stderr: None,
+                        params: serde_json::json!({"d": d, "ver": ver, "seed": seed, "essval": value}),
+                        notes: vec![],
+                    })
+                } else {
+                    per(ess.fit(data, need_graph()?, comb)?)
+                }
+            }
             Method::Pca { rule } => {
                 let owned;
                 let s = match spectrum {

@@ -2,6 +2,7 @@
 pub mod bayes;
 pub mod calibrated;
 pub mod corrint;
+pub mod ess;
 pub mod gride;
 pub mod lid;
 pub mod local;
