@@ -10,7 +10,7 @@ import warnings
 
 import dadapy
 import numpy as np
-from dadapy import Data
+from dadapy import Data, MetricComparisons
 
 warnings.filterwarnings("ignore")
 INPUT = "np.hstack([np.random.default_rng(0).standard_normal((600, 5)), np.zeros((600, 3))])"
@@ -29,6 +29,14 @@ out = {
     "input": INPUT,
     "calls": {name: [float(v) for v in f(Data(X.copy(), verbose=False))] for name, f in CALLS.items()},
 }
+# Information imbalance between column subsets, with every rank available (maxk = N - 1).
+IMBALANCE = {
+    "return_inf_imb_two_selected_coords([0, 1], [0, 1, 2, 3, 4])": ([0, 1], [0, 1, 2, 3, 4]),
+    "return_inf_imb_two_selected_coords([0, 1, 2, 3, 4], [2, 3])": ([0, 1, 2, 3, 4], [2, 3]),
+}
+for name, (a, b) in IMBALANCE.items():
+    mc = MetricComparisons(coordinates=X.copy(), maxk=len(X) - 1, verbose=False)
+    out["calls"][name] = [float(v) for v in mc.return_inf_imb_two_selected_coords(a, b)]
 path = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "id" / "dadapy_gauss5.json"
 path.write_text(json.dumps(out, indent=1) + "\n")
 print(path)

@@ -301,3 +301,22 @@ def test_ties_everywhere_say_why():
     g = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2)
     with pytest.raises(ValueError, match="undefined at every point"):
         R.MADA(n_neighbors=2).fit(g)
+
+
+# Information imbalance (DADApy MetricComparisons), in compare
+
+
+def test_information_imbalance_equals_dadapy():
+    ref = json.loads((ROOT / "tests" / "fixtures" / "id" / "dadapy_gauss5.json").read_text())["calls"]
+    X = gauss5()
+    for call, (a, b) in {
+        "return_inf_imb_two_selected_coords([0, 1], [0, 1, 2, 3, 4])": ([0, 1], [0, 1, 2, 3, 4]),
+        "return_inf_imb_two_selected_coords([0, 1, 2, 3, 4], [2, 3])": ([0, 1, 2, 3, 4], [2, 3]),
+    }.items():
+        doc = repscope.compare(np.ascontiguousarray(X[:, a]), np.ascontiguousarray(X[:, b]), metrics=["imbalance"])
+        assert [doc["measures"]["imbalance_x_to_y"], doc["measures"]["imbalance_y_to_x"]] == pytest.approx(
+            ref[call], rel=1e-12
+        ), call
+    # Not in the default set (two more all-pairs passes), but in "all".
+    doc = repscope.compare(X[:, :3], X[:, 2:5], metrics=None)
+    assert "imbalance_x_to_y" not in doc["measures"]

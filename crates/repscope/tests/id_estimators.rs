@@ -477,3 +477,52 @@ fn cosine_reads_chords_on_unit_rows() {
         );
     }
 }
+
+#[test]
+fn information_imbalance_equals_its_definition() {
+    // Δ(A → B) = (2/N²) Σ_i rank_B(i, nn_A(i)), with the rank counting the rows strictly closer, in float64.
+    let mut rng = Rng::new(21);
+    let n = 400;
+    let a: Vec<f32> = (0..n * 6).map(|_| rng.normal() as f32).collect();
+    // B: the first three columns of A, then two of noise, and a duplicated row pair (a tie in B and A).
+    let mut b: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let mut r = a[i * 6..i * 6 + 3].to_vec();
+            r.push(0.3 * rng.normal() as f32);
+            r.push(0.3 * rng.normal() as f32);
+            r
+        })
+        .collect();
+    b.copy_within(0..5, 5);
+    let (ma, mb) = (
+        Matrix::from_vec(n, 6, a, "A").unwrap(),
+        Matrix::from_vec(n, 5, b, "B").unwrap(),
+    );
+    let brute_way = |x: &Matrix, y: &Matrix| {
+        let (dx, _) = brute(x);
+        let (dy, _) = brute(y);
+        let mut total = 0.0;
+        for i in 0..n {
+            // The nearest neighbour in x, ties to the smaller index.
+            let j = (0..n)
+                .filter(|&j| j != i)
+                .min_by(|&p, &q| dx[i][p].total_cmp(&dx[i][q]).then(p.cmp(&q)))
+                .unwrap();
+            let closer = (0..n).filter(|&l| l != i && dy[i][l] < dy[i][j]).count();
+            total += (closer + 1) as f64;
+        }
+        2.0 * total / (n * n) as f64
+    };
+    let r = repscope::similarity::imbalance::information_imbalance(&ma, &mb, Metric::Euclidean)
+        .unwrap();
+    close(r.x_to_y, brute_way(&ma, &mb), 1e-15, "A -> B");
+    close(r.y_to_x, brute_way(&mb, &ma), 1e-15, "B -> A");
+    // A holds B's information and more: A predicts B's neighbours better than B predicts A's.
+    assert!(r.x_to_y < r.y_to_x, "{r:?}");
+    // Independent spaces read about 1.
+    let c: Vec<f32> = (0..n * 6).map(|_| rng.normal() as f32).collect();
+    let mc = Matrix::from_vec(n, 6, c, "C").unwrap();
+    let r = repscope::similarity::imbalance::information_imbalance(&ma, &mc, Metric::Euclidean)
+        .unwrap();
+    assert!((0.85..1.15).contains(&r.x_to_y), "{r:?}");
+}

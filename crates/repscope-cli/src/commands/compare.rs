@@ -235,6 +235,10 @@ fn describe(m: &str) -> &'static str {
         "cknna" => "CKNNA (debiased CKA on mutual neighbours)",
         "relative_cos" => "relative representations, mean cosine",
         "stitching_accuracy" => "stitching accuracy (fit on A, test on B)",
+        "imbalance_x_to_y" => {
+            "information imbalance A -> B (0: A's neighbours are B's, 1: no information)"
+        }
+        "imbalance_y_to_x" => "information imbalance B -> A",
         _ => "",
     }
 }

@@ -3,6 +3,7 @@
 //! CKNNA and relative representations. Definitions follow METRICS.md.
 pub mod cca;
 pub mod cka;
+pub mod imbalance;
 pub mod knn_alignment;
 pub mod layers;
 pub mod procrustes;
@@ -42,7 +43,13 @@ pub const MEASURES: &[&str] = &[
     "cknna",
     "relative_cos",
     "stitching_accuracy",
+    "imbalance_x_to_y",
+    "imbalance_y_to_x",
 ];
+
+/// Measures computed only when asked for (by name, group or "all"): minibatch CKA, and the information
+/// imbalance (two more exact all-pairs passes).
+const ON_REQUEST: &[&str] = &["cka_minibatch", "imbalance_x_to_y", "imbalance_y_to_x"];
 
 /// Measures that need n × n matrices.
 const NEEDS_GRAM: &[&str] = &["cka_rbf", "rsa_spearman"];
@@ -76,6 +83,9 @@ pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
                 "knn" | "mutual_knn" => vec!["mutual_knn", "knn_jaccard"],
                 "relative" => vec!["relative_cos"],
                 "stitching" => vec!["relative_cos", "stitching_accuracy"],
+                "imbalance" | "information_imbalance" => {
+                    vec!["imbalance_x_to_y", "imbalance_y_to_x"]
+                }
                 x => match MEASURES.iter().find(|m| **m == x) {
                     Some(m) => vec![*m],
                     None => {
@@ -83,7 +93,7 @@ pub fn canonical_measures(names: &[String]) -> Result<Vec<String>> {
                             Param::Metric,
                             format!("unknown measure '{x}'"),
                             format!(
-                            "choose from: {}; or a group: cka, cca, procrustes, knn, relative, all",
+                            "choose from: {}; or a group: cka, cca, procrustes, knn, relative, imbalance, all",
                             MEASURES.join(", ")
                         ),
                         ))
@@ -167,6 +177,8 @@ pub struct Details {
     pub mutual_knn: Option<knn_alignment::MutualKnn>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relative: Option<relative::Relative>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub information_imbalance: Option<imbalance::InformationImbalance>,
 }
 
 /// Everything `repscope compare` reports.
@@ -226,7 +238,7 @@ fn wanted(
     }
     let mut out = Vec::new();
     for &m in MEASURES {
-        if m == "cka_minibatch" || (m == "stitching_accuracy" && !labels) {
+        if ON_REQUEST.contains(&m) || (m == "stitching_accuracy" && !labels) {
             continue;
         }
         if NEEDS_GRAM.contains(&m) && n > cfg.gram_limit {
@@ -405,6 +417,18 @@ pub fn compare(
             measures.insert("cknna".into(), knn_alignment::cknna(&gx, &gy, cfg.k));
         }
         details.mutual_knn = Some(mk);
+    }
+    if has("imbalance_x_to_y") || has("imbalance_y_to_x") {
+        progress.stage("information imbalance", 0);
+        let r = imbalance::information_imbalance(x, y, crate::neighbors::Metric::Euclidean)?;
+        progress.finish_stage();
+        if has("imbalance_x_to_y") {
+            measures.insert("imbalance_x_to_y".into(), r.x_to_y);
+        }
+        if has("imbalance_y_to_x") {
+            measures.insert("imbalance_y_to_x".into(), r.y_to_x);
+        }
+        details.information_imbalance = Some(r);
     }
     if has("relative_cos") || has("stitching_accuracy") {
         let m = match cfg.anchors {
@@ -590,7 +614,7 @@ pub fn compare_sources(
         let left: Vec<&str> = MEASURES
             .iter()
             .filter(|m| {
-                !STREAMED.contains(m) && **m != "cka_minibatch" && **m != "stitching_accuracy"
+                !STREAMED.contains(m) && !ON_REQUEST.contains(m) && **m != "stitching_accuracy"
             })
             .copied()
             .collect();
