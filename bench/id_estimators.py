@@ -45,6 +45,7 @@ def pairs(R, S):
         ("MLE unbiased", lambda: R.MLE(unbiased=True), lambda X: S.MLE(unbiased=True).fit(X, n_neighbors=20)),
         ("MLE global (K=5)", lambda: R.MLE(neighborhood_based=False), lambda X: S.MLE(neighborhood_based=False).fit(X)),
         ("CorrInt (10, 20)", lambda: R.CorrInt(), lambda X: S.CorrInt().fit(X)),
+        ("FisherS", lambda: R.FisherS(), lambda X: S.FisherS().fit(X)),
         ("MiND_ML MLk", lambda: R.MiND_ML(), lambda X: S.MiND_ML().fit(X)),
         ("MiND_ML MLi", lambda: R.MiND_ML(ver="MLi"), lambda X: S.MiND_ML(ver="MLi").fit(X)),
         ("lPCA FO", lambda: R.lPCA(ver="FO"), lambda X: S.lPCA(ver="FO").fit(X)),
@@ -148,6 +149,25 @@ def speed(a):
                      "skdim_timed_out": bound, "ratio": t_s / t_r, "repscope_value": d_r, "skdim_value": d_s})
         print(f"  {name}: repscope {t_r:.3f} s, skdim {'>' if bound else ''}{t_s:.2f} s, "
               f"{'>' if bound else ''}{t_s / t_r:.1f}x", file=sys.stderr)
+    # Every neighbour estimator above on one shared graph (repscope.id.neighbours, k = 100), against the sum
+    # of skdim's times for the same estimators (each builds its own neighbours).
+    shared = [r["estimator"] for r in rows if not r["estimator"].startswith(("lPCA", "FisherS", "TwoNN"))]
+    chosen = [(name, ours) for name, ours, _ in pairs(repscope.id, skdim.id) if name in shared]
+    times = []
+    with threadpool_limits(limits=a.threads):
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            g = repscope.id.neighbours(X, k=100)
+            for _, ours in chosen:
+                ours().fit(X, graph=g)
+            times.append(time.perf_counter() - t)
+    peer = [r for r in rows if r["estimator"] in shared]
+    t_s = sum(r["skdim_s"] for r in peer)
+    bound = any(r["skdim_timed_out"] for r in peer)
+    rows.append({"estimator": f"all {len(chosen)} neighbour estimators above, one graph", "repscope_s":
+                 statistics.median(times), "repscope_runs": times, "skdim_s": t_s, "skdim_timed_out": bound,
+                 "ratio": t_s / statistics.median(times), "repscope_value": float("nan"), "skdim_value": None})
+    print(f"  shared graph: repscope {statistics.median(times):.3f} s, skdim (sum) {t_s:.2f} s", file=sys.stderr)
     return rows
 
 

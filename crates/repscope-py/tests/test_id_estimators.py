@@ -135,6 +135,7 @@ REFERENCE = {
         "mind_mlk": 4.41445943432498, "mind_mli": 4, "corint_k10_k20": 4.35505695940733,
         "twonn_base": 4.362176532655348, "twonn_ml": 4.113138917297787,
         "ess_a_n30": 5.08681575429978, "ess_b_n30": 5.11274496624137,
+        "fisher_n_single": 5.0358333570584275,
     },
     "sphere4_in5": {
         "pca": (5, 2, 1),
@@ -143,6 +144,7 @@ REFERENCE = {
         "mind_mlk": 3.75123294209086, "mind_mli": 4, "corint_k10_k20": 3.7469009177724,
         "twonn_base": 3.2212051304386806, "twonn_ml": 3.3280716110069095,
         "ess_a_n30": 4.9097036262668, "ess_b_n30": 4.84587852964854,
+        "fisher_n_single": 5.073391170475944,
     },
 }
 
@@ -165,6 +167,8 @@ def test_reference_implementations(reference_sets, name):
     assert R.TwoNN(method="mle", discard_fraction=0.0).fit(X).dimension_ == rel(ref["twonn_ml"])
     assert R.ESS(ver="a").fit_once(X[:30]).dimension_ == rel(ref["ess_a_n30"])
     assert R.ESS(ver="b").fit_once(X[:30]).dimension_ == rel(ref["ess_b_n30"])
+    # The authors' MATLAB SeparabilityAnalysis, as skdim's test_reference pins FisherS to it.
+    assert R.FisherS().fit(X).dimension_ == rel(ref["fisher_n_single"])
 
 
 # Live: skdim on the same inputs, every variant
@@ -184,6 +188,9 @@ def skdim_calls():
         ("MLE global", lambda X: R.MLE(neighborhood_based=False).fit(X), lambda X: s.MLE(neighborhood_based=False).fit(X), False),
         ("CorrInt", lambda X: R.CorrInt().fit(X), lambda X: s.CorrInt().fit(X), False),
         ("CorrInt 5 15", lambda X: R.CorrInt(5, 15).fit(X), lambda X: s.CorrInt(k1=5, k2=15).fit(X), False),
+        ("FisherS", lambda X: R.FisherS().fit(X), lambda X: s.FisherS().fit(X), False),
+        ("FisherS flat", lambda X: R.FisherS(project_on_sphere=False, conditional_number=5).fit(X),
+         lambda X: s.FisherS(project_on_sphere=0, conditional_number=5).fit(X), False),
         ("MiND_ML MLi", lambda X: R.MiND_ML(ver="MLi").fit(X), lambda X: s.MiND_ML(ver="MLi").fit(X), False),
         # skdim's ESS loops over pairs in Python (about 17 s on 600 points at k = 100): k = 20 here.
         ("ESS a", lambda X: R.ESS(n_neighbors=20).fit(X), lambda X: s.ESS().fit(X, n_neighbors=20), True),
@@ -204,6 +211,16 @@ def test_every_variant_equals_skdim_live(data, reference_sets, which):
             np.testing.assert_allclose(a.dimension_pw_, b.dimension_pw_, rtol=1e-9, err_msg=name)
     # skdim's L-BFGS-B stops at its tolerance; repscope solves the likelihood's stationary point to 1e-15.
     assert R.MiND_ML().fit(X).dimension_ == pytest.approx(quiet(skdim.id.MiND_ML().fit, X).dimension_, rel=1e-7)
+
+
+def test_fisher_s_per_alpha_equals_skdim(reference_sets):
+    X = reference_sets["ball5_in10"]
+    a, b = R.FisherS().fit(X), quiet(skdim.id.FisherS().fit, X)
+    np.testing.assert_allclose(a.n_alpha_, np.ravel(b.n_alpha_), rtol=1e-12)
+    # skdim's separable_fraction_ holds one value per point, not per alpha as its docstring says; repscope's
+    # is per alpha (the share of points separable from every other), so it falls as alpha falls.
+    assert a.separable_fraction_.shape == a.alphas_.shape and np.all(np.diff(a.separable_fraction_) >= 0)
+    np.testing.assert_array_equal(a.alphas_, np.ravel(b.alphas_)[: len(a.alphas_)])
 
 
 def test_clipped_neighbours_warn_as_skdim(data):
@@ -289,6 +306,8 @@ def test_one_graph_serves_every_estimator():
         (lambda: R.Binomial(k=1), "k"),
         (lambda: R.ESS(ver="b", d=2), "d"),
         (lambda: R.ESS(ver="c"), "ver"),
+        (lambda: R.FisherS(alphas=[0.9, 0.8]), "alphas"),
+        (lambda: R.FisherS(conditional_number=0.5), "conditional_number"),
     ],
 )
 def test_bad_parameters_are_named(make, match):

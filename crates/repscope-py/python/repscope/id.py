@@ -29,7 +29,7 @@ from . import _repscope
 from ._arrays import as_matrix, check_int
 
 __all__ = [
-    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "MiND_ML", "lPCA",
+    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "FisherS", "MiND_ML", "lPCA",
     "TwoNNPrior", "Binomial", "neighbours", "NotFittedError",
 ]
 
@@ -779,4 +779,67 @@ class ESS(_Local):
         doc, _ = _repscope.id_method(as_matrix(X), json.dumps(self._method(once=True)), None)
         self._set_estimate(json.loads(doc))
         self.essval_ = float(self.estimate_["params"]["essval"])
+        return self
+
+
+class FisherS(_Estimator):
+    """Fisher separability (Albergante et al. 2019), as scikit-dimension 0.5's ``FisherS``.
+
+    The rows are centred, projected on the principal directions whose variance exceeds 1/conditional_number
+    of the largest, whitened and (by default) put on the unit sphere. The mean share p_alpha of points a
+    point is not Fisher-separable from at level alpha gives a dimension per alpha through the Lambert W
+    function; the estimate is the one at the alpha nearest 0.9 times the largest alpha with a value.
+
+    Parameters
+    ----------
+    conditional_number : float, default 10
+    project_on_sphere : bool, default True
+    alphas : array-like of float or None, default None
+        Ascending separability levels in (0, 1); None means skdim's 0.60, 0.62, ..., 0.98.
+    limit_maxdim : bool, default False
+        Clip the estimate at the number of columns.
+
+    Attributes
+    ----------
+    dimension_ : float
+    n_alpha_ : ndarray of float64
+        The dimension at every alpha (NaN where every point is separable).
+    alphas_ : ndarray of float64
+    p_alpha_mean_ : ndarray of float64
+        The mean inseparable share at every alpha (skdim keeps the per-point shares as ``p_alpha_``).
+    separable_fraction_ : ndarray of float64
+    stderr_ : None
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim: duplicate rows are merged first; ``produce_plots`` and ``verbose`` are not
+    offered, and the per-point shares are not kept (the pairs are counted in blocks, never as n × n).
+    ``separable_fraction_`` is per alpha, as the method defines it (skdim 0.5's holds one value per point).
+    """
+
+    _params = ("conditional_number", "project_on_sphere", "alphas", "limit_maxdim")
+
+    def __init__(self, conditional_number=10, project_on_sphere=True, alphas=None, limit_maxdim=False):
+        self.conditional_number = conditional_number
+        self.project_on_sphere = project_on_sphere
+        self.alphas = alphas
+        self.limit_maxdim = limit_maxdim
+
+    def _method(self):
+        alphas = np.arange(0.6, 1, 0.02).tolist() if self.alphas is None else \
+            [float(a) for a in np.ravel(np.asarray(self.alphas, dtype=np.float64))]
+        if not alphas or any(not (0 < a < 1) for a in alphas) or any(b <= a for a, b in zip(alphas, alphas[1:])):
+            raise ValueError("invalid parameter alphas: use ascending values in (0, 1)")
+        return {"estimator": "fisher_s",
+                "conditional_number": check_float(self.conditional_number, "conditional_number", 1.0, np.inf),
+                "project_on_sphere": bool(self.project_on_sphere) if isinstance(self.project_on_sphere, (int, np.integer)) else check_bool(self.project_on_sphere, "project_on_sphere"),
+                "alphas": alphas, "limit_maxdim": check_bool(self.limit_maxdim, "limit_maxdim")}
+
+    def fit(self, X, y=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, None)
+        p = self.estimate_["params"]
+        self.alphas_ = np.asarray(p["alphas"], dtype=np.float64)
+        self.n_alpha_ = np.array([np.nan if v is None else v for v in p["n_alpha"]], dtype=np.float64)
+        self.p_alpha_mean_ = np.asarray(p["p_alpha"], dtype=np.float64)
+        self.separable_fraction_ = np.asarray(p["separable_fraction"], dtype=np.float64)
         return self

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::bayes::{Binomial, TwoNNPrior};
 use super::corrint::CorrInt;
 use super::ess::{Ess, EssVersion};
+use super::fisher::FisherS;
 use super::local::{Combine, Mada, Mom, Tle};
 use super::mind::MindMl;
 use super::mle::{Aggregation, GlobalMle, Mle};
@@ -16,7 +17,7 @@ use crate::error::{Error, Param, Result};
 use crate::neighbors::KnnGraph;
 
 /// An estimator and its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "estimator", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Method {
     /// Method of moments (skdim `MOM`).
@@ -66,6 +67,13 @@ pub enum Method {
         comb: Combine,
         once: bool,
     },
+    /// Fisher separability (skdim `FisherS`) on the whole set.
+    FisherS {
+        conditional_number: f64,
+        project_on_sphere: bool,
+        alphas: Vec<f64>,
+        limit_maxdim: bool,
+    },
 }
 
 /// The names the suite knows these estimators by (each at its default parameters), in output order.
@@ -77,6 +85,7 @@ pub const NAMES: &[&str] = &[
     "mle_unbiased",
     "mle_global",
     "corrint",
+    "fisher_s",
     "mind_mlk",
     "mind_mli",
     "twonn_bayes",
@@ -126,6 +135,15 @@ impl Method {
                 }
             }
             "corrint" => Method::Corrint { k1: 10, k2: 20 },
+            "fisher_s" => {
+                let f = FisherS::default();
+                Method::FisherS {
+                    conditional_number: f.conditional_number,
+                    project_on_sphere: f.project_on_sphere,
+                    alphas: f.alphas,
+                    limit_maxdim: f.limit_maxdim,
+                }
+            }
             "ess" => Method::Ess {
                 k: 100,
                 d: 1,
@@ -191,7 +209,7 @@ impl Method {
             Method::Corrint { k2, .. } => k2,
             Method::Mind { k, .. } => k + 1,
             Method::TwonnBayes { .. } => 2,
-            Method::Pca { .. } => 0,
+            Method::Pca { .. } | Method::FisherS { .. } => 0,
             Method::Ess { k, once, .. } => {
                 if once {
                     0
@@ -251,7 +269,7 @@ impl Method {
                 comb,
                 once,
             },
-            other => other,
+            ref other => other.clone(),
         };
         Some((
             m,
@@ -296,6 +314,7 @@ impl Method {
             Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
             Method::Ess { k, once: false, .. } => min_k(k, 2, "ESS"),
             Method::Pca { rule } => rule.check(),
+            Method::FisherS { .. } => Ok(()),
             _ => Ok(()),
         }
     }
@@ -413,6 +432,20 @@ impl Method {
                     per(ess.fit(data, need_graph()?, comb)?)
                 }
             }
+            Method::FisherS {
+                conditional_number,
+                project_on_sphere,
+                ref alphas,
+                limit_maxdim,
+            } => one(
+                FisherS {
+                    conditional_number,
+                    project_on_sphere,
+                    alphas: alphas.clone(),
+                    limit_maxdim,
+                }
+                .fit(data)?,
+            ),
             Method::Pca { rule } => {
                 let owned;
                 let s = match spectrum {

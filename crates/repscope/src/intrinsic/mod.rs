@@ -3,6 +3,7 @@ pub mod bayes;
 pub mod calibrated;
 pub mod corrint;
 pub mod ess;
+pub mod fisher;
 pub mod gride;
 pub mod lid;
 pub mod local;
