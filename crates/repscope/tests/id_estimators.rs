@@ -351,14 +351,23 @@ fn new_estimators_are_near_the_truth_on_the_benchmark_manifolds() {
                 fisher_n += 1;
             }
             None => {
-                assert!(r.notes.iter().any(|n| n.contains("separable")), "{:?}", r.notes);
+                assert!(
+                    r.notes.iter().any(|n| n.contains("separable")),
+                    "{:?}",
+                    r.notes
+                );
                 fisher_missing.push(m.name);
             }
         }
     }
     let fisher = fisher / fisher_n as f64;
-    eprintln!("fisher_s: mean relative error {fisher:.3} over {fisher_n}, none on {fisher_missing:?}");
-    assert!(fisher_missing.len() <= 2 && fisher <= FISHER_BOUND, "{fisher:.3}, {fisher_missing:?}");
+    eprintln!(
+        "fisher_s: mean relative error {fisher:.3} over {fisher_n}, none on {fisher_missing:?}"
+    );
+    assert!(
+        fisher_missing.len() <= 2 && fisher <= FISHER_BOUND,
+        "{fisher:.3}, {fisher_missing:?}"
+    );
     for ((name, bound), s) in bounds.iter().zip(&sums) {
         let mre = s / MANIFOLDS.len() as f64;
         eprintln!("{name}: mean relative error {mre:.3}");

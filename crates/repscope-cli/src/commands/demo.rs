@@ -49,7 +49,7 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("mle_unbiased", "MLE(unbiased=True)", Some(0.212)),
     ("mle_global", "MLE(neighborhood_based=False)", Some(0.257)),
     ("corrint", "CorrInt", Some(0.360)),
-    ("fisher_s", "FisherS", None),
+    ("fisher_s", "FisherS", Some(0.393)),
     ("mind_mlk", "MiND_ML(ver='MLk')", Some(0.235)),
     ("mind_mli", "MiND_ML(ver='MLi')", Some(0.210)),
     ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", None),

@@ -60,6 +60,9 @@ def _comb(value, allowed):
     return value
 
 
+Neighbours = _repscope.Neighbours
+
+
 def neighbours(X, k=100, metric="euclidean"):
     """The exact graph of the k nearest neighbours of X's distinct rows, built once for several estimators.
 

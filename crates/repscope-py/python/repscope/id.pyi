@@ -1,4 +1,4 @@
-from typing import Any, Dict, List, Optional, TypeVar
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,13 +26,33 @@ class TwoNN(_Estimator):
     def __init__(self, discard_fraction: float = 0.1, method: str = "linear") -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "TwoNN": ...
 
+class Neighbours:
+    @property
+    def k(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def shape(self) -> Tuple[int, int, int]: ...
+    def arrays(self) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+
+def neighbours(X: npt.ArrayLike, k: int = 100, metric: Literal["euclidean", "cosine"] = "euclidean") -> Neighbours: ...
+
 class MLE(_Estimator):
     k: int
     comb: str
-    stderr_: float
+    unbiased: bool
+    neighborhood_based: bool
+    K: int
     dimension_pw_: npt.NDArray[np.float64]
-    def __init__(self, k: int = 20, comb: str = "mle") -> None: ...
-    def fit(self, X: npt.ArrayLike, y: Any = None) -> "MLE": ...
+    def __init__(
+        self,
+        k: int = 20,
+        comb: Literal["mle", "mean", "median"] = "mle",
+        unbiased: bool = False,
+        neighborhood_based: bool = True,
+        K: int = 5,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MLE": ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
 
 class GRIDE(_Estimator):
@@ -61,5 +81,113 @@ class LID(_Estimator):
     def __init__(self, k: int = 20, metric: str = "euclidean") -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "LID": ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
+
+class _Local(_Estimator):
+    dimension_pw_: npt.NDArray[np.float64]
+    def fit(self: _E, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> _E: ...
+    def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
+
+class MOM(_Local):
+    n_neighbors: int
+    comb: str
+    def __init__(self, n_neighbors: int = 100, comb: Literal["mean", "median"] = "mean") -> None: ...
+
+class TLE(_Local):
+    n_neighbors: int
+    epsilon: float
+    comb: str
+    def __init__(
+        self, n_neighbors: int = 20, epsilon: float = 1e-4, comb: Literal["mean", "median"] = "mean"
+    ) -> None: ...
+
+class MADA(_Local):
+    n_neighbors: int
+    comb: str
+    def __init__(self, n_neighbors: int = 20, comb: Literal["mean", "median"] = "mean") -> None: ...
+
+class ESS(_Local):
+    ver: str
+    d: int
+    random_state: int
+    n_neighbors: int
+    comb: str
+    essval_: float
+    def __init__(
+        self,
+        ver: Literal["a", "b"] = "a",
+        d: int = 1,
+        random_state: int = 0,
+        n_neighbors: int = 100,
+        comb: Literal["mean", "median"] = "mean",
+    ) -> None: ...
+    def fit_once(self, X: npt.ArrayLike, y: Any = None) -> "ESS": ...
+
+class CorrInt(_Estimator):
+    k1: int
+    k2: int
+    def __init__(self, k1: int = 10, k2: int = 20) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "CorrInt": ...
+
+class FisherS(_Estimator):
+    conditional_number: float
+    project_on_sphere: bool
+    alphas: Optional[Sequence[float]]
+    limit_maxdim: bool
+    n_alpha_: npt.NDArray[np.float64]
+    alphas_: npt.NDArray[np.float64]
+    p_alpha_mean_: npt.NDArray[np.float64]
+    separable_fraction_: npt.NDArray[np.float64]
+    def __init__(
+        self,
+        conditional_number: float = 10,
+        project_on_sphere: bool = True,
+        alphas: Optional[Sequence[float]] = None,
+        limit_maxdim: bool = False,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> "FisherS": ...
+
+class MiND_ML(_Estimator):
+    k: int
+    D: int
+    ver: str
+    def __init__(self, k: int = 20, D: int = 10, ver: Literal["MLk", "MLi"] = "MLk") -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MiND_ML": ...
+
+class lPCA(_Estimator):
+    ver: str
+    alphaRatio: float
+    alphaFO: float
+    alphaFan: float
+    betaFan: float
+    PFan: float
+    eigenvalues_: npt.NDArray[np.float64]
+    def __init__(
+        self,
+        ver: Literal["FO", "Fan", "maxgap", "ratio", "participation_ratio", "Kaiser", "broken_stick"] = "FO",
+        alphaRatio: float = 0.05,
+        alphaFO: float = 0.05,
+        alphaFan: float = 10,
+        betaFan: float = 0.8,
+        PFan: float = 0.95,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> "lPCA": ...
+
+class TwoNNPrior(_Estimator):
+    alpha: float
+    beta: float
+    posterior_mean: bool
+    level: float
+    credible_interval_: Tuple[float, float]
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 5.0, posterior_mean: bool = True, level: float = 0.95
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "TwoNNPrior": ...
+
+class Binomial(_Estimator):
+    k: int
+    r: float
+    bayes: bool
+    def __init__(self, k: int = 20, r: float = 0.5, bayes: bool = True) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "Binomial": ...
 
 __all__: List[str]

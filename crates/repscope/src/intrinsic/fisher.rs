@@ -140,7 +140,10 @@ impl FisherS {
         // Whitened scores: (x − μ)·v_c / √λ_c for the kept directions.
         let d = data.cols();
         let basis = pc.basis(kept);
-        let inv_sd: Vec<f64> = pc.eigenvalues[..kept].iter().map(|l| 1.0 / l.sqrt()).collect();
+        let inv_sd: Vec<f64> = pc.eigenvalues[..kept]
+            .iter()
+            .map(|l| 1.0 / l.sqrt())
+            .collect();
         let z: Vec<Vec<f64>> = (0..n)
             .into_par_iter()
             .map_init(
@@ -243,7 +246,8 @@ impl FisherS {
                 }
                 let a2 = al * al;
                 let w = (1.0 - a2).ln();
-                let v = lambert_w0(-w / (2.0 * std::f64::consts::PI * p * p * a2 * (1.0 - a2))) / -w;
+                let v =
+                    lambert_w0(-w / (2.0 * std::f64::consts::PI * p * p * a2 * (1.0 - a2))) / -w;
                 if v.is_finite() {
                     v
                 } else {

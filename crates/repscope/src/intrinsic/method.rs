@@ -437,15 +437,13 @@ impl Method {
                 project_on_sphere,
                 ref alphas,
                 limit_maxdim,
-            } => one(
-                FisherS {
-                    conditional_number,
-                    project_on_sphere,
-                    alphas: alphas.clone(),
-                    limit_maxdim,
-                }
-                .fit(data)?,
-            ),
+            } => one(FisherS {
+                conditional_number,
+                project_on_sphere,
+                alphas: alphas.clone(),
+                limit_maxdim,
+            }
+            .fit(data)?),
             Method::Pca { rule } => {
                 let owned;
                 let s = match spectrum {
