@@ -113,11 +113,11 @@ def test_lid_per_point():
 
 def test_estimators_follow_sklearn_conventions():
     est = repscope.id.MLE(k=15)
-    assert est.get_params() == {"k": 15, "comb": "mle"}
+    assert est.get_params() == {"k": 15, "comb": "mle", "unbiased": False, "neighborhood_based": True, "K": 5}
     assert est.set_params(k=10) is est and est.k == 10
-    assert repr(est) == "MLE(k=10, comb='mle')"
+    assert repr(est) == "MLE(k=10, comb='mle', unbiased=False, neighborhood_based=True, K=5)"
     with pytest.raises(ValueError, match="invalid parameter"):
-        est.set_params(K=3)
+        est.set_params(n_neighbors=3)
     X = linear_manifold(500, 2, 5, seed=1)
     assert repscope.id.TwoNN().fit_transform(X) == repscope.id.TwoNN().fit(X).dimension_
 

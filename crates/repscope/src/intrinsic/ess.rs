@@ -344,21 +344,12 @@ mod tests {
 
     #[test]
     fn reference_curves_match_their_closed_forms() {
-        // Values of skdim's _essReference (equal to the closed forms to 2e-14).
-        let a1 = [
-            0.0,
-            0.636_619_772_367_581_3,
-            0.785_398_163_397_448_2,
-            0.848_826_363_156_775_1,
-        ];
-        let b1 = [
-            1.0,
-            0.636_619_772_367_581_4,
-            0.5,
-            0.424_413_181_578_387_5,
-            0.375,
-        ];
-        let a2 = [0.0, 0.0, 0.392_699_081_698_724_1, 0.565_884_242_104_516_6];
+        // skdim's _essReference tables start 0, 2/π, π/4, 0.8488263631567751 (a, d = 1); 1, 2/π, 1/2,
+        // 0.42441318157838753, 3/8 (b); 0, 0, π/8, 0.5658842421045166 (a, d = 2).
+        use std::f64::consts::{FRAC_2_PI, FRAC_PI_4, FRAC_PI_8};
+        let a1 = [0.0, FRAC_2_PI, FRAC_PI_4, 0.848_826_363_156_775_1];
+        let b1 = [1.0, FRAC_2_PI, 0.5, 0.424_413_181_578_387_5, 0.375];
+        let a2 = [0.0, 0.0, FRAC_PI_8, 0.565_884_242_104_516_6];
         for (n, want) in a1.iter().enumerate() {
             assert!((reference(EssVersion::A, 1, n + 1) - want).abs() < 1e-13);
         }

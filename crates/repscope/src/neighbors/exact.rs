@@ -396,6 +396,75 @@ pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph>
     })
 }
 
+/// For every radius in `radii` (the metric's distances, ascending), the number of ordered pairs (i, j),
+/// i ≠ j, of rows of `m` whose exact distance is strictly below it: the correlation sums of
+/// Grassberger and Procaccia (see [`rows_within`]).
+pub fn pairs_within(m: &Matrix, metric: Metric, radii: &[f64]) -> Result<Vec<u64>> {
+    let counts = rows_within(m, metric, radii.len(), |_| radii)?;
+    let mut total = vec![0u64; radii.len()];
+    for row in counts.chunks(radii.len().max(1)) {
+        for (t, v) in total.iter_mut().zip(row) {
+            *t += v;
+        }
+    }
+    Ok(total)
+}
+
+/// For every row q of `m` and each of its `per_row` radii `radii(q)` (the metric's distances, ascending),
+/// the number of other rows whose exact distance to q is strictly below it; n × per_row counts, row-major.
+/// One blocked product ranks every pair; a pair whose ranking key the rounding bound proves farther than
+/// q's largest radius is left out, and every other pair's distance is computed exactly in f64, so the
+/// counts are exact. Memory is O(block²) per thread plus the counts.
+pub fn rows_within<'r, R>(m: &Matrix, metric: Metric, per_row: usize, radii: R) -> Result<Vec<u64>>
+where
+    R: Fn(usize) -> &'r [f64] + Sync,
+{
+    let n = m.rows();
+    if per_row == 0 || n == 0 {
+        return Ok(Vec::new());
+    }
+    let (space, side) = Space::new(m, metric)?;
+    let exact = Exact::between(metric, &side, &side);
+    let thresholds: Vec<f32> = (0..n)
+        .map(|q| {
+            let a = side.norms[q];
+            let largest = radii(q).last().copied().unwrap_or(0.0);
+            space
+                .target(a, largest)
+                .key_threshold(&space.key, a, side.max_norm)
+        })
+        .collect();
+    let sq = squared_norms(&side);
+    let blocks: Vec<Vec<u64>> = blocked(
+        &side.rows,
+        &side.rows,
+        |bq| vec![0u64; bq * per_row],
+        |counts, q0, r0, buf, br| {
+            let terms = &sq[r0..r0 + br];
+            let bq = buf.len() / br;
+            for a in 0..bq {
+                let q = q0 + a;
+                let col = &buf[a * br..(a + 1) * br];
+                let thr = thresholds[q];
+                let rq = radii(q);
+                let out = &mut counts[a * per_row..(a + 1) * per_row];
+                for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
+                    let key = t - 2.0 * dot;
+                    if key.partial_cmp(&thr) == Some(std::cmp::Ordering::Greater) || r0 + r == q {
+                        continue;
+                    }
+                    let d = exact.dist(q, r0 + r);
+                    for (c, &rad) in out.iter_mut().zip(rq) {
+                        *c += u64::from(d < rad);
+                    }
+                }
+            }
+        },
+        |counts, _| std::mem::take(counts),
+    );
+    Ok(blocks.into_iter().flatten().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,73 +553,4 @@ mod tests {
         assert!(knn_search(&m, &m, 4, Metric::Euclidean, true, None).is_ok());
         assert!(knn_search(&m, &m, 0, Metric::Euclidean, true, None).is_err());
     }
-}
-
-/// For every radius in `radii` (the metric's distances, ascending), the number of ordered pairs (i, j),
-/// i ≠ j, of rows of `m` whose exact distance is strictly below it: the correlation sums of
-/// Grassberger and Procaccia (see [`rows_within`]).
-pub fn pairs_within(m: &Matrix, metric: Metric, radii: &[f64]) -> Result<Vec<u64>> {
-    let counts = rows_within(m, metric, radii.len(), |_| radii)?;
-    let mut total = vec![0u64; radii.len()];
-    for row in counts.chunks(radii.len().max(1)) {
-        for (t, v) in total.iter_mut().zip(row) {
-            *t += v;
-        }
-    }
-    Ok(total)
-}
-
-/// For every row q of `m` and each of its `per_row` radii `radii(q)` (the metric's distances, ascending),
-/// the number of other rows whose exact distance to q is strictly below it; n × per_row counts, row-major.
-/// One blocked product ranks every pair; a pair whose ranking key the rounding bound proves farther than
-/// q's largest radius is left out, and every other pair's distance is computed exactly in f64, so the
-/// counts are exact. Memory is O(block²) per thread plus the counts.
-pub fn rows_within<'r, R>(m: &Matrix, metric: Metric, per_row: usize, radii: R) -> Result<Vec<u64>>
-where
-    R: Fn(usize) -> &'r [f64] + Sync,
-{
-    let n = m.rows();
-    if per_row == 0 || n == 0 {
-        return Ok(Vec::new());
-    }
-    let (space, side) = Space::new(m, metric)?;
-    let exact = Exact::between(metric, &side, &side);
-    let thresholds: Vec<f32> = (0..n)
-        .map(|q| {
-            let a = side.norms[q];
-            let largest = radii(q).last().copied().unwrap_or(0.0);
-            space
-                .target(a, largest)
-                .key_threshold(&space.key, a, side.max_norm)
-        })
-        .collect();
-    let sq = squared_norms(&side);
-    let blocks: Vec<Vec<u64>> = blocked(
-        &side.rows,
-        &side.rows,
-        |bq| vec![0u64; bq * per_row],
-        |counts, q0, r0, buf, br| {
-            let terms = &sq[r0..r0 + br];
-            let bq = buf.len() / br;
-            for a in 0..bq {
-                let q = q0 + a;
-                let col = &buf[a * br..(a + 1) * br];
-                let thr = thresholds[q];
-                let rq = radii(q);
-                let out = &mut counts[a * per_row..(a + 1) * per_row];
-                for (r, (&dot, &t)) in col.iter().zip(terms).enumerate() {
-                    let key = t - 2.0 * dot;
-                    if key.partial_cmp(&thr) == Some(std::cmp::Ordering::Greater) || r0 + r == q {
-                        continue;
-                    }
-                    let d = exact.dist(q, r0 + r);
-                    for (c, &rad) in out.iter_mut().zip(rq) {
-                        *c += u64::from(d < rad);
-                    }
-                }
-            }
-        },
-        |counts, _| std::mem::take(counts),
-    );
-    Ok(blocks.into_iter().flatten().collect())
 }
