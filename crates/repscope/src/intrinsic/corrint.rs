@@ -4,7 +4,7 @@
 //! (log C(r₂) − log C(r₁)) / (log r₂ − log r₁).
 use serde_json::json;
 
-use super::Estimate;
+use super::{Estimate, Summary};
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result};
 use crate::neighbors::exact::pairs_within;
@@ -23,16 +23,6 @@ impl Default for CorrInt {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
 impl CorrInt {
     /// Fits on the rows the graph was built on: the radii from the graph, the pair counts from one exact
     /// pass over all pairs.
@@ -47,8 +37,8 @@ impl CorrInt {
         }
         super::local::check_graph_k(graph, self.k2, 2, "CorrInt")?;
         // Medians of the metric's distances (monotone in the lengths, so the same pairs fall below them).
-        let r1 = median(graph.rank_column(self.k1));
-        let r2 = median(graph.rank_column(self.k2));
+        let r1 = Summary::of(&graph.rank_column(self.k1)).median;
+        let r2 = Summary::of(&graph.rank_column(self.k2)).median;
         let counts = pairs_within(data, graph.metric, &[r1, r2])?;
         let (s1, s2) = (counts[0], counts[1]);
         let (l1, l2) = (graph.length(r1), graph.length(r2));

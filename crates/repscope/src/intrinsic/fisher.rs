@@ -16,7 +16,6 @@ use super::Estimate;
 use crate::data::Matrix;
 use crate::decomposition::Principal;
 use crate::error::{Error, Param, Result};
-use crate::progress::Silent;
 
 /// Rows of one block of the pair products.
 const BLOCK: usize = 256;
@@ -112,8 +111,9 @@ impl FisherS {
         Ok(())
     }
 
-    /// Fits on the rows of `data`.
-    pub fn fit_all(&self, data: &Matrix) -> Result<FisherFit> {
+    /// Fits on the rows of `data`, whose principal directions `pc` holds (one decomposition, shared with
+    /// the PCA rules).
+    pub fn fit_all(&self, data: &Matrix, pc: &Principal) -> Result<FisherFit> {
         self.check()?;
         let n = data.rows();
         if n < 3 {
@@ -123,7 +123,6 @@ impl FisherS {
                 "pass more rows",
             ));
         }
-        let pc = Principal::of(data, &Silent)?;
         let top = pc.eigenvalues.first().copied().unwrap_or(0.0);
         if top <= 0.0 {
             return Err(Error::data(
@@ -294,8 +293,8 @@ impl FisherS {
     }
 
     /// The estimate.
-    pub fn fit(&self, data: &Matrix) -> Result<Estimate> {
-        let f = self.fit_all(data)?;
+    pub fn fit(&self, data: &Matrix, pc: &Principal) -> Result<Estimate> {
+        let f = self.fit_all(data, pc)?;
         Ok(Estimate {
             estimator: "fisher_s".into(),
             variant: format!(

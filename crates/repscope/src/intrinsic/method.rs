@@ -281,7 +281,7 @@ impl Method {
 
     /// Whether the method reads the covariance spectrum.
     pub fn needs_spectrum(&self) -> bool {
-        matches!(self, Method::Pca { .. })
+        matches!(self, Method::Pca { .. } | Method::FisherS { .. })
     }
 
     /// Checks the parameters that can be checked before any data is read.
@@ -342,6 +342,16 @@ impl Method {
         let one = |estimate: Estimate| Fitted {
             estimate,
             per_point: None,
+        };
+        // The spectrum handed in, or (called on its own) one decomposition of the rows.
+        let owned;
+        let spectrum = match (spectrum, self.needs_spectrum()) {
+            (Some(s), _) => Some(s),
+            (None, true) => {
+                owned = Spectrum::of(data)?;
+                Some(&owned)
+            }
+            (None, false) => None,
         };
         Ok(match *self {
             Method::Mom { k, comb } => per(Mom { k }.fit(need_graph()?, comb)?),
@@ -443,18 +453,8 @@ impl Method {
                 alphas: alphas.clone(),
                 limit_maxdim,
             }
-            .fit(data)?),
-            Method::Pca { rule } => {
-                let owned;
-                let s = match spectrum {
-                    Some(s) => s,
-                    None => {
-                        owned = Spectrum::of(data)?;
-                        &owned
-                    }
-                };
-                one(s.estimate(rule))
-            }
+            .fit(data, &spectrum.expect("a spectrum").principal)?),
+            Method::Pca { rule } => one(spectrum.expect("a spectrum").estimate(rule)),
         })
     }
 }

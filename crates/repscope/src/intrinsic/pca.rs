@@ -99,6 +99,9 @@ pub struct Spectrum {
     /// rounding (λ₁·d·2⁻⁵²) and the largest variance that rounding the stored values could put in any
     /// direction, (u·max‖x‖)²·n/(n − 1), with u the unit roundoff of the input's type (2⁻²⁴ for f32).
     pub noise_floor: f64,
+    /// The eigendecomposition the eigenvalues come from, for the measures that also need the directions
+    /// (FisherS's whitening), so that no one decomposes the same rows again.
+    pub principal: Principal,
 }
 
 impl Spectrum {
@@ -179,6 +182,7 @@ impl Spectrum {
             notes,
             n: mom.n,
             noise_floor,
+            principal,
         })
     }
 
