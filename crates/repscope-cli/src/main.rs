@@ -126,7 +126,13 @@ pub fn flag(p: repscope::Param) -> String {
         | Param::Epsilon
         | Param::MaxDim
         | Param::Ratio
-        | Param::Level => format!("the estimator's {}", p.name()),
+        | Param::Level
+        | Param::SampleSizes
+        | Param::Gamma
+        | Param::Radius
+        | Param::Draws
+        | Param::Components
+        | Param::Zeta => format!("the estimator's {}", p.name()),
         Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }

@@ -409,7 +409,8 @@ fn id_method<'py>(
         } else {
             None
         };
-        let fitted = method.fit(ds.distinct(), g.as_deref(), spectrum.as_ref())?;
+        let metric = g.as_ref().map_or(Metric::Euclidean, |g| g.metric);
+        let fitted = method.fit(ds.distinct(), metric, g.as_deref(), spectrum.as_ref())?;
         let mut e = fitted.estimate;
         if let Some(note) = note {
             e.notes.insert(0, note);

@@ -129,6 +129,18 @@ pub enum Param {
     Ratio,
     /// The probability of a credible interval.
     Level,
+    /// The sample sizes of a subsampling estimator (the kNN graph length's ps, PH's range).
+    SampleSizes,
+    /// The power of the edge lengths (kNN graph length γ, PH's α).
+    Gamma,
+    /// A radius in the data's units (the binomial estimator's r_k).
+    Radius,
+    /// Samples drawn per size, or the number of sweeps of a sampler.
+    Draws,
+    /// The number of mixture components (Hidalgo's K).
+    Components,
+    /// A probability parameter of a model (Hidalgo's ζ).
+    Zeta,
 }
 
 impl Param {
@@ -193,6 +205,12 @@ impl Param {
             Param::MaxDim => "D",
             Param::Ratio => "r",
             Param::Level => "level",
+            Param::SampleSizes => "ps",
+            Param::Gamma => "gamma",
+            Param::Radius => "rk",
+            Param::Draws => "draws",
+            Param::Components => "K",
+            Param::Zeta => "zeta",
         }
     }
 }

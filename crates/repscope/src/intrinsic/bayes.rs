@@ -4,8 +4,10 @@
 use serde_json::json;
 
 use super::Estimate;
+use crate::data::Matrix;
 use crate::error::{Error, Param, Result};
-use crate::neighbors::KnnGraph;
+use crate::neighbors::exact::rows_within;
+use crate::neighbors::{KnnGraph, Metric};
 
 /// TwoNN with a Gamma(α, β) prior on d (shape α, rate β): with the Pareto likelihood of μ = r₂/r₁, the
 /// posterior is Gamma(α + N, β + Σ log μ_i), over every point (none discarded).
@@ -133,7 +135,6 @@ impl Binomial {
             sum_rk += rk;
             sum_rn += rn;
         }
-        let ln_r = r.ln();
         let e_n1 = inside as f64 / npts;
         if inside == 0 {
             return Err(Error::data(
@@ -143,17 +144,8 @@ impl Binomial {
             ));
         }
         let trials = (k as f64 - 1.0) * npts;
-        let (value, stderr, variant) = if self.bayes {
-            let a = 1.0 + inside as f64;
-            let b = 1.0 + trials - inside as f64;
-            let e = (digamma(a) - digamma(a + b)) / ln_r;
-            let s = ((trigamma(a) - trigamma(a + b)) / (ln_r * ln_r)).sqrt();
-            (e, s, "posterior mean of d under a Beta(1, 1) prior on r^d")
-        } else {
-            let d = (e_n1 / (k as f64 - 1.0)).ln() / ln_r;
-            let err = ((r.powf(-d) - 1.0) / ((k as f64 - 1.0) * npts * ln_r * ln_r)).sqrt();
-            (d, err, "maximum likelihood, with its Cramér-Rao error")
-        };
+        let (value, stderr, variant) =
+            binomial_estimate(inside as f64, trials, npts, r, self.bayes);
         if !(value.is_finite() && value > 0.0) {
             return Err(Error::data(
                 "input",
@@ -170,6 +162,109 @@ impl Binomial {
                 "k": k, "r": r, "bayes": self.bayes,
                 "mean_inside": e_n1 + 1.0,
                 "scale": 0.5 * (sum_rk + sum_rn) / npts,
+            }),
+            notes: vec![],
+        })
+    }
+}
+
+/// The binomial estimator at a fixed radius (DADApy `compute_id_binomial_rk`): k_i − 1 other points lie
+/// within r_k of point i and n_i − 1 within r·r_k, and n_i − 1 ~ Binomial(k_i − 1, r^d). The counts are
+/// exact over every row (DADApy counts among its maxk neighbours and so leaves out the points whose maxk-th
+/// neighbour lies within r_k; with every neighbour counted no point needs leaving out).
+#[derive(Clone, Copy, Debug)]
+pub struct BinomialRadius {
+    /// The outer radius r_k, a length in the data's units.
+    pub rk: f64,
+    pub r: f64,
+    pub bayes: bool,
+}
+
+/// The binomial model's estimate from the pooled counts: `inside` = Σ(n_i − 1) of `trials` = Σ(k_i − 1)
+/// over `points` points; (value, error, what the value is).
+fn binomial_estimate(
+    inside: f64,
+    trials: f64,
+    points: f64,
+    r: f64,
+    bayes: bool,
+) -> (f64, f64, &'static str) {
+    let ln_r = r.ln();
+    if bayes {
+        let a = 1.0 + inside;
+        let b = 1.0 + trials - inside;
+        let e = (digamma(a) - digamma(a + b)) / ln_r;
+        let s = ((trigamma(a) - trigamma(a + b)) / (ln_r * ln_r)).sqrt();
+        (e, s, "posterior mean of d under a Beta(1, 1) prior on r^d")
+    } else {
+        let per_trial = trials / points;
+        let d = (inside / trials).ln() / ln_r;
+        let err = ((r.powf(-d) - 1.0) / (per_trial * points * ln_r * ln_r)).sqrt();
+        (d, err, "maximum likelihood, with its Cramér-Rao error")
+    }
+}
+
+impl BinomialRadius {
+    /// Fits on the rows of `data` (distinct rows) under `metric`.
+    pub fn fit(&self, data: &Matrix, metric: Metric) -> Result<Estimate> {
+        if !(self.r > 0.0 && self.r < 1.0) {
+            return Err(Error::range(
+                Param::Ratio,
+                self.r,
+                "a ratio in (0, 1) such as 0.5",
+                "the binomial estimator counts the points within r times the radius r_k",
+            ));
+        }
+        if !(self.rk.is_finite() && self.rk > 0.0) {
+            return Err(Error::range(
+                Param::Radius,
+                self.rk,
+                "a positive length in the data's units",
+                "the binomial estimator counts the points within the radius r_k",
+            ));
+        }
+        // The radii as the metric's distances (the cosine metric's 1 − cos is half a squared chord).
+        let as_distance = |l: f64| match metric {
+            Metric::Euclidean => l,
+            Metric::Cosine => 0.5 * l * l,
+        };
+        let radii = [as_distance(self.r * self.rk), as_distance(self.rk)];
+        let counts = rows_within(data, metric, 2, |_| &radii[..])?;
+        let (mut inside, mut trials) = (0u64, 0u64);
+        for c in counts.chunks(2) {
+            inside += c[0];
+            trials += c[1];
+        }
+        let npts = data.rows() as f64;
+        if inside == 0 || trials <= inside {
+            return Err(Error::data(
+                data.name(),
+                format!(
+                    "{inside} pairs lie within r·r_k and {trials} within r_k = {}: the binomial model has no signal at this radius",
+                    self.rk
+                ),
+                if inside == 0 {
+                    "use a larger radius r_k or ratio r"
+                } else {
+                    "use a larger radius r_k"
+                },
+            ));
+        }
+        let (value, stderr, variant) =
+            binomial_estimate(inside as f64, trials as f64, npts, self.r, self.bayes);
+        Ok(Estimate {
+            estimator: "binomial_rk".into(),
+            variant: format!(
+                "binomial at radius r_k = {}, r = {}: {variant}",
+                self.rk, self.r
+            ),
+            value,
+            stderr: Some(stderr),
+            params: json!({
+                "rk": self.rk, "r": self.r, "bayes": self.bayes,
+                "mean_inside": inside as f64 / npts + 1.0,
+                "mean_within_rk": trials as f64 / npts + 1.0,
+                "scale": 0.5 * (self.rk + self.rk * self.r),
             }),
             notes: vec![],
         })

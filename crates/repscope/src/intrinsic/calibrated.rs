@@ -52,7 +52,7 @@ fn memo() -> &'static Mutex<HashMap<MemoKey, f64>> {
 
 /// n points uniform in the unit D-ball. Point i draws from its own stream, so samples for D and D + 1 share
 /// their first D directions' randomness and f(D) is smooth in D.
-fn ball_sample(n: usize, dim: usize, seed: u64) -> Matrix {
+pub(crate) fn ball_sample(n: usize, dim: usize, seed: u64) -> Matrix {
     let mut v = Vec::with_capacity(n * dim);
     let mut g = vec![0f64; dim];
     for i in 0..n {

@@ -3,8 +3,10 @@
 //! by name at their defaults; the Python classes send their parameters as this enum's JSON.
 use serde::{Deserialize, Serialize};
 
-use super::bayes::{Binomial, TwoNNPrior};
+use super::bayes::{Binomial, BinomialRadius, TwoNNPrior};
+use super::carter::GraphLength;
 use super::corrint::CorrInt;
+use super::danco::{Danco, DancoStats};
 use super::ess::{Ess, EssVersion};
 use super::fisher::FisherS;
 use super::local::{Combine, Mada, Mom, Tle};
@@ -14,7 +16,10 @@ use super::pca::{PcaRule, Spectrum};
 use super::Estimate;
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result};
-use crate::neighbors::KnnGraph;
+use crate::neighbors::{KnnGraph, Metric};
+
+/// The neighbour whose median length is the binomial estimator's radius when none is given.
+const DEFAULT_RADIUS_RANK: usize = 20;
 
 /// An estimator and its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +60,30 @@ pub enum Method {
     },
     /// The binomial estimator (DADApy `compute_id_binomial_k`).
     Binomial { k: usize, r: f64, bayes: bool },
+    /// The binomial estimator at a fixed radius (DADApy `compute_id_binomial_rk`); without a radius, the
+    /// median length to the 20th neighbour.
+    BinomialRk {
+        rk: Option<f64>,
+        r: f64,
+        bayes: bool,
+    },
+    /// DANCo (skdim `DANCo`), calibrated on seeded balls of dimensions 1..D (D: the number of columns when
+    /// None), with calibration statistics for the first dimensions handed in when given.
+    Danco {
+        k: usize,
+        max_dim: Option<usize>,
+        fractal: bool,
+        seed: u64,
+        calibration: Option<Vec<DancoStats>>,
+    },
+    /// The kNN graph length of Carter et al. (skdim `KNN`); sample sizes k + 1 .. k + 4 when None.
+    Knn {
+        k: usize,
+        ps: Option<Vec<usize>>,
+        m: usize,
+        gamma: f64,
+        seed: u64,
+    },
     /// A PCA rule on the covariance spectrum (skdim `lPCA`).
     Pca { rule: PcaRule },
     /// Expected simplex skewness (skdim `ESS`), per point, or with `once` on the whole set as one
@@ -90,6 +119,9 @@ pub const NAMES: &[&str] = &[
     "mind_mli",
     "twonn_bayes",
     "binomial",
+    "binomial_rk",
+    "danco",
+    "knn",
     "pca_maxgap",
     "pca_ratio",
     "pca_kaiser",
@@ -174,6 +206,31 @@ impl Method {
                     bayes: b.bayes,
                 }
             }
+            "binomial_rk" => Method::BinomialRk {
+                rk: None,
+                r: 0.5,
+                bayes: true,
+            },
+            "danco" => {
+                let d = Danco::default();
+                Method::Danco {
+                    k: d.k,
+                    max_dim: d.max_dim,
+                    fractal: d.fractal,
+                    seed: d.seed,
+                    calibration: None,
+                }
+            }
+            "knn" => {
+                let g = GraphLength::default();
+                Method::Knn {
+                    k: g.k,
+                    ps: None,
+                    m: g.m,
+                    gamma: g.gamma,
+                    seed: g.seed,
+                }
+            }
             "pca_maxgap" => Method::Pca {
                 rule: PcaRule::MaxGap,
             },
@@ -207,7 +264,15 @@ impl Method {
             | Method::MleGlobal { k, .. }
             | Method::Binomial { k, .. } => k,
             Method::Corrint { k2, .. } => k2,
-            Method::Mind { k, .. } => k + 1,
+            Method::Mind { k, .. } | Method::Danco { k, .. } => k + 1,
+            Method::BinomialRk { rk, .. } => {
+                if rk.is_some() {
+                    0
+                } else {
+                    DEFAULT_RADIUS_RANK
+                }
+            }
+            Method::Knn { .. } => 0,
             Method::TwonnBayes { .. } => 2,
             Method::Pca { .. } | Method::FisherS { .. } => 0,
             Method::Ess { k, once, .. } => {
@@ -254,6 +319,19 @@ impl Method {
                 integer,
             },
             Method::Binomial { r, bayes, .. } => Method::Binomial { k: a, r, bayes },
+            Method::Danco {
+                max_dim,
+                fractal,
+                seed,
+                ref calibration,
+                ..
+            } => Method::Danco {
+                k: a.saturating_sub(1),
+                max_dim,
+                fractal,
+                seed,
+                calibration: calibration.clone(),
+            },
             Method::Ess {
                 d,
                 ver,
@@ -312,6 +390,8 @@ impl Method {
             )),
             Method::Mind { k, .. } => min_k(k, 1, "MiND_ML"),
             Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
+            Method::Danco { k, .. } => min_k(k, 2, "DANCo"),
+            Method::Knn { k, .. } => min_k(k, 1, "the kNN graph length"),
             Method::Ess { k, once: false, .. } => min_k(k, 2, "ESS"),
             Method::Pca { rule } => rule.check(),
             Method::FisherS { .. } => Ok(()),
@@ -319,12 +399,13 @@ impl Method {
         }
     }
 
-    /// Fits on the rows `data` of the graph (the distinct rows), the graph with at least
-    /// [`Method::graph_k`] neighbours (when that is not 0) and the spectrum (when
+    /// Fits on the rows `data` of the graph (the distinct rows) under `metric` (the graph's), the graph with
+    /// at least [`Method::graph_k`] neighbours (when that is not 0) and the spectrum (when
     /// [`Method::needs_spectrum`]).
     pub fn fit(
         &self,
         data: &Matrix,
+        metric: Metric,
         graph: Option<&KnnGraph>,
         spectrum: Option<&Spectrum>,
     ) -> Result<Fitted> {
@@ -455,6 +536,50 @@ impl Method {
             }
             .fit(data, &spectrum.expect("a spectrum").principal)?),
             Method::Pca { rule } => one(spectrum.expect("a spectrum").estimate(rule)),
+            Method::BinomialRk { rk, r, bayes } => {
+                let g = graph.filter(|_| rk.is_none());
+                let rk = match rk {
+                    Some(rk) => rk,
+                    None => {
+                        super::Summary::of(&need_graph()?.rank_lengths(DEFAULT_RADIUS_RANK)).median
+                    }
+                };
+                let mut e = BinomialRadius { rk, r, bayes }.fit(data, metric)?;
+                if g.is_some() {
+                    e.notes.push(format!(
+                        "r_k is the median length to the {DEFAULT_RADIUS_RANK}th neighbour"
+                    ));
+                }
+                one(e)
+            }
+            Method::Danco {
+                k,
+                max_dim,
+                fractal,
+                seed,
+                ref calibration,
+            } => one(Danco {
+                k,
+                max_dim,
+                fractal,
+                seed,
+                calibration: calibration.clone(),
+            }
+            .fit(data, need_graph()?)?),
+            Method::Knn {
+                k,
+                ref ps,
+                m,
+                gamma,
+                seed,
+            } => one(GraphLength {
+                k,
+                ps: ps.clone().unwrap_or_else(|| (k + 1..k + 5).collect()),
+                m,
+                gamma,
+                seed,
+            }
+            .fit(data, metric)?),
         })
     }
 }

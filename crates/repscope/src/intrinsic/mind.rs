@@ -56,6 +56,66 @@ impl Likelihood {
     }
 }
 
+impl Likelihood {
+    /// The integer maximiser in 1..=D (the first of equal values, as skdim's argmax).
+    fn integer_max(&self, max_dim: usize) -> usize {
+        let mut best = (1usize, self.value(1.0));
+        for d in 2..=max_dim {
+            let v = self.value(d as f64);
+            if v > best.1 {
+                best = (d, v);
+            }
+        }
+        best.0
+    }
+
+    /// The continuous maximiser on (0, D]. The likelihood is concave in d (each term's second derivative
+    /// is negative), so it is the slope's root, or D when the slope is still positive there.
+    fn continuous_max(&self, max_dim: usize) -> f64 {
+        let hi = max_dim as f64;
+        if self.slope(hi) >= 0.0 {
+            return hi;
+        }
+        let (mut a, mut b) = (hi * 1e-9, hi);
+        for _ in 0..200 {
+            let m = 0.5 * (a + b);
+            if self.slope(m) > 0.0 {
+                a = m;
+            } else {
+                b = m;
+            }
+            if b - a <= 1e-15 * b {
+                break;
+            }
+        }
+        0.5 * (a + b)
+    }
+}
+
+/// log(r₁ / r_{k+1}) of every point of the graph (k + 1 neighbours), and how many points were left out
+/// because the two distances tie (a duplicate or quantised neighbourhood).
+pub(crate) fn rho_logs(graph: &KnnGraph, k: usize) -> (Vec<f64>, usize) {
+    let mut ties = 0usize;
+    let logs = (0..graph.n)
+        .filter_map(|i| {
+            let d = graph.dists(i);
+            let (r1, rk) = (graph.length(d[0]), graph.length(d[k]));
+            if r1 > 0.0 && rk > r1 {
+                Some((r1 / rk).ln())
+            } else {
+                ties += 1;
+                None
+            }
+        })
+        .collect();
+    (logs, ties)
+}
+
+/// MiND_MLk on the log-ratios of [`rho_logs`]: the continuous maximum-likelihood d on (0, D].
+pub(crate) fn mind_mlk(logs: Vec<f64>, k: usize, max_dim: usize) -> f64 {
+    Likelihood { logs, k: k as f64 }.continuous_max(max_dim)
+}
+
 impl MindMl {
     /// Fits on the graph (k + 1 neighbours per point).
     pub fn fit(&self, graph: &KnnGraph) -> Result<Estimate> {
@@ -68,19 +128,7 @@ impl MindMl {
             ));
         }
         super::local::check_graph_k(graph, self.k + 1, 2, "MiND_ML")?;
-        let mut ties = 0usize;
-        let logs: Vec<f64> = (0..graph.n)
-            .filter_map(|i| {
-                let d = graph.dists(i);
-                let (r1, rk) = (graph.length(d[0]), graph.length(d[self.k]));
-                if r1 > 0.0 && rk > r1 {
-                    Some((r1 / rk).ln())
-                } else {
-                    ties += 1;
-                    None
-                }
-            })
-            .collect();
+        let (logs, ties) = rho_logs(graph, self.k);
         if logs.len() < 2 {
             return Err(Error::data(
                 "input",
@@ -92,37 +140,10 @@ impl MindMl {
             logs,
             k: self.k as f64,
         };
-        // The integer maximiser (the first of equal values, as skdim's argmax).
-        let mut best = (1usize, lik.value(1.0));
-        for d in 2..=self.max_dim {
-            let v = lik.value(d as f64);
-            if v > best.1 {
-                best = (d, v);
-            }
-        }
         let value = if self.integer {
-            best.0 as f64
+            lik.integer_max(self.max_dim) as f64
         } else {
-            // The likelihood is concave in d (each term's second derivative is negative), so the continuous
-            // maximum on (0, D] is the slope's root, or D when the slope is still positive there.
-            let hi = self.max_dim as f64;
-            if lik.slope(hi) >= 0.0 {
-                hi
-            } else {
-                let (mut a, mut b) = (hi * 1e-9, hi);
-                for _ in 0..200 {
-                    let m = 0.5 * (a + b);
-                    if lik.slope(m) > 0.0 {
-                        a = m;
-                    } else {
-                        b = m;
-                    }
-                    if b - a <= 1e-15 * b {
-                        break;
-                    }
-                }
-                0.5 * (a + b)
-            }
+            lik.continuous_max(self.max_dim)
         };
         let mut notes = Vec::new();
         if ties > 0 {

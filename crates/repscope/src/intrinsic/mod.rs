@@ -1,7 +1,9 @@
 //! Intrinsic-dimension estimators: one file per family. Definitions and defaults follow METRICS.md.
 pub mod bayes;
 pub mod calibrated;
+pub mod carter;
 pub mod corrint;
+pub mod danco;
 pub mod ess;
 pub mod fisher;
 pub mod gride;

@@ -302,7 +302,7 @@ pub fn run_with_graph(
                 }
                 progress.stage(other, 0);
                 let r = m
-                    .fit(distinct, g.as_ref(), spectrum.as_ref())
+                    .fit(distinct, cfg.metric, g.as_ref(), spectrum.as_ref())
                     .map(|f| f.estimate);
                 keep(name, r, &mut notes)?;
                 progress.finish_stage();
