@@ -663,3 +663,74 @@ fn danco_recovers_the_dimension_of_balls_with_its_own_calibration() {
         assert!((fit(true) - d as f64).abs() < 0.5, "d = {d}: {}", fit(true));
     }
 }
+
+/// n points of a standard Gaussian in the first `dim` of `ambient` coordinates, the first shifted by `shift`.
+fn gaussian_block(rng: &mut Rng, n: usize, dim: usize, ambient: usize, shift: f64) -> Vec<f32> {
+    let mut x = vec![0f32; n * ambient];
+    for r in x.chunks_mut(ambient) {
+        for v in r.iter_mut().take(dim) {
+            *v = rng.normal() as f32;
+        }
+        r[0] += shift as f32;
+    }
+    x
+}
+
+#[test]
+fn hidalgo_recovers_two_manifolds_and_their_points() {
+    // A 2-D and a 5-D Gaussian in R^6, 1000 points each: apart, touching, and the plane through the blob's
+    // centre. Each manifold's dimension within 10% and at least 90% of points on their own manifold.
+    for shift in [10.0, 3.0, 0.0] {
+        for seed in [1u64, 2] {
+            let mut rng = Rng::new(seed);
+            let mut x = gaussian_block(&mut rng, 1000, 2, 6, shift);
+            x.extend(gaussian_block(&mut rng, 1000, 5, 6, 0.0));
+            let m = Matrix::from_vec(2000, 6, x, "mixture").unwrap();
+            let g = exact_knn(&m, 3, Metric::Euclidean, None).unwrap();
+            let f = Method::by_name("hidalgo")
+                .unwrap()
+                .fit(&m, Metric::Euclidean, Some(&g), None)
+                .unwrap();
+            let dims: Vec<f64> = f.estimate.params["dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let what = format!("shift {shift}, seed {seed}: {dims:?}");
+            close(dims[0], 2.0, 0.1, &what);
+            close(dims[1], 5.0, 0.1, &what);
+            let assign = &f.arrays.iter().find(|a| a.0 == "assignment").unwrap().1;
+            let correct = (0..2000)
+                .filter(|&i| assign[i] == if i < 1000 { 0.0 } else { 1.0 })
+                .count() as f64
+                / 2000.0;
+            assert!(correct >= 0.9, "{what}: {correct} assigned correctly");
+            // The per-point IDs follow the manifolds.
+            let pw = f.per_point.unwrap();
+            let mean =
+                |r: std::ops::Range<usize>| pw[r.clone()].iter().sum::<f64>() / r.len() as f64;
+            assert!(mean(0..1000) < 3.0 && mean(1000..2000) > 4.0, "{what}");
+        }
+    }
+    // More manifolds than the points allow, and ζ outside (0, 1), are named.
+    let mut rng = Rng::new(1);
+    let m = Matrix::from_vec(20, 6, gaussian_block(&mut rng, 20, 3, 6, 0.0), "few").unwrap();
+    let g = exact_knn(&m, 3, Metric::Euclidean, None).unwrap();
+    let with = |k: usize, zeta: f64| {
+        let mut h = Method::by_name("hidalgo").unwrap();
+        if let Method::Hidalgo { k: kk, zeta: z, .. } = &mut h {
+            *kk = k;
+            *z = zeta;
+        }
+        h.fit(&m, Metric::Euclidean, Some(&g), None)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        with(6, 0.8).contains("more manifolds than the points allow"),
+        "{}",
+        with(6, 0.8)
+    );
+    assert!(with(2, 1.0).contains("ζ"), "{}", with(2, 1.0));
+}

@@ -9,10 +9,13 @@ use super::corrint::CorrInt;
 use super::danco::{Danco, DancoStats};
 use super::ess::{Ess, EssVersion};
 use super::fisher::FisherS;
+use super::hidalgo::{Hidalgo, HidalgoStart};
+use super::kstar::{Kstar, KstarFit};
 use super::local::{Combine, Mada, Mom, Tle};
 use super::mind::MindMl;
 use super::mle::{Aggregation, GlobalMle, Mle};
 use super::pca::{PcaRule, Spectrum};
+use super::ph::{Ph, RangeType};
 use super::Estimate;
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result};
@@ -84,6 +87,39 @@ pub enum Method {
         gamma: f64,
         seed: u64,
     },
+    /// The PH₀ dimension (skdim `PH`) from seeded subsamples' minimum spanning trees.
+    Ph {
+        alpha: Vec<f64>,
+        n_range_min: f64,
+        n_range_max: f64,
+        range_type: RangeType,
+        nsteps: usize,
+        subsamples: usize,
+        seed: u64,
+    },
+    /// The adaptive-neighbourhood ID (DADApy `return_ids_kstar_gride` / `_binomial`).
+    Kstar {
+        fit: KstarFit,
+        initial_id: Option<f64>,
+        n_iter: usize,
+        alpha: f64,
+        maxk: usize,
+    },
+    /// Hidalgo: a mixture of manifolds of different dimensions, by seeded Gibbs sampling.
+    Hidalgo {
+        k: usize,
+        q: usize,
+        zeta: f64,
+        a: f64,
+        b: f64,
+        c: f64,
+        n_iter: usize,
+        burn_in: usize,
+        thinning: usize,
+        replicas: usize,
+        start: HidalgoStart,
+        seed: u64,
+    },
     /// A PCA rule on the covariance spectrum (skdim `lPCA`).
     Pca { rule: PcaRule },
     /// Expected simplex skewness (skdim `ESS`), per point, or with `once` on the whole set as one
@@ -122,6 +158,10 @@ pub const NAMES: &[&str] = &[
     "binomial_rk",
     "danco",
     "knn",
+    "ph",
+    "kstar_gride",
+    "kstar_binomial",
+    "hidalgo",
     "pca_maxgap",
     "pca_ratio",
     "pca_kaiser",
@@ -134,6 +174,9 @@ pub const NAMES: &[&str] = &[
 pub struct Fitted {
     pub estimate: Estimate,
     pub per_point: Option<Vec<f64>>,
+    /// Other per-point results, by name (k*'s neighbourhood sizes, a mixture's assignments), one value per
+    /// row of the graph.
+    pub arrays: Vec<(&'static str, Vec<f64>)>,
 }
 
 impl Method {
@@ -231,6 +274,33 @@ impl Method {
                     seed: g.seed,
                 }
             }
+            "ph" => {
+                let p = Ph::default();
+                Method::Ph {
+                    alpha: p.alpha,
+                    n_range_min: p.n_range_min,
+                    n_range_max: p.n_range_max,
+                    range_type: p.range_type,
+                    nsteps: p.nsteps,
+                    subsamples: p.subsamples,
+                    seed: p.seed,
+                }
+            }
+            "kstar_gride" | "kstar_binomial" => {
+                let k = Kstar::default();
+                Method::Kstar {
+                    fit: if name == "kstar_gride" {
+                        KstarFit::Gride
+                    } else {
+                        KstarFit::Binomial
+                    },
+                    initial_id: k.initial_id,
+                    n_iter: k.n_iter,
+                    alpha: k.alpha,
+                    maxk: k.maxk,
+                }
+            }
+            "hidalgo" => Method::hidalgo(Hidalgo::default()),
             "pca_maxgap" => Method::Pca {
                 rule: PcaRule::MaxGap,
             },
@@ -272,7 +342,9 @@ impl Method {
                     DEFAULT_RADIUS_RANK
                 }
             }
-            Method::Knn { .. } => 0,
+            Method::Knn { .. } | Method::Ph { .. } => 0,
+            Method::Kstar { maxk, .. } => maxk,
+            Method::Hidalgo { q, .. } => q.max(2),
             Method::TwonnBayes { .. } => 2,
             Method::Pca { .. } | Method::FisherS { .. } => 0,
             Method::Ess { k, once, .. } => {
@@ -347,6 +419,19 @@ impl Method {
                 comb,
                 once,
             },
+            Method::Kstar {
+                fit,
+                initial_id,
+                n_iter,
+                alpha,
+                ..
+            } => Method::Kstar {
+                fit,
+                initial_id,
+                n_iter,
+                alpha,
+                maxk: a,
+            },
             ref other => other.clone(),
         };
         Some((
@@ -392,10 +477,87 @@ impl Method {
             Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
             Method::Danco { k, .. } => min_k(k, 2, "DANCo"),
             Method::Knn { k, .. } => min_k(k, 1, "the kNN graph length"),
+            Method::Ph {
+                ref alpha,
+                nsteps,
+                subsamples,
+                ..
+            } => Ph {
+                alpha: alpha.clone(),
+                nsteps,
+                subsamples,
+                ..Ph::default()
+            }
+            .check(),
+            Method::Kstar {
+                fit,
+                initial_id,
+                n_iter,
+                alpha,
+                maxk,
+            } => Kstar {
+                fit,
+                initial_id,
+                n_iter,
+                alpha,
+                maxk,
+            }
+            .check(),
             Method::Ess { k, once: false, .. } => min_k(k, 2, "ESS"),
             Method::Pca { rule } => rule.check(),
             Method::FisherS { .. } => Ok(()),
+            Method::Hidalgo { .. } => self.as_hidalgo().expect("Hidalgo").check(),
             _ => Ok(()),
+        }
+    }
+
+    fn hidalgo(h: Hidalgo) -> Method {
+        Method::Hidalgo {
+            k: h.k,
+            q: h.q,
+            zeta: h.zeta,
+            a: h.a,
+            b: h.b,
+            c: h.c,
+            n_iter: h.n_iter,
+            burn_in: h.burn_in,
+            thinning: h.thinning,
+            replicas: h.replicas,
+            start: h.start,
+            seed: h.seed,
+        }
+    }
+
+    fn as_hidalgo(&self) -> Option<Hidalgo> {
+        match *self {
+            Method::Hidalgo {
+                k,
+                q,
+                zeta,
+                a,
+                b,
+                c,
+                n_iter,
+                burn_in,
+                thinning,
+                replicas,
+                start,
+                seed,
+            } => Some(Hidalgo {
+                k,
+                q,
+                zeta,
+                a,
+                b,
+                c,
+                n_iter,
+                burn_in,
+                thinning,
+                replicas,
+                start,
+                seed,
+            }),
+            _ => None,
         }
     }
 
@@ -419,10 +581,12 @@ impl Method {
         let per = |(estimate, pw): (Estimate, Vec<f64>)| Fitted {
             estimate,
             per_point: Some(pw),
+            arrays: vec![],
         };
         let one = |estimate: Estimate| Fitted {
             estimate,
             per_point: None,
+            arrays: vec![],
         };
         // The spectrum handed in, or (called on its own) one decomposition of the rows.
         let owned;
@@ -455,6 +619,7 @@ impl Method {
                 Fitted {
                     estimate: e,
                     per_point: Some(m.per_point(g)?),
+                    arrays: vec![],
                 }
             }
             Method::MleGlobal { k, n, unbiased } => {
@@ -580,6 +745,53 @@ impl Method {
                 seed,
             }
             .fit(data, metric)?),
+            Method::Ph {
+                ref alpha,
+                n_range_min,
+                n_range_max,
+                range_type,
+                nsteps,
+                subsamples,
+                seed,
+            } => one(Ph {
+                alpha: alpha.clone(),
+                n_range_min,
+                n_range_max,
+                range_type,
+                nsteps,
+                subsamples,
+                seed,
+            }
+            .fit(data, metric)?),
+            Method::Kstar {
+                fit,
+                initial_id,
+                n_iter,
+                alpha,
+                maxk,
+            } => {
+                let r = Kstar {
+                    fit,
+                    initial_id,
+                    n_iter,
+                    alpha,
+                    maxk,
+                }
+                .fit(need_graph()?)?;
+                Fitted {
+                    estimate: r.estimate,
+                    per_point: None,
+                    arrays: vec![("kstar", r.kstar.iter().map(|&k| k as f64).collect())],
+                }
+            }
+            Method::Hidalgo { .. } => {
+                let r = self.as_hidalgo().expect("Hidalgo").fit(need_graph()?)?;
+                Fitted {
+                    estimate: r.estimate,
+                    per_point: Some(r.per_point),
+                    arrays: r.arrays,
+                }
+            }
         })
     }
 }

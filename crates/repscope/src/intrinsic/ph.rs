@@ -1,0 +1,379 @@
+//! The persistent-homology dimension PH₀ (Schweinhart 2020; Jaquette and Schweinhart 2020), as skdim 0.5's
+//! `PH(alpha=1, n_range_min=0.5, n_range_max=1, nsteps=100, subsamples=10)`: the 0-dimensional persistence
+//! of n points is the edge lengths of their Euclidean minimum spanning tree, and its α-weighted total
+//! E = Σ lᵅ grows as n^{(d − α)/d}. For seeded random subsamples of increasing size the slope of log E
+//! against log n is fitted by least squares, and d = α / (1 − slope).
+//!
+//! Each tree is built by Prim's algorithm on the squared distances of one n × n matrix (an f64 product of the
+//! centred rows, held in f32 for the ordering); the lengths of the chosen edges are then recomputed exactly in
+//! f64, so E does not carry the product's rounding.
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::local::RowsF64;
+use super::Estimate;
+use crate::data::Matrix;
+use crate::error::{Error, Param, Result};
+use crate::neighbors::Metric;
+use crate::rng::Rng;
+
+/// The largest number of rows whose n × n distances PH holds in memory (4 GiB in f32).
+pub const MAX_ROWS: usize = 32_768;
+
+/// How the subsample sizes are given.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RangeType {
+    /// As fractions of the number of rows (rounded up).
+    Fraction,
+    /// As numbers of rows.
+    Num,
+}
+
+/// PH₀ dimension.
+#[derive(Clone, Debug)]
+pub struct Ph {
+    /// The persistence powers; one estimate per value (the first is the headline).
+    pub alpha: Vec<f64>,
+    pub n_range_min: f64,
+    pub n_range_max: f64,
+    pub range_type: RangeType,
+    /// Subsample sizes, evenly spaced from the smallest to the largest.
+    pub nsteps: usize,
+    /// Subsamples per size.
+    pub subsamples: usize,
+    pub seed: u64,
+}
+
+impl Default for Ph {
+    fn default() -> Self {
+        Ph {
+            alpha: vec![1.0],
+            n_range_min: 0.5,
+            n_range_max: 1.0,
+            range_type: RangeType::Fraction,
+            nsteps: 100,
+            subsamples: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// The lengths of the minimum spanning tree of the points `idx` (indices into `rows`, each row `d` f64
+/// values), ordered by the squared distances `sq` (n × n, row-major); the lengths recomputed in f64.
+pub fn spanning_tree_lengths(
+    idx: &[usize],
+    sq: &[f32],
+    n: usize,
+    rows: &[f64],
+    d: usize,
+) -> Vec<f64> {
+    let s = idx.len();
+    if s < 2 {
+        return Vec::new();
+    }
+    let mut key = vec![f32::INFINITY; s];
+    let mut parent = vec![0usize; s];
+    let mut done = vec![false; s];
+    let mut lengths = Vec::with_capacity(s - 1);
+    let mut v = 0usize;
+    done[0] = true;
+    for _ in 1..s {
+        let row = &sq[idx[v] * n..(idx[v] + 1) * n];
+        let mut best = (f32::INFINITY, usize::MAX);
+        for u in 0..s {
+            if done[u] {
+                continue;
+            }
+            let w = row[idx[u]];
+            if w < key[u] {
+                key[u] = w;
+                parent[u] = v;
+            }
+            if key[u] < best.0 || best.1 == usize::MAX {
+                best = (key[u], u);
+            }
+        }
+        let u = best.1;
+        done[u] = true;
+        let (a, b) = (idx[u], idx[parent[u]]);
+        let l: f64 = rows[a * d..(a + 1) * d]
+            .iter()
+            .zip(&rows[b * d..(b + 1) * d])
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f64>()
+            .sqrt();
+        lengths.push(l);
+        v = u;
+    }
+    lengths
+}
+
+/// Ordinary least squares of y on x with an intercept: (slope, intercept, the slope's standard error).
+pub fn least_squares(x: &[f64], y: &[f64]) -> (f64, f64, f64) {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let rss: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (b - intercept - slope * a).powi(2))
+        .sum();
+    let se = if n > 2.0 {
+        (rss / (n - 2.0) / sxx).sqrt()
+    } else {
+        f64::NAN
+    };
+    (slope, intercept, se)
+}
+
+impl Ph {
+    /// The smallest and largest subsample sizes for `n` rows.
+    fn range(&self, n: usize) -> Result<(usize, usize)> {
+        let bad = |why: &str| {
+            Err(Error::range(
+                Param::SampleSizes,
+                format!("{}..{}", self.n_range_min, self.n_range_max),
+                match self.range_type {
+                    RangeType::Fraction => "fractions 0 < min < max ≤ 1 (0.5 and 1 by default)",
+                    RangeType::Num => "numbers of rows 2 ≤ min < max ≤ the number of rows",
+                },
+                why.to_string(),
+            ))
+        };
+        let (lo, hi) = match self.range_type {
+            RangeType::Fraction => {
+                if !(self.n_range_min > 0.0
+                    && self.n_range_min < self.n_range_max
+                    && self.n_range_max <= 1.0)
+                {
+                    return bad("PH's subsample sizes are fractions of the rows");
+                }
+                (
+                    (self.n_range_min * n as f64).ceil() as usize,
+                    (self.n_range_max * n as f64).ceil() as usize,
+                )
+            }
+            RangeType::Num => {
+                if self.n_range_min.fract() != 0.0 || self.n_range_max.fract() != 0.0 {
+                    return bad("PH's subsample sizes are whole numbers of rows");
+                }
+                (self.n_range_min as usize, self.n_range_max as usize)
+            }
+        };
+        if !(2 <= lo && lo < hi && hi <= n) {
+            return bad(&format!(
+                "PH needs subsamples of 2 ≤ min < max ≤ {n} rows; these give {lo}..{hi}"
+            ));
+        }
+        Ok((lo, hi))
+    }
+
+    /// Checks the parameters that need no data.
+    pub fn check(&self) -> Result<()> {
+        if self.alpha.is_empty() || self.alpha.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+            return Err(Error::range(
+                Param::Gamma,
+                format!("{:?}", self.alpha),
+                "powers α > 0 (1 by default)",
+                "PH sums the spanning tree's edge lengths to the power α",
+            ));
+        }
+        if self.nsteps < 2 {
+            return Err(Error::range(
+                Param::SampleSizes,
+                self.nsteps,
+                "nsteps ≥ 2 (100 by default)",
+                "PH fits a slope across subsample sizes",
+            ));
+        }
+        if self.subsamples < 1 {
+            return Err(Error::range(
+                Param::Draws,
+                self.subsamples,
+                "subsamples ≥ 1 (10 by default)",
+                "PH draws that many subsamples of each size",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The subsample sizes: `nsteps` evenly spaced values from lo to hi (rounded up), each `subsamples`
+    /// times, ascending (skdim's `repeat(ceil(linspace(...)))`).
+    pub fn sizes(&self, lo: usize, hi: usize) -> Vec<usize> {
+        let steps = self.nsteps;
+        (0..steps)
+            .flat_map(|i| {
+                let t = if i + 1 == steps {
+                    hi as f64
+                } else {
+                    lo as f64 + (hi - lo) as f64 * i as f64 / (steps - 1) as f64
+                };
+                std::iter::repeat_n(t.ceil() as usize, self.subsamples)
+            })
+            .collect()
+    }
+
+    /// Fits on the rows of `data` (distinct rows) under `metric`.
+    pub fn fit(&self, data: &Matrix, metric: Metric) -> Result<Estimate> {
+        self.check()?;
+        let n = data.rows();
+        if n > MAX_ROWS {
+            return Err(Error::data(
+                data.name(),
+                format!(
+                    "PH holds the n × n distances in memory, and {n} rows would need {:.1} GiB",
+                    (n * n * 4) as f64 / (1u64 << 30) as f64
+                ),
+                format!("measure a sample of at most {MAX_ROWS} rows"),
+            ));
+        }
+        let (lo, hi) = self.range(n)?;
+        let d = data.cols();
+        // The rows in f64 (unit rows under cosine), centred so that the product's squared distances lose
+        // no precision to a common offset.
+        let rf = RowsF64::new(data, metric)?;
+        let mut rows = vec![0f64; n * d];
+        for (i, r) in rows.chunks_mut(d).enumerate() {
+            rf.fill(i, r);
+        }
+        let mut mean = vec![0f64; d];
+        for r in rows.chunks(d) {
+            for (m, v) in mean.iter_mut().zip(r) {
+                *m += v;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        for r in rows.chunks_mut(d) {
+            for (v, m) in r.iter_mut().zip(&mean) {
+                *v -= m;
+            }
+        }
+        let sq = squared_distances(&rows, n, d);
+        let sizes = self.sizes(lo, hi);
+        let mut rng = Rng::new(self.seed ^ 0x9E0_0B5E);
+        let subsets: Vec<Vec<usize>> = sizes.iter().map(|&s| rng.sample_indices(n, s)).collect();
+        let totals: Vec<Vec<f64>> = subsets
+            .par_iter()
+            .map(|idx| {
+                let l = spanning_tree_lengths(idx, &sq, n, &rows, d);
+                self.alpha
+                    .iter()
+                    .map(|&a| l.iter().map(|x| x.powf(a)).sum::<f64>())
+                    .collect()
+            })
+            .collect();
+        let x: Vec<f64> = sizes.iter().map(|&s| (s as f64).ln()).collect();
+        let mut dims = Vec::with_capacity(self.alpha.len());
+        let mut fits = Vec::with_capacity(self.alpha.len());
+        for (j, &a) in self.alpha.iter().enumerate() {
+            let y: Vec<f64> = totals.iter().map(|t| t[j].ln()).collect();
+            if y.iter().any(|v| !v.is_finite()) {
+                return Err(Error::data(
+                    data.name(),
+                    "a subsample's spanning tree has total length 0",
+                    "the rows coincide: check the input",
+                ));
+            }
+            let (slope, intercept, se) = least_squares(&x, &y);
+            let dim = a / (1.0 - slope);
+            dims.push(dim);
+            fits.push((slope, intercept, se, a / (1.0 - slope).powi(2) * se));
+        }
+        let (slope, _, _, dim_se) = fits[0];
+        let mut notes = vec![
+            "the error is the regression's, propagated to d; the subsamples overlap, so it understates the spread"
+                .to_string(),
+        ];
+        if slope >= 1.0 || !(dims[0].is_finite() && dims[0] > 0.0) {
+            return Err(Error::data(
+                data.name(),
+                format!("the spanning tree's length does not shrink per point with n (slope {slope:.4} ≥ 1): PH has no dimension here"),
+                "use larger subsamples or more rows",
+            ));
+        }
+        if self.alpha[0] >= dims[0] {
+            notes.push(format!(
+                "α = {} is not below the estimate; PH's scaling law holds for α < d",
+                self.alpha[0]
+            ));
+        }
+        Ok(Estimate {
+            estimator: "ph".into(),
+            variant: format!(
+                "PH₀ dimension: α / (1 − slope) of log Σ lᵅ (minimum spanning tree) on log n, α = {}",
+                self.alpha[0]
+            ),
+            value: dims[0],
+            stderr: Some(dim_se).filter(|s| s.is_finite()),
+            params: json!({
+                "alpha": self.alpha, "dimensions": dims,
+                "slopes": fits.iter().map(|f| f.0).collect::<Vec<_>>(),
+                "intercepts": fits.iter().map(|f| f.1).collect::<Vec<_>>(),
+                "nmin": lo, "nmax": hi, "nsteps": self.nsteps, "subsamples": self.subsamples,
+                "seed": self.seed,
+                "log_sizes": x,
+                "log_totals": totals.iter().map(|t| t.iter().map(|v| v.ln()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            }),
+            notes,
+        })
+    }
+}
+
+/// The n × n squared distances of the centred f64 rows (row-major, f32), from one f64 product per row block.
+fn squared_distances(rows: &[f64], n: usize, d: usize) -> Vec<f32> {
+    use crate::linalg::{gemm, row_major};
+    let norms: Vec<f64> = rows
+        .chunks(d)
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect();
+    let all = row_major(rows, n, d);
+    let mut out = vec![0f32; n * n];
+    const BLOCK: usize = 512;
+    out.par_chunks_mut(BLOCK * n)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let start = b * BLOCK;
+            let rows_here = dst.len() / n;
+            let block = row_major(&rows[start * d..(start + rows_here) * d], rows_here, d);
+            let mut g = faer::Mat::<f64>::zeros(rows_here, n);
+            gemm(g.as_mut(), false, block, all.transpose(), 1.0, false);
+            for i in 0..rows_here {
+                let a = norms[start + i];
+                let o = &mut dst[i * n..(i + 1) * n];
+                for (j, v) in o.iter_mut().enumerate() {
+                    *v = (a + norms[j] - 2.0 * g[(i, j)]).max(0.0) as f32;
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_squares_recovers_a_planted_power_law() {
+        // E = 2.5 n^{2/3}: slope 2/3, so d = 1 / (1 − 2/3) = 3 for α = 1 (skdim's regression check).
+        let n = [10.0f64, 10.0, 20.0, 20.0, 40.0, 40.0, 80.0, 80.0];
+        let x: Vec<f64> = n.iter().map(|v| v.ln()).collect();
+        let y: Vec<f64> = n.iter().map(|v| (2.5 * v.powf(2.0 / 3.0)).ln()).collect();
+        let (s, c, _) = least_squares(&x, &y);
+        assert!((s - 2.0 / 3.0).abs() < 1e-14 && (c - 2.5f64.ln()).abs() < 1e-13);
+    }
+
+    #[test]
+    fn spanning_tree_of_points_on_a_line() {
+        // Points 0, 1, 3, 7 on a line: the tree's edges are 1, 2, 4 whatever the start.
+        let rows = [0.0f64, 1.0, 3.0, 7.0];
+        let sq = squared_distances(&rows, 4, 1);
+        let mut l = spanning_tree_lengths(&[2, 0, 3, 1], &sq, 4, &rows, 1);
+        l.sort_by(f64::total_cmp);
+        assert_eq!(l, vec![1.0, 2.0, 4.0]);
+    }
+}
