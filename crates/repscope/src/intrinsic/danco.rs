@@ -293,7 +293,7 @@ fn fractal_minimum(kl: &[f64], de: usize) -> (f64, f64) {
     };
     let j = de - 1;
     let mut best = (de as f64, kl[j]);
-    for i in [j.wrapping_sub(1), j] {
+    for i in [j.checked_sub(1), Some(j)].into_iter().flatten() {
         if i + 1 >= n {
             continue;
         }
@@ -497,6 +497,10 @@ mod tests {
         let (x, v) = fractal_minimum(&y, de);
         let want = 4.0 + 6f64.sqrt();
         assert!((x - want).abs() < 1e-9 && (v - f(want)).abs() < 1e-9, "{x}");
+        // A minimum at the first dimension (a 1-D curve): only the interval to its right is searched.
+        let y: Vec<f64> = (1..=7).map(|x| (x as f64 - 0.5).powi(2)).collect();
+        let (x, _) = fractal_minimum(&y, 1);
+        assert!((1.0..1.5).contains(&x), "{x}");
     }
 
     #[test]

@@ -414,6 +414,7 @@ impl Hidalgo {
         let mut lik_sum = 0.0f64;
         let mut same = vec![0usize; k];
         let mut logits = vec![0f64; k];
+        let mut base = vec![0f64; k];
         for it in 0..self.n_iter {
             // d_k | z ~ Gamma(a + n_k, b + Σ log μ) (shape, rate).
             for j in 0..k {
@@ -425,6 +426,9 @@ impl Hidalgo {
             }
             let norm = log_sum_exp(&ln_p);
             ln_p.iter_mut().for_each(|x| *x -= norm);
+            for j in 0..k {
+                base[j] = ln_p[j] + d[j].ln();
+            }
             // Each label in turn, given the others.
             for i in 0..n {
                 let zi = z[i];
@@ -434,17 +438,22 @@ impl Hidalgo {
                 for &j in m.out[i].iter().chain(&m.inc[i]) {
                     same[z[j as usize]] += 1;
                 }
+                let mut top = f64::NEG_INFINITY;
                 for j in 0..k {
-                    logits[j] = ln_p[j] + d[j].ln() - (d[j] + 1.0) * m.log_mu[i]
-                        + lz * same[j] as f64
-                        + m.g[count[j]];
+                    logits[j] =
+                        base[j] - (d[j] + 1.0) * m.log_mu[i] + lz * same[j] as f64 + m.g[count[j]];
+                    top = top.max(logits[j]);
                 }
-                let total = log_sum_exp(&logits);
-                let u = rng.uniform();
+                let mut total = 0.0f64;
+                for l in logits.iter_mut() {
+                    *l = (*l - top).exp();
+                    total += *l;
+                }
+                let u = rng.uniform() * total;
                 let mut acc = 0.0f64;
                 let mut pick = k - 1;
-                for (j, l) in logits.iter().enumerate() {
-                    acc += (l - total).exp();
+                for (j, w) in logits.iter().enumerate() {
+                    acc += w;
                     if u < acc {
                         pick = j;
                         break;

@@ -73,31 +73,31 @@ pub fn spanning_tree_lengths(
     if s < 2 {
         return Vec::new();
     }
-    let mut key = vec![f32::INFINITY; s];
-    let mut parent = vec![0usize; s];
-    let mut done = vec![false; s];
+    // Prim's algorithm over the points not yet in the tree, kept compact (swap-remove), so that step t
+    // scans s − t of them: each with its row index, its distance key to the tree and the tree point it is
+    // closest to.
+    let mut rest: Vec<(usize, f32, usize)> = idx[1..]
+        .iter()
+        .map(|&r| (r, f32::INFINITY, idx[0]))
+        .collect();
     let mut lengths = Vec::with_capacity(s - 1);
-    let mut v = 0usize;
-    done[0] = true;
-    for _ in 1..s {
-        let row = &sq[idx[v] * n..(idx[v] + 1) * n];
-        let mut best = (f32::INFINITY, usize::MAX);
-        for u in 0..s {
-            if done[u] {
-                continue;
+    let mut last = idx[0];
+    while !rest.is_empty() {
+        let row = &sq[last * n..(last + 1) * n];
+        let mut best = 0usize;
+        let mut best_key = f32::INFINITY;
+        for (p, e) in rest.iter_mut().enumerate() {
+            let w = row[e.0];
+            if w < e.1 {
+                e.1 = w;
+                e.2 = last;
             }
-            let w = row[idx[u]];
-            if w < key[u] {
-                key[u] = w;
-                parent[u] = v;
-            }
-            if key[u] < best.0 || best.1 == usize::MAX {
-                best = (key[u], u);
+            if e.1 < best_key {
+                best_key = e.1;
+                best = p;
             }
         }
-        let u = best.1;
-        done[u] = true;
-        let (a, b) = (idx[u], idx[parent[u]]);
+        let (a, _, b) = rest.swap_remove(best);
         let l: f64 = rows[a * d..(a + 1) * d]
             .iter()
             .zip(&rows[b * d..(b + 1) * d])
@@ -105,7 +105,7 @@ pub fn spanning_tree_lengths(
             .sum::<f64>()
             .sqrt();
         lengths.push(l);
-        v = u;
+        last = a;
     }
     lengths
 }
