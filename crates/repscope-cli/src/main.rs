@@ -132,7 +132,8 @@ pub fn flag(p: repscope::Param) -> String {
         | Param::Radius
         | Param::Draws
         | Param::Components
-        | Param::Zeta => format!("the estimator's {}", p.name()),
+        | Param::Zeta
+        | Param::SubsampleRange => format!("the estimator's {}", p.name()),
         Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }

@@ -419,6 +419,9 @@ fn id_method<'py>(
         if let Some(s) = &spectrum {
             v["eigenvalues"] = json!(s.eigenvalues);
         }
+        for (name, values) in &fitted.arrays {
+            v["arrays"][*name] = json!(per_row(&ds, values));
+        }
         Ok((v, fitted.per_point.map(|p| per_row(&ds, &p))))
     })?;
     Ok((to_string(&v)?, pw.map(|p| p.into_pyarray(py))))

@@ -141,6 +141,8 @@ pub enum Param {
     Components,
     /// A probability parameter of a model (Hidalgo's ζ).
     Zeta,
+    /// The range of subsample sizes (PH's n_range_min and n_range_max).
+    SubsampleRange,
 }
 
 impl Param {
@@ -211,6 +213,7 @@ impl Param {
             Param::Draws => "draws",
             Param::Components => "K",
             Param::Zeta => "zeta",
+            Param::SubsampleRange => "n_range",
         }
     }
 }

@@ -30,7 +30,8 @@ from ._arrays import as_matrix, check_int
 
 __all__ = [
     "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "FisherS", "MiND_ML", "lPCA",
-    "TwoNNPrior", "Binomial", "neighbours", "NotFittedError",
+    "TwoNNPrior", "Binomial", "BinomialRk", "DANCo", "KNN", "PH", "KStar", "Hidalgo", "neighbours",
+    "NotFittedError",
 ]
 
 
@@ -130,6 +131,7 @@ class _Estimator:
             del self.dimension_pw_
         if "eigenvalues" in doc:
             self.eigenvalues_ = np.asarray(doc["eigenvalues"], dtype=np.float64)
+        self._arrays = {k: np.asarray(v, dtype=np.float64) for k, v in doc.get("arrays", {}).items()}
         return self
 
     def _set_estimate(self, doc):
@@ -845,4 +847,429 @@ class FisherS(_Estimator):
         self.n_alpha_ = np.array([np.nan if v is None else v for v in p["n_alpha"]], dtype=np.float64)
         self.p_alpha_mean_ = np.asarray(p["p_alpha"], dtype=np.float64)
         self.separable_fraction_ = np.asarray(p["separable_fraction"], dtype=np.float64)
+        return self
+
+
+def _seed(random_state):
+    """An integer seed from scikit-learn's random_state (None means 0: repscope's random steps are seeded)."""
+    if random_state is None:
+        return 0
+    return check_int(random_state, "random_state", 0)
+
+
+class BinomialRk(_Estimator):
+    """The binomial estimator at a fixed radius, as DADApy's ``compute_id_binomial_rk(rk, r)``.
+
+    Of the k_i - 1 other points within the radius rk of point i, each falls within r rk with probability
+    r^d; the counts are pooled over every point.
+
+    Parameters
+    ----------
+    rk : float
+        The outer radius, in the data's units. DADApy has no default.
+    r : float, default 0.5
+        In (0, 1).
+    bayes : bool, default True
+        The posterior mean and standard deviation under a Beta(1, 1) prior on r^d (DADApy's default), else
+        the maximum-likelihood value and its Cramér–Rao error.
+
+    Attributes
+    ----------
+    dimension_, stderr_, duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+    scale_ : float
+        (rk + r rk) / 2, DADApy's ``intrinsic_dim_scale``.
+
+    Differences from DADApy: the counts are exact over every row, where DADApy counts among its maxk
+    neighbours and leaves out the points whose maxk-th neighbour lies within rk (equal when maxk = N - 1);
+    a pair at a distance exactly equal to a radius counts outside (DADApy: inside); the p-value of the
+    binomial model (from an unseeded generator) is not given.
+    """
+
+    _params = ("rk", "r", "bayes")
+
+    def __init__(self, rk, r=0.5, bayes=True):
+        self.rk = rk
+        self.r = r
+        self.bayes = bayes
+
+    def _method(self):
+        return {"estimator": "binomial_rk", "rk": check_float(self.rk, "rk", 0.0, np.inf),
+                "r": check_float(self.r, "r", 0.0, 1.0), "bayes": check_bool(self.bayes, "bayes")}
+
+    def fit(self, X, y=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, None)
+        self.scale_ = float(self.estimate_["params"]["scale"])
+        return self
+
+
+class DANCo(_Estimator):
+    """DANCo (Ceruti et al. 2014), as scikit-dimension's ``DANCo`` and R's ``dancoDimEst``.
+
+    Three statistics of the data (MiND_MLk's d on r_1/r_(k+1), and the mean location and concentration of
+    the von Mises fit to the angles between each point's k neighbour vectors) are compared with those of
+    uniform balls of dimension 1..D and the same size by the Kullback-Leibler divergence; the estimate is the
+    dimension of least divergence, or with ``fractal`` the minimum of the cubic spline through the
+    divergences.
+
+    Parameters
+    ----------
+    k : int, default 10
+    D : int or None, default None
+        The largest dimension calibrated; None means the number of columns.
+    calibration_data : dict or None, default None
+        skdim's format: ``dict(k=k, N=N, maxdim=m, calibration_data=[{"dhat", "mu_nu", "mu_tau"}, ...])``
+        for dimensions 1..m; k and N must match the fit. Dimensions beyond m are simulated.
+    ver : {"DANCo", "MIND_MLk", "MIND_MLi"}, default "DANCo"
+        The MIND versions are MiND_ML with k and D (R's naming: "MIND_MLk" is the continuous one here as in
+        skdim).
+    fractal : bool, default True
+    random_state : int or None, default None
+        Seed of the calibration balls (None means 0).
+
+    Attributes
+    ----------
+    dimension_ : float
+    kl_divergence_ : float
+        The divergence at the integer estimate.
+    calibration_data_ : dict
+        The statistics used, in skdim's format (pass it back to skip the simulation).
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim: the calibration balls come from repscope's seeded generator (skdim's from numpy's
+    RandomState; the two agree in distribution, and exactly when the same calibration_data is given); the
+    calibration's MiND search is bounded by 2d + 5 as in R (skdim passes k by mistake); angles are clipped to
+    [-1, 1] before arccos; the Bessel functions are exact where skdim's overflow (concentration above 700);
+    the spline minimum is exact where skdim's optimiser stops at tol 1e-3; the calibration stops at the first
+    dimension past the minimum where five in a row cannot hold it (their divergence of rho alone exceeds the
+    minimum); 'DANCoFit' (skdim's precomputed table) is not offered.
+    """
+
+    _params = ("k", "D", "calibration_data", "ver", "fractal", "random_state")
+
+    def __init__(self, k=10, D=None, calibration_data=None, ver="DANCo", fractal=True, random_state=None):
+        self.k = k
+        self.D = D
+        self.calibration_data = calibration_data
+        self.ver = ver
+        self.fractal = fractal
+        self.random_state = random_state
+
+    def _method(self):
+        return self._settings
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        X = as_matrix(X)
+        k = check_int(self.k, "k", 2)
+        D = X.shape[1] if self.D is None else check_int(self.D, "D", 1)
+        if self.ver in ("MIND_MLk", "MIND_MLi"):
+            self._settings = {"estimator": "mind", "k": k, "max_dim": D, "integer": self.ver == "MIND_MLi"}
+            return self._fit_method(X, graph)
+        if self.ver != "DANCo":
+            raise ValueError(f"invalid parameter ver: {self.ver!r}; use 'DANCo', 'MIND_MLk' or 'MIND_MLi'")
+        cal = None
+        if self.calibration_data is not None:
+            c = self.calibration_data
+            try:
+                ck, cn, stats = c["k"], c["N"], c["calibration_data"]
+            except (KeyError, TypeError):
+                raise ValueError("invalid parameter calibration_data: use skdim's dict(k=, N=, maxdim=, "
+                                 "calibration_data=[{dhat, mu_nu, mu_tau}, ...])") from None
+            if ck != k or cn != X.shape[0]:
+                raise ValueError(f"invalid parameter calibration_data: it is for k = {ck} and N = {cn}, "
+                                 f"this fit has k = {k} and N = {X.shape[0]}")
+            cal = [{"dhat": float(s["dhat"]), "mu_nu": float(s["mu_nu"]), "mu_tau": float(s["mu_tau"])}
+                   for s in stats]
+        self._settings = {"estimator": "danco", "k": k, "max_dim": D, "fractal": check_bool(self.fractal, "fractal"),
+                          "seed": _seed(self.random_state), "calibration": cal}
+        self._fit_method(X, graph)
+        p = self.estimate_["params"]
+        self.kl_divergence_ = float(p["kl_divergence"])
+        self.calibration_data_ = {"k": k, "N": X.shape[0], "maxdim": len(p["calibration"]),
+                                  "calibration_data": p["calibration"]}
+        return self
+
+
+class KNN(_Estimator):
+    """The kNN graph-length estimator (Carter et al. 2010), as scikit-dimension's ``KNN``.
+
+    For random samples of p points (with replacement), L(p) is the total gamma-powered length of each
+    sampled point's k nearest others in the sample; the dimension is the m in 1..n_features whose
+    least-squares fit L = c p^((m - gamma)/m) leaves the smallest residual.
+
+    Parameters
+    ----------
+    k : int or None, default None
+        None means 2.
+    ps : array-like of int or None, default None
+        Sample sizes; None means k+1 .. k+4 (skdim's default, which makes the estimate noisy).
+    M : int, default 1
+        Samples per size.
+    gamma : float, default 2
+    random_state : int or None, default None
+        None means 0.
+
+    Attributes
+    ----------
+    dimension_ : int
+    residual_ : float
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim: samples come from repscope's seeded generator (skdim's from RandomState), and
+    are drawn from the distinct rows.
+    """
+
+    _params = ("k", "ps", "M", "gamma", "random_state")
+
+    def __init__(self, k=None, ps=None, M=1, gamma=2, random_state=None):
+        self.k = k
+        self.ps = ps
+        self.M = M
+        self.gamma = gamma
+        self.random_state = random_state
+
+    def _method(self):
+        k = 2 if self.k is None else check_int(self.k, "k", 1)
+        ps = None if self.ps is None else [check_int(int(p), "ps", 1) for p in np.ravel(np.asarray(self.ps))]
+        return {"estimator": "knn", "k": k, "ps": ps, "m": check_int(self.M, "M", 1),
+                "gamma": check_float(self.gamma, "gamma", 0.0, np.inf), "seed": _seed(self.random_state)}
+
+    def fit(self, X, y=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, None)
+        self.dimension_ = int(round(self.dimension_))
+        self.residual_ = float(self.estimate_["params"]["residual"])
+        return self
+
+
+class PH(_Estimator):
+    """The persistent-homology dimension PH0, as scikit-dimension 0.5's ``PH``.
+
+    E = sum of l^alpha over the edges of the Euclidean minimum spanning tree grows as n^((d - alpha)/d);
+    for seeded subsamples of increasing size, the slope of log E on log n gives d = alpha / (1 - slope).
+
+    Parameters
+    ----------
+    alpha : float or sequence of float, default 1.0
+        One estimate per value.
+    n_range_min, n_range_max : float or int, default 0.5, 1.0
+    range_type : {"fraction", "num"}, default "fraction"
+    nsteps : int, default 100
+    subsamples : int, default 10
+    random_state : int or None, default None
+        None means 0.
+
+    Attributes
+    ----------
+    dimension_ : float, or ndarray with one value per alpha when alpha is a sequence
+    stderr_ : float
+        The regression's error propagated to d (the subsamples overlap, so it understates the spread).
+    nmin_, nmax_ : int
+    x_ : ndarray, shape (nsteps * subsamples, 1)
+        log subsample sizes.
+    y_ : ndarray
+        log E of each subsample (one column per alpha when alpha is a sequence).
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from skdim: subsamples come from repscope's seeded generator and are drawn from the distinct
+    rows; the tree's edge lengths are exact float64 distances; only the euclidean metric is offered;
+    ``n_jobs`` is not needed (subsamples run on every core, with the same result).
+    """
+
+    _params = ("alpha", "n_range_min", "n_range_max", "range_type", "nsteps", "subsamples", "random_state")
+
+    def __init__(self, alpha=1.0, n_range_min=0.5, n_range_max=1.0, range_type="fraction", nsteps=100,
+                 subsamples=10, random_state=None):
+        self.alpha = alpha
+        self.n_range_min = n_range_min
+        self.n_range_max = n_range_max
+        self.range_type = range_type
+        self.nsteps = nsteps
+        self.subsamples = subsamples
+        self.random_state = random_state
+
+    def _method(self):
+        alpha = np.atleast_1d(np.asarray(self.alpha, dtype=np.float64)).tolist()
+        if self.range_type not in ("fraction", "num"):
+            raise ValueError(f"invalid parameter range_type: {self.range_type!r}; use 'fraction' or 'num'")
+        return {"estimator": "ph", "alpha": alpha,
+                "n_range_min": check_float(self.n_range_min, "n_range_min", 0.0, np.inf),
+                "n_range_max": check_float(self.n_range_max, "n_range_max", 0.0, np.inf),
+                "range_type": self.range_type, "nsteps": check_int(self.nsteps, "nsteps", 2),
+                "subsamples": check_int(self.subsamples, "subsamples", 1), "seed": _seed(self.random_state)}
+
+    def fit(self, X, y=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, None)
+        p = self.estimate_["params"]
+        self.nmin_, self.nmax_ = int(p["nmin"]), int(p["nmax"])
+        self.x_ = np.asarray(p["log_sizes"], dtype=np.float64).reshape(-1, 1)
+        y = np.asarray(p["log_totals"], dtype=np.float64)
+        if np.ndim(self.alpha) == 0:
+            self.y_ = y[:, 0]
+        else:
+            self.y_ = y
+            self.dimension_ = np.asarray(p["dimensions"], dtype=np.float64)
+        return self
+
+
+class KStar(_Estimator):
+    """The adaptive-neighbourhood ID, as DADApy's ``return_ids_kstar_gride`` and ``return_ids_kstar_binomial``.
+
+    Each point's k* is the largest neighbourhood over which a likelihood-ratio test at p-value ``alpha``
+    finds the density constant (comparing the point's and each neighbour's k-neighbour balls); the ID is fitted
+    at those per-point scales (GRIDE with n2 = k* rounded up to even and n1 = n2/2, or the binomial estimator
+    with r = min(0.975, 0.2032^(1/d))), and k* is recomputed at the new ID, ``n_iter`` times.
+
+    Parameters
+    ----------
+    fit_method : {"gride", "binomial"}, default "gride"
+    initial_id : float or None, default None
+        None starts from TwoNN (DADApy's ``compute_id_2NN()``).
+    n_iter : int, default 5
+    alpha : float, default 1e-6
+    maxk : int or None, default None
+        Neighbours read per point; None means min(100, N - 1), DADApy's default.
+
+    Attributes
+    ----------
+    dimension_ : float
+    stderr_ : float
+        The last fit's error (GRIDE: from the Fisher information; binomial: Cramér–Rao).
+    ids_, errors_ : ndarray
+        Every iteration's ID and error, the start first (its error NaN).
+    log_likelihoods_ : ndarray (GRIDE only)
+    kstar_ : ndarray of int, one per input row
+        The final k*.
+    scale_ : float
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from DADApy: neighbour distances are exact (DADApy's brute-force path uses the dot-product
+    expansion); the returned k* is that of the final ID (DADApy returns every iteration's, the earlier ones
+    rounded up to even by its in-place update); the binomial p-values (unseeded) are not given.
+    """
+
+    _params = ("fit_method", "initial_id", "n_iter", "alpha", "maxk")
+
+    def __init__(self, fit_method="gride", initial_id=None, n_iter=5, alpha=1e-6, maxk=None):
+        self.fit_method = fit_method
+        self.initial_id = initial_id
+        self.n_iter = n_iter
+        self.alpha = alpha
+        self.maxk = maxk
+
+    def _method(self):
+        return self._settings
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        X = as_matrix(X)
+        if self.fit_method not in ("gride", "binomial"):
+            raise ValueError(f"invalid parameter fit_method: {self.fit_method!r}; use 'gride' or 'binomial'")
+        maxk = min(100, X.shape[0] - 1) if self.maxk is None else check_int(self.maxk, "maxk", 5)
+        init = None if self.initial_id is None else check_float(self.initial_id, "initial_id", 0.0, np.inf)
+        self._settings = {"estimator": "kstar", "fit": self.fit_method, "initial_id": init,
+                          "n_iter": check_int(self.n_iter, "n_iter", 1),
+                          "alpha": check_float(self.alpha, "alpha", 0.0, 1.0), "maxk": maxk}
+        self._fit_method(X, graph)
+        p = self.estimate_["params"]
+        self.ids_ = np.asarray(p["ids"], dtype=np.float64)
+        self.errors_ = np.array([np.nan if e is None else e for e in p["errors"]], dtype=np.float64)
+        if "log_likelihoods" in p:
+            self.log_likelihoods_ = np.asarray(p["log_likelihoods"], dtype=np.float64)
+        self.kstar_ = self._arrays["kstar"].astype(np.int64)
+        self.scale_ = float(p["scale"])
+        return self
+
+
+class Hidalgo(_Estimator):
+    """Hidalgo (Allegra et al. 2020): a mixture of K manifolds of different intrinsic dimension, each point
+    assigned to one, by seeded Gibbs sampling (the model of the authors' ``hidalgo`` and R's intRinsic).
+
+    A point's TwoNN ratio mu = r2/r1 is Pareto with density d mu^-(d+1) on its manifold; its q nearest
+    neighbours share its manifold with probability zeta each; priors d_k ~ Gamma(a, b) (shape, rate) and
+    weights ~ Dirichlet(c).
+
+    Parameters
+    ----------
+    K : int, default 2
+    q : int, default 3
+    zeta : float, default 0.8
+        In (0, 1); 0.5 switches the neighbourhood term off.
+    a, b, c : float, default 1
+    n_iter : int, default 10000
+        Sweeps in all.
+    burn_in : float, default 0.9
+        The share of sweeps discarded first.
+    sampling_rate : int, default 10
+        Every sampling_rate-th sweep after the burn-in is kept.
+    n_replicas : int, default 1
+        Independent chains (run in parallel); the one of highest mean likelihood is reported.
+    start : {"smoothed", "random"}, default "smoothed"
+        "smoothed": labels from log mu averaged over the neighbour graph and cut at its K-quantiles, which
+        converges within tens of sweeps; "random": uniform labels, the authors' start, which can need
+        thousands.
+    random_state : int or None, default None
+        None means 0.
+
+    Attributes
+    ----------
+    dimension_ : float
+        The mean over rows of the per-row posterior mean ID.
+    dimension_pw_ : ndarray
+        Each row's posterior mean of its manifold's dimension (unaffected by label switching).
+    dimension_pw_sd_ : ndarray
+    dimensions_, dimensions_sd_ : ndarray, shape (K,)
+        Each manifold's posterior mean dimension and sd, manifolds ordered by dimension (every stored draw is
+        relabelled so that d_1 < ... < d_K).
+    weights_ : ndarray, shape (K,)
+    labels_ : ndarray of int
+        Each row's most probable manifold (0 = the lowest dimension).
+    labels_probability_ : ndarray
+        That manifold's posterior probability (the authors leave a point unassigned below 0.8).
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+    """
+
+    _params = ("K", "q", "zeta", "a", "b", "c", "n_iter", "burn_in", "sampling_rate", "n_replicas", "start",
+               "random_state")
+
+    def __init__(self, K=2, q=3, zeta=0.8, a=1.0, b=1.0, c=1.0, n_iter=10000, burn_in=0.9, sampling_rate=10,
+                 n_replicas=1, start="smoothed", random_state=None):
+        self.K = K
+        self.q = q
+        self.zeta = zeta
+        self.a = a
+        self.b = b
+        self.c = c
+        self.n_iter = n_iter
+        self.burn_in = burn_in
+        self.sampling_rate = sampling_rate
+        self.n_replicas = n_replicas
+        self.start = start
+        self.random_state = random_state
+
+    def _method(self):
+        n_iter = check_int(self.n_iter, "n_iter", 1)
+        burn = check_float(self.burn_in, "burn_in", 0.0, 1.0, low_open=False)
+        if self.start not in ("smoothed", "random"):
+            raise ValueError(f"invalid parameter start: {self.start!r}; use 'smoothed' or 'random'")
+        return {"estimator": "hidalgo", "k": check_int(self.K, "K", 1), "q": check_int(self.q, "q", 1),
+                "zeta": check_float(self.zeta, "zeta", 0.0, 1.0), "a": check_float(self.a, "a", 0.0, np.inf),
+                "b": check_float(self.b, "b", 0.0, np.inf), "c": check_float(self.c, "c", 0.0, np.inf),
+                "n_iter": n_iter, "burn_in": int(burn * n_iter),
+                "thinning": check_int(self.sampling_rate, "sampling_rate", 1),
+                "replicas": check_int(self.n_replicas, "n_replicas", 1), "start": self.start,
+                "seed": _seed(self.random_state)}
+
+    def fit(self, X, y=None, graph=None):
+        """Fits the mixture to X; returns self."""
+        self._fit_method(X, graph)
+        p = self.estimate_["params"]
+        self.dimensions_ = np.asarray(p["dimensions"], dtype=np.float64)
+        self.dimensions_sd_ = np.asarray(p["dimension_sd"], dtype=np.float64)
+        self.weights_ = np.asarray(p["weights"], dtype=np.float64)
+        self.labels_ = self._arrays["assignment"].astype(np.int64)
+        self.labels_probability_ = self._arrays["assignment_probability"]
+        self.dimension_pw_sd_ = self._arrays["id_sd"]
         return self

@@ -1,4 +1,4 @@
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -189,5 +189,132 @@ class Binomial(_Estimator):
     bayes: bool
     def __init__(self, k: int = 20, r: float = 0.5, bayes: bool = True) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "Binomial": ...
+
+class BinomialRk(_Estimator):
+    rk: float
+    r: float
+    bayes: bool
+    scale_: float
+    def __init__(self, rk: float, r: float = 0.5, bayes: bool = True) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> "BinomialRk": ...
+
+class DANCo(_Estimator):
+    k: int
+    D: Optional[int]
+    calibration_data: Optional[Dict[str, Any]]
+    ver: str
+    fractal: bool
+    random_state: Optional[int]
+    kl_divergence_: float
+    calibration_data_: Dict[str, Any]
+    def __init__(
+        self,
+        k: int = 10,
+        D: Optional[int] = None,
+        calibration_data: Optional[Dict[str, Any]] = None,
+        ver: Literal["DANCo", "MIND_MLk", "MIND_MLi"] = "DANCo",
+        fractal: bool = True,
+        random_state: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "DANCo": ...
+
+class KNN(_Estimator):
+    k: Optional[int]
+    ps: Optional[npt.ArrayLike]
+    M: int
+    gamma: float
+    random_state: Optional[int]
+    residual_: float
+    def __init__(
+        self,
+        k: Optional[int] = None,
+        ps: Optional[npt.ArrayLike] = None,
+        M: int = 1,
+        gamma: float = 2,
+        random_state: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> "KNN": ...
+
+class PH(_Estimator):
+    alpha: Union[float, Sequence[float]]
+    n_range_min: float
+    n_range_max: float
+    range_type: str
+    nsteps: int
+    subsamples: int
+    random_state: Optional[int]
+    nmin_: int
+    nmax_: int
+    x_: npt.NDArray[np.float64]
+    y_: npt.NDArray[np.float64]
+    def __init__(
+        self,
+        alpha: Union[float, Sequence[float]] = 1.0,
+        n_range_min: float = 0.5,
+        n_range_max: float = 1.0,
+        range_type: Literal["fraction", "num"] = "fraction",
+        nsteps: int = 100,
+        subsamples: int = 10,
+        random_state: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> "PH": ...
+
+class KStar(_Estimator):
+    fit_method: str
+    initial_id: Optional[float]
+    n_iter: int
+    alpha: float
+    maxk: Optional[int]
+    ids_: npt.NDArray[np.float64]
+    errors_: npt.NDArray[np.float64]
+    log_likelihoods_: npt.NDArray[np.float64]
+    kstar_: npt.NDArray[np.int64]
+    scale_: float
+    def __init__(
+        self,
+        fit_method: Literal["gride", "binomial"] = "gride",
+        initial_id: Optional[float] = None,
+        n_iter: int = 5,
+        alpha: float = 1e-6,
+        maxk: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "KStar": ...
+
+class Hidalgo(_Estimator):
+    K: int
+    q: int
+    zeta: float
+    a: float
+    b: float
+    c: float
+    n_iter: int
+    burn_in: float
+    sampling_rate: int
+    n_replicas: int
+    start: str
+    random_state: Optional[int]
+    dimension_pw_: npt.NDArray[np.float64]
+    dimension_pw_sd_: npt.NDArray[np.float64]
+    dimensions_: npt.NDArray[np.float64]
+    dimensions_sd_: npt.NDArray[np.float64]
+    weights_: npt.NDArray[np.float64]
+    labels_: npt.NDArray[np.int64]
+    labels_probability_: npt.NDArray[np.float64]
+    def __init__(
+        self,
+        K: int = 2,
+        q: int = 3,
+        zeta: float = 0.8,
+        a: float = 1.0,
+        b: float = 1.0,
+        c: float = 1.0,
+        n_iter: int = 10000,
+        burn_in: float = 0.9,
+        sampling_rate: int = 10,
+        n_replicas: int = 1,
+        start: Literal["smoothed", "random"] = "smoothed",
+        random_state: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "Hidalgo": ...
 
 __all__: List[str]

@@ -405,7 +405,7 @@ impl Danco {
             let best = kl.iter().copied().fold(f64::INFINITY, f64::min);
             kl.push(v);
             cal.push(s);
-            if s.dhat > own.dhat && bound > best {
+            if dim >= given.len() && s.dhat > own.dhat && bound > best {
                 run += 1;
                 if run >= PRUNE_RUN {
                     break;
@@ -456,6 +456,7 @@ impl Danco {
                 "dhat": own.dhat, "mu_nu": own.mu_nu, "mu_tau": own.mu_tau,
                 "kl_divergence": kl[de - 1], "calibrated_dims": kl.len(),
                 "calibration_given": given.len().min(max_dim),
+                "calibration": cal,
             }),
             notes,
         })

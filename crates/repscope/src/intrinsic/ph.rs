@@ -136,7 +136,7 @@ impl Ph {
     fn range(&self, n: usize) -> Result<(usize, usize)> {
         let bad = |why: &str| {
             Err(Error::range(
-                Param::SampleSizes,
+                Param::SubsampleRange,
                 format!("{}..{}", self.n_range_min, self.n_range_max),
                 match self.range_type {
                     RangeType::Fraction => "fractions 0 < min < max ≤ 1 (0.5 and 1 by default)",
@@ -177,7 +177,7 @@ impl Ph {
     pub fn check(&self) -> Result<()> {
         if self.alpha.is_empty() || self.alpha.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
             return Err(Error::range(
-                Param::Gamma,
+                Param::Alpha,
                 format!("{:?}", self.alpha),
                 "powers α > 0 (1 by default)",
                 "PH sums the spanning tree's edge lengths to the power α",
@@ -185,7 +185,7 @@ impl Ph {
         }
         if self.nsteps < 2 {
             return Err(Error::range(
-                Param::SampleSizes,
+                Param::Draws,
                 self.nsteps,
                 "nsteps ≥ 2 (100 by default)",
                 "PH fits a slope across subsample sizes",
