@@ -137,6 +137,53 @@ fn human_table_names_the_recommended_estimate() {
 }
 
 #[test]
+fn the_second_round_of_peer_estimators_runs_by_name() {
+    // DANCo, PH, Hidalgo, k* and the fixed-radius binomial on the 2-dimensional Swiss roll, in one call.
+    let input = fixture("inputs/manifolds_M7_Roll_0_1000.npy");
+    let r = repscope(&[
+        "id",
+        input.to_str().unwrap(),
+        "--estimator",
+        "danco",
+        "ph",
+        "hidalgo",
+        "kstar_gride",
+        "kstar_binomial",
+        "binomial_rk",
+        "knn",
+        "--no-scale",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    for name in [
+        "danco",
+        "ph",
+        "hidalgo",
+        "kstar_gride",
+        "kstar_binomial",
+        "binomial_rk",
+    ] {
+        let v = estimate(&doc, name);
+        assert!((1.7..2.4).contains(&v), "{name}: {v}");
+    }
+    // Carter's kNN graph length at skdim's defaults (samples of 3..6 points) is an integer, and noisy.
+    let knn = estimate(&doc, "knn");
+    assert!(knn >= 1.0 && knn.fract() == 0.0, "{knn}");
+    // Hidalgo reports each manifold's dimension and weight; PH its slope.
+    let h = doc["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["estimator"] == "hidalgo")
+        .unwrap();
+    assert_eq!(h["params"]["dimensions"].as_array().unwrap().len(), 2);
+    // A parameter outside its domain is named with the estimator's word for it.
+    let bad = repscope(&["id", input.to_str().unwrap(), "--estimator", "nope"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
 fn the_peers_estimators_run_by_name_on_one_graph() {
     let input = fixture("inputs/manifolds_M7_Roll_0_1000.npy");
     let r = repscope(&[
