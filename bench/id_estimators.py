@@ -34,8 +34,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+ONLY = ()
+
+
 def pairs(R, S):
-    """(name, repscope estimator, skdim call) with the same parameters on both sides."""
+    """(name, repscope estimator, skdim call) with the same parameters on both sides (those --only names)."""
+    return [p for p in _pairs(R, S) if not ONLY or p[0].startswith(ONLY)]
+
+
+def _pairs(R, S):
     return [
         ("MOM (k=100)", lambda: R.MOM(), lambda X: S.MOM().fit(X)),
         ("TLE (k=20)", lambda: R.TLE(), lambda X: S.TLE().fit(X)),
@@ -57,7 +64,16 @@ def pairs(R, S):
         ("lPCA Kaiser", lambda: R.lPCA(ver="Kaiser"), lambda X: S.lPCA(ver="Kaiser").fit(X)),
         ("lPCA broken_stick", lambda: R.lPCA(ver="broken_stick"), lambda X: S.lPCA(ver="broken_stick").fit(X)),
         ("TwoNN", lambda: R.TwoNN(), lambda X: S.TwoNN().fit(X)),
+        ("KNN (defaults)", lambda: R.KNN(), lambda X: S.KNN(random_state=0).fit(X)),
+        ("DANCo (k=10, D = columns)", lambda: R.DANCo(), lambda X: S.DANCo(random_state=0).fit(X)),
+        # skdim's PH at its defaults (1000 subsamples) takes about 5 minutes a manifold at n = 2500: both
+        # sides run 10 sizes × 10 subsamples (skdim's own test configuration uses the same counts).
+        ("PH (nsteps=10)", lambda: R.PH(nsteps=10), lambda X: S.PH(nsteps=10, random_state=0).fit(X)),
     ]
+
+
+# Estimators whose peer is quadratic or worse in n: timed at growing n (part `scaling`) instead of once.
+QUADRATIC = ("ESS", "CorrInt", "DANCo", "PH")
 
 
 def set_threads(t):
@@ -102,8 +118,14 @@ def accuracy(a):
     return rows
 
 
-def _peer(conn, data, n, threads, index):
+def _peer(conn, data, n, threads, index, only):
+    global ONLY
+    ONLY = only
     set_threads(threads)
+    import resource
+
+    # A peer that needs more than 16 GiB is stopped rather than allowed to take the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
     import numpy as np
     import repscope
     import skdim
@@ -114,7 +136,10 @@ def _peer(conn, data, n, threads, index):
     with threadpool_limits(limits=threads), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        d = float(theirs(X).dimension_)
+        try:
+            d = float(theirs(X).dimension_)
+        except MemoryError:
+            d = float("nan")
         conn.send((time.perf_counter() - t, d))
 
 
@@ -128,6 +153,8 @@ def speed(a):
     rows = []
     ctx = mp.get_context("spawn")
     for i, (name, ours, _) in enumerate(pairs(repscope.id, skdim.id)):
+        if name.startswith(QUADRATIC) and not name.startswith(("ESS", "CorrInt")):
+            continue  # part `scaling`
         times = []
         with threadpool_limits(limits=a.threads):
             for _ in range(a.repeats):
@@ -136,7 +163,7 @@ def speed(a):
                 times.append(time.perf_counter() - t)
         t_r = statistics.median(times)
         recv, send = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_peer, args=(send, a.data, a.n_speed, a.threads, i))
+        p = ctx.Process(target=_peer, args=(send, a.data, a.n_speed, a.threads, i, ONLY))
         p.start()
         t0 = time.perf_counter()
         p.join(a.peer_timeout)
@@ -173,9 +200,54 @@ def speed(a):
     return rows
 
 
+def scaling(a):
+    """How far each estimator whose peer is quadratic or worse gets in --peer-timeout seconds: both sides at
+    growing n on the MiniLM sentences, until the peer times out."""
+    import numpy as np
+    import repscope
+    import skdim
+    from threadpoolctl import threadpool_limits
+
+    full = np.load(a.data)
+    rows = []
+    ctx = mp.get_context("spawn")
+    for i, (name, ours, _) in enumerate(pairs(repscope.id, skdim.id)):
+        if not name.startswith(("DANCo", "PH")):
+            continue
+        peer_done = True
+        for n in a.scaling_n:
+            X = np.ascontiguousarray(full[:n], dtype=np.float32)
+            with threadpool_limits(limits=a.threads):
+                t = time.perf_counter()
+                d_r = ours().fit(X).dimension_
+                t_r = time.perf_counter() - t
+            t_s, d_s, bound = None, None, None
+            if peer_done:
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_peer, args=(send, a.data, n, a.threads, i, ONLY))
+                p.start()
+                t0 = time.perf_counter()
+                p.join(a.peer_timeout)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+                    t_s, bound = time.perf_counter() - t0, True
+                    peer_done = False
+                else:
+                    t_s, d_s = recv.recv() if recv.poll() else (float("nan"), None)
+                    bound = False
+            rows.append({"estimator": name, "n": n, "repscope_s": t_r, "repscope_value": d_r, "skdim_s": t_s,
+                         "skdim_value": d_s, "skdim_timed_out": bound})
+            print(f"  {name} n={n}: repscope {t_r:.2f} s ({d_r:.3f}), skdim "
+                  f"{'-' if t_s is None else ('>' if bound else '') + f'{t_s:.1f} s'}", file=sys.stderr)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["accuracy", "speed"], choices=["accuracy", "speed"])
+    ap.add_argument("--parts", nargs="+", default=["accuracy", "speed", "scaling"],
+                    choices=["accuracy", "speed", "scaling"])
+    ap.add_argument("--scaling-n", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-manifold", type=int, default=2500)
@@ -185,7 +257,11 @@ def main():
     ap.add_argument("--peer-timeout", type=float, default=600)
     ap.add_argument("--slow-peers", action="store_true",
                     help="also run skdim's ESS on the 24 manifolds (about 70 s each)")
+    ap.add_argument("--only", nargs="+", default=[],
+                    help="run only the estimators whose names start with these (e.g. DANCo PH)")
     a = ap.parse_args()
+    global ONLY
+    ONLY = tuple(a.only)
     set_threads(a.threads)
     out = {"args": vars(a)}
     import repscope
@@ -216,6 +292,22 @@ def main():
             gt = ">" if r["skdim_timed_out"] else ""
             sv = "-" if r["skdim_value"] is None else f"{r['skdim_value']:.3f}"
             print(f"| {r['estimator']} | {r['repscope_s']:.3f} | {gt}{r['skdim_s']:.2f} | {gt}{r['ratio']:.1f}x | "
+                  f"{r['repscope_value']:.3f} | {sv} |")
+    if "scaling" in a.parts:
+        print(f"scaling on {a.data}, {a.threads} threads", file=sys.stderr)
+        out["scaling"] = scaling(a)
+        print(f"\n### Estimators with a quadratic peer: time at growing n (MiniLM sentences × 384, {a.threads} "
+              f"threads, peer stopped after {a.peer_timeout:.0f} s)\n")
+        print("| estimator | n | repscope, s | scikit-dimension, s | ratio | repscope value | skdim value |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in out["scaling"]:
+            if r["skdim_s"] is None:
+                s_t, ratio = "not run (timed out at a smaller n)", "-"
+            else:
+                gt = ">" if r["skdim_timed_out"] else ""
+                s_t, ratio = f"{gt}{r['skdim_s']:.1f}", f"{gt}{r['skdim_s'] / r['repscope_s']:.1f}x"
+            sv = "-" if r["skdim_value"] is None else f"{r['skdim_value']:.3f}"
+            print(f"| {r['estimator']} | {r['n']} | {r['repscope_s']:.2f} | {s_t} | {ratio} | "
                   f"{r['repscope_value']:.3f} | {sv} |")
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "id_estimators.json").write_text(json.dumps(out, indent=1))

@@ -133,7 +133,8 @@ pub fn flag(p: repscope::Param) -> String {
         | Param::Draws
         | Param::Components
         | Param::Zeta
-        | Param::SubsampleRange => format!("the estimator's {}", p.name()),
+        | Param::SubsampleRange
+        | Param::Sigma => format!("the estimator's {}", p.name()),
         Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }

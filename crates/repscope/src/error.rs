@@ -143,6 +143,8 @@ pub enum Param {
     Zeta,
     /// The range of subsample sizes (PH's n_range_min and n_range_max).
     SubsampleRange,
+    /// The standard deviation of a noise model.
+    Sigma,
 }
 
 impl Param {
@@ -214,6 +216,7 @@ impl Param {
             Param::Components => "K",
             Param::Zeta => "zeta",
             Param::SubsampleRange => "n_range",
+            Param::Sigma => "sigma",
         }
     }
 }

@@ -413,6 +413,13 @@ fn bad_parameters_and_undefined_data_are_named() {
             k: 1,
             comb: repscope::intrinsic::local::Combine::Harmonic,
             unbiased: false,
+            sigma: None,
+        },
+        Method::Mle {
+            k: 20,
+            comb: repscope::intrinsic::local::Combine::Harmonic,
+            unbiased: false,
+            sigma: Some(0.0),
         },
         Method::TwonnBayes {
             alpha: 0.0,
@@ -733,4 +740,52 @@ fn hidalgo_recovers_two_manifolds_and_their_points() {
         with(6, 0.8)
     );
     assert!(with(2, 1.0).contains("ζ"), "{}", with(2, 1.0));
+}
+
+#[test]
+fn mle_noise_model_equals_its_integrals() {
+    // skdim's dnoise="dnoiseGaussH": log(T_k/T_j) replaced by its expectation under N(T_j, σ²) on
+    // (0, T_k + 100σ). Checked with a plain midpoint rule on a fine grid, and against the noiseless MLE as
+    // σ → 0.
+    let m = manifold("M1_Sphere", 400, 3);
+    let g = exact_knn(&m, 20, Metric::Euclidean, None).unwrap();
+    let fit = |sigma: Option<f64>| {
+        Method::Mle {
+            k: 20,
+            comb: repscope::intrinsic::local::Combine::Harmonic,
+            unbiased: false,
+            sigma,
+        }
+        .fit(&m, Metric::Euclidean, Some(&g), None)
+        .unwrap()
+    };
+    let sigma = 0.05;
+    let noisy = fit(Some(sigma));
+    let pw = noisy.per_point.unwrap();
+    for i in [0usize, 17, 123] {
+        let r: Vec<f64> = g.lengths(i).take(20).collect();
+        let rk = r[19];
+        let upper = rk + 100.0 * sigma;
+        let steps = 400_000;
+        let h = upper / steps as f64;
+        let mut sum = 0.0;
+        for &rj in &r[..19] {
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for s in 0..steps {
+                let x = (s as f64 + 0.5) * h;
+                let w = (-0.5 * ((x - rj) / sigma).powi(2)).exp();
+                num += w * (rk / x).ln();
+                den += w;
+            }
+            sum += num / den;
+        }
+        close(pw[i], 19.0 / sum, 1e-7, "noisy MLE at a point");
+    }
+    let plain = fit(None).estimate.value;
+    let tiny = fit(Some(1e-6)).estimate.value;
+    close(tiny, plain, 1e-6, "σ → 0");
+    assert!(
+        noisy.estimate.value < plain,
+        "noise lowers the estimate here"
+    );
 }

@@ -216,6 +216,13 @@ class MLE(_Estimator):
         ``dimension_pw_`` then).
     K : int, default 5
         Neighbours per point pooled when ``neighborhood_based=False``.
+    dnoise : {None, "dnoiseGaussH"}, default None
+        skdim's noise model: each observed distance is the true one plus N(0, sigma^2) noise, and
+        log(T_k/T_j) is replaced by its expectation over (0, T_k + 100 sigma).
+    sigma : float, default 0
+        The noise's standard deviation, in the data's units (> 0 with ``dnoise``).
+    n : None
+        Accepted for skdim's signature; skdim passes it to the noise density, which ignores it.
 
     Attributes
     ----------
@@ -231,25 +238,39 @@ class MLE(_Estimator):
     Differences from skdim: on clean data the two agree to 1e-13 (relative) on all 24 of skdim's benchmark
     manifolds with ``fit(X, n_neighbors=20)`` on skdim's side. skdim keeps duplicate rows, so a duplicated
     point has T_1 = 0, log(T_k/0) is infinite and its "mle" aggregate becomes 0 (seen with 1% of the rows
-    duplicated); repscope merges duplicates first and its estimate does not move. skdim's noise model
-    options (``dnoise``, ``sigma``, ``integral_approximation``) are not offered.
+    duplicated); repscope merges duplicates first and its estimate does not move. With ``dnoise`` the
+    integrals are computed to 1e-12 (adaptive Gauss-Kronrod over T_j +- 12 sigma); skdim's ``quad`` stops at
+    1e-2 and its values differ from these by 1e-4 to 1e-3 relative (test_id_estimators.py shows both). A
+    callable ``dnoise`` and ``integral_approximation`` (skdim: only "Haro" works with a noise model) are not
+    offered.
     """
 
-    _params = ("k", "comb", "unbiased", "neighborhood_based", "K")
+    _params = ("k", "comb", "unbiased", "neighborhood_based", "K", "dnoise", "sigma", "n")
 
-    def __init__(self, k=20, comb="mle", unbiased=False, neighborhood_based=True, K=5):
+    def __init__(self, k=20, comb="mle", unbiased=False, neighborhood_based=True, K=5, dnoise=None, sigma=0,
+                 n=None):
         self.k = k
         self.comb = comb
         self.unbiased = unbiased
         self.neighborhood_based = neighborhood_based
         self.K = K
+        self.dnoise = dnoise
+        self.sigma = sigma
+        self.n = n
 
     def _method(self):
         k = check_int(self.k, "k", 3 if self.unbiased else 2)
         unbiased = check_bool(self.unbiased, "unbiased")
+        if self.dnoise not in (None, "dnoiseGaussH"):
+            raise ValueError(f"invalid parameter dnoise: {self.dnoise!r}; use None or 'dnoiseGaussH'")
+        sigma = None if self.dnoise is None else check_float(self.sigma, "sigma", 0.0, np.inf)
         if not check_bool(self.neighborhood_based, "neighborhood_based"):
+            if sigma is not None:
+                raise ValueError("invalid parameter dnoise: the noise model is per neighbourhood; use it with "
+                                 "neighborhood_based=True")
             return {"estimator": "mle_global", "k": check_int(self.K, "K", 1), "n": k, "unbiased": unbiased}
-        return {"estimator": "mle", "k": k, "comb": _comb(self.comb, ("mle", "mean", "median")), "unbiased": unbiased}
+        return {"estimator": "mle", "k": k, "comb": _comb(self.comb, ("mle", "mean", "median")), "unbiased": unbiased,
+                "sigma": sigma}
 
     def fit(self, X, y=None, graph=None):
         """Estimates the dimension of X; returns self. ``graph``: a ``repscope.id.neighbours(X, k)`` of this X."""

@@ -43,6 +43,9 @@ class MLE(_Estimator):
     unbiased: bool
     neighborhood_based: bool
     K: int
+    dnoise: Optional[str]
+    sigma: float
+    n: Optional[int]
     dimension_pw_: npt.NDArray[np.float64]
     def __init__(
         self,
@@ -51,6 +54,9 @@ class MLE(_Estimator):
         unbiased: bool = False,
         neighborhood_based: bool = True,
         K: int = 5,
+        dnoise: Optional[Literal["dnoiseGaussH"]] = None,
+        sigma: float = 0,
+        n: Optional[int] = None,
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MLE": ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...

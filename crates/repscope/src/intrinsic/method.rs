@@ -43,6 +43,9 @@ pub enum Method {
         k: usize,
         comb: Combine,
         unbiased: bool,
+        /// skdim's Gaussian distance-noise model (`dnoise="dnoiseGaussH"`) with this σ.
+        #[serde(default)]
+        sigma: Option<f64>,
     },
     /// Levina–Bickel on pooled distances (skdim `MLE(neighborhood_based=False)`).
     MleGlobal { k: usize, n: usize, unbiased: bool },
@@ -200,6 +203,7 @@ impl Method {
                 k: 20,
                 comb: Combine::Harmonic,
                 unbiased: true,
+                sigma: None,
             },
             "mle_global" => {
                 let g = GlobalMle::default();
@@ -373,10 +377,16 @@ impl Method {
                 comb,
             },
             Method::Mada { comb, .. } => Method::Mada { k: a, comb },
-            Method::Mle { comb, unbiased, .. } => Method::Mle {
+            Method::Mle {
+                comb,
+                unbiased,
+                sigma,
+                ..
+            } => Method::Mle {
                 k: a,
                 comb,
                 unbiased,
+                sigma,
             },
             Method::MleGlobal { n, unbiased, .. } => Method::MleGlobal { k: a, n, unbiased },
             Method::Corrint { k1, .. } => Method::Corrint {
@@ -604,14 +614,23 @@ impl Method {
                 per(Tle { k, epsilon }.fit(data, need_graph()?, comb)?)
             }
             Method::Mada { k, comb } => per(Mada { k }.fit(need_graph()?, comb)?),
-            Method::Mle { k, comb, unbiased } => {
+            Method::Mle {
+                k,
+                comb,
+                unbiased,
+                sigma,
+            } => {
                 let g = need_graph()?;
                 let agg = match comb {
                     Combine::Harmonic => Aggregation::MacKayGhahramani,
                     Combine::Mean => Aggregation::ArithmeticMean,
                     Combine::Median => Aggregation::Median,
                 };
-                let m = Mle::default().k(k).aggregation(agg).unbiased(unbiased);
+                let m = Mle::default()
+                    .k(k)
+                    .aggregation(agg)
+                    .unbiased(unbiased)
+                    .noise(sigma);
                 let mut e = m.fit(g)?;
                 if unbiased {
                     e.estimator = "mle_unbiased".into();
