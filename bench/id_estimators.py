@@ -180,8 +180,11 @@ def speed(a):
               f"{'>' if bound else ''}{t_s / t_r:.1f}x", file=sys.stderr)
     # Every neighbour estimator above on one shared graph (repscope.id.neighbours, k = 100), against the sum
     # of skdim's times for the same estimators (each builds its own neighbours).
-    shared = [r["estimator"] for r in rows if not r["estimator"].startswith(("lPCA", "FisherS", "TwoNN"))]
+    shared = [r["estimator"] for r in rows
+              if not r["estimator"].startswith(("lPCA", "FisherS", "TwoNN", "KNN", "DANCo", "PH"))]
     chosen = [(name, ours) for name, ours, _ in pairs(repscope.id, skdim.id) if name in shared]
+    if len(chosen) < 2:
+        return rows
     times = []
     with threadpool_limits(limits=a.threads):
         for _ in range(a.repeats):

@@ -38,7 +38,8 @@ fn case(id: &str) -> Value {
 struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("repscope-cli-sim-{tag}-{}", std::process::id()));
+        let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("repscope-cli-sim-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }

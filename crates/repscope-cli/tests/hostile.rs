@@ -804,7 +804,8 @@ impl Global {
 
 /// A fresh, empty folder for one case of a group.
 fn case_dir(group: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("repscope-hostile-{}-{group}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("repscope-hostile-{}-{group}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

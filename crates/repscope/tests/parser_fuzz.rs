@@ -25,7 +25,7 @@ use repscope::Metric;
 // Harness
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "repscope-parser-fuzz-{}-{name}",
         std::process::id()
     ));

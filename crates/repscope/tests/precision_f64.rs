@@ -42,7 +42,8 @@ fn load_f64(dir: &std::path::Path, name: &str, n: usize, d: usize, v: &[f64]) ->
 }
 
 fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("repscope-f64-{tag}-{}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("repscope-f64-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -21,7 +21,8 @@ fn npy(path: &Path) -> Matrix {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("repscope-sae-{}-{name}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("repscope-sae-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }

@@ -105,7 +105,8 @@ fn same_seed_and_order_give_the_same_graph_on_one_or_two_threads() {
 fn save_load_query_round_trip_is_identical() {
     let m = data(1200, 16, 5, 3);
     let (refs, queries) = split(&m, 100);
-    let dir = std::env::temp_dir().join(format!("repscope-search-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("repscope-search-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for metric in [Metric::Euclidean, Metric::Cosine] {
         let h = Hnsw::build(&refs, metric, &HnswParams::default(), None, None).unwrap();

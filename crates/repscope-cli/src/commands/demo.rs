@@ -40,7 +40,8 @@ const COLUMNS: &[&str] = &["twonn", "mle", "gride", "pca_fo"];
 
 /// The same estimators in scikit-dimension 0.5.0, with the same parameters, on its own generator of these
 /// manifolds (n = 2500, seed 0): mean relative error, recorded by `bench/id_estimators.py` (BENCHMARKS.md).
-/// DADApy's two (`twonn_bayes`, `binomial`) have no scikit-dimension counterpart.
+/// DADApy's estimators have no scikit-dimension counterpart: their peer values are DADApy's own, recorded by
+/// `bench/id_dadapy.py` on the same manifolds.
 const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("mom", "MOM", Some(0.255)),
     ("tle", "TLE", Some(0.202)),
@@ -54,6 +55,21 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("mind_mli", "MiND_ML(ver='MLi')", Some(0.210)),
     ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", None),
     ("binomial", "(DADApy compute_id_binomial_k)", None),
+    ("binomial_rk", "(DADApy compute_id_binomial_rk)", None),
+    ("danco", "DANCo", Some(0.122)),
+    ("knn", "KNN", Some(1.418)),
+    (
+        "ph",
+        "PH (skdim at nsteps=10: its default takes 5 min a manifold)",
+        Some(0.140),
+    ),
+    ("kstar_gride", "(DADApy return_ids_kstar_gride)", None),
+    ("kstar_binomial", "(DADApy return_ids_kstar_binomial)", None),
+    (
+        "hidalgo",
+        "(no peer in Python: the authors' code, R's intRinsic)",
+        None,
+    ),
     ("pca_maxgap", "lPCA(ver='maxgap')", Some(1.103)),
     ("pca_ratio", "lPCA(ver='ratio')", Some(0.731)),
     ("pca_kaiser", "lPCA(ver='Kaiser')", Some(0.486)),
@@ -254,13 +270,7 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
             );
         }
     }
-    let mut t = Table::new(&[
-        "estimator",
-        "mean |d̂-d|/d",
-        "manifolds",
-        "scikit-dimension",
-        "as",
-    ]);
+    let mut t = Table::new(&["estimator", "mean |d̂-d|/d", "manifolds", "peer", "as"]);
     for (name, mre, count) in &peers {
         let p = peer_of(name);
         t.row(vec![
@@ -272,8 +282,9 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
         ]);
     }
     println!(
-        "\nthe peers' other estimators on the same manifolds (`repscope id --estimator NAME`); scikit-dimension's \
-         mean relative error as recorded by bench/id_estimators.py on its own generator (n = 2500, seed 0); \
+        "\nthe peers' other estimators on the same manifolds (`repscope id --estimator NAME`); the peer's mean \
+         relative error (scikit-dimension's, or DADApy's where named) as recorded by bench/id_estimators.py and \
+         bench/id_dadapy.py on skdim's generator (n = 2500, seed 0); \
          `manifolds` counts those where the estimator had a signal (binomial at r = 0.5 sees none above about \
          20 dimensions and says so)\n"
     );

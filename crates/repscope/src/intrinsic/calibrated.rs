@@ -53,6 +53,21 @@ fn memo() -> &'static Mutex<HashMap<MemoKey, f64>> {
 /// n points uniform in the unit D-ball. Point i draws from its own stream, so samples for D and D + 1 share
 /// their first D directions' randomness and f(D) is smooth in D.
 pub(crate) fn ball_sample(n: usize, dim: usize, seed: u64) -> Matrix {
+    let v = ball_values(n, dim, seed)
+        .into_iter()
+        .map(|x| x as f32)
+        .collect();
+    Matrix::from_vec(n, dim, v, "calibration ball")
+        .unwrap_or_else(|_| unreachable!("shape is n × dim by construction"))
+}
+
+/// The same points held in f64 (in few dimensions f32 rounding would make some of them coincide).
+pub(crate) fn ball_sample_f64(n: usize, dim: usize, seed: u64) -> Matrix {
+    Matrix::from_f64(n, dim, ball_values(n, dim, seed), "calibration ball")
+        .unwrap_or_else(|_| unreachable!("shape is n × dim by construction"))
+}
+
+fn ball_values(n: usize, dim: usize, seed: u64) -> Vec<f64> {
     let mut v = Vec::with_capacity(n * dim);
     let mut g = vec![0f64; dim];
     for i in 0..n {
@@ -68,10 +83,9 @@ pub(crate) fn ball_sample(n: usize, dim: usize, seed: u64) -> Matrix {
             .sqrt()
             .max(f64::MIN_POSITIVE);
         let radius = u.powf(1.0 / dim as f64);
-        v.extend(g.iter().map(|x| (x / norm * radius) as f32));
+        v.extend(g.iter().map(|x| x / norm * radius));
     }
-    Matrix::from_vec(n, dim, v, "calibration ball")
-        .unwrap_or_else(|_| unreachable!("shape is n × dim by construction"))
+    v
 }
 
 impl CalibratedTwoNN {

@@ -186,6 +186,10 @@ pub fn statistics(data: &Matrix, graph: &KnnGraph, k: usize, max_dim: usize) -> 
                 let (mut sum_cos, mut sum_sin, mut pairs) = (0.0f64, 0.0f64, 0usize);
                 for a in 0..k {
                     for b in a + 1..k {
+                        // A neighbour at distance 0 (rows that coincide) has no direction.
+                        if norms[a] == 0.0 || norms[b] == 0.0 {
+                            continue;
+                        }
                         let va = &vecs[a * d..(a + 1) * d];
                         let vb = &vecs[b * d..(b + 1) * d];
                         let dot: f64 = va.iter().zip(vb).map(|(x, y)| x * y).sum();
@@ -204,6 +208,11 @@ pub fn statistics(data: &Matrix, graph: &KnnGraph, k: usize, max_dim: usize) -> 
                 (nu, a_inverse(eta))
             },
         )
+        .collect();
+    // Points without a pair of directions (every neighbour coincides with them) have no angles.
+    let per_point: Vec<(f64, f64)> = per_point
+        .into_iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
         .collect();
     let n = per_point.len() as f64;
     let mu_nu = per_point.iter().map(|p| p.0).sum::<f64>() / n;
@@ -356,7 +365,7 @@ impl Danco {
         if let Some(s) = memo().lock().ok().and_then(|m| m.get(&key).copied()) {
             return Ok(s);
         }
-        let ball = super::calibrated::ball_sample(n, dim, self.seed ^ 0xDA4C_0CA1);
+        let ball = super::calibrated::ball_sample_f64(n, dim, self.seed ^ 0xDA4C_0CA1);
         let g = exact_knn(&ball, self.k + 1, Metric::Euclidean, None)?;
         let s = statistics(&ball, &g, self.k, 2 * dim + 5)?;
         if let Ok(mut m) = memo().lock() {
@@ -457,6 +466,7 @@ impl Danco {
                 "kl_divergence": kl[de - 1], "calibrated_dims": kl.len(),
                 "calibration_given": given.len().min(max_dim),
                 "calibration": cal,
+                "divergences": kl,
             }),
             notes,
         })

@@ -7,6 +7,7 @@
 //! The steps and constants are DADApy 0.3's: the χ²₁ threshold of the p-value α, GRIDE's outlier filter,
 //! its bisection on [0.001, 1000] to 1e-7, the Fisher information error, and the binomial ratio
 //! r = min(0.975, 0.2032^{1/d}).
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -72,21 +73,38 @@ pub fn chi2_1_threshold(alpha: f64) -> f64 {
 /// `threshold`. With v = r_kᵈ for both balls, the statistic is 2k·ln((v₁ + v₂)² / (4 v₁ v₂)) =
 /// 4k·ln cosh(d·(ln r₁ − ln r₂)/2), written so that it neither overflows nor cancels.
 pub fn kstar_at(graph: &KnnGraph, d: f64, maxk: usize, threshold: f64) -> Vec<usize> {
+    kstar_from_logs(graph, &log_lengths(graph, maxk), d, maxk, threshold)
+}
+
+/// ln of every point's first `maxk` neighbour lengths, n × maxk, row-major.
+fn log_lengths(graph: &KnnGraph, maxk: usize) -> Vec<f64> {
     (0..graph.n)
+        .into_par_iter()
+        .flat_map_iter(|i| graph.lengths(i).take(maxk).map(f64::ln).collect::<Vec<_>>())
+        .collect()
+}
+
+fn kstar_from_logs(
+    graph: &KnnGraph,
+    ln_r: &[f64],
+    d: f64,
+    maxk: usize,
+    threshold: f64,
+) -> Vec<usize> {
+    (0..graph.n)
+        .into_par_iter()
         .map(|i| {
             let nb = graph.neighbors(i);
+            let own = &ln_r[i * maxk..(i + 1) * maxk];
             let mut j = 4usize;
             while j < maxk {
                 let k = j - 1;
-                let r_i = graph.length(graph.dists(i)[k - 1]);
                 let other = nb[j - 1] as usize;
-                let r_j = graph.length(graph.dists(other)[k - 1]);
-                let t = 0.5 * d * (r_i.ln() - r_j.ln());
+                let t = 0.5 * d * (own[k - 1] - ln_r[other * maxk + k - 1]);
                 // ln cosh t = |t| + ln(1 + e^{−2|t|}) − ln 2.
                 let a = t.abs();
                 let lncosh = a + (-2.0 * a).exp().ln_1p() - std::f64::consts::LN_2;
-                let stat = 4.0 * k as f64 * lncosh;
-                if stat > threshold {
+                if 4.0 * k as f64 * lncosh > threshold {
                     break;
                 }
                 j += 1;
@@ -94,6 +112,16 @@ pub fn kstar_at(graph: &KnnGraph, d: f64, maxk: usize, threshold: f64) -> Vec<us
             j - 1
         })
         .collect()
+}
+
+/// Σ f(i) over 0..n in fixed chunks summed in order: the same bits for any thread count.
+fn chunked_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    const CHUNK: usize = 4096;
+    let parts: Vec<f64> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum::<f64>())
+        .collect();
+    parts.iter().sum()
 }
 
 /// numpy's default (linear) percentile of sorted values.
@@ -119,13 +147,14 @@ fn gride_per_point(mu: &mut [f64], n1: &[usize], n2: &[usize]) -> (f64, f64, f64
     let cut = 20.0 * (q95 - q50) + q50;
     let kept: Vec<usize> = (0..mu.len()).filter(|&i| mu[i] < cut).collect();
     let nf = kept.len() as f64;
+    let ln_mu: Vec<f64> = mu.iter().map(|m| m.ln()).collect();
     let g = |d: f64| {
-        let mut s = 0.0f64;
-        for &i in &kept {
-            let (a, b, m) = (n1[i] as f64, n2[i] as f64, mu[i]);
-            let den = (1.0 - m.powf(-d)).max(2.0 * 1e-7);
-            s += ((1.0 - b + a) / den + b - 1.0) * m.ln();
-        }
+        let s = chunked_sum(kept.len(), |t| {
+            let i = kept[t];
+            let (a, b, l) = (n1[i] as f64, n2[i] as f64, ln_mu[i]);
+            let den = (1.0 - (-d * l).exp()).max(2.0 * 1e-7);
+            ((1.0 - b + a) / den + b - 1.0) * l
+        });
         s - (nf - 1.0) / d
     };
     let (mut d0, mut d1) = (0.001f64, 1000.0f64);
@@ -141,22 +170,21 @@ fn gride_per_point(mu: &mut [f64], n1: &[usize], n2: &[usize]) -> (f64, f64, f64
     let d = 0.5 * (d0 + d1);
     // The Fisher information over every point (DADApy's convention: N / d² plus the ratios' terms).
     let eps2 = 5.0 * EPS;
-    let mut info = mu.len() as f64 / (d * d);
-    for i in 0..mu.len() {
-        let m = mu[i];
-        let l = m.ln();
-        let den = (1.0 - m.powf(-d)).max(eps2);
-        info += (n2[i] - n1[i] - 1) as f64 * (l / den).powi(2) * m.powf(-d);
-    }
+    let info = mu.len() as f64 / (d * d)
+        + chunked_sum(mu.len(), |i| {
+            let (l, p) = (ln_mu[i], (-d * ln_mu[i]).exp());
+            let den = (1.0 - p).max(eps2);
+            (n2[i] - n1[i] - 1) as f64 * (l / den).powi(2) * p
+        });
     let err = info.powf(-0.5);
-    let mut ll = (nf - 1.0) * d.ln();
-    for &i in &kept {
-        let (a, b, m) = (n1[i], n2[i], mu[i]);
-        let l = m.ln();
-        ll += (b - a - 1) as f64 * (d * l).exp_m1().ln()
-            - ln_beta((b - a) as f64, a as f64)
-            - ((b - 1) as f64 * d + 1.0) * l;
-    }
+    let ll = (nf - 1.0) * d.ln()
+        + chunked_sum(kept.len(), |t| {
+            let i = kept[t];
+            let (a, b, l) = (n1[i], n2[i], ln_mu[i]);
+            (b - a - 1) as f64 * (d * l).exp_m1().ln()
+                - ln_beta((b - a) as f64, a as f64)
+                - ((b - 1) as f64 * d + 1.0) * l
+        });
     (d, err, ll)
 }
 
@@ -227,7 +255,8 @@ impl Kstar {
         let mut ids = vec![id];
         let mut errs: Vec<Option<f64>> = vec![None];
         let mut lls = vec![0.0f64];
-        let mut kstar = kstar_at(graph, id, maxk, threshold);
+        let ln_r = log_lengths(graph, maxk);
+        let mut kstar = kstar_from_logs(graph, &ln_r, id, maxk, threshold);
         let mut scale = 0.0;
         let mut err = f64::NAN;
         for _ in 0..self.n_iter {
@@ -286,7 +315,7 @@ impl Kstar {
             }
             ids.push(id);
             errs.push(Some(err));
-            kstar = kstar_at(graph, id, maxk, threshold);
+            kstar = kstar_from_logs(graph, &ln_r, id, maxk, threshold);
         }
         let capped = kstar.iter().filter(|&&k| k == maxk - 1).count();
         let mut notes = Vec::new();
