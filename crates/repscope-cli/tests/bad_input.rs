@@ -211,8 +211,8 @@ fn bad_parameters_and_outputs() {
     write_npy_f32(&p, 200, 5, &subspace_data(200, 5, 4));
     let x = p.to_str().unwrap();
     expect_error(
-        &["id", x, "--estimator", "danco"],
-        &["unknown estimator 'danco'", "twonn"],
+        &["id", x, "--estimator", "hessian_eigenmaps"],
+        &["unknown estimator 'hessian_eigenmaps'", "twonn"],
     );
     expect_error(&["id", x, "--metric", "manhattan"], &["unknown metric"]);
     expect_error(&["id", x, "--key", "a"], &["--key", ".npy"]);

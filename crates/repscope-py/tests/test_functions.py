@@ -113,9 +113,11 @@ def test_lid_per_point():
 
 def test_estimators_follow_sklearn_conventions():
     est = repscope.id.MLE(k=15)
-    assert est.get_params() == {"k": 15, "comb": "mle", "unbiased": False, "neighborhood_based": True, "K": 5}
+    assert est.get_params() == {"k": 15, "comb": "mle", "unbiased": False, "neighborhood_based": True, "K": 5,
+                                "dnoise": None, "sigma": 0, "n": None}
     assert est.set_params(k=10) is est and est.k == 10
-    assert repr(est) == "MLE(k=10, comb='mle', unbiased=False, neighborhood_based=True, K=5)"
+    assert repr(est) == ("MLE(k=10, comb='mle', unbiased=False, neighborhood_based=True, K=5, dnoise=None, sigma=0, "
+                         "n=None)")
     with pytest.raises(ValueError, match="invalid parameter"):
         est.set_params(n_neighbors=3)
     X = linear_manifold(500, 2, 5, seed=1)

@@ -99,8 +99,8 @@ def test_bad_input_is_a_value_error_with_the_engines_message(tmp_path):
         repscope.id.PCA(rule="xx").fit(X32)
     with pytest.raises(ValueError, match="unknown metric 'manhattan'"):
         repscope.knn(X32, 3, metric="manhattan")
-    with pytest.raises(ValueError, match="unknown estimator 'danco'"):
-        repscope.intrinsic_dimension(X32, estimators=["danco"])
+    with pytest.raises(ValueError, match="unknown estimator 'hessian_eigenmaps'"):
+        repscope.intrinsic_dimension(X32, estimators=["hessian_eigenmaps"])
     with pytest.raises(ValueError, match="invalid parameter k"):
         repscope.id.MLE(k=1).fit(X32)
     with pytest.raises(ValueError, match="invalid parameter k: expected an integer"):

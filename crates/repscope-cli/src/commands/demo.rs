@@ -53,9 +53,13 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("fisher_s", "FisherS", Some(0.393)),
     ("mind_mlk", "MiND_ML(ver='MLk')", Some(0.235)),
     ("mind_mli", "MiND_ML(ver='MLi')", Some(0.210)),
-    ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", None),
-    ("binomial", "(DADApy compute_id_binomial_k)", None),
-    ("binomial_rk", "(DADApy compute_id_binomial_rk)", None),
+    ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", Some(0.130)),
+    ("binomial", "(DADApy compute_id_binomial_k)", Some(0.157)),
+    (
+        "binomial_rk",
+        "(DADApy compute_id_binomial_rk)",
+        Some(0.178),
+    ),
     ("danco", "DANCo", Some(0.122)),
     ("knn", "KNN", Some(1.418)),
     (
@@ -63,8 +67,16 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
         "PH (skdim at nsteps=10: its default takes 5 min a manifold)",
         Some(0.140),
     ),
-    ("kstar_gride", "(DADApy return_ids_kstar_gride)", None),
-    ("kstar_binomial", "(DADApy return_ids_kstar_binomial)", None),
+    (
+        "kstar_gride",
+        "(DADApy return_ids_kstar_gride)",
+        Some(0.249),
+    ),
+    (
+        "kstar_binomial",
+        "(DADApy return_ids_kstar_binomial)",
+        Some(0.224),
+    ),
     (
         "hidalgo",
         "(no peer in Python: the authors' code, R's intRinsic)",

@@ -108,8 +108,8 @@ impl GraphLength {
         let mut rng = Rng::new(self.seed ^ 0xCA27_E401);
         let mut lengths = vec![vec![0f64; self.m]; self.ps.len()];
         let (mut a, mut b) = (vec![0f64; d], vec![0f64; d]);
-        for (q, &p) in self.ps.iter().enumerate() {
-            for rep in 0..self.m {
+        for (row_l, &p) in lengths.iter_mut().zip(&self.ps) {
+            for slot in row_l.iter_mut() {
                 let sample: Vec<usize> = (0..p).map(|_| rng.below(n as u64) as usize).collect();
                 // All p × p distances of the sample (a point drawn twice is a neighbour at distance 0,
                 // as in skdim; only the point's own zero is dropped).
@@ -134,7 +134,7 @@ impl GraphLength {
                         .map(|l| l.powf(self.gamma))
                         .sum::<f64>();
                 }
-                lengths[q][rep] = total;
+                *slot = total;
             }
         }
         let eps = residuals(&lengths, &self.ps, self.gamma, d);

@@ -367,7 +367,7 @@ impl Hidalgo {
     fn chain(&self, m: &Model, replica: u64) -> Chain {
         let n = m.log_mu.len();
         let k = self.k;
-        let mut rng = Rng::stream(self.seed ^ 0x41D4_160, replica);
+        let mut rng = Rng::stream(self.seed ^ 0x041D_4160, replica);
         let mut z: Vec<usize> = match self.start {
             HidalgoStart::Random => (0..n).map(|_| rng.below(k as u64) as usize).collect(),
             HidalgoStart::Smoothed => {
@@ -473,8 +473,8 @@ impl Hidalgo {
                     same_total += m.out[i].iter().filter(|&&o| z[o as usize] == j).count();
                 }
                 lik += lz * same_total as f64;
-                for j in 0..k {
-                    lik -= count[j] as f64 * m.ln_z[count[j]];
+                for &c in &count {
+                    lik -= c as f64 * m.ln_z[c];
                 }
                 lik_sum += lik;
                 // Relabel so that the dimensions ascend.
@@ -524,8 +524,8 @@ mod tests {
         let (n, q) = (50usize, 3usize);
         let t = ln_z_table(n, q, 0.5);
         let all = ln_choose(n as i64 - 1, q as i64) - q as f64 * 2f64.ln();
-        for size in 1..=n {
-            assert!((t[size] - all).abs() < 1e-10, "{size}");
+        for (size, v) in t.iter().enumerate().skip(1) {
+            assert!((v - all).abs() < 1e-10, "{size}");
         }
     }
 }
