@@ -627,6 +627,7 @@ fn danco_equals_r_intrinsic_dimension_on_skdims_reference_sets() {
         .unwrap()
         .estimate;
         assert_eq!(e.value, r["dim_est"].as_f64().unwrap(), "{name}");
+
         close(
             e.params["kl_divergence"].as_f64().unwrap(),
             r["kl_divergence"].as_f64().unwrap(),
@@ -788,4 +789,33 @@ fn mle_noise_model_equals_its_integrals() {
         noisy.estimate.value < plain,
         "noise lowers the estimate here"
     );
+}
+
+#[test]
+fn danco_reads_a_calibration_handed_in_whole() {
+    // The search stops early only among simulated dimensions: a table handed in for 1..20 is read to the
+    // end, even where the divergence past the minimum would let the simulation stop (here after d = 7).
+    use repscope::intrinsic::danco::{statistics, DancoStats};
+    let mut rng = Rng::new(4);
+    let m = Matrix::from_vec(300, 6, gaussian_block(&mut rng, 300, 2, 6, 0.0), "plane").unwrap();
+    let g = exact_knn(&m, 11, Metric::Euclidean, None).unwrap();
+    let own = statistics(&m, &g, 10, 6).unwrap();
+    let table: Vec<DancoStats> = (1..=20)
+        .map(|d| DancoStats {
+            dhat: d as f64,
+            ..own
+        })
+        .collect();
+    let e = Method::Danco {
+        k: 10,
+        max_dim: Some(20),
+        fractal: false,
+        seed: 0,
+        calibration: Some(table),
+    }
+    .fit(&m, Metric::Euclidean, Some(&g), None)
+    .unwrap()
+    .estimate;
+    assert_eq!(e.params["calibrated_dims"], 20);
+    assert_eq!(e.value, 2.0);
 }

@@ -515,6 +515,33 @@ mod tests {
     }
 
     #[test]
+    fn one_dimensional_calibration_points_never_coincide() {
+        // 5,000 points of the unit segment: held in f32 some coincided, which left a neighbour without a
+        // direction, the first divergence NaN and the fractal estimate stuck at an integer.
+        let b = crate::intrinsic::calibrated::ball_sample_f64(5000, 1, 0xDA4C_0CA1);
+        let mut v: Vec<f64> = (0..5000).map(|i| b.row_f64(i).unwrap()[0]).collect();
+        v.sort_by(f64::total_cmp);
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        let s = Danco::default().calibration_stats(5000, 1).unwrap();
+        assert!(
+            s.dhat.is_finite() && s.mu_nu.is_finite() && s.mu_tau.is_finite(),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn coinciding_rows_leave_the_angle_statistics_finite() {
+        // Rows repeated (a graph not of distinct rows) give neighbours at distance 0: they have no direction
+        // and are left out of the angles instead of making them NaN.
+        let mut x: Vec<f32> = (0..60).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
+        x.extend_from_slice(&x.clone()[..20]);
+        let m = Matrix::from_vec(80, 1, x, "repeated").unwrap();
+        let g = exact_knn(&m, 11, Metric::Euclidean, None).unwrap();
+        let s = statistics(&m, &g, 10, 5).unwrap();
+        assert!(s.mu_nu.is_finite() && s.mu_tau.is_finite(), "{s:?}");
+    }
+
+    #[test]
     fn divergence_is_least_at_equal_statistics() {
         let s = DancoStats {
             dhat: 4.4,
