@@ -727,9 +727,9 @@ fn hidalgo_recovers_two_manifolds_and_their_points() {
     let g = exact_knn(&m, 3, Metric::Euclidean, None).unwrap();
     let with = |k: usize, zeta: f64| {
         let mut h = Method::by_name("hidalgo").unwrap();
-        if let Method::Hidalgo { k: kk, zeta: z, .. } = &mut h {
-            *kk = k;
-            *z = zeta;
+        if let Method::Hidalgo(hh) = &mut h {
+            hh.k = k;
+            hh.zeta = zeta;
         }
         h.fit(&m, Metric::Euclidean, Some(&g), None)
             .unwrap_err()

@@ -29,8 +29,9 @@ pub enum HidalgoStart {
     Random,
 }
 
-/// Hidalgo.
-#[derive(Clone, Copy, Debug)]
+/// Hidalgo. Its JSON (the fields by name) is the `hidalgo` estimator's settings in [`super::method::Method`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hidalgo {
     /// Manifolds.
     pub k: usize,

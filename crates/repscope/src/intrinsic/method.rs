@@ -9,7 +9,7 @@ use super::corrint::CorrInt;
 use super::danco::{Danco, DancoStats};
 use super::ess::{Ess, EssVersion};
 use super::fisher::FisherS;
-use super::hidalgo::{Hidalgo, HidalgoStart};
+use super::hidalgo::Hidalgo;
 use super::kstar::{Kstar, KstarFit};
 use super::local::{Combine, Mada, Mom, Tle};
 use super::mind::MindMl;
@@ -109,20 +109,7 @@ pub enum Method {
         maxk: usize,
     },
     /// Hidalgo: a mixture of manifolds of different dimensions, by seeded Gibbs sampling.
-    Hidalgo {
-        k: usize,
-        q: usize,
-        zeta: f64,
-        a: f64,
-        b: f64,
-        c: f64,
-        n_iter: usize,
-        burn_in: usize,
-        thinning: usize,
-        replicas: usize,
-        start: HidalgoStart,
-        seed: u64,
-    },
+    Hidalgo(Hidalgo),
     /// A PCA rule on the covariance spectrum (skdim `lPCA`).
     Pca { rule: PcaRule },
     /// Expected simplex skewness (skdim `ESS`), per point, or with `once` on the whole set as one
@@ -304,7 +291,7 @@ impl Method {
                     maxk: k.maxk,
                 }
             }
-            "hidalgo" => Method::hidalgo(Hidalgo::default()),
+            "hidalgo" => Method::Hidalgo(Hidalgo::default()),
             "pca_maxgap" => Method::Pca {
                 rule: PcaRule::MaxGap,
             },
@@ -348,7 +335,7 @@ impl Method {
             }
             Method::Knn { .. } | Method::Ph { .. } => 0,
             Method::Kstar { maxk, .. } => maxk,
-            Method::Hidalgo { q, .. } => q.max(2),
+            Method::Hidalgo(h) => h.q.max(2),
             Method::TwonnBayes { .. } => 2,
             Method::Pca { .. } | Method::FisherS { .. } => 0,
             Method::Ess { k, once, .. } => {
@@ -516,58 +503,8 @@ impl Method {
             Method::Ess { k, once: false, .. } => min_k(k, 2, "ESS"),
             Method::Pca { rule } => rule.check(),
             Method::FisherS { .. } => Ok(()),
-            Method::Hidalgo { .. } => self.as_hidalgo().expect("Hidalgo").check(),
+            Method::Hidalgo(h) => h.check(),
             _ => Ok(()),
-        }
-    }
-
-    fn hidalgo(h: Hidalgo) -> Method {
-        Method::Hidalgo {
-            k: h.k,
-            q: h.q,
-            zeta: h.zeta,
-            a: h.a,
-            b: h.b,
-            c: h.c,
-            n_iter: h.n_iter,
-            burn_in: h.burn_in,
-            thinning: h.thinning,
-            replicas: h.replicas,
-            start: h.start,
-            seed: h.seed,
-        }
-    }
-
-    fn as_hidalgo(&self) -> Option<Hidalgo> {
-        match *self {
-            Method::Hidalgo {
-                k,
-                q,
-                zeta,
-                a,
-                b,
-                c,
-                n_iter,
-                burn_in,
-                thinning,
-                replicas,
-                start,
-                seed,
-            } => Some(Hidalgo {
-                k,
-                q,
-                zeta,
-                a,
-                b,
-                c,
-                n_iter,
-                burn_in,
-                thinning,
-                replicas,
-                start,
-                seed,
-            }),
-            _ => None,
         }
     }
 
@@ -803,8 +740,8 @@ impl Method {
                     arrays: vec![("kstar", r.kstar.iter().map(|&k| k as f64).collect())],
                 }
             }
-            Method::Hidalgo { .. } => {
-                let r = self.as_hidalgo().expect("Hidalgo").fit(need_graph()?)?;
+            Method::Hidalgo(h) => {
+                let r = h.fit(need_graph()?)?;
                 Fitted {
                     estimate: r.estimate,
                     per_point: Some(r.per_point),
