@@ -1186,3 +1186,225 @@ fn report_with_an_sae_has_its_section() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(!none.exists());
 }
+
+/// Writes integer labels as an `.npy` of int64.
+fn write_labels(path: &Path, labels: &[i64]) {
+    let bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, npy_bytes("<i8", false, &[labels.len()], &bytes)).unwrap();
+}
+
+fn report_doc(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// The labelled MiniLM report opens with a summary whose every number is the JSON value it points at;
+/// the ID sentence states the spread across the estimators and the scale curve; classes carry the names
+/// of the names file; the map and the class heatmap hold what the pictures draw.
+#[test]
+fn report_answers_first_with_the_json_numbers_and_named_classes() {
+    let d = scratch("summary");
+    let out = d.join("r");
+    let r = repscope(&[
+        "report",
+        fixture("inputs/minilm_sentences_0_2000.npy")
+            .to_str()
+            .unwrap(),
+        "--labels",
+        fixture("inputs/minilm_labels_0_2000.npy").to_str().unwrap(),
+        "--label-names",
+        fixture("inputs/minilm_label_names.txt").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = report_doc(&out);
+    assert_eq!(doc["schema"], "repscope.report/2");
+    let inp = &doc["inputs"][0];
+    let summary = &inp["summary"];
+    let lines: Vec<&Value> = summary["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(summary["warnings"].as_array().unwrap())
+        .collect();
+    let mut facts = 0;
+    for l in &lines {
+        for f in l["facts"].as_array().unwrap() {
+            let at = inp
+                .pointer(f["pointer"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("{} points nowhere", f["pointer"]));
+            assert_eq!(at.as_f64(), f["value"].as_f64(), "{}", f["pointer"]);
+            facts += 1;
+        }
+    }
+    assert!(facts >= 10, "{facts} numbers in the summary");
+    // The ID sentence: the recommended value, the smallest and largest neighbour estimate, and the scale
+    // curve's smallest and largest reading.
+    let id = &inp["sections"]["intrinsic_dimension"]["value"];
+    let id_line = lines
+        .iter()
+        .find(|l| l["topic"] == "intrinsic_dimension")
+        .unwrap();
+    let values: Vec<f64> = id_line["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["value"].as_f64().unwrap())
+        .collect();
+    let knn: Vec<f64> = id["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["estimator"].as_str().unwrap().starts_with("pca_"))
+        .map(|e| e["value"].as_f64().unwrap())
+        .collect();
+    let curve: Vec<f64> = id["scale_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["d"].as_f64().unwrap())
+        .collect();
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(values[0], id["dimension"]["value"].as_f64().unwrap());
+    for want in [min(&knn), max(&knn), min(&curve), max(&curve)] {
+        assert!(values.contains(&want), "{want} is in {values:?}");
+    }
+    let text = id_line["text"].as_str().unwrap();
+    assert!(
+        text.contains("range from") && text.contains("across scales"),
+        "{text}"
+    );
+    // Names from the file, everywhere.
+    let cls = &inp["sections"]["classes"]["value"];
+    assert_eq!(cls["class_names"][1], "fortune:art");
+    assert_eq!(cls["per_class"][1]["name"], "fortune:art");
+    assert_eq!(cls["pairs"]["classes"].as_array().unwrap().len(), 49);
+    let class_line = lines.iter().find(|l| l["topic"] == "classes").unwrap();
+    assert!(class_line["text"].as_str().unwrap().contains("fortune:"));
+    // The map: every row (2000 ≤ 3000), one class per point, the same classes as the labels.
+    let map = &inp["map"];
+    assert_eq!(map["rows"].as_array().unwrap().len(), 2000);
+    assert_eq!(map["x"].as_array().unwrap().len(), 2000);
+    let labels: Vec<u64> = map["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(labels.iter().max(), Some(&48));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("fortune:art"));
+    assert_eq!(
+        html.matches("class=\"mark cell\"").count(),
+        49 * 49,
+        "one heatmap cell per class pair"
+    );
+}
+
+/// Labels the class pictures cannot use are handled, and a names file that does not fit is refused.
+#[test]
+fn report_handles_degenerate_labels_and_refuses_names_that_do_not_fit() {
+    let d = scratch("degenerate-labels");
+    let (n, dim) = (1000, 8);
+    let input = d.join("x.npy");
+    write_npy_f32(&input, n, dim, &subspace_data(n, dim, 4));
+    let run = |labels: &[i64], extra: &[&str], tag: &str| {
+        let lp = d.join(format!("{tag}.npy"));
+        write_labels(&lp, labels);
+        let out = d.join(tag);
+        let mut args = vec![
+            "report",
+            input.to_str().unwrap(),
+            "--labels",
+            lp.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        (repscope(&args), out)
+    };
+    // One class: no class geometry and no heatmap, with a note saying why; the rest of the report is there.
+    let (r, out) = run(&vec![7; n], &[], "one");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = report_doc(&out);
+    let cls = &doc["inputs"][0]["sections"]["classes"];
+    assert_eq!(cls["status"], "skipped");
+    assert!(cls["note"].as_str().unwrap().contains("same label"));
+    assert_eq!(doc["inputs"][0]["sections"]["spectrum"]["status"], "ok");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("same label") && !html.contains("class-cdnv"));
+    // Every row its own class: the same.
+    let own: Vec<i64> = (0..n as i64).collect();
+    let (r, out) = run(&own, &[], "own");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cls = &report_doc(&out)["inputs"][0]["sections"]["classes"];
+    assert_eq!(cls["status"], "skipped");
+    assert!(cls["note"].as_str().unwrap().contains("its own class"));
+    // 250 classes of 4 rows: the heatmap shows the 50 largest and says so.
+    let many: Vec<i64> = (0..n as i64).map(|i| i % 250).collect();
+    let (r, out) = run(&many, &[], "many");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = report_doc(&out);
+    let pairs = &doc["inputs"][0]["sections"]["classes"]["value"]["pairs"];
+    assert_eq!(pairs["classes"].as_array().unwrap().len(), 50);
+    assert!(pairs["note"].as_str().unwrap().contains("50 largest"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("class=\"mark cell\"").count(), 50 * 50);
+    assert!(html.contains("50 largest"));
+    // Names: too few for the labels, for string labels, or without labels: exit 2, one line naming the file.
+    let names = d.join("names.txt");
+    std::fs::write(&names, "zero\none\ntwo\n").unwrap();
+    let five: Vec<i64> = (0..n as i64).map(|i| i % 5).collect();
+    let (r, out) = run(&five, &["--label-names", names.to_str().unwrap()], "short");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("names.txt") && r.stderr.contains("label 3 has no name"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!out.join("report.json").exists());
+    let (r, _) = run(
+        &five,
+        &["--label-names", d.join("missing.txt").to_str().unwrap()],
+        "missing",
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing.txt"), "{}", r.stderr);
+    let r = repscope(&[
+        "report",
+        input.to_str().unwrap(),
+        "--label-names",
+        names.to_str().unwrap(),
+        "-o",
+        d.join("nolabels").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--labels"), "{}", r.stderr);
+    // Names that fit: the classes are named in the report and by `repscope classes`.
+    let three: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let (r, out) = run(&three, &["--label-names", names.to_str().unwrap()], "named");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = report_doc(&out);
+    assert_eq!(
+        doc["inputs"][0]["sections"]["classes"]["value"]["class_names"],
+        serde_json::json!(["zero", "one", "two"])
+    );
+    let r = repscope(&[
+        "classes",
+        input.to_str().unwrap(),
+        "--labels",
+        d.join("named.npy").to_str().unwrap(),
+        "--label-names",
+        names.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        json(&r)["class_names"],
+        serde_json::json!(["zero", "one", "two"])
+    );
+}

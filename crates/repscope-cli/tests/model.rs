@@ -364,7 +364,7 @@ fn report_embeds_texts_first_with_model() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(doc["schema"], "repscope.report/1");
+    assert_eq!(doc["schema"], "repscope.report/2");
     let names: Vec<&str> = doc["inputs"]
         .as_array()
         .unwrap()

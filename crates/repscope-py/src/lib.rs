@@ -1095,7 +1095,7 @@ fn layers_doc(
 /// Writes report.json and report.html into `path`; returns `{"json", "html", "partial_failure"}`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false, sae=None))]
+#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false, sae=None, label_names=None))]
 fn report_files(
     py: Python<'_>,
     names: Vec<String>,
@@ -1108,10 +1108,16 @@ fn report_files(
     raw_labels: Option<Vec<String>>,
     numeric: bool,
     sae: Option<PyRef<'_, PySae>>,
+    label_names: Option<Vec<String>>,
 ) -> PyResult<String> {
     let sae = sae.map(|s| std::sync::Arc::new(s.inner.clone()));
     if sample == Some(0) {
         return Err(PyValueError::new_err("sample must be at least 1"));
+    }
+    if label_names.is_some() && raw_labels.is_none() {
+        return Err(PyValueError::new_err(
+            "label_names names the classes of labels: pass labels too, or drop label_names",
+        ));
     }
     let mats = names
         .iter()
@@ -1119,12 +1125,15 @@ fn report_files(
         .map(|(n, a)| Ok((n.clone(), matrix(a, n)?)))
         .collect::<PyResult<Vec<_>>>()?;
     let v = compute(py, move || {
-        let labels = raw_labels.map(|r| labels(r, numeric));
+        let labels = match (raw_labels.map(|r| labels(r, numeric)), &label_names) {
+            (Some(l), Some(names)) => Some(l.with_names(names, "label_names")?),
+            (l, _) => l,
+        };
         // Every input is checked before the folder is touched, so bad input leaves nothing behind.
         for (_, m) in &mats {
             repscope::data::check_finite(m)?;
             if let Some(l) = &labels {
-                classes::check_labels(m, l, "labels")?;
+                classes::check_label_rows(m.rows(), m.name(), l, "labels")?;
             }
         }
         repscope::data::prepare_folder(&path, force)?;

@@ -209,7 +209,7 @@ def test_report_writes_json_and_html(tmp_path):
     out = repscope.report(X, tmp_path / "rep", labels=y)
     assert out["partial_failure"] is False
     doc = json.loads(pathlib.Path(out["json"]).read_text())
-    assert doc["schema"] == "repscope.report/1"
+    assert doc["schema"] == "repscope.report/2"
     sections = doc["inputs"][0]["sections"]
     assert set(sections) == {"intrinsic_dimension", "lid", "spectrum", "activations", "classes"}
     assert all(s["status"] == "ok" for s in sections.values())
@@ -220,6 +220,22 @@ def test_report_writes_json_and_html(tmp_path):
     repscope.report({"x": X, "x2": X * 2}, tmp_path / "rep", force=True)
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["layers"]["status"] == "ok"
+
+
+def test_report_names_integer_labels_and_refuses_names_that_do_not_fit(tmp_path):
+    X = linear_manifold(600, 3, 10, seed=8)
+    y = np.arange(600) % 3
+    out = repscope.report(X, tmp_path / "named", labels=y, label_names=["zero", "one", "two"])
+    doc = json.loads(pathlib.Path(out["json"]).read_text())
+    classes = doc["inputs"][0]["sections"]["classes"]["value"]
+    assert classes["class_names"] == ["zero", "one", "two"]
+    assert [c["name"] for c in classes["per_class"]] == ["zero", "one", "two"]
+    assert "zero" in pathlib.Path(out["html"]).read_text()
+    with pytest.raises(ValueError, match="label 2 has no name"):
+        repscope.report(X, tmp_path / "short", labels=y, label_names=["zero", "one"])
+    assert not (tmp_path / "short").exists()
+    with pytest.raises(ValueError, match="pass labels too"):
+        repscope.report(X, tmp_path / "nolabels", label_names=["zero"])
 
 
 def test_report_with_a_failed_section_warns(tmp_path):

@@ -18,8 +18,13 @@ use crate::rng::Rng;
 use crate::similarity::layers;
 use crate::spectrum::{self, SpectrumConfig};
 
-/// The schema name and version written into every report.
-pub const SCHEMA: &str = "repscope.report/1";
+pub mod map;
+pub mod summary;
+
+/// The schema name and version written into every report. Version 2 added each input's `summary` and
+/// `map`, the class section's `per_class` and `pairs`, and the demo's `benchmark`; every field of version
+/// 1 is still written.
+pub const SCHEMA: &str = "repscope.report/2";
 
 /// Outcome of one section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -74,6 +79,55 @@ impl Section {
     }
 }
 
+/// The benchmark's overview (the demo's opening): each estimator's estimate against the known dimension
+/// of every manifold, and each estimator's mean relative error.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Benchmark {
+    /// Points per manifold.
+    pub points: usize,
+    /// The estimators, in column order ("recommended" is the suite's recommended value).
+    pub estimators: Vec<String>,
+    pub manifolds: Vec<BenchmarkManifold>,
+    /// mean over manifolds of |estimate − truth| / truth, per estimator (None when none estimated).
+    pub mean_relative_error: Vec<Option<f64>>,
+}
+
+/// One manifold of the benchmark.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct BenchmarkManifold {
+    pub name: String,
+    /// Index of its own section in `inputs`.
+    pub input: usize,
+    pub true_dimension: f64,
+    pub ambient_dimension: usize,
+    /// One per estimator, in the order of [`Benchmark::estimators`].
+    pub estimates: Vec<Option<f64>>,
+}
+
+impl Benchmark {
+    /// The overview, with the mean relative errors computed from the manifolds.
+    pub fn new(points: usize, estimators: Vec<String>, manifolds: Vec<BenchmarkManifold>) -> Self {
+        let mean_relative_error = (0..estimators.len())
+            .map(|k| {
+                let errs: Vec<f64> = manifolds
+                    .iter()
+                    .filter_map(|m| {
+                        let v = m.estimates.get(k).copied().flatten()?;
+                        Some((v - m.true_dimension).abs() / m.true_dimension)
+                    })
+                    .collect();
+                (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
+            })
+            .collect();
+        Benchmark {
+            points,
+            estimators,
+            manifolds,
+            mean_relative_error,
+        }
+    }
+}
+
 /// What was analysed when `--sample` was used.
 #[derive(Clone, Debug, Serialize)]
 pub struct SampleInfo {
@@ -94,6 +148,11 @@ pub struct InputReport {
     /// The true intrinsic dimension, for data with a known answer (the benchmark manifolds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_dimension: Option<f64>,
+    /// What the sections say, in a few sentences (see [`summary`]).
+    pub summary: summary::Summary,
+    /// A 2-D map of the points, when the spectrum could be computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<map::PointMap>,
     pub sections: serde_json::Map<String, Value>,
 }
 
@@ -173,13 +232,16 @@ pub fn input_report(
     let n_file = matrix.rows();
     // Activation statistics are one linear pass: they read every row, sampled or not.
     progress.stage("activation statistics", 0);
-    let activations = Section::from_result(crate::activations::analyse(
-        &matrix,
-        &ActivationConfig::default(),
-        None,
-    ));
+    let activations_report =
+        crate::activations::analyse(&matrix, &ActivationConfig::default(), None);
+    let activations = match &activations_report {
+        Ok(r) => Section::from_result(Ok(r)),
+        Err(e) => Section::failed(e),
+    };
+    let activations_report = activations_report.ok();
     progress.finish_stage();
     // SAE evaluation is linear too: every row.
+    let mut sae_report = None;
     let sae = cfg.sae.as_ref().map(|sae| {
         if sae.d != matrix.cols() {
             Section::skipped(format!(
@@ -188,12 +250,19 @@ pub fn input_report(
                 matrix.cols()
             ))
         } else {
-            Section::from_result(crate::sae::eval::evaluate(
+            match crate::sae::eval::evaluate(
                 sae,
                 &matrix,
                 &crate::sae::eval::EvalConfig::default(),
                 progress,
-            ))
+            ) {
+                Ok(r) => {
+                    let section = Section::from_result(Ok(&r));
+                    sae_report = Some(r);
+                    section
+                }
+                Err(e) => Section::failed(&e),
+            }
         }
     });
     let (m, sample, sample_idx) = match cfg.sample {
@@ -210,9 +279,12 @@ pub fn input_report(
     };
     let ds = Dataset::new(m)?;
     let mut sections = serde_json::Map::new();
-    let (id, graph) = match suite::run_with_graph(&ds, &cfg.id, progress) {
-        Ok((r, g)) => (Section::from_result(Ok(r)), g),
-        Err(e) => (Section::failed(&e), None),
+    let (id_report, graph, id) = match suite::run_with_graph(&ds, &cfg.id, progress) {
+        Ok((r, g)) => {
+            let section = Section::from_result(Ok(&r));
+            (Some(r), g, section)
+        }
+        Err(e) => (None, None, Section::failed(&e)),
     };
     sections.insert(
         "intrinsic_dimension".into(),
@@ -241,8 +313,17 @@ pub fn input_report(
         serde_json::to_value(&lid).unwrap_or(Value::Null),
     );
     progress.stage("spectrum", 0);
-    let spectrum =
-        Section::from_result(spectrum::analyse(ds.original(), &SpectrumConfig::default()));
+    let (spectrum_report, principal, spectrum) = match spectrum::analyse_with_principal(
+        ds.original(),
+        &SpectrumConfig::default(),
+        &crate::progress::Silent,
+    ) {
+        Ok((r, p)) => {
+            let section = Section::from_result(Ok(&r));
+            (Some(r), Some(p), section)
+        }
+        Err(e) => (None, None, Section::failed(&e)),
+    };
     progress.finish_stage();
     sections.insert(
         "spectrum".into(),
@@ -258,6 +339,8 @@ pub fn input_report(
             serde_json::to_value(&sae).unwrap_or(Value::Null),
         );
     }
+    let mut class_report = None;
+    let mut map_labels = None;
     if let Some(l) = labels {
         progress.stage("class geometry", 0);
         let labels_here = match &sample_idx {
@@ -268,23 +351,73 @@ pub fn input_report(
                     .map(|&i| l.names[l.ids.get(i).copied().unwrap_or(0) as usize].clone())
                     .collect();
                 let numeric = raw.iter().all(|s| s.parse::<i64>().is_ok());
-                Labels::from_strings(raw, numeric)
+                let mut rebuilt = Labels::from_strings(raw, numeric);
+                // Names mapped from a file are not numbers: keep the file's order of the classes.
+                if !numeric && l.names.iter().any(|n| n.parse::<i64>().is_err()) {
+                    rebuilt = reorder_like(rebuilt, &l.names);
+                }
+                rebuilt
             }
             None => l.clone(),
         };
-        let classes = Section::from_result(class_geometry(
-            &ds,
-            &labels_here,
-            graph.as_ref(),
-            l.ids.len(),
-            n_file,
-        ));
+        let classes = if labels_here.ids.len() != n_file && sample_idx.is_none() {
+            Section::failed(&Error::data(
+                "labels",
+                format!("{} labels for {n_file} rows", labels_here.ids.len()),
+                "pass one label per row of the input, in the same order",
+            ))
+        } else if labels_here.n_classes() < 2 {
+            Section::skipped(format!(
+                "every row has the same label ({}): class geometry, its pictures and the class heatmap need two classes or more",
+                labels_here.names.first().map(String::as_str).unwrap_or("none")
+            ))
+        } else if labels_here.n_classes() == labels_here.ids.len() {
+            Section::skipped(format!(
+                "every one of the {} rows is its own class: within-class spreads are 0 by construction, so there is no class geometry and no class heatmap",
+                labels_here.ids.len()
+            ))
+        } else {
+            match class_geometry(&ds, &labels_here, graph.as_ref(), l.ids.len(), n_file) {
+                Ok(r) => {
+                    let section = Section::from_result(Ok(&r));
+                    class_report = Some(r);
+                    section
+                }
+                Err(e) => Section::failed(&e),
+            }
+        };
         progress.finish_stage();
         sections.insert(
             "classes".into(),
             serde_json::to_value(&classes).unwrap_or(Value::Null),
         );
+        if class_report.is_some() {
+            map_labels = Some(labels_here);
+        }
     }
+    let map = principal
+        .as_ref()
+        .and_then(|p| map::pca_map(ds.original(), p, map_labels.as_ref(), cfg.seed));
+    let failed: Vec<(String, String)> = sections
+        .iter()
+        .filter(|(_, v)| v["status"] == "failed")
+        .map(|(k, v)| {
+            (
+                k.replace('_', " "),
+                v["note"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let summary = summary::summarise(&summary::Inputs {
+        id: id_report.as_ref(),
+        spectrum: spectrum_report.as_ref(),
+        activations: activations_report.as_ref(),
+        classes: class_report.as_ref(),
+        sae: sae_report.as_ref(),
+        duplicates_merged: ds.dedup.merged,
+        sample: sample.as_ref().map(|s| (s.rows_analysed, s.rows_in_file)),
+        failed,
+    });
     Ok((
         InputReport {
             name: name.to_string(),
@@ -294,10 +427,27 @@ pub fn input_report(
             duplicates_merged: ds.dedup.merged,
             sample,
             known_dimension: None,
+            summary,
+            map,
             sections,
         },
         ds,
     ))
+}
+
+/// Labels renumbered so that their classes follow the order of `names` (the classes of the whole input).
+fn reorder_like(l: Labels, names: &[String]) -> Labels {
+    let mut order: Vec<usize> = (0..l.names.len()).collect();
+    let rank = |n: &String| names.iter().position(|m| m == n).unwrap_or(usize::MAX);
+    order.sort_by_key(|&k| rank(&l.names[k]));
+    let mut new_id = vec![0u32; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_id[old] = new as u32;
+    }
+    Labels {
+        ids: l.ids.iter().map(|&i| new_id[i as usize]).collect(),
+        names: order.iter().map(|&k| l.names[k].clone()).collect(),
+    }
 }
 
 /// Class geometry, reusing the suite's neighbour graph when the rows had no duplicates.
@@ -391,7 +541,7 @@ pub fn build(
     for (_, m) in &matrices {
         crate::data::check_finite(m)?;
         if let Some(l) = labels {
-            classes::check_labels(m, l, labels_name)?;
+            classes::check_label_rows(m.rows(), m.name(), l, labels_name)?;
         }
     }
     // The layer study sees the same (sampled) rows as the per-input sections.

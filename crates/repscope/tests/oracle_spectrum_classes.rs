@@ -283,14 +283,21 @@ fn check_collapse(c: &mut Checker, tag: &str, ours: &Collapse, o: &Value) {
     );
 }
 
-#[test]
-fn classes_match_the_oracle() {
+/// The case's rows and their labels.
+fn labelled_rows() -> (repscope::Matrix, repscope::data::Labels) {
     let case = case();
     let inp = &case["input"]["local_copy"];
     let x = load(inp["x"].as_str().unwrap());
     let labels =
         repscope::data::load_labels(&common::fixture(inp["labels"].as_str().unwrap()), None)
             .unwrap();
+    (x, labels)
+}
+
+#[test]
+fn classes_match_the_oracle() {
+    let case = case();
+    let (x, labels) = labelled_rows();
     let o = &case["values"]["classes"];
     let mut c = Checker::new(1e-6);
     // k = 11 so that the gap between the 10th and 11th neighbour can be checked too.
@@ -500,4 +507,124 @@ fn intrinsic_dimension_block_matches_the_oracle() {
     // One value per input row (no duplicates here, so distinct rows = input rows).
     summary(&mut c, "lid", &lid, lo);
     c.finish("intrinsic dimension (spectrum_and_classes case)");
+}
+
+/// The report's per-class numbers and class pairs against a float64 brute force over the same rows: class
+/// means and spreads, each row's nearest class mean, each row's own 10-NN vote, and the CDNV of every pair
+/// in the order the clustering chose.
+#[test]
+fn per_class_numbers_and_pairs_match_a_brute_force() {
+    let (x, labels) = labelled_rows();
+    let g = exact_knn(&x, 10, Metric::Euclidean, None).unwrap();
+    let r = classes::analyse(&x, &labels, None, Some(&g), &ClassConfig::default()).unwrap();
+    let (n, d, c) = (x.rows(), x.cols(), labels.n_classes());
+    let row = |i: usize| -> Vec<f64> { x.row(i).iter().map(|&v| v as f64).collect() };
+    let mut means = vec![vec![0.0f64; d]; c];
+    let mut counts = vec![0usize; c];
+    for i in 0..n {
+        let k = labels.ids[i] as usize;
+        counts[k] += 1;
+        for (m, v) in means[k].iter_mut().zip(row(i)) {
+            *m += v;
+        }
+    }
+    for k in 0..c {
+        means[k].iter_mut().for_each(|m| *m /= counts[k] as f64);
+    }
+    let dist2 =
+        |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum() };
+    let mut spread = vec![0.0f64; c];
+    let mut ncc = vec![0usize; c];
+    let mut knn = vec![0usize; c];
+    for i in 0..n {
+        let xi = row(i);
+        let k = labels.ids[i] as usize;
+        spread[k] += dist2(&xi, &means[k]);
+        let nearest = (0..c)
+            .min_by(|&a, &b| dist2(&xi, &means[a]).total_cmp(&dist2(&xi, &means[b])))
+            .unwrap();
+        ncc[k] += usize::from(nearest == k);
+        // The vote: most frequent label among the 10 neighbours, ties to the one met first.
+        let mut tally: Vec<(u32, usize)> = Vec::new();
+        for &j in g.neighbors(i) {
+            let l = labels.ids[j as usize];
+            match tally.iter_mut().find(|t| t.0 == l) {
+                Some(t) => t.1 += 1,
+                None => tally.push((l, 1)),
+            }
+        }
+        let top = tally.iter().map(|t| t.1).max().unwrap();
+        let winner = tally.iter().find(|t| t.1 == top).unwrap().0;
+        knn[k] += usize::from(winner as usize == k);
+    }
+    let mut ch = Checker::new(1e-9);
+    assert_eq!(r.per_class.len(), c);
+    for (k, s) in r.per_class.iter().enumerate() {
+        assert_eq!(s.name, labels.names[k]);
+        assert_eq!(s.rows, counts[k]);
+        ch.rel(
+            &format!("σ² of class {k}"),
+            s.within_variance,
+            spread[k] / counts[k] as f64,
+        );
+        ch.exact(
+            &format!("NCC accuracy of class {k}"),
+            s.ncc_accuracy,
+            ncc[k] as f64 / counts[k] as f64,
+        );
+        ch.exact(
+            &format!("kNN accuracy of class {k}"),
+            s.knn_accuracy.unwrap(),
+            knn[k] as f64 / counts[k] as f64,
+        );
+    }
+    let p = &r.pairs;
+    let mut seen = p.classes.clone();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..c).collect::<Vec<_>>(),
+        "every class once (49 ≤ 200)"
+    );
+    assert!(p.note.is_none());
+    for (i, &a) in p.classes.iter().enumerate() {
+        for (j, &b) in p.classes.iter().enumerate() {
+            let v = p.cdnv[i][j];
+            if i == j {
+                assert!(v.is_none(), "no CDNV of a class with itself");
+                continue;
+            }
+            let sa = spread[a] / counts[a] as f64;
+            let sb = spread[b] / counts[b] as f64;
+            let want = (sa + sb) / (2.0 * dist2(&means[a], &means[b]));
+            ch.rel(&format!("CDNV of classes {a} and {b}"), v.unwrap(), want);
+        }
+    }
+    ch.finish("per-class numbers and pairs");
+}
+
+/// Average linkage keeps each tight group together in the leaf order, whatever the input order.
+#[test]
+fn average_linkage_keeps_groups_together() {
+    // Two groups, {0, 3, 5} and {1, 2, 4}: distance 1 within, 10 across.
+    let group = [0, 1, 1, 0, 1, 0];
+    let dis: Vec<Vec<f64>> = (0..6)
+        .map(|i| {
+            (0..6)
+                .map(|j| match () {
+                    _ if i == j => 0.0,
+                    _ if group[i] == group[j] => 1.0 + 0.01 * (i + j) as f64,
+                    _ => 10.0,
+                })
+                .collect()
+        })
+        .collect();
+    let order = classes::average_linkage_order(&dis);
+    assert_eq!(order.len(), 6);
+    let groups: Vec<usize> = order.iter().map(|&i| group[i]).collect();
+    assert_eq!(groups, vec![0, 0, 0, 1, 1, 1], "order {order:?}");
+    assert_eq!(
+        order[0], 0,
+        "the cluster holding the smaller index comes first"
+    );
 }

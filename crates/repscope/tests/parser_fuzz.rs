@@ -256,7 +256,7 @@ fn npy_matrix_agrees(bytes: &[u8], m: &Matrix) -> Result<(), TestCaseError> {
 }
 
 /// Labels that loaded have one id per row and every id names a class.
-fn labels_agree(bytes: &[u8], l: &npy::Labels) -> Result<(), TestCaseError> {
+fn labels_agree(bytes: &[u8], l: &repscope::data::Labels) -> Result<(), TestCaseError> {
     let h = npy::parse_header(bytes, Path::new("l.npy"));
     prop_assert!(h.is_ok(), "labels loaded, but the header does not parse");
     let h = h.unwrap();

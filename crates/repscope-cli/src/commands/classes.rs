@@ -20,6 +20,10 @@ pub struct ClassesArgs {
     /// Array to read from a labels .npz.
     #[arg(long)]
     pub labels_key: Option<String>,
+    /// Class names for integer labels, one per line (the name of label 0 first), shown instead of the
+    /// numbers.
+    #[arg(long)]
+    pub label_names: Option<PathBuf>,
     /// Classifier weights W (C × d, one row per class in label order) for NC3/NC4.
     #[arg(long)]
     pub classifier: Option<PathBuf>,
@@ -42,7 +46,8 @@ pub struct ClassesArgs {
 
 pub fn run(a: &ClassesArgs, g: &Global) -> CliResult {
     let whole = a.input.open_whole()?;
-    let labels = super::load_labels(&a.labels, a.labels_key.as_deref())?;
+    let labels =
+        super::load_named_labels(&a.labels, a.labels_key.as_deref(), a.label_names.as_deref())?;
     classes::check_label_count(
         whole.rows(),
         whole.name(),

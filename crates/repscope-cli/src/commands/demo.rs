@@ -194,7 +194,36 @@ pub fn run(a: &DemoArgs, g: &Global) -> CliResult {
     }
     let count = rows.len().max(1) as f64;
     let mean_rel: Vec<f64> = sums.iter().map(|s| s / count).collect();
-    let doc = document(inputs, a.seed);
+    let mut doc = document(inputs, a.seed);
+    // The page opens on the question the demo answers: each estimator against the truth, all manifolds.
+    let names: Vec<String> = std::iter::once("recommended".to_string())
+        .chain(
+            rows.first()
+                .and_then(|(_, id)| id["estimates"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["estimator"].as_str().map(String::from)),
+        )
+        .collect();
+    let manifolds = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (m, id))| report::BenchmarkManifold {
+            name: m.name.to_string(),
+            input: i,
+            true_dimension: m.id as f64,
+            ambient_dimension: m.ambient_dim,
+            estimates: names
+                .iter()
+                .map(|n| match n.as_str() {
+                    "recommended" => id["dimension"]["value"].as_f64(),
+                    other => estimate(id, other),
+                })
+                .collect(),
+        })
+        .collect();
+    doc["benchmark"] =
+        serde_json::to_value(report::Benchmark::new(a.n, names, manifolds)).unwrap_or(Value::Null);
     if g.json {
         // The paths go into the JSON below instead of two lines of text.
         write_files(&out_dir, &doc)?;

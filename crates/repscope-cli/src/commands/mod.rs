@@ -285,6 +285,22 @@ pub fn load_labels(path: &Path, key: Option<&str>) -> Result<repscope::data::Lab
     })
 }
 
+/// Labels, renamed from a names file (one per line, the name of label 0 first) when one is given.
+pub fn load_named_labels(
+    path: &Path,
+    key: Option<&str>,
+    names: Option<&Path>,
+) -> Result<repscope::data::Labels, Failure> {
+    let labels = load_labels(path, key)?;
+    match names {
+        Some(n) => {
+            let list = repscope::data::labels::read_names(n)?;
+            Ok(labels.with_names(&list, &n.display().to_string())?)
+        }
+        None => Ok(labels),
+    }
+}
+
 /// Parses a metric name.
 pub fn metric(s: &str) -> Result<repscope::Metric, Failure> {
     repscope::Metric::parse(s)

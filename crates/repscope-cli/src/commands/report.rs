@@ -24,6 +24,10 @@ pub struct ReportArgs {
     /// Array to read from a labels .npz.
     #[arg(long)]
     pub labels_key: Option<String>,
+    /// Class names for integer labels, one per line (the name of label 0 first), shown instead of the
+    /// numbers.
+    #[arg(long)]
+    pub label_names: Option<PathBuf>,
     /// Output folder for report.json and report.html.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
@@ -231,8 +235,17 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
             )));
         }
     }
+    if a.label_names.is_some() && a.labels.is_none() {
+        return Err(usage(
+            "--label-names names the classes of --labels: pass --labels FILE too, or drop --label-names",
+        ));
+    }
     let labels: Option<Labels> = match &a.labels {
-        Some(p) => Some(super::load_labels(p, a.labels_key.as_deref())?),
+        Some(p) => Some(super::load_named_labels(
+            p,
+            a.labels_key.as_deref(),
+            a.label_names.as_deref(),
+        )?),
         None => None,
     };
     // The SAE is read before the output folder is touched or any text is embedded.
@@ -255,7 +268,7 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
     }
     if let (Some(l), Some(lp)) = (&labels, &a.labels) {
         for (_, m) in &matrices {
-            repscope::classes::check_labels(m, l, &lp.display().to_string())?;
+            repscope::classes::check_label_rows(m.rows(), m.name(), l, &lp.display().to_string())?;
         }
     }
     if a.model.is_none() {

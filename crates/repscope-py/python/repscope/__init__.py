@@ -417,7 +417,7 @@ def layers(arrays, k=10, seed=0):
     return json.loads(doc)
 
 
-def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None):
+def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None, label_names=None):
     """Writes the full report, report.json and a self-contained report.html, into the folder ``path``.
 
     Parameters
@@ -436,6 +436,9 @@ def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None):
     sae : repscope.sae.TopKSAE, or str or os.PathLike, optional
         An SAE (fitted or loaded, or a folder or OpenAI .pt file to load) evaluated on every input of its
         width: adds the sparse-autoencoder section.
+    label_names : sequence of str, optional
+        Names of integer labels: label i is shown as ``label_names[i]``. Every label needs a name, and
+        names must be unique (ValueError otherwise). String labels are their own names.
 
     Returns ``{"json": path, "html": path, "partial_failure": bool}`` as ``repscope report --json`` prints;
     ``partial_failure`` is True when a section failed (its note in the report says why), and a
@@ -464,6 +467,7 @@ def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None):
         raw,
         numeric,
         sae,
+        None if label_names is None else [str(n) for n in label_names],
     )
     result = json.loads(out)
     if result["partial_failure"]:

@@ -87,6 +87,7 @@ def report(
     sample: Optional[int] = None,
     force: bool = False,
     sae: Optional[Any] = None,
+    label_names: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]: ...
 
 __all__: List[str]

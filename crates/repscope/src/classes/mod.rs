@@ -124,7 +124,44 @@ pub struct KnnAccuracy {
     pub rows: usize,
     /// The seed of that sample; None when every row voted.
     pub sample_seed: Option<u64>,
+    /// The accuracy over each class's voting rows, in label order (None for a class with no voting row).
+    pub per_class: Vec<Option<f64>>,
 }
+
+/// One class's own numbers.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ClassStats {
+    pub name: String,
+    pub rows: usize,
+    /// σ_c²: the mean squared distance of the class's rows to its mean (the spread CDNV uses).
+    pub within_variance: f64,
+    /// The share of the class's rows whose nearest class mean is their own.
+    pub ncc_accuracy: f64,
+    /// The class's leave-one-out kNN accuracy (ties to the nearest neighbour's label); None without a
+    /// neighbour graph or without a voting row of the class.
+    pub knn_accuracy: Option<f64>,
+}
+
+/// The CDNV of every pair of the classes shown, ordered by a hierarchical clustering, so that classes that
+/// overlap sit next to each other.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ClassPairs {
+    /// Label indices of the classes shown, in the clustering's leaf order: every class, or the
+    /// [`PAIRS_SHOWN`] largest when there are more than [`PAIRS_ALL_UP_TO`].
+    pub classes: Vec<usize>,
+    /// cdnv[i][j] = (σ_a² + σ_b²)/(2‖μ_a − μ_b‖²) for a = classes[i], b = classes[j]; None on the diagonal
+    /// and where two class means coincide.
+    pub cdnv: Vec<Vec<Option<f64>>>,
+    /// How the order was found.
+    pub linkage: String,
+    /// Why only some classes are shown, when so.
+    pub note: Option<String>,
+}
+
+/// With at most this many classes every class pair is shown.
+pub const PAIRS_ALL_UP_TO: usize = 200;
+/// Above [`PAIRS_ALL_UP_TO`] classes, this many of the largest are shown.
+pub const PAIRS_SHOWN: usize = 50;
 
 /// Everything `repscope classes` reports.
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +185,10 @@ pub struct ClassReport {
     /// Nearest-class-centre accuracy (means of all rows).
     pub ncc_accuracy: f64,
     pub knn_accuracy: Option<KnnAccuracy>,
+    /// Each class's size, spread and accuracies, in label order.
+    pub per_class: Vec<ClassStats>,
+    /// Pairwise CDNV of the classes, ordered by clustering.
+    pub pairs: ClassPairs,
     pub notes: Vec<String>,
 }
 
@@ -190,8 +231,8 @@ pub fn check_labels(m: &Matrix, labels: &Labels, labels_name: &str) -> Result<()
     check_label_count(m.rows(), m.name(), labels, labels_name)
 }
 
-/// Checks labels against `n` rows of the input `name`: one label per row, at least two classes.
-pub fn check_label_count(n: usize, name: &str, labels: &Labels, labels_name: &str) -> Result<()> {
+/// Checks there is one label per row of the input `name` (its `n` rows).
+pub fn check_label_rows(n: usize, name: &str, labels: &Labels, labels_name: &str) -> Result<()> {
     if labels.ids.len() != n {
         return Err(Error::data(
             labels_name,
@@ -199,6 +240,12 @@ pub fn check_label_count(n: usize, name: &str, labels: &Labels, labels_name: &st
             "pass exactly one label per row, in the same order",
         ));
     }
+    Ok(())
+}
+
+/// Checks labels against `n` rows of the input `name`: one label per row, at least two classes.
+pub fn check_label_count(n: usize, name: &str, labels: &Labels, labels_name: &str) -> Result<()> {
+    check_label_rows(n, name, labels, labels_name)?;
     if labels.n_classes() < 2 {
         return Err(Error::data(
             labels_name,
@@ -289,7 +336,8 @@ pub fn analyse_source(
     let wm = classifier.map(|cl| linalg::row_major(&cl.w, cl.rows, cl.cols));
     let mut sw = Mat::<f64>::zeros(d, d);
     let mut spread = vec![0.0f64; c];
-    let (mut ncc_right, mut nc4_diff) = (0usize, 0usize);
+    let mut ncc_right = vec![0usize; c];
+    let mut nc4_diff = 0usize;
     let mut r = Vec::new();
     progress.stage("within-class scatter (pass 2 of 2)", n as u64);
     source::for_each_chunk(src, chunk, progress, |start, rows, x| {
@@ -304,13 +352,14 @@ pub fn analyse_source(
         });
         r.clear();
         r.resize(rows * d, 0.0);
-        let parts: Vec<(Vec<f64>, usize, usize)> = r
+        let parts: Vec<(Vec<f64>, Vec<usize>, usize)> = r
             .par_chunks_mut(BLOCK_ROWS * d)
             .zip(x.par_chunks(BLOCK_ROWS * d))
             .enumerate()
             .map(|(b, (rb, xb))| {
                 let mut sp = vec![0.0f64; c];
-                let (mut right, mut diff) = (0usize, 0usize);
+                let mut right = vec![0usize; c];
+                let mut diff = 0usize;
                 for (u, (ro, xr)) in rb.chunks_exact_mut(d).zip(xb.chunks_exact(d)).enumerate() {
                     let t = b * BLOCK_ROWS + u;
                     let k = ids[start + t] as usize;
@@ -332,7 +381,7 @@ pub fn analyse_source(
                         }
                     }
                     if best.1 == k {
-                        right += 1;
+                        right[k] += 1;
                     }
                     if let (Some(z), Some(cl)) = (logits.as_ref(), classifier) {
                         let mut top = (f64::NEG_INFINITY, 0usize);
@@ -352,7 +401,7 @@ pub fn analyse_source(
             .collect();
         for (sp, right, diff) in parts {
             spread.iter_mut().zip(&sp).for_each(|(a, b)| *a += b);
-            ncc_right += right;
+            ncc_right.iter_mut().zip(&right).for_each(|(a, b)| *a += b);
             nc4_diff += diff;
         }
         linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d, true);
@@ -454,6 +503,16 @@ pub fn analyse_source(
         Some(g) => Some(knn_loo(g, ids, c, cfg.k)?),
         None => None,
     };
+    let per_class: Vec<ClassStats> = (0..c)
+        .map(|k| ClassStats {
+            name: labels.names[k].clone(),
+            rows: counts[k],
+            within_variance: sigma2[k],
+            ncc_accuracy: ncc_right[k] as f64 / counts[k] as f64,
+            knn_accuracy: knn_accuracy.as_ref().and_then(|a| a.per_class[k]),
+        })
+        .collect();
+    let shown = class_pairs(&means, &sigma2, &counts, d);
     Ok(ClassReport {
         n,
         d,
@@ -465,8 +524,10 @@ pub fn analyse_source(
         nc3,
         nc4,
         cdnv: cdnv_sum / pairs as f64,
-        ncc_accuracy: ncc_right as f64 / nf,
+        ncc_accuracy: ncc_right.iter().sum::<usize>() as f64 / nf,
         knn_accuracy,
+        per_class,
+        pairs: shown,
         notes,
     })
 }
@@ -620,7 +681,8 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
     let mut right = 0usize;
     let mut right_small = 0usize;
     let mut tied = 0usize;
-    let _ = c;
+    let mut class_rows = vec![0usize; c];
+    let mut class_right = vec![0usize; c];
     // (label, votes) in order of first appearance among the neighbours (nearest first).
     let mut tally: Vec<(u32, u32)> = Vec::with_capacity(k);
     for i in 0..g.n {
@@ -638,8 +700,15 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
             tied += 1;
         }
         // Nearest among tied: the first label (by neighbour order) with the top count.
+        let own = ids[i] as usize;
+        if own < c {
+            class_rows[own] += 1;
+        }
         if top.first() == Some(&ids[i]) {
             right += 1;
+            if own < c {
+                class_right[own] += 1;
+            }
         }
         if top.iter().min() == Some(&ids[i]) {
             right_small += 1;
@@ -654,7 +723,141 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
         n_points_with_tied_vote: tied,
         rows: g.n,
         sample_seed: None,
+        per_class: class_rows
+            .iter()
+            .zip(&class_right)
+            .map(|(&n, &r)| (n > 0).then(|| r as f64 / n as f64))
+            .collect(),
     })
+}
+
+/// CDNV of one pair of classes from their means (row-major, C × d) and spreads; None when the means
+/// coincide.
+fn pair_cdnv(means: &[f64], sigma2: &[f64], d: usize, a: usize, b: usize) -> Option<f64> {
+    let dist2: f64 = (0..d)
+        .map(|j| {
+            let t = means[a * d + j] - means[b * d + j];
+            t * t
+        })
+        .sum();
+    let v = (sigma2[a] + sigma2[b]) / (2.0 * dist2);
+    v.is_finite().then_some(v)
+}
+
+/// The pairwise CDNV of the classes shown (every class up to [`PAIRS_ALL_UP_TO`], else the
+/// [`PAIRS_SHOWN`] largest, ties to the smaller label), ordered by average-linkage clustering.
+fn class_pairs(means: &[f64], sigma2: &[f64], counts: &[usize], d: usize) -> ClassPairs {
+    let c = counts.len();
+    let (mut shown, note): (Vec<usize>, Option<String>) = if c > PAIRS_ALL_UP_TO {
+        let mut by_size: Vec<usize> = (0..c).collect();
+        by_size.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+        by_size.truncate(PAIRS_SHOWN);
+        by_size.sort_unstable();
+        (
+            by_size,
+            Some(format!(
+                "{c} classes are more than {PAIRS_ALL_UP_TO}: the {PAIRS_SHOWN} largest are shown"
+            )),
+        )
+    } else {
+        ((0..c).collect(), None)
+    };
+    let m = shown.len();
+    let cd: Vec<Vec<Option<f64>>> = (0..m)
+        .map(|i| {
+            (0..m)
+                .map(|j| {
+                    (i != j)
+                        .then(|| pair_cdnv(means, sigma2, d, shown[i], shown[j]))
+                        .flatten()
+                })
+                .collect()
+        })
+        .collect();
+    // Dissimilarity ln(1 + 1/CDNV): 0 for coinciding means, large for well-separated pairs.
+    let dis: Vec<Vec<f64>> = (0..m)
+        .map(|i| {
+            (0..m)
+                .map(|j| match cd[i][j] {
+                    _ if i == j => 0.0,
+                    Some(v) if v > 0.0 => (1.0 + 1.0 / v).ln(),
+                    Some(_) => 1e6,
+                    None => 0.0,
+                })
+                .collect()
+        })
+        .collect();
+    let order = average_linkage_order(&dis);
+    let cdnv = order
+        .iter()
+        .map(|&i| order.iter().map(|&j| cd[i][j]).collect())
+        .collect();
+    shown = order.iter().map(|&i| shown[i]).collect();
+    ClassPairs {
+        classes: shown,
+        cdnv,
+        linkage: "average linkage (UPGMA) on ln(1 + 1/CDNV); leaves in merge order, the cluster holding the smaller index first".into(),
+        note,
+    }
+}
+
+/// The leaf order of an average-linkage (UPGMA) clustering of a symmetric dissimilarity matrix. The
+/// closest pair of clusters merges first (ties to the smaller cluster ids); a merged cluster lists the
+/// leaves of the cluster holding the smaller leaf index first. O(m³), for the few hundred classes shown.
+pub fn average_linkage_order(dis: &[Vec<f64>]) -> Vec<usize> {
+    let m = dis.len();
+    // Active clusters: (leaves, smallest leaf).
+    let mut clusters: Vec<Option<Vec<usize>>> = (0..m).map(|i| Some(vec![i])).collect();
+    let mut dist: Vec<Vec<f64>> = dis.to_vec();
+    for _ in 1..m {
+        let mut best = (f64::INFINITY, usize::MAX, usize::MAX);
+        for a in 0..m {
+            if clusters[a].is_none() {
+                continue;
+            }
+            for b in a + 1..m {
+                if clusters[b].is_some() && dist[a][b] < best.0 {
+                    best = (dist[a][b], a, b);
+                }
+            }
+        }
+        let (a, b) = (best.1, best.2);
+        if a == usize::MAX {
+            // Every remaining distance is NaN or infinite: merge the first two clusters left.
+            let mut left = (0..m).filter(|&i| clusters[i].is_some());
+            let (Some(x), Some(y)) = (left.next(), left.next()) else {
+                break;
+            };
+            merge(&mut clusters, &mut dist, x, y);
+        } else {
+            merge(&mut clusters, &mut dist, a, b);
+        }
+    }
+    clusters.into_iter().flatten().next().unwrap_or_default()
+}
+
+/// Merges cluster `b` into `a` (a < b) with average-linkage distances to the rest.
+fn merge(clusters: &mut [Option<Vec<usize>>], dist: &mut [Vec<f64>], a: usize, b: usize) {
+    let (la, lb) = (
+        clusters[a].take().unwrap_or_default(),
+        clusters[b].take().unwrap_or_default(),
+    );
+    let (na, nb) = (la.len() as f64, lb.len() as f64);
+    for o in 0..dist.len() {
+        if o == a || o == b || clusters[o].is_none() {
+            continue;
+        }
+        let v = (na * dist[a][o] + nb * dist[b][o]) / (na + nb);
+        dist[a][o] = v;
+        dist[o][a] = v;
+    }
+    let a_first = la.iter().min() < lb.iter().min();
+    let leaves = if a_first {
+        [la, lb].concat()
+    } else {
+        [lb, la].concat()
+    };
+    clusters[a] = Some(leaves);
 }
 
 /// The class-geometry report with its own neighbour graph: an exact euclidean kNN graph over the rows of

@@ -1,6 +1,7 @@
 //! Loading representations and checking them before any measure runs.
 pub mod columnar;
 pub mod duplicates;
+pub mod labels;
 pub mod matrix;
 pub mod npy;
 pub mod npz;
@@ -13,8 +14,8 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
+pub use labels::Labels;
 pub use matrix::Matrix;
-pub use npy::Labels;
 
 use crate::error::{Error, Result};
 

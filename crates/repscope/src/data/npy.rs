@@ -1,4 +1,5 @@
 //! The NumPy `.npy` format: header parsing, conversion to [`Matrix`] or labels, and writing.
+use super::labels::Labels;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -399,15 +400,6 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
     convert_float_data(&map[h.data_offset..], Layout::of(&h, rows, cols), &name)
 }
 
-/// Labels read from an array: integers, or strings mapped to ids in sorted order.
-#[derive(Clone, Debug)]
-pub struct Labels {
-    /// Class id of each row, 0..names.len().
-    pub ids: Vec<u32>,
-    /// The original label of each class id (integers written as text).
-    pub names: Vec<String>,
-}
-
 /// Decodes a 1-D integer or string array (or 2-D with one column) into labels.
 /// The little-endian bytes of integer label i, sign-extended to 8 bytes for signed types.
 fn int_bytes(h: &Header, data: &[u8], i: usize) -> [u8; 8] {
@@ -503,81 +495,6 @@ pub fn labels_from_npy(buf: &[u8], path: &Path) -> Result<Labels> {
     };
     let numeric = matches!(h.kind, Kind::Int | Kind::Uint | Kind::Bool);
     Ok(Labels::from_strings(raw, numeric))
-}
-
-impl Labels {
-    /// Builds labels from text values; `numeric` sorts class names as numbers.
-    pub fn from_strings(raw: Vec<String>, numeric: bool) -> Labels {
-        let mut names: Vec<String> = raw.clone();
-        if numeric {
-            names.sort_by_key(|s| s.parse::<i64>().unwrap_or(i64::MAX));
-        } else {
-            names.sort();
-        }
-        names.dedup();
-        let ids = raw
-            .iter()
-            .map(|s| {
-                names
-                    .binary_search_by(|p| cmp_label(p, s, numeric))
-                    .map(|i| i as u32)
-                    .unwrap_or(0)
-            })
-            .collect();
-        Labels { ids, names }
-    }
-    /// Builds labels from integer values: classes in numeric order, named by their values (as
-    /// [`Labels::from_strings`] with `numeric` names them), without a string per row.
-    pub fn from_integers(values: &[i64]) -> Labels {
-        let mut uniq = values.to_vec();
-        uniq.sort_unstable();
-        uniq.dedup();
-        let ids = values
-            .iter()
-            .map(|v| uniq.binary_search(v).map(|i| i as u32).unwrap_or(0))
-            .collect();
-        Labels {
-            ids,
-            names: uniq.iter().map(|v| v.to_string()).collect(),
-        }
-    }
-
-    /// Number of classes.
-    pub fn n_classes(&self) -> usize {
-        self.names.len()
-    }
-
-    /// The labels without the classes no row carries (ids renumbered in the same order), and the names of
-    /// the classes dropped.
-    pub fn without_empty(self) -> (Labels, Vec<String>) {
-        let mut used = vec![false; self.names.len()];
-        self.ids.iter().for_each(|&i| used[i as usize] = true);
-        if used.iter().all(|&u| u) {
-            return (self, Vec::new());
-        }
-        let mut map = vec![0u32; self.names.len()];
-        let (mut names, mut dropped) = (Vec::new(), Vec::new());
-        for (k, name) in self.names.into_iter().enumerate() {
-            if used[k] {
-                map[k] = names.len() as u32;
-                names.push(name);
-            } else {
-                dropped.push(name);
-            }
-        }
-        let ids = self.ids.iter().map(|&i| map[i as usize]).collect();
-        (Labels { ids, names }, dropped)
-    }
-}
-
-fn cmp_label(a: &str, b: &str, numeric: bool) -> std::cmp::Ordering {
-    if numeric {
-        a.parse::<i64>()
-            .unwrap_or(i64::MAX)
-            .cmp(&b.parse::<i64>().unwrap_or(i64::MAX))
-    } else {
-        a.cmp(b)
-    }
 }
 
 /// Element types repscope writes.

@@ -174,7 +174,7 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Matrix> {
 }
 
 /// Reads labels (1-D integers or strings) from an `.npz` member.
-pub fn read_labels(path: &Path, key: Option<&str>) -> Result<npy::Labels> {
+pub fn read_labels(path: &Path, key: Option<&str>) -> Result<crate::data::Labels> {
     let all = keys(path)?;
     let key = choose_key(path, &all, key)?;
     let (buf, _) = member_bytes(path, &key)?;

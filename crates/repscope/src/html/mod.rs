@@ -1,5 +1,6 @@
 //! The self-contained HTML report, rendered from the report's JSON document (so the two always agree).
-//! One file: inline CSS and SVG, no scripts, fonts or anything else fetched from the network.
+//! One file: inline CSS, SVG and one small script that sorts tables; no font, image or anything else fetched from the network.
+pub mod pictures;
 pub mod svg;
 
 use serde_json::Value;
@@ -21,8 +22,13 @@ th{background:#f6f8fa} td:first-child,th:first-child,td.t,th.t{text-align:left}
 svg.plot{background:#fff;border:1px solid #eaeef2}
 svg .frame{fill:none;stroke:#57606a} svg .grid{stroke:#eaeef2} svg .tick{font-size:11px;fill:#57606a}
 svg .axis{font-size:12px;fill:#1b1f23} svg .ptitle{font-size:13px;font-weight:600;fill:#1b1f23} svg .legend{font-size:11px;fill:#1b1f23}
-svg .ref{stroke:#cf222e;stroke-dasharray:4 3} svg .bar{fill:#0969da}
+svg .ref{stroke:#cf222e;stroke-dasharray:4 3} svg .vref{stroke:#8250df;stroke-dasharray:2 3} svg .bar{fill:#0969da}
 .note{color:#9a6700;font-size:13px} .failed{color:#cf222e}
+.summary{background:#f6f8fa;border-left:4px solid #0969da;padding:8px 14px;margin:10px 0;font-size:15px}
+.summary p{margin:6px 0} .summary .num{font-weight:600} .warnings{margin:6px 0;padding-left:18px;color:#9a6700;font-size:14px}
+.legend-list{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px;max-width:1100px;margin:4px 0 10px}
+.swatch i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px;vertical-align:middle}
+table.sortable th{cursor:pointer} th[data-sort=asc]::after{content:" ▲"} th[data-sort=desc]::after{content:" ▼"}
 @media print{body{margin:0;max-width:none} .plots{display:block} svg.plot{page-break-inside:avoid}}
 "#;
 
@@ -110,7 +116,7 @@ fn id_section(idx: usize, id: &Value) -> String {
                     points: gride,
                     line: true,
                     markers: true,
-                    color: "#0969da",
+                    color: "#0969da".into(),
                     dashed: false,
                 },
                 Series {
@@ -118,13 +124,14 @@ fn id_section(idx: usize, id: &Value) -> String {
                     points: dec,
                     line: true,
                     markers: true,
-                    color: "#bf3989",
+                    color: "#bf3989".into(),
                     dashed: true,
                 },
             ],
             h_line: id["dimension"]["value"]
                 .as_f64()
                 .map(|v| (v, format!("recommended {}", num(v)))),
+            ..Plot::default()
         };
         h.push_str(&plot.render(&format!("scale-{idx}")));
     }
@@ -186,7 +193,7 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
         points: pts,
         line: true,
         markers: true,
-        color: "#0969da",
+        color: "#0969da".into(),
         dashed: false,
     }];
     let a = &sp["alpha_req"];
@@ -210,7 +217,7 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
             points: fit,
             line: true,
             markers: false,
-            color: "#cf222e",
+            color: "#cf222e".into(),
             dashed: true,
         });
     }
@@ -222,6 +229,7 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
         y_scale: Scale::Log10,
         series,
         h_line: None,
+        ..Plot::default()
     };
     let mut h = String::from("<h3>Spectrum</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
     let rows = [
@@ -353,12 +361,13 @@ fn activations_section(idx: usize, a: &Value) -> String {
                 points: pts,
                 line: false,
                 markers: true,
-                color: "#8250df",
+                color: "#8250df".into(),
                 dashed: false,
             }],
             h_line: f(&massive["abs_threshold"])
                 .filter(|t| *t > 0.0)
                 .map(|t| (t, format!("massive threshold {}", num(t)))),
+            ..Plot::default()
         };
         h.push_str(&plot.render(&format!("activations-{idx}")));
     }
@@ -464,21 +473,17 @@ fn classes_section(c: &Value) -> String {
             f(&c["knn_accuracy"]["accuracy"]),
         ),
     ];
-    for (name, v) in rows {
+    for (i, (name, v)) in rows.into_iter().enumerate() {
+        // The first row is a count.
+        let shown = match v {
+            Some(v) if i == 0 => format!("{}", v as u64),
+            Some(v) => num(v),
+            None => "–".into(),
+        };
         h.push_str(&format!(
             "<tr><td>{}</td><td>{}</td></tr>\n",
             esc(name),
-            v.map(num).unwrap_or_else(|| "–".into())
-        ));
-    }
-    h.push_str("</table>\n<table><tr><th>class</th><th>rows</th></tr>\n");
-    let names = c["class_names"].as_array().cloned().unwrap_or_default();
-    let counts = c["class_counts"].as_array().cloned().unwrap_or_default();
-    for (n, k) in names.iter().zip(&counts) {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            esc(n.as_str().unwrap_or("")),
-            k
+            shown
         ));
     }
     h.push_str("</table>\n");
@@ -514,13 +519,48 @@ fn layers_block(l: &Value) -> String {
             points: ids,
             line: true,
             markers: true,
-            color: "#0969da",
+            color: "#0969da".into(),
             dashed: false,
         }],
         h_line: None,
+        ..Plot::default()
+    };
+    let per_layer = |field: &str| -> Vec<(f64, f64)> {
+        l["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i as f64, f(&e["spectrum"][field])?)))
+            .collect()
+    };
+    let ranks = Plot {
+        title: "Effective rank and participation ratio across layers".into(),
+        x_label: "layer # (in input order, see the table)".into(),
+        y_label: "directions".into(),
+        series: vec![
+            Series {
+                name: "effective rank".into(),
+                points: per_layer("effective_rank"),
+                line: true,
+                markers: true,
+                color: "#1a7f37".into(),
+                dashed: false,
+            },
+            Series {
+                name: "participation ratio".into(),
+                points: per_layer("participation_ratio"),
+                line: true,
+                markers: true,
+                color: "#bc4c00".into(),
+                dashed: true,
+            },
+        ],
+        ..Plot::default()
     };
     h.push_str("<div class=\"plots\">\n");
     h.push_str(&plot.render("layers-id"));
+    h.push_str(&ranks.render("layers-rank"));
     let matrix = |name: &str| -> Vec<Vec<f64>> {
         l[name]
             .as_array()
@@ -587,13 +627,12 @@ fn input_section(idx: usize, inp: &Value) -> String {
     ));
     if let Ok(id) = section_value(sections, "intrinsic_dimension") {
         if let Some(v) = f(&id["dimension"]["value"]) {
-            let se = f(&id["dimension"]["stderr"])
-                .map(|s| format!(" ± {}", num(s)))
-                .unwrap_or_default();
+            // The value alone: its standard error is one estimator's at one scale, and the spread across
+            // estimators and scales (in the summary) is the honest uncertainty.
             cards.push_str(&card(
-                &format!("{}{se}", num(v)),
+                &num(v),
                 &format!(
-                    "intrinsic dimension ({})",
+                    "recommended intrinsic dimension ({}); the summary gives the spread",
                     id["dimension"]["estimator"].as_str().unwrap_or("")
                 ),
             ));
@@ -602,6 +641,7 @@ fn input_section(idx: usize, inp: &Value) -> String {
     if let Some(t) = f(&inp["known_dimension"]) {
         cards.push_str(&card(&num(t), "true dimension (known)"));
     }
+    h.push_str(&pictures::summary_block(idx, inp));
     h.push_str(&format!("<div class=\"cards\">{cards}</div>\n"));
     if let Some(s) = inp["sample"].as_object() {
         h.push_str(&note(
@@ -613,34 +653,54 @@ fn input_section(idx: usize, inp: &Value) -> String {
         ));
     }
     h.push_str("<div class=\"plots-col\">\n");
+    let block = |name: &str, body: String| {
+        format!("<div class=\"block\" id=\"{name}-block-{idx}\">\n{body}</div>\n")
+    };
+    let id_value = section_value(sections, "intrinsic_dimension").ok();
     match section_value(sections, "intrinsic_dimension") {
-        Ok(id) => h.push_str(&id_section(idx, id)),
+        Ok(id) => h.push_str(&block("id", id_section(idx, id))),
         Err(e) => h.push_str(&note(&e, true)),
     }
+    let class_names: Option<Vec<String>> = section_value(sections, "classes")
+        .ok()
+        .and_then(|c| serde_json::from_value(c["class_names"].clone()).ok());
+    h.push_str(&pictures::map_block(idx, inp, class_names.as_deref()));
     match section_value(sections, "lid") {
-        Ok(l) => h.push_str(&lid_section(idx, l)),
+        Ok(l) => h.push_str(&block("lid", lid_section(idx, l))),
         Err(e) => h.push_str(&note(&e, sections["lid"]["status"] == "failed")),
     }
     match section_value(sections, "spectrum") {
-        Ok(sp) => h.push_str(&spectrum_section(idx, sp)),
+        Ok(sp) => h.push_str(&block(
+            "spectrum",
+            spectrum_section(idx, sp) + &pictures::cumulative_plot(idx, sp, id_value),
+        )),
         Err(e) => h.push_str(&note(&e, sections["spectrum"]["status"] == "failed")),
     }
     if sections.get("activations").is_some() {
         match section_value(sections, "activations") {
-            Ok(a) => h.push_str(&activations_section(idx, a)),
+            Ok(a) => h.push_str(&block("activations", activations_section(idx, a))),
             Err(e) => h.push_str(&note(&e, sections["activations"]["status"] == "failed")),
         }
     }
     if sections.get("sae").is_some() {
         match section_value(sections, "sae") {
-            Ok(a) => h.push_str(&sae_section(idx, a)),
+            Ok(a) => h.push_str(&block("sae", sae_section(idx, a))),
             Err(e) => h.push_str(&note(&e, sections["sae"]["status"] == "failed")),
         }
     }
     if sections.get("classes").is_some() {
         match section_value(sections, "classes") {
-            Ok(c) => h.push_str(&classes_section(c)),
-            Err(e) => h.push_str(&note(&e, true)),
+            Ok(c) => h.push_str(&block(
+                "classes",
+                classes_section(c) + &pictures::class_pictures(idx, c),
+            )),
+            Err(e) => h.push_str(&block(
+                "classes",
+                format!(
+                    "<h3>Class geometry</h3>\n{}",
+                    note(&e, sections["classes"]["status"] == "failed")
+                ),
+            )),
         }
     }
     h.push_str("</div>\n</section>\n");
@@ -675,10 +735,14 @@ pub fn render(doc: &Value) -> String {
         )),
         None => {}
     }
+    if let Some(b) = doc.get("benchmark") {
+        body.push_str(&pictures::benchmark_block(b));
+    }
     for (i, inp) in doc["inputs"].as_array().into_iter().flatten().enumerate() {
         body.push_str(&input_section(i, inp));
     }
+    let script = pictures::SORT_SCRIPT;
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n<title>repscope report</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n<title>repscope report</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}<script>{script}</script>\n</body>\n</html>\n"
     )
 }

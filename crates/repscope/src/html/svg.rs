@@ -23,7 +23,7 @@ pub struct Series {
     pub line: bool,
     /// Draw a marker at each point (counted as data marks).
     pub markers: bool,
-    pub color: &'static str,
+    pub color: String,
     pub dashed: bool,
 }
 
@@ -37,6 +37,29 @@ pub struct Plot {
     pub series: Vec<Series>,
     /// Optional horizontal reference line (value, label).
     pub h_line: Option<(f64, String)>,
+    /// Vertical reference lines (value, label), such as the PCA rules on a variance curve.
+    pub v_lines: Vec<(f64, String)>,
+    /// Draw the legend row above the plot (off when the page lists the series itself).
+    pub legend: bool,
+    /// Radius of the point markers.
+    pub marker_r: f64,
+}
+
+impl Default for Plot {
+    fn default() -> Self {
+        Plot {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: Vec::new(),
+            h_line: None,
+            v_lines: Vec::new(),
+            legend: true,
+            marker_r: 3.5,
+        }
+    }
 }
 
 const W: f64 = 560.0;
@@ -139,7 +162,8 @@ impl Plot {
         let xs = self
             .series
             .iter()
-            .flat_map(|s| s.points.iter().filter_map(|p| tr(p.0, self.x_scale)));
+            .flat_map(|s| s.points.iter().filter_map(|p| tr(p.0, self.x_scale)))
+            .chain(self.v_lines.iter().filter_map(|v| tr(v.0, self.x_scale)));
         let ys = self
             .series
             .iter()
@@ -207,6 +231,22 @@ impl Plot {
                 ));
             }
         }
+        for (k, (v, label)) in self.v_lines.iter().enumerate() {
+            if let Some(t) = tr(*v, self.x_scale) {
+                let x = px(t);
+                // Labels stack up from the bottom, on the side of the line with room.
+                let right = x > W - MR - 90.0;
+                s.push_str(&format!(
+                    "<line x1=\"{x:.1}\" y1=\"{MT}\" x2=\"{x:.1}\" y2=\"{}\" class=\"vref\"><title>{}</title></line><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"{}\">{}</text>\n",
+                    H - MB,
+                    esc(label),
+                    if right { x - 3.0 } else { x + 3.0 },
+                    H - MB - 8.0 - 14.0 * k as f64,
+                    if right { "end" } else { "start" },
+                    esc(label)
+                ));
+            }
+        }
         for se in &self.series {
             let pts: Vec<(f64, f64, f64, f64)> = se
                 .points
@@ -231,9 +271,10 @@ impl Plot {
             if se.markers {
                 for p in &pts {
                     s.push_str(&format!(
-                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\" class=\"mark\"><title>{}: x = {}, y = {}</title></circle>\n",
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{}\" fill=\"{}\" class=\"mark\"><title>{}: x = {}, y = {}</title></circle>\n",
                         p.0,
                         p.1,
+                        self.marker_r,
                         se.color,
                         esc(&se.name),
                         crate::fmt::num(p.2),
@@ -244,7 +285,7 @@ impl Plot {
         }
         // Legend, in one row above the plot area.
         let mut lx = ML;
-        for se in &self.series {
+        for se in self.series.iter().filter(|_| self.legend) {
             let y = MT - 10.0;
             s.push_str(&format!(
                 "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{y:.1}\" class=\"legend\">{}</text>\n",
@@ -352,6 +393,27 @@ pub fn heatmap(
     lo: f64,
     hi: f64,
 ) -> String {
+    heatmap_scaled(id, title, labels, values, lo, hi, Scale::Linear)
+}
+
+/// [`heatmap`] with the colour on a linear or log10 scale between `lo` and `hi` (given in the values'
+/// own units); the cell titles always show the values themselves.
+pub fn heatmap_scaled(
+    id: &str,
+    title: &str,
+    labels: &[String],
+    values: &[Vec<f64>],
+    lo: f64,
+    hi: f64,
+    color_scale: Scale,
+) -> String {
+    let (lo, hi) = match color_scale {
+        Scale::Linear => (lo, hi),
+        Scale::Log10 => (
+            lo.max(f64::MIN_POSITIVE).log10(),
+            hi.max(f64::MIN_POSITIVE).log10(),
+        ),
+    };
     let n = labels.len();
     if n == 0 || values.len() != n {
         return format!("<p class=\"note\">{}: no data to plot.</p>", esc(title));
@@ -368,6 +430,11 @@ pub fn heatmap(
         t = esc(title)
     );
     let color = |v: f64| {
+        let v = match color_scale {
+            Scale::Log10 if v > 0.0 => v.log10(),
+            Scale::Log10 => f64::NAN,
+            Scale::Linear => v,
+        };
         if !v.is_finite() {
             return "#cccccc".to_string();
         }
@@ -393,7 +460,13 @@ pub fn heatmap(
                 color(v),
                 esc(&labels[i]),
                 esc(&labels[j]),
-                if v.is_finite() { format!("{v:.4}") } else { "n/a".into() }
+                if !v.is_finite() {
+                    "n/a".to_string()
+                } else if color_scale == Scale::Log10 {
+                    crate::fmt::num(v)
+                } else {
+                    format!("{v:.4}")
+                }
             ));
         }
     }
@@ -407,8 +480,12 @@ pub fn heatmap(
         ));
     }
     // Colour bar.
+    let unscale = |v: f64| match color_scale {
+        Scale::Log10 => 10f64.powf(v),
+        Scale::Linear => v,
+    };
     for k in 0..10 {
-        let v = lo + (hi - lo) * k as f64 / 9.0;
+        let v = unscale(lo + (hi - lo) * k as f64 / 9.0);
         s.push_str(&format!(
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"{:.1}\" fill=\"{}\"/>\n",
             left + size + 20.0,
@@ -421,10 +498,10 @@ pub fn heatmap(
         "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\">{}</text>\n</svg>\n",
         left + size + 38.0,
         top + size,
-        fmt_tick(lo, Scale::Linear),
+        crate::fmt::num(unscale(lo)),
         left + size + 38.0,
         top + 10.0,
-        fmt_tick(hi, Scale::Linear)
+        crate::fmt::num(unscale(hi))
     ));
     s
 }

@@ -165,6 +165,16 @@ pub fn analyse_source(
     cfg: &SpectrumConfig,
     progress: &dyn Progress,
 ) -> Result<SpectrumReport> {
+    Ok(analyse_with_principal(src, cfg, progress)?.0)
+}
+
+/// [`analyse_source`], and the one decomposition it was computed from, for the measures that also need
+/// the principal directions (the report's map of the points).
+pub fn analyse_with_principal(
+    src: &dyn RowSource,
+    cfg: &SpectrumConfig,
+    progress: &dyn Progress,
+) -> Result<(SpectrumReport, crate::decomposition::Principal)> {
     let (n, d) = (src.rows(), src.cols());
     if n < 2 {
         return Err(Error::data(
@@ -253,7 +263,7 @@ pub fn analyse_source(
     let rogue = unit.rogue(cfg.top_rogue);
     // Variances in the data's own units (the pass may have scaled tiny f64 rows; see the note then).
     let unscale = 1.0 / (spec.scale * spec.scale);
-    Ok(SpectrumReport {
+    let report = SpectrumReport {
         n,
         d,
         explained_variance_ratio: evr,
@@ -273,5 +283,6 @@ pub fn analyse_source(
         numerical_rank,
         duplicates,
         notes,
-    })
+    };
+    Ok((report, spec.principal))
 }
