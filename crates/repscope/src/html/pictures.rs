@@ -436,12 +436,16 @@ pub fn benchmark_block(b: &Value) -> String {
         .min_by(|a, b| a.1.total_cmp(&b.1))
     {
         h.push_str(&format!(
-            "<div class=\"summary block\"><p class=\"answer\">On {} manifolds of known dimension ({} points each), the lowest mean relative error is {}'s: <span class=\"num\" data-benchmark=\"{}\">{}</span>.</p></div>\n",
+            "<div class=\"summary block\"><p class=\"answer\">On {} manifolds of known dimension ({} points each), the lowest mean relative error, <span class=\"num\" data-benchmark=\"{}\">{}</span>, is {}.</p></div>\n",
             b.manifolds.len(),
             b.points,
             esc(best),
-            esc(best),
-            num(mre)
+            three_digits(mre),
+            if best == "recommended" {
+                "the recommended estimate's".to_string()
+            } else {
+                format!("{}'s", esc(best))
+            }
         ));
     }
     let c = b.estimators.len();
@@ -495,7 +499,7 @@ pub fn benchmark_block(b: &Value) -> String {
             "<tr><td class=\"t\"><a href=\"#input-{}\">{}</a></td><td>{}</td>",
             m.input,
             esc(&m.name),
-            num(m.true_dimension)
+            three_digits(m.true_dimension)
         ));
         for v in &m.estimates {
             h.push_str(&format!(
