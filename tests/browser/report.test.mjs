@@ -242,7 +242,7 @@ function shownEquals(text, value) {
 
 test('the labelled MiniLM report answers first, draws the classes and matches the JSON', async () => {
   const r = runReport(['report', join(fixtures, 'minilm_sentences_0_2000.npy'), '--labels', join(fixtures, 'minilm_labels_0_2000.npy'),
-    '--label-names', join(fixtures, 'minilm_label_names.txt')]);
+    '--label-names', join(fixtures, 'minilm_label_names.txt'), '--search']);
   assert.equal(r.code, 0, r.stderr);
   const doc = readReport(r.out);
   const inp = doc.inputs[0];
@@ -300,6 +300,11 @@ test('the labelled MiniLM report answers first, draws the classes and matches th
     assert.ok(p.marks > 0 || p.id.startsWith('cumulative'), `${p.id} draws something`);
   }
   assert.ok(seen.loadMs < 1000, `opens in ${seen.loadMs} ms`);
+  // The search study: one point per ef_search and per compressed representation.
+  const st = inp.sections.search.value;
+  assert.equal(seen.plots.find((p) => p.id === 'search-ef-0').marks, st.ef_curve.length);
+  assert.equal(seen.plots.find((p) => p.id === 'search-bytes-0').marks, st.compression.points.length);
+  assert.ok(seen.answers.some((a) => a.topic === 'search' && /HNSW/.test(a.text)));
   // Tables sort by column: click "rows" once for ascending.
   const table = page.locator('#classes-block-0 table.sortable');
   await table.locator('th', { hasText: 'rows' }).click();

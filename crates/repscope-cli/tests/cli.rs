@@ -1213,6 +1213,7 @@ fn report_answers_first_with_the_json_numbers_and_named_classes() {
         fixture("inputs/minilm_labels_0_2000.npy").to_str().unwrap(),
         "--label-names",
         fixture("inputs/minilm_label_names.txt").to_str().unwrap(),
+        "--search",
         "-o",
         out.to_str().unwrap(),
         "--quiet",
@@ -1220,6 +1221,7 @@ fn report_answers_first_with_the_json_numbers_and_named_classes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc = report_doc(&out);
     assert_eq!(doc["schema"], "repscope.report/2");
+    assert_eq!(doc["inputs"][0]["sections"]["search"]["status"], "ok");
     let inp = &doc["inputs"][0];
     let summary = &inp["summary"];
     let lines: Vec<&Value> = summary["lines"]
@@ -1239,6 +1241,16 @@ fn report_answers_first_with_the_json_numbers_and_named_classes() {
         }
     }
     assert!(facts >= 10, "{facts} numbers in the summary");
+    let topics: Vec<&str> = lines.iter().map(|l| l["topic"].as_str().unwrap()).collect();
+    for t in [
+        "intrinsic_dimension",
+        "spectrum",
+        "classes",
+        "search",
+        "neighbours",
+    ] {
+        assert!(topics.contains(&t), "a {t} sentence in {topics:?}");
+    }
     // The ID sentence: the recommended value, the smallest and largest neighbour estimate, and the scale
     // curve's smallest and largest reading.
     let id = &inp["sections"]["intrinsic_dimension"]["value"];

@@ -1095,7 +1095,7 @@ fn layers_doc(
 /// Writes report.json and report.html into `path`; returns `{"json", "html", "partial_failure"}`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false, sae=None, label_names=None))]
+#[pyo3(signature = (names, arrays, path, seed, sample, force, command, raw_labels=None, numeric=false, sae=None, label_names=None, search=false))]
 fn report_files(
     py: Python<'_>,
     names: Vec<String>,
@@ -1109,6 +1109,7 @@ fn report_files(
     numeric: bool,
     sae: Option<PyRef<'_, PySae>>,
     label_names: Option<Vec<String>>,
+    search: bool,
 ) -> PyResult<String> {
     let sae = sae.map(|s| std::sync::Arc::new(s.inner.clone()));
     if sample == Some(0) {
@@ -1145,6 +1146,7 @@ fn report_files(
             sae,
             sample,
             seed,
+            search: search.then(|| report::search_config(seed)),
             ..ReportConfig::default()
         };
         let doc = report::build(mats, labels.as_ref(), "labels", &cfg, &command, &Silent)?;

@@ -236,6 +236,13 @@ def test_report_names_integer_labels_and_refuses_names_that_do_not_fit(tmp_path)
     assert not (tmp_path / "short").exists()
     with pytest.raises(ValueError, match="pass labels too"):
         repscope.report(X, tmp_path / "nolabels", label_names=["zero"])
+    # The search study on request, with its sentence in the summary.
+    out = repscope.report(X, tmp_path / "search", search=True)
+    doc = json.loads(pathlib.Path(out["json"]).read_text())
+    inp = doc["inputs"][0]
+    assert inp["sections"]["search"]["status"] == "ok"
+    line = next(l for l in inp["summary"]["lines"] if l["topic"] == "search")
+    assert "HNSW" in line["text"]
 
 
 def test_report_with_a_failed_section_warns(tmp_path):

@@ -68,6 +68,8 @@ pub enum Param {
     Force,
     /// Random seed.
     Seed,
+    /// The share of rows the search study holds out as queries.
+    QueryFraction,
     /// The dimension of a projection or a generated set.
     Dim,
     /// The magnitude threshold of massive activations.
@@ -217,6 +219,7 @@ impl Param {
             Param::Zeta => "zeta",
             Param::SubsampleRange => "n_range",
             Param::Sigma => "sigma",
+            Param::QueryFraction => "query_fraction",
         }
     }
 }

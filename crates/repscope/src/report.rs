@@ -166,6 +166,8 @@ pub struct ReportConfig {
     pub lid_bins: usize,
     pub sample: Option<usize>,
     pub seed: u64,
+    /// The search study to add to every input (the "search" section), when asked for.
+    pub search: Option<crate::search::study::StudyConfig>,
 }
 
 impl Default for ReportConfig {
@@ -177,7 +179,25 @@ impl Default for ReportConfig {
             lid_bins: 40,
             sample: None,
             seed: 0,
+            search: None,
         }
+    }
+}
+
+/// The search study of the report: the study's defaults with its seed, compression curves at the default
+/// widths, and no insertion-order study (many index builds; `repscope search-study` runs it).
+pub fn search_config(seed: u64) -> crate::search::study::StudyConfig {
+    crate::search::study::StudyConfig {
+        seed,
+        orders: false,
+        compression: Some(crate::search::compress::CompressionConfig {
+            dims: Vec::new(),
+            bits: vec![8, 4],
+            pca_sq: true,
+            seed,
+            target_recall: 0.95,
+        }),
+        ..Default::default()
     }
 }
 
@@ -395,6 +415,23 @@ pub fn input_report(
             map_labels = Some(labels_here);
         }
     }
+    let mut search_report = None;
+    if let Some(study_cfg) = &cfg.search {
+        progress.stage("search study", 0);
+        let section = match search_study(&ds, study_cfg, progress) {
+            Ok(r) => {
+                let section = Section::from_result(Ok(&r));
+                search_report = Some(r);
+                section
+            }
+            Err(e) => Section::failed(&e),
+        };
+        progress.finish_stage();
+        sections.insert(
+            "search".into(),
+            serde_json::to_value(&section).unwrap_or(Value::Null),
+        );
+    }
     let map = principal
         .as_ref()
         .and_then(|p| map::pca_map(ds.original(), p, map_labels.as_ref(), cfg.seed));
@@ -414,6 +451,7 @@ pub fn input_report(
         activations: activations_report.as_ref(),
         classes: class_report.as_ref(),
         sae: sae_report.as_ref(),
+        search: search_report.as_ref(),
         duplicates_merged: ds.dedup.merged,
         sample: sample.as_ref().map(|s| (s.rows_analysed, s.rows_in_file)),
         failed,
@@ -433,6 +471,23 @@ pub fn input_report(
         },
         ds,
     ))
+}
+
+/// The search study on the distinct rows: a seeded tenth (at most 1,000) held out as queries; the
+/// compression widths default to the data's (d/2, d/4, 64, 32).
+fn search_study(
+    ds: &Dataset,
+    cfg: &crate::search::study::StudyConfig,
+    progress: &dyn Progress,
+) -> Result<crate::search::study::StudyReport> {
+    use crate::search::{compress, study};
+    let split = study::held_out_split(ds.distinct(), None, cfg.k, None, cfg.seed)?;
+    let mut cfg = cfg.clone();
+    if let Some(c) = cfg.compression.as_mut().filter(|c| c.dims.is_empty()) {
+        c.dims = compress::default_dims(ds.distinct().cols());
+    }
+    study::validate(&split.refs, &split.queries, None, &cfg)?;
+    study::run(&split.refs, &split.queries, None, &cfg, progress)
 }
 
 /// Labels renumbered so that their classes follow the order of `names` (the classes of the whole input).

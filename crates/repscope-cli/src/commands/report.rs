@@ -41,6 +41,11 @@ pub struct ReportArgs {
     /// width: the report's sparse-autoencoder section.
     #[arg(long)]
     pub sae: Option<PathBuf>,
+    /// Add the search study to every input: HNSW recall for vendor defaults and against ef_search, and
+    /// compression curves (recall against bytes per vector). `repscope search-study` also studies
+    /// insertion orders.
+    #[arg(long)]
+    pub search: bool,
     /// Write into an output folder that already has files in it.
     #[arg(long)]
     pub force: bool,
@@ -282,6 +287,7 @@ pub fn run(a: &ReportArgs, g: &Global) -> CliResult {
         sae,
         sample: a.sample,
         seed: a.seed,
+        search: a.search.then(|| report::search_config(a.seed)),
         ..ReportConfig::default()
     };
     let bars = Bars::new(g.quiet);

@@ -2,7 +2,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use repscope::rng::Rng;
 use repscope::search::compress::{default_dims, CompressionConfig};
 use repscope::search::study::{self, ParamSet, StudyConfig, StudyReport};
 use serde_json::json;
@@ -137,39 +136,13 @@ pub fn run(a: &SearchStudyArgs, g: &Global) -> CliResult {
             )
         }
         None => {
-            let nq = match a.query_fraction {
-                Some(f) => ((f * nd as f64).round() as usize).max(1),
-                None => (nd / 10).clamp(1, 1000),
-            };
-            let need = a.k.max(3);
-            if nd < nq + need {
-                let why = if a.k >= 3 {
-                    format!("k = {}", a.k)
-                } else {
-                    "an HNSW study needs at least 3".to_string()
-                };
-                return Err(usage(format!(
-                    "{}: {nd} distinct rows leave {} to search after holding out {nq} queries, and the study needs at least {need} ({why}). Pass at least {} distinct rows{}.",
-                    a.input.file.display(),
-                    nd.saturating_sub(nq),
-                    nq + need,
-                    if a.k >= 3 { ", a smaller --query-fraction or a smaller k" } else { " or a smaller --query-fraction" }
-                )));
-            }
-            let held = Rng::stream(a.seed, 0x0051_5545_5259).sample_indices(nd, nq);
-            let mut is_q = vec![false; nd];
-            for &i in &held {
-                is_q[i] = true;
-            }
-            let rest: Vec<usize> = (0..nd).filter(|&i| !is_q[i]).collect();
-            let rl = labels
-                .as_ref()
-                .map(|l| rest.iter().map(|&i| l[i]).collect::<Vec<u32>>());
+            let sp =
+                study::held_out_split(distinct, labels.as_deref(), a.k, a.query_fraction, a.seed)?;
             (
-                distinct.select_rows(&rest),
-                distinct.select_rows(&held),
-                rl,
-                json!({"held_out": nq, "query_fraction": nq as f64 / nd as f64}),
+                sp.refs,
+                sp.queries,
+                sp.ref_labels,
+                json!({"held_out": sp.held_out, "query_fraction": sp.query_fraction}),
             )
         }
     };

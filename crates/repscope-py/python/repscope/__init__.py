@@ -417,7 +417,9 @@ def layers(arrays, k=10, seed=0):
     return json.loads(doc)
 
 
-def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None, label_names=None):
+def report(
+    X, path, labels=None, seed=0, sample=None, force=False, sae=None, label_names=None, search=False
+):
     """Writes the full report, report.json and a self-contained report.html, into the folder ``path``.
 
     Parameters
@@ -439,6 +441,9 @@ def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None, lab
     label_names : sequence of str, optional
         Names of integer labels: label i is shown as ``label_names[i]``. Every label needs a name, and
         names must be unique (ValueError otherwise). String labels are their own names.
+    search : bool, default False
+        Add the search study to every input: HNSW recall for vendor defaults and against ef_search, and
+        compression curves (recall against bytes per vector).
 
     Returns ``{"json": path, "html": path, "partial_failure": bool}`` as ``repscope report --json`` prints;
     ``partial_failure`` is True when a section failed (its note in the report says why), and a
@@ -468,6 +473,7 @@ def report(X, path, labels=None, seed=0, sample=None, force=False, sae=None, lab
         numeric,
         sae,
         None if label_names is None else [str(n) for n in label_names],
+        bool(search),
     )
     result = json.loads(out)
     if result["partial_failure"]:

@@ -88,6 +88,7 @@ def report(
     force: bool = False,
     sae: Optional[Any] = None,
     label_names: Optional[Sequence[str]] = None,
+    search: bool = False,
 ) -> Dict[str, Any]: ...
 
 __all__: List[str]

@@ -688,6 +688,12 @@ fn input_section(idx: usize, inp: &Value) -> String {
             Err(e) => h.push_str(&note(&e, sections["sae"]["status"] == "failed")),
         }
     }
+    if sections.get("search").is_some() {
+        match section_value(sections, "search") {
+            Ok(v) => h.push_str(&block("search", pictures::search_block(idx, v))),
+            Err(e) => h.push_str(&note(&e, sections["search"]["status"] == "failed")),
+        }
+    }
     if sections.get("classes").is_some() {
         match section_value(sections, "classes") {
             Ok(c) => h.push_str(&block(

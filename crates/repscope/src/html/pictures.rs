@@ -545,3 +545,96 @@ document.querySelectorAll('table.sortable').forEach(function (t) {
   });
 });
 "#;
+
+/// The search study: recall against ef_search, recall against bytes per vector, and the parameter sets.
+pub fn search_block(idx: usize, v: &Value) -> String {
+    let st: crate::search::study::StudyReport = match typed(v, "search study") {
+        Ok(s) => s,
+        Err(e) => return format!("<p class=\"note failed\">{}</p>\n", esc(&e)),
+    };
+    let mut h = format!(
+        "<h3>Search</h3>\n<p>HNSW on {} rows, {} held-out queries, recall@{} against the exact neighbours.</p>\n<div class=\"plots\">\n",
+        st.n_refs, st.n_queries, st.k
+    );
+    let ef = Plot {
+        title: "Recall against ef_search".into(),
+        x_label: "ef_search (log scale)".into(),
+        y_label: format!("recall@{}", st.k),
+        x_scale: Scale::Log10,
+        series: vec![Series {
+            name: format!(
+                "M = {}, ef_construction = {}",
+                st.user.m, st.user.ef_construction
+            ),
+            points: st
+                .ef_curve
+                .iter()
+                .map(|p| (p.ef_search as f64, p.recall))
+                .collect(),
+            line: true,
+            markers: true,
+            color: "#0969da".into(),
+            dashed: false,
+        }],
+        ..Plot::default()
+    };
+    h.push_str(&ef.render(&format!("search-ef-{idx}")));
+    if let Some(c) = &st.compression {
+        let mut methods: Vec<&str> = c.points.iter().map(|p| p.method.as_str()).collect();
+        methods.dedup();
+        methods.sort_unstable();
+        methods.dedup();
+        let n = methods.len();
+        let series = methods
+            .iter()
+            .enumerate()
+            .map(|(k, m)| Series {
+                name: m.to_string(),
+                points: c
+                    .points
+                    .iter()
+                    .filter(|p| p.method == *m)
+                    .map(|p| (p.bytes_per_vector as f64, p.recall))
+                    .collect(),
+                line: true,
+                markers: true,
+                color: class_color(k, n),
+                dashed: false,
+            })
+            .collect();
+        let plot = Plot {
+            title: "Recall against bytes per vector".into(),
+            x_label: "bytes per vector (log scale)".into(),
+            y_label: format!("recall@{} of the exact neighbours", st.k),
+            x_scale: Scale::Log10,
+            series,
+            h_line: Some((
+                c.advice.target_recall,
+                format!("target {}", num(c.advice.target_recall)),
+            )),
+            ..Plot::default()
+        };
+        h.push_str(&plot.render(&format!("search-bytes-{idx}")));
+    }
+    h.push_str("</div>\n<table class=\"sortable\"><tr><th class=\"t\">parameters</th><th>M</th><th>ef_construction</th><th>ef_search</th><th>recall</th><th>queries/s</th><th>index bytes/vector</th></tr>\n");
+    for s in st.vendor_defaults.iter().chain(std::iter::once(&st.user)) {
+        h.push_str(&format!(
+            "<tr><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&s.name),
+            s.m,
+            s.ef_construction,
+            s.ef_search,
+            num(s.recall),
+            num(s.queries_per_second),
+            num(s.index_bytes_per_vector)
+        ));
+    }
+    h.push_str("</table>\n");
+    if let Some(c) = &st.compression {
+        h.push_str(&format!("<p>{}</p>\n", esc(&c.advice.text)));
+    }
+    for n in &st.notes {
+        h.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
+    }
+    h
+}

@@ -82,7 +82,7 @@ pub fn three_digits(v: f64) -> String {
 /// One sentence: its topic, the template with `{0}`, `{1}`, … where the facts go, and the text.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Line {
-    /// "intrinsic_dimension", "spectrum", "classes", "sae", "neighbours" or "warning".
+    /// "intrinsic_dimension", "spectrum", "classes", "sae", "search", "neighbours" or "warning".
     pub topic: String,
     pub template: String,
     pub facts: Vec<Fact>,
@@ -148,6 +148,7 @@ pub struct Inputs<'a> {
     pub activations: Option<&'a ActivationReport>,
     pub classes: Option<&'a ClassReport>,
     pub sae: Option<&'a crate::sae::eval::EvalReport>,
+    pub search: Option<&'a crate::search::study::StudyReport>,
     /// Rows merged as duplicates before the neighbour measures.
     pub duplicates_merged: usize,
     /// (rows analysed, rows in the file) when a sample was analysed.
@@ -161,6 +162,7 @@ const SPECTRUM: &str = "/sections/spectrum/value";
 const CLASSES: &str = "/sections/classes/value";
 const ACTIVATIONS: &str = "/sections/activations/value";
 const SAE: &str = "/sections/sae/value";
+const SEARCH: &str = "/sections/search/value";
 
 /// Whether an estimate is one of the PCA rules (they count linear directions).
 fn is_pca_rule(name: &str) -> bool {
@@ -192,6 +194,9 @@ pub fn summarise(inp: &Inputs) -> Summary {
                 Fact::count(e.dead_latents, format!("{SAE}/dead_latents")),
             ],
         ));
+    }
+    if let Some(st) = inp.search {
+        s.lines.push(search_line(st));
     }
     if let Some(cert) = inp.id.and_then(|id| id.neighbours.as_ref()) {
         let p = format!("{ID}/neighbours");
@@ -404,6 +409,66 @@ fn spectrum_line(sp: &SpectrumReport, id: Option<&IdReport>) -> Line {
     }
     t.push('.');
     Line::new("spectrum", t, facts)
+}
+
+/// "HNSW (M m, ef_search e) finds R of the exact k neighbours of Q held-out queries; the sweep reaches
+/// R′ at ef_search e′. The smallest representation keeping recall ≥ T is C (B bytes per vector, recall
+/// R″)."
+fn search_line(st: &crate::search::study::StudyReport) -> Line {
+    let u = &st.user;
+    let mut facts = vec![
+        Fact::count(u.m, format!("{SEARCH}/user/m")),
+        Fact::count(u.ef_search, format!("{SEARCH}/user/ef_search")),
+        Fact::new(u.recall, format!("{SEARCH}/user/recall")),
+        Fact::count(st.k, format!("{SEARCH}/k")),
+        Fact::count(st.n_queries, format!("{SEARCH}/n_queries")),
+    ];
+    let mut t = String::from(
+        "HNSW with M {0} and ef_search {1} finds {2} of the exact {3} neighbours of {4} held-out queries",
+    );
+    if let Some((i, best)) = st
+        .ef_curve
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.recall.total_cmp(&b.1.recall).then(b.0.cmp(&a.0)))
+    {
+        let k = facts.len();
+        t.push_str(&format!(
+            "; the ef_search sweep reaches {{{k}}} at ef_search {{{}}}",
+            k + 1
+        ));
+        facts.push(Fact::new(
+            best.recall,
+            format!("{SEARCH}/ef_curve/{i}/recall"),
+        ));
+        facts.push(Fact::count(
+            best.ef_search,
+            format!("{SEARCH}/ef_curve/{i}/ef_search"),
+        ));
+    }
+    t.push('.');
+    if let Some(a) = st.compression.as_ref().map(|c| &c.advice) {
+        let k = facts.len();
+        t.push_str(&format!(
+            " The smallest representation keeping recall {{{k}}} is {} ({{{}}} bytes per vector, recall {{{}}}).",
+            a.choice.replace(['{', '}'], ""),
+            k + 1,
+            k + 2
+        ));
+        facts.push(Fact::new(
+            a.target_recall,
+            format!("{SEARCH}/compression/advice/target_recall"),
+        ));
+        facts.push(Fact::count(
+            a.bytes_per_vector,
+            format!("{SEARCH}/compression/advice/bytes_per_vector"),
+        ));
+        facts.push(Fact::new(
+            a.recall,
+            format!("{SEARCH}/compression/advice/recall"),
+        ));
+    }
+    Line::new("search", t, facts)
 }
 
 /// How the mean CDNV reads: below 0.1 the classes are well separated, below 1 they partly overlap, and

@@ -216,7 +216,7 @@ impl ScalarQuantizer {
 }
 
 /// One point of a compression curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CompressionPoint {
     /// "full", "pca", "random_projection", "sq" or "pca+sq".
     pub method: String,
@@ -249,7 +249,7 @@ impl CompressionPoint {
 }
 
 /// The advice drawn from a curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Advice {
     /// The recall the choice must keep.
     pub target_recall: f64,

@@ -22,7 +22,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 
 /// One HNSW parameter set.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ParamSet {
     pub name: String,
     pub m: usize,
@@ -90,7 +90,7 @@ impl Default for StudyConfig {
 }
 
 /// Recall and speed of one parameter set.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SetResult {
     pub name: String,
     pub m: usize,
@@ -105,7 +105,7 @@ pub struct SetResult {
 }
 
 /// One point of a recall / QPS curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EfPoint {
     pub ef_search: usize,
     pub recall: f64,
@@ -113,7 +113,7 @@ pub struct EfPoint {
 }
 
 /// Recall of the queries in one quartile of query LID.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Quartile {
     /// 1 = lowest LID (easiest) … 4 = highest.
     pub quartile: usize,
@@ -124,7 +124,7 @@ pub struct Quartile {
 }
 
 /// Recall of one insertion order over the repetitions.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct OrderResult {
     pub order: String,
     /// One value per repetition (seed = base seed + repetition).
@@ -137,7 +137,7 @@ pub struct OrderResult {
 }
 
 /// The insertion-order study at one ef_search.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct OrderStudy {
     pub ef_search: usize,
     pub repetitions: usize,
@@ -156,7 +156,7 @@ pub struct OrderStudy {
 }
 
 /// The data's intrinsic dimension, globally and around the queries.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GlobalId {
     /// The recommended estimate (TwoNN calibrated for its finite-sample bias).
     pub estimator: String,
@@ -170,14 +170,14 @@ pub struct GlobalId {
 }
 
 /// The compression section.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CompressionReport {
     pub points: Vec<CompressionPoint>,
     pub advice: Advice,
 }
 
 /// Everything the study found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StudyReport {
     pub n_refs: usize,
     pub n_queries: usize,
@@ -391,6 +391,83 @@ pub fn validate(
         super::compress::check_dims(&c.dims, refs.cols())?;
     }
     Ok(())
+}
+
+/// The rows searched and the queries held out from them.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub refs: Matrix,
+    pub queries: Matrix,
+    /// The class of every reference row, when labels were given.
+    pub ref_labels: Option<Vec<u32>>,
+    /// Queries held out.
+    pub held_out: usize,
+    /// Their share of the rows.
+    pub query_fraction: f64,
+}
+
+/// Seed stream of the held-out split (apart from every other use of the seed).
+const SPLIT_STREAM: u64 = 0x0051_5545_5259;
+
+/// Holds out a seeded `fraction` of the distinct rows as queries (default: a tenth, at least 1 and at
+/// most 1,000) and searches the rest. `labels` holds the class of each distinct row. Fails when too few
+/// rows remain to search for `k` neighbours (an HNSW study needs at least 3).
+pub fn held_out_split(
+    distinct: &Matrix,
+    labels: Option<&[u32]>,
+    k: usize,
+    fraction: Option<f64>,
+    seed: u64,
+) -> Result<Split> {
+    let nd = distinct.rows();
+    if let Some(f) = fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
+        return Err(Error::param(
+            Param::QueryFraction,
+            format!("{f} is outside (0, 1)"),
+            "give the share of rows to hold out, for example 0.05",
+        ));
+    }
+    let nq = match fraction {
+        Some(f) => ((f * nd as f64).round() as usize).max(1),
+        None => (nd / 10).clamp(1, 1000),
+    };
+    let need = k.max(3);
+    if nd < nq + need {
+        return Err(Error::data(
+            distinct.name(),
+            format!(
+                "{nd} distinct rows leave {} to search after holding out {nq} queries, and the study needs at least {need} ({})",
+                nd.saturating_sub(nq),
+                if k >= 3 {
+                    format!("k = {k}")
+                } else {
+                    "an HNSW study needs at least 3".to_string()
+                }
+            ),
+            format!(
+                "pass at least {} distinct rows, {}",
+                nq + need,
+                if k >= 3 {
+                    "a smaller query fraction or a smaller k"
+                } else {
+                    "or a smaller query fraction"
+                }
+            ),
+        ));
+    }
+    let held = Rng::stream(seed, SPLIT_STREAM).sample_indices(nd, nq);
+    let mut is_q = vec![false; nd];
+    for &i in &held {
+        is_q[i] = true;
+    }
+    let rest: Vec<usize> = (0..nd).filter(|&i| !is_q[i]).collect();
+    Ok(Split {
+        refs: distinct.select_rows(&rest),
+        queries: distinct.select_rows(&held),
+        ref_labels: labels.map(|l| rest.iter().map(|&i| l[i]).collect()),
+        held_out: nq,
+        query_fraction: nq as f64 / nd as f64,
+    })
 }
 
 /// Runs the study: `refs` are the rows searched (distinct), `queries` the held-out query rows, `labels` the
