@@ -159,6 +159,8 @@ test('layers and classes: heatmaps, ID across depth and the class table', async 
   assert.equal(drawn.plots['layers-cka'].marks, nl * nl, 'one CKA cell per layer pair');
   assert.equal(drawn.plots['layers-mknn'].marks, nl * nl, 'one mutual-kNN cell per layer pair');
   assert.equal(drawn.plots['layers-id'].marks, doc.layers.value.layers.filter((l) => l.id).length);
+  const ranked = doc.layers.value.layers.filter((l) => l.spectrum);
+  assert.equal(drawn.plots['layers-rank'].marks, 2 * ranked.length, 'effective rank and participation ratio per layer');
   doc.inputs.forEach((_, i) => checkInput(doc, drawn, i));
 
   const c = runReport(['report', join(fixtures, 'minilm_sentences_0_2000.npy'), '--labels', join(fixtures, 'minilm_labels_0_2000.npy')]);

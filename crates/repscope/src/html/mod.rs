@@ -28,7 +28,7 @@ svg .ref{stroke:#cf222e;stroke-dasharray:4 3} svg .vref{stroke:#8250df;stroke-da
 .summary p{margin:6px 0} .summary .num{font-weight:600} .warnings{margin:6px 0;padding-left:18px;color:#9a6700;font-size:14px}
 .legend-list{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px;max-width:1100px;margin:4px 0 10px}
 .swatch i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px;vertical-align:middle}
-table.sortable th{cursor:pointer} th[data-sort=asc]::after{content:" ▲"} th[data-sort=desc]::after{content:" ▼"}
+th{cursor:pointer} th[data-sort=asc]::after{content:" ▲"} th[data-sort=desc]::after{content:" ▼"}
 @media print{body{margin:0;max-width:none} .plots{display:block} svg.plot{page-break-inside:avoid}}
 "#;
 

@@ -520,10 +520,12 @@ pub fn benchmark_block(b: &Value) -> String {
     h
 }
 
-/// Sorts a table by the clicked column (numbers as numbers); the last row stays last when it is a total.
+/// Sorts every table with a header row by the clicked column (numbers as numbers); a last row marked as a
+/// total stays last.
 pub const SORT_SCRIPT: &str = r#"
-document.querySelectorAll('table.sortable').forEach(function (t) {
+document.querySelectorAll('table').forEach(function (t) {
   var head = t.rows[0];
+  if (!head || !head.cells.length || head.cells[0].tagName !== 'TH' || t.rows.length < 3) return;
   Array.prototype.forEach.call(head.cells, function (th, col) {
     th.style.cursor = 'pointer';
     th.title = 'sort by this column';
