@@ -82,7 +82,8 @@ pub fn three_digits(v: f64) -> String {
 /// One sentence: its topic, the template with `{0}`, `{1}`, … where the facts go, and the text.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Line {
-    /// "intrinsic_dimension", "spectrum", "classes", "sae", "search", "neighbours" or "warning".
+    /// "intrinsic_dimension", "spectrum", "classes", "activations", "sae", "search", "neighbours" or
+    /// "warning".
     pub topic: String,
     pub template: String,
     pub facts: Vec<Fact>,
@@ -182,6 +183,28 @@ pub fn summarise(inp: &Inputs) -> Summary {
     }
     if let Some(c) = inp.classes {
         s.lines.push(classes_line(c));
+    }
+    if let Some(a) = inp.activations {
+        let mut facts = Vec::new();
+        let mut t = String::from("Activations:");
+        if let Some(g) = a.outlier_ratio.filter(|g| g.is_finite()) {
+            t.push_str(" outlier ratio ‖mean‖/‖std‖ {0};");
+            facts.push(Fact::new(g, format!("{ACTIVATIONS}/outlier_ratio")));
+        }
+        let k = facts.len();
+        t.push_str(&format!(
+            " {{{k}}}% of the values are exactly zero; the mean row norm is {{{}}}.",
+            k + 1
+        ));
+        facts.push(Fact::percent(
+            a.zero_fraction,
+            format!("{ACTIVATIONS}/zero_fraction"),
+        ));
+        facts.push(Fact::new(
+            a.mean_row_norm,
+            format!("{ACTIVATIONS}/mean_row_norm"),
+        ));
+        s.lines.push(Line::new("activations", t, facts));
     }
     if let Some(e) = inp.sae {
         s.lines.push(Line::new(
