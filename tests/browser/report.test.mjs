@@ -307,6 +307,8 @@ test('the labelled MiniLM report answers first, draws the classes and matches th
   assert.equal(seen.plots.find((p) => p.id === 'search-ef-0').marks, st.ef_curve.length);
   assert.equal(seen.plots.find((p) => p.id === 'search-bytes-0').marks, st.compression.points.length);
   assert.ok(seen.answers.some((a) => a.topic === 'search' && /HNSW/.test(a.text)));
+  assert.equal(await page.locator('text=cannot be read').count(), 0, 'every section reads back as its typed struct');
+  assert.ok(seen.plots.some((p) => p.id === 'activations-0'), 'the activations picture');
   // Tables sort by column: click "rows" once for ascending.
   const table = page.locator('#classes-block-0 table.sortable');
   await table.locator('th', { hasText: 'rows' }).click();

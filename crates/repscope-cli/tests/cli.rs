@@ -1172,6 +1172,14 @@ fn report_with_an_sae_has_its_section() {
     assert!(skipped["note"].as_str().unwrap().contains("d_in = 16"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<h3>Sparse autoencoder</h3>"));
+    assert!(
+        html.contains("id=\"sae-density-0\""),
+        "the density histogram is drawn"
+    );
+    assert!(
+        !html.contains("cannot be read"),
+        "every section reads back as its typed struct"
+    );
     assert!(html.contains("id=\"sae-density-0\""));
     // A bad SAE is refused before the folder is made.
     let none = d.join("r2");
@@ -1308,6 +1316,24 @@ fn report_answers_first_with_the_json_numbers_and_named_classes() {
     assert_eq!(labels.iter().max(), Some(&48));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("fortune:art"));
+    assert!(
+        !html.contains("cannot be read"),
+        "every section reads back as its typed struct"
+    );
+    for block in [
+        "id-block-0",
+        "lid-block-0",
+        "spectrum-block-0",
+        "activations-block-0",
+        "search-block-0",
+        "classes-block-0",
+        "map-block-0",
+    ] {
+        assert!(
+            html.contains(&format!("id=\"{block}\"")),
+            "{block} is drawn"
+        );
+    }
     assert_eq!(
         html.matches("class=\"mark cell\"").count(),
         49 * 49,

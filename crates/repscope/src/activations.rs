@@ -120,7 +120,7 @@ impl ActivationConfig {
 }
 
 /// One massive activation.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct MassiveValue {
     pub row: usize,
     pub dim: usize,
@@ -137,7 +137,7 @@ pub struct MassiveValue {
 }
 
 /// Massive activations: every value above both thresholds is counted; the largest are listed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct MassiveReport {
     pub abs_threshold: f64,
     pub ratio_threshold: f64,
@@ -154,7 +154,7 @@ pub struct MassiveReport {
 }
 
 /// Peak rows that share a token (when token ids are known) and the dimension of their peak.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct PeakGroup {
     pub token_id: Option<u32>,
     pub token: Option<String>,
@@ -172,7 +172,7 @@ pub struct PeakGroup {
 
 /// Rows whose largest |a| stands out from the rest of the row far more than is typical: the outlier
 /// tokens (special tokens, attention sinks) of a transformer's states.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct PeakRows {
     pub factor: f64,
     /// The median over rows of max|a| / median|a| (rows with a zero median left out).
@@ -191,7 +191,7 @@ pub struct PeakRows {
 
 /// One outlier dimension: its mean and how many standard deviations of the dimension means it lies from
 /// their mean.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct OutlierDimension {
     pub dim: usize,
     pub mean: f64,
@@ -199,14 +199,14 @@ pub struct OutlierDimension {
 }
 
 /// A quantile of a per-row quantity.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Quantile {
     pub q: f64,
     pub value: f64,
 }
 
 /// Per-dimension statistics, one entry per column.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct PerDimension {
     pub mean: Vec<f64>,
     /// Population standard deviation (divided by n).
@@ -261,7 +261,7 @@ impl PerRow {
 }
 
 /// Everything `repscope activations` reports.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ActivationReport {
     pub n: usize,
     pub d: usize,

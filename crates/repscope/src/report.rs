@@ -15,6 +15,7 @@ use crate::intrinsic::Summary;
 use crate::neighbors::{exact_knn, KnnGraph, Metric};
 use crate::progress::Progress;
 use crate::rng::Rng;
+pub use crate::sae::eval::Histogram;
 use crate::similarity::layers;
 use crate::spectrum::{self, SpectrumConfig};
 
@@ -218,10 +219,13 @@ pub fn sample_rows(m: &Matrix, n: usize, seed: u64) -> (Matrix, Option<SampleInf
 }
 
 /// Equal-width histogram of the finite values.
-pub fn histogram(values: &[f64], bins: usize) -> Value {
+pub fn histogram(values: &[f64], bins: usize) -> Histogram {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() || bins == 0 {
-        return json!({"edges": [], "counts": []});
+        return Histogram {
+            edges: Vec::new(),
+            counts: Vec::new(),
+        };
     }
     let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -237,7 +241,17 @@ pub fn histogram(values: &[f64], bins: usize) -> Value {
         counts[b] += 1;
     }
     let edges: Vec<f64> = (0..=bins).map(|i| lo + w * i as f64).collect();
-    json!({"edges": edges, "counts": counts})
+    Histogram { edges, counts }
+}
+
+/// The per-point LID section: MLE at k over the suite's graph, one value per input row.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct LidSection {
+    pub k: usize,
+    pub summary: Summary,
+    /// Distinct points whose LID is undefined (a zero neighbour distance).
+    pub undefined_points: usize,
+    pub histogram: Histogram,
 }
 
 /// Builds the sections that need one input: intrinsic dimension with its scale curve, the per-point LID
@@ -318,12 +332,12 @@ pub fn input_report(
                     .map(|v| v.unwrap_or(f64::NAN))
                     .collect();
                 let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
-                json!({
-                    "k": cfg.lid_k,
-                    "summary": Summary::of(&per_row),
-                    "undefined_points": undefined,
-                    "histogram": histogram(&per_row, cfg.lid_bins),
-                })
+                LidSection {
+                    k: cfg.lid_k,
+                    summary: Summary::of(&per_row),
+                    undefined_points: undefined,
+                    histogram: histogram(&per_row, cfg.lid_bins),
+                }
             }))
         }
         _ => Section::skipped(format!("needs a neighbour graph with k ≥ {}", cfg.lid_k)),

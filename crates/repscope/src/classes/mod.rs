@@ -88,7 +88,7 @@ impl Default for ClassConfig {
 }
 
 /// NC1 and NC2 for one choice of global mean.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Collapse {
     /// "unweighted mean of class means" or "count-weighted mean".
     pub global_mean: String,
@@ -111,7 +111,7 @@ pub struct Collapse {
 }
 
 /// Leave-one-out kNN accuracy.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct KnnAccuracy {
     pub k: usize,
     pub metric: Metric,
@@ -164,7 +164,7 @@ pub const PAIRS_ALL_UP_TO: usize = 200;
 pub const PAIRS_SHOWN: usize = 50;
 
 /// Everything `repscope classes` reports.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ClassReport {
     pub n: usize,
     pub d: usize,

@@ -101,7 +101,7 @@ pub fn hash_source(src: &dyn RowSource, progress: &dyn Progress) -> Result<Vec<u
 }
 
 /// A group of equal rows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DuplicateGroup {
     /// The first row of the group (0-based, in the source's row order).
     pub first_row: usize,
@@ -110,7 +110,7 @@ pub struct DuplicateGroup {
 }
 
 /// The exact duplicate rows of a source.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Duplicates {
     pub rows: usize,
     /// Rows with different values.
@@ -127,6 +127,8 @@ pub struct Duplicates {
     pub hash_collisions: usize,
     /// Passes that compared values (0 when no two rows share a hash).
     pub verification_passes: usize,
+    /// How duplicates were found (read back from a document as "").
+    #[serde(skip_deserializing)]
     pub method: &'static str,
 }
 

@@ -1,4 +1,5 @@
-//! The self-contained HTML report, rendered from the report's JSON document (so the two always agree).
+//! The self-contained HTML report, rendered from the report's JSON document (so the two always agree): each
+//! part is read back as the engine's typed struct, so a field the struct lacks shows as a failed note.
 //! One file: inline CSS, SVG and one small script that sorts tables; no font, image or anything else fetched from the network.
 pub mod pictures;
 pub mod svg;
@@ -6,7 +7,15 @@ pub mod svg;
 use serde_json::Value;
 use svg::{esc, Plot, Scale, Series};
 
+use crate::activations::ActivationReport;
+use crate::classes::ClassReport;
 use crate::fmt::num;
+use crate::intrinsic::suite::{IdReport, ScalePoint};
+use crate::report::LidSection;
+use crate::sae::eval::EvalReport;
+use crate::search::study::StudyReport;
+use crate::similarity::layers::{LayerEntry, LayersReport};
+use crate::spectrum::SpectrumReport;
 
 const CSS: &str = r#"
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1b1f23;line-height:1.45}
@@ -40,19 +49,19 @@ fn card(value: &str, label: &str) -> String {
     )
 }
 
-fn f(v: &Value) -> Option<f64> {
-    v.as_f64()
-}
-
-fn section_value<'a>(sections: &'a Value, name: &str) -> Result<&'a Value, String> {
+/// A section of the document as its typed struct, or the note to show instead (and whether it failed).
+fn section<T: serde::de::DeserializeOwned>(
+    sections: &Value,
+    name: &str,
+) -> Result<T, (String, bool)> {
     let s = &sections[name];
     match s["status"].as_str() {
-        Some("ok") => Ok(&s["value"]),
-        Some(st) => Err(format!(
-            "{name}: {st}: {}",
-            s["note"].as_str().unwrap_or("")
+        Some("ok") => pictures::typed(&s["value"], name).map_err(|e| (e, true)),
+        Some(st) => Err((
+            format!("{name}: {st}: {}", s["note"].as_str().unwrap_or("")),
+            st == "failed",
         )),
-        None => Err(format!("{name}: not computed")),
+        None => Err((format!("{name}: not computed"), false)),
     }
 }
 
@@ -64,52 +73,65 @@ fn note(msg: &str, failed: bool) -> String {
     )
 }
 
-fn id_section(idx: usize, id: &Value) -> String {
-    let mut h = String::from("<h3>Intrinsic dimension</h3>\n<table><tr><th>estimator</th><th>value</th><th>std. error</th><th class=\"t\">variant</th></tr>\n");
-    for e in id["estimates"].as_array().into_iter().flatten() {
+/// A number for a table cell, or "–".
+fn opt(v: Option<f64>) -> String {
+    v.map(num).unwrap_or_else(|| "–".into())
+}
+
+/// A two-column table of named values.
+fn measure_table(rows: &[(String, String)]) -> String {
+    let mut h = String::from("<table><tr><th>measure</th><th>value</th></tr>\n");
+    for (name, v) in rows {
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
-            esc(e["estimator"].as_str().unwrap_or("")),
-            f(&e["value"]).map(num).unwrap_or_default(),
-            f(&e["stderr"]).map(num).unwrap_or_else(|| "–".into()),
-            esc(e["variant"].as_str().unwrap_or(""))
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            esc(name),
+            esc(v)
         ));
     }
     h.push_str("</table>\n");
-    let c = &id["neighbours"];
-    if let (Some(rows), Some(cert), Some(rec)) = (
-        c["rows"].as_u64(),
-        c["certified"].as_u64(),
-        c["recomputed"].as_u64(),
-    ) {
-        let swept = match c["exhaustive"].as_u64() {
-            Some(e) if e > 0 => {
-                format!(", {e} compared with every row (their f32 ranking keys overflow)")
-            }
-            _ => String::new(),
-        };
+    h
+}
+
+fn id_section(idx: usize, id: &IdReport) -> String {
+    let mut h = String::from("<h3>Intrinsic dimension</h3>\n<table><tr><th>estimator</th><th>value</th><th>std. error</th><th class=\"t\">variant</th></tr>\n");
+    for e in &id.estimates {
         h.push_str(&format!(
-            "<p>Neighbour graph: exact on all {rows} distinct rows; {cert} certified by the rounding bound of the candidate pass, {rec} recomputed by the exact range pass{swept}.</p>\n"
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
+            esc(&e.estimator),
+            num(e.value),
+            opt(e.stderr),
+            esc(&e.variant)
         ));
     }
-    let curve = id["scale_curve"].as_array().cloned().unwrap_or_default();
-    let gride: Vec<(f64, f64)> = curve
-        .iter()
-        .filter(|p| p["method"] == "gride")
-        .filter_map(|p| Some((f(&p["mean_r_n2"])?, f(&p["d"])?)))
-        .collect();
-    let dec: Vec<(f64, f64)> = curve
-        .iter()
-        .filter(|p| p["method"] == "decimation")
-        .filter_map(|p| Some((f(&p["mean_r1"])?, f(&p["d"])?)))
-        .collect();
+    h.push_str("</table>\n");
+    if let Some(c) = &id.neighbours {
+        let swept = if c.exhaustive > 0 {
+            format!(
+                ", {} compared with every row (their f32 ranking keys overflow)",
+                c.exhaustive
+            )
+        } else {
+            String::new()
+        };
+        h.push_str(&format!(
+            "<p>Neighbour graph: exact on all {} distinct rows; {} certified by the rounding bound of the candidate pass, {} recomputed by the exact range pass{swept}.</p>\n",
+            c.rows, c.certified, c.recomputed
+        ));
+    }
+    let mut gride = Vec::new();
+    let mut dec = Vec::new();
+    for p in &id.scale_curve {
+        match p {
+            ScalePoint::Gride(g) => gride.push((g.mean_r_n2, g.d)),
+            ScalePoint::Decimation(q) => dec.push((q.mean_r1, q.d)),
+        }
+    }
     if !gride.is_empty() || !dec.is_empty() {
         let plot = Plot {
             title: "Intrinsic dimension against scale".into(),
             x_label: "mean neighbour distance (data units, log scale)".into(),
             y_label: "intrinsic dimension".into(),
             x_scale: Scale::Log10,
-            y_scale: Scale::Linear,
             series: vec![
                 Series {
                     name: "GRIDE (n1, 2·n1)".into(),
@@ -128,61 +150,45 @@ fn id_section(idx: usize, id: &Value) -> String {
                     dashed: true,
                 },
             ],
-            h_line: id["dimension"]["value"]
-                .as_f64()
-                .map(|v| (v, format!("recommended {}", num(v)))),
+            h_line: id
+                .dimension
+                .as_ref()
+                .map(|d| (d.value, format!("recommended {}", num(d.value)))),
             ..Plot::default()
         };
         h.push_str(&plot.render(&format!("scale-{idx}")));
     }
-    for n in id["notes"].as_array().into_iter().flatten() {
-        h.push_str(&note(n.as_str().unwrap_or(""), false));
+    for n in &id.notes {
+        h.push_str(&note(n, false));
     }
     h
 }
 
-fn lid_section(idx: usize, lid: &Value) -> String {
-    let edges: Vec<f64> = lid["histogram"]["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(f)
-        .collect();
-    let counts: Vec<u64> = lid["histogram"]["counts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_u64())
-        .collect();
-    let s = &lid["summary"];
+fn lid_section(idx: usize, lid: &LidSection) -> String {
+    let s = &lid.summary;
     let mut h = String::from("<h3>Local intrinsic dimension</h3>\n");
     h.push_str(&format!(
         "<p>Per-point LID (MLE, k = {}): mean {}, median {}, min {}, max {}.</p>\n",
-        lid["k"],
-        f(&s["mean"]).map(num).unwrap_or_default(),
-        f(&s["median"]).map(num).unwrap_or_default(),
-        f(&s["min"]).map(num).unwrap_or_default(),
-        f(&s["max"]).map(num).unwrap_or_default()
+        lid.k,
+        num(s.mean),
+        num(s.median),
+        num(s.min),
+        num(s.max)
     ));
     h.push_str(&svg::histogram(
         &format!("lid-{idx}"),
         "Per-point LID",
         "local intrinsic dimension",
         "points",
-        &edges,
-        &counts,
+        &lid.histogram.edges,
+        &lid.histogram.counts,
     ));
     h
 }
 
-fn spectrum_section(idx: usize, sp: &Value) -> String {
-    let ev: Vec<f64> = sp["eigenvalues"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(f)
-        .collect();
-    let pts: Vec<(f64, f64)> = ev
+fn spectrum_section(idx: usize, sp: &SpectrumReport) -> String {
+    let pts: Vec<(f64, f64)> = sp
+        .eigenvalues
         .iter()
         .enumerate()
         .filter(|(_, v)| **v > 0.0)
@@ -196,24 +202,15 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
         color: "#0969da".into(),
         dashed: false,
     }];
-    let a = &sp["alpha_req"];
-    if let (Some(alpha), Some(b), Some(lo), Some(hi)) = (
-        f(&a["alpha"]),
-        f(&a["intercept"]),
-        a["window"][0].as_u64(),
-        a["window"][1].as_u64(),
-    ) {
+    if let Some(a) = &sp.alpha_req {
         // log λ = b − α log i over the fitted window.
-        let fit: Vec<(f64, f64)> = [lo, hi]
+        let fit: Vec<(f64, f64)> = a
+            .window
             .iter()
-            .map(|&i| (i as f64, (b - alpha * (i as f64).ln()).exp()))
+            .map(|&i| (i as f64, (a.intercept - a.alpha * (i as f64).ln()).exp()))
             .collect();
         series.push(Series {
-            name: format!(
-                "α-ReQ fit: α = {}, R² = {}",
-                num(alpha),
-                f(&a["r2"]).map(num).unwrap_or_default()
-            ),
+            name: format!("α-ReQ fit: α = {}, R² = {}", num(a.alpha), num(a.r2)),
             points: fit,
             line: true,
             markers: false,
@@ -228,105 +225,87 @@ fn spectrum_section(idx: usize, sp: &Value) -> String {
         x_scale: Scale::Log10,
         y_scale: Scale::Log10,
         series,
-        h_line: None,
         ..Plot::default()
     };
-    let mut h = String::from("<h3>Spectrum</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
-    let rows = [
+    let mut rows: Vec<(String, String)> = vec![
         (
-            "effective rank (centred)",
-            f(&sp["effective_rank"]["value"]),
+            "effective rank (centred)".into(),
+            num(sp.effective_rank.value),
         ),
-        ("RankMe (uncentred)", f(&sp["rankme"]["value"])),
-        ("participation ratio", f(&sp["participation_ratio"])),
-        ("α-ReQ", f(&sp["alpha_req"]["alpha"])),
+        ("RankMe (uncentred)".into(), num(sp.rankme.value)),
+        ("participation ratio".into(), num(sp.participation_ratio)),
+        ("α-ReQ".into(), opt(sp.alpha_req.as_ref().map(|a| a.alpha))),
         (
-            "coding rate (ε² = 0.5, nats)",
-            f(&sp["coding_rate"]["value"]),
+            "coding rate (ε² = 0.5, nats)".into(),
+            opt(sp.coding_rate.as_ref().map(|c| c.value)),
         ),
-        ("anisotropy (mean cosine)", f(&sp["anisotropy"])),
+        ("anisotropy (mean cosine)".into(), num(sp.anisotropy)),
         (
-            "top component's share of variance",
-            sp["explained_variance_ratio"][0].as_f64(),
+            "top component's share of variance".into(),
+            opt(sp.explained_variance_ratio.first().copied()),
         ),
     ];
-    for (name, v) in rows {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            esc(name),
-            v.map(num).unwrap_or_else(|| "–".into())
+    if let Some(r) = sp.rogue_dimensions.first() {
+        rows.push((
+            "top rogue dimension".into(),
+            format!("{} ({}% of the anisotropy)", r.dim, num(100.0 * r.share)),
         ));
     }
-    if let Some(r) = sp["rogue_dimensions"].as_array().and_then(|r| r.first()) {
-        h.push_str(&format!(
-            "<tr><td>top rogue dimension</td><td>{} ({}% of the anisotropy)</td></tr>\n",
-            r["dim"],
-            f(&r["share"]).map(|s| num(100.0 * s)).unwrap_or_default()
-        ));
-    }
-    h.push_str("</table>\n");
+    let mut h = String::from("<h3>Spectrum</h3>\n");
+    h.push_str(&measure_table(&rows));
     h.push_str(&plot.render(&format!("spectrum-{idx}")));
     h
 }
 
-fn activations_section(idx: usize, a: &Value) -> String {
-    let mut h =
-        String::from("<h3>Activations</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
-    let massive = &a["massive"];
-    let peak = &a["peak_rows"];
-    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "–".into());
+fn activations_section(idx: usize, a: &ActivationReport) -> String {
+    let (massive, peak) = (&a.massive, &a.peak_rows);
+    let outliers = a
+        .outlier_dimensions
+        .iter()
+        .take(8)
+        .map(|d| d.dim.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let rows: Vec<(String, String)> = vec![
         (
             "outlier ratio γ = ‖mean‖/‖std‖".into(),
-            opt(f(&a["outlier_ratio"])),
+            opt(a.outlier_ratio),
         ),
-        ("share of exact zeros".into(), opt(f(&a["zero_fraction"]))),
-        ("mean row norm".into(), opt(f(&a["mean_row_norm"]))),
+        ("share of exact zeros".into(), num(a.zero_fraction)),
+        ("mean row norm".into(), num(a.mean_row_norm)),
         (
             format!(
                 "massive activations (|a| > {} and > {} × row median)",
-                opt(f(&massive["abs_threshold"])),
-                opt(f(&massive["ratio_threshold"]))
+                num(massive.abs_threshold),
+                num(massive.ratio_threshold)
             ),
-            format!("{} in {} rows", massive["count"], massive["rows"]),
+            format!("{} in {} rows", massive.count, massive.rows),
         ),
         (
             format!(
                 "peak rows (max|a|/median|a| ≥ {} × its median over rows)",
-                opt(f(&peak["factor"]))
+                num(peak.factor)
             ),
-            peak["rows"].to_string(),
+            peak.rows.to_string(),
         ),
         (
             format!(
                 "outlier dimensions (|z| of the mean > {})",
-                opt(f(&a["outlier_sigma"]))
+                num(a.outlier_sigma)
             ),
-            a["outlier_dimensions"]
-                .as_array()
-                .map(|o| {
-                    o.iter()
-                        .take(8)
-                        .map(|d| d["dim"].to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "none".into()),
+            if outliers.is_empty() {
+                "none".into()
+            } else {
+                outliers
+            },
         ),
     ];
-    for (name, v) in rows {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            esc(&name),
-            esc(&v)
-        ));
-    }
-    h.push_str("</table>\n");
-    if let Some(groups) = peak["groups"].as_array().filter(|g| !g.is_empty()) {
+    let mut h = String::from("<h3>Activations</h3>\n");
+    h.push_str(&measure_table(&rows));
+    if !peak.groups.is_empty() {
         h.push_str("<table><tr><th>peak rows: token</th><th>dimension</th><th>rows</th><th>median peak</th><th>median ratio</th></tr>\n");
-        for g in groups.iter().take(10) {
-            let token = match (g["token"].as_str(), g["token_id"].as_u64()) {
+        for g in peak.groups.iter().take(10) {
+            let token = match (&g.token, g.token_id) {
                 (Some(t), Some(i)) => format!("{t} ({i})"),
                 (None, Some(i)) => i.to_string(),
                 _ => "–".into(),
@@ -334,27 +313,27 @@ fn activations_section(idx: usize, a: &Value) -> String {
             h.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 esc(&token),
-                g["dim"],
-                g["rows"],
-                opt(f(&g["median_peak"])),
-                opt(f(&g["median_ratio"]))
+                g.dim,
+                g.rows,
+                num(g.median_peak),
+                num(g.median_ratio)
             ));
         }
         h.push_str("</table>\n");
     }
-    let pts: Vec<(f64, f64)> = a["per_dimension"]["max_abs"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let pts: Vec<(f64, f64)> = a
+        .per_dimension
+        .max_abs
+        .iter()
         .enumerate()
-        .filter_map(|(j, v)| f(v).filter(|v| *v > 0.0).map(|v| (j as f64, v)))
+        .filter(|(_, v)| **v > 0.0 && v.is_finite())
+        .map(|(j, v)| (j as f64, *v))
         .collect();
     if !pts.is_empty() {
         let plot = Plot {
             title: "Largest |a| of each dimension".into(),
             x_label: "dimension".into(),
             y_label: "max |a| (log scale)".into(),
-            x_scale: Scale::Linear,
             y_scale: Scale::Log10,
             series: vec![Series {
                 name: "max |a|".into(),
@@ -364,7 +343,7 @@ fn activations_section(idx: usize, a: &Value) -> String {
                 color: "#8250df".into(),
                 dashed: false,
             }],
-            h_line: f(&massive["abs_threshold"])
+            h_line: Some(massive.abs_threshold)
                 .filter(|t| *t > 0.0)
                 .map(|t| (t, format!("massive threshold {}", num(t)))),
             ..Plot::default()
@@ -374,146 +353,104 @@ fn activations_section(idx: usize, a: &Value) -> String {
     h
 }
 
-fn sae_section(idx: usize, e: &Value) -> String {
-    let opt = |v: &Value| f(v).map(num).unwrap_or_else(|| "–".into());
-    let mut h = format!(
-        "<h3>Sparse autoencoder</h3>\n<p>{} latents ({}), evaluated on {} rows.</p>\n<table><tr><th>measure</th><th>value</th></tr>\n",
-        e["width"],
-        esc(e["arch"].as_str().unwrap_or("")),
-        e["rows"]
-    );
-    let share = |n: &Value| {
-        let (n, w) = (
-            n.as_u64().unwrap_or(0),
-            e["width"].as_u64().unwrap_or(0).max(1),
-        );
-        format!("{n} ({:.2}%)", 100.0 * n as f64 / w as f64)
-    };
-    let rows: Vec<(&str, String)> = vec![
-        ("L0 (mean active latents per row)", opt(&e["l0"])),
-        ("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²", opt(&e["fvu"])),
-        ("explained variance, 1 − FVU", opt(&e["explained_variance"])),
+fn sae_section(idx: usize, e: &EvalReport) -> String {
+    let arch = serde_json::to_value(e.arch)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let share = |n: usize| format!("{n} ({:.2}%)", 100.0 * n as f64 / e.width.max(1) as f64);
+    let rows: Vec<(String, String)> = vec![
+        ("L0 (mean active latents per row)".into(), num(e.l0)),
+        ("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²".into(), num(e.fvu)),
         (
-            "explained variance, per-row mean (legacy)",
-            opt(&e["explained_variance_legacy"]),
-        ),
-        ("MSE per value", opt(&e["mse"])),
-        ("mean cosine of x and x̂", opt(&e["cosine"])),
-        ("mean ‖x̂‖ / ‖x‖", opt(&e["l2_ratio"])),
-        (
-            "relative reconstruction bias E‖x̂‖² / E⟨x, x̂⟩",
-            opt(&e["relative_reconstruction_bias"]),
-        ),
-        ("dead latents (never fired)", share(&e["dead_latents"])),
-        ("dense latents (> 1% of rows)", share(&e["dense_over_1pct"])),
-        (
-            "dense latents (> 10% of rows)",
-            share(&e["dense_over_10pct"]),
+            "explained variance, 1 − FVU".into(),
+            num(e.explained_variance),
         ),
         (
-            "largest decoder cosine (mean over latents)",
+            "explained variance, per-row mean (legacy)".into(),
+            num(e.explained_variance_legacy),
+        ),
+        ("MSE per value".into(), num(e.mse)),
+        ("mean cosine of x and x̂".into(), num(e.cosine)),
+        ("mean ‖x̂‖ / ‖x‖".into(), num(e.l2_ratio)),
+        (
+            "relative reconstruction bias E‖x̂‖² / E⟨x, x̂⟩".into(),
+            num(e.relative_reconstruction_bias),
+        ),
+        ("dead latents (never fired)".into(), share(e.dead_latents)),
+        (
+            "dense latents (> 1% of rows)".into(),
+            share(e.dense_over_1pct),
+        ),
+        (
+            "dense latents (> 10% of rows)".into(),
+            share(e.dense_over_10pct),
+        ),
+        (
+            "largest decoder cosine (mean over latents)".into(),
             format!(
                 "{} ({})",
-                opt(&e["max_decoder_cosine"]),
-                opt(&e["mean_max_decoder_cosine"])
+                num(e.max_decoder_cosine),
+                num(e.mean_max_decoder_cosine)
             ),
         ),
     ];
-    for (name, v) in rows {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            esc(name),
-            esc(&v)
-        ));
+    let mut h = format!(
+        "<h3>Sparse autoencoder</h3>\n<p>{} latents ({}), evaluated on {} rows.</p>\n",
+        e.width,
+        esc(&arch),
+        e.rows
+    );
+    h.push_str(&measure_table(&rows));
+    for n in &e.notes {
+        h.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
     }
-    h.push_str("</table>\n");
-    if let Some(n) = e["notes"].as_array() {
-        for n in n.iter().filter_map(Value::as_str) {
-            h.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
-        }
-    }
-    let hist = &e["density_histogram"];
-    let edges: Vec<f64> = hist["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(f)
-        .collect();
-    let counts: Vec<u64> = hist["counts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_u64)
-        .collect();
     h.push_str(&svg::histogram(
         &format!("sae-density-{idx}"),
         "Feature density (dead latents in the leftmost bin)",
         "log10(firing frequency + 1e-10)",
         "latents",
-        &edges,
-        &counts,
+        &e.density_histogram.edges,
+        &e.density_histogram.counts,
     ));
     h
 }
 
-fn classes_section(c: &Value) -> String {
-    let nc = &c["neural_collapse"];
-    let mut h =
-        String::from("<h3>Class geometry</h3>\n<table><tr><th>measure</th><th>value</th></tr>\n");
-    let rows = [
-        ("classes", c["n_classes"].as_f64()),
-        ("NC1 = tr(Σ_W Σ_B⁺)/C", f(&nc["nc1"])),
-        ("NC2 equinorm", f(&nc["nc2_equinorm"])),
-        ("NC2 equiangularity", f(&nc["nc2_equiangularity"])),
-        ("NC2 max-angle", f(&nc["nc2_max_angle"])),
-        ("CDNV (mean over pairs)", f(&c["cdnv"])),
-        ("nearest-class-centre accuracy", f(&c["ncc_accuracy"])),
+fn classes_section(c: &ClassReport) -> String {
+    let nc = &c.neural_collapse;
+    let rows: Vec<(String, String)> = vec![
+        ("classes".into(), c.n_classes.to_string()),
+        ("NC1 = tr(Σ_W Σ_B⁺)/C".into(), num(nc.nc1)),
+        ("NC2 equinorm".into(), num(nc.nc2_equinorm)),
+        ("NC2 equiangularity".into(), num(nc.nc2_equiangularity)),
+        ("NC2 max-angle".into(), num(nc.nc2_max_angle)),
+        ("CDNV (mean over pairs)".into(), num(c.cdnv)),
+        ("nearest-class-centre accuracy".into(), num(c.ncc_accuracy)),
         (
-            "leave-one-out kNN accuracy",
-            f(&c["knn_accuracy"]["accuracy"]),
+            "leave-one-out kNN accuracy".into(),
+            opt(c.knn_accuracy.as_ref().map(|k| k.accuracy)),
         ),
     ];
-    for (i, (name, v)) in rows.into_iter().enumerate() {
-        // The first row is a count.
-        let shown = match v {
-            Some(v) if i == 0 => format!("{}", v as u64),
-            Some(v) => num(v),
-            None => "–".into(),
-        };
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            esc(name),
-            shown
-        ));
-    }
-    h.push_str("</table>\n");
-    for n in c["notes"].as_array().into_iter().flatten() {
-        h.push_str(&note(n.as_str().unwrap_or(""), false));
+    let mut h = String::from("<h3>Class geometry</h3>\n");
+    h.push_str(&measure_table(&rows));
+    for n in &c.notes {
+        h.push_str(&note(n, false));
     }
     h
 }
 
-fn layers_block(l: &Value) -> String {
+fn layers_block(l: &LayersReport) -> String {
     let mut h = String::from("<section class=\"layers\" id=\"layers\">\n<h2>Across layers</h2>\n");
-    let keys: Vec<String> = l["keys"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|k| k.as_str().unwrap_or("").to_string())
-        .collect();
-    let ids: Vec<(f64, f64)> = l["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let ids: Vec<(f64, f64)> = l
+        .layers
+        .iter()
         .enumerate()
-        .filter_map(|(i, e)| Some((i as f64, f(&e["id"]["value"])?)))
+        .filter_map(|(i, e)| Some((i as f64, e.id.as_ref()?.value)))
         .collect();
     let plot = Plot {
         title: "Intrinsic dimension across layers".into(),
         x_label: "layer # (in input order, see the table)".into(),
         y_label: "intrinsic dimension".into(),
-        x_scale: Scale::Linear,
-        y_scale: Scale::Linear,
         series: vec![Series {
             name: "recommended ID".into(),
             points: ids,
@@ -522,16 +459,14 @@ fn layers_block(l: &Value) -> String {
             color: "#0969da".into(),
             dashed: false,
         }],
-        h_line: None,
         ..Plot::default()
     };
-    let per_layer = |field: &str| -> Vec<(f64, f64)> {
-        l["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    let per_layer = |f: &dyn Fn(&LayerEntry) -> f64| -> Vec<(f64, f64)> {
+        l.layers
+            .iter()
             .enumerate()
-            .filter_map(|(i, e)| Some((i as f64, f(&e["spectrum"][field])?)))
+            .map(|(i, e)| (i as f64, f(e)))
+            .filter(|p| p.1.is_finite())
             .collect()
     };
     let ranks = Plot {
@@ -541,7 +476,7 @@ fn layers_block(l: &Value) -> String {
         series: vec![
             Series {
                 name: "effective rank".into(),
-                points: per_layer("effective_rank"),
+                points: per_layer(&|e| e.spectrum.effective_rank),
                 line: true,
                 markers: true,
                 color: "#1a7f37".into(),
@@ -549,7 +484,7 @@ fn layers_block(l: &Value) -> String {
             },
             Series {
                 name: "participation ratio".into(),
-                points: per_layer("participation_ratio"),
+                points: per_layer(&|e| e.spectrum.participation_ratio),
                 line: true,
                 markers: true,
                 color: "#bc4c00".into(),
@@ -561,51 +496,31 @@ fn layers_block(l: &Value) -> String {
     h.push_str("<div class=\"plots\">\n");
     h.push_str(&plot.render("layers-id"));
     h.push_str(&ranks.render("layers-rank"));
-    let matrix = |name: &str| -> Vec<Vec<f64>> {
-        l[name]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                r.as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|v| v.as_f64().unwrap_or(f64::NAN))
-                    .collect()
-            })
-            .collect()
-    };
     h.push_str(&svg::heatmap(
         "layers-cka",
         "Debiased linear CKA between layers",
-        &keys,
-        &matrix("cka_linear_debiased"),
+        &l.keys,
+        &l.cka_linear_debiased,
         0.0,
         1.0,
     ));
     h.push_str(&svg::heatmap(
         "layers-mknn",
-        &format!("Mutual kNN (k = {}) between layers", l["k"]),
-        &keys,
-        &matrix("mutual_knn"),
+        &format!("Mutual kNN (k = {}) between layers", l.k),
+        &l.keys,
+        &l.mutual_knn,
         0.0,
         1.0,
     ));
     h.push_str("</div>\n<table><tr><th>#</th><th>layer</th><th>intrinsic dimension</th><th>participation ratio</th><th>α-ReQ</th><th>anisotropy</th></tr>\n");
-    for (i, e) in l["layers"].as_array().into_iter().flatten().enumerate() {
+    for (i, e) in l.layers.iter().enumerate() {
         h.push_str(&format!(
             "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(e["key"].as_str().unwrap_or("")),
-            f(&e["id"]["value"]).map(num).unwrap_or_else(|| "–".into()),
-            f(&e["spectrum"]["participation_ratio"])
-                .map(num)
-                .unwrap_or_else(|| "–".into()),
-            f(&e["spectrum"]["alpha"])
-                .map(num)
-                .unwrap_or_else(|| "–".into()),
-            f(&e["spectrum"]["anisotropy"])
-                .map(num)
-                .unwrap_or_else(|| "–".into()),
+            esc(&e.key),
+            opt(e.id.as_ref().map(|d| d.value)),
+            num(e.spectrum.participation_ratio),
+            opt(e.spectrum.alpha),
+            num(e.spectrum.anisotropy),
         ));
     }
     h.push_str("</table>\n</section>\n");
@@ -618,6 +533,7 @@ fn input_section(idx: usize, inp: &Value) -> String {
         esc(inp["name"].as_str().unwrap_or("input"))
     );
     let sections = &inp["sections"];
+    let id: Result<IdReport, _> = section(sections, "intrinsic_dimension");
     let mut cards = String::new();
     cards.push_str(&card(&inp["n"].to_string(), "rows (n)"));
     cards.push_str(&card(&inp["d"].to_string(), "dimensions (d)"));
@@ -625,20 +541,18 @@ fn input_section(idx: usize, inp: &Value) -> String {
         &inp["duplicates_merged"].to_string(),
         "duplicate rows merged",
     ));
-    if let Ok(id) = section_value(sections, "intrinsic_dimension") {
-        if let Some(v) = f(&id["dimension"]["value"]) {
-            // The value alone: its standard error is one estimator's at one scale, and the spread across
-            // estimators and scales (in the summary) is the honest uncertainty.
-            cards.push_str(&card(
-                &num(v),
-                &format!(
-                    "recommended intrinsic dimension ({}); the summary gives the spread",
-                    id["dimension"]["estimator"].as_str().unwrap_or("")
-                ),
-            ));
-        }
+    if let Some(d) = id.as_ref().ok().and_then(|id| id.dimension.as_ref()) {
+        // The value alone: its standard error is one estimator's at one scale, and the spread across
+        // estimators and scales (in the summary) is the honest uncertainty.
+        cards.push_str(&card(
+            &num(d.value),
+            &format!(
+                "recommended intrinsic dimension ({}); the summary gives the spread",
+                d.estimator
+            ),
+        ));
     }
-    if let Some(t) = f(&inp["known_dimension"]) {
+    if let Some(t) = inp["known_dimension"].as_f64() {
         cards.push_str(&card(&num(t), "true dimension (known)"));
     }
     h.push_str(&pictures::summary_block(idx, inp));
@@ -656,58 +570,57 @@ fn input_section(idx: usize, inp: &Value) -> String {
     let block = |name: &str, body: String| {
         format!("<div class=\"block\" id=\"{name}-block-{idx}\">\n{body}</div>\n")
     };
-    let id_value = section_value(sections, "intrinsic_dimension").ok();
-    match section_value(sections, "intrinsic_dimension") {
+    match &id {
         Ok(id) => h.push_str(&block("id", id_section(idx, id))),
-        Err(e) => h.push_str(&note(&e, true)),
+        Err((e, _)) => h.push_str(&note(e, true)),
     }
-    let class_names: Option<Vec<String>> = section_value(sections, "classes")
-        .ok()
-        .and_then(|c| serde_json::from_value(c["class_names"].clone()).ok());
+    let classes: Option<Result<ClassReport, _>> = sections
+        .get("classes")
+        .map(|_| section(sections, "classes"));
+    let class_names = classes
+        .as_ref()
+        .and_then(|c| c.as_ref().ok())
+        .map(|c| c.class_names.clone());
     h.push_str(&pictures::map_block(idx, inp, class_names.as_deref()));
-    match section_value(sections, "lid") {
-        Ok(l) => h.push_str(&block("lid", lid_section(idx, l))),
-        Err(e) => h.push_str(&note(&e, sections["lid"]["status"] == "failed")),
+    match section::<LidSection>(sections, "lid") {
+        Ok(l) => h.push_str(&block("lid", lid_section(idx, &l))),
+        Err((e, failed)) => h.push_str(&note(&e, failed)),
     }
-    match section_value(sections, "spectrum") {
+    match section::<SpectrumReport>(sections, "spectrum") {
         Ok(sp) => h.push_str(&block(
             "spectrum",
-            spectrum_section(idx, sp) + &pictures::cumulative_plot(idx, sp, id_value),
+            spectrum_section(idx, &sp) + &pictures::cumulative_plot(idx, &sp, id.as_ref().ok()),
         )),
-        Err(e) => h.push_str(&note(&e, sections["spectrum"]["status"] == "failed")),
+        Err((e, failed)) => h.push_str(&note(&e, failed)),
     }
     if sections.get("activations").is_some() {
-        match section_value(sections, "activations") {
-            Ok(a) => h.push_str(&block("activations", activations_section(idx, a))),
-            Err(e) => h.push_str(&note(&e, sections["activations"]["status"] == "failed")),
+        match section::<ActivationReport>(sections, "activations") {
+            Ok(a) => h.push_str(&block("activations", activations_section(idx, &a))),
+            Err((e, failed)) => h.push_str(&note(&e, failed)),
         }
     }
     if sections.get("sae").is_some() {
-        match section_value(sections, "sae") {
-            Ok(a) => h.push_str(&block("sae", sae_section(idx, a))),
-            Err(e) => h.push_str(&note(&e, sections["sae"]["status"] == "failed")),
+        match section::<EvalReport>(sections, "sae") {
+            Ok(a) => h.push_str(&block("sae", sae_section(idx, &a))),
+            Err((e, failed)) => h.push_str(&note(&e, failed)),
         }
     }
     if sections.get("search").is_some() {
-        match section_value(sections, "search") {
-            Ok(v) => h.push_str(&block("search", pictures::search_block(idx, v))),
-            Err(e) => h.push_str(&note(&e, sections["search"]["status"] == "failed")),
+        match section::<StudyReport>(sections, "search") {
+            Ok(v) => h.push_str(&block("search", pictures::search_block(idx, &v))),
+            Err((e, failed)) => h.push_str(&note(&e, failed)),
         }
     }
-    if sections.get("classes").is_some() {
-        match section_value(sections, "classes") {
-            Ok(c) => h.push_str(&block(
-                "classes",
-                classes_section(c) + &pictures::class_pictures(idx, c),
-            )),
-            Err(e) => h.push_str(&block(
-                "classes",
-                format!(
-                    "<h3>Class geometry</h3>\n{}",
-                    note(&e, sections["classes"]["status"] == "failed")
-                ),
-            )),
-        }
+    match classes {
+        Some(Ok(c)) => h.push_str(&block(
+            "classes",
+            classes_section(&c) + &pictures::class_pictures(idx, &c),
+        )),
+        Some(Err((e, failed))) => h.push_str(&block(
+            "classes",
+            format!("<h3>Class geometry</h3>\n{}", note(&e, failed)),
+        )),
+        None => {}
     }
     h.push_str("</div>\n</section>\n");
     h
@@ -723,23 +636,11 @@ pub fn render(doc: &Value) -> String {
         esc(doc["schema"].as_str().unwrap_or("")),
         esc(doc["command"].as_str().unwrap_or(""))
     ));
-    match doc["layers"]["status"].as_str() {
-        Some("ok") => body.push_str(&layers_block(&doc["layers"]["value"])),
-        Some("failed") => body.push_str(&note(
-            &format!(
-                "layer study: {}",
-                doc["layers"]["note"].as_str().unwrap_or("")
-            ),
-            true,
-        )),
-        Some(_) => body.push_str(&note(
-            &format!(
-                "layer study skipped: {}",
-                doc["layers"]["note"].as_str().unwrap_or("")
-            ),
-            false,
-        )),
-        None => {}
+    if doc.get("layers").is_some() {
+        match section::<LayersReport>(doc, "layers") {
+            Ok(l) => body.push_str(&layers_block(&l)),
+            Err((e, failed)) => body.push_str(&note(&format!("layer study: {e}"), failed)),
+        }
     }
     if let Some(b) = doc.get("benchmark") {
         body.push_str(&pictures::benchmark_block(b));
@@ -751,4 +652,34 @@ pub fn render(doc: &Value) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n<title>repscope report</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}<script>{script}</script>\n</body>\n</html>\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section whose fields do not match the engine's struct (a renamed field) shows as a failed note
+    /// that names it, never as a table of "–".
+    #[test]
+    fn a_section_that_does_not_read_back_says_so() {
+        let doc = serde_json::json!({
+            "schema": crate::report::SCHEMA, "repscope_version": "0", "command": "", "seed": 0,
+            "inputs": [{
+                "name": "x", "n": 3, "d": 2, "n_distinct": 3, "duplicates_merged": 0, "sample": null,
+                "summary": {"lines": [], "warnings": []},
+                "sections": {
+                    "spectrum": {"status": "ok", "note": null, "value": {"eigen_values": [1.0, 0.5]}},
+                    "lid": {"status": "skipped", "note": "needs a graph", "value": null}
+                }
+            }]
+        });
+        let html = render(&doc);
+        assert!(html.contains("spectrum: cannot be read"), "{html}");
+        assert!(
+            html.contains("missing field"),
+            "the note names what is missing"
+        );
+        assert!(html.contains("lid: skipped: needs a graph"));
+        assert!(!html.contains("id=\"spectrum-0\""));
+    }
 }

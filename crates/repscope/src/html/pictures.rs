@@ -6,11 +6,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::svg::{esc, heatmap_scaled, Plot, Scale, Series};
-use crate::classes::{ClassPairs, ClassStats};
+use crate::classes::{ClassReport, ClassStats};
 use crate::fmt::num;
+use crate::intrinsic::suite::IdReport;
 use crate::report::map::PointMap;
 use crate::report::summary::{three_digits, Piece, Summary};
 use crate::report::Benchmark;
+use crate::search::study::StudyReport;
+use crate::spectrum::SpectrumReport;
 
 /// A typed value from the document, or a note saying what is missing.
 pub fn typed<T: DeserializeOwned>(v: &Value, what: &str) -> Result<T, String> {
@@ -254,12 +257,9 @@ fn bars(id: &str, title: &str, names: &[String], values: &[Option<f64>], color: 
 
 /// Class bars (size, NCC and kNN accuracy, within-class variance; classes by size, largest first), the
 /// CDNV heatmap in clustering order, and the per-class table.
-pub fn class_pictures(idx: usize, c: &Value) -> String {
+pub fn class_pictures(idx: usize, c: &ClassReport) -> String {
     let mut h = String::new();
-    let per: Vec<ClassStats> = match typed(&c["per_class"], "per-class numbers") {
-        Ok(p) => p,
-        Err(e) => return format!("<p class=\"note failed\">{}</p>\n", esc(&e)),
-    };
+    let per: &[ClassStats] = &c.per_class;
     let mut order: Vec<usize> = (0..per.len()).collect();
     order.sort_by(|&a, &b| per[b].rows.cmp(&per[a].rows).then(a.cmp(&b)));
     const BARS: usize = 50;
@@ -304,8 +304,8 @@ pub fn class_pictures(idx: usize, c: &Value) -> String {
         "#bc4c00",
     ));
     h.push_str("</div>\n");
-    match typed::<ClassPairs>(&c["pairs"], "class pairs") {
-        Ok(p) if p.classes.len() >= 2 => {
+    match &c.pairs {
+        p if p.classes.len() >= 2 => {
             let labels: Vec<String> = p
                 .classes
                 .iter()
@@ -344,10 +344,7 @@ pub fn class_pictures(idx: usize, c: &Value) -> String {
                 Scale::Log10,
             ));
         }
-        Ok(_) => {
-            h.push_str("<p class=\"note\">No class heatmap: it needs two classes or more.</p>\n")
-        }
-        Err(e) => h.push_str(&format!("<p class=\"note failed\">{}</p>\n", esc(&e))),
+        _ => h.push_str("<p class=\"note\">No class heatmap: it needs two classes or more.</p>\n"),
     }
     h.push_str("<table class=\"sortable\"><tr><th class=\"t\">class</th><th>rows</th><th>NCC accuracy</th><th>kNN accuracy</th><th>within-class variance</th></tr>\n");
     for k in order {
@@ -366,15 +363,10 @@ pub fn class_pictures(idx: usize, c: &Value) -> String {
 }
 
 /// The cumulative explained variance, with the PCA rules of the ID section marked where they cut it.
-pub fn cumulative_plot(idx: usize, sp: &Value, id: Option<&Value>) -> String {
-    let evr: Vec<f64> = sp["explained_variance_ratio"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .collect();
+pub fn cumulative_plot(idx: usize, sp: &SpectrumReport, id: Option<&IdReport>) -> String {
     let mut acc = 0.0;
-    let pts: Vec<(f64, f64)> = evr
+    let pts: Vec<(f64, f64)> = sp
+        .explained_variance_ratio
         .iter()
         .enumerate()
         .map(|(i, v)| {
@@ -383,20 +375,15 @@ pub fn cumulative_plot(idx: usize, sp: &Value, id: Option<&Value>) -> String {
         })
         .collect();
     let rules: Vec<(f64, String)> = id
-        .and_then(|id| id["estimates"].as_array())
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e["estimator"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("pca_"))
-        })
-        .filter_map(|e| {
-            let v = e["value"].as_f64()?;
-            Some((
-                v,
-                format!("{} = {}", e["estimator"].as_str()?, three_digits(v)),
-            ))
+        .map(|id| id.estimates.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.estimator.starts_with("pca_") && e.value.is_finite())
+        .map(|e| {
+            (
+                e.value,
+                format!("{} = {}", e.estimator, three_digits(e.value)),
+            )
         })
         .collect();
     let plot = Plot {
@@ -549,11 +536,7 @@ document.querySelectorAll('table').forEach(function (t) {
 "#;
 
 /// The search study: recall against ef_search, recall against bytes per vector, and the parameter sets.
-pub fn search_block(idx: usize, v: &Value) -> String {
-    let st: crate::search::study::StudyReport = match typed(v, "search study") {
-        Ok(s) => s,
-        Err(e) => return format!("<p class=\"note failed\">{}</p>\n", esc(&e)),
-    };
+pub fn search_block(idx: usize, st: &StudyReport) -> String {
     let mut h = format!(
         "<h3>Search</h3>\n<p>HNSW on {} rows, {} held-out queries, recall@{} against the exact neighbours.</p>\n<div class=\"plots\">\n",
         st.n_refs, st.n_queries, st.k

@@ -23,7 +23,7 @@ impl Default for Gride {
 }
 
 /// One point of the multiscale curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GridePoint {
     pub n1: usize,
     pub n2: usize,

@@ -23,7 +23,7 @@ pub mod twonn;
 use serde::Serialize;
 
 /// One estimate: value, uncertainty where the method has one, parameters used, and notes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Estimate {
     /// Estimator name as used on the command line (e.g. "twonn").
     pub estimator: String,
@@ -49,7 +49,7 @@ pub(crate) fn log_ratio(num: f64, den: f64) -> f64 {
 }
 
 /// Summary of a per-point array: count, mean, median, min, max.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub n: usize,
     pub mean: f64,

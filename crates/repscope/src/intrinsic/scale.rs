@@ -9,7 +9,7 @@ use crate::neighbors::{exact_knn, KnnGraph, Metric};
 use crate::rng::Rng;
 
 /// One level of the decimation curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct DecimationPoint {
     /// Points per subset.
     pub n: usize,

@@ -67,7 +67,7 @@ impl Default for IdConfig {
 }
 
 /// The recommended dimension and why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Recommended {
     pub estimator: String,
     pub value: f64,
@@ -76,7 +76,7 @@ pub struct Recommended {
 }
 
 /// One point of the scale curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum ScalePoint {
     /// GRIDE at (n1, 2·n1) on the full set.
@@ -86,7 +86,7 @@ pub enum ScalePoint {
 }
 
 /// Everything the suite found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct IdReport {
     pub n: usize,
     pub d: usize,

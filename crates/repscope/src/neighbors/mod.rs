@@ -51,7 +51,7 @@ impl Metric {
 }
 
 /// How a graph's rows were proven, or that they were not.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Certificate {
     /// Whether every row is the exact k nearest (true for the exact plans, false for HNSW).
     pub exact: bool,

@@ -30,14 +30,14 @@ impl Default for EvalConfig {
 }
 
 /// A histogram: `counts[i]` values in [edges[i], edges[i + 1]).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Histogram {
     pub edges: Vec<f64>,
     pub counts: Vec<u64>,
 }
 
 /// Every activation-only metric of an SAE on a set of rows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EvalReport {
     pub rows: usize,
     pub d: usize,

@@ -44,7 +44,7 @@ pub(crate) fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32], &mut Vec<f3
 }
 
 /// How latents are selected from the pre-activations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
     /// The k largest pre-activations of each row, then ReLU (Gao et al. 2024).

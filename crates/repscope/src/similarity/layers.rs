@@ -36,7 +36,7 @@ impl Default for LayersConfig {
 }
 
 /// One layer's row of the study.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct LayerEntry {
     pub key: String,
     pub n: usize,
@@ -49,7 +49,7 @@ pub struct LayerEntry {
 }
 
 /// The whole study.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct LayersReport {
     pub n: usize,
     pub keys: Vec<String>,

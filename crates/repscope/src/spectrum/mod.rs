@@ -53,7 +53,7 @@ impl Default for SpectrumConfig {
 }
 
 /// Roy & Vetterli's effective rank of a matrix's singular values, with whether the matrix was centred.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EffectiveRank {
     pub value: f64,
     /// Whether the column means were subtracted before taking singular values.
@@ -63,7 +63,7 @@ pub struct EffectiveRank {
 }
 
 /// The coding rate R = ½ logdet(I + d/(n ε²) ZᵀZ) on L2-normalised rows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CodingRate {
     pub value: f64,
     pub eps2: f64,
@@ -72,7 +72,7 @@ pub struct CodingRate {
 }
 
 /// One rogue dimension: its contribution to the mean cosine similarity and its share of it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RogueDimension {
     /// Column index (0-based).
     pub dim: usize,
@@ -83,7 +83,7 @@ pub struct RogueDimension {
 }
 
 /// Everything `repscope spectrum` reports.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SpectrumReport {
     pub n: usize,
     pub d: usize,
@@ -115,7 +115,7 @@ pub struct SpectrumReport {
 }
 
 /// A compact summary for per-layer tables.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SpectrumSummary {
     pub effective_rank: f64,
     pub rankme: f64,

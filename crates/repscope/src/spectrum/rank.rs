@@ -42,7 +42,7 @@ pub fn effective_rank(sigma: &[f64]) -> f64 {
 }
 
 /// α-ReQ: ordinary least squares with intercept of log λ_i on −log i over a rank window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AlphaReq {
     /// The slope: λ_i ∝ i^(−α).
     pub alpha: f64,
