@@ -255,6 +255,7 @@ test('the labelled MiniLM report answers first, draws the classes and matches th
     const map = document.querySelector('#map-0');
     const marks = [...map.querySelectorAll('.mark')];
     const fills = new Set(marks.map((m) => m.getAttribute('fill')));
+    const hovers = marks.map((m) => m.querySelector('title').textContent);
     const heat = document.querySelector('#class-cdnv-0');
     const plots = [...document.querySelectorAll('svg.plot')].map((svg) => {
       const attrs = [...svg.querySelectorAll('*')].flatMap((el) => [...el.attributes].map((a) => a.value));
@@ -266,7 +267,7 @@ test('the labelled MiniLM report answers first, draws the classes and matches th
       };
     });
     const t = performance.getEntriesByType('navigation')[0];
-    return { nums, answers, marks: marks.length, fills: fills.size, heatCells: heat ? heat.querySelectorAll('.mark').length : 0, plots, loadMs: t.loadEventEnd - t.startTime };
+    return { nums, answers, marks: marks.length, fills: fills.size, hovers, heatCells: heat ? heat.querySelectorAll('.mark').length : 0, plots, loadMs: t.loadEventEnd - t.startTime };
   });
   assert.deepEqual(errors, [], 'no console errors');
   assert.deepEqual(external, [], 'no network requests');
@@ -287,6 +288,12 @@ test('the labelled MiniLM report answers first, draws the classes and matches th
   // The map: one mark per sampled point, one colour per class present.
   assert.equal(seen.marks, inp.map.rows.length);
   assert.equal(seen.fills, new Set(inp.map.classes).size);
+  // Hovering a point shows its exact coordinates: every title reads back as a point of the JSON, bit for bit.
+  const points = new Set(inp.map.x.map((x, i) => `${x} ${inp.map.y[i]}`));
+  for (const t of seen.hovers) {
+    const m = t.match(/x = (\S+), y = (\S+)$/);
+    assert.ok(m && points.has(`${Number(m[1])} ${Number(m[2])}`), `hover "${t}" is a point of the map`);
+  }
   // The heatmap: C × C cells.
   const c = inp.sections.classes.value.pairs.classes.length;
   assert.equal(c, inp.sections.classes.value.n_classes);

@@ -236,7 +236,7 @@ fn bars(id: &str, title: &str, names: &[String], values: &[Option<f64>], color: 
                 (v * scale).max(0.5),
                 row - 3.0,
                 esc(name),
-                num(v)
+                super::svg::exact(v)
             )),
             None => s.push_str(&format!(
                 "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\">n/a</text>\n",

@@ -1,6 +1,11 @@
 //! Small, dependency-free SVG charts: line/scatter plots on linear or log axes, histograms and heatmaps.
 //! Every data mark carries class "mark" (and a <title> with its value), so a test can count what was drawn.
 
+/// A value as hover text: the shortest decimal that reads back as the same f64 (the exact value).
+pub fn exact(v: f64) -> String {
+    format!("{v}")
+}
+
 /// Escapes text for XML.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -277,8 +282,8 @@ impl Plot {
                         self.marker_r,
                         se.color,
                         esc(&se.name),
-                        crate::fmt::num(p.2),
-                        crate::fmt::num(p.3)
+                        exact(p.2),
+                        exact(p.3)
                     ));
                 }
             }
@@ -349,8 +354,8 @@ pub fn histogram(
             "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"mark bar\"><title>[{}, {}): {c} {}</title></rect>\n",
             (b - a - 1.0).max(0.5),
             (H - MB - y).max(0.0),
-            crate::fmt::num(edges[i]),
-            crate::fmt::num(edges[i + 1]),
+            exact(edges[i]),
+            exact(edges[i + 1]),
             esc(what)
         ));
     }
@@ -460,12 +465,10 @@ pub fn heatmap_scaled(
                 color(v),
                 esc(&labels[i]),
                 esc(&labels[j]),
-                if !v.is_finite() {
-                    "n/a".to_string()
-                } else if color_scale == Scale::Log10 {
-                    crate::fmt::num(v)
+                if v.is_finite() {
+                    exact(v)
                 } else {
-                    format!("{v:.4}")
+                    "n/a".to_string()
                 }
             ));
         }
