@@ -66,6 +66,14 @@ impl Section {
             value: None,
         }
     }
+    /// A section from a computation, and the typed value itself for the measures that read it on (the
+    /// summary, the map).
+    pub fn keep<T: Serialize>(r: Result<T>) -> (Self, Option<T>) {
+        match r {
+            Ok(v) => (Section::from_result(Ok(&v)), Some(v)),
+            Err(e) => (Section::failed(&e), None),
+        }
+    }
     /// A section from a computation: its value, or its error as the note.
     pub fn from_result<T: Serialize>(r: Result<T>) -> Self {
         match r.and_then(|v| {
@@ -266,13 +274,11 @@ pub fn input_report(
     let n_file = matrix.rows();
     // Activation statistics are one linear pass: they read every row, sampled or not.
     progress.stage("activation statistics", 0);
-    let activations_report =
-        crate::activations::analyse(&matrix, &ActivationConfig::default(), None);
-    let activations = match &activations_report {
-        Ok(r) => Section::from_result(Ok(r)),
-        Err(e) => Section::failed(e),
-    };
-    let activations_report = activations_report.ok();
+    let (activations, activations_report) = Section::keep(crate::activations::analyse(
+        &matrix,
+        &ActivationConfig::default(),
+        None,
+    ));
     progress.finish_stage();
     // SAE evaluation is linear too: every row.
     let mut sae_report = None;
@@ -284,19 +290,14 @@ pub fn input_report(
                 matrix.cols()
             ))
         } else {
-            match crate::sae::eval::evaluate(
+            let (section, report) = Section::keep(crate::sae::eval::evaluate(
                 sae,
                 &matrix,
                 &crate::sae::eval::EvalConfig::default(),
                 progress,
-            ) {
-                Ok(r) => {
-                    let section = Section::from_result(Ok(&r));
-                    sae_report = Some(r);
-                    section
-                }
-                Err(e) => Section::failed(&e),
-            }
+            ));
+            sae_report = report;
+            section
         }
     });
     let (m, sample, sample_idx) = match cfg.sample {
@@ -313,17 +314,19 @@ pub fn input_report(
     };
     let ds = Dataset::new(m)?;
     let mut sections = serde_json::Map::new();
-    let (id_report, graph, id) = match suite::run_with_graph(&ds, &cfg.id, progress) {
-        Ok((r, g)) => {
-            let section = Section::from_result(Ok(&r));
-            (Some(r), g, section)
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut put = |name: &str, s: Section| {
+        if s.status == Status::Failed {
+            failed.push((name.replace('_', " "), s.note.clone().unwrap_or_default()));
         }
-        Err(e) => (None, None, Section::failed(&e)),
+        sections.insert(name.into(), serde_json::to_value(&s).unwrap_or(Value::Null));
     };
-    sections.insert(
-        "intrinsic_dimension".into(),
-        serde_json::to_value(&id).unwrap_or(Value::Null),
-    );
+    let (id_report, graph) = match suite::run_with_graph(&ds, &cfg.id, progress) {
+        Ok((r, g)) => (Ok(r), g),
+        Err(e) => (Err(e), None),
+    };
+    let (id, id_report) = Section::keep(id_report);
+    put("intrinsic_dimension", id);
     let lid = match &graph {
         Some(g) if g.k >= cfg.lid_k => {
             Section::from_result(Lid { k: cfg.lid_k }.per_point(g).map(|per_distinct| {
@@ -342,36 +345,22 @@ pub fn input_report(
         }
         _ => Section::skipped(format!("needs a neighbour graph with k ≥ {}", cfg.lid_k)),
     };
-    sections.insert(
-        "lid".into(),
-        serde_json::to_value(&lid).unwrap_or(Value::Null),
-    );
+    put("lid", lid);
     progress.stage("spectrum", 0);
-    let (spectrum_report, principal, spectrum) = match spectrum::analyse_with_principal(
+    let (spectrum_report, principal) = match spectrum::analyse_with_principal(
         ds.original(),
         &SpectrumConfig::default(),
         &crate::progress::Silent,
     ) {
-        Ok((r, p)) => {
-            let section = Section::from_result(Ok(&r));
-            (Some(r), Some(p), section)
-        }
-        Err(e) => (None, None, Section::failed(&e)),
+        Ok((r, p)) => (Ok(r), Some(p)),
+        Err(e) => (Err(e), None),
     };
+    let (spectrum, spectrum_report) = Section::keep(spectrum_report);
     progress.finish_stage();
-    sections.insert(
-        "spectrum".into(),
-        serde_json::to_value(&spectrum).unwrap_or(Value::Null),
-    );
-    sections.insert(
-        "activations".into(),
-        serde_json::to_value(&activations).unwrap_or(Value::Null),
-    );
+    put("spectrum", spectrum);
+    put("activations", activations);
     if let Some(sae) = sae {
-        sections.insert(
-            "sae".into(),
-            serde_json::to_value(&sae).unwrap_or(Value::Null),
-        );
+        put("sae", sae);
     }
     let mut class_report = None;
     let mut map_labels = None;
@@ -394,13 +383,8 @@ pub fn input_report(
             }
             None => l.clone(),
         };
-        let classes = if labels_here.ids.len() != n_file && sample_idx.is_none() {
-            Section::failed(&Error::data(
-                "labels",
-                format!("{} labels for {n_file} rows", labels_here.ids.len()),
-                "pass one label per row of the input, in the same order",
-            ))
-        } else if labels_here.n_classes() < 2 {
+        // (One label per row was checked before any work; `class_geometry` checks it again.)
+        let classes = if labels_here.n_classes() < 2 {
             Section::skipped(format!(
                 "every row has the same label ({}): class geometry, its pictures and the class heatmap need two classes or more",
                 labels_here.names.first().map(String::as_str).unwrap_or("none")
@@ -411,20 +395,18 @@ pub fn input_report(
                 labels_here.ids.len()
             ))
         } else {
-            match class_geometry(&ds, &labels_here, graph.as_ref(), l.ids.len(), n_file) {
-                Ok(r) => {
-                    let section = Section::from_result(Ok(&r));
-                    class_report = Some(r);
-                    section
-                }
-                Err(e) => Section::failed(&e),
-            }
+            let (section, report) = Section::keep(class_geometry(
+                &ds,
+                &labels_here,
+                graph.as_ref(),
+                l.ids.len(),
+                n_file,
+            ));
+            class_report = report;
+            section
         };
         progress.finish_stage();
-        sections.insert(
-            "classes".into(),
-            serde_json::to_value(&classes).unwrap_or(Value::Null),
-        );
+        put("classes", classes);
         if class_report.is_some() {
             map_labels = Some(labels_here);
         }
@@ -432,33 +414,14 @@ pub fn input_report(
     let mut search_report = None;
     if let Some(study_cfg) = &cfg.search {
         progress.stage("search study", 0);
-        let section = match search_study(&ds, study_cfg, progress) {
-            Ok(r) => {
-                let section = Section::from_result(Ok(&r));
-                search_report = Some(r);
-                section
-            }
-            Err(e) => Section::failed(&e),
-        };
+        let (section, report) = Section::keep(search_study(&ds, study_cfg, progress));
+        search_report = report;
         progress.finish_stage();
-        sections.insert(
-            "search".into(),
-            serde_json::to_value(&section).unwrap_or(Value::Null),
-        );
+        put("search", section);
     }
     let map = principal
         .as_ref()
         .and_then(|p| map::pca_map(ds.original(), p, map_labels.as_ref(), cfg.seed));
-    let failed: Vec<(String, String)> = sections
-        .iter()
-        .filter(|(_, v)| v["status"] == "failed")
-        .map(|(k, v)| {
-            (
-                k.replace('_', " "),
-                v["note"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
     let summary = summary::summarise(&summary::Inputs {
         id: id_report.as_ref(),
         spectrum: spectrum_report.as_ref(),

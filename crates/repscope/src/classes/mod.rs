@@ -489,13 +489,7 @@ pub fn analyse_source(
     let mut pairs = 0usize;
     for a in 0..c {
         for b in a + 1..c {
-            let dist2: f64 = (0..d)
-                .map(|j| {
-                    let t = means[a * d + j] - means[b * d + j];
-                    t * t
-                })
-                .sum();
-            cdnv_sum += (sigma2[a] + sigma2[b]) / (2.0 * dist2);
+            cdnv_sum += cdnv_of(&means, &sigma2, d, a, b);
             pairs += 1;
         }
     }
@@ -731,17 +725,16 @@ pub fn knn_loo(g: &KnnGraph, ids: &[u32], c: usize, k: usize) -> Result<KnnAccur
     })
 }
 
-/// CDNV of one pair of classes from their means (row-major, C × d) and spreads; None when the means
-/// coincide.
-fn pair_cdnv(means: &[f64], sigma2: &[f64], d: usize, a: usize, b: usize) -> Option<f64> {
+/// CDNV of classes a and b from their means (row-major, C × d) and spreads: (σ_a² + σ_b²)/(2‖μ_a − μ_b‖²),
+/// infinite (or NaN) when the means coincide.
+fn cdnv_of(means: &[f64], sigma2: &[f64], d: usize, a: usize, b: usize) -> f64 {
     let dist2: f64 = (0..d)
         .map(|j| {
             let t = means[a * d + j] - means[b * d + j];
             t * t
         })
         .sum();
-    let v = (sigma2[a] + sigma2[b]) / (2.0 * dist2);
-    v.is_finite().then_some(v)
+    (sigma2[a] + sigma2[b]) / (2.0 * dist2)
 }
 
 /// The pairwise CDNV of the classes shown (every class up to [`PAIRS_ALL_UP_TO`], else the
@@ -767,9 +760,9 @@ fn class_pairs(means: &[f64], sigma2: &[f64], counts: &[usize], d: usize) -> Cla
         .map(|i| {
             (0..m)
                 .map(|j| {
-                    (i != j)
-                        .then(|| pair_cdnv(means, sigma2, d, shown[i], shown[j]))
-                        .flatten()
+                    // None on the diagonal and where the means coincide.
+                    Some(cdnv_of(means, sigma2, d, shown[i], shown[j]))
+                        .filter(|v| i != j && v.is_finite())
                 })
                 .collect()
         })

@@ -503,6 +503,7 @@ fn layers_block(l: &LayersReport) -> String {
         &l.cka_linear_debiased,
         0.0,
         1.0,
+        Scale::Linear,
     ));
     h.push_str(&svg::heatmap(
         "layers-mknn",
@@ -511,6 +512,7 @@ fn layers_block(l: &LayersReport) -> String {
         &l.mutual_knn,
         0.0,
         1.0,
+        Scale::Linear,
     ));
     h.push_str("</div>\n<table><tr><th>#</th><th>layer</th><th>intrinsic dimension</th><th>participation ratio</th><th>α-ReQ</th><th>anisotropy</th></tr>\n");
     for (i, e) in l.layers.iter().enumerate() {

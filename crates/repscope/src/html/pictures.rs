@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::svg::{esc, heatmap_scaled, Plot, Scale, Series};
+use super::svg::{esc, heatmap, Plot, Scale, Series};
 use crate::classes::{ClassReport, ClassStats};
 use crate::fmt::num;
 use crate::intrinsic::suite::IdReport;
@@ -334,7 +334,7 @@ pub fn class_pictures(idx: usize, c: &ClassReport) -> String {
                 "<p>Which classes overlap: the CDNV of each pair (high means overlapping; colour on a log scale), classes ordered by {}.</p>\n",
                 esc(&p.linkage)
             ));
-            h.push_str(&heatmap_scaled(
+            h.push_str(&heatmap(
                 &format!("class-cdnv-{idx}"),
                 "CDNV between classes",
                 &labels,

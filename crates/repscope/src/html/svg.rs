@@ -389,21 +389,10 @@ fn short(s: &str) -> String {
     }
 }
 
-/// A heatmap of a square matrix with row/column labels; each cell has a <title> with its value.
+/// A heatmap of a square matrix with row/column labels, coloured on a linear or log10 scale between `lo`
+/// and `hi` (in the values' own units); each cell has a <title> with its exact value.
+#[allow(clippy::too_many_arguments)]
 pub fn heatmap(
-    id: &str,
-    title: &str,
-    labels: &[String],
-    values: &[Vec<f64>],
-    lo: f64,
-    hi: f64,
-) -> String {
-    heatmap_scaled(id, title, labels, values, lo, hi, Scale::Linear)
-}
-
-/// [`heatmap`] with the colour on a linear or log10 scale between `lo` and `hi` (given in the values'
-/// own units); the cell titles always show the values themselves.
-pub fn heatmap_scaled(
     id: &str,
     title: &str,
     labels: &[String],

@@ -134,6 +134,56 @@ pub enum Piece<'a> {
     Fact(usize),
 }
 
+/// A sentence being written: text, with a `{i}` slot wherever fact i goes. Clauses after the first are
+/// joined by "; ", and the first is capitalised.
+#[derive(Default)]
+struct Sentence {
+    template: String,
+    facts: Vec<Fact>,
+    /// Whether a clause is open (the next one continues it, and `end` closes it).
+    open: bool,
+}
+
+impl Sentence {
+    /// Appends text; braces are dropped, as they would read as fact slots.
+    fn text(&mut self, t: &str) -> &mut Self {
+        self.template.push_str(&t.replace(['{', '}'], ""));
+        self
+    }
+    /// Appends the slot of a fact.
+    fn fact(&mut self, f: Fact) -> &mut Self {
+        self.template.push_str(&format!("{{{}}}", self.facts.len()));
+        self.facts.push(f);
+        self
+    }
+    /// Starts a clause: a new sentence the first time, else "; " and the clause.
+    fn clause(&mut self, t: &str) -> &mut Self {
+        if self.open {
+            self.text("; ").text(t)
+        } else {
+            self.open = true;
+            let mut c = t.chars();
+            let first: String = c
+                .next()
+                .map(|f| f.to_uppercase().collect())
+                .unwrap_or_default();
+            self.text(" ").text(&(first + c.as_str()))
+        }
+    }
+    /// Closes the open clause with a full stop.
+    fn end(&mut self) -> &mut Self {
+        if self.open {
+            self.open = false;
+            self.text(".");
+        }
+        self
+    }
+    fn line(mut self, topic: &str) -> Line {
+        self.end();
+        Line::new(topic, self.template, self.facts)
+    }
+}
+
 /// The summary of one input: sentences, then warnings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -185,26 +235,25 @@ pub fn summarise(inp: &Inputs) -> Summary {
         s.lines.push(classes_line(c));
     }
     if let Some(a) = inp.activations {
-        let mut facts = Vec::new();
-        let mut t = String::from("Activations:");
+        let mut t = Sentence::default();
+        t.text("Activations:");
         if let Some(g) = a.outlier_ratio.filter(|g| g.is_finite()) {
-            t.push_str(" outlier ratio ‖mean‖/‖std‖ {0};");
-            facts.push(Fact::new(g, format!("{ACTIVATIONS}/outlier_ratio")));
+            t.text(" outlier ratio ‖mean‖/‖std‖ ")
+                .fact(Fact::new(g, format!("{ACTIVATIONS}/outlier_ratio")))
+                .text(";");
         }
-        let k = facts.len();
-        t.push_str(&format!(
-            " {{{k}}}% of the values are exactly zero; the mean row norm is {{{}}}.",
-            k + 1
-        ));
-        facts.push(Fact::percent(
-            a.zero_fraction,
-            format!("{ACTIVATIONS}/zero_fraction"),
-        ));
-        facts.push(Fact::new(
-            a.mean_row_norm,
-            format!("{ACTIVATIONS}/mean_row_norm"),
-        ));
-        s.lines.push(Line::new("activations", t, facts));
+        t.text(" ")
+            .fact(Fact::percent(
+                a.zero_fraction,
+                format!("{ACTIVATIONS}/zero_fraction"),
+            ))
+            .text("% of the values are exactly zero; the mean row norm is ")
+            .fact(Fact::new(
+                a.mean_row_norm,
+                format!("{ACTIVATIONS}/mean_row_norm"),
+            ))
+            .text(".");
+        s.lines.push(t.line("activations"));
     }
     if let Some(e) = inp.sae {
         s.lines.push(Line::new(
@@ -298,48 +347,44 @@ pub fn summarise(inp: &Inputs) -> Summary {
         ));
     }
     for (name, note) in &inp.failed {
-        s.warnings.push(Line::new(
-            "warning",
-            format!(
-                "The {name} section failed: {}",
-                note.replace(['{', '}'], "")
-            ),
-            Vec::new(),
-        ));
+        let mut w = Sentence::default();
+        w.text(&format!("The {name} section failed: {note}"));
+        s.warnings.push(w.line("warning"));
     }
     s
 }
 
-/// "Intrinsic dimension about X (estimator). The neighbour estimators give A (a) to B (b); across
-/// scales, C at distance r to D at distance r′; the PCA rules count P to Q linear directions."
+/// "Intrinsic dimension about X (estimator). The neighbour estimators range from A (a) to B (b); across
+/// scales it reads C at neighbour distance r and D at r′. The PCA rules count P to Q linear directions."
 fn id_line(id: &IdReport) -> Option<Line> {
     let rec = id.dimension.as_ref()?;
-    let mut facts = vec![Fact::new(rec.value, format!("{ID}/dimension/value"))];
-    let mut t = format!("Intrinsic dimension about {{0}} ({}).", rec.estimator);
-    let pick = |pca: bool| -> Option<((usize, f64), (usize, f64))> {
-        let vals: Vec<(usize, f64)> = id
+    let est = |i: usize| Fact::new(id.estimates[i].value, format!("{ID}/estimates/{i}/value"));
+    let mut t = Sentence::default();
+    t.text("Intrinsic dimension about ")
+        .fact(Fact::new(rec.value, format!("{ID}/dimension/value")))
+        .text(&format!(" ({}).", rec.estimator));
+    // The smallest and largest finite estimate of the neighbour estimators (pca = false) or PCA rules.
+    let pick = |pca: bool| -> Option<(usize, usize)> {
+        let vals = id
             .estimates
             .iter()
             .enumerate()
-            .filter(|(_, e)| is_pca_rule(&e.estimator) == pca && e.value.is_finite())
-            .map(|(i, e)| (i, e.value))
-            .collect();
-        let lo = vals.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
-        let hi = vals.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+            .filter(|(_, e)| is_pca_rule(&e.estimator) == pca && e.value.is_finite());
+        let lo = vals
+            .clone()
+            .min_by(|a, b| a.1.value.total_cmp(&b.1.value))?
+            .0;
+        let hi = vals.max_by(|a, b| a.1.value.total_cmp(&b.1.value))?.0;
         Some((lo, hi))
     };
-    if let Some(((il, lo), (ih, hi))) = pick(false).filter(|(l, h)| l.0 != h.0) {
-        let k = facts.len();
-        t.push_str(&format!(
-            " The neighbour estimators range from {{{k}}} ({}) to {{{}}} ({})",
-            id.estimates[il].estimator,
-            k + 1,
-            id.estimates[ih].estimator
-        ));
-        facts.push(Fact::new(lo, format!("{ID}/estimates/{il}/value")));
-        facts.push(Fact::new(hi, format!("{ID}/estimates/{ih}/value")));
-        t.push_str(if id.scale_curve.len() >= 2 { ";" } else { "." });
+    if let Some((lo, hi)) = pick(false).filter(|(l, h)| l != h) {
+        t.clause("the neighbour estimators range from ")
+            .fact(est(lo))
+            .text(&format!(" ({}) to ", id.estimates[lo].estimator))
+            .fact(est(hi))
+            .text(&format!(" ({})", id.estimates[hi].estimator));
     }
+    // (index, d, neighbour distance, its field) of each finite point of the scale curve.
     let curve: Vec<(usize, f64, f64, &str)> = id
         .scale_curve
         .iter()
@@ -354,63 +399,53 @@ fn id_line(id: &IdReport) -> Option<Line> {
     let hi = curve.iter().max_by(|a, b| a.1.total_cmp(&b.1));
     if let (Some(lo), Some(hi)) = (lo, hi) {
         if lo.0 != hi.0 {
-            let k = facts.len();
-            let first = if t.ends_with(';') {
-                " across"
-            } else {
-                " Across"
+            let d =
+                |p: &(usize, f64, f64, &str)| Fact::new(p.1, format!("{ID}/scale_curve/{}/d", p.0));
+            let r = |p: &(usize, f64, f64, &str)| {
+                Fact::new(p.2, format!("{ID}/scale_curve/{}/{}", p.0, p.3))
             };
-            t.push_str(&format!(
-                "{first} scales it reads {{{k}}} at neighbour distance {{{}}} and {{{}}} at {{{}}}.",
-                k + 1,
-                k + 2,
-                k + 3
-            ));
-            for p in [lo, hi] {
-                facts.push(Fact::new(p.1, format!("{ID}/scale_curve/{}/d", p.0)));
-                facts.push(Fact::new(p.2, format!("{ID}/scale_curve/{}/{}", p.0, p.3)));
-            }
-        } else if t.ends_with(';') {
-            t.pop();
-            t.push('.');
+            t.clause("across scales it reads ")
+                .fact(d(lo))
+                .text(" at neighbour distance ")
+                .fact(r(lo))
+                .text(" and ")
+                .fact(d(hi))
+                .text(" at ")
+                .fact(r(hi));
         }
-    } else if t.ends_with(';') {
-        t.pop();
-        t.push('.');
     }
-    if let Some(((il, lo), (ih, hi))) = pick(true) {
-        let k = facts.len();
-        if il == ih {
-            t.push_str(&format!(
-                " The PCA rule counts {{{k}}} linear directions, an upper bound for curved data."
-            ));
-            facts.push(Fact::new(lo, format!("{ID}/estimates/{il}/value")));
+    t.end();
+    if let Some((lo, hi)) = pick(true) {
+        if lo == hi {
+            t.text(" The PCA rule counts ").fact(est(lo));
         } else {
-            t.push_str(&format!(
-                " The PCA rules count {{{k}}} to {{{}}} linear directions, an upper bound for curved data.",
-                k + 1
-            ));
-            facts.push(Fact::new(lo, format!("{ID}/estimates/{il}/value")));
-            facts.push(Fact::new(hi, format!("{ID}/estimates/{ih}/value")));
+            t.text(" The PCA rules count ")
+                .fact(est(lo))
+                .text(" to ")
+                .fact(est(hi));
         }
+        t.text(" linear directions, an upper bound for curved data.");
     }
-    Some(Line::new("intrinsic_dimension", t, facts))
+    Some(t.line("intrinsic_dimension"))
 }
 
-/// "Variance spreads over about PR directions (participation ratio); P% lies in the top one[, and K
-/// directions hold 95%][; the rows share a direction: mean cosine A]."
+/// "Variance spreads over about PR directions (participation ratio); P% of it lies in the top one[, and
+/// K directions hold 95%][; the rows share a common direction (mean cosine A)]."
 fn spectrum_line(sp: &SpectrumReport, id: Option<&IdReport>) -> Line {
-    let mut facts = vec![Fact::new(
-        sp.participation_ratio,
-        format!("{SPECTRUM}/participation_ratio"),
-    )];
-    let mut t = String::from("Variance spreads over about {0} directions (participation ratio)");
+    let mut t = Sentence::default();
+    t.text("Variance spreads over about ")
+        .fact(Fact::new(
+            sp.participation_ratio,
+            format!("{SPECTRUM}/participation_ratio"),
+        ))
+        .text(" directions (participation ratio)");
     if let Some(&top) = sp.explained_variance_ratio.first() {
-        t.push_str("; {1}% of it lies in the top one");
-        facts.push(Fact::percent(
-            top,
-            format!("{SPECTRUM}/explained_variance_ratio/0"),
-        ));
+        t.text("; ")
+            .fact(Fact::percent(
+                top,
+                format!("{SPECTRUM}/explained_variance_ratio/0"),
+            ))
+            .text("% of it lies in the top one");
     }
     if let Some((i, e)) = id.and_then(|id| {
         id.estimates
@@ -418,80 +453,66 @@ fn spectrum_line(sp: &SpectrumReport, id: Option<&IdReport>) -> Line {
             .enumerate()
             .find(|(_, e)| e.estimator == "pca_ev")
     }) {
-        let k = facts.len();
-        t.push_str(&format!(", and {{{k}}} directions hold 95%"));
-        facts.push(Fact::new(e.value, format!("{ID}/estimates/{i}/value")));
+        t.text(", and ")
+            .fact(Fact::new(e.value, format!("{ID}/estimates/{i}/value")))
+            .text(" directions hold 95%");
     }
     // Anisotropy above 0.2 is worth a clause: the mean cosine of random directions is about 0.
     if sp.anisotropy.is_finite() && sp.anisotropy >= 0.2 {
-        let k = facts.len();
-        t.push_str(&format!(
-            "; the rows share a common direction (mean cosine {{{k}}})"
-        ));
-        facts.push(Fact::new(sp.anisotropy, format!("{SPECTRUM}/anisotropy")));
+        t.text("; the rows share a common direction (mean cosine ")
+            .fact(Fact::new(sp.anisotropy, format!("{SPECTRUM}/anisotropy")))
+            .text(")");
     }
-    t.push('.');
-    Line::new("spectrum", t, facts)
+    t.text(".");
+    t.line("spectrum")
 }
 
-/// "HNSW (M m, ef_search e) finds R of the exact k neighbours of Q held-out queries; the sweep reaches
-/// R′ at ef_search e′. The smallest representation keeping recall ≥ T is C (B bytes per vector, recall
-/// R″)."
+/// "HNSW with M m and ef_search e finds R of the exact k neighbours of Q held-out queries; the ef_search
+/// sweep reaches R′ at ef_search e′. The smallest representation keeping recall T is C (B bytes per
+/// vector, recall R″)."
 fn search_line(st: &crate::search::study::StudyReport) -> Line {
     let u = &st.user;
-    let mut facts = vec![
-        Fact::count(u.m, format!("{SEARCH}/user/m")),
-        Fact::count(u.ef_search, format!("{SEARCH}/user/ef_search")),
-        Fact::new(u.recall, format!("{SEARCH}/user/recall")),
-        Fact::count(st.k, format!("{SEARCH}/k")),
-        Fact::count(st.n_queries, format!("{SEARCH}/n_queries")),
-    ];
-    let mut t = String::from(
-        "HNSW with M {0} and ef_search {1} finds {2} of the exact {3} neighbours of {4} held-out queries",
-    );
+    let mut t = Sentence::default();
+    t.text("HNSW with M ")
+        .fact(Fact::count(u.m, format!("{SEARCH}/user/m")))
+        .text(" and ef_search ")
+        .fact(Fact::count(u.ef_search, format!("{SEARCH}/user/ef_search")))
+        .text(" finds ")
+        .fact(Fact::new(u.recall, format!("{SEARCH}/user/recall")))
+        .text(" of the exact ")
+        .fact(Fact::count(st.k, format!("{SEARCH}/k")))
+        .text(" neighbours of ")
+        .fact(Fact::count(st.n_queries, format!("{SEARCH}/n_queries")))
+        .text(" held-out queries");
     if let Some((i, best)) = st
         .ef_curve
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.recall.total_cmp(&b.1.recall).then(b.0.cmp(&a.0)))
     {
-        let k = facts.len();
-        t.push_str(&format!(
-            "; the ef_search sweep reaches {{{k}}} at ef_search {{{}}}",
-            k + 1
-        ));
-        facts.push(Fact::new(
-            best.recall,
-            format!("{SEARCH}/ef_curve/{i}/recall"),
-        ));
-        facts.push(Fact::count(
-            best.ef_search,
-            format!("{SEARCH}/ef_curve/{i}/ef_search"),
-        ));
+        t.text("; the ef_search sweep reaches ")
+            .fact(Fact::new(
+                best.recall,
+                format!("{SEARCH}/ef_curve/{i}/recall"),
+            ))
+            .text(" at ef_search ")
+            .fact(Fact::count(
+                best.ef_search,
+                format!("{SEARCH}/ef_curve/{i}/ef_search"),
+            ));
     }
-    t.push('.');
+    t.text(".");
     if let Some(a) = st.compression.as_ref().map(|c| &c.advice) {
-        let k = facts.len();
-        t.push_str(&format!(
-            " The smallest representation keeping recall {{{k}}} is {} ({{{}}} bytes per vector, recall {{{}}}).",
-            a.choice.replace(['{', '}'], ""),
-            k + 1,
-            k + 2
-        ));
-        facts.push(Fact::new(
-            a.target_recall,
-            format!("{SEARCH}/compression/advice/target_recall"),
-        ));
-        facts.push(Fact::count(
-            a.bytes_per_vector,
-            format!("{SEARCH}/compression/advice/bytes_per_vector"),
-        ));
-        facts.push(Fact::new(
-            a.recall,
-            format!("{SEARCH}/compression/advice/recall"),
-        ));
+        let at = |f: &str| format!("{SEARCH}/compression/advice/{f}");
+        t.text(" The smallest representation keeping recall ")
+            .fact(Fact::new(a.target_recall, at("target_recall")))
+            .text(&format!(" is {} (", a.choice))
+            .fact(Fact::count(a.bytes_per_vector, at("bytes_per_vector")))
+            .text(" bytes per vector, recall ")
+            .fact(Fact::new(a.recall, at("recall")))
+            .text(").");
     }
-    Line::new("search", t, facts)
+    t.line("search")
 }
 
 /// How the mean CDNV reads: below 0.1 the classes are well separated, below 1 they partly overlap, and
@@ -509,28 +530,27 @@ pub fn separation_words(cdnv: f64) -> &'static str {
 /// "C classes, S: nearest-class-centre accuracy A, leave-one-out k-NN accuracy B, mean CDNV Z; the most
 /// overlapping pair is a and b (CDNV W)."
 fn classes_line(c: &ClassReport) -> Line {
-    let mut facts = vec![
-        Fact::count(c.n_classes, format!("{CLASSES}/n_classes")),
-        Fact::new(c.ncc_accuracy, format!("{CLASSES}/ncc_accuracy")),
-    ];
     let words = if c.cdnv.is_finite() {
         separation_words(c.cdnv)
     } else {
         "with coinciding class means"
     };
-    let mut t = format!("{{0}} classes, {words}: nearest-class-centre accuracy {{1}}");
+    let mut t = Sentence::default();
+    t.fact(Fact::count(c.n_classes, format!("{CLASSES}/n_classes")))
+        .text(&format!(
+            " classes, {words}: nearest-class-centre accuracy "
+        ))
+        .fact(Fact::new(c.ncc_accuracy, format!("{CLASSES}/ncc_accuracy")));
     if let Some(k) = &c.knn_accuracy {
-        let i = facts.len();
-        t.push_str(&format!(", leave-one-out {}-NN accuracy {{{i}}}", k.k));
-        facts.push(Fact::new(
-            k.accuracy,
-            format!("{CLASSES}/knn_accuracy/accuracy"),
-        ));
+        t.text(&format!(", leave-one-out {}-NN accuracy ", k.k))
+            .fact(Fact::new(
+                k.accuracy,
+                format!("{CLASSES}/knn_accuracy/accuracy"),
+            ));
     }
     if c.cdnv.is_finite() {
-        let i = facts.len();
-        t.push_str(&format!(", mean CDNV {{{i}}}"));
-        facts.push(Fact::new(c.cdnv, format!("{CLASSES}/cdnv")));
+        t.text(", mean CDNV ")
+            .fact(Fact::new(c.cdnv, format!("{CLASSES}/cdnv")));
     }
     let p = &c.pairs;
     let mut worst: Option<(usize, usize, f64)> = None;
@@ -544,16 +564,15 @@ fn classes_line(c: &ClassReport) -> Line {
         }
     }
     if let Some((i, j, v)) = worst {
-        let k = facts.len();
-        t.push_str(&format!(
-            "; the most overlapping pair is {} and {} (CDNV {{{k}}})",
-            c.class_names[p.classes[i]].replace(['{', '}'], ""),
-            c.class_names[p.classes[j]].replace(['{', '}'], "")
-        ));
-        facts.push(Fact::new(v, format!("{CLASSES}/pairs/cdnv/{i}/{j}")));
+        t.text(&format!(
+            "; the most overlapping pair is {} and {} (CDNV ",
+            c.class_names[p.classes[i]], c.class_names[p.classes[j]]
+        ))
+        .fact(Fact::new(v, format!("{CLASSES}/pairs/cdnv/{i}/{j}")))
+        .text(")");
     }
-    t.push('.');
-    Line::new("classes", t, facts)
+    t.text(".");
+    t.line("classes")
 }
 
 #[cfg(test)]
@@ -579,6 +598,24 @@ mod tests {
             ]
         );
         assert_eq!(Fact::count(7, "/c").shown(), "7");
+    }
+
+    #[test]
+    fn clauses_join_with_semicolons_and_names_cannot_open_a_slot() {
+        let mut t = Sentence::default();
+        t.text("Start.")
+            .clause("first ")
+            .fact(Fact::new(1.5, "/a"))
+            .clause("second {0} ")
+            .fact(Fact::count(3, "/b"))
+            .end()
+            .text(" Done.");
+        let l = t.line("x");
+        assert_eq!(l.template, "Start. First {0}; second 0 {1}. Done.");
+        assert_eq!(l.text, "Start. First 1.50; second 0 3. Done.");
+        let mut u = Sentence::default();
+        u.text("No clause");
+        assert_eq!(u.line("x").text, "No clause", "nothing to close");
     }
 
     #[test]
