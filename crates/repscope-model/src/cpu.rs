@@ -44,11 +44,18 @@ pub(crate) struct CpuEncoder {
 }
 
 /// Rows above which a product is split over the rayon threads.
-const PAR_ROWS: usize = 64;
+pub(crate) const PAR_ROWS: usize = 64;
 
 /// dst (rows × l.out, row-major) = x (rows × l.in) · Wᵀ + bias, or += when `accumulate` (dst holding a
 /// residual); the bias is added first so the product lands on it.
-fn linear(dst: &mut [f32], x: &[f32], rows: usize, l: &Linear, accumulate: bool, par: bool) {
+pub(crate) fn linear(
+    dst: &mut [f32],
+    x: &[f32],
+    rows: usize,
+    l: &Linear,
+    accumulate: bool,
+    par: bool,
+) {
     for row in dst.chunks_exact_mut(l.out) {
         if accumulate {
             row.iter_mut().zip(&l.b).for_each(|(d, b)| *d += b);
@@ -68,7 +75,7 @@ fn linear(dst: &mut [f32], x: &[f32], rows: usize, l: &Linear, accumulate: bool,
 }
 
 /// LayerNorm of every row in place (statistics in f64).
-fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f64, par: bool) {
+pub(crate) fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f64, par: bool) {
     let work = |rows: &mut [f32]| {
         for row in rows.chunks_exact_mut(h) {
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
@@ -97,7 +104,7 @@ fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f64, par: bool) {
 /// r = x − n·ln 2 in [−ln2/2, ln2/2] and a degree-5 polynomial; about 1 ulp. Arguments are clamped to
 /// [−87, 88], where the result stays a normal float.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round x·log2(e) to the nearest integer without a libm call.
     let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
@@ -127,7 +134,7 @@ fn erf(x: f32) -> f32 {
     (1.0 - r * exp((-ax * ax).max(-80.0))).copysign(x)
 }
 
-fn activate(x: &mut [f32], act: Activation, par: bool) {
+pub(crate) fn activate(x: &mut [f32], act: Activation, par: bool) {
     let work = |c: &mut [f32]| match act {
         Activation::GeluErf => c.iter_mut().for_each(|v| {
             *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));

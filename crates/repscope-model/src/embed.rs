@@ -10,11 +10,12 @@ use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::cpu::CpuEncoder;
+use crate::decoder::{load_decoder, CpuDecoder};
 use crate::encoder::{to_host, Encoder};
 use repscope::{Param, Text};
 
 use crate::error::{Error, Result};
-use crate::folder::{read_folder, ModelSpec, PoolingMode};
+use crate::folder::{read_folder, Arch, ModelSpec, PoolingMode};
 
 /// Where the forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,15 @@ pub struct EmbedOptions {
     pub layers: bool,
     /// Also the token-level hidden states of this layer (0 = embedding output, L = last block).
     pub token_layer: Option<usize>,
+    /// Also the token-level MLP hidden state (post-activation, the input of the output projection) of this
+    /// block (0-based).
+    pub mlp_layer: Option<usize>,
+    /// Pool the embedding and the per-layer rows this way instead of the model's own pooling (an
+    /// encoder's Pooling module, then its mean for the layers; a decoder's last token). No normalisation
+    /// follows an override.
+    pub pool: Option<PoolingMode>,
+    /// A decoder's texts longer than its context are cut (and counted) instead of stopping the run.
+    pub truncate: bool,
 }
 
 impl Default for EmbedOptions {
@@ -107,6 +117,9 @@ impl Default for EmbedOptions {
             batch_size: 32,
             layers: false,
             token_layer: None,
+            mlp_layer: None,
+            pool: None,
+            truncate: false,
         }
     }
 }
@@ -121,6 +134,8 @@ pub struct TokenStates {
     pub ids: Vec<u32>,
     /// Text i owns rows offsets[i]..offsets[i + 1]; n + 1 entries.
     pub offsets: Vec<u64>,
+    /// True for a row that is the beginning-of-sequence token the tokenizer put first (decoders).
+    pub bos: Vec<bool>,
 }
 
 /// The result of [`Model::embed`], rows in input order.
@@ -133,9 +148,19 @@ pub struct Embeddings {
     pub embedding: Vec<f32>,
     /// Width of the hidden states.
     pub hidden: usize,
-    /// With `layers`: L + 1 arrays of n × hidden, the masked mean of layer 0 (embeddings) to L. Not normalised.
+    /// With `layers`: L + 1 arrays of n × hidden, layer 0 (embeddings) to L pooled (the masked mean for
+    /// an encoder, the embedding's pooling for a decoder). Not normalised.
     pub layers: Vec<Vec<f32>>,
+    /// How `embedding` was pooled (modes concatenated in this order), and whether it was normalised.
+    pub pooling: Vec<PoolingMode>,
+    pub normalized: bool,
+    /// How `layers` were pooled.
+    pub layer_pooling: PoolingMode,
     pub tokens: Option<TokenStates>,
+    /// With `mlp_layer`: that block's MLP hidden states, rows as in `tokens` (`layer` is the block).
+    pub mlp: Option<TokenStates>,
+    /// Width of `mlp`'s rows.
+    pub intermediate: usize,
     /// Tokens the model saw per text, special tokens included.
     pub n_tokens: Vec<u32>,
     /// Whether each text was cut at max_seq_length.
@@ -159,6 +184,8 @@ pub struct Tokenized {
 pub struct Model {
     spec: ModelSpec,
     tokenizer: Tokenizer,
+    /// The transformers tokenizer class whose pipeline the tokenizer follows, or "tokenizer.json".
+    tokenizer_class: String,
     encoder: Runner,
     device: DeviceKind,
 }
@@ -166,6 +193,7 @@ pub struct Model {
 enum Runner {
     Native(CpuEncoder),
     Candle(Encoder),
+    Decoder(CpuDecoder),
 }
 
 impl Model {
@@ -189,54 +217,98 @@ impl Model {
             ));
         }
         let spec = read_folder(dir)?;
+        if spec.is_decoder() && device != DeviceKind::Cpu {
+            return Err(Error::Device {
+                device: device.name().into(),
+                problem: format!(
+                    "the {} decoder runs on the CPU in this version of repscope",
+                    spec.model_type()
+                ),
+                fix: Text::from("use ").param(Param::Device).then(" cpu"),
+            });
+        }
         let dev = device.open()?;
-        let mut tokenizer = Tokenizer::from_file(&spec.tokenizer_path).map_err(|e| {
-            Error::format(
-                &spec.tokenizer_path,
-                format!("is not a tokenizer file this version of tokenizers reads ({e})"),
-                "save the model's fast tokenizer again with a recent transformers \
-                 (AutoTokenizer.from_pretrained(folder).save_pretrained(folder))",
-            )
-        })?;
-        // sentence-transformers pads each batch to its longest text and truncates at max_seq_length,
-        // whatever tokenizer.json says.
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: spec.max_seq_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .map_err(|e| {
+        let (mut tokenizer, tokenizer_class) = if spec.is_decoder() {
+            crate::decoder::tokenizer::load(&spec.dir, &spec.tokenizer_path, spec.model_type())?
+        } else {
+            let t = Tokenizer::from_file(&spec.tokenizer_path).map_err(|e| {
                 Error::format(
                     &spec.tokenizer_path,
-                    format!(
-                        "cannot truncate at max_seq_length {} ({e})",
-                        spec.max_seq_length
-                    ),
-                    "raise max_seq_length in sentence_bert_config.json",
+                    format!("is not a tokenizer file this version of tokenizers reads ({e})"),
+                    "save the model's fast tokenizer again with a recent transformers \
+                     (AutoTokenizer.from_pretrained(folder).save_pretrained(folder))",
                 )
             })?;
+            (t, "tokenizer.json".to_string())
+        };
+        if spec.is_decoder() {
+            // transformers' tokenizer(text) neither truncates nor pads; the context limit is checked per
+            // text in embed.
+            tokenizer.with_truncation(None).map_err(|e| {
+                Error::format(
+                    &spec.tokenizer_path,
+                    format!("cannot switch truncation off ({e})"),
+                    "restore tokenizer.json from the model's original release",
+                )
+            })?;
+        } else {
+            // sentence-transformers pads each batch to its longest text and truncates at max_seq_length,
+            // whatever tokenizer.json says.
+            tokenizer
+                .with_truncation(Some(TruncationParams {
+                    direction: TruncationDirection::Right,
+                    max_length: spec.max_seq_length,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                }))
+                .map_err(|e| {
+                    Error::format(
+                        &spec.tokenizer_path,
+                        format!(
+                            "cannot truncate at max_seq_length {} ({e})",
+                            spec.max_seq_length
+                        ),
+                        "raise max_seq_length in sentence_bert_config.json",
+                    )
+                })?;
+        }
         tokenizer.with_padding(None);
         let vocab = tokenizer.get_vocab_size(true);
-        if vocab > spec.config.vocab_size {
+        if vocab > spec.vocab_size() {
             return Err(Error::format(
                 &spec.tokenizer_path,
                 format!(
                     "the tokenizer has {vocab} tokens but the model's vocabulary holds {}",
-                    spec.config.vocab_size
+                    spec.vocab_size()
                 ),
                 "use the tokenizer.json that belongs to this model",
             ));
         }
-        let encoder = Encoder::load(&spec.weights_path, &spec.config, &dev)?;
-        let encoder = match backend {
-            Backend::Native => Runner::Native(encoder.into_cpu()?),
-            Backend::Candle => Runner::Candle(encoder),
+        let encoder = match &spec.arch {
+            Arch::Decoder(cfg) => Runner::Decoder(load_decoder(&spec.weights, cfg)?),
+            Arch::Encoder(cfg) => {
+                let weights = spec
+                    .weights
+                    .first()
+                    .ok_or_else(|| Error::Internal("the folder lists no weight file".into()))?;
+                if spec.weights.len() > 1 {
+                    return Err(Error::format(
+                        &spec.transformer_dir,
+                        "the encoder's weights are sharded, which repscope reads only for decoders",
+                        "save the encoder as one model.safetensors",
+                    ));
+                }
+                let encoder = Encoder::load(weights, cfg, &dev)?;
+                match backend {
+                    Backend::Native => Runner::Native(encoder.into_cpu()?),
+                    Backend::Candle => Runner::Candle(encoder),
+                }
+            }
         };
         Ok(Model {
             spec,
             tokenizer,
+            tokenizer_class,
             encoder,
             device,
         })
@@ -252,15 +324,35 @@ impl Model {
 
     /// Number of transformer blocks L (the layers are 0..=L).
     pub fn num_layers(&self) -> usize {
-        self.spec.config.num_layers
+        self.spec.num_layers()
     }
 
-    /// Tokenizes as sentence-transformers does: strip surrounding whitespace, lower-case when the model
-    /// says so, add [CLS]/[SEP], truncate at max_seq_length.
+    /// The transformers tokenizer class whose pipeline the tokenizer follows ("tokenizer.json" when the
+    /// file is used as it is).
+    pub fn tokenizer_class(&self) -> &str {
+        &self.tokenizer_class
+    }
+
+    /// The dtype the weights are stored in, for decoders (f32 is computed either way).
+    pub fn stored_dtype(&self) -> Option<&str> {
+        match &self.encoder {
+            Runner::Decoder(d) => Some(&d.stored_dtype),
+            _ => None,
+        }
+    }
+
+    /// Tokenizes as the model's own library does. An encoder as sentence-transformers: strip surrounding
+    /// whitespace, lower-case when the model says so, add [CLS]/[SEP], truncate at max_seq_length. A decoder
+    /// as transformers' `tokenizer(text)`: the text as it is, with the special tokens tokenizer.json's
+    /// post-processor adds (a BOS for Llama and Gemma, none for GPT-2); the context is checked in embed.
     pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Tokenized>> {
+        let decoder = self.spec.is_decoder();
         let prepared: Vec<String> = texts
             .iter()
             .map(|t| {
+                if decoder {
+                    return t.clone();
+                }
                 let t = t.trim();
                 if self.spec.do_lower_case {
                     t.to_lowercase()
@@ -288,13 +380,8 @@ impl Model {
             .collect())
     }
 
-    /// Embeds `texts`. `progress` is called with the number of texts finished after every batch.
-    pub fn embed(
-        &self,
-        texts: &[String],
-        opts: &EmbedOptions,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<Embeddings> {
+    /// Checks the options against the model: batch size, the layer of the token states, the MLP block.
+    fn check_options(&self, opts: &EmbedOptions) -> Result<()> {
         if opts.batch_size == 0 {
             return Err(Error::param(
                 Param::BatchSize,
@@ -312,8 +399,69 @@ impl Model {
                 ));
             }
         }
+        if let Some(l) = opts.mlp_layer {
+            if l >= nl {
+                return Err(Error::param(
+                    Param::Mlp,
+                    format!(
+                        "block {l} does not exist; this model has blocks 0 to {}",
+                        nl - 1
+                    ),
+                    format!("choose a block from 0 to {}", nl - 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Embeds `texts`. `progress` is called with the number of texts finished after every batch.
+    pub fn embed(
+        &self,
+        texts: &[String],
+        opts: &EmbedOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Embeddings> {
+        self.check_options(opts)?;
         let toks = self.tokenize(texts)?;
         self.embed_tokenized(&toks, opts, progress)
+    }
+
+    /// A decoder's texts against its context: an empty text is an error, and a text longer than the
+    /// context is an error unless `truncate`, which cuts it (the causal states of the kept prefix are the
+    /// same as in the whole text) and marks it.
+    fn fit_context(&self, toks: &[Tokenized], truncate: bool) -> Result<Vec<Tokenized>> {
+        let max = self.spec.max_seq_length;
+        toks.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.ids.is_empty() {
+                    return Err(Error::input(
+                        format!("input text {}", i + 1),
+                        "the text has no tokens (it is empty and the tokenizer adds no BOS)",
+                        "leave empty texts out of the input",
+                    ));
+                }
+                if t.ids.len() <= max {
+                    return Ok(t.clone());
+                }
+                if !truncate {
+                    return Err(Error::input(
+                        format!("input text {}", i + 1),
+                        format!(
+                            "{} tokens do not fit the model's context of {max} positions",
+                            t.ids.len()
+                        ),
+                        Text::from("shorten the text, or ")
+                            .param(Param::Truncate)
+                            .then(" to cut long texts at the context (they are counted)"),
+                    ));
+                }
+                Ok(Tokenized {
+                    ids: t.ids[..max].to_vec(),
+                    truncated: true,
+                })
+            })
+            .collect()
     }
 
     /// Embeds texts tokenized by [`Model::tokenize`].
@@ -323,22 +471,37 @@ impl Model {
         opts: &EmbedOptions,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Embeddings> {
+        self.check_options(opts)?;
+        let fitted;
+        let toks = if self.spec.is_decoder() {
+            fitted = self.fit_context(toks, opts.truncate)?;
+            &fitted[..]
+        } else {
+            toks
+        };
         let n = toks.len();
-        let h = self.spec.config.hidden_size;
+        let h = self.spec.hidden_size();
+        let inter = self.spec.intermediate_size();
         let nl = self.num_layers();
-        let dim = self.spec.embedding_dim();
+        let (pooling, normalize) = match opts.pool {
+            Some(p) => (vec![p], false),
+            None => (self.spec.pooling.clone(), self.spec.normalize),
+        };
+        let layer_pooling = match opts.pool {
+            Some(p) => p,
+            None if self.spec.is_decoder() => self.spec.pooling[0],
+            None => PoolingMode::Mean,
+        };
+        let dim = pooling.len() * h;
         let bs = opts.batch_size.max(1);
         let mut keep = vec![opts.layers; nl + 1];
         keep[nl] = true;
         if let Some(l) = opts.token_layer {
-            if l > nl {
-                return Err(Error::param(
-                    Param::Tokens,
-                    format!("layer {l} does not exist; this model has layers 0 to {nl}"),
-                    format!("choose a layer from 0 (embedding output) to {nl} (last block)"),
-                ));
-            }
             keep[l] = true;
+        }
+        let mut keep_mlp = vec![false; nl];
+        if let Some(l) = opts.mlp_layer {
+            keep_mlp[l] = true;
         }
         // Longest first (stable, so equal lengths keep input order): batches of similar lengths.
         let mut order: Vec<usize> = (0..n).collect();
@@ -357,10 +520,15 @@ impl Model {
             } else {
                 Vec::new()
             },
+            mlp_rows: if opts.mlp_layer.is_some() {
+                vec![Vec::new(); n]
+            } else {
+                Vec::new()
+            },
             done: 0,
         });
         let job = |chunk: &[usize], inner_par: bool| -> Result<()> {
-            let (states, starts) = self.run_chunk(toks, chunk, &keep, inner_par)?;
+            let (states, mlp, starts) = self.run_chunk(toks, chunk, &keep, &keep_mlp, inner_par)?;
             let mut a = acc
                 .lock()
                 .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
@@ -374,17 +542,30 @@ impl Model {
                             rows,
                             len,
                             h,
-                            &self.spec.pooling,
-                            self.spec.normalize,
+                            &pooling,
+                            normalize,
                             &mut a.embedding[i * dim..(i + 1) * dim],
                         );
                     }
                     if opts.layers {
-                        masked_mean(rows, len, h, &mut a.layers[l][i * h..(i + 1) * h]);
+                        pool(
+                            rows,
+                            len,
+                            h,
+                            &[layer_pooling],
+                            false,
+                            &mut a.layers[l][i * h..(i + 1) * h],
+                        );
                     }
                     if opts.token_layer == Some(l) {
                         a.tok_rows[i] = rows.to_vec();
                     }
+                }
+            }
+            if let Some(host) = mlp {
+                for (r, &i) in chunk.iter().enumerate() {
+                    let len = toks[i].ids.len();
+                    a.mlp_rows[i] = host[starts[r] * inter..(starts[r] + len) * inter].to_vec();
                 }
             }
             a.done += chunk.len();
@@ -394,78 +575,120 @@ impl Model {
         match &self.encoder {
             // Batches in parallel, each on one thread: no synchronisation inside a forward pass, which
             // matters on few, shared cores. A single batch uses the threads inside its products instead.
-            Runner::Native(_) if chunks.len() > 1 && rayon::current_num_threads() > 1 => chunks
-                .par_iter()
-                .with_max_len(1)
-                .try_for_each(|c| job(c, false))?,
-            Runner::Native(_) => chunks.iter().try_for_each(|c| job(c, true))?,
+            Runner::Native(_) | Runner::Decoder(_)
+                if chunks.len() > 1 && rayon::current_num_threads() > 1 =>
+            {
+                chunks
+                    .par_iter()
+                    .with_max_len(1)
+                    .try_for_each(|c| job(c, false))?
+            }
+            Runner::Native(_) | Runner::Decoder(_) => {
+                chunks.iter().try_for_each(|c| job(c, true))?
+            }
             // candle runs its own threads inside each operation.
             Runner::Candle(_) => chunks.iter().try_for_each(|c| job(c, false))?,
         }
         let acc = acc
             .into_inner()
             .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
-        let tokens = match opts.token_layer {
-            Some(layer) => {
-                let total: usize = toks.iter().map(|t| t.ids.len()).sum();
-                let mut states = Vec::with_capacity(total * h);
-                let mut ids = Vec::with_capacity(total);
-                let mut offsets = Vec::with_capacity(n + 1);
-                offsets.push(0u64);
-                for (t, rows) in toks.iter().zip(acc.tok_rows) {
-                    states.extend_from_slice(&rows);
-                    ids.extend_from_slice(&t.ids);
-                    offsets.push(ids.len() as u64);
-                }
-                Some(TokenStates {
-                    layer,
-                    states,
-                    ids,
-                    offsets,
-                })
-            }
-            None => None,
+        let bos_id = match &self.spec.arch {
+            Arch::Decoder(c) => c.bos_token_id,
+            Arch::Encoder(_) => None,
         };
+        let gather = |layer: usize, rows: Vec<Vec<f32>>, width: usize| -> TokenStates {
+            let total: usize = toks.iter().map(|t| t.ids.len()).sum();
+            let mut states = Vec::with_capacity(total * width);
+            let mut ids = Vec::with_capacity(total);
+            let mut bos = Vec::with_capacity(total);
+            let mut offsets = Vec::with_capacity(n + 1);
+            offsets.push(0u64);
+            for (t, r) in toks.iter().zip(rows) {
+                states.extend_from_slice(&r);
+                ids.extend_from_slice(&t.ids);
+                bos.extend(
+                    t.ids
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &id)| j == 0 && Some(id) == bos_id),
+                );
+                offsets.push(ids.len() as u64);
+            }
+            TokenStates {
+                layer,
+                states,
+                ids,
+                offsets,
+                bos,
+            }
+        };
+        let tokens = opts.token_layer.map(|l| gather(l, acc.tok_rows, h));
+        let mlp = opts.mlp_layer.map(|l| gather(l, acc.mlp_rows, inter));
         Ok(Embeddings {
             n,
             dim,
             embedding: acc.embedding,
             hidden: h,
             layers: acc.layers,
+            pooling,
+            normalized: normalize,
+            layer_pooling,
             tokens,
+            mlp,
+            intermediate: inter,
             n_tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
             truncated: toks.iter().map(|t| t.truncated).collect(),
         })
     }
 
-    /// Runs one batch of texts. Returns the host states per layer (None where not kept) and the row at
-    /// which each text of the batch starts in them.
+    /// Runs one batch of texts. Returns the host states per layer (None where not kept), the kept MLP
+    /// hidden states, and the row at which each text of the batch starts in them.
     #[allow(clippy::type_complexity)]
     fn run_chunk(
         &self,
         toks: &[Tokenized],
         chunk: &[usize],
         keep: &[bool],
+        keep_mlp: &[bool],
         inner_par: bool,
-    ) -> Result<(Vec<Option<Vec<f32>>>, Vec<usize>)> {
+    ) -> Result<(Vec<Option<Vec<f32>>>, Option<Vec<f32>>, Vec<usize>)> {
         let b = chunk.len();
+        let packed_starts = || {
+            let mut starts = Vec::with_capacity(b);
+            let mut at = 0;
+            for &i in chunk {
+                starts.push(at);
+                at += toks[i].ids.len();
+            }
+            starts
+        };
         match &self.encoder {
             Runner::Native(enc) => {
                 let seqs: Vec<&[u32]> = chunk.iter().map(|&i| toks[i].ids.as_slice()).collect();
-                let mut starts = Vec::with_capacity(b);
-                let mut at = 0;
-                for s in &seqs {
-                    starts.push(at);
-                    at += s.len();
-                }
-                Ok((enc.forward(&seqs, keep, inner_par), starts))
+                Ok((enc.forward(&seqs, keep, inner_par), None, packed_starts()))
+            }
+            Runner::Decoder(dec) => {
+                let seqs: Vec<&[u32]> = chunk.iter().map(|&i| toks[i].ids.as_slice()).collect();
+                let out = dec.forward(&seqs, keep, keep_mlp, inner_par);
+                let mlp = out.mlp.into_iter().flatten().next();
+                Ok((out.states, mlp, packed_starts()))
             }
             Runner::Candle(enc) => {
+                if keep_mlp.iter().any(|&k| k) {
+                    return Err(Error::param(
+                        Param::Mlp,
+                        "the candle forward pass does not expose MLP hidden states",
+                        "use the native CPU pass",
+                    ));
+                }
                 let seq = chunk.iter().map(|&i| toks[i].ids.len()).max().unwrap_or(0);
                 if seq == 0 {
                     return Err(Error::Internal("a tokenized text has no tokens".into()));
                 }
-                let pad = self.spec.config.pad_token_id;
+                let Arch::Encoder(cfg) = &self.spec.arch else {
+                    return Err(Error::Internal("the candle pass runs encoders only".into()));
+                };
+                let pad = cfg.pad_token_id;
                 let mut ids = vec![pad; b * seq];
                 let mut mask = vec![0u32; b * seq];
                 for (r, &i) in chunk.iter().enumerate() {
@@ -480,7 +703,7 @@ impl Model {
                     .iter()
                     .map(|t| t.as_ref().map(to_host).transpose())
                     .collect::<Result<Vec<_>>>()?;
-                Ok((host, (0..b).map(|r| r * seq).collect()))
+                Ok((host, None, (0..b).map(|r| r * seq).collect()))
             }
         }
     }
@@ -491,6 +714,7 @@ struct Acc {
     embedding: Vec<f32>,
     layers: Vec<Vec<f32>>,
     tok_rows: Vec<Vec<f32>>,
+    mlp_rows: Vec<Vec<f32>>,
     done: usize,
 }
 

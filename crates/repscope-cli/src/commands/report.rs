@@ -66,6 +66,13 @@ pub struct ReportArgs {
     /// With --model: where the model runs (cpu or cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// With --model: pool token states this way (mean, last, first, max, mean_sqrt_len, weightedmean)
+    /// instead of the model's own pooling.
+    #[arg(long, requires = "model")]
+    pub pool: Option<String>,
+    /// With --model: cut a decoder's texts longer than its context instead of stopping (they are counted).
+    #[arg(long, requires = "model")]
+    pub truncate: bool,
 }
 
 /// With `--model`: embeds every text input and returns its layers' mean-pooled states and its sentence
@@ -85,8 +92,10 @@ fn embed_inputs(
             skip_invalid: a.skip_invalid,
             batch_size: a.batch_size,
             device: a.device.clone(),
+            pool: a.pool.clone(),
+            truncate: a.truncate,
         };
-        let done = run.run(g, true, None)?;
+        let done = run.run(g, true, None, None)?;
         let e = done.out;
         let fname = input
             .file_name()

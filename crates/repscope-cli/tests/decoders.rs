@@ -1,0 +1,235 @@
+//! `repscope embed` on decoder language models from the command line: the tiny fixture models of
+//! tests/fixtures/decoders (written by transformers, see scripts/make_decoder_fixtures.py), the output
+//! files, and every bad input of the decoder issue ending in one clear line and exit code 2.
+#![cfg(feature = "model")]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{json, repscope, scratch, Run};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/decoders")
+        .join(name)
+}
+
+/// A copy of a fixture folder made of links to its files, so that one file can be replaced.
+fn copy(root: &Path, from: &str, name: &str) -> PathBuf {
+    let dst = root.join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(fixture(from)).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst
+}
+
+/// Replaces `from` by `to` in the copy's config.json (which must contain it).
+fn edit_config(dir: &Path, from: &str, to: &str) {
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{from} not in config.json");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+}
+
+fn texts(root: &Path, lines: &[&str]) -> PathBuf {
+    let p = root.join("texts.txt");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn embed(model: &Path, input: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    repscope(&args)
+}
+
+/// Exit code 2, one error line naming everything in `names`, nothing on stdout.
+fn assert_bad(r: &Run, names: &[&str]) {
+    assert_eq!(r.code, 2, "stderr: {}", r.stderr);
+    assert!(r.stdout.is_empty(), "stdout: {}", r.stdout);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("repscope: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    for n in names {
+        assert!(r.stderr.contains(n), "expected {n:?} in: {}", r.stderr);
+    }
+}
+
+#[test]
+fn embed_writes_decoder_states_with_token_ids_and_bos_flags() {
+    let dir = scratch("dec-embed");
+    let input = texts(
+        &dir,
+        &[
+            "Hello world!",
+            "The quick brown fox jumps over the lazy dog.",
+        ],
+    );
+    let out = dir.join("o.npz");
+    let r = embed(
+        &fixture("llama"),
+        &input,
+        &[
+            "--tokens",
+            "3",
+            "--mlp",
+            "1",
+            "--layers",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    let m = &v["model"];
+    assert_eq!(m["kind"], "decoder");
+    assert_eq!(m["model_type"], "llama");
+    assert_eq!(m["tokenizer"], "LlamaTokenizer");
+    assert_eq!(m["pooling"][0], "lasttoken");
+    assert_eq!(m["layers"], 3);
+    let keys: Vec<&str> = v["output"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    for k in [
+        "embedding",
+        "layer0",
+        "layer3",
+        "tokens",
+        "mlp",
+        "mlp_block",
+        "token_ids",
+        "token_offsets",
+        "token_bos",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    // GPT-2 adds no BOS, so no flags are written.
+    let r = embed(
+        &fixture("gpt2"),
+        &input,
+        &[
+            "--tokens",
+            "1",
+            "-o",
+            out.to_str().unwrap(),
+            "--force",
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert!(!v["output"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "token_bos"));
+    assert_eq!(v["model"]["tokenizer"], "GPT2Tokenizer");
+}
+
+#[test]
+fn long_texts_stop_unless_truncated_and_bf16_weights_are_noted() {
+    let dir = scratch("dec-long");
+    let long = "word ".repeat(400);
+    let input = texts(&dir, &["short", &long]);
+    let r = embed(&fixture("gemma"), &input, &[]);
+    assert_bad(
+        &r,
+        &["input text 2", "context of 128 positions", "--truncate"],
+    );
+    let r = embed(&fixture("gemma"), &input, &["--truncate", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["truncated"], 1);
+    assert!(r.stderr.contains("stored as bf16"), "{}", r.stderr);
+    assert_eq!(json(&r)["model"]["weights_dtype"], "bf16");
+}
+
+#[test]
+fn an_unsupported_decoder_is_named_with_the_supported_list() {
+    let dir = scratch("dec-arch");
+    let m = copy(&dir, "gpt2", "phi");
+    edit_config(&m, "\"model_type\": \"gpt2\"", "\"model_type\": \"phi3\"");
+    edit_config(&m, "\"GPT2Model\"", "\"Phi3ForCausalLM\"");
+    let r = embed(&m, &texts(&dir, &["a"]), &[]);
+    assert_bad(
+        &r,
+        &[
+            "config.json",
+            "unsupported architecture",
+            "phi3",
+            "Phi3ForCausalLM",
+            "gpt_neox, llama",
+        ],
+    );
+}
+
+#[test]
+fn missing_and_misshapen_tensors_are_named_with_both_shapes() {
+    let dir = scratch("dec-tensors");
+    // One layer more than the weights hold: its first tensor is missing.
+    let m = copy(&dir, "gpt2", "deeper");
+    edit_config(&m, "\"n_layer\": 3", "\"n_layer\": 4");
+    let r = embed(&m, &texts(&dir, &["a"]), &[]);
+    assert_bad(&r, &["model.safetensors", "no tensor 'h.3.ln_1.weight'"]);
+    // A narrower MLP than the weights.
+    let m = copy(&dir, "gpt2", "narrow");
+    edit_config(&m, "\"n_inner\": null", "\"n_inner\": 100");
+    let r = embed(&m, &texts(&dir, &["a"]), &[]);
+    assert_bad(&r, &["h.0.mlp.c_fc.weight", "[32, 128]", "[32, 100]"]);
+    // A shard listed in the index but not in the folder.
+    let m = copy(&dir, "llama", "shardless");
+    std::fs::remove_file(m.join("model-00003-of-00004.safetensors")).unwrap();
+    let r = embed(&m, &texts(&dir, &["a"]), &[]);
+    assert_bad(
+        &r,
+        &["model-00003-of-00004.safetensors", "shard", "missing"],
+    );
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_vocabulary_is_named() {
+    let dir = scratch("dec-vocab");
+    let m = copy(&dir, "qwen2", "small-vocab");
+    edit_config(&m, "\"vocab_size\": 512", "\"vocab_size\": 100");
+    let r = embed(&m, &texts(&dir, &["a"]), &[]);
+    assert_bad(
+        &r,
+        &[
+            "tokenizer.json",
+            "tokens but the model's vocabulary holds 100",
+        ],
+    );
+}
+
+#[test]
+fn decoder_options_out_of_range_are_named() {
+    let dir = scratch("dec-opts");
+    let input = texts(&dir, &["a b c"]);
+    let r = embed(&fixture("gpt_neox"), &input, &["--mlp", "3"]);
+    assert_bad(&r, &["--mlp 3", "blocks 0 to 2"]);
+    let r = embed(&fixture("gpt_neox"), &input, &["--pool", "median"]);
+    assert_bad(&r, &["--pool median", "mean, last"]);
+    let r = embed(&fixture("gpt_neox"), &input, &["--device", "cuda"]);
+    assert_bad(&r, &["cuda", "runs on the CPU", "--device cpu"]);
+    let empty = texts(&dir, &["", "b"]);
+    let r = embed(&fixture("gpt2"), &empty, &[]);
+    assert_bad(&r, &["input text 1", "no tokens"]);
+}

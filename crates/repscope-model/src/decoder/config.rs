@@ -1,0 +1,651 @@
+//! A decoder language model's shape and numerics from its config.json, in both the layout transformers 4
+//! writes (`rope_theta`, `rope_scaling`, `rotary_pct`, `hidden_activation`) and the one transformers 5 writes
+//! (`rope_parameters`, `layer_types`). Everything the forward pass needs is decided here, once: the norm, the
+//! positional scheme with its inverse frequencies, the attention layout, the MLP and each layer's window.
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::folder::Activation;
+
+/// The decoder families the forward pass implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderFamily {
+    /// GPT-2: learned absolute positions, LayerNorm, fused Conv1D q/k/v, plain MLP.
+    Gpt2,
+    /// GPT-NeoX and Pythia: partial rotary, LayerNorm, per-head fused q/k/v, parallel or serial residual.
+    GptNeox,
+    /// Llama and the models that share its layout: rotary, RMSNorm, grouped-query attention, SwiGLU.
+    Llama,
+    /// Mistral: Llama's blocks with a sliding window on every layer.
+    Mistral,
+    /// Qwen2: Llama's blocks with q/k/v biases and sliding windows on the upper layers.
+    Qwen2,
+    /// Gemma: Llama's blocks with GeGLU, (1 + w) RMSNorm, scaled embeddings and a free head width.
+    Gemma,
+}
+
+impl DecoderFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderFamily::Gpt2 => "gpt2",
+            DecoderFamily::GptNeox => "gpt_neox",
+            DecoderFamily::Llama => "llama",
+            DecoderFamily::Mistral => "mistral",
+            DecoderFamily::Qwen2 => "qwen2",
+            DecoderFamily::Gemma => "gemma",
+        }
+    }
+
+    /// The family of a config.json `model_type`.
+    pub fn of(model_type: &str) -> Option<DecoderFamily> {
+        match model_type {
+            "gpt2" => Some(DecoderFamily::Gpt2),
+            "gpt_neox" => Some(DecoderFamily::GptNeox),
+            "llama" => Some(DecoderFamily::Llama),
+            "mistral" => Some(DecoderFamily::Mistral),
+            "qwen2" => Some(DecoderFamily::Qwen2),
+            "gemma" => Some(DecoderFamily::Gemma),
+            _ => None,
+        }
+    }
+}
+
+/// The decoder model types (config.json `model_type`) this crate runs.
+pub const DECODER_MODEL_TYPES: &[&str] =
+    &["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma"];
+
+/// How a block normalises its input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// (x − mean) / √(var + ε) · w + b.
+    LayerNorm,
+    /// x / √(mean(x²) + ε) · w; with `unit_offset` (Gemma) the scale is (1 + w).
+    RmsNorm { unit_offset: bool },
+}
+
+/// Rotary position embedding: which dimensions of each head rotate and how fast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    /// `default`, `linear`, `dynamic`, `yarn` or `llama3`.
+    pub kind: String,
+    /// Rotated dimensions per head (even); the rest pass through.
+    pub dims: usize,
+    /// dims / 2 inverse frequencies, rounded to f32 as transformers holds them.
+    pub inv_freq: Vec<f32>,
+    /// The factor cos and sin are multiplied by (yarn's attention factor; 1 otherwise).
+    pub attention_scaling: f64,
+}
+
+/// Where position information enters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Positions {
+    /// A learned table added to the token embeddings (GPT-2).
+    Learned,
+    Rotary(Rope),
+}
+
+/// The decoder's shape and numerics, from config.json.
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    pub family: DecoderFamily,
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate_size: usize,
+    pub activation: Activation,
+    /// act(gate(x)) · up(x) (SwiGLU, GeGLU) rather than act(fc(x)).
+    pub gated_mlp: bool,
+    pub norm: NormKind,
+    pub norm_eps: f64,
+    pub positions: Positions,
+    /// The longest context the position scheme was built for.
+    pub max_positions: usize,
+    /// NeoX's x + attn(ln1(x)) + mlp(ln2(x)) instead of two residual steps.
+    pub parallel_residual: bool,
+    pub qkv_bias: bool,
+    pub out_bias: bool,
+    pub mlp_bias: bool,
+    /// GPT-2's scale_attn_weights: divide scores by √head_dim (true everywhere else).
+    pub scale_attn: bool,
+    /// GPT-2's scale_attn_by_inverse_layer_idx: also divide layer l's scores by l + 1.
+    pub scale_attn_by_layer: bool,
+    /// Per layer: the sliding window (a query sees the last `w` positions, itself included), or None.
+    pub sliding_window: Vec<Option<usize>>,
+    /// Gemma multiplies the embeddings by √hidden.
+    pub embed_scale: Option<f32>,
+    pub bos_token_id: Option<u32>,
+}
+
+impl DecoderConfig {
+    /// Width of the concatenated query | key | value rows.
+    pub fn qkv_width(&self) -> usize {
+        (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+}
+
+fn usize_of(v: &Value, keys: &[&str]) -> Option<usize> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_u64))
+        .map(|x| x as usize)
+}
+
+fn f64_of(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+/// x > 0, false for NaN.
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
+fn bool_of(v: &Value, key: &str, default: bool) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+/// Reads a decoder's config.json (already parsed) of `family`.
+pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Result<DecoderConfig> {
+    let bad = |problem: String| {
+        Error::format(
+            path,
+            problem,
+            "restore config.json from the model's original release",
+        )
+    };
+    let missing = |key: &str| bad(format!("config.json has no valid '{key}'"));
+    let gpt2 = family == DecoderFamily::Gpt2;
+    let hidden_size = if gpt2 {
+        usize_of(v, &["n_embd", "hidden_size"]).ok_or_else(|| missing("n_embd"))?
+    } else {
+        usize_of(v, &["hidden_size"]).ok_or_else(|| missing("hidden_size"))?
+    };
+    let num_layers = if gpt2 {
+        usize_of(v, &["n_layer", "num_hidden_layers"]).ok_or_else(|| missing("n_layer"))?
+    } else {
+        usize_of(v, &["num_hidden_layers"]).ok_or_else(|| missing("num_hidden_layers"))?
+    };
+    let num_heads = if gpt2 {
+        usize_of(v, &["n_head", "num_attention_heads"]).ok_or_else(|| missing("n_head"))?
+    } else {
+        usize_of(v, &["num_attention_heads"]).ok_or_else(|| missing("num_attention_heads"))?
+    };
+    let vocab_size = usize_of(v, &["vocab_size"]).ok_or_else(|| missing("vocab_size"))?;
+    let max_positions = if gpt2 {
+        usize_of(v, &["n_positions", "max_position_embeddings"])
+            .ok_or_else(|| missing("n_positions"))?
+    } else {
+        usize_of(v, &["max_position_embeddings"])
+            .ok_or_else(|| missing("max_position_embeddings"))?
+    };
+    if hidden_size == 0 || num_heads == 0 || num_layers == 0 || vocab_size == 0 {
+        return Err(bad(format!(
+            "hidden size {hidden_size}, {num_heads} attention heads, {num_layers} layers and a vocabulary \
+             of {vocab_size} do not make a model"
+        )));
+    }
+    let llama_like = matches!(
+        family,
+        DecoderFamily::Llama | DecoderFamily::Mistral | DecoderFamily::Qwen2 | DecoderFamily::Gemma
+    );
+    let num_kv_heads = if llama_like {
+        usize_of(v, &["num_key_value_heads"]).unwrap_or(num_heads)
+    } else {
+        num_heads
+    };
+    let head_dim = match usize_of(v, &["head_dim"]) {
+        Some(d) if llama_like => d,
+        _ => {
+            if hidden_size % num_heads != 0 {
+                return Err(bad(format!(
+                    "the hidden size {hidden_size} is not a multiple of the {num_heads} attention heads"
+                )));
+            }
+            hidden_size / num_heads
+        }
+    };
+    if head_dim == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        return Err(bad(format!(
+            "{num_heads} attention heads cannot share {num_kv_heads} key/value heads of width {head_dim}"
+        )));
+    }
+    let intermediate_size = match family {
+        DecoderFamily::Gpt2 => match v.get("n_inner").and_then(Value::as_u64) {
+            Some(i) => i as usize,
+            None => 4 * hidden_size,
+        },
+        _ => usize_of(v, &["intermediate_size"]).ok_or_else(|| missing("intermediate_size"))?,
+    };
+    if intermediate_size == 0 {
+        return Err(bad("the MLP width is 0".into()));
+    }
+    // The activation: GPT-2's activation_function, Gemma's hidden_activation (transformers 4) or
+    // hidden_act, which Gemma reads as the tanh GELU even when it says "gelu".
+    let (act_key, act_default) = match family {
+        DecoderFamily::Gpt2 => ("activation_function", "gelu_new"),
+        DecoderFamily::GptNeox => ("hidden_act", "gelu"),
+        DecoderFamily::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
+        _ => ("hidden_act", "silu"),
+    };
+    let mut act_name = v
+        .get(act_key)
+        .and_then(Value::as_str)
+        .unwrap_or(act_default)
+        .to_string();
+    if family == DecoderFamily::Gemma {
+        if let Some(a) = v.get("hidden_activation").and_then(Value::as_str) {
+            act_name = a.to_string();
+        }
+        if act_name == "gelu" {
+            act_name = "gelu_pytorch_tanh".into();
+        }
+    }
+    let activation = Activation::parse(&act_name).ok_or_else(|| {
+        Error::format(
+            path,
+            format!("unsupported activation {act_key} = '{act_name}'"),
+            "use a model whose activation is gelu, gelu_new, gelu_pytorch_tanh, relu or silu",
+        )
+    })?;
+    let (norm, norm_eps) = match family {
+        DecoderFamily::Gpt2 => (
+            NormKind::LayerNorm,
+            f64_of(v, "layer_norm_epsilon").unwrap_or(1e-5),
+        ),
+        DecoderFamily::GptNeox => (
+            NormKind::LayerNorm,
+            f64_of(v, "layer_norm_eps").unwrap_or(1e-5),
+        ),
+        DecoderFamily::Gemma => (
+            NormKind::RmsNorm { unit_offset: true },
+            f64_of(v, "rms_norm_eps").unwrap_or(1e-6),
+        ),
+        _ => (
+            NormKind::RmsNorm { unit_offset: false },
+            f64_of(v, "rms_norm_eps").unwrap_or(1e-6),
+        ),
+    };
+    let positions = if gpt2 {
+        Positions::Learned
+    } else {
+        Positions::Rotary(read_rope(path, v, family, head_dim, max_positions)?)
+    };
+    let (qkv_bias, out_bias, mlp_bias) = match family {
+        DecoderFamily::Gpt2 => (true, true, true),
+        DecoderFamily::GptNeox => {
+            let b = bool_of(v, "attention_bias", true);
+            (b, b, true)
+        }
+        DecoderFamily::Qwen2 => (true, false, false),
+        DecoderFamily::Llama => {
+            let b = bool_of(v, "attention_bias", false);
+            (b, b, bool_of(v, "mlp_bias", false))
+        }
+        DecoderFamily::Mistral | DecoderFamily::Gemma => {
+            let b = bool_of(v, "attention_bias", false);
+            (b, b, false)
+        }
+    };
+    let sliding_window = read_windows(path, v, family, num_layers)?;
+    Ok(DecoderConfig {
+        family,
+        model_type: family.name().to_string(),
+        vocab_size,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        intermediate_size,
+        activation,
+        gated_mlp: llama_like,
+        norm,
+        norm_eps,
+        positions,
+        max_positions,
+        parallel_residual: family == DecoderFamily::GptNeox
+            && bool_of(v, "use_parallel_residual", true),
+        qkv_bias,
+        out_bias,
+        mlp_bias,
+        scale_attn: !gpt2 || bool_of(v, "scale_attn_weights", true),
+        scale_attn_by_layer: gpt2 && bool_of(v, "scale_attn_by_inverse_layer_idx", false),
+        sliding_window,
+        embed_scale: (family == DecoderFamily::Gemma).then(|| (hidden_size as f32).sqrt()),
+        bos_token_id: usize_of(v, &["bos_token_id"]).map(|b| b as u32),
+    })
+}
+
+/// Each layer's sliding window: Mistral's `sliding_window` on every layer; Qwen2's on the layers that
+/// `layer_types` marks (transformers 5), or from `max_window_layers` up when `use_sliding_window`.
+fn read_windows(
+    path: &Path,
+    v: &Value,
+    family: DecoderFamily,
+    layers: usize,
+) -> Result<Vec<Option<usize>>> {
+    let window = usize_of(v, &["sliding_window"]);
+    let bad_window = || {
+        Error::format(
+            path,
+            "sliding_window is 0",
+            "restore config.json from the model's original release",
+        )
+    };
+    match family {
+        DecoderFamily::Mistral => {
+            if window == Some(0) {
+                return Err(bad_window());
+            }
+            Ok(vec![window; layers])
+        }
+        DecoderFamily::Qwen2 => {
+            let on = bool_of(v, "use_sliding_window", false);
+            let window = if on { window } else { None };
+            if window == Some(0) {
+                return Err(bad_window());
+            }
+            if let Some(types) = v.get("layer_types").and_then(Value::as_array) {
+                if types.len() != layers {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "layer_types lists {} layers but num_hidden_layers is {layers}",
+                            types.len()
+                        ),
+                        "restore config.json from the model's original release",
+                    ));
+                }
+                return Ok(types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        Some("sliding_attention") => window,
+                        _ => None,
+                    })
+                    .collect());
+            }
+            let from = usize_of(v, &["max_window_layers"]).unwrap_or(layers);
+            Ok((0..layers)
+                .map(|l| if l >= from { window } else { None })
+                .collect())
+        }
+        _ => Ok(vec![None; layers]),
+    }
+}
+
+/// The rotary embedding of config.json: `rope_parameters` (transformers 5) or `rope_theta` with
+/// `rope_scaling` (transformers 4); NeoX's `rotary_pct` and `rotary_emb_base`. The inverse frequencies follow
+/// transformers' `ROPE_INIT_FUNCTIONS` for the default, linear, dynamic, yarn and llama3 types.
+fn read_rope(
+    path: &Path,
+    v: &Value,
+    family: DecoderFamily,
+    head_dim: usize,
+    max_positions: usize,
+) -> Result<Rope> {
+    let bad = |problem: String| {
+        Error::format(
+            path,
+            problem,
+            "restore config.json from the model's original release",
+        )
+    };
+    let empty = serde_json::Map::new();
+    let params = v
+        .get("rope_parameters")
+        .and_then(Value::as_object)
+        .or_else(|| v.get("rope_scaling").and_then(Value::as_object))
+        .unwrap_or(&empty);
+    let kind = params
+        .get("rope_type")
+        .or_else(|| params.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let neox = family == DecoderFamily::GptNeox;
+    let theta = params
+        .get("rope_theta")
+        .and_then(Value::as_f64)
+        .or_else(|| f64_of(v, "rope_theta"))
+        .or_else(|| {
+            if neox {
+                f64_of(v, "rotary_emb_base")
+            } else {
+                None
+            }
+        })
+        .unwrap_or(10000.0);
+    let partial = params
+        .get("partial_rotary_factor")
+        .and_then(Value::as_f64)
+        .or_else(|| f64_of(v, "partial_rotary_factor"))
+        .or_else(|| if neox { f64_of(v, "rotary_pct") } else { None })
+        .unwrap_or(if neox { 0.25 } else { 1.0 });
+    if !(positive(partial) && partial <= 1.0 && positive(theta - 1.0)) {
+        return Err(bad(format!(
+            "rotary settings base {theta} and partial factor {partial} are out of range"
+        )));
+    }
+    if !neox && partial != 1.0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "a partial rotary factor of {partial} is not supported for the {} family",
+                family.name()
+            ),
+            "use a model that rotates every head dimension",
+        ));
+    }
+    // transformers: head_dim from config (or hidden / heads), then int(head_dim · factor).
+    let dim = ((head_dim as f64) * partial) as usize;
+    if dim < 2 || dim % 2 != 0 {
+        return Err(bad(format!(
+            "{dim} rotary dimensions per head is not a positive even number"
+        )));
+    }
+    let num = |k: &str| params.get(k).and_then(Value::as_f64);
+    let base_freqs: Vec<f64> = (0..dim / 2)
+        .map(|i| {
+            let e = ((2 * i) as f32 / dim as f32) as f64;
+            let p = (theta.powf(e)) as f32;
+            (1.0f32 / p) as f64
+        })
+        .collect();
+    let mut attention_scaling = 1.0;
+    let inv: Vec<f64> = match kind.as_str() {
+        "default" => base_freqs,
+        "linear" => {
+            let f =
+                num("factor").ok_or_else(|| bad("rope scaling 'linear' has no factor".into()))?;
+            if !positive(f) {
+                return Err(bad(format!("rope scaling factor {f} is not positive")));
+            }
+            base_freqs.iter().map(|x| x / f).collect()
+        }
+        // Dynamic NTK changes the base only for contexts beyond max_position_embeddings, which repscope
+        // does not run; within it the frequencies are the default ones.
+        "dynamic" => base_freqs,
+        "llama3" => {
+            let f =
+                num("factor").ok_or_else(|| bad("rope scaling 'llama3' has no factor".into()))?;
+            let low = num("low_freq_factor").unwrap_or(1.0);
+            let high = num("high_freq_factor").unwrap_or(4.0);
+            let old = num("original_max_position_embeddings").unwrap_or(max_positions as f64);
+            if !(positive(f) && positive(high - low) && positive(old)) {
+                return Err(bad(format!(
+                    "llama3 rope scaling (factor {f}, low {low}, high {high}, original {old}) is out of range"
+                )));
+            }
+            let low_wavelen = old / low;
+            let high_wavelen = old / high;
+            base_freqs
+                .iter()
+                .map(|&x| {
+                    let wavelen = 2.0 * std::f64::consts::PI / x;
+                    let scaled = if wavelen > low_wavelen { x / f } else { x };
+                    let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
+                    if medium {
+                        let s = (old / wavelen - low) / (high - low);
+                        (1.0 - s) * scaled / f + s * scaled
+                    } else {
+                        scaled
+                    }
+                })
+                .collect()
+        }
+        "yarn" => {
+            let old = num("original_max_position_embeddings")
+                .or_else(|| f64_of(v, "original_max_position_embeddings"))
+                .unwrap_or(max_positions as f64);
+            let f = num("factor").unwrap_or(max_positions as f64 / old);
+            if !(positive(f) && positive(old)) {
+                return Err(bad(format!(
+                    "yarn rope scaling (factor {f}, original {old}) is out of range"
+                )));
+            }
+            let mscale = |scale: f64, m: f64| {
+                if scale <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * m * scale.ln() + 1.0
+                }
+            };
+            attention_scaling = match (
+                num("attention_factor"),
+                num("mscale"),
+                num("mscale_all_dim"),
+            ) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(a)) if m != 0.0 && a != 0.0 => mscale(f, m) / mscale(f, a),
+                _ => mscale(f, 1.0),
+            };
+            let beta_fast = num("beta_fast").filter(|&b| b != 0.0).unwrap_or(32.0);
+            let beta_slow = num("beta_slow").filter(|&b| b != 0.0).unwrap_or(1.0);
+            let truncate = params
+                .get("truncate")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let d = dim as f64;
+            let corr = |rot: f64| {
+                (d * (old / (rot * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * theta.ln())
+            };
+            let (mut lo, mut hi) = (corr(beta_fast), corr(beta_slow));
+            if truncate {
+                lo = lo.floor();
+                hi = hi.ceil();
+            }
+            let lo = lo.max(0.0);
+            let mut hi = hi.min(d - 1.0);
+            if lo == hi {
+                hi += 0.001;
+            }
+            base_freqs
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let ramp = (((i as f32 - lo as f32) / (hi - lo) as f32).clamp(0.0, 1.0)) as f64;
+                    let extrapolation = 1.0 - ramp;
+                    (x / f) * (1.0 - extrapolation) + x * extrapolation
+                })
+                .collect()
+        }
+        other => {
+            return Err(Error::format(
+                path,
+                format!("unsupported rope scaling type '{other}'"),
+                "use a model whose rope scaling is default, linear, dynamic, yarn or llama3",
+            ))
+        }
+    };
+    Ok(Rope {
+        kind,
+        dims: dim,
+        inv_freq: inv.iter().map(|&x| x as f32).collect(),
+        attention_scaling,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<DecoderConfig> {
+        let v: Value = serde_json::from_str(json).unwrap();
+        let family = DecoderFamily::of(v["model_type"].as_str().unwrap()).unwrap();
+        read_decoder_config(Path::new("config.json"), &v, family)
+    }
+
+    #[test]
+    fn transformers_4_layouts_are_read() {
+        // Pythia-70m's config as published (rotary_pct, rotary_emb_base).
+        let c = parse(
+            r#"{"model_type":"gpt_neox","hidden_size":512,"num_hidden_layers":6,"num_attention_heads":8,
+            "intermediate_size":2048,"max_position_embeddings":2048,"rotary_pct":0.25,
+            "rotary_emb_base":10000,"use_parallel_residual":true,"vocab_size":50304,"hidden_act":"gelu",
+            "layer_norm_eps":1e-5}"#,
+        )
+        .unwrap();
+        let Positions::Rotary(r) = &c.positions else {
+            panic!()
+        };
+        assert_eq!((r.dims, c.head_dim, c.parallel_residual), (16, 64, true));
+        assert!((r.inv_freq[1] as f64 - 10000f64.powf(-2.0 / 16.0)).abs() < 1e-7);
+        // A Llama 3.1 style config: rope_theta with rope_scaling of type llama3, and a Gemma with
+        // hidden_activation.
+        let c = parse(
+            r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,
+            "num_key_value_heads":2,"intermediate_size":128,"max_position_embeddings":131072,
+            "vocab_size":100,"rope_theta":500000.0,"rope_scaling":{"factor":8.0,"low_freq_factor":1.0,
+            "high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"}}"#,
+        )
+        .unwrap();
+        let Positions::Rotary(r) = &c.positions else {
+            panic!()
+        };
+        assert_eq!((r.kind.as_str(), r.dims, c.num_kv_heads), ("llama3", 16, 2));
+        // The highest frequency is untouched, the lowest divided by the factor.
+        assert_eq!(r.inv_freq[0], 1.0);
+        let lowest = (1.0f32 / (500000f64.powf(14.0 / 16.0) as f32)) as f64 / 8.0;
+        assert!((r.inv_freq[7] as f64 / lowest - 1.0).abs() < 1e-6);
+        let c = parse(
+            r#"{"model_type":"gemma","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":2,
+            "num_key_value_heads":1,"head_dim":48,"intermediate_size":128,"max_position_embeddings":64,
+            "vocab_size":100,"hidden_activation":null,"hidden_act":"gelu"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.activation, Activation::GeluTanh);
+        assert_eq!((c.head_dim, c.qkv_width()), (48, 4 * 48));
+        assert_eq!(c.embed_scale, Some(8.0));
+    }
+
+    #[test]
+    fn bad_configs_are_named() {
+        let e = parse(
+            r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,
+            "num_key_value_heads":3,"intermediate_size":128,"max_position_embeddings":64,"vocab_size":9}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cannot share 3 key/value heads"), "{e}");
+        let e = parse(
+            r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,
+            "intermediate_size":128,"max_position_embeddings":64,"vocab_size":9,
+            "rope_scaling":{"type":"longrope","factor":2}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unsupported rope scaling type 'longrope'"),
+            "{e}"
+        );
+        let e =
+            parse(r#"{"model_type":"gpt2","n_embd":64,"n_head":4,"vocab_size":9,"n_positions":8}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("no valid 'n_layer'"), "{e}");
+    }
+}

@@ -1,0 +1,576 @@
+//! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Gemma) on the CPU: the weights of
+//! a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
+//! up rows), and a forward pass over packed sequences, as the encoder's: every token-wise step is one matrix
+//! product over all tokens through faer, and causal attention runs per text over its own tokens.
+//!
+//! What comes out is what transformers' `output_hidden_states` gives: the embedding output (index 0), each
+//! block's output (1..L-1), and the last block's output after the final norm (L). The MLP hidden state of a
+//! block is the input of its output projection: act(fc(x)), or act(gate(x)) · up(x) for gated MLPs.
+pub mod config;
+pub mod tokenizer;
+
+use std::path::Path;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use crate::cpu::{activate, exp, layer_norm, linear, Linear, Norm};
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+pub use config::{DecoderConfig, DecoderFamily, NormKind, Positions, Rope};
+
+/// One pre-norm block in the common form.
+pub(crate) struct DecBlock {
+    norm1: Norm,
+    /// (heads + 2 kv heads) · head_dim rows: every query head, then every key head, then every value head.
+    qkv: Linear,
+    out: Linear,
+    norm2: Norm,
+    /// The MLP's input projection: [gate | up] (2 · I rows) when gated, fc (I rows) otherwise.
+    up: Linear,
+    down: Linear,
+}
+
+/// A loaded decoder, ready for [`CpuDecoder::forward`].
+pub(crate) struct CpuDecoder {
+    pub cfg: DecoderConfig,
+    embed: Vec<f32>,
+    /// GPT-2's learned position table.
+    wpe: Option<Vec<f32>>,
+    blocks: Vec<DecBlock>,
+    final_norm: Norm,
+    /// cos and sin of position p and frequency i at p · (dims / 2) + i, for every position the model allows.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// The dtype most of the weights were stored in.
+    pub stored_dtype: String,
+}
+
+/// What a forward pass returns, packed text after text.
+pub(crate) struct DecoderOutput {
+    /// Index 0..=L: tokens × hidden, where kept.
+    pub states: Vec<Option<Vec<f32>>>,
+    /// Index 0..L (block): tokens × intermediate, where kept.
+    pub mlp: Vec<Option<Vec<f32>>>,
+}
+
+/// The tensor names of a family, relative to the checkpoint's prefix.
+struct Names {
+    embed: &'static str,
+    layers: &'static str,
+    final_norm: &'static str,
+}
+
+fn names(family: DecoderFamily) -> Names {
+    match family {
+        DecoderFamily::Gpt2 => Names {
+            embed: "wte.weight",
+            layers: "h",
+            final_norm: "ln_f",
+        },
+        DecoderFamily::GptNeox => Names {
+            embed: "embed_in.weight",
+            layers: "layers",
+            final_norm: "final_layer_norm",
+        },
+        _ => Names {
+            embed: "embed_tokens.weight",
+            layers: "layers",
+            final_norm: "norm",
+        },
+    }
+}
+
+/// Row-major transpose of a rows × cols matrix.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+impl CpuDecoder {
+    /// Lays out the weights of `cfg`, checking every tensor's name and shape.
+    pub fn load(wt: &mut Weights<'_>, cfg: &DecoderConfig) -> Result<CpuDecoder> {
+        let nm = names(cfg.family);
+        let prefix = ["", "model.", "transformer.", "gpt_neox."]
+            .into_iter()
+            .find(|p| wt.names().any(|n| n == format!("{p}{}", nm.embed)))
+            .ok_or_else(|| {
+                Error::format(
+                    wt.first_path(),
+                    format!(
+                        "the weights have no tensor '{}' (a {} checkpoint has one)",
+                        nm.embed,
+                        cfg.family.name()
+                    ),
+                    "use the weights that belong to this config.json",
+                )
+            })?;
+        wt.prefix = prefix.to_string();
+        let (h, v, inter) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
+        let (hq, hkv, dh) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let qw = hq * dh;
+        let stored_dtype = wt
+            .dtype(nm.embed)
+            .map(|d| format!("{d:?}").to_lowercase())
+            .unwrap_or_default();
+        let embed = wt.get(nm.embed, &[v, h])?;
+        let wpe = match cfg.positions {
+            Positions::Learned => Some(wt.get("wpe.weight", &[cfg.max_positions, h])?),
+            Positions::Rotary(_) => None,
+        };
+        let norm = |name: &str| -> Result<Norm> {
+            match cfg.norm {
+                NormKind::LayerNorm => Ok(Norm {
+                    w: wt.get(&format!("{name}.weight"), &[h])?,
+                    b: wt.get(&format!("{name}.bias"), &[h])?,
+                }),
+                NormKind::RmsNorm { unit_offset } => {
+                    let mut w = wt.get(&format!("{name}.weight"), &[h])?;
+                    if unit_offset {
+                        w.iter_mut().for_each(|x| *x += 1.0);
+                    }
+                    Ok(Norm { w, b: Vec::new() })
+                }
+            }
+        };
+        let lin = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            Ok(Linear {
+                w: wt.get(&format!("{name}.weight"), &[out, inp])?,
+                b: if bias {
+                    wt.get(&format!("{name}.bias"), &[out])?
+                } else {
+                    vec![0.0; out]
+                },
+                out,
+                inp,
+            })
+        };
+        // GPT-2's Conv1D stores in × out.
+        let conv = |name: &str, inp: usize, out: usize| -> Result<Linear> {
+            Ok(Linear {
+                w: transpose(&wt.get(&format!("{name}.weight"), &[inp, out])?, inp, out),
+                b: wt.get(&format!("{name}.bias"), &[out])?,
+                out,
+                inp,
+            })
+        };
+        let stack = |parts: &[Linear]| -> Linear {
+            Linear {
+                w: parts.iter().flat_map(|l| l.w.iter().copied()).collect(),
+                b: parts.iter().flat_map(|l| l.b.iter().copied()).collect(),
+                out: parts.iter().map(|l| l.out).sum(),
+                inp: parts[0].inp,
+            }
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("{}.{l}", nm.layers);
+            let block = match cfg.family {
+                DecoderFamily::Gpt2 => DecBlock {
+                    norm1: norm(&format!("{p}.ln_1"))?,
+                    qkv: conv(&format!("{p}.attn.c_attn"), h, 3 * h)?,
+                    out: conv(&format!("{p}.attn.c_proj"), h, h)?,
+                    norm2: norm(&format!("{p}.ln_2"))?,
+                    up: conv(&format!("{p}.mlp.c_fc"), h, inter)?,
+                    down: conv(&format!("{p}.mlp.c_proj"), inter, h)?,
+                },
+                DecoderFamily::GptNeox => {
+                    // Rows are grouped per head ([q k v] of head 0, then of head 1, ...); regroup them
+                    // as every q, then every k, then every v.
+                    let fused = lin(
+                        &format!("{p}.attention.query_key_value"),
+                        3 * h,
+                        h,
+                        cfg.qkv_bias,
+                    )?;
+                    let mut w = Vec::with_capacity(fused.w.len());
+                    let mut b = Vec::with_capacity(fused.b.len());
+                    for part in 0..3 {
+                        for hd in 0..hq {
+                            let r0 = hd * 3 * dh + part * dh;
+                            w.extend_from_slice(&fused.w[r0 * h..(r0 + dh) * h]);
+                            b.extend_from_slice(&fused.b[r0..r0 + dh]);
+                        }
+                    }
+                    DecBlock {
+                        norm1: norm(&format!("{p}.input_layernorm"))?,
+                        qkv: Linear {
+                            w,
+                            b,
+                            out: 3 * h,
+                            inp: h,
+                        },
+                        out: lin(&format!("{p}.attention.dense"), h, h, cfg.out_bias)?,
+                        norm2: norm(&format!("{p}.post_attention_layernorm"))?,
+                        up: lin(&format!("{p}.mlp.dense_h_to_4h"), inter, h, true)?,
+                        down: lin(&format!("{p}.mlp.dense_4h_to_h"), h, inter, true)?,
+                    }
+                }
+                _ => DecBlock {
+                    norm1: norm(&format!("{p}.input_layernorm"))?,
+                    qkv: stack(&[
+                        lin(&format!("{p}.self_attn.q_proj"), qw, h, cfg.qkv_bias)?,
+                        lin(&format!("{p}.self_attn.k_proj"), hkv * dh, h, cfg.qkv_bias)?,
+                        lin(&format!("{p}.self_attn.v_proj"), hkv * dh, h, cfg.qkv_bias)?,
+                    ]),
+                    out: lin(&format!("{p}.self_attn.o_proj"), h, qw, cfg.out_bias)?,
+                    norm2: norm(&format!("{p}.post_attention_layernorm"))?,
+                    up: stack(&[
+                        lin(&format!("{p}.mlp.gate_proj"), inter, h, cfg.mlp_bias)?,
+                        lin(&format!("{p}.mlp.up_proj"), inter, h, cfg.mlp_bias)?,
+                    ]),
+                    down: lin(&format!("{p}.mlp.down_proj"), h, inter, cfg.mlp_bias)?,
+                },
+            };
+            blocks.push(block);
+        }
+        // More layers in the weights than config.json says is a mismatch, not something to ignore.
+        let layer_prefix = format!("{prefix}{}.", nm.layers);
+        let most = wt
+            .names()
+            .filter_map(|n| n.strip_prefix(&layer_prefix))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max();
+        if let Some(m) = most {
+            if m + 1 != cfg.num_layers {
+                return Err(Error::format(
+                    wt.first_path(),
+                    format!(
+                        "the weights hold {} layers but config.json says {}",
+                        m + 1,
+                        cfg.num_layers
+                    ),
+                    "use the weights and config.json of the same model",
+                ));
+            }
+        }
+        let final_norm = norm(nm.final_norm)?;
+        let (cos, sin) = match &cfg.positions {
+            Positions::Rotary(r) => rope_tables(r, cfg.max_positions),
+            Positions::Learned => (Vec::new(), Vec::new()),
+        };
+        Ok(CpuDecoder {
+            cfg: cfg.clone(),
+            embed,
+            wpe,
+            blocks,
+            final_norm,
+            cos,
+            sin,
+            stored_dtype,
+        })
+    }
+
+    /// Runs the texts `seqs` (token ids, each at most max_positions long). `keep[i]` asks for hidden state
+    /// i (0..=L), `keep_mlp[l]` for block l's MLP hidden state. `par` spreads each product and row-wise step
+    /// over the rayon threads; without it everything runs on the calling thread.
+    pub fn forward(
+        &self,
+        seqs: &[&[u32]],
+        keep: &[bool],
+        keep_mlp: &[bool],
+        par: bool,
+    ) -> DecoderOutput {
+        let cfg = &self.cfg;
+        let h = cfg.hidden_size;
+        let nl = cfg.num_layers;
+        let mut offs = Vec::with_capacity(seqs.len() + 1);
+        offs.push(0usize);
+        for s in seqs {
+            offs.push(offs.last().copied().unwrap_or(0) + s.len());
+        }
+        let n = offs[seqs.len()];
+        let mut x = vec![0f32; n * h];
+        for (s, seq) in seqs.iter().enumerate() {
+            for (t, &id) in seq.iter().enumerate() {
+                let row = &mut x[(offs[s] + t) * h..(offs[s] + t + 1) * h];
+                row.copy_from_slice(&self.embed[id as usize * h..(id as usize + 1) * h]);
+                if let Some(sc) = cfg.embed_scale {
+                    row.iter_mut().for_each(|v| *v *= sc);
+                }
+                if let Some(wpe) = &self.wpe {
+                    row.iter_mut()
+                        .zip(&wpe[t * h..(t + 1) * h])
+                        .for_each(|(r, p)| *r += p);
+                }
+            }
+        }
+        let keep_at = |i: usize| keep.get(i).copied().unwrap_or(false);
+        let mut states = Vec::with_capacity(nl + 1);
+        states.push(keep_at(0).then(|| x.clone()));
+        let mut mlp_out = Vec::with_capacity(nl);
+
+        let qkv_w = cfg.qkv_width();
+        let q_w = cfg.num_heads * cfg.head_dim;
+        let inter = cfg.intermediate_size;
+        let mut a = vec![0f32; n * h];
+        let mut a2 = if cfg.parallel_residual {
+            vec![0f32; n * h]
+        } else {
+            Vec::new()
+        };
+        let mut qkv = vec![0f32; n * qkv_w];
+        let mut ctx = vec![0f32; n * q_w];
+        let mut ff = vec![0f32; n * self.blocks.first().map_or(0, |b| b.up.out)];
+        let mut m = if cfg.gated_mlp {
+            vec![0f32; n * inter]
+        } else {
+            Vec::new()
+        };
+        for (l, blk) in self.blocks.iter().enumerate() {
+            a.copy_from_slice(&x);
+            self.norm(&mut a, &blk.norm1, par);
+            if cfg.parallel_residual {
+                a2.copy_from_slice(&x);
+                self.norm(&mut a2, &blk.norm2, par);
+            }
+            linear(&mut qkv, &a, n, &blk.qkv, false, par);
+            if let Positions::Rotary(r) = &cfg.positions {
+                self.rotate(&mut qkv, seqs, &offs, r.dims, par);
+            }
+            let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
+            let mut rest: &mut [f32] = &mut ctx;
+            for s in 0..seqs.len() {
+                let (p, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * q_w);
+                parts.push(p);
+                rest = b;
+            }
+            self.attention(&qkv, &offs, l, parts, par);
+            // x += attn · Woᵀ + bo
+            linear(&mut x, &ctx, n, &blk.out, true, par);
+            let mlp_in: &[f32] = if cfg.parallel_residual {
+                &a2
+            } else {
+                a.copy_from_slice(&x);
+                self.norm(&mut a, &blk.norm2, par);
+                &a
+            };
+            linear(&mut ff, mlp_in, n, &blk.up, false, par);
+            let hidden: &[f32] = if cfg.gated_mlp {
+                gate(&ff, &mut m, inter, cfg.activation, par);
+                &m
+            } else {
+                activate(&mut ff, cfg.activation, par);
+                &ff
+            };
+            linear(&mut x, hidden, n, &blk.down, true, par);
+            mlp_out.push(
+                keep_mlp
+                    .get(l)
+                    .copied()
+                    .unwrap_or(false)
+                    .then(|| hidden.to_vec()),
+            );
+            let keep_this = keep_at(l + 1);
+            states.push(if keep_this && l + 1 == nl {
+                let mut y = x.clone();
+                self.norm(&mut y, &self.final_norm, par);
+                Some(y)
+            } else {
+                keep_this.then(|| x.clone())
+            });
+        }
+        DecoderOutput {
+            states,
+            mlp: mlp_out,
+        }
+    }
+
+    fn norm(&self, x: &mut [f32], n: &Norm, par: bool) {
+        let h = self.cfg.hidden_size;
+        match self.cfg.norm {
+            NormKind::LayerNorm => layer_norm(x, h, n, self.cfg.norm_eps, par),
+            NormKind::RmsNorm { .. } => rms_norm(x, h, &n.w, self.cfg.norm_eps, par),
+        }
+    }
+
+    /// Rotates the first `dims` dimensions of every query and key head by the token's position
+    /// (rotate-half layout: dimension i pairs with i + dims / 2).
+    fn rotate(&self, qkv: &mut [f32], seqs: &[&[u32]], offs: &[usize], dims: usize, par: bool) {
+        let cfg = &self.cfg;
+        let (dh, width) = (cfg.head_dim, cfg.qkv_width());
+        let rotated_heads = cfg.num_heads + cfg.num_kv_heads;
+        let half = dims / 2;
+        let work = |rows: &mut [f32]| {
+            for (t, row) in rows.chunks_exact_mut(width).enumerate() {
+                let cos = &self.cos[t * half..(t + 1) * half];
+                let sin = &self.sin[t * half..(t + 1) * half];
+                for hd in 0..rotated_heads {
+                    let v = &mut row[hd * dh..hd * dh + dims];
+                    for i in 0..half {
+                        let (x1, x2) = (v[i], v[i + half]);
+                        v[i] = x1 * cos[i] - x2 * sin[i];
+                        v[i + half] = x2 * cos[i] + x1 * sin[i];
+                    }
+                }
+            }
+        };
+        let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
+        let mut rest: &mut [f32] = qkv;
+        for s in 0..seqs.len() {
+            let (p, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * width);
+            parts.push(p);
+            rest = b;
+        }
+        if par {
+            parts.into_par_iter().for_each(work);
+        } else {
+            parts.into_iter().for_each(work);
+        }
+    }
+
+    /// Causal self-attention of every text over its own tokens, with grouped key/value heads and the
+    /// layer's sliding window. `parts[s]` receives text s's context rows (len × heads · head_dim).
+    fn attention(
+        &self,
+        qkv: &[f32],
+        offs: &[usize],
+        layer: usize,
+        parts: Vec<&mut [f32]>,
+        par: bool,
+    ) {
+        let cfg = &self.cfg;
+        let (hq, hkv, dh) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let width = cfg.qkv_width();
+        let q_w = hq * dh;
+        let group = hq / hkv;
+        let mut scale = if cfg.scale_attn {
+            1.0 / (dh as f32).sqrt()
+        } else {
+            1.0
+        };
+        if cfg.scale_attn_by_layer {
+            scale /= (layer + 1) as f32;
+        }
+        let window = cfg.sliding_window.get(layer).copied().flatten();
+        let work = |(s, dst): (usize, &mut [f32])| {
+            let len = offs[s + 1] - offs[s];
+            let base = &qkv[offs[s] * width..offs[s + 1] * width];
+            let span = (len - 1) * width + dh;
+            let mut scores = vec![0f32; len * len];
+            for hd in 0..hq {
+                let g = hd / group;
+                let (qo, ko, vo) = (hd * dh, q_w + g * dh, q_w + (hkv + g) * dh);
+                let q =
+                    MatRef::from_row_major_slice_with_stride(&base[qo..qo + span], len, dh, width);
+                let k =
+                    MatRef::from_row_major_slice_with_stride(&base[ko..ko + span], len, dh, width);
+                let v =
+                    MatRef::from_row_major_slice_with_stride(&base[vo..vo + span], len, dh, width);
+                let sm = MatMut::from_row_major_slice_mut(&mut scores, len, len);
+                matmul(sm, Accum::Replace, q, k.transpose(), scale, Par::Seq);
+                for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                    let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
+                    let live = &mut row[lo..=i];
+                    let mx = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for v in live.iter_mut() {
+                        let d = *v - mx;
+                        *v = if d > -80.0 { exp(d) } else { 0.0 };
+                        sum += *v;
+                    }
+                    let inv = 1.0 / sum;
+                    live.iter_mut().for_each(|v| *v *= inv);
+                    row[..lo].iter_mut().for_each(|v| *v = 0.0);
+                    row[i + 1..].iter_mut().for_each(|v| *v = 0.0);
+                }
+                let p = MatRef::from_row_major_slice(&scores, len, len);
+                let cspan = (len - 1) * q_w + dh;
+                let c = MatMut::from_column_major_slice_with_stride_mut(
+                    &mut dst[hd * dh..hd * dh + cspan],
+                    dh,
+                    len,
+                    q_w,
+                )
+                .transpose_mut();
+                matmul(c, Accum::Replace, p, v, 1.0f32, Par::Seq);
+            }
+        };
+        if par {
+            parts.into_par_iter().enumerate().for_each(work);
+        } else {
+            parts.into_iter().enumerate().for_each(work);
+        }
+    }
+}
+
+/// cos and sin tables of a rotary embedding, as transformers computes them: the angle is the f32 product of
+/// the position and the f32 inverse frequency, and the attention scaling multiplies both.
+fn rope_tables(r: &Rope, positions: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = r.dims / 2;
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    for p in 0..positions {
+        for &f in &r.inv_freq {
+            let angle = (p as f32 * f) as f64;
+            cos.push((angle.cos() * r.attention_scaling) as f32);
+            sin.push((angle.sin() * r.attention_scaling) as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// RMSNorm of every row in place: x / √(mean(x²) + ε) · w, statistics in f64.
+fn rms_norm(x: &mut [f32], h: usize, w: &[f32], eps: f64, par: bool) {
+    let work = |rows: &mut [f32]| {
+        for row in rows.chunks_exact_mut(h) {
+            let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / h as f64;
+            let inv = 1.0 / (ms + eps).sqrt();
+            for (v, w) in row.iter_mut().zip(w) {
+                *v = (*v as f64 * inv) as f32 * w;
+            }
+        }
+    };
+    if par {
+        x.par_chunks_mut(h * 16).for_each(work);
+    } else {
+        work(x);
+    }
+}
+
+/// m = act(gate) · up for rows of ff = [gate | up] (2 · inter wide).
+fn gate(ff: &[f32], m: &mut [f32], inter: usize, act: crate::folder::Activation, par: bool) {
+    let work = |(src, dst): (&[f32], &mut [f32])| {
+        for (f, o) in src.chunks_exact(2 * inter).zip(dst.chunks_exact_mut(inter)) {
+            o.copy_from_slice(&f[..inter]);
+            activate(o, act, false);
+            o.iter_mut().zip(&f[inter..]).for_each(|(g, u)| *g *= u);
+        }
+    };
+    const ROWS: usize = 16;
+    if par {
+        ff.par_chunks(ROWS * 2 * inter)
+            .zip(m.par_chunks_mut(ROWS * inter))
+            .for_each(work);
+    } else {
+        work((ff, m));
+    }
+}
+
+/// Loads a decoder from its weight files.
+pub(crate) fn load_decoder(
+    files: &[std::path::PathBuf],
+    cfg: &DecoderConfig,
+) -> Result<CpuDecoder> {
+    let maps = crate::weights::Maps::open(files)?;
+    let mut wt = maps.weights()?;
+    CpuDecoder::load(&mut wt, cfg)
+}
+
+/// The folder's config.json names a decoder family this crate runs.
+pub fn is_decoder_folder(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(|m| m.as_str().map(str::to_string))
+        })
+        .is_some_and(|m| DecoderFamily::of(&m).is_some())
+}

@@ -1,0 +1,255 @@
+//! Exactness of the decoder forward pass against transformers. The fixtures in tests/fixtures/decoders are
+//! tiny models with seeded random weights of every supported family, written with transformers 5.23 by
+//! scripts/make_decoder_fixtures.py together with transformers' token ids, every hidden state
+//! (output_hidden_states) and the first block's MLP hidden state for a set of texts (accents, CJK, emoji,
+//! leading and doubled spaces, a newline and a tab).
+use std::path::{Path, PathBuf};
+
+use repscope_model::{DeviceKind, EmbedOptions, Model, PoolingMode};
+
+const FAMILIES: &[&str] = &[
+    "gpt2",
+    "gpt_neox",
+    "gpt_neox_serial",
+    "llama",
+    "mistral",
+    "qwen2",
+    "gemma",
+];
+
+fn folder(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/decoders")
+        .join(name)
+}
+
+struct Reference {
+    texts: Vec<String>,
+    ids: Vec<u32>,
+    offsets: Vec<usize>,
+    /// (L + 1) × tokens × hidden.
+    hidden: Vec<f32>,
+    hidden_shape: Vec<usize>,
+    /// tokens × intermediate, block 0.
+    mlp: Vec<f32>,
+    mlp_width: usize,
+}
+
+fn f32s(v: &safetensors::tensor::TensorView<'_>) -> Vec<f32> {
+    assert_eq!(v.dtype(), safetensors::Dtype::F32);
+    v.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn i64s(v: &safetensors::tensor::TensorView<'_>) -> Vec<i64> {
+    assert_eq!(v.dtype(), safetensors::Dtype::I64);
+    v.data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn reference(name: &str) -> Reference {
+    let dir = folder(name);
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let hidden = st.tensor("hidden").unwrap();
+    let mlp = st.tensor("mlp").unwrap();
+    let texts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("texts.json")).unwrap()).unwrap();
+    Reference {
+        texts,
+        ids: i64s(&st.tensor("ids").unwrap())
+            .into_iter()
+            .map(|x| x as u32)
+            .collect(),
+        offsets: i64s(&st.tensor("offsets").unwrap())
+            .into_iter()
+            .map(|x| x as usize)
+            .collect(),
+        hidden_shape: hidden.shape().to_vec(),
+        hidden: f32s(&hidden),
+        mlp_width: mlp.shape()[1],
+        mlp: f32s(&mlp),
+    }
+}
+
+fn load(name: &str) -> Model {
+    Model::load(&folder(name), DeviceKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn tokenisation_matches_transformers_special_tokens_included() {
+    for name in FAMILIES {
+        let r = reference(name);
+        let m = load(name);
+        let toks = m.tokenize(&r.texts).unwrap();
+        for (i, t) in toks.iter().enumerate() {
+            assert_eq!(
+                t.ids,
+                &r.ids[r.offsets[i]..r.offsets[i + 1]],
+                "{name}: text {i} {:?}",
+                r.texts[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_hidden_state_matches_transformers() {
+    for name in FAMILIES {
+        let r = reference(name);
+        let m = load(name);
+        let (layers, tokens, h) = (r.hidden_shape[0], r.hidden_shape[1], r.hidden_shape[2]);
+        assert_eq!(layers, m.num_layers() + 1, "{name}");
+        let mut worst = 0f32;
+        for l in 0..layers {
+            let opts = EmbedOptions {
+                batch_size: 4,
+                token_layer: Some(l),
+                mlp_layer: (l == 0).then_some(0),
+                ..Default::default()
+            };
+            let out = m.embed(&r.texts, &opts, &|_| {}).unwrap();
+            let t = out.tokens.as_ref().unwrap();
+            assert_eq!(t.ids, r.ids, "{name}");
+            assert_eq!(t.states.len(), tokens * h);
+            let want = &r.hidden[l * tokens * h..(l + 1) * tokens * h];
+            for (j, (a, b)) in t.states.iter().zip(want).enumerate() {
+                let d = (a - b).abs();
+                worst = worst.max(d);
+                assert!(
+                    d <= 1e-4,
+                    "{name}: layer {l}, token {}, dim {}: {a} vs {b}",
+                    j / h,
+                    j % h
+                );
+            }
+            if l == 0 {
+                let mlp = out.mlp.as_ref().unwrap();
+                assert_eq!((mlp.layer, mlp.states.len()), (0, tokens * r.mlp_width));
+                for (a, b) in mlp.states.iter().zip(&r.mlp) {
+                    assert!((a - b).abs() <= 1e-4, "{name}: MLP {a} vs {b}");
+                }
+            }
+        }
+        eprintln!("{name}: worst |difference| over every layer {worst:.2e}");
+    }
+}
+
+#[test]
+fn pooled_rows_are_the_last_token_or_the_mean_and_batches_do_not_matter() {
+    let r = reference("llama");
+    let m = load("llama");
+    let (tokens, h) = (r.hidden_shape[1], r.hidden_shape[2]);
+    let nl = m.num_layers();
+    let last = &r.hidden[nl * tokens * h..];
+    let one = EmbedOptions {
+        batch_size: 1,
+        layers: true,
+        token_layer: Some(nl),
+        ..Default::default()
+    };
+    let a = m.embed(&r.texts, &one, &|_| {}).unwrap();
+    let b = m
+        .embed(
+            &r.texts,
+            &EmbedOptions {
+                batch_size: 5,
+                ..one.clone()
+            },
+            &|_| {},
+        )
+        .unwrap();
+    assert_eq!(a.embedding, b.embedding, "batching changed the result");
+    assert_eq!(a.layer_pooling, PoolingMode::LastToken);
+    for i in 0..r.texts.len() {
+        let end = r.offsets[i + 1];
+        let want = &last[(end - 1) * h..end * h];
+        for (x, y) in a.embedding[i * h..(i + 1) * h].iter().zip(want) {
+            assert!((x - y).abs() <= 1e-4);
+        }
+        assert_eq!(
+            &a.layers[nl][i * h..(i + 1) * h],
+            &a.embedding[i * h..(i + 1) * h]
+        );
+    }
+    // The BOS flag marks the first row of every text (Llama's tokenizer adds <s>).
+    let t = a.tokens.as_ref().unwrap();
+    for i in 0..r.texts.len() {
+        for j in r.offsets[i]..r.offsets[i + 1] {
+            assert_eq!(t.bos[j], j == r.offsets[i], "text {i} row {j}");
+        }
+    }
+    let mean = m
+        .embed(
+            &r.texts,
+            &EmbedOptions {
+                pool: Some(PoolingMode::Mean),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .unwrap();
+    for i in 0..r.texts.len() {
+        let (s, e) = (r.offsets[i], r.offsets[i + 1]);
+        for c in 0..h {
+            let want: f64 = (s..e).map(|j| last[j * h + c] as f64).sum::<f64>() / (e - s) as f64;
+            assert!((mean.embedding[i * h + c] as f64 - want).abs() <= 1e-4);
+        }
+    }
+}
+
+#[test]
+fn long_texts_stop_the_run_unless_truncated_and_the_prefix_keeps_its_states() {
+    let m = load("gpt2");
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(20);
+    let texts = vec![long.clone(), "a".to_string()];
+    let err = m
+        .embed(&texts, &EmbedOptions::default(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input text 1")
+            && err.contains("context of 128 positions")
+            && err.contains("`truncate`"),
+        "{err}"
+    );
+    let opts = EmbedOptions {
+        truncate: true,
+        token_layer: Some(2),
+        ..Default::default()
+    };
+    let out = m.embed(&texts, &opts, &|_| {}).unwrap();
+    assert_eq!(out.truncated, vec![true, false]);
+    assert_eq!(out.n_tokens[0], 128);
+    // Causal: the states of the cut text are those of its first 128 tokens run alone.
+    let ids = m.tokenize(&[long]).unwrap().remove(0).ids;
+    let prefix = repscope_model::Tokenized {
+        ids: ids[..128].to_vec(),
+        truncated: false,
+    };
+    let alone = m
+        .embed_tokenized(
+            &[prefix],
+            &EmbedOptions {
+                token_layer: Some(2),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .unwrap();
+    let t = out.tokens.as_ref().unwrap();
+    assert_eq!(
+        &t.states[..128 * out.hidden],
+        &alone.tokens.as_ref().unwrap().states[..]
+    );
+
+    let err = m
+        .embed(&["".to_string()], &EmbedOptions::default(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no tokens"), "{err}");
+}
