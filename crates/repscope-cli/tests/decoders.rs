@@ -233,3 +233,124 @@ fn decoder_options_out_of_range_are_named() {
     let r = embed(&fixture("gpt2"), &empty, &[]);
     assert_bad(&r, &["input text 1", "no tokens"]);
 }
+
+#[test]
+fn packed_windows_are_written_as_shards_that_read_back_as_one_matrix() {
+    let dir = scratch("dec-shards");
+    let lines: Vec<String> = (0..30)
+        .map(|i| format!("Sentence number {i} says something about foxes and dogs."))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let input = texts(&dir, &refs);
+    let out = dir.join("cache");
+    let r = embed(
+        &fixture("llama"),
+        &input,
+        &[
+            "--context",
+            "16",
+            "--tokens",
+            "2",
+            "--mlp",
+            "0",
+            "--shard-tokens",
+            "100",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    let tokens = v["packed"]["tokens"].as_u64().unwrap();
+    let windows = v["packed"]["windows"].as_u64().unwrap();
+    assert_eq!(windows, tokens.div_ceil(16));
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
+    let shards = index["shards"].as_array().unwrap();
+    assert!(shards.len() >= 3, "{index}");
+    assert_eq!(index["rows"], windows);
+    assert_eq!(index["tokens"], tokens);
+    // No temporary folder is left beside the output.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // Every command reads the folder as one matrix of all tokens.
+    for key in ["tokens", "mlp"] {
+        let r = repscope(&[
+            "activations",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "--json",
+            "--quiet",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let a = json(&r);
+        assert_eq!(a["input"]["rows"], tokens, "{key}");
+        assert_eq!(a["input"]["shards"], shards.len(), "{key}");
+    }
+    // The same run in one file gives the same token states.
+    let one = dir.join("one.safetensors");
+    let r = embed(
+        &fixture("llama"),
+        &input,
+        &[
+            "--context",
+            "16",
+            "--tokens",
+            "2",
+            "-o",
+            one.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let whole = std::fs::read(&one).unwrap();
+    let whole = safetensors::SafeTensors::deserialize(&whole).unwrap();
+    let mut joined = Vec::new();
+    for s in shards {
+        let bytes = std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        joined.extend_from_slice(st.tensor("tokens").unwrap().data());
+    }
+    assert_eq!(joined, whole.tensor("tokens").unwrap().data());
+}
+
+#[test]
+fn a_failed_sharded_run_leaves_no_folder() {
+    let dir = scratch("dec-shards-fail");
+    let long = "word ".repeat(400);
+    let mut lines = vec!["short text"; 40];
+    lines.push(&long);
+    let input = texts(&dir, &lines);
+    let out = dir.join("cache");
+    let r = embed(
+        &fixture("gpt2"),
+        &input,
+        &[
+            "--tokens",
+            "1",
+            "--shard-tokens",
+            "20",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_bad(&r, &["input text 41", "--truncate"]);
+    assert!(!out.exists());
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["texts.txt".to_string()], "{names:?}");
+    let r = embed(&fixture("gpt2"), &input, &["--shard-tokens", "20"]);
+    assert_bad(&r, &["--shard-tokens", "-o FOLDER"]);
+    let r = embed(&fixture("gpt2"), &input, &["--context", "500"]);
+    assert_bad(&r, &["--context", "128"]);
+}

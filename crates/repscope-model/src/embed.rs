@@ -103,9 +103,9 @@ pub struct EmbedOptions {
     /// Also the token-level MLP hidden state (post-activation, the input of the output projection) of this
     /// block (0-based).
     pub mlp_layer: Option<usize>,
-    /// Pool the embedding and the per-layer rows this way instead of the model's own pooling (an
-    /// encoder's Pooling module, then its mean for the layers; a decoder's last token). No normalisation
-    /// follows an override.
+    /// Pool the embedding and the per-layer rows this way instead of the model's own pooling (the
+    /// embedding: an encoder's Pooling module, a decoder's last token; the layers: the mean). No
+    /// normalisation follows an override.
     pub pool: Option<PoolingMode>,
     /// A decoder's texts longer than its context are cut (and counted) instead of stopping the run.
     pub truncate: bool,
@@ -148,8 +148,8 @@ pub struct Embeddings {
     pub embedding: Vec<f32>,
     /// Width of the hidden states.
     pub hidden: usize,
-    /// With `layers`: L + 1 arrays of n × hidden, layer 0 (embeddings) to L pooled (the masked mean for
-    /// an encoder, the embedding's pooling for a decoder). Not normalised.
+    /// With `layers`: L + 1 arrays of n × hidden, layer 0 (embeddings) to L pooled by the mean over the
+    /// text's tokens (or by the pooling asked for). Not normalised.
     pub layers: Vec<Vec<f32>>,
     /// How `embedding` was pooled (modes concatenated in this order), and whether it was normalised.
     pub pooling: Vec<PoolingMode>,
@@ -165,6 +165,9 @@ pub struct Embeddings {
     pub n_tokens: Vec<u32>,
     /// Whether each text was cut at max_seq_length.
     pub truncated: Vec<bool>,
+    /// Packed runs ([`Model::embed_packed`]): for every token of the windows, in order, the 0-based text it
+    /// comes from (u32::MAX for a window's BOS and for separators).
+    pub token_text: Option<Vec<u32>>,
 }
 
 impl Embeddings {
@@ -426,10 +429,13 @@ impl Model {
         self.embed_tokenized(&toks, opts, progress)
     }
 
-    /// A decoder's texts against its context: an empty text is an error, and a text longer than the
+    /// A decoder's texts against its context (an encoder's pass through): an empty text is an error, and a text longer than the
     /// context is an error unless `truncate`, which cuts it (the causal states of the kept prefix are the
     /// same as in the whole text) and marks it.
-    fn fit_context(&self, toks: &[Tokenized], truncate: bool) -> Result<Vec<Tokenized>> {
+    pub fn fit_context(&self, toks: &[Tokenized], truncate: bool) -> Result<Vec<Tokenized>> {
+        if !self.spec.is_decoder() {
+            return Ok(toks.to_vec());
+        }
         let max = self.spec.max_seq_length;
         toks.iter()
             .enumerate()
@@ -487,11 +493,9 @@ impl Model {
             Some(p) => (vec![p], false),
             None => (self.spec.pooling.clone(), self.spec.normalize),
         };
-        let layer_pooling = match opts.pool {
-            Some(p) => p,
-            None if self.spec.is_decoder() => self.spec.pooling[0],
-            None => PoolingMode::Mean,
-        };
+        // Layers pool by the mean unless told otherwise: a decoder's last token at layer 0 is only its own
+        // embedding, which many texts share.
+        let layer_pooling = opts.pool.unwrap_or(PoolingMode::Mean);
         let dim = pooling.len() * h;
         let bs = opts.batch_size.max(1);
         let mut keep = vec![opts.layers; nl + 1];
@@ -638,7 +642,127 @@ impl Model {
             intermediate: inter,
             n_tokens: toks.iter().map(|t| t.ids.len() as u32).collect(),
             truncated: toks.iter().map(|t| t.truncated).collect(),
+            token_text: None,
         })
+    }
+
+    /// Packs texts into windows of `context` tokens, as SAE activation caches are built: every text is
+    /// tokenized without special tokens, the texts are joined with the model's BOS token between them,
+    /// and the stream is cut into windows that each start with the BOS (a model without a BOS token id
+    /// gets plain concatenation). The last window may be shorter. `max_tokens` caps the tokens of all
+    /// windows together. Returns the windows and, for each of their tokens, the text it comes from.
+    pub fn pack(
+        &self,
+        texts: &[String],
+        context: usize,
+        max_tokens: Option<usize>,
+    ) -> Result<(Vec<Tokenized>, Vec<u32>)> {
+        let Arch::Decoder(cfg) = &self.spec.arch else {
+            return Err(Error::param(
+                Param::Context,
+                "packing texts into windows is for decoder language models",
+                Text::from("leave ")
+                    .param(Param::Context)
+                    .then(" out for an encoder, which embeds each text on its own"),
+            ));
+        };
+        let lead = cfg.bos_token_id;
+        let least = if lead.is_some() { 2 } else { 1 };
+        let max = self.spec.max_seq_length;
+        if context < least || context > max {
+            return Err(Error::param(
+                Param::Context,
+                format!(
+                    "{context} tokens is outside 1 BOS + 1 token to the model's {max} positions"
+                ),
+                format!("choose a window from {least} to {max} tokens"),
+            ));
+        }
+        if max_tokens == Some(0) {
+            return Err(Error::param(
+                Param::MaxTokens,
+                "must be at least 1",
+                "give the most tokens to run, or leave it out for every token",
+            ));
+        }
+        let enc = self
+            .tokenizer
+            .encode_batch_fast(texts.to_vec(), false)
+            .map_err(|e| {
+                Error::input(
+                    "input texts",
+                    format!("the tokenizer failed ({e})"),
+                    "check the texts and the model's tokenizer.json",
+                )
+            })?;
+        let cap = max_tokens.unwrap_or(usize::MAX);
+        let mut windows: Vec<Tokenized> = Vec::new();
+        let mut origin: Vec<u32> = Vec::new();
+        // Appends one token, opening a window (with its BOS) when none is open or the last is full.
+        // A separator that would open a window is dropped: the window's own BOS separates. Returns false
+        // once the cap is reached.
+        let mut push = |id: u32, text: u32, separator: bool| -> bool {
+            let fresh = windows.last().is_none_or(|w| w.ids.len() == context);
+            if fresh && separator {
+                return true;
+            }
+            let extra = usize::from(fresh && lead.is_some());
+            if origin.len() + extra + 1 > cap {
+                return false;
+            }
+            if fresh {
+                let mut ids = Vec::with_capacity(context);
+                if let Some(b) = lead {
+                    ids.push(b);
+                    origin.push(u32::MAX);
+                }
+                windows.push(Tokenized {
+                    ids,
+                    truncated: false,
+                });
+            }
+            if let Some(w) = windows.last_mut() {
+                w.ids.push(id);
+            }
+            origin.push(text);
+            true
+        };
+        'texts: for (i, e) in enc.iter().enumerate() {
+            if let (true, Some(b)) = (i > 0, lead) {
+                if !push(b, u32::MAX, true) {
+                    break 'texts;
+                }
+            }
+            for &id in e.get_ids() {
+                if !push(id, i as u32, false) {
+                    break 'texts;
+                }
+            }
+        }
+        if windows.is_empty() {
+            return Err(Error::input(
+                "input texts",
+                "the texts hold no tokens to pack",
+                "give texts that are not empty",
+            ));
+        }
+        Ok((windows, origin))
+    }
+
+    /// Embeds the windows [`Model::pack`] makes of `texts`; `token_text` names each token's text.
+    pub fn embed_packed(
+        &self,
+        texts: &[String],
+        context: usize,
+        max_tokens: Option<usize>,
+        opts: &EmbedOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Embeddings> {
+        self.check_options(opts)?;
+        let (windows, origin) = self.pack(texts, context, max_tokens)?;
+        let mut out = self.embed_tokenized(&windows, opts, progress)?;
+        out.token_text = Some(origin);
+        Ok(out)
     }
 
     /// Runs one batch of texts. Returns the host states per layer (None where not kept), the kept MLP

@@ -164,17 +164,18 @@ fn pooled_rows_are_the_last_token_or_the_mean_and_batches_do_not_matter() {
         )
         .unwrap();
     assert_eq!(a.embedding, b.embedding, "batching changed the result");
-    assert_eq!(a.layer_pooling, PoolingMode::LastToken);
+    assert_eq!(a.layer_pooling, PoolingMode::Mean);
     for i in 0..r.texts.len() {
-        let end = r.offsets[i + 1];
+        let (s, end) = (r.offsets[i], r.offsets[i + 1]);
         let want = &last[(end - 1) * h..end * h];
         for (x, y) in a.embedding[i * h..(i + 1) * h].iter().zip(want) {
             assert!((x - y).abs() <= 1e-4);
         }
-        assert_eq!(
-            &a.layers[nl][i * h..(i + 1) * h],
-            &a.embedding[i * h..(i + 1) * h]
-        );
+        for c in 0..h {
+            let mean: f64 =
+                (s..end).map(|j| last[j * h + c] as f64).sum::<f64>() / (end - s) as f64;
+            assert!((a.layers[nl][i * h + c] as f64 - mean).abs() <= 1e-4);
+        }
     }
     // The BOS flag marks the first row of every text (Llama's tokenizer adds <s>).
     let t = a.tokens.as_ref().unwrap();
@@ -252,4 +253,74 @@ fn long_texts_stop_the_run_unless_truncated_and_the_prefix_keeps_its_states() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("has no tokens"), "{err}");
+}
+
+#[test]
+fn packing_joins_texts_with_bos_into_windows_that_each_start_with_bos() {
+    let m = load("llama");
+    let r = reference("llama");
+    let bos = r.ids[0];
+    let context = 16;
+    let (windows, origin) = m.pack(&r.texts, context, None).unwrap();
+    // The stream without window BOS tokens is the texts' tokens (transformers' ids minus their BOS),
+    // joined by BOS, with a separator dropped where a window starts.
+    let mut want = Vec::new();
+    for i in 0..r.texts.len() {
+        want.push((r.ids[r.offsets[i] + 1..r.offsets[i + 1]].to_vec(), i as u32));
+    }
+    let mut stream = Vec::new();
+    let mut texts_of = Vec::new();
+    let mut at = 0;
+    for w in &windows {
+        assert!(w.ids.len() <= context && w.ids.len() >= 2);
+        assert_eq!(w.ids[0], bos);
+        assert_eq!(origin[at], u32::MAX);
+        stream.extend_from_slice(&w.ids[1..]);
+        texts_of.extend_from_slice(&origin[at + 1..at + w.ids.len()]);
+        at += w.ids.len();
+    }
+    assert_eq!(at, origin.len());
+    assert!(windows[..windows.len() - 1]
+        .iter()
+        .all(|w| w.ids.len() == context));
+    let content: Vec<u32> = stream
+        .iter()
+        .zip(&texts_of)
+        .filter(|(_, &t)| t != u32::MAX)
+        .map(|(&id, _)| id)
+        .collect();
+    let joined: Vec<u32> = want
+        .iter()
+        .flat_map(|(ids, _)| ids.iter().copied())
+        .collect();
+    assert_eq!(content, joined);
+    for (id, &t) in stream.iter().zip(&texts_of) {
+        if t == u32::MAX {
+            assert_eq!(*id, bos);
+        }
+    }
+    // The cap counts every token of every window, BOS included.
+    let (capped, o) = m.pack(&r.texts, context, Some(40)).unwrap();
+    assert_eq!(capped.iter().map(|w| w.ids.len()).sum::<usize>(), 40);
+    assert_eq!(o.len(), 40);
+    let out = m
+        .embed_packed(
+            &r.texts,
+            context,
+            Some(40),
+            &EmbedOptions {
+                token_layer: Some(1),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .unwrap();
+    assert_eq!(out.n, capped.len());
+    assert_eq!(out.token_text.as_deref(), Some(&o[..]));
+    assert_eq!(out.tokens.as_ref().unwrap().ids.len(), 40);
+    // Out of range.
+    let e = m.pack(&r.texts, 129, None).unwrap_err().to_string();
+    assert!(e.contains("`context`") && e.contains("128"), "{e}");
+    let e = m.pack(&r.texts, 16, Some(0)).unwrap_err().to_string();
+    assert!(e.contains("`max_tokens`"), "{e}");
 }

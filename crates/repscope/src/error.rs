@@ -76,6 +76,10 @@ pub enum Param {
     Pool,
     /// The block whose MLP hidden state is written.
     Mlp,
+    /// Tokens per packed window.
+    Context,
+    /// The most tokens a packed run takes.
+    MaxTokens,
     /// The dimension of a projection or a generated set.
     Dim,
     /// The magnitude threshold of massive activations.
@@ -229,6 +233,8 @@ impl Param {
             Param::Truncate => "truncate",
             Param::Pool => "pool",
             Param::Mlp => "mlp",
+            Param::Context => "context",
+            Param::MaxTokens => "max_tokens",
         }
     }
 }

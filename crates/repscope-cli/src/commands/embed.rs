@@ -57,6 +57,14 @@ pub struct ModelRun {
     /// Decoders: cut texts longer than the model's context instead of stopping (they are counted).
     #[arg(long)]
     pub truncate: bool,
+    /// Decoders: pack the texts into windows of N tokens, as SAE activation caches are built: texts joined
+    /// by the BOS token, every window starting with BOS. Rows are then windows, not texts, and token_text
+    /// names each token's text.
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
+    /// With --context: stop after this many tokens (BOS tokens included).
+    #[arg(long, value_name = "M", requires = "context")]
+    pub max_tokens: Option<usize>,
 }
 
 /// What a run produced, with the facts the summaries print.
@@ -76,6 +84,21 @@ impl ModelRun {
         layers: bool,
         token_layer: Option<usize>,
         mlp_layer: Option<usize>,
+    ) -> Result<Embedded, Failure> {
+        self.run_into(g, layers, token_layer, mlp_layer, None)
+    }
+
+    /// [`ModelRun::run`], writing the outputs as shards while it runs when `shards` is given: consecutive
+    /// texts (or windows) of about `tokens` tokens per shard, each shard embedded and written to
+    /// `folder`/shard_NNNNN.safetensors before the next is run, so no more than one shard's states are in
+    /// memory. The returned `out` then holds the per-text facts (tokens, truncation) and no arrays.
+    pub fn run_into(
+        &self,
+        g: &Global,
+        layers: bool,
+        token_layer: Option<usize>,
+        mlp_layer: Option<usize>,
+        shards: Option<(&Path, usize)>,
     ) -> Result<Embedded, Failure> {
         if self.batch_size == 0 {
             return Err(usage(
@@ -141,13 +164,6 @@ impl ModelRun {
                 );
             }
         }
-        let bars = Bars::new(g.quiet);
-        bars.stage("embedding texts", texts.texts.len() as u64);
-        let last = AtomicUsize::new(0);
-        let progress = |done: usize| {
-            let before = last.swap(done, Ordering::Relaxed);
-            bars.advance(done.saturating_sub(before) as u64);
-        };
         let opts = EmbedOptions {
             batch_size: self.batch_size,
             layers,
@@ -157,7 +173,43 @@ impl ModelRun {
             truncate: self.truncate,
         };
         let t1 = Instant::now();
-        let out = model.embed(&texts.texts, &opts, &progress)?;
+        let packed = match self.context {
+            Some(c) => Some(model.pack(&texts.texts, c, self.max_tokens)?),
+            None => None,
+        };
+        let bars = Bars::new(g.quiet);
+        match &packed {
+            Some((windows, _)) => bars.stage("embedding windows", windows.len() as u64),
+            None => bars.stage("embedding texts", texts.texts.len() as u64),
+        }
+        let last = AtomicUsize::new(0);
+        let progress = |done: usize| {
+            let before = last.swap(done, Ordering::Relaxed);
+            bars.advance(done.saturating_sub(before) as u64);
+        };
+        let out = match (packed, shards) {
+            (Some((windows, origin)), None) => {
+                let mut out = model.embed_tokenized(&windows, &opts, &progress)?;
+                out.token_text = Some(origin);
+                out
+            }
+            (None, None) => model.embed(&texts.texts, &opts, &progress)?,
+            (packed, Some((folder, per_shard))) => {
+                let (units, origin) = match packed {
+                    Some((w, o)) => (w, Some(o)),
+                    None => (model.tokenize(&texts.texts)?, None),
+                };
+                write_shards(
+                    &model,
+                    &units,
+                    origin.as_deref(),
+                    &opts,
+                    folder,
+                    per_shard,
+                    &progress,
+                )?
+            }
+        };
         let embed_s = t1.elapsed().as_secs_f64();
         bars.finish_stage();
         Ok(Embedded {
@@ -207,6 +259,12 @@ impl Embedded {
                 "skipped_lines": self.texts.skipped.iter().map(|(l, why)| json!({"line": l, "reason": why})).collect::<Vec<_>>(),
                 "blank_records": self.texts.blank,
             },
+            "packed": run.context.map(|c| json!({
+                "context": c,
+                "max_tokens": run.max_tokens,
+                "windows": e.n,
+                "tokens": e.n_tokens.iter().map(|&t| t as u64).sum::<u64>(),
+            })),
             "truncated": e.truncated_count(),
             "truncated_rows": truncated_rows,
             "tokens": {"total": total_tokens, "max": e.n_tokens.iter().max().copied().unwrap_or(0)},
@@ -219,6 +277,88 @@ impl Embedded {
             },
         })
     }
+}
+
+/// Embeds `units` (tokenized texts or packed windows) shard by shard into `folder` (which the caller
+/// made): consecutive units of about `per_shard` tokens each, written as shard_NNNNN.safetensors with every
+/// array of a one-file output (token_text holds global text numbers), then index.json listing the shards.
+/// Returns the run's per-unit facts without arrays.
+fn write_shards(
+    model: &Model,
+    units: &[repscope_model::Tokenized],
+    origin: Option<&[u32]>,
+    opts: &EmbedOptions,
+    folder: &Path,
+    per_shard: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Embeddings, Failure> {
+    // Checked (and cut, with truncation) as a whole first, so a message names the text's own number.
+    let units = model.fit_context(units, opts.truncate)?;
+    let units = &units[..];
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    let mut tokens = 0usize;
+    for (i, u) in units.iter().enumerate() {
+        tokens += u.ids.len();
+        if tokens >= per_shard || i + 1 == units.len() {
+            groups.push(start..i + 1);
+            start = i + 1;
+            tokens = 0;
+        }
+    }
+    let mut facts: Option<Embeddings> = None;
+    let mut index = Vec::with_capacity(groups.len());
+    let (mut done, mut token_at) = (0usize, 0usize);
+    for (k, range) in groups.iter().enumerate() {
+        let part = &units[range.clone()];
+        let base = done;
+        let mut out = model.embed_tokenized(part, opts, &|d| progress(base + d))?;
+        let count: usize = part.iter().map(|u| u.ids.len()).sum();
+        if let Some(o) = origin {
+            out.token_text = Some(o[token_at..token_at + count].to_vec());
+        }
+        let name = format!("shard_{k:05}.safetensors");
+        write_output(&folder.join(&name), OutKind::Safetensors, &out)?;
+        index.push(
+            json!({"file": name, "rows": part.len(), "tokens": count, "first_row": range.start}),
+        );
+        done += part.len();
+        token_at += count;
+        match &mut facts {
+            None => {
+                out.embedding = Vec::new();
+                out.layers = Vec::new();
+                out.tokens = None;
+                out.mlp = None;
+                out.token_text = None;
+                facts = Some(out);
+            }
+            Some(f) => {
+                f.n += out.n;
+                f.n_tokens.extend_from_slice(&out.n_tokens);
+                f.truncated.extend_from_slice(&out.truncated);
+            }
+        }
+    }
+    let body = serde_json::to_vec_pretty(&json!({
+        "format": "repscope.embed-shards/1",
+        "shards": index,
+        "rows": done,
+        "tokens": token_at,
+    }))
+    .map_err(|e| {
+        usage(format!(
+            "{}: cannot encode index.json ({e}).",
+            folder.display()
+        ))
+    })?;
+    std::fs::write(folder.join("index.json"), body).map_err(|e| {
+        usage(format!(
+            "{}: cannot write index.json ({e}). Check free disk space and permissions.",
+            folder.display()
+        ))
+    })?;
+    facts.ok_or_else(|| usage("there are no texts to embed."))
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +382,12 @@ pub struct EmbedArgs {
     /// of the block's MLP output projection (mlp, mlp_block, with token_ids and token_offsets).
     #[arg(long, value_name = "BLOCK")]
     pub mlp: Option<usize>,
+    /// Write the output as a folder of shards while the run goes, about N tokens each
+    /// (-o names the folder): shard_00000.safetensors, ... and index.json. Every repscope command reads
+    /// the folder as one matrix (--key tokens, --key mlp, ...), and no more than one shard's states are
+    /// held in memory.
+    #[arg(long, value_name = "N")]
+    pub shard_tokens: Option<usize>,
 }
 
 /// The kind of output file, from its extension.
@@ -327,6 +473,12 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
                 t.offsets.iter().map(|&o| o as i64).collect(),
             ),
         ));
+        if let Some(origin) = &e.token_text {
+            arrays.push((
+                "token_text".into(),
+                Arr::U32(vec![origin.len()], origin.clone()),
+            ));
+        }
         if t.bos.iter().any(|&b| b) {
             arrays.push((
                 "token_bos".into(),
@@ -418,6 +570,9 @@ pub fn write_output(path: &Path, kind: OutKind, e: &Embeddings) -> Result<Vec<St
 
 pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
     let extra = a.layers || a.tokens.is_some() || a.mlp.is_some();
+    if let Some(n) = a.shard_tokens {
+        return run_sharded(a, g, n);
+    }
     let kind = match &a.output {
         Some(p) => Some(check_output(p, &a.run.input, extra, a.force)?),
         None => None,
@@ -475,5 +630,108 @@ pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
         Some(p) => println!("wrote {} ({})", p.display(), keys.join(", ")),
         None => println!("no -o given: nothing written"),
     }
+    Ok(())
+}
+
+/// `embed --shard-tokens N -o FOLDER`: the shards are written into a temporary sibling folder, which is
+/// renamed to FOLDER when every shard is written; a failed or interrupted run leaves no FOLDER.
+fn run_sharded(a: &EmbedArgs, g: &Global, per_shard: usize) -> CliResult {
+    let Some(folder) = &a.output else {
+        return Err(usage(
+            "--shard-tokens writes a folder of shards: name it with -o FOLDER.",
+        ));
+    };
+    if per_shard == 0 {
+        return Err(usage(
+            "--shard-tokens must be at least 1 (for example 1000000).",
+        ));
+    }
+    if folder.extension().is_some_and(|e| {
+        matches!(
+            e.to_string_lossy().to_ascii_lowercase().as_str(),
+            "npz" | "npy" | "safetensors"
+        )
+    }) {
+        return Err(usage(format!(
+            "{}: --shard-tokens writes a folder, not a file. Name the folder without an extension.",
+            folder.display()
+        )));
+    }
+    crate::check_output(folder, &[&a.run.input], a.force)?;
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "shards".into());
+    let parent = folder
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| {
+        usage(format!(
+            "{}: cannot create the shard folder ({e}). Check permissions.",
+            tmp.display()
+        ))
+    })?;
+    let done = match a
+        .run
+        .run_into(g, a.layers, a.tokens, a.mlp, Some((&tmp, per_shard)))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if std::fs::symlink_metadata(folder).is_ok() {
+        // --force: the old output goes only once the new one is complete.
+        let r = if folder.is_dir() {
+            std::fs::remove_dir_all(folder)
+        } else {
+            std::fs::remove_file(folder)
+        };
+        if let Err(e) = r {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(usage(format!(
+                "{}: cannot replace it ({e}). Check permissions.",
+                folder.display()
+            )));
+        }
+    }
+    std::fs::rename(&tmp, folder).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        usage(format!(
+            "{}: cannot move the shards into place ({e}). Check permissions.",
+            folder.display()
+        ))
+    })?;
+    let mut summary = done.summary(&a.run);
+    let shards = std::fs::read_dir(folder)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("shard_"))
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    if let Some(o) = summary.as_object_mut() {
+        o.insert(
+            "output".into(),
+            json!({"path": folder.display().to_string(), "shards": shards, "shard_tokens": per_shard}),
+        );
+        o.insert("repscope_version".into(), json!(repscope::VERSION));
+    }
+    if g.json {
+        return print_json(&summary);
+    }
+    println!(
+        "{}: {} rows, {} tokens, written as {shards} shard(s) of about {per_shard} tokens to {}",
+        a.run.input.display(),
+        done.out.n,
+        done.out.n_tokens.iter().map(|&t| t as u64).sum::<u64>(),
+        folder.display()
+    );
     Ok(())
 }

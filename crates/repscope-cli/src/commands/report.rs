@@ -94,6 +94,8 @@ fn embed_inputs(
             device: a.device.clone(),
             pool: a.pool.clone(),
             truncate: a.truncate,
+            context: None,
+            max_tokens: None,
         };
         let done = run.run(g, true, None, None)?;
         let e = done.out;
