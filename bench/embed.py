@@ -110,7 +110,7 @@ def main():
             if side == "sentence-transformers":
                 cmd = [sys.executable, "-c", ST_CHILD, model, tpath, t, str(a.batch_size), st_out]
             else:
-                cmd = [binary, "embed", "--model", model, "--input", tpath, "-o", rs_out,
+                cmd = [binary, "embed", "--model", model, "--input", tpath, "-o", rs_out, "--force",
                        "--batch-size", str(a.batch_size), "--threads", t, "--quiet", "--json"]
             out, wall, rss = run_child(cmd, env)
             info = json.loads(out)

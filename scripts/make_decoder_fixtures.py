@@ -11,7 +11,8 @@ model.safetensors.index.json, tokenizer.json, tokenizer_config.json) plus refere
   post-activation MLP hidden state).
 and texts.json (the texts, in order).
 
-The configurations exercise every option the decoder pass reads: learned and rotary positions, partial rotary
+GPT-2, the serial GPT-NeoX and Mistral are saved from their causal-LM classes (prefixed tensor names and an LM
+head, as downloaded folders are); the others from the base model. The configurations exercise every option the decoder pass reads: learned and rotary positions, partial rotary
 dimensions, parallel and serial residuals, grouped-query and multi-query attention, sliding windows, the
 llama3, yarn and linear rope scalings, q/k/v biases, gated and plain MLPs, RMSNorm with and without the
 (1 + w) scale, tied and untied embeddings, bf16 weights and sharded weights.
@@ -33,7 +34,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "decoders"
@@ -153,13 +154,16 @@ def references(model, tokenizer, texts):
     }
 
 
-def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None):
+def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None, causal=False):
     folder = OUT / name
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     torch.manual_seed(seed)
-    model = AutoModel.from_config(config, attn_implementation="eager")
+    # A causal-LM checkpoint carries the base model's prefix (transformer., gpt_neox., model.) and the LM head,
+    # as the folders users download do; AutoModel reads the base model back from either.
+    auto = AutoModelForCausalLM if causal else AutoModel
+    model = auto.from_config(config, attn_implementation="eager")
     randomise(model, seed)
     model = model.to(dtype)
     kwargs = {"max_shard_size": shard} if shard else {}
@@ -223,6 +227,7 @@ def main():
         ),
         GPT2_TOK,
         seed=1,
+        causal=True,
     )
     make(
         "gpt_neox",
@@ -242,6 +247,7 @@ def main():
         ),
         NEOX_TOK,
         seed=3,
+        causal=True,
     )
     make(
         "llama",
@@ -266,6 +272,7 @@ def main():
         ),
         LLAMA_TOK,
         seed=5,
+        causal=True,
     )
     make(
         "qwen2",

@@ -167,7 +167,7 @@ fn an_unsupported_decoder_is_named_with_the_supported_list() {
     let dir = scratch("dec-arch");
     let m = copy(&dir, "gpt2", "phi");
     edit_config(&m, "\"model_type\": \"gpt2\"", "\"model_type\": \"phi3\"");
-    edit_config(&m, "\"GPT2Model\"", "\"Phi3ForCausalLM\"");
+    edit_config(&m, "\"GPT2LMHeadModel\"", "\"Phi3ForCausalLM\"");
     let r = embed(&m, &texts(&dir, &["a"]), &[]);
     assert_bad(
         &r,
@@ -188,7 +188,13 @@ fn missing_and_misshapen_tensors_are_named_with_both_shapes() {
     let m = copy(&dir, "gpt2", "deeper");
     edit_config(&m, "\"n_layer\": 3", "\"n_layer\": 4");
     let r = embed(&m, &texts(&dir, &["a"]), &[]);
-    assert_bad(&r, &["model.safetensors", "no tensor 'h.3.ln_1.weight'"]);
+    assert_bad(
+        &r,
+        &[
+            "model.safetensors",
+            "no tensor 'transformer.h.3.ln_1.weight'",
+        ],
+    );
     // A narrower MLP than the weights.
     let m = copy(&dir, "gpt2", "narrow");
     edit_config(&m, "\"n_inner\": null", "\"n_inner\": 100");

@@ -424,7 +424,17 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
             not_a_model(),
         ));
     }
-    let family = DecoderFamily::of(model_type).ok_or_else(|| unsupported(&path, &v))?;
+    let architecture = v
+        .get("architectures")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let family = match model_type {
+        "" => DecoderFamily::of_architecture(architecture),
+        t => DecoderFamily::of(t),
+    }
+    .ok_or_else(|| unsupported(&path, &v))?;
     let config = read_decoder_config(&path, &v, family)?;
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {

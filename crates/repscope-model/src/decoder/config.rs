@@ -38,6 +38,23 @@ impl DecoderFamily {
         }
     }
 
+    /// The family of a config.json `architectures` entry, for a config without `model_type`
+    /// (`GPT2LMHeadModel`, `GPTNeoXForCausalLM`, `LlamaForCausalLM`, `Qwen2Model`, ...).
+    pub fn of_architecture(arch: &str) -> Option<DecoderFamily> {
+        let stem = ["ForCausalLM", "LMHeadModel", "Model"]
+            .iter()
+            .find_map(|s| arch.strip_suffix(s))?;
+        match stem {
+            "GPT2" => Some(DecoderFamily::Gpt2),
+            "GPTNeoX" => Some(DecoderFamily::GptNeox),
+            "Llama" => Some(DecoderFamily::Llama),
+            "Mistral" => Some(DecoderFamily::Mistral),
+            "Qwen2" => Some(DecoderFamily::Qwen2),
+            "Gemma" => Some(DecoderFamily::Gemma),
+            _ => None,
+        }
+    }
+
     /// The family of a config.json `model_type`.
     pub fn of(model_type: &str) -> Option<DecoderFamily> {
         match model_type {
@@ -575,7 +592,11 @@ mod tests {
 
     fn parse(json: &str) -> Result<DecoderConfig> {
         let v: Value = serde_json::from_str(json).unwrap();
-        let family = DecoderFamily::of(v["model_type"].as_str().unwrap()).unwrap();
+        let family = DecoderFamily::of(v["model_type"].as_str().unwrap_or(""))
+            .or_else(|| {
+                DecoderFamily::of_architecture(v["architectures"][0].as_str().unwrap_or(""))
+            })
+            .unwrap();
         read_decoder_config(Path::new("config.json"), &v, family)
     }
 
@@ -647,5 +668,23 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("no valid 'n_layer'"), "{e}");
+    }
+
+    #[test]
+    fn the_family_comes_from_architectures_when_model_type_is_missing() {
+        let c = parse(
+            r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":1,
+            "num_attention_heads":4,"intermediate_size":128,"max_position_embeddings":64,"vocab_size":9}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.family, c.model_type.as_str()),
+            (DecoderFamily::Qwen2, "qwen2")
+        );
+        assert_eq!(DecoderFamily::of_architecture("Gemma2ForCausalLM"), None);
+        assert_eq!(
+            DecoderFamily::of_architecture("GPT2LMHeadModel"),
+            Some(DecoderFamily::Gpt2)
+        );
     }
 }

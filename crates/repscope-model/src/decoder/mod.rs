@@ -9,7 +9,6 @@
 pub mod config;
 pub mod tokenizer;
 
-use std::path::Path;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -561,16 +560,4 @@ pub(crate) fn load_decoder(
     let maps = crate::weights::Maps::open(files)?;
     let mut wt = maps.weights()?;
     CpuDecoder::load(&mut wt, cfg)
-}
-
-/// The folder's config.json names a decoder family this crate runs.
-pub fn is_decoder_folder(dir: &Path) -> bool {
-    std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| {
-            v.get("model_type")
-                .and_then(|m| m.as_str().map(str::to_string))
-        })
-        .is_some_and(|m| DecoderFamily::of(&m).is_some())
 }
