@@ -9,7 +9,6 @@
 pub mod config;
 pub mod tokenizer;
 
-
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -18,6 +17,11 @@ use crate::cpu::{activate, exp, layer_norm, linear, Linear, Norm};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 pub use config::{DecoderConfig, DecoderFamily, NormKind, Positions, Rope};
+
+thread_local! {
+    /// Each thread's work buffers for [`CpuDecoder::forward`], kept between batches.
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// One pre-norm block in the common form.
 pub(crate) struct DecBlock {
@@ -308,55 +312,57 @@ impl CpuDecoder {
         let qkv_w = cfg.qkv_width();
         let q_w = cfg.num_heads * cfg.head_dim;
         let inter = cfg.intermediate_size;
-        let mut a = vec![0f32; n * h];
-        let mut a2 = if cfg.parallel_residual {
-            vec![0f32; n * h]
-        } else {
-            Vec::new()
+        // Work buffers come from this thread's scratch, so a run of batches does not fault fresh pages in
+        // for every batch; each is written in full before it is read.
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        scratch.resize_with(6, Vec::new);
+        let [a, a2, qkv, ctx, ff, m] = &mut scratch[..] else {
+            unreachable!("six buffers were made above")
         };
-        let mut qkv = vec![0f32; n * qkv_w];
-        let mut ctx = vec![0f32; n * q_w];
-        let mut ff = vec![0f32; n * self.blocks.first().map_or(0, |b| b.up.out)];
-        let mut m = if cfg.gated_mlp {
-            vec![0f32; n * inter]
-        } else {
-            Vec::new()
+        let size = |v: &mut Vec<f32>, len: usize| {
+            v.resize(len, 0.0);
         };
+        size(a, n * h);
+        size(a2, if cfg.parallel_residual { n * h } else { 0 });
+        size(qkv, n * qkv_w);
+        size(ctx, n * q_w);
+        size(ff, n * self.blocks.first().map_or(0, |b| b.up.out));
+        size(m, if cfg.gated_mlp { n * inter } else { 0 });
         for (l, blk) in self.blocks.iter().enumerate() {
             a.copy_from_slice(&x);
-            self.norm(&mut a, &blk.norm1, par);
+            self.norm(a, &blk.norm1, par);
             if cfg.parallel_residual {
                 a2.copy_from_slice(&x);
-                self.norm(&mut a2, &blk.norm2, par);
+                self.norm(a2, &blk.norm2, par);
             }
-            linear(&mut qkv, &a, n, &blk.qkv, false, par);
+            linear(qkv, a, n, &blk.qkv, false, par);
             if let Positions::Rotary(r) = &cfg.positions {
-                self.rotate(&mut qkv, seqs, &offs, r.dims, par);
+                self.rotate(qkv, seqs, &offs, r.dims, par);
             }
             let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
-            let mut rest: &mut [f32] = &mut ctx;
+            let mut rest: &mut [f32] = ctx;
             for s in 0..seqs.len() {
                 let (p, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * q_w);
                 parts.push(p);
                 rest = b;
             }
-            self.attention(&qkv, &offs, l, parts, par);
+            self.attention(qkv, &offs, l, parts, par);
             // x += attn · Woᵀ + bo
-            linear(&mut x, &ctx, n, &blk.out, true, par);
+            linear(&mut x, ctx, n, &blk.out, true, par);
             let mlp_in: &[f32] = if cfg.parallel_residual {
-                &a2
+                a2
             } else {
                 a.copy_from_slice(&x);
-                self.norm(&mut a, &blk.norm2, par);
-                &a
+                self.norm(a, &blk.norm2, par);
+                a
             };
-            linear(&mut ff, mlp_in, n, &blk.up, false, par);
+            linear(ff, mlp_in, n, &blk.up, false, par);
             let hidden: &[f32] = if cfg.gated_mlp {
-                gate(&ff, &mut m, inter, cfg.activation, par);
-                &m
+                gate(ff, m, inter, cfg.activation, par);
+                m
             } else {
-                activate(&mut ff, cfg.activation, par);
-                &ff
+                activate(ff, cfg.activation, par);
+                ff
             };
             linear(&mut x, hidden, n, &blk.down, true, par);
             mlp_out.push(
@@ -375,6 +381,7 @@ impl CpuDecoder {
                 keep_this.then(|| x.clone())
             });
         }
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
         DecoderOutput {
             states,
             mlp: mlp_out,
