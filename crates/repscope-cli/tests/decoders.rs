@@ -360,3 +360,52 @@ fn a_failed_sharded_run_leaves_no_folder() {
     let r = embed(&fixture("gpt2"), &input, &["--context", "500"]);
     assert_bad(&r, &["--context", "128"]);
 }
+
+#[test]
+fn analyze_model_and_report_take_a_decoder_folder() {
+    let dir = scratch("dec-analyze");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "Line {i}: a fox number {} runs past dog {}.",
+                i * 7 % 13,
+                i % 5
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let input = texts(&dir, &refs);
+    let r = repscope(&[
+        "analyze-model",
+        "--model",
+        fixture("qwen2").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    let m = &v["embedding"]["model"];
+    assert_eq!(
+        (m["model_type"].as_str(), m["layer_pooling"].as_str()),
+        (Some("qwen2"), Some("mean"))
+    );
+    // Layer 0 to 3 of the model, each studied.
+    assert_eq!(v["layers"].as_array().map(Vec::len), Some(4), "{v}");
+    let out = dir.join("report");
+    let r = repscope(&[
+        "report",
+        input.to_str().unwrap(),
+        "--model",
+        fixture("gpt_neox").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    // One input per layer (0 to 3) and the embedding.
+    assert_eq!(doc["inputs"].as_array().unwrap().len(), 5);
+}

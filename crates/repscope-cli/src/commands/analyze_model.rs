@@ -121,7 +121,10 @@ pub fn run(a: &AnalyzeModelArgs, g: &Global) -> CliResult {
         "{}",
         super::layers::render(
             &report,
-            "mean-pooled hidden states (layer0 = embedding output)"
+            &format!(
+                "{}-pooled hidden states (layer0 = embedding output)",
+                e.layer_pooling.name()
+            )
         )
     );
     Ok(())
