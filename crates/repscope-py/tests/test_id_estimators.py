@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import repscope
+import repscope.id as rid
 from conftest import ROOT
 
 if os.environ.get("REPSCOPE_REQUIRE_SKDIM"):
@@ -550,3 +551,70 @@ def test_mle_noise_model_equals_tight_quadrature_and_is_near_skdim(data, referen
         R.MLE(dnoise="dnoiseGaussH", sigma=0).fit(data)
     with pytest.raises(ValueError, match="dnoise"):
         R.MLE(dnoise="other").fit(data)
+
+
+def _fit_pw_reference():
+    return json.loads((ROOT / "tests" / "fixtures" / "id" / "skdim_fit_pw.json").read_text())
+
+
+def _corrint_radius_ties(sub, k1, k2):
+    """True where r1 or r2 (medians of the k1-th and k2-th neighbour distances) equals a pair distance: the
+    count of pairs below the radius then depends on rounding, and scikit-dimension's two distance routines
+    round differently."""
+    d = np.sqrt(((sub[:, None] - sub[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    s = np.sort(d, 1)
+    r1, r2 = np.median(s[:, k1 - 1]), np.median(s[:, k2 - 1])
+    off = d[np.isfinite(d)]
+    return bool(np.any(off == r1) or np.any(off == r2))
+
+
+@pytest.mark.parametrize(
+    "name,make,tol",
+    [
+        ("lPCA", lambda: rid.lPCA(), 1e-12),
+        ("TwoNN", lambda: rid.TwoNN(), 1e-12),
+        ("MiND_ML", lambda: rid.MiND_ML(k=10), 1e-5),
+        ("CorrInt", lambda: rid.CorrInt(k1=5, k2=15), 1e-12),
+    ],
+)
+def test_fit_pw_matches_scikit_dimension_with_the_same_neighbourhoods(name, make, tol):
+    ref = _fit_pw_reference()
+    X = np.array(ref["X"])
+    knn = np.array(ref["knn"])
+    want = np.array(ref["estimators"][name]["dimension_pw_"])
+    want_smooth = np.array(ref["estimators"][name]["dimension_pw_smooth_"])
+    est = make()
+    pw, smooth = est.fit_transform_pw(X, precomputed_knn=knn, smooth=True)
+    assert pw.shape == (len(X),) and not np.isnan(pw).any()
+    diff = np.abs(pw - want)
+    if name == "CorrInt":
+        # Away from exact radius ties the two agree to rounding; at a tie scikit-dimension's answer
+        # depends on which of its distance routines rounded up.
+        ties = np.array([_corrint_radius_ties(X[knn[i]], 5, 15) for i in range(len(X))])
+        assert diff[~ties].max() <= tol
+        assert ties.sum() < len(X) // 4
+        assert (diff > tol).sum() <= ties.sum()
+    else:
+        assert diff.max() <= tol, (name, diff.max())
+        assert np.abs(smooth - want_smooth).max() <= tol
+    # The smoothed value is each row's estimate averaged with its neighbours'.
+    i = 17
+    assert smooth[i] == pytest.approx(np.mean(np.append(pw[i], pw[knn[i]])), rel=1e-12)
+    # The global fit is untouched by fit_pw.
+    assert "dimension_" not in est.__dict__
+
+
+def test_fit_pw_finds_its_own_neighbours_and_refuses_bad_ones():
+    ref = _fit_pw_reference()
+    X = np.array(ref["X"])
+    est = rid.lPCA()
+    pw = est.fit_pw(X, n_neighbors=40).transform_pw()
+    # repscope's exact kNN gives scikit-learn's neighbourhoods here (no ties), so the same values.
+    np.testing.assert_allclose(pw, ref["estimators"]["lPCA"]["dimension_pw_"], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        est.fit_pw(X, n_neighbors=len(X))
+    with pytest.raises(ValueError, match="precomputed_knn"):
+        est.fit_pw(X, precomputed_knn=np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="precomputed_knn"):
+        est.fit_pw(X, precomputed_knn=np.full((len(X), 4), len(X)))

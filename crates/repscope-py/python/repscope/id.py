@@ -145,7 +145,91 @@ class _Estimator:
         self.is_fitted_ = True
 
 
-class TwoNN(_Estimator):
+class _Pointwise:
+    """scikit-dimension's pointwise use of a global estimator: ``fit_pw`` fits a fresh copy of the estimator
+    (same parameters) on the neighbours of every row, and ``smooth=True`` also averages each row's estimate
+    with its neighbours' estimates."""
+
+    def fit_pw(self, X, precomputed_knn=None, smooth=False, n_neighbors=100, n_jobs=1):
+        """Pointwise ID: the estimator fitted on each row's ``n_neighbors`` nearest neighbours.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        precomputed_knn : array-like of int, shape (n_samples, k), optional
+            Each row's neighbours (row numbers of X, nearest first), used as given; otherwise repscope's
+            exact Euclidean kNN (``repscope.knn``, duplicates merged as it does) with ``n_neighbors``.
+        smooth : bool, default False
+            Also sets ``dimension_pw_smooth_``: each row's estimate averaged with its neighbours' (rows whose
+            neighbourhood fit failed are left out of the averages).
+        n_neighbors : int, default 100
+        n_jobs : int, default 1
+            Accepted for scikit-dimension compatibility; the fits run one after another.
+
+        Returns
+        -------
+        self, with ``dimension_pw_`` (NaN where a neighbourhood could not be fitted, for example one whose
+        rows are all identical) and, with ``smooth``, ``dimension_pw_smooth_``. The global attributes
+        (``dimension_`` ...) are not changed.
+        """
+        X = np.asarray(as_matrix(X))
+        n = X.shape[0]
+        if precomputed_knn is None:
+            n_neighbors = check_int(n_neighbors, "n_neighbors", 1)
+            if n_neighbors >= n:
+                raise ValueError(
+                    f"n_neighbors: {n_neighbors} neighbours need more than {n_neighbors} rows, but X has {n}: "
+                    f"use n_neighbors <= {n - 1}"
+                )
+            from . import knn
+
+            idx, _ = knn(X, n_neighbors)
+        else:
+            idx = np.asarray(precomputed_knn)
+            if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < 1:
+                raise ValueError(
+                    f"precomputed_knn: expected an array of shape ({n}, k) of row numbers, got shape {idx.shape}"
+                )
+            if not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"precomputed_knn: expected integer row numbers, got {idx.dtype}")
+            if idx.min() < 0 or idx.max() >= n:
+                raise ValueError(f"precomputed_knn: row numbers must lie in 0..{n - 1}")
+        params = self.get_params()
+        values = np.full(n, np.nan)
+        for i in range(n):
+            est = type(self)(**params)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                try:
+                    values[i] = est.fit(X[idx[i]]).dimension_
+                except ValueError:
+                    pass
+        self.dimension_pw_ = values
+        if smooth:
+            out = np.empty(n)
+            for i in range(n):
+                group = np.append(values[i], values[idx[i]])
+                group = group[np.isfinite(group)]
+                out[i] = group.mean() if group.size else np.nan
+            self.dimension_pw_smooth_ = out
+        elif "dimension_pw_smooth_" in self.__dict__:
+            del self.dimension_pw_smooth_
+        return self
+
+    def transform_pw(self, X=None):
+        """``dimension_pw_`` after ``fit_pw``, with ``dimension_pw_smooth_`` as a second value after
+        ``fit_pw(smooth=True)``."""
+        pw = self.dimension_pw_
+        if "dimension_pw_smooth_" in self.__dict__:
+            return pw, self.dimension_pw_smooth_
+        return pw
+
+    def fit_transform_pw(self, X, precomputed_knn=None, smooth=False, n_neighbors=100, n_jobs=1):
+        """``fit_pw`` then ``transform_pw``."""
+        return self.fit_pw(X, precomputed_knn, smooth, n_neighbors, n_jobs).transform_pw()
+
+
+class TwoNN(_Pointwise, _Estimator):
     """TwoNN (Facco et al. 2017): the ratio mu = r2/r1 of second to first neighbour distance is Pareto(d).
 
     Parameters
@@ -281,7 +365,7 @@ class MLE(_Estimator):
         return self.fit(X).dimension_pw_
 
 
-class GRIDE(_Estimator):
+class GRIDE(_Pointwise, _Estimator):
     """GRIDE (Denti et al. 2022): maximum likelihood on the ratio r_n2 / r_n1 of two neighbour distances.
 
     Parameters
@@ -317,7 +401,7 @@ class GRIDE(_Estimator):
         return self
 
 
-class PCA(_Estimator):
+class PCA(_Pointwise, _Estimator):
     """Global PCA rules on the centred covariance eigenvalues (float64) of the distinct rows.
 
     Parameters
@@ -526,7 +610,7 @@ class MADA(_Local):
                 "comb": _comb(self.comb, ("mean", "median"))}
 
 
-class CorrInt(_Estimator):
+class CorrInt(_Pointwise, _Estimator):
     """Correlation dimension at two scales (Grassberger–Procaccia), as scikit-dimension's ``CorrInt``.
 
     r1 and r2 are the medians over points of the k1-th and k2-th neighbour distances; C(r) is the share of
@@ -563,7 +647,7 @@ class CorrInt(_Estimator):
         return self._fit_method(X, graph)
 
 
-class MiND_ML(_Estimator):
+class MiND_ML(_Pointwise, _Estimator):
     """MiND_ML (Rozza et al. 2012), as scikit-dimension's ``MiND_ML``.
 
     Maximum likelihood of the ratio rho = r_1 / r_{k+1}, whose density is k d rho^(d-1) (1 - rho^d)^(k-1).
@@ -603,7 +687,7 @@ class MiND_ML(_Estimator):
         return self._fit_method(X, graph)
 
 
-class lPCA(_Estimator):
+class lPCA(_Pointwise, _Estimator):
     """Global PCA rules, as scikit-dimension's ``lPCA``, on the float64 covariance eigenvalues of the
     distinct rows (``eigenvalues_``; min(n, d) of them, as scikit-learn's PCA keeps).
 
@@ -669,7 +753,7 @@ class lPCA(_Estimator):
         return self._fit_method(X, None)
 
 
-class TwoNNPrior(_Estimator):
+class TwoNNPrior(_Pointwise, _Estimator):
     """TwoNN with a Gamma prior on d, as DADApy's ``compute_id_2NN_wprior``.
 
     The Pareto likelihood of mu = r2/r1 over every point and a Gamma(alpha, beta) prior (shape, rate) give
@@ -715,7 +799,7 @@ class TwoNNPrior(_Estimator):
         return self
 
 
-class Binomial(_Estimator):
+class Binomial(_Pointwise, _Estimator):
     """The binomial estimator at a neighbour order, as DADApy's ``compute_id_binomial_k(k, r)``.
 
     Of the k - 1 other points within r_k (a point's k-th neighbour distance), each falls within r r_k with
@@ -808,7 +892,7 @@ class ESS(_Local):
         return self
 
 
-class FisherS(_Estimator):
+class FisherS(_Pointwise, _Estimator):
     """Fisher separability (Albergante et al. 2019), as scikit-dimension 0.5's ``FisherS``.
 
     The rows are centred, projected on the principal directions whose variance exceeds 1/conditional_number
@@ -878,7 +962,7 @@ def _seed(random_state):
     return check_int(random_state, "random_state", 0)
 
 
-class BinomialRk(_Estimator):
+class BinomialRk(_Pointwise, _Estimator):
     """The binomial estimator at a fixed radius, as DADApy's ``compute_id_binomial_rk(rk, r)``.
 
     Of the k_i - 1 other points within the radius rk of point i, each falls within r rk with probability
@@ -924,7 +1008,7 @@ class BinomialRk(_Estimator):
         return self
 
 
-class DANCo(_Estimator):
+class DANCo(_Pointwise, _Estimator):
     """DANCo (Ceruti et al. 2014), as scikit-dimension's ``DANCo`` and R's ``dancoDimEst``.
 
     Three statistics of the data (MiND_MLk's d on r_1/r_(k+1), and the mean location and concentration of
@@ -1012,7 +1096,7 @@ class DANCo(_Estimator):
         return self
 
 
-class KNN(_Estimator):
+class KNN(_Pointwise, _Estimator):
     """The kNN graph-length estimator (Carter et al. 2010), as scikit-dimension's ``KNN``.
 
     For random samples of p points (with replacement), L(p) is the total gamma-powered length of each
@@ -1064,7 +1148,7 @@ class KNN(_Estimator):
         return self
 
 
-class PH(_Estimator):
+class PH(_Pointwise, _Estimator):
     """The persistent-homology dimension PH0, as scikit-dimension 0.5's ``PH``.
 
     E = sum of l^alpha over the edges of the Euclidean minimum spanning tree grows as n^((d - alpha)/d);

@@ -19,7 +19,30 @@ class _Estimator:
     def set_params(self: _E, **params: Any) -> _E: ...
     def fit_transform(self, X: npt.ArrayLike, y: Any = None) -> float: ...
 
-class TwoNN(_Estimator):
+class _Pointwise:
+    dimension_pw_: npt.NDArray[np.float64]
+    dimension_pw_smooth_: npt.NDArray[np.float64]
+    def fit_pw(
+        self,
+        X: npt.ArrayLike,
+        precomputed_knn: Optional[npt.ArrayLike] = None,
+        smooth: bool = False,
+        n_neighbors: int = 100,
+        n_jobs: int = 1,
+    ) -> Any: ...
+    def transform_pw(
+        self, X: Any = None
+    ) -> Union[npt.NDArray[np.float64], Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]: ...
+    def fit_transform_pw(
+        self,
+        X: npt.ArrayLike,
+        precomputed_knn: Optional[npt.ArrayLike] = None,
+        smooth: bool = False,
+        n_neighbors: int = 100,
+        n_jobs: int = 1,
+    ) -> Union[npt.NDArray[np.float64], Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]: ...
+
+class TwoNN(_Pointwise, _Estimator):
     discard_fraction: float
     method: str
     stderr_: float
@@ -61,14 +84,14 @@ class MLE(_Estimator):
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MLE": ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
 
-class GRIDE(_Estimator):
+class GRIDE(_Pointwise, _Estimator):
     n1: int
     n2: Optional[int]
     stderr_: float
     def __init__(self, n1: int = 1, n2: Optional[int] = None) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "GRIDE": ...
 
-class PCA(_Estimator):
+class PCA(_Pointwise, _Estimator):
     rule: str
     alpha: float
     tau: float
@@ -128,13 +151,13 @@ class ESS(_Local):
     ) -> None: ...
     def fit_once(self, X: npt.ArrayLike, y: Any = None) -> "ESS": ...
 
-class CorrInt(_Estimator):
+class CorrInt(_Pointwise, _Estimator):
     k1: int
     k2: int
     def __init__(self, k1: int = 10, k2: int = 20) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "CorrInt": ...
 
-class FisherS(_Estimator):
+class FisherS(_Pointwise, _Estimator):
     conditional_number: float
     project_on_sphere: bool
     alphas: Optional[Sequence[float]]
@@ -152,14 +175,14 @@ class FisherS(_Estimator):
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "FisherS": ...
 
-class MiND_ML(_Estimator):
+class MiND_ML(_Pointwise, _Estimator):
     k: int
     D: int
     ver: str
     def __init__(self, k: int = 20, D: int = 10, ver: Literal["MLk", "MLi"] = "MLk") -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MiND_ML": ...
 
-class lPCA(_Estimator):
+class lPCA(_Pointwise, _Estimator):
     ver: str
     alphaRatio: float
     alphaFO: float
@@ -178,7 +201,7 @@ class lPCA(_Estimator):
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "lPCA": ...
 
-class TwoNNPrior(_Estimator):
+class TwoNNPrior(_Pointwise, _Estimator):
     alpha: float
     beta: float
     posterior_mean: bool
@@ -189,14 +212,14 @@ class TwoNNPrior(_Estimator):
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "TwoNNPrior": ...
 
-class Binomial(_Estimator):
+class Binomial(_Pointwise, _Estimator):
     k: int
     r: float
     bayes: bool
     def __init__(self, k: int = 20, r: float = 0.5, bayes: bool = True) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "Binomial": ...
 
-class BinomialRk(_Estimator):
+class BinomialRk(_Pointwise, _Estimator):
     rk: float
     r: float
     bayes: bool
@@ -204,7 +227,7 @@ class BinomialRk(_Estimator):
     def __init__(self, rk: float, r: float = 0.5, bayes: bool = True) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "BinomialRk": ...
 
-class DANCo(_Estimator):
+class DANCo(_Pointwise, _Estimator):
     k: int
     D: Optional[int]
     calibration_data: Optional[Dict[str, Any]]
@@ -224,7 +247,7 @@ class DANCo(_Estimator):
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "DANCo": ...
 
-class KNN(_Estimator):
+class KNN(_Pointwise, _Estimator):
     k: Optional[int]
     ps: Optional[npt.ArrayLike]
     M: int
@@ -241,7 +264,7 @@ class KNN(_Estimator):
     ) -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None) -> "KNN": ...
 
-class PH(_Estimator):
+class PH(_Pointwise, _Estimator):
     alpha: Union[float, Sequence[float]]
     n_range_min: float
     n_range_max: float
