@@ -1,6 +1,7 @@
 """Writes tests/fixtures/id/skdim_fit_pw.json: scikit-dimension 0.5's pointwise use of global estimators
 (`fit_pw`, with `smooth=True`) on a seeded 3-dimensional manifold in R^6, with the neighbourhoods handed in
-(`precomputed_knn`, from scikit-learn's exact kNN), for the Python tests to compare with repscope's `fit_pw`.
+(`precomputed_knn`, from scikit-learn's exact kNN), and local estimators' `fit(..., smooth=True)`, for the
+Python tests to compare with repscope's `fit_pw` and `fit(smooth=True)`.
 
 Run once with scikit-dimension installed (bash bench/setup_venv.sh):
     bench/.venv/bin/python scripts/make_pointwise_fixtures.py
@@ -32,6 +33,14 @@ def main():
     ]:
         est.fit_pw(X, precomputed_knn=idx, smooth=True)
         out["estimators"][name] = {
+            "dimension_pw_": [float(v) for v in est.dimension_pw_],
+            "dimension_pw_smooth_": [float(v) for v in est.dimension_pw_smooth_],
+        }
+    # Local estimators' own smoothing: fit(X, n_neighbors=20, smooth=True) with scikit-learn's exact kNN.
+    out["local"] = {}
+    for name, est in [("MOM", skdim.id.MOM()), ("TLE", skdim.id.TLE()), ("MLE", skdim.id.MLE())]:
+        est.fit(X, n_neighbors=20, smooth=True)
+        out["local"][name] = {
             "dimension_pw_": [float(v) for v in est.dimension_pw_],
             "dimension_pw_smooth_": [float(v) for v in est.dimension_pw_smooth_],
         }

@@ -618,3 +618,32 @@ def test_fit_pw_finds_its_own_neighbours_and_refuses_bad_ones():
         est.fit_pw(X, precomputed_knn=np.zeros((3, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="precomputed_knn"):
         est.fit_pw(X, precomputed_knn=np.full((len(X), 4), len(X)))
+
+
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("MOM", lambda: rid.MOM(n_neighbors=20)),
+        ("TLE", lambda: rid.TLE(n_neighbors=20)),
+        ("MLE", lambda: rid.MLE(k=20)),
+    ],
+)
+def test_local_smoothing_matches_scikit_dimension(name, make):
+    ref = _fit_pw_reference()
+    X = np.array(ref["X"])
+    want = ref["local"][name]
+    est = make().fit(X, smooth=True)
+    np.testing.assert_allclose(est.dimension_pw_, want["dimension_pw_"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(est.dimension_pw_smooth_, want["dimension_pw_smooth_"], rtol=0, atol=1e-12)
+    # A shared graph with more neighbours gives the same smoothing (its first k columns).
+    shared = make().fit(X, graph=rid.neighbours(X, 30), smooth=True)
+    np.testing.assert_allclose(shared.dimension_pw_smooth_, want["dimension_pw_smooth_"], rtol=0, atol=1e-12)
+    # A later fit without smooth drops the stale smoothed values.
+    est.fit(X)
+    assert "dimension_pw_smooth_" not in est.__dict__
+
+
+def test_smoothing_needs_per_point_estimates():
+    X = np.array(_fit_pw_reference()["X"])
+    with pytest.raises(ValueError, match="no per-point estimates"):
+        rid.MLE(neighborhood_based=False).fit(X, smooth=True)

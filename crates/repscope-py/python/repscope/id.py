@@ -134,6 +134,31 @@ class _Estimator:
         self._arrays = {k: np.asarray(v, dtype=np.float64) for k, v in doc.get("arrays", {}).items()}
         return self
 
+    def _smooth_pw(self, X, graph, smooth):
+        """scikit-dimension's ``fit(..., smooth=True)`` of a local estimator: ``dimension_pw_smooth_`` is each
+        row's ``dimension_pw_`` averaged with its neighbours' (the estimator's own k neighbours, from
+        ``graph`` when given)."""
+        if not smooth:
+            if "dimension_pw_smooth_" in self.__dict__:
+                del self.dimension_pw_smooth_
+            return
+        pw = self.__dict__.get("dimension_pw_")
+        if pw is None:
+            raise ValueError(
+                f"smooth: {type(self).__name__} with these parameters gives no per-point estimates to smooth"
+            )
+        k = min(int(self._method()["k"]), self.n_distinct_ - 1)
+        if graph is not None:
+            idx = graph.arrays()[0][:, :k]
+        else:
+            from . import knn
+
+            idx, _ = knn(X, k)
+        group = np.concatenate([pw[:, None], pw[idx]], axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.dimension_pw_smooth_ = np.nanmean(group, axis=1)
+
     def _set_estimate(self, doc):
         est = doc["estimate"]
         self.estimate_ = est
@@ -356,9 +381,13 @@ class MLE(_Estimator):
         return {"estimator": "mle", "k": k, "comb": _comb(self.comb, ("mle", "mean", "median")), "unbiased": unbiased,
                 "sigma": sigma}
 
-    def fit(self, X, y=None, graph=None):
-        """Estimates the dimension of X; returns self. ``graph``: a ``repscope.id.neighbours(X, k)`` of this X."""
-        return self._fit_method(X, graph)
+    def fit(self, X, y=None, graph=None, smooth=False):
+        """Estimates the dimension of X; returns self. ``graph``: a ``repscope.id.neighbours(X, k)`` of this X.
+        ``smooth``: also ``dimension_pw_smooth_``, each row's estimate averaged with its k neighbours'
+        (scikit-dimension's ``smooth=True``; needs ``neighborhood_based=True``)."""
+        self._fit_method(X, graph)
+        self._smooth_pw(X, graph, smooth)
+        return self
 
     def fit_transform_pw(self, X, y=None):
         """Fits on X and returns ``dimension_pw_``."""
@@ -501,10 +530,14 @@ class LID(_Estimator):
 class _Local(_Estimator):
     """A per-point neighbourhood estimator: ``fit`` sets ``dimension_pw_`` and combines it."""
 
-    def fit(self, X, y=None, graph=None):
+    def fit(self, X, y=None, graph=None, smooth=False):
         """Estimates the dimension of X (n_samples × n_features); returns self. ``graph``: a
-        ``repscope.id.neighbours(X, k)`` built on this X, shared by several estimators."""
-        return self._fit_method(X, graph)
+        ``repscope.id.neighbours(X, k)`` built on this X, shared by several estimators. ``smooth``: also
+        ``dimension_pw_smooth_``, each row's estimate averaged with its k neighbours' (scikit-dimension's
+        ``smooth=True``)."""
+        self._fit_method(X, graph)
+        self._smooth_pw(X, graph, smooth)
+        return self
 
     def fit_transform_pw(self, X, y=None):
         """Fits on X and returns ``dimension_pw_``."""

@@ -81,7 +81,10 @@ class MLE(_Estimator):
         sigma: float = 0,
         n: Optional[int] = None,
     ) -> None: ...
-    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MLE": ...
+    dimension_pw_smooth_: npt.NDArray[np.float64]
+    def fit(
+        self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None, smooth: bool = False
+    ) -> "MLE": ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
 
 class GRIDE(_Pointwise, _Estimator):
@@ -113,7 +116,10 @@ class LID(_Estimator):
 
 class _Local(_Estimator):
     dimension_pw_: npt.NDArray[np.float64]
-    def fit(self: _E, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> _E: ...
+    dimension_pw_smooth_: npt.NDArray[np.float64]
+    def fit(
+        self: _E, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None, smooth: bool = False
+    ) -> _E: ...
     def fit_transform_pw(self, X: npt.ArrayLike, y: Any = None) -> npt.NDArray[np.float64]: ...
 
 class MOM(_Local):
