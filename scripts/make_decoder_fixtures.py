@@ -207,6 +207,39 @@ GEMMA_TOK = (
 )
 
 
+def tokenizer_variants():
+    """tokenizer_variants.json: transformers' ids for the test texts under tokenizer_config.json settings the
+    fixtures above leave at their defaults: Llama's legacy and add_prefix_space, and a LlamaTokenizer class
+    over a byte-level tokenizer.json (Llama 3 style, which transformers reads as it is)."""
+    import tempfile
+
+    variants = {
+        "llama_legacy": ("llama", "llama", {"legacy": True}),
+        "llama_no_prefix_space": ("llama", "llama", {"add_prefix_space": False}),
+        "llama_class_byte_level": ("llama", "gpt2", {}),
+    }
+    # Special tokens inside a text start a new section, where legacy's "always" prepends and "first" does not.
+    out = {"texts": test_texts() + ["one</s>two", "hello <s> world and</s> more"], "variants": {}}
+    for name, (model_from, tok_from, settings) in variants.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            shutil.copy(OUT / model_from / "config.json", tmp / "config.json")
+            shutil.copy(OUT / tok_from / "tokenizer.json", tmp / "tokenizer.json")
+            cfg = json.loads((OUT / tok_from / "tokenizer_config.json").read_text())
+            cfg["tokenizer_class"] = "LlamaTokenizer"
+            cfg.update(settings)
+            (tmp / "tokenizer_config.json").write_text(json.dumps(cfg))
+            tok = AutoTokenizer.from_pretrained(tmp)
+            out["variants"][name] = {
+                "model": model_from,
+                "tokenizer_json": tok_from,
+                "settings": settings,
+                "class": type(tok).__name__,
+                "ids": [tok(t)["input_ids"] for t in out["texts"]],
+            }
+    (OUT / "tokenizer_variants.json").write_text(json.dumps(out, ensure_ascii=False))
+
+
 def main():
     from transformers import (
         GemmaConfig,
@@ -300,6 +333,7 @@ def main():
         seed=7,
         dtype=torch.bfloat16,
     )
+    tokenizer_variants()
     (OUT / "VERSIONS").write_text(
         f"transformers {transformers.__version__}\ntorch {torch.__version__}\n"
     )

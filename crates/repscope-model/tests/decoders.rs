@@ -324,3 +324,65 @@ fn packing_joins_texts_with_bos_into_windows_that_each_start_with_bos() {
     let e = m.pack(&r.texts, 16, Some(0)).unwrap_err().to_string();
     assert!(e.contains("`max_tokens`"), "{e}");
 }
+
+#[test]
+fn tokenizer_config_settings_are_followed_as_transformers_follows_them() {
+    // tokenizer_variants.json: transformers' ids under Llama's legacy and add_prefix_space settings, and for
+    // a LlamaTokenizer class over a byte-level tokenizer.json (which transformers reads as it is).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/decoders");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tokenizer_variants.json")).unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<String> = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let variants = v["variants"].as_object().unwrap();
+    assert_eq!(variants.len(), 3);
+    for (name, var) in variants {
+        let dir =
+            std::env::temp_dir().join(format!("repscope-tokvariant-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = root.join(var["model"].as_str().unwrap());
+        let tok_from = root.join(var["tokenizer_json"].as_str().unwrap());
+        for e in std::fs::read_dir(&model).unwrap() {
+            let e = e.unwrap();
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.ends_with(".safetensors") || f.ends_with(".index.json") || f == "config.json" {
+                std::os::unix::fs::symlink(e.path(), dir.join(&f)).unwrap();
+            }
+        }
+        std::fs::copy(tok_from.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        let mut cfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tok_from.join("tokenizer_config.json")).unwrap(),
+        )
+        .unwrap();
+        cfg["tokenizer_class"] = "LlamaTokenizer".into();
+        for (k, val) in var["settings"].as_object().unwrap() {
+            cfg[k] = val.clone();
+        }
+        std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+        let m = Model::load(&dir, DeviceKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = m.tokenize(&texts).unwrap();
+        for (i, (t, want)) in got.iter().zip(var["ids"].as_array().unwrap()).enumerate() {
+            let want: Vec<u32> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(t.ids, want, "{name}: text {i} {:?}", texts[i]);
+        }
+        let expect_class = if var["class"] == "TokenizersBackend" {
+            "tokenizer.json"
+        } else {
+            "LlamaTokenizer"
+        };
+        assert_eq!(m.tokenizer_class(), expect_class, "{name}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
