@@ -194,65 +194,93 @@ pub(crate) fn activate(x: &mut [f32], act: Activation, par: bool) {
     }
 }
 
-/// Self-attention of every text over its own tokens. `qkv` holds the packed query | key | value rows
-/// (tokens × 3h), text s owns rows offs[s]..offs[s + 1]; `parts[s]` receives its context rows (len × h).
-fn attention(
+/// Which keys each query sees, and how the packed query | key | value rows are laid out.
+pub(crate) struct AttnShape {
+    pub heads: usize,
+    /// Key/value heads; query head h reads key/value head h / (heads / kv_heads).
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Multiplies every score.
+    pub scale: f32,
+    /// A query sees only itself and earlier tokens (decoders); otherwise every token of its text.
+    pub causal: bool,
+    /// With `causal`: only the last `w` positions, itself included.
+    pub window: Option<usize>,
+}
+
+/// The rows of `buf` (`width` values each) cut per text: text s owns rows offs[s]..offs[s + 1].
+pub(crate) fn split_rows<'a>(
+    buf: &'a mut [f32],
+    offs: &[usize],
+    width: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut parts = Vec::with_capacity(offs.len().saturating_sub(1));
+    let mut rest = buf;
+    for w in offs.windows(2) {
+        let (a, b) = rest.split_at_mut((w[1] - w[0]) * width);
+        parts.push(a);
+        rest = b;
+    }
+    parts
+}
+
+/// Self-attention of every text over its own tokens. `qkv` holds the packed rows: every query head, then
+/// every key head, then every value head (tokens × (heads + 2 kv_heads) · head_dim); text s owns rows
+/// offs[s]..offs[s + 1], and `parts[s]` receives its context rows (len × heads · head_dim). A key outside the
+/// query's view gets weight exactly 0, as under an additive mask.
+pub(crate) fn attention(
     qkv: &[f32],
     offs: &[usize],
-    h: usize,
-    heads: usize,
+    a: &AttnShape,
     parts: Vec<&mut [f32]>,
     par: bool,
 ) {
-    let dh = h / heads;
-    let scale = 1.0 / (dh as f32).sqrt();
+    let (hq, hkv, dh) = (a.heads, a.kv_heads, a.head_dim);
+    let q_w = hq * dh;
+    let width = (hq + 2 * hkv) * dh;
+    let group = hq / hkv;
     let work = |(s, dst): (usize, &mut [f32])| {
         let len = offs[s + 1] - offs[s];
-        let base = &qkv[offs[s] * 3 * h..offs[s + 1] * 3 * h];
+        let base = &qkv[offs[s] * width..offs[s + 1] * width];
+        let span = (len - 1) * width + dh;
         let mut scores = vec![0f32; len * len];
-        for hd in 0..heads {
-            let span = (len - 1) * 3 * h + dh;
-            let q = MatRef::from_row_major_slice_with_stride(
-                &base[hd * dh..hd * dh + span],
-                len,
-                dh,
-                3 * h,
-            );
-            let k = MatRef::from_row_major_slice_with_stride(
-                &base[h + hd * dh..h + hd * dh + span],
-                len,
-                dh,
-                3 * h,
-            );
-            let v = MatRef::from_row_major_slice_with_stride(
-                &base[2 * h + hd * dh..2 * h + hd * dh + span],
-                len,
-                dh,
-                3 * h,
-            );
+        for hd in 0..hq {
+            let g = hd / group;
+            let (qo, ko, vo) = (hd * dh, q_w + g * dh, q_w + (hkv + g) * dh);
+            let q = MatRef::from_row_major_slice_with_stride(&base[qo..qo + span], len, dh, width);
+            let k = MatRef::from_row_major_slice_with_stride(&base[ko..ko + span], len, dh, width);
+            let v = MatRef::from_row_major_slice_with_stride(&base[vo..vo + span], len, dh, width);
             let sm = MatMut::from_row_major_slice_mut(&mut scores, len, len);
-            matmul(sm, Accum::Replace, q, k.transpose(), scale, Par::Seq);
-            for row in scores.chunks_exact_mut(len) {
-                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            matmul(sm, Accum::Replace, q, k.transpose(), a.scale, Par::Seq);
+            for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                let (lo, hi) = if a.causal {
+                    (a.window.map_or(0, |w| (i + 1).saturating_sub(w)), i + 1)
+                } else {
+                    (0, len)
+                };
+                let live = &mut row[lo..hi];
+                let m = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f32;
-                for v in row.iter_mut() {
+                for v in live.iter_mut() {
                     // Below e^-80 a weight is 0 next to the maximum's 1 (and exp's underflow path is slow).
                     let d = *v - m;
                     *v = if d > -80.0 { exp(d) } else { 0.0 };
                     sum += *v;
                 }
                 let inv = 1.0 / sum;
-                row.iter_mut().for_each(|v| *v *= inv);
+                live.iter_mut().for_each(|v| *v *= inv);
+                row[..lo].iter_mut().for_each(|v| *v = 0.0);
+                row[hi..].iter_mut().for_each(|v| *v = 0.0);
             }
             let p = MatRef::from_row_major_slice(&scores, len, len);
-            let cspan = (len - 1) * h + dh;
+            let cspan = (len - 1) * q_w + dh;
             // Row-major with a row stride, built as the transpose of a column-major view
             // (faer 0.24's from_row_major_slice_with_stride_mut lays the data out column-major).
             let c = MatMut::from_column_major_slice_with_stride_mut(
                 &mut dst[hd * dh..hd * dh + cspan],
                 dh,
                 len,
-                h,
+                q_w,
             )
             .transpose_mut();
             matmul(c, Accum::Replace, p, v, 1.0f32, Par::Seq);
@@ -308,20 +336,21 @@ impl CpuEncoder {
         let mut out = Vec::with_capacity(cfg.num_layers + 1);
         out.push(keep_at(0).then(|| x.clone()));
 
+        let shape = AttnShape {
+            heads,
+            kv_heads: heads,
+            head_dim: h / heads,
+            scale: 1.0 / ((h / heads) as f32).sqrt(),
+            causal: false,
+            window: None,
+        };
         let mut qkv = vec![0f32; n * 3 * h];
         let mut ctx = vec![0f32; n * h];
         let mut ff = vec![0f32; n * cfg.intermediate_size];
         for (l, blk) in self.blocks.iter().enumerate() {
             linear(&mut qkv, &x, n, &blk.qkv, false, par);
             // Attention, text by text: each writes its own rows of ctx.
-            let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
-            let mut rest: &mut [f32] = &mut ctx;
-            for s in 0..seqs.len() {
-                let (a, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * h);
-                parts.push(a);
-                rest = b;
-            }
-            attention(&qkv, &offs, h, heads, parts, par);
+            attention(&qkv, &offs, &shape, split_rows(&mut ctx, &offs, h), par);
             // a = LayerNorm(ctx·Woᵀ + bo + x); the residual x is overwritten in place.
             linear(&mut x, &ctx, n, &blk.out, true, par);
             layer_norm(&mut x, h, &blk.ln1, eps, par);
@@ -464,7 +493,15 @@ mod product_tests {
                 parts.push(a);
                 rest = b;
             }
-            attention(&qkv, &offs, h, heads, parts, true);
+            let shape = AttnShape {
+                heads,
+                kv_heads: heads,
+                head_dim: dh,
+                scale: 1.0 / (dh as f32).sqrt(),
+                causal: false,
+                window: None,
+            };
+            attention(&qkv, &offs, &shape, parts, true);
         }
         assert_eq!(&ctx[n * h..], &[0.0; 4], "wrote past the end");
         for s in 0..3 {

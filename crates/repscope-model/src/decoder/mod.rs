@@ -9,11 +9,9 @@
 pub mod config;
 pub mod tokenizer;
 
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::cpu::{activate, exp, layer_norm, linear, Linear, Norm};
+use crate::cpu::{activate, attention, layer_norm, linear, split_rows, AttnShape, Linear, Norm};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 pub use config::{DecoderConfig, DecoderFamily, NormKind, Positions, Rope};
@@ -319,15 +317,12 @@ impl CpuDecoder {
         let [a, a2, qkv, ctx, ff, m] = &mut scratch[..] else {
             unreachable!("six buffers were made above")
         };
-        let size = |v: &mut Vec<f32>, len: usize| {
-            v.resize(len, 0.0);
-        };
-        size(a, n * h);
-        size(a2, if cfg.parallel_residual { n * h } else { 0 });
-        size(qkv, n * qkv_w);
-        size(ctx, n * q_w);
-        size(ff, n * self.blocks.first().map_or(0, |b| b.up.out));
-        size(m, if cfg.gated_mlp { n * inter } else { 0 });
+        a.resize(n * h, 0.0);
+        a2.resize(if cfg.parallel_residual { n * h } else { 0 }, 0.0);
+        qkv.resize(n * qkv_w, 0.0);
+        ctx.resize(n * q_w, 0.0);
+        ff.resize(n * self.blocks.first().map_or(0, |b| b.up.out), 0.0);
+        m.resize(if cfg.gated_mlp { n * inter } else { 0 }, 0.0);
         for (l, blk) in self.blocks.iter().enumerate() {
             a.copy_from_slice(&x);
             self.norm(a, &blk.norm1, par);
@@ -337,16 +332,15 @@ impl CpuDecoder {
             }
             linear(qkv, a, n, &blk.qkv, false, par);
             if let Positions::Rotary(r) = &cfg.positions {
-                self.rotate(qkv, seqs, &offs, r.dims, par);
+                self.rotate(qkv, &offs, r.dims, par);
             }
-            let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
-            let mut rest: &mut [f32] = ctx;
-            for s in 0..seqs.len() {
-                let (p, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * q_w);
-                parts.push(p);
-                rest = b;
-            }
-            self.attention(qkv, &offs, l, parts, par);
+            attention(
+                qkv,
+                &offs,
+                &self.attn_shape(l),
+                split_rows(ctx, &offs, q_w),
+                par,
+            );
             // x += attn · Woᵀ + bo
             linear(&mut x, ctx, n, &blk.out, true, par);
             let mlp_in: &[f32] = if cfg.parallel_residual {
@@ -398,7 +392,7 @@ impl CpuDecoder {
 
     /// Rotates the first `dims` dimensions of every query and key head by the token's position
     /// (rotate-half layout: dimension i pairs with i + dims / 2).
-    fn rotate(&self, qkv: &mut [f32], seqs: &[&[u32]], offs: &[usize], dims: usize, par: bool) {
+    fn rotate(&self, qkv: &mut [f32], offs: &[usize], dims: usize, par: bool) {
         let cfg = &self.cfg;
         let (dh, width) = (cfg.head_dim, cfg.qkv_width());
         let rotated_heads = cfg.num_heads + cfg.num_kv_heads;
@@ -417,13 +411,7 @@ impl CpuDecoder {
                 }
             }
         };
-        let mut parts: Vec<&mut [f32]> = Vec::with_capacity(seqs.len());
-        let mut rest: &mut [f32] = qkv;
-        for s in 0..seqs.len() {
-            let (p, b) = rest.split_at_mut((offs[s + 1] - offs[s]) * width);
-            parts.push(p);
-            rest = b;
-        }
+        let parts = split_rows(qkv, offs, width);
         if par {
             parts.into_par_iter().for_each(work);
         } else {
@@ -431,77 +419,25 @@ impl CpuDecoder {
         }
     }
 
-    /// Causal self-attention of every text over its own tokens, with grouped key/value heads and the
-    /// layer's sliding window. `parts[s]` receives text s's context rows (len × heads · head_dim).
-    fn attention(
-        &self,
-        qkv: &[f32],
-        offs: &[usize],
-        layer: usize,
-        parts: Vec<&mut [f32]>,
-        par: bool,
-    ) {
+    /// The attention of `layer`: causal, with grouped key/value heads, the layer's sliding window and
+    /// GPT-2's score scalings.
+    fn attn_shape(&self, layer: usize) -> AttnShape {
         let cfg = &self.cfg;
-        let (hq, hkv, dh) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let width = cfg.qkv_width();
-        let q_w = hq * dh;
-        let group = hq / hkv;
         let mut scale = if cfg.scale_attn {
-            1.0 / (dh as f32).sqrt()
+            1.0 / (cfg.head_dim as f32).sqrt()
         } else {
             1.0
         };
         if cfg.scale_attn_by_layer {
             scale /= (layer + 1) as f32;
         }
-        let window = cfg.sliding_window.get(layer).copied().flatten();
-        let work = |(s, dst): (usize, &mut [f32])| {
-            let len = offs[s + 1] - offs[s];
-            let base = &qkv[offs[s] * width..offs[s + 1] * width];
-            let span = (len - 1) * width + dh;
-            let mut scores = vec![0f32; len * len];
-            for hd in 0..hq {
-                let g = hd / group;
-                let (qo, ko, vo) = (hd * dh, q_w + g * dh, q_w + (hkv + g) * dh);
-                let q =
-                    MatRef::from_row_major_slice_with_stride(&base[qo..qo + span], len, dh, width);
-                let k =
-                    MatRef::from_row_major_slice_with_stride(&base[ko..ko + span], len, dh, width);
-                let v =
-                    MatRef::from_row_major_slice_with_stride(&base[vo..vo + span], len, dh, width);
-                let sm = MatMut::from_row_major_slice_mut(&mut scores, len, len);
-                matmul(sm, Accum::Replace, q, k.transpose(), scale, Par::Seq);
-                for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                    let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
-                    let live = &mut row[lo..=i];
-                    let mx = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for v in live.iter_mut() {
-                        let d = *v - mx;
-                        *v = if d > -80.0 { exp(d) } else { 0.0 };
-                        sum += *v;
-                    }
-                    let inv = 1.0 / sum;
-                    live.iter_mut().for_each(|v| *v *= inv);
-                    row[..lo].iter_mut().for_each(|v| *v = 0.0);
-                    row[i + 1..].iter_mut().for_each(|v| *v = 0.0);
-                }
-                let p = MatRef::from_row_major_slice(&scores, len, len);
-                let cspan = (len - 1) * q_w + dh;
-                let c = MatMut::from_column_major_slice_with_stride_mut(
-                    &mut dst[hd * dh..hd * dh + cspan],
-                    dh,
-                    len,
-                    q_w,
-                )
-                .transpose_mut();
-                matmul(c, Accum::Replace, p, v, 1.0f32, Par::Seq);
-            }
-        };
-        if par {
-            parts.into_par_iter().enumerate().for_each(work);
-        } else {
-            parts.into_iter().enumerate().for_each(work);
+        AttnShape {
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            scale,
+            causal: true,
+            window: cfg.sliding_window.get(layer).copied().flatten(),
         }
     }
 }
