@@ -290,18 +290,7 @@ impl Model {
         let encoder = match &spec.arch {
             Arch::Decoder(cfg) => Runner::Decoder(load_decoder(&spec.weights, cfg)?),
             Arch::Encoder(cfg) => {
-                let weights = spec
-                    .weights
-                    .first()
-                    .ok_or_else(|| Error::Internal("the folder lists no weight file".into()))?;
-                if spec.weights.len() > 1 {
-                    return Err(Error::format(
-                        &spec.transformer_dir,
-                        "the encoder's weights are sharded, which repscope reads only for decoders",
-                        "save the encoder as one model.safetensors",
-                    ));
-                }
-                let encoder = Encoder::load(weights, cfg, &dev)?;
+                let encoder = Encoder::load(&spec.weights, cfg, &dev)?;
                 match backend {
                     Backend::Native => Runner::Native(encoder.into_cpu()?),
                     Backend::Candle => Runner::Candle(encoder),

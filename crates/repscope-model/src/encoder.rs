@@ -1,14 +1,14 @@
 //! The encoder forward pass, written on candle's tensors so that every layer's hidden state is available:
 //! embeddings (word + position + token type, LayerNorm), then post-LayerNorm blocks (self-attention with an
 //! additive padding mask, residual, LayerNorm, feed-forward, residual, LayerNorm).
-use std::path::Path;
+use std::path::PathBuf;
 
-use candle_core::safetensors::Load;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::cpu::{CpuBlock, CpuEncoder, Linear, Norm};
 use crate::error::{Error, Result};
 use crate::folder::{Activation, EncoderConfig, Family};
+use crate::weights::{Maps, Weights};
 
 /// Weights of one post-LayerNorm transformer block.
 struct Block {
@@ -88,131 +88,65 @@ const DISTILBERT_NAMES: Names = Names {
     ln2: "output_layer_norm",
 };
 
-/// Reads tensors from a safetensors file, checking each one's shape against config.json.
-struct Loader<'a> {
-    path: &'a Path,
-    st: safetensors::SafeTensors<'a>,
-    prefix: String,
-    device: &'a Device,
-}
-
-impl Loader<'_> {
-    fn view(&self, name: &str) -> Option<safetensors::tensor::TensorView<'_>> {
-        self.st.tensor(&format!("{}{name}", self.prefix)).ok()
-    }
-
-    /// The tensor `name`, of exactly `shape`, as f32 on the device.
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let full = format!("{}{name}", self.prefix);
-        let view = self.view(name).ok_or_else(|| {
-            Error::format(
-                self.path,
-                format!("the weights have no tensor '{full}'"),
-                "use the model.safetensors that belongs to this config.json",
-            )
-        })?;
-        if view.shape() != shape {
-            return Err(Error::format(
-                self.path,
-                format!(
-                    "tensor '{full}' has shape {:?} but config.json implies {:?}",
-                    view.shape(),
-                    shape
-                ),
-                "the weights do not match config.json; use the model.safetensors and config.json of the same model",
-            ));
-        }
-        let dtype = view.dtype();
-        if !matches!(
-            dtype,
-            safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
-        ) {
-            return Err(Error::format(
-                self.path,
-                format!("tensor '{full}' is stored as {dtype:?}"),
-                "use weights stored as float32, float16 or bfloat16",
-            ));
-        }
-        Ok(view.load(self.device)?.to_dtype(DType::F32)?)
-    }
-
-    /// A LayerNorm's (weight, bias), accepting the old TensorFlow names gamma / beta.
-    fn layer_norm(&self, name: &str, h: usize) -> Result<(Tensor, Tensor)> {
-        if self.view(&format!("{name}.weight")).is_none()
-            && self.view(&format!("{name}.gamma")).is_some()
-        {
-            return Ok((
-                self.get(&format!("{name}.gamma"), &[h])?,
-                self.get(&format!("{name}.beta"), &[h])?,
-            ));
-        }
-        Ok((
-            self.get(&format!("{name}.weight"), &[h])?,
-            self.get(&format!("{name}.bias"), &[h])?,
-        ))
-    }
+/// A LayerNorm's (weight, bias) as tensors on `device`, accepting the old TensorFlow names gamma / beta.
+fn layer_norm(wt: &Weights<'_>, name: &str, h: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let (w, b) = if !wt.has(&format!("{name}.weight")) && wt.has(&format!("{name}.gamma")) {
+        ("gamma", "beta")
+    } else {
+        ("weight", "bias")
+    };
+    Ok((
+        wt.tensor(&format!("{name}.{w}"), &[h], device)?,
+        wt.tensor(&format!("{name}.{b}"), &[h], device)?,
+    ))
 }
 
 impl Encoder {
-    /// Loads the weights of `cfg` from a safetensors file, checking every tensor's name and shape.
-    pub fn load(path: &Path, cfg: &EncoderConfig, device: &Device) -> Result<Encoder> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the map is read-only and lives only while the weights are copied out below; a file
-        // changed by another process while it is read is outside what any reader can guard against.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let st = safetensors::SafeTensors::deserialize(&mmap).map_err(|e| {
-            Error::format(
-                path,
-                format!("is not a valid safetensors file ({e})"),
-                "restore model.safetensors from the model's original release",
-            )
-        })?;
+    /// Loads the weights of `cfg` from its safetensors files (one, or the shards of an index), checking
+    /// every tensor's name and shape.
+    pub fn load(files: &[PathBuf], cfg: &EncoderConfig, device: &Device) -> Result<Encoder> {
+        let maps = Maps::open(files)?;
+        let mut wt = maps.weights()?;
         let names = match cfg.family {
             Family::DistilBert => &DISTILBERT_NAMES,
             _ => &BERT_NAMES,
         };
-        // Checkpoints saved from a task model carry the base model's name as a prefix.
         let word_key = format!("{}.weight", names.word);
-        let prefix = ["", "bert.", "roberta.", "distilbert.", "model."]
-            .into_iter()
-            .find(|p| st.tensor(&format!("{p}{word_key}")).is_ok())
-            .ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!(
-                        "the weights have no tensor '{word_key}' (a {} checkpoint has one)",
-                        cfg.family.name()
-                    ),
-                    "use the model.safetensors that belongs to this config.json",
-                )
-            })?
-            .to_string();
-        let ld = Loader {
-            path,
-            st,
-            prefix,
-            device,
-        };
+        wt.choose_prefix(
+            &["", "bert.", "roberta.", "distilbert.", "model."],
+            &word_key,
+        )
+        .ok_or_else(|| {
+            Error::format(
+                wt.first_path(),
+                format!(
+                    "the weights have no tensor '{word_key}' (a {} checkpoint has one)",
+                    cfg.family.name()
+                ),
+                "use the model.safetensors that belongs to this config.json",
+            )
+        })?;
+        let get = |name: &str, shape: &[usize]| wt.tensor(name, shape, device);
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let word = ld.get(&word_key, &[cfg.vocab_size, h])?;
-        let position = ld.get(
+        let word = get(&word_key, &[cfg.vocab_size, h])?;
+        let position = get(
             &format!("{}.weight", names.position),
             &[cfg.max_position_embeddings, h],
         )?;
         let token_type = match names.token_type {
             Some(n) if cfg.type_vocab_size > 0 => {
-                Some(ld.get(&format!("{n}.weight"), &[cfg.type_vocab_size, h])?)
+                Some(get(&format!("{n}.weight"), &[cfg.type_vocab_size, h])?)
             }
             _ => None,
         };
-        let (emb_ln_w, emb_ln_b) = ld.layer_norm(names.emb_ln, h)?;
+        let (emb_ln_w, emb_ln_b) = layer_norm(&wt, names.emb_ln, h, device)?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("{}.{l}", names.layer);
             let lin = |n: &str, out: usize, inp: usize| -> Result<(Tensor, Tensor)> {
                 Ok((
-                    ld.get(&format!("{p}.{n}.weight"), &[out, inp])?,
-                    ld.get(&format!("{p}.{n}.bias"), &[out])?,
+                    get(&format!("{p}.{n}.weight"), &[out, inp])?,
+                    get(&format!("{p}.{n}.bias"), &[out])?,
                 ))
             };
             let (qw, qb) = lin(names.q, h, h)?;
@@ -221,8 +155,8 @@ impl Encoder {
             let (out_w, out_b) = lin(names.out, h, h)?;
             let (ff1_w, ff1_b) = lin(names.ff1, i, h)?;
             let (ff2_w, ff2_b) = lin(names.ff2, h, i)?;
-            let (ln1_w, ln1_b) = ld.layer_norm(&format!("{p}.{}", names.ln1), h)?;
-            let (ln2_w, ln2_b) = ld.layer_norm(&format!("{p}.{}", names.ln2), h)?;
+            let (ln1_w, ln1_b) = layer_norm(&wt, &format!("{p}.{}", names.ln1), h, device)?;
+            let (ln2_w, ln2_b) = layer_norm(&wt, &format!("{p}.{}", names.ln2), h, device)?;
             blocks.push(Block {
                 qkv_w: Tensor::cat(&[&qw, &kw, &vw], 0)?,
                 qkv_b: Tensor::cat(&[&qb, &kb, &vb], 0)?,
@@ -238,25 +172,12 @@ impl Encoder {
                 ln2_b,
             });
         }
-        let extra = ld
-            .st
-            .names()
-            .into_iter()
-            .filter(|n| n.starts_with(&format!("{}{}.", ld.prefix, names.layer)))
-            .filter_map(|n| {
-                n[ld.prefix.len() + names.layer.len() + 1..]
-                    .split('.')
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok())
-            })
-            .max();
-        if let Some(m) = extra {
-            if m + 1 != cfg.num_layers {
+        if let Some(m) = wt.count_layers(names.layer) {
+            if m != cfg.num_layers {
                 return Err(Error::format(
-                    path,
+                    wt.first_path(),
                     format!(
-                        "the weights hold {} layers but config.json says num_hidden_layers = {}",
-                        m + 1,
+                        "the weights hold {m} layers but config.json says num_hidden_layers = {}",
                         cfg.num_layers
                     ),
                     "use the model.safetensors and config.json of the same model",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::Load;
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -128,18 +128,13 @@ pub struct Weights<'a> {
     sts: Vec<(&'a Path, safetensors::SafeTensors<'a>)>,
     where_: HashMap<String, usize>,
     /// Prepended to every name (`model.`, `transformer.`, ...), as the checkpoint was saved.
-    pub prefix: String,
+    prefix: String,
 }
 
 impl Weights<'_> {
     /// True when the tensor exists (under the prefix).
     pub fn has(&self, name: &str) -> bool {
         self.where_.contains_key(&format!("{}{name}", self.prefix))
-    }
-
-    /// Every tensor name, prefix included.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.where_.keys().map(String::as_str)
     }
 
     /// The first file, for messages that concern the weights as a whole.
@@ -154,8 +149,34 @@ impl Weights<'_> {
         self.sts[i].1.tensor(&full).ok().map(|v| v.dtype())
     }
 
-    /// The tensor `name`, of exactly `shape`, widened to f32, row-major.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    /// Uses the first of `candidates` under which the tensor `name` exists as the prefix of every name
+    /// (checkpoints saved from a task model carry the base model's name). Returns it, or None.
+    pub fn choose_prefix(
+        &mut self,
+        candidates: &[&'static str],
+        name: &str,
+    ) -> Option<&'static str> {
+        let p = candidates
+            .iter()
+            .copied()
+            .find(|p| self.where_.contains_key(&format!("{p}{name}")))?;
+        self.prefix = p.to_string();
+        Some(p)
+    }
+
+    /// The number of numbered blocks under `layers` (`{prefix}{layers}.N.…`), from the largest N.
+    pub fn count_layers(&self, layers: &str) -> Option<usize> {
+        let head = format!("{}{layers}.", self.prefix);
+        self.where_
+            .keys()
+            .filter_map(|n| n.strip_prefix(&head))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map(|m| m + 1)
+    }
+
+    /// The tensor `name`, of exactly `shape`, as f32 on `device`.
+    pub fn tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
         let Some(&i) = self.where_.get(&full) else {
             return Err(Error::format(
@@ -190,7 +211,12 @@ impl Weights<'_> {
                 "use weights stored as float32, float16 or bfloat16",
             ));
         }
-        let t = view.load(&Device::Cpu)?.to_dtype(DType::F32)?;
+        Ok(view.load(device)?.to_dtype(DType::F32)?)
+    }
+
+    /// The tensor `name`, of exactly `shape`, widened to f32, row-major.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.tensor(name, shape, &Device::Cpu)?;
         Ok(t.flatten_all()?.to_vec1::<f32>()?)
     }
 }

@@ -98,9 +98,7 @@ impl CpuDecoder {
     /// Lays out the weights of `cfg`, checking every tensor's name and shape.
     pub fn load(wt: &mut Weights<'_>, cfg: &DecoderConfig) -> Result<CpuDecoder> {
         let nm = names(cfg.family);
-        let prefix = ["", "model.", "transformer.", "gpt_neox."]
-            .into_iter()
-            .find(|p| wt.names().any(|n| n == format!("{p}{}", nm.embed)))
+        wt.choose_prefix(&["", "model.", "transformer.", "gpt_neox."], nm.embed)
             .ok_or_else(|| {
                 Error::format(
                     wt.first_path(),
@@ -112,7 +110,6 @@ impl CpuDecoder {
                     "use the weights that belong to this config.json",
                 )
             })?;
-        wt.prefix = prefix.to_string();
         let (h, v, inter) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
         let (hq, hkv, dh) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let qw = hq * dh;
@@ -232,19 +229,12 @@ impl CpuDecoder {
             blocks.push(block);
         }
         // More layers in the weights than config.json says is a mismatch, not something to ignore.
-        let layer_prefix = format!("{prefix}{}.", nm.layers);
-        let most = wt
-            .names()
-            .filter_map(|n| n.strip_prefix(&layer_prefix))
-            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
-            .max();
-        if let Some(m) = most {
-            if m + 1 != cfg.num_layers {
+        if let Some(m) = wt.count_layers(nm.layers) {
+            if m != cfg.num_layers {
                 return Err(Error::format(
                     wt.first_path(),
                     format!(
-                        "the weights hold {} layers but config.json says {}",
-                        m + 1,
+                        "the weights hold {m} layers but config.json says {}",
                         cfg.num_layers
                     ),
                     "use the weights and config.json of the same model",
