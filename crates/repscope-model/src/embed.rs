@@ -1,6 +1,7 @@
 //! Texts to pooled sentence embeddings and per-layer states: tokenize (truncating at max_seq_length), sort
 //! by length so that batches carry little padding, run the encoder batch by batch, pool with the attention
 //! mask, and put every row back in input order.
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -421,42 +422,53 @@ impl Model {
     /// A decoder's texts against its context (an encoder's pass through): an empty text is an error, and a text longer than the
     /// context is an error unless `truncate`, which cuts it (the causal states of the kept prefix are the
     /// same as in the whole text) and marks it.
-    pub fn fit_context(&self, toks: &[Tokenized], truncate: bool) -> Result<Vec<Tokenized>> {
+    pub fn fit_context<'a>(
+        &self,
+        toks: &'a [Tokenized],
+        truncate: bool,
+    ) -> Result<Cow<'a, [Tokenized]>> {
         if !self.spec.is_decoder() {
-            return Ok(toks.to_vec());
+            return Ok(Cow::Borrowed(toks));
         }
         let max = self.spec.max_seq_length;
-        toks.iter()
-            .enumerate()
-            .map(|(i, t)| {
-                if t.ids.is_empty() {
-                    return Err(Error::input(
-                        format!("input text {}", i + 1),
-                        "the text has no tokens (it is empty and the tokenizer adds no BOS)",
-                        "leave empty texts out of the input",
-                    ));
-                }
-                if t.ids.len() <= max {
-                    return Ok(t.clone());
-                }
-                if !truncate {
-                    return Err(Error::input(
-                        format!("input text {}", i + 1),
-                        format!(
-                            "{} tokens do not fit the model's context of {max} positions",
-                            t.ids.len()
-                        ),
-                        Text::from("shorten the text, or ")
-                            .param(Param::Truncate)
-                            .then(" to cut long texts at the context (they are counted)"),
-                    ));
-                }
-                Ok(Tokenized {
-                    ids: t.ids[..max].to_vec(),
-                    truncated: true,
+        for (i, t) in toks.iter().enumerate() {
+            if t.ids.is_empty() {
+                return Err(Error::input(
+                    format!("input text {}", i + 1),
+                    "the text has no tokens (it is empty and the tokenizer adds no BOS)",
+                    "leave empty texts out of the input",
+                ));
+            }
+            if t.ids.len() > max && !truncate {
+                return Err(Error::input(
+                    format!("input text {}", i + 1),
+                    format!(
+                        "{} tokens do not fit the model's context of {max} positions",
+                        t.ids.len()
+                    ),
+                    Text::from("shorten the text, or ")
+                        .param(Param::Truncate)
+                        .then(" to cut long texts at the context (they are counted)"),
+                ));
+            }
+        }
+        if toks.iter().all(|t| t.ids.len() <= max) {
+            return Ok(Cow::Borrowed(toks));
+        }
+        Ok(Cow::Owned(
+            toks.iter()
+                .map(|t| {
+                    if t.ids.len() <= max {
+                        t.clone()
+                    } else {
+                        Tokenized {
+                            ids: t.ids[..max].to_vec(),
+                            truncated: true,
+                        }
+                    }
                 })
-            })
-            .collect()
+                .collect(),
+        ))
     }
 
     /// Embeds texts tokenized by [`Model::tokenize`].
@@ -467,13 +479,8 @@ impl Model {
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Embeddings> {
         self.check_options(opts)?;
-        let fitted;
-        let toks = if self.spec.is_decoder() {
-            fitted = self.fit_context(toks, opts.truncate)?;
-            &fitted[..]
-        } else {
-            toks
-        };
+        let fitted = self.fit_context(toks, opts.truncate)?;
+        let toks = &fitted[..];
         let n = toks.len();
         let h = self.spec.hidden_size();
         let inter = self.spec.intermediate_size();

@@ -424,12 +424,7 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
             not_a_model(),
         ));
     }
-    let architecture = v
-        .get("architectures")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let architecture = first_architecture(&v);
     let family = match model_type {
         "" => DecoderFamily::of_architecture(architecture),
         t => DecoderFamily::of(t),
@@ -459,15 +454,19 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
     })
 }
 
-/// The error for a config.json whose model type this crate does not run, naming every supported one.
-fn unsupported(path: &Path, v: &Value) -> Error {
-    let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-    let arch = v
-        .get("architectures")
+/// The first entry of config.json's `architectures`, or "".
+fn first_architecture(v: &Value) -> &str {
+    v.get("architectures")
         .and_then(Value::as_array)
         .and_then(|a| a.first())
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+/// The error for a config.json whose model type this crate does not run, naming every supported one.
+fn unsupported(path: &Path, v: &Value) -> Error {
+    let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+    let arch = first_architecture(v);
     let named = match (model_type.is_empty(), arch.is_empty()) {
         (true, true) => "config.json names no model_type".to_string(),
         (true, false) => format!("config.json names no model_type (architecture {arch})"),
@@ -513,11 +512,10 @@ fn read_config(path: &Path) -> Result<EncoderConfig> {
                 format!(
                     "unsupported architecture for a sentence-transformers folder: model_type '{t}' ({}) is \
                      a decoder, which repscope runs from its own Hugging Face folder",
-                    v.get("architectures")
-                        .and_then(Value::as_array)
-                        .and_then(|a| a.first())
-                        .and_then(Value::as_str)
-                        .unwrap_or("no architecture named")
+                    match first_architecture(&v) {
+                        "" => "no architecture named",
+                        a => a,
+                    }
                 ),
                 Text::from("point ").param(Param::Model).then(
                     " at the decoder's folder (config.json, safetensors weights and tokenizer.json)",
