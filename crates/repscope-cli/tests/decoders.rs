@@ -409,3 +409,78 @@ fn analyze_model_and_report_take_a_decoder_folder() {
     // One input per layer (0 to 3) and the embedding.
     assert_eq!(doc["inputs"].as_array().unwrap().len(), 5);
 }
+
+#[test]
+fn a_sharded_output_never_replaces_a_folder_holding_its_inputs() {
+    let dir = scratch("dec-shards-inputs");
+    let out = dir.join("cache");
+    std::fs::create_dir_all(&out).unwrap();
+    let input = texts(&out, &["short text", "another"]);
+    let r = embed(
+        &fixture("gpt2"),
+        &input,
+        &[
+            "--shard-tokens",
+            "20",
+            "-o",
+            out.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    assert_bad(&r, &["holds the texts", "Choose another folder"]);
+    assert!(input.is_file(), "the input was deleted");
+    // Nor the model folder.
+    let model = copy(&out, "gpt2", "model");
+    let elsewhere = texts(&dir, &["short text"]);
+    let r = embed(
+        &model,
+        &elsewhere,
+        &[
+            "--shard-tokens",
+            "20",
+            "-o",
+            out.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    assert_bad(&r, &["holds the model"]);
+    assert!(model.join("config.json").exists());
+}
+
+#[test]
+fn force_replaces_an_earlier_shard_output_and_nothing_else() {
+    let dir = scratch("dec-shards-force");
+    let input = texts(&dir, &["short text", "another short text", "and a third"]);
+    let out = dir.join("cache");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--tokens", "1", "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        embed(&fixture("gpt2"), &input, &args)
+    };
+    let r = run(&["--shard-tokens", "4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let count = || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("shard_")
+            })
+            .count()
+    };
+    assert_eq!(count(), 3);
+    // Without --force the earlier output stays; with it, it is replaced (no stale shards left).
+    let r = run(&["--shard-tokens", "1000"]);
+    assert_bad(&r, &["cache"]);
+    let r = run(&["--shard-tokens", "1000", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(count(), 1);
+    // A folder holding anything else is never replaced.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let r = run(&["--shard-tokens", "1000", "--force"]);
+    assert_bad(&r, &["not an earlier shard output"]);
+    assert!(out.join("notes.txt").is_file());
+}

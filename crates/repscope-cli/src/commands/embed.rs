@@ -633,6 +633,51 @@ pub fn run(a: &EmbedArgs, g: &Global) -> CliResult {
     Ok(())
 }
 
+/// A shard output may go where nothing is, into an empty folder, or (with `force`) over an earlier shard
+/// output: a folder of shard_NNNNN.safetensors files and its index.json, nothing else. Any other folder is
+/// left alone.
+fn check_shard_folder(folder: &Path, force: bool) -> CliResult {
+    let Ok(meta) = std::fs::symlink_metadata(folder) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Err(usage(format!(
+            "{}: exists and is not a folder. Choose a folder name for the shards.",
+            folder.display()
+        )));
+    }
+    let names: Vec<String> = std::fs::read_dir(folder)
+        .map_err(|e| usage(format!("{}: cannot read it ({e}).", folder.display())))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(repscope::Error::OutputExists {
+            path: folder.to_path_buf(),
+            folder: true,
+        }
+        .into());
+    }
+    let index_format = std::fs::read(folder.join("index.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("format").and_then(Value::as_str).map(str::to_string));
+    let only_shards = names
+        .iter()
+        .all(|n| n == "index.json" || (n.starts_with("shard_") && n.ends_with(".safetensors")));
+    if index_format.as_deref() != Some("repscope.embed-shards/1") || !only_shards {
+        return Err(usage(format!(
+            "{}: holds files that are not an earlier shard output, so --force does not replace it. Choose \
+             another folder.",
+            folder.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `embed --shard-tokens N -o FOLDER`: the shards are written into a temporary sibling folder, which is
 /// renamed to FOLDER when every shard is written; a failed or interrupted run leaves no FOLDER.
 fn run_sharded(a: &EmbedArgs, g: &Global, per_shard: usize) -> CliResult {
@@ -657,7 +702,20 @@ fn run_sharded(a: &EmbedArgs, g: &Global, per_shard: usize) -> CliResult {
             folder.display()
         )));
     }
-    crate::check_output(folder, &[&a.run.input], a.force)?;
+    // --force replaces the folder: it must not hold the texts or the model.
+    if let Ok(out) = std::fs::canonicalize(folder) {
+        for (what, p) in [("texts", &a.run.input), ("model", &a.run.model)] {
+            if std::fs::canonicalize(p).is_ok_and(|p| p.starts_with(&out)) {
+                return Err(usage(format!(
+                    "{}: the output folder holds the {what} {}, which replacing it would delete. Choose \
+                     another folder.",
+                    folder.display(),
+                    p.display()
+                )));
+            }
+        }
+    }
+    check_shard_folder(folder, a.force)?;
     let name = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
