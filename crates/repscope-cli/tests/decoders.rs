@@ -357,6 +357,14 @@ fn a_failed_sharded_run_leaves_no_folder() {
     assert_eq!(names, vec!["texts.txt".to_string()], "{names:?}");
     let r = embed(&fixture("gpt2"), &input, &["--shard-tokens", "20"]);
     assert_bad(&r, &["--shard-tokens", "-o FOLDER"]);
+    let nested = dir.join("missing").join("cache");
+    let r = embed(
+        &fixture("gpt2"),
+        &input,
+        &["--shard-tokens", "20", "-o", nested.to_str().unwrap()],
+    );
+    assert_bad(&r, &["does not exist"]);
+    assert!(!dir.join("missing").exists());
     let r = embed(&fixture("gpt2"), &input, &["--context", "500"]);
     assert_bad(&r, &["--context", "128"]);
 }

@@ -724,6 +724,13 @@ fn run_sharded(a: &EmbedArgs, g: &Global, per_shard: usize) -> CliResult {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(usage(format!(
+            "{}: the folder {} does not exist. Create it first or choose another path.",
+            folder.display(),
+            parent.display()
+        )));
+    }
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| {
