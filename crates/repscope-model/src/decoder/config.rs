@@ -459,7 +459,7 @@ fn read_rope(
     }
     // transformers: head_dim from config (or hidden / heads), then int(head_dim · factor).
     let dim = ((head_dim as f64) * partial) as usize;
-    if dim < 2 || dim % 2 != 0 {
+    if dim < 2 || !dim.is_multiple_of(2) {
         return Err(bad(format!(
             "{dim} rotary dimensions per head is not a positive even number"
         )));

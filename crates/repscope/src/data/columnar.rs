@@ -352,7 +352,7 @@ impl ColumnRows {
                 rg.num_rows() as usize
             } else {
                 let values = leaf.map(|l| rg.column(l).num_values()).unwrap_or(0) as usize;
-                if d == 0 || values % d != 0 {
+                if d == 0 || !values.is_multiple_of(d) {
                     return Err(Error::data(
                         path.display().to_string(),
                         format!("row group {g} holds {values} values, not a multiple of the width {d} (ragged lists, or null values)"),

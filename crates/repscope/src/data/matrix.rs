@@ -217,7 +217,7 @@ impl Matrix {
             ));
         }
         let ptr = map[offset..].as_ptr();
-        if (ptr as usize) % std::mem::align_of::<f32>() != 0 {
+        if !(ptr as usize).is_multiple_of(std::mem::align_of::<f32>()) {
             let bytes = &map[offset..offset + len];
             let data = bytes
                 .chunks_exact(4)

@@ -464,7 +464,7 @@ impl Hidalgo {
                 count[pick] += 1;
                 sum[pick] += m.log_mu[i];
             }
-            if it >= self.burn_in && (it - self.burn_in) % self.thinning == 0 {
+            if it >= self.burn_in && (it - self.burn_in).is_multiple_of(self.thinning) {
                 // The complete-data log likelihood with the homogeneity term (the authors' lik1).
                 let mut lik = 0.0f64;
                 let mut same_total = 0usize;

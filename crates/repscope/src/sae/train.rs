@@ -1091,14 +1091,16 @@ impl<'a> Trainer<'a> {
                 s.l0,
                 100.0 * s.dead_fraction
             ));
-            if (t + 1) % log_every == 0 || t + 1 == steps {
+            if (t + 1).is_multiple_of(log_every) || t + 1 == steps {
                 self.log.push(s);
             }
             progress.advance(bsz as u64);
             self.next_step += 1;
             let done_here = self.next_step - first;
             if let Some(dir) = &ck.dir {
-                let due = ck.every.is_some_and(|e| e > 0 && self.next_step % e == 0);
+                let due = ck
+                    .every
+                    .is_some_and(|e| e > 0 && self.next_step.is_multiple_of(e));
                 let stop = ck.stop_after.is_some_and(|m| done_here >= m) && self.next_step < steps;
                 if due || stop {
                     self.save_checkpoint(dir)?;
