@@ -6,6 +6,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod activations;
+pub mod amx;
 pub mod classes;
 pub mod data;
 pub mod datasets;
