@@ -435,12 +435,14 @@ fn run_encode(a: &EncodeArgs, g: &Global) -> CliResult {
     let (mut indptr, mut indices, mut values) = (vec![0i64], Vec::new(), Vec::new());
     let (mut ln_mean, mut ln_std) = (Vec::new(), Vec::new());
     let mut buf = Vec::new();
+    let encoder =
+        repscope::sae::encoder::Encoder::new(&model, repscope::sae::encoder::Backend::best());
     let mut start = 0;
     while start < rows {
         let c = a.batch.max(1).min(rows - start);
         buf.resize(c * d, 0.0);
         src.read(start, c, &mut buf).map_err(engine)?;
-        let codes = model.encode(&buf, c);
+        let codes = encoder.encode(&buf, c);
         let base = indices.len() as i64;
         indptr.extend(codes.off[1..].iter().map(|&o| base + o as i64));
         indices.extend(codes.idx);

@@ -178,11 +178,12 @@ pub fn evaluate(
         (0.0f64, 0usize, 0.0f64, 0usize);
     let (mut xh2, mut xxh, mut active) = (0.0f64, 0.0f64, 0u64);
     let mut xhat = Vec::new();
+    let encoder = super::encoder::Encoder::new(sae, super::encoder::Backend::best());
     let mut start = 0;
     while start < rows {
         let c = bsz.min(rows - start);
         read(src, start, c, &mut buf)?;
-        let codes = sae.encode(&buf, c);
+        let codes = encoder.encode(&buf, c);
         xhat.resize(c * d, 0.0);
         sae.decode(&codes, &mut xhat);
         let per: Vec<[f64; 5]> = (0..c)

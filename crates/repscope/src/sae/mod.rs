@@ -5,6 +5,7 @@
 //! `pre = (x − b_dec) W_enc + b_enc` and `x̂ = f W_dec + b_dec`. The engine keeps the encoder as its transpose
 //! (n × d, one row per latent) so that a latent's encoder and decoder vectors are both contiguous, which is
 //! what the sparse backward pass reads.
+pub mod encoder;
 pub mod eval;
 pub mod io;
 pub mod source;
@@ -238,89 +239,11 @@ impl Sae {
         matmul(om, Accum::Add, xm, wt.transpose(), 1.0f32, Par::Seq);
     }
 
-    /// The active latents of one row's pre-activations, for the row-wise architectures.
-    fn select_row(
-        &self,
-        pre: &[f32],
-        idx: &mut Vec<u32>,
-        val: &mut Vec<f32>,
-        scratch: &mut Vec<(f32, u32)>,
-    ) {
-        match self.arch {
-            Architecture::TopK => {
-                top_k_row(pre, self.k, scratch);
-                scratch.sort_by_key(|p| p.1);
-                for &(v, i) in scratch.iter() {
-                    if v > 0.0 {
-                        idx.push(i);
-                        val.push(v);
-                    }
-                }
-            }
-            Architecture::JumpRelu | Architecture::BatchTopK => {
-                let t = self.threshold.as_deref();
-                for (i, &v) in pre.iter().enumerate() {
-                    let th = t.map_or(0.0, |t| t[i]);
-                    if v > 0.0 && v > th {
-                        idx.push(i as u32);
-                        val.push(v);
-                    }
-                }
-            }
-            Architecture::Relu => {
-                for (i, &v) in pre.iter().enumerate() {
-                    if v > 0.0 {
-                        idx.push(i as u32);
-                        val.push(v);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sparse codes of `rows` rows of `x` (row-major, d columns), identical for any thread count.
+    /// Sparse codes of `rows` rows of `x` (row-major, d columns): the exact selection of [`encoder`],
+    /// identical for any thread count and on any CPU. Many calls with one SAE should share one
+    /// [`encoder::Encoder`], which packs the encoder once.
     pub fn encode(&self, x: &[f32], rows: usize) -> Codes {
-        let (d, n) = (self.d, self.n);
-        let blocks: Vec<Codes> = (0..rows.div_ceil(ROW_BLOCK))
-            .into_par_iter()
-            .map(|b| {
-                let (s, e) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
-                let r = e - s;
-                with_scratch(r * n, |pre, xc| {
-                    let mut c = Codes {
-                        off: vec![0],
-                        ..Default::default()
-                    };
-                    let rows = &x[s * d..e * d];
-                    match self.input_norm {
-                        InputNorm::None => self.pre_block(rows, r, xc, pre),
-                        InputNorm::LayerNorm => {
-                            let mut xn = rows.to_vec();
-                            c.norm = layer_norm_rows(&mut xn, d);
-                            self.pre_block(&xn, r, xc, pre);
-                        }
-                    }
-                    let mut scratch = Vec::new();
-                    for row in pre.chunks_exact(n) {
-                        self.select_row(row, &mut c.idx, &mut c.val, &mut scratch);
-                        c.off.push(c.idx.len());
-                    }
-                    c
-                })
-            })
-            .collect();
-        let mut out = Codes {
-            off: vec![0],
-            ..Default::default()
-        };
-        for b in blocks {
-            let base = out.idx.len();
-            out.off.extend(b.off[1..].iter().map(|o| o + base));
-            out.idx.extend(b.idx);
-            out.val.extend(b.val);
-            out.norm.extend(b.norm);
-        }
-        out
+        encoder::Encoder::new(self, encoder::Backend::best()).encode(x, rows)
     }
 
     /// x̂ = f W_dec + b_dec for each row of `codes`, into `out` (rows × d), in f32 with the sum of each
@@ -328,17 +251,50 @@ impl Sae {
     pub fn decode(&self, codes: &Codes, out: &mut [f32]) {
         let d = self.d;
         out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
-            o.copy_from_slice(&self.b_dec);
-            for (i, v) in codes.row(r) {
-                let w = &self.w_dec[i * d..(i + 1) * d];
-                for (a, b) in o.iter_mut().zip(w) {
-                    *a += v * b;
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { self.decode_row_avx512(codes, r, o) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { self.decode_row_avx2(codes, r, o) };
                 }
             }
-            if let Some(&(mu, sd)) = codes.norm.get(r) {
-                o.iter_mut().for_each(|a| *a = *a * sd + mu);
-            }
+            self.decode_row(codes, r, o)
         });
+    }
+
+    /// [`Sae::decode_row`] compiled for AVX-512: the same operations in the same order (Rust does not fuse a
+    /// multiply and an add), so the rows are bit-identical.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn decode_row_avx512(&self, codes: &Codes, r: usize, o: &mut [f32]) {
+        self.decode_row(codes, r, o)
+    }
+
+    /// [`Sae::decode_row`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn decode_row_avx2(&self, codes: &Codes, r: usize, o: &mut [f32]) {
+        self.decode_row(codes, r, o)
+    }
+
+    #[inline(always)]
+    fn decode_row(&self, codes: &Codes, r: usize, o: &mut [f32]) {
+        let d = self.d;
+        o.copy_from_slice(&self.b_dec);
+        let (a, b) = (codes.off[r], codes.off[r + 1]);
+        for (&i, &v) in codes.idx[a..b].iter().zip(&codes.val[a..b]) {
+            let w = &self.w_dec[i as usize * d..(i as usize + 1) * d];
+            for (a, b) in o.iter_mut().zip(w) {
+                *a += v * b;
+            }
+        }
+        if let Some(&(mu, sd)) = codes.norm.get(r) {
+            o.iter_mut().for_each(|a| *a = *a * sd + mu);
+        }
     }
 
     /// Each row's (μ, σ) of `x` (rows × d) when this SAE layer-normalises its input, for decoding codes
