@@ -157,28 +157,17 @@ impl<'a> Encoder<'a> {
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
-            let Buffers {
-                lhs,
-                approx,
-                heap,
-                bmax,
-                tmp,
-                cand,
-                owner,
-                offs,
-                keys,
-                vals,
-            } = &mut *bufs;
+            let b = &mut *bufs;
             let (stride, eps) = match (&self.packed, self.backend) {
                 (Some(p), Backend::Amx) => {
-                    lhs.fill(&xc, rows, p);
-                    (amx::product(lhs, p, approx), amx::error_bound(d))
+                    b.lhs.fill(&xc, rows, p);
+                    (amx::product(&b.lhs, p, &mut b.approx), amx::error_bound(d))
                 }
                 _ => {
-                    approx.clear();
-                    approx.resize(rows * n, 0.0);
+                    b.approx.clear();
+                    b.approx.resize(rows * n, 0.0);
                     matmul(
-                        MatMut::from_row_major_slice_mut(approx, rows, n),
+                        MatMut::from_row_major_slice_mut(&mut b.approx, rows, n),
                         Accum::Replace,
                         MatRef::from_row_major_slice(&xc, rows, d),
                         MatRef::from_row_major_slice(&sae.w_enc_t, n, d).transpose(),
@@ -190,17 +179,9 @@ impl<'a> Encoder<'a> {
             };
             let mut rows_of = Rows {
                 xc: &xc,
-                approx,
                 stride,
                 eps,
-                heap,
-                bmax,
-                tmp,
-                cand,
-                owner,
-                offs,
-                keys,
-                vals,
+                b,
                 codes: &mut c,
             };
             #[cfg(target_arch = "x86_64")]
@@ -240,36 +221,48 @@ impl<'a> Encoder<'a> {
     fn select_rows<L: Lanes>(&self, r: &mut Rows) {
         let (d, n) = (self.sae.d, self.sae.n);
         let rows = r.xc.len() / d;
-        r.cand.clear();
-        r.owner.clear();
-        r.offs.clear();
-        r.offs.push(0);
+        let (xc, stride, eps) = (r.xc, r.stride, r.eps);
+        let Buffers {
+            approx,
+            heap,
+            bmax,
+            tmp,
+            cand,
+            owner,
+            offs,
+            keys,
+            vals,
+            ..
+        } = &mut *r.b;
+        cand.clear();
+        owner.clear();
+        offs.clear();
+        offs.push(0);
         for row in 0..rows {
-            let xr = &r.xc[row * d..(row + 1) * d];
-            let s = &mut r.approx[row * r.stride..row * r.stride + n];
-            self.candidates::<L>(xr, s, r.eps, r.heap, r.bmax, r.tmp, r.cand);
-            r.owner.resize(r.cand.len(), row as u32);
-            r.offs.push(r.cand.len());
+            let xr = &xc[row * d..(row + 1) * d];
+            let s = &mut approx[row * stride..row * stride + n];
+            self.candidates::<L>(xr, s, eps, heap, bmax, tmp, cand);
+            owner.resize(cand.len(), row as u32);
+            offs.push(cand.len());
         }
-        r.keys.clear();
-        r.keys.extend(
-            r.cand
-                .iter()
+        keys.clear();
+        keys.extend(
+            cand.iter()
                 .enumerate()
                 .map(|(slot, &j)| ((j as u64) << 32) | slot as u64),
         );
-        r.keys.sort_unstable();
-        r.vals.clear();
-        r.vals.resize(r.cand.len(), 0.0);
+        keys.sort_unstable();
+        vals.clear();
+        vals.resize(cand.len(), 0.0);
         // A plain loop, so that the dot products are inlined into the vector-compiled caller.
-        for &key in r.keys.iter() {
+        for &key in keys.iter() {
             let (j, slot) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
-            let row = r.owner[slot] as usize;
-            r.vals[slot] = self.exact::<L>(&r.xc[row * d..(row + 1) * d], j);
+            let row = owner[slot] as usize;
+            vals[slot] = self.exact::<L>(&xc[row * d..(row + 1) * d], j);
         }
         for row in 0..rows {
-            let (a, b) = (r.offs[row], r.offs[row + 1]);
-            self.choose::<L>(&r.cand[a..b], &r.vals[a..b], r.heap, r.codes);
+            let (a, b) = (offs[row], offs[row + 1]);
+            self.choose::<L>(&cand[a..b], &vals[a..b], heap, r.codes);
             r.codes.off.push(r.codes.idx.len());
         }
     }
@@ -416,17 +409,9 @@ fn at_least<L: Lanes>(s: &[f32], cut: f64, out: &mut Vec<u32>) {
 /// One block's rows and the buffers their selection uses.
 struct Rows<'b> {
     xc: &'b [f32],
-    approx: &'b mut [f32],
     stride: usize,
     eps: f64,
-    heap: &'b mut Vec<(f32, u32)>,
-    bmax: &'b mut Vec<f32>,
-    tmp: &'b mut Vec<f32>,
-    cand: &'b mut Vec<u32>,
-    owner: &'b mut Vec<u32>,
-    offs: &'b mut Vec<usize>,
-    keys: &'b mut Vec<u64>,
-    vals: &'b mut Vec<f32>,
+    b: &'b mut Buffers,
     codes: &'b mut Codes,
 }
 

@@ -22,8 +22,8 @@ use crate::error::{Error, Param, Result, Text};
 
 pub use topk::top_k_row;
 
-/// Rows per block of the encoder product: each block is one sequential matrix product, so the result of a
-/// row never depends on the thread count.
+/// Rows per block of the training step's encoder product: each block is one sequential matrix product, so
+/// the result of a row never depends on the thread count. (Inference blocks are `encoder`'s.)
 pub(crate) const ROW_BLOCK: usize = 128;
 
 thread_local! {
