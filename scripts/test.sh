@@ -20,7 +20,7 @@ rm -rf target/wheels
 CARGO_TARGET_DIR=target "$VENV/bin/maturin" build --release --quiet -m crates/repscope-py/Cargo.toml \
   -i "$VENV/bin/python" --out target/wheels
 "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps target/wheels/repscope-*.whl
-REPSCOPE_BIN="$PWD/target/release/repscope" REPSCOPE_REQUIRE_SKDIM=1 \
+REPSCOPE_BIN="$PWD/target/release/repscope" REPSCOPE_REQUIRE_SKDIM=1 REPSCOPE_REQUIRE_RAY=1 \
   "$VENV/bin/python" -m pytest -q crates/repscope-py/tests
 
 if ! command -v chromium >/dev/null 2>&1; then

@@ -5,6 +5,8 @@
 //! RuntimeError instead of crossing the boundary.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+mod cluster;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -1182,5 +1184,13 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compare_doc, m)?)?;
     m.add_function(wrap_pyfunction!(layers_doc, m)?)?;
     m.add_function(wrap_pyfunction!(report_files, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::shard_paths, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::shard_info, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::pass_map, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::pass_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_block, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_assemble, m)?)?;
+    m.add_class::<cluster::Job>()?;
     Ok(())
 }

@@ -28,6 +28,11 @@ pub fn input(path: Option<&str>, key: Option<&str>, m: &Matrix) -> Value {
 
 /// A row source (one file, or shards) as the input of a document.
 pub fn source(paths: &[String], key: Option<&str>, src: &dyn RowSource) -> Value {
+    described(paths, key, &crate::partial::Local(src))
+}
+
+/// Rows read through passes (in this process or on a cluster) as the input of a document.
+pub fn described(paths: &[String], key: Option<&str>, src: &dyn crate::partial::Passes) -> Value {
     use crate::data::source::Elem;
     json!({
         "path": (paths.len() == 1).then(|| paths[0].clone()),

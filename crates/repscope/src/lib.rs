@@ -19,6 +19,7 @@ pub mod intrinsic;
 pub mod linalg;
 pub mod moments;
 pub mod neighbors;
+pub mod partial;
 pub mod progress;
 pub mod report;
 pub mod rng;

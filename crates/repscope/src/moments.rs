@@ -20,6 +20,7 @@ use crate::data::duplicates;
 use crate::data::source::{self, RowSource};
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::partial::{self, Found, Local, Pass, Passes, Reader, Writer};
 use crate::progress::Progress;
 
 /// Rows whose mean is the shift of the sums.
@@ -41,7 +42,7 @@ pub fn tiny_scale(max_abs: f64) -> f64 {
 }
 
 /// What a pass accumulates.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PassConfig {
     /// The shifted sums and scatter of the rows.
     pub rows: bool,
@@ -315,65 +316,399 @@ pub fn head_mean(src: &dyn RowSource) -> Result<Vec<f64>> {
     let head = SHIFT_ROWS.min(src.rows());
     let mut first = vec![0.0f64; head * d];
     src.read_f64(0, head, &mut first)?;
-    let mut shift = vec![0.0f64; d];
-    for r in first.chunks_exact(d.max(1)) {
-        shift.iter_mut().zip(r).for_each(|(a, b)| *a += b);
-    }
-    shift.iter_mut().for_each(|a| *a /= head.max(1) as f64);
-    Ok(shift)
+    Ok(mean_of_rows(&first, d))
 }
 
 /// One pass over `src`: the moments `cfg` asks for. Values must be finite (the source checks as it reads).
 /// An f64 source whose values are all below [`TINY`] takes a second pass, scaled (see the module notes).
 pub fn moments(src: &dyn RowSource, cfg: &PassConfig, progress: &dyn Progress) -> Result<Moments> {
-    let (n, d) = (src.rows(), src.cols());
+    moments_of(&Local(src), cfg, progress)
+}
+
+/// [`moments`] of rows read through passes (in this process or on a cluster): the shift from the first
+/// [`SHIFT_ROWS`] rows, then one pass of sums ([`MomentsPass`]), taken again scaled when the values are f64
+/// below [`TINY`].
+pub fn moments_of(p: &dyn Passes, cfg: &PassConfig, progress: &dyn Progress) -> Result<Moments> {
+    let (n, d) = (p.rows(), p.cols());
     if n == 0 || d == 0 {
         return Err(Error::data(
-            src.name(),
+            p.name(),
             format!("the data is {n} × {d}"),
             "pass a non-empty 2-D array",
         ));
     }
-    let (mom, max_abs) = pass(src, cfg, progress, 1.0)?;
-    match tiny_scale(max_abs) {
-        1.0 => Ok(mom),
-        scale => Ok(pass(src, cfg, progress, scale)?.0),
+    let head = p.run(
+        &Pass::Rows((0..SHIFT_ROWS.min(n) as u64).collect()),
+        progress,
+    )?;
+    let Found::Rows { values, .. } = head.covering(n)?.value else {
+        return Err(partial::corrupt("a rows pass returned another result"));
+    };
+    let shift = mean_of_rows(&values, d);
+    let mut spec = MomentsPass {
+        cfg: *cfg,
+        shift: shift.clone(),
+        scale: 1.0,
+        total_rows: n,
+    };
+    let mut sums = run_sums(p, &spec, progress)?;
+    let scale = tiny_scale(sums.max_abs);
+    if scale != 1.0 {
+        spec.scale = scale;
+        spec.shift = shift.iter().map(|v| v * scale).collect();
+        sums = run_sums(p, &spec, progress)?;
+    }
+    Ok(sums.finish(&spec))
+}
+
+fn run_sums(p: &dyn Passes, spec: &MomentsPass, progress: &dyn Progress) -> Result<MomentSums> {
+    match p
+        .run(&Pass::Moments(spec.clone()), progress)?
+        .covering(p.rows())?
+        .value
+    {
+        Found::Moments(m) => Ok(*m),
+        _ => Err(partial::corrupt("a moments pass returned another result")),
     }
 }
 
-/// The pass of [`moments`] over the rows times `scale`, and the largest |value| of an f64 source as read
-/// (0 for other sources, whose values cannot be that small).
-fn pass(
+/// The mean of row-major rows of width `d`, summed in row order.
+fn mean_of_rows(values: &[f64], d: usize) -> Vec<f64> {
+    let mut shift = vec![0.0f64; d];
+    let rows = values.len() / d.max(1);
+    for r in values.chunks_exact(d.max(1)) {
+        shift.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+    }
+    shift.iter_mut().for_each(|a| *a /= rows.max(1) as f64);
+    shift
+}
+
+/// A pass of moment sums: what to sum, about which shift, at which scale, for a source of how many rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MomentsPass {
+    pub cfg: PassConfig,
+    /// The shift s (already multiplied by `scale`).
+    pub shift: Vec<f64>,
+    /// The power of two the rows are multiplied by ([`tiny_scale`]).
+    pub scale: f64,
+    /// Rows of the whole source: how many deviations to keep, and whether the unit rows' Gram is d × d.
+    pub total_rows: usize,
+}
+
+impl MomentsPass {
+    /// Deviations kept: the n/100 (at least 1) largest.
+    fn top_n(&self) -> usize {
+        (self.total_rows / 100).max(1)
+    }
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let c = &self.cfg;
+        w.bool(c.rows)
+            .bool(c.unit_rows)
+            .bool(c.unit_gram)
+            .bool(c.row_hashes)
+            .usize(c.chunk_rows.unwrap_or(0))
+            .f64s(&self.shift)
+            .f64(self.scale)
+            .usize(self.total_rows);
+    }
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<MomentsPass> {
+        let cfg = PassConfig {
+            rows: r.bool()?,
+            unit_rows: r.bool()?,
+            unit_gram: r.bool()?,
+            row_hashes: r.bool()?,
+            chunk_rows: Some(r.usize()?).filter(|&c| c > 0),
+        };
+        Ok(MomentsPass {
+            cfg,
+            shift: r.f64s()?,
+            scale: r.f64()?,
+            total_rows: r.usize()?,
+        })
+    }
+}
+
+/// The sums of a moments pass over some rows, before they are finished into [`Moments`]: what one shard
+/// contributes. Merged with the next shard's sums ([`MomentSums::merge`]), they are the sums of both.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MomentSums {
+    d: usize,
+    /// Rows summed.
+    n: usize,
+    /// Σ (x − s).
+    shifted_sum: Vec<f64>,
+    /// The lower triangle of Σ (x − s)(x − s)ᵀ (when the rows were asked for).
+    gram: Option<Mat<f64>>,
+    /// The largest ‖x − s‖, largest first, at most `top_n`.
+    top: Vec<f64>,
+    top_n: usize,
+    unit: Option<UnitPartial>,
+    /// The largest |value| of an f64 source as read (0 otherwise).
+    max_abs: f64,
+    hashes: Option<Vec<u64>>,
+}
+
+/// The unit rows' part of [`MomentSums`].
+#[derive(Clone, Debug, PartialEq)]
+struct UnitPartial {
+    n: usize,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    /// The lower triangle of Σ u uᵀ, when asked for and d ≤ rows.
+    gram: Option<Mat<f64>>,
+    /// The unit rows themselves (all-zero rows left out), when their Gram is asked for and d > rows.
+    rows: Option<Vec<f64>>,
+}
+
+/// Encodes the lower triangle of a d × d matrix (None as an empty list).
+fn put_lower(w: &mut Writer, g: &Option<Mat<f64>>) {
+    let v: Vec<f64> = match g {
+        None => Vec::new(),
+        Some(g) => (0..g.ncols())
+            .flat_map(|j| (j..g.nrows()).map(move |i| g[(i, j)]))
+            .collect(),
+    };
+    w.f64s(&v);
+}
+
+fn get_lower(r: &mut Reader<'_>, d: usize) -> Result<Option<Mat<f64>>> {
+    let v = r.f64s()?;
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.len() != d * (d + 1) / 2 {
+        return Err(partial::corrupt(
+            "a triangle's size does not match the width",
+        ));
+    }
+    let mut g = Mat::<f64>::zeros(d, d);
+    let mut at = 0;
+    for j in 0..d {
+        for i in j..d {
+            g[(i, j)] = v[at];
+            at += 1;
+        }
+    }
+    Ok(Some(g))
+}
+
+fn add_lower(a: &mut Option<Mat<f64>>, b: Option<Mat<f64>>) -> Result<()> {
+    match (a.as_mut(), b) {
+        (None, None) => Ok(()),
+        (Some(a), Some(b)) if a.nrows() == b.nrows() => {
+            for j in 0..a.ncols() {
+                for i in j..a.nrows() {
+                    a[(i, j)] += b[(i, j)];
+                }
+            }
+            Ok(())
+        }
+        _ => Err(partial::corrupt(
+            "moment sums of different passes cannot be merged",
+        )),
+    }
+}
+
+fn add_to(a: &mut [f64], b: &[f64]) {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
+impl MomentSums {
+    /// The sums of these rows and then `next`'s rows.
+    pub fn merge(mut self, next: MomentSums) -> Result<MomentSums> {
+        if self.d != next.d
+            || self.top_n != next.top_n
+            || self.unit.is_some() != next.unit.is_some()
+            || self.hashes.is_some() != next.hashes.is_some()
+        {
+            return Err(partial::corrupt(
+                "moment sums of different passes cannot be merged",
+            ));
+        }
+        self.n += next.n;
+        add_to(&mut self.shifted_sum, &next.shifted_sum);
+        add_lower(&mut self.gram, next.gram)?;
+        self.top.extend(next.top);
+        self.top.sort_by(|a, b| b.total_cmp(a));
+        self.top.truncate(self.top_n);
+        if let (Some(a), Some(b)) = (self.unit.as_mut(), next.unit) {
+            a.n += b.n;
+            add_to(&mut a.sum, &b.sum);
+            add_to(&mut a.sum_sq, &b.sum_sq);
+            add_lower(&mut a.gram, b.gram)?;
+            match (a.rows.as_mut(), b.rows) {
+                (Some(x), Some(y)) => x.extend(y),
+                (None, None) => {}
+                _ => {
+                    return Err(partial::corrupt(
+                        "moment sums of different passes cannot be merged",
+                    ))
+                }
+            }
+        }
+        self.max_abs = self.max_abs.max(next.max_abs);
+        if let (Some(a), Some(b)) = (self.hashes.as_mut(), next.hashes) {
+            a.extend(b);
+        }
+        Ok(self)
+    }
+
+    /// The moments of every row, from the sums over all of them and the pass that took them.
+    pub fn finish(self, spec: &MomentsPass) -> Moments {
+        let (n, d) = (self.n, self.d);
+        let nf = n as f64;
+        let shifted_sum = self.shifted_sum;
+        let shift = spec.shift.clone();
+        let m: Vec<f64> = shifted_sum.iter().map(|t| t / nf).collect();
+        let mean: Vec<f64> = shift.iter().zip(&m).map(|(s, mi)| s + mi).collect();
+        let shift_gap = m.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let scatter = match self.gram {
+            Some(mut gram) => {
+                linalg::symmetrize_lower(&mut gram);
+                Mat::from_fn(d, d, |i, j| {
+                    gram[(i, j)] - shifted_sum[i] * shifted_sum[j] / nf
+                })
+            }
+            None => Mat::<f64>::zeros(0, 0),
+        };
+        let unit = self.unit.map(|u| {
+            let mut gram = u.gram;
+            if let Some(g) = gram.as_mut() {
+                linalg::symmetrize_lower(g);
+            }
+            let gram_n = u.rows.map(|rows| {
+                let k = u.n;
+                let z = linalg::row_major(&rows, k, d);
+                let mut g = Mat::<f64>::zeros(k, k);
+                linalg::gemm(g.as_mut(), false, z, z.transpose(), 1.0, true);
+                g
+            });
+            UnitSums {
+                n: u.n,
+                zero_rows: n - u.n,
+                sum: u.sum,
+                sum_sq: u.sum_sq,
+                gram,
+                gram_n,
+            }
+        });
+        Moments {
+            n,
+            d,
+            mean,
+            scatter,
+            shift,
+            shifted_sum,
+            top_deviations: self.top,
+            shift_gap,
+            unit,
+            scale: spec.scale,
+            row_hashes: self.hashes,
+        }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.usize(self.d).usize(self.n).f64s(&self.shifted_sum);
+        put_lower(w, &self.gram);
+        w.f64s(&self.top).usize(self.top_n).f64(self.max_abs);
+        w.bool(self.unit.is_some());
+        if let Some(u) = &self.unit {
+            w.usize(u.n).f64s(&u.sum).f64s(&u.sum_sq);
+            put_lower(w, &u.gram);
+            w.bool(u.rows.is_some());
+            if let Some(rows) = &u.rows {
+                w.f64s(rows);
+            }
+        }
+        w.bool(self.hashes.is_some());
+        if let Some(h) = &self.hashes {
+            w.u64s(h);
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<MomentSums> {
+        let d = r.usize()?;
+        let n = r.usize()?;
+        let shifted_sum = r.f64s()?;
+        let gram = get_lower(r, d)?;
+        let top = r.f64s()?;
+        let top_n = r.usize()?;
+        let max_abs = r.f64()?;
+        let unit = if r.bool()? {
+            let un = r.usize()?;
+            let sum = r.f64s()?;
+            let sum_sq = r.f64s()?;
+            let gram = get_lower(r, d)?;
+            let rows = if r.bool()? { Some(r.f64s()?) } else { None };
+            if sum.len() != d
+                || sum_sq.len() != d
+                || rows.as_ref().is_some_and(|v| v.len() != un * d)
+            {
+                return Err(partial::corrupt("unit-row sums of the wrong width"));
+            }
+            Some(UnitPartial {
+                n: un,
+                sum,
+                sum_sq,
+                gram,
+                rows,
+            })
+        } else {
+            None
+        };
+        let hashes = if r.bool()? { Some(r.u64s()?) } else { None };
+        if shifted_sum.len() != d || top.len() > top_n {
+            return Err(partial::corrupt("moment sums of the wrong width"));
+        }
+        Ok(MomentSums {
+            d,
+            n,
+            shifted_sum,
+            gram,
+            top,
+            top_n,
+            unit,
+            max_abs,
+            hashes,
+        })
+    }
+}
+
+/// The sums of one [`MomentsPass`] over every row of `src` (a whole source, or one shard of one).
+pub fn sums(
     src: &dyn RowSource,
-    cfg: &PassConfig,
+    spec: &MomentsPass,
     progress: &dyn Progress,
-    scale: f64,
-) -> Result<(Moments, f64)> {
+) -> Result<MomentSums> {
     let (n, d) = (src.rows(), src.cols());
-    let mut shift = head_mean(src)?;
-    shift.iter_mut().for_each(|v| *v *= scale);
+    let cfg = &spec.cfg;
+    let (shift, scale) = (&spec.shift, spec.scale);
+    if shift.len() != d {
+        return Err(Error::data(
+            src.name(),
+            format!(
+                "the rows have {d} columns but the pass's shift has {}",
+                shift.len()
+            ),
+            "give every shard of a source the same width",
+        ));
+    }
     let watch = src.elem() == source::Elem::F64 && scale == 1.0;
     let mut max_abs = 0.0f64;
 
-    let top_n = (n / 100).max(1);
+    let top_n = spec.top_n();
     let mut top: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(top_n + 1);
     let mut shifted_sum = vec![0.0f64; d];
-    let mut gram = if cfg.rows {
-        Mat::<f64>::zeros(d, d)
-    } else {
-        Mat::<f64>::zeros(0, 0)
-    };
-    let unit_dd = d <= n;
+    let mut gram = cfg.rows.then(|| Mat::<f64>::zeros(d, d));
+    let unit_dd = d <= spec.total_rows;
     let unit_gram = cfg.unit_rows && cfg.unit_gram;
-    let mut unit = cfg.unit_rows.then(|| UnitSums {
+    let mut unit = cfg.unit_rows.then(|| UnitPartial {
         n: 0,
-        zero_rows: 0,
         sum: vec![0.0; d],
         sum_sq: vec![0.0; d],
         gram: (unit_gram && unit_dd).then(|| Mat::zeros(d, d)),
-        gram_n: None,
+        rows: (unit_gram && !unit_dd).then(Vec::new),
     });
-    let mut all_unit: Vec<f64> = Vec::new();
     let mut u = Vec::new();
     let mut hashes: Option<Vec<u64>> = cfg.row_hashes.then(|| Vec::with_capacity(n));
     let chunk = cfg.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
@@ -386,7 +721,7 @@ fn pass(
         // unit rows (written to `u` when their Gram is wanted), then the rows shifted in place.
         let walk = Walk {
             d,
-            shift: &shift,
+            shift,
             rows: cfg.rows,
             unit: cfg.unit_rows,
         };
@@ -418,81 +753,47 @@ fn pass(
             }
             if let Some(us) = unit.as_mut() {
                 us.n += p.kept;
-                us.sum
-                    .iter_mut()
-                    .zip(&p.unit_sum)
-                    .for_each(|(a, b)| *a += b);
-                us.sum_sq
-                    .iter_mut()
-                    .zip(&p.unit_sq)
-                    .for_each(|(a, b)| *a += b);
+                add_to(&mut us.sum, &p.unit_sum);
+                add_to(&mut us.sum_sq, &p.unit_sq);
             }
             if cfg.rows {
-                shifted_sum
-                    .iter_mut()
-                    .zip(&p.sum)
-                    .for_each(|(a, b)| *a += b);
+                add_to(&mut shifted_sum, &p.sum);
                 for q in p.dev {
                     push_largest(&mut top, top_n, q);
                 }
             }
         }
         if unit_gram {
-            match unit.as_mut().and_then(|us| us.gram.as_mut()) {
-                Some(g) => linalg::accumulate_gram_rows(g.as_mut(), &u, rows, d, true),
-                None => all_unit.extend(
+            let us = unit.as_mut().expect("unit sums are on");
+            match (us.gram.as_mut(), us.rows.as_mut()) {
+                (Some(g), _) => linalg::accumulate_gram_rows(g.as_mut(), &u, rows, d, true),
+                (None, Some(all)) => all.extend(
                     u.chunks_exact(d)
                         .filter(|r| r.iter().any(|&v| v != 0.0))
                         .flatten(),
                 ),
+                (None, None) => unreachable!("one of the two forms is on"),
             }
         }
-        if cfg.rows {
-            linalg::accumulate_gram_rows(gram.as_mut(), x, rows, d, true);
+        if let Some(g) = gram.as_mut() {
+            linalg::accumulate_gram_rows(g.as_mut(), x, rows, d, true);
         }
         Ok(())
     })?;
     progress.finish_stage();
-    let nf = n as f64;
-    let m: Vec<f64> = shifted_sum.iter().map(|t| t / nf).collect();
-    let mean: Vec<f64> = shift.iter().zip(&m).map(|(s, mi)| s + mi).collect();
-    let shift_gap = m.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let scatter = if cfg.rows {
-        linalg::symmetrize_lower(&mut gram);
-        Mat::from_fn(d, d, |i, j| {
-            gram[(i, j)] - shifted_sum[i] * shifted_sum[j] / nf
-        })
-    } else {
-        gram
-    };
-    if let Some(us) = unit.as_mut() {
-        us.zero_rows = n - us.n;
-        if let Some(g) = us.gram.as_mut() {
-            linalg::symmetrize_lower(g);
-        } else if unit_gram {
-            let k = us.n;
-            let z = linalg::row_major(&all_unit, k, d);
-            let mut g = Mat::<f64>::zeros(k, k);
-            linalg::gemm(g.as_mut(), false, z, z.transpose(), 1.0, true);
-            us.gram_n = Some(g);
-        }
-    }
-    let mut top_deviations: Vec<f64> = top.into_iter().map(|r| f64::from_bits(r.0)).collect();
-    top_deviations.sort_by(|a, b| b.total_cmp(a));
-    let mom = Moments {
-        n,
+    let mut top: Vec<f64> = top.into_iter().map(|r| f64::from_bits(r.0)).collect();
+    top.sort_by(|a, b| b.total_cmp(a));
+    Ok(MomentSums {
         d,
-        mean,
-        scatter,
-        shift,
+        n,
         shifted_sum,
-        top_deviations,
-        shift_gap,
+        gram,
+        top,
+        top_n,
         unit,
-        scale,
-        row_hashes: hashes,
-    };
-    Ok((mom, max_abs))
+        max_abs,
+        hashes,
+    })
 }
 
 /// The `top` largest values of f(row) over a second pass, largest first, and the sum of f over all rows.

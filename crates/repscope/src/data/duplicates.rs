@@ -320,10 +320,71 @@ fn verify(
             .collect(),
         hash_collisions: collisions,
         verification_passes: passes,
-        method: "a 64-bit hash of every row; rows that share a hash compared value by value",
+        method: METHOD,
     };
     Ok((dup, first))
 }
+
+/// The rows whose hash another row shares, ascending: the only rows a verification needs to read.
+pub fn repeated_rows(hashes: &[u64]) -> Vec<u64> {
+    let (keys, _) = repeated(hashes);
+    hashes
+        .par_iter()
+        .enumerate()
+        .filter(|(_, h)| keys.binary_search(h).is_ok())
+        .map(|(i, _)| i as u64)
+        .collect()
+}
+
+/// [`find`]'s result over the rows `rows` (ascending global numbers) of a source of `n` rows, given as
+/// found among those rows alone (`first`: each one's first equal row, numbered among them), in the global
+/// numbering. No other row can equal another, since its hash is its own.
+pub fn spread(
+    found: Duplicates,
+    first: FirstEqual,
+    rows: &[u64],
+    n: usize,
+    first_equal: bool,
+) -> (Duplicates, Option<FirstEqual>) {
+    let global = first_equal.then(|| {
+        let mut g: Vec<u32> = (0..n as u32).collect();
+        for (i, &f) in first.iter().enumerate() {
+            g[rows[i] as usize] = rows[f as usize] as u32;
+        }
+        g
+    });
+    let dup = Duplicates {
+        rows: n,
+        distinct: n - found.merged,
+        largest: found
+            .largest
+            .iter()
+            .map(|g| DuplicateGroup {
+                first_row: rows[g.first_row] as usize,
+                rows: g.rows,
+            })
+            .collect(),
+        ..found
+    };
+    (dup, global)
+}
+
+/// [`find`]'s result for a source whose hashes are all different: no duplicates, nothing compared.
+pub fn none(n: usize) -> Duplicates {
+    Duplicates {
+        rows: n,
+        distinct: n,
+        merged: 0,
+        groups: 0,
+        max_multiplicity: 1,
+        largest: Vec::new(),
+        hash_collisions: 0,
+        verification_passes: 0,
+        method: METHOD,
+    }
+}
+
+const METHOD: &str = "a 64-bit hash of every row; rows that share a hash compared value by value";
 
 /// The duplicate rows of `src` in a pass of their own (hashes) and, when two rows share a hash, one that
 /// compares them.

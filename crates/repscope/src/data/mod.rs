@@ -357,31 +357,40 @@ pub fn dedup(m: &Matrix) -> Result<Dedup> {
         })
         .collect();
     let (_, first) = duplicates::find(m, hashes, true, &crate::progress::Silent)?;
-    let first = first.expect("asked for the first equal rows");
-    let mut kept = Vec::new();
-    let mut distinct_of_row = vec![u32::MAX; n];
-    for i in 0..n {
-        if first[i] as usize == i {
-            distinct_of_row[i] = kept.len() as u32;
-            kept.push(i as u32);
+    Ok(Dedup::from_first(
+        &first.expect("asked for the first equal rows"),
+    ))
+}
+
+impl Dedup {
+    /// The groups from every row's first equal row ([`duplicates::FirstEqual`]).
+    pub fn from_first(first: &[u32]) -> Dedup {
+        let n = first.len();
+        let mut kept = Vec::new();
+        let mut distinct_of_row = vec![u32::MAX; n];
+        for i in 0..n {
+            if first[i] as usize == i {
+                distinct_of_row[i] = kept.len() as u32;
+                kept.push(i as u32);
+            }
+        }
+        let mut multiplicity = vec![0u32; kept.len()];
+        let representative: Vec<u32> = (0..n)
+            .map(|i| {
+                let r = distinct_of_row[first[i] as usize];
+                multiplicity[r as usize] += 1;
+                r
+            })
+            .collect();
+        let max_multiplicity = multiplicity.iter().copied().max().unwrap_or(0);
+        Dedup {
+            merged: n - kept.len(),
+            representative,
+            kept,
+            multiplicity,
+            max_multiplicity,
         }
     }
-    let mut multiplicity = vec![0u32; kept.len()];
-    let representative: Vec<u32> = (0..n)
-        .map(|i| {
-            let r = distinct_of_row[first[i] as usize];
-            multiplicity[r as usize] += 1;
-            r
-        })
-        .collect();
-    let max_multiplicity = multiplicity.iter().copied().max().unwrap_or(0);
-    Ok(Dedup {
-        merged: n - kept.len(),
-        representative,
-        kept,
-        multiplicity,
-        max_multiplicity,
-    })
 }
 
 /// A validated input: the original matrix, its duplicate groups, and the distinct rows that neighbour

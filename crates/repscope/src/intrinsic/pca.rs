@@ -2,11 +2,12 @@
 use serde_json::json;
 
 use super::Estimate;
-use crate::data::source::{Elem, RowSource};
+use crate::data::source::Elem;
 use crate::data::Matrix;
 use crate::decomposition::Principal;
 use crate::error::{Error, Param, Result};
 use crate::moments;
+use crate::partial::{Found, Local, Pass, Passes};
 use crate::progress::{Progress, Silent};
 
 /// Which rule turns the spectrum into a dimension.
@@ -109,7 +110,7 @@ impl Spectrum {
     /// eigenvector.
     pub fn of(m: &Matrix) -> Result<Spectrum> {
         let mom = moments::moments(m, &moments::PassConfig::SCATTER, &Silent)?;
-        Spectrum::from_moments(&mom, m, &Silent)
+        Spectrum::from_moments(&mom, &Local(m), &Silent)
     }
 
     /// The spectrum of moments already taken over `src`. The outlier check needs a second pass over `src`
@@ -118,7 +119,7 @@ impl Spectrum {
     /// direction's variance, no 1% of the rows can carry more.
     pub fn from_moments(
         mom: &moments::Moments,
-        src: &dyn RowSource,
+        src: &dyn Passes,
         progress: &dyn Progress,
     ) -> Result<Spectrum> {
         let principal = Principal::from_moments(mom)?;
@@ -144,10 +145,19 @@ impl Spectrum {
             .sum();
         if n >= 100 && bound > 0.5 * total * (1.0 - 1e-9) {
             let v1 = principal.basis(1);
-            let (mean, scale) = (&mom.mean, mom.scale);
-            let (largest, sum) = moments::top_of_pass(src, top, progress, |x| {
-                moments::squared_projection(x, scale, mean, &v1)
-            })?;
+            let pass = Pass::Projection {
+                top,
+                scale: mom.scale,
+                mean: mom.mean.clone(),
+                v: v1,
+            };
+            let Found::Projection { largest, sum, .. } =
+                src.run(&pass, progress)?.covering(n)?.value
+            else {
+                return Err(crate::partial::corrupt(
+                    "a projection pass returned another result",
+                ));
+            };
             let share = largest.iter().sum::<f64>() / sum;
             if share > 0.5 {
                 notes.push(format!(

@@ -13,6 +13,7 @@ pub mod distance;
 pub mod exact;
 mod heap;
 pub mod hnsw;
+pub mod partial;
 mod space;
 pub mod symmetric;
 

@@ -11,13 +11,14 @@ use serde::Serialize;
 pub use rank::{alpha_req, effective_rank, singular_values, AlphaReq};
 pub use unit::{rogue_dimensions, unit_row_stats, UnitRowStats};
 
-use crate::data::duplicates::{self, Duplicates};
+use crate::data::duplicates::Duplicates;
 use crate::data::source::RowSource;
 use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::intrinsic::pca::{PcaRule, Spectrum};
 use crate::linalg;
 use crate::moments;
+use crate::partial::{Local, Passes};
 use crate::progress::{Progress, Silent};
 
 /// Settings of the spectrum report; the defaults are those of METRICS.md.
@@ -175,6 +176,15 @@ pub fn analyse_with_principal(
     cfg: &SpectrumConfig,
     progress: &dyn Progress,
 ) -> Result<(SpectrumReport, crate::decomposition::Principal)> {
+    analyse_passes(&Local(src), cfg, progress)
+}
+
+/// [`analyse_with_principal`] of rows read through passes, in this process or on a cluster.
+pub fn analyse_passes(
+    src: &dyn Passes,
+    cfg: &SpectrumConfig,
+    progress: &dyn Progress,
+) -> Result<(SpectrumReport, crate::decomposition::Principal)> {
     let (n, d) = (src.rows(), src.cols());
     if n < 2 {
         return Err(Error::data(
@@ -197,11 +207,11 @@ pub fn analyse_with_principal(
         row_hashes: cfg.duplicates,
         chunk_rows: cfg.chunk_rows,
     };
-    let mut mom = moments::moments(src, &pass, progress)?;
+    let mut mom = moments::moments_of(src, &pass, progress)?;
     let spec = Spectrum::from_moments(&mom, src, progress)?;
     let mut notes = spec.notes.clone();
     let duplicates = match mom.row_hashes.take() {
-        Some(h) => Some(duplicates::find(src, h, false, progress)?.0),
+        Some(h) => Some(src.duplicates(h, false, progress)?.0),
         None => None,
     };
     if let Some(dup) = duplicates.as_ref().filter(|d| d.has_duplicates()) {

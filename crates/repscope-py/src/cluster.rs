@@ -1,0 +1,352 @@
+//! The engine's side of `repscope.ray`: passes run on one shard, partial results merged, exact kNN in
+//! pieces, and jobs: an engine measure that runs on a thread of the driver and asks Python, pass by pass,
+//! to run its passes on the cluster.
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use repscope::data::source::{self, Elem, RowSource};
+use repscope::documents;
+use repscope::neighbors::partial::{self as knn_partial, KnnPartial};
+use repscope::partial::{self, Partial, Pass, Passes};
+use repscope::progress::Silent;
+use repscope::spectrum::{self, SpectrumConfig};
+
+use super::{compute, metric, rows_source, to_py, Neighbours, Rows};
+
+fn bytes<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, b)
+}
+
+/// One shard: a file, or an array named `name` in messages, whose values are checked finite here (files
+/// are checked as they are read).
+fn opened(x: &Rows<'_>, key: Option<&str>, name: &str) -> PyResult<Box<dyn RowSource>> {
+    match x {
+        Rows::Array(v) => {
+            let m = super::matrix(v, name)?;
+            repscope::data::check_finite(&m).map_err(to_py)?;
+            Ok(Box::new(m))
+        }
+        _ => rows_source(x, key),
+    }
+}
+
+/// The shard files a list of paths names: folders listed in natural order, patterns expanded.
+#[pyfunction]
+pub fn shard_paths(paths: Vec<std::path::PathBuf>) -> PyResult<Vec<String>> {
+    Ok(source::expand_paths(&paths)
+        .map_err(to_py)?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect())
+}
+
+/// (rows, columns, numpy dtype name) of one shard, read from its header alone.
+#[pyfunction]
+#[pyo3(signature = (x, key=None))]
+pub fn shard_info(x: Rows<'_>, key: Option<String>) -> PyResult<(usize, usize, String)> {
+    let src = rows_source(&x, key.as_deref())?;
+    Ok((src.rows(), src.cols(), src.elem().name().to_string()))
+}
+
+/// Runs one pass (its bytes) over one shard whose first row is global row `first_row`: the partial result's
+/// bytes.
+#[pyfunction]
+#[pyo3(signature = (spec, x, first_row, key=None, name="shard"))]
+pub fn pass_map<'py>(
+    py: Python<'py>,
+    spec: &[u8],
+    x: Rows<'py>,
+    first_row: usize,
+    key: Option<String>,
+    name: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let pass = Pass::decode(spec).map_err(to_py)?;
+    let src = opened(&x, key.as_deref(), name)?;
+    let out = compute(py, move || {
+        Ok(partial::map(&pass, &*src, first_row, &Silent)?.encode())
+    })?;
+    Ok(bytes(py, &out))
+}
+
+/// Two partial results of adjacent rows, merged.
+#[pyfunction]
+pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let (a, b) = (a.to_vec(), b.to_vec());
+    let out = compute(py, move || {
+        Ok(Partial::decode(&a)?.merge(Partial::decode(&b)?)?.encode())
+    })?;
+    Ok(bytes(py, &out))
+}
+
+/// The exact k nearest of some rows of a query shard (local rows `q_rows`, global numbers `q_ids`) among
+/// some rows of a reference shard (local `r_rows`, global `r_ids`, within global rows `span`; None: every
+/// row of the shard, numbered from the span's start).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (q, q_rows, q_ids, r, r_rows, r_ids, span, k, metric_name, key=None, names=None))]
+pub fn knn_block<'py>(
+    py: Python<'py>,
+    q: Rows<'py>,
+    q_rows: Vec<usize>,
+    q_ids: Vec<u64>,
+    r: Rows<'py>,
+    r_rows: Option<Vec<usize>>,
+    r_ids: Option<Vec<u64>>,
+    span: (u64, u64),
+    k: usize,
+    metric_name: &str,
+    key: Option<String>,
+    names: Option<(String, String)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let names = names.unwrap_or_else(|| ("queries".into(), "references".into()));
+    let metric = metric(metric_name)?;
+    let named = |x: &Rows<'_>, name: &str| match x {
+        Rows::Array(v) => Ok(Box::new(super::matrix(v, name)?) as Box<dyn RowSource>),
+        _ => rows_source(x, key.as_deref()),
+    };
+    let qs = named(&q, &names.0)?;
+    let rs = named(&r, &names.1)?;
+    let out = compute(py, move || {
+        let r_rows = r_rows.unwrap_or_else(|| (0..rs.rows()).collect());
+        let r_ids = r_ids.unwrap_or_else(|| (span.0..span.0 + rs.rows() as u64).collect());
+        let p = knn_partial::search_sources(
+            &*qs, &q_rows, &q_ids, &*rs, &r_rows, &r_ids, span, k, metric,
+        )?;
+        Ok(p.encode())
+    })?;
+    Ok(bytes(py, &out))
+}
+
+/// Two kNN partial results of the same queries, merged.
+#[pyfunction]
+pub fn knn_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let (a, b) = (a.to_vec(), b.to_vec());
+    let out = compute(py, move || {
+        Ok(KnnPartial::decode(&a)?
+            .merge(KnnPartial::decode(&b)?)?
+            .encode())
+    })?;
+    Ok(bytes(py, &out))
+}
+
+/// The graph in input row numbering from the merged lists of every query block (each covering all `n`
+/// rows): a duplicate row takes its representative's neighbours, as `knn` gives them.
+#[pyfunction]
+pub fn knn_assemble<'py>(
+    py: Python<'py>,
+    blocks: Vec<Vec<u8>>,
+    first: Vec<u32>,
+    k: usize,
+) -> PyResult<Neighbours<'py>> {
+    let n = first.len();
+    let (idx, dist) = compute(py, move || {
+        let parts: Vec<KnnPartial> = blocks
+            .iter()
+            .map(|b| KnnPartial::decode(b))
+            .collect::<repscope::Result<_>>()?;
+        let (ids, dist) = knn_partial::assemble(&parts, &first, k)?;
+        let idx: Vec<i64> = ids.into_iter().map(|v| v as i64).collect();
+        let dist: Vec<f32> = dist.into_iter().map(|d| d as f32).collect();
+        Ok((idx, dist))
+    })?;
+    Ok((
+        idx.into_pyarray(py).reshape([n, k])?,
+        dist.into_pyarray(py).reshape([n, k])?,
+    ))
+}
+
+/// What a job gives when it ends.
+enum Output {
+    Document(String),
+    /// Every row's first equal row, and the duplicates document.
+    Dedup(Vec<u32>, String),
+}
+
+enum Msg {
+    Pass(Vec<u8>),
+    Done(repscope::Result<Output>),
+}
+
+/// Rows on a cluster, as the engine sees them: each pass goes to Python, which runs it on every shard and
+/// answers with the merged partial result.
+struct Remote {
+    rows: usize,
+    cols: usize,
+    name: String,
+    elem: Elem,
+    shards: usize,
+    ask: Sender<Msg>,
+    answers: Mutex<Receiver<Vec<u8>>>,
+}
+
+impl Passes for Remote {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn elem(&self) -> Elem {
+        self.elem
+    }
+    fn shards(&self) -> usize {
+        self.shards
+    }
+    fn run(&self, pass: &Pass, _: &dyn repscope::progress::Progress) -> repscope::Result<Partial> {
+        let stopped = || partial::stopped(&self.name);
+        self.ask
+            .send(Msg::Pass(pass.encode()))
+            .map_err(|_| stopped())?;
+        let b = self.answers.lock().unwrap().recv().map_err(|_| stopped())?;
+        Partial::decode(&b)
+    }
+}
+
+/// An engine measure running on a thread of this process, its passes run by Python.
+#[pyclass(name = "Job", module = "repscope._repscope")]
+pub struct Job {
+    asks: Mutex<Receiver<Msg>>,
+    answer: Sender<Vec<u8>>,
+    result: Mutex<Option<repscope::Result<Output>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn elem_of(name: &str) -> PyResult<Elem> {
+    Ok(match name {
+        "float16" => Elem::F16,
+        "bfloat16" => Elem::BF16,
+        "float32" => Elem::F32,
+        "float64" => Elem::F64,
+        o => return Err(PyValueError::new_err(format!("unknown dtype {o}"))),
+    })
+}
+
+impl Job {
+    fn start(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        work: impl FnOnce(&Remote) -> repscope::Result<Output> + Send + 'static,
+    ) -> PyResult<Job> {
+        let elem = elem_of(elem)?;
+        let (ask, asks) = channel();
+        let (answer, answers) = channel();
+        let thread = std::thread::spawn(move || {
+            let remote = Remote {
+                rows,
+                cols,
+                name,
+                elem,
+                shards,
+                ask: ask.clone(),
+                answers: Mutex::new(answers),
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&remote)))
+                .unwrap_or_else(|_| {
+                    Err(partial::corrupt(
+                        "repscope internal error (a panic): this is a bug, please report it",
+                    ))
+                });
+            let _ = ask.send(Msg::Done(r));
+        });
+        Ok(Job {
+            asks: Mutex::new(asks),
+            answer,
+            result: Mutex::new(None),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+}
+
+#[pymethods]
+impl Job {
+    /// The spectrum of rows on a cluster (the document of `spectrum`).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, name, elem, shards, paths, key, eps2, alpha_window, top_rogue, coding_rate, duplicates))]
+    fn spectrum(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        paths: Option<Vec<String>>,
+        key: Option<String>,
+        eps2: f64,
+        alpha_window: (usize, usize),
+        top_rogue: usize,
+        coding_rate: bool,
+        duplicates: bool,
+    ) -> PyResult<Job> {
+        let cfg = SpectrumConfig {
+            eps2,
+            alpha_window,
+            top_rogue,
+            coding_rate,
+            duplicates,
+            chunk_rows: None,
+        };
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let input = documents::described(paths.as_deref().unwrap_or(&[]), key.as_deref(), p);
+            let (r, _) = spectrum::analyse_passes(p, &cfg, &Silent)?;
+            let doc = documents::spectrum(&r, input, &cfg);
+            Ok(Output::Document(doc.to_string()))
+        })
+    }
+
+    /// The exact duplicate rows of rows on a cluster: every row's first equal row.
+    #[staticmethod]
+    fn dedup(rows: usize, cols: usize, name: String, elem: &str, shards: usize) -> PyResult<Job> {
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let (dup, first) = partial::first_equal(p, &Silent)?;
+            let doc = serde_json::to_string(&dup).unwrap_or_default();
+            Ok(Output::Dedup(first, doc))
+        })
+    }
+
+    /// The next pass to run (its bytes), or None when the job has ended.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let msg = py.detach(|| self.asks.lock().unwrap().recv());
+        match msg {
+            Ok(Msg::Pass(b)) => Ok(Some(bytes(py, &b))),
+            Ok(Msg::Done(r)) => {
+                if let Some(t) = self.thread.lock().unwrap().take() {
+                    let _ = py.detach(|| t.join());
+                }
+                *self.result.lock().unwrap() = Some(r);
+                Ok(None)
+            }
+            Err(_) => Err(PyRuntimeError::new_err("the job ended without a result")),
+        }
+    }
+
+    /// The merged partial result of the pass `next` gave.
+    fn answer(&self, b: Vec<u8>) -> PyResult<()> {
+        self.answer
+            .send(b)
+            .map_err(|_| PyRuntimeError::new_err("the job has ended"))
+    }
+
+    /// The job's result once `next` gave None: a JSON document, or (first equal rows, duplicates JSON).
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.result.lock().unwrap().take() {
+            None => Err(PyRuntimeError::new_err("the job has not ended")),
+            Some(Err(e)) => Err(to_py(e)),
+            Some(Ok(Output::Document(s))) => Ok(s.into_pyobject(py)?.into_any()),
+            Some(Ok(Output::Dedup(first, doc))) => {
+                let a: Bound<'py, PyArray1<u32>> = first.into_pyarray(py);
+                Ok((a, doc).into_pyobject(py)?.into_any())
+            }
+        }
+    }
+}

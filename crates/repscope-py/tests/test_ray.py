@@ -1,0 +1,233 @@
+"""repscope.ray on a local Ray cluster: the same graph and spectrum as the single-process functions, over 1, 2
+and 7 shards of every kind, with workers killed mid-run, and clear errors for bad sources."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import repscope
+
+if os.environ.get("REPSCOPE_REQUIRE_RAY"):
+    import ray  # noqa: F401  (the test command installs it: a missing Ray must fail, not skip)
+ray = pytest.importorskip("ray")
+rr = pytest.importorskip("repscope.ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """This process's temporary folder, empty, checked to stay empty: repscope.ray writes no file."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    yield folder
+    assert os.listdir(folder) == []
+
+
+def coarse(n, d, seed):
+    """Rows on a coarse grid, so that many distances tie exactly, with planted exact duplicates (one group
+    spanning shards) and a row equal to another up to the sign of zero."""
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.normal(size=(n, d)) * 2).astype(np.float32) / 2
+    X[n // 2] = X[3]
+    X[n - 1] = X[3]
+    X[20] = X[n // 3 + 1]
+    X[40, 0], X[41] = 0.0, X[40]
+    X[41, 0] = -0.0
+    return X
+
+
+def split(X, parts):
+    bounds = np.linspace(0, len(X), parts + 1).astype(int)
+    return [X[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_knn_equals_single_process_over_1_2_7_shards(cluster, metric):
+    X = coarse(1500, 8, 0)
+    idx, dist = repscope.knn(X, k=10, metric=metric)
+    for parts in (1, 2, 7):
+        for block in (None, 97):
+            i, d = rr.knn(split(X, parts), k=10, metric=metric, block_rows=block)
+            assert i.dtype == np.int64 and d.dtype == np.float32
+            np.testing.assert_array_equal(i, idx, err_msg=f"{parts} shards, blocks {block}")
+            assert np.max(np.abs(d.astype(np.float64) - dist)) <= 1e-12
+    # Duplicates take their representative's list, as the single-process graph gives them.
+    np.testing.assert_array_equal(i[len(X) // 2], i[3])
+
+
+def test_knn_from_files_refs_and_a_dataset(cluster, tmp_path, private_tmp):
+    X = coarse(900, 6, 1)
+    idx, dist = repscope.knn(X, k=5)
+    paths = []
+    for j, s in enumerate(split(X, 7)):
+        paths.append(tmp_path / f"part_{j:02d}.npy")
+        np.save(paths[-1], s)
+    for source in (str(tmp_path), [str(p) for p in paths], str(tmp_path / "part_*.npy")):
+        i, d = rr.knn(source, k=5)
+        np.testing.assert_array_equal(i, idx)
+        np.testing.assert_array_equal(d, dist)
+    i, _ = rr.knn([ray.put(s) for s in split(X, 2)], k=5)
+    np.testing.assert_array_equal(i, idx)
+    ds = ray.data.from_numpy(X).repartition(3)
+    i, _ = rr.knn(ds, k=5)
+    np.testing.assert_array_equal(i, idx)
+    # Nothing written: the shard folder is as it was (and the temporary folder empty, see private_tmp).
+    assert sorted(os.listdir(tmp_path)) == sorted([p.name for p in paths] + ["tmp"])
+
+
+def test_spectrum_equals_single_process_over_1_2_7_shards(cluster):
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(4000, 24)) * np.linspace(3, 0.1, 24) + 5).astype(np.float32)
+    X[7] = X[3000]
+    X[100] *= 40  # a row that carries the top direction: the second (projection) pass runs
+    base = repscope.spectrum(X, duplicates=True)
+    for parts in (1, 2, 7):
+        doc = rr.spectrum(split(X, parts), duplicates=True)
+        for key in ("eigenvalues", "explained_variance_ratio"):
+            assert rel(doc[key], base[key]) <= 1e-12, (parts, key)
+        for key in ("total_variance", "participation_ratio", "anisotropy"):
+            assert rel(doc[key], base[key]) <= 1e-12, (parts, key)
+        for key in ("effective_rank", "rankme", "coding_rate"):
+            assert rel(doc[key]["value"], base[key]["value"]) <= 1e-12, (parts, key)
+        assert rel(doc["alpha_req"]["alpha"], base["alpha_req"]["alpha"]) <= 1e-12
+        assert [r["dim"] for r in doc["rogue_dimensions"]] == [r["dim"] for r in base["rogue_dimensions"]]
+        assert doc["duplicates"] == base["duplicates"]
+        assert doc["notes"] == base["notes"]
+        assert doc["numerical_rank"] == base["numerical_rank"] and doc["n"] == len(X)
+    # The same shards give the same bits on every run (a fixed merge tree).
+    assert rr.spectrum(split(X, 7), duplicates=True) == doc
+
+
+def test_spectrum_of_float64_and_tiny_values(cluster):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 5)) * 1e-200  # squares would underflow: the scaled second pass runs
+    base = repscope.spectrum(X)
+    doc = rr.spectrum(split(X, 7))
+    assert doc["input"]["dtype"] == "float64"
+    assert rel(doc["eigenvalues"], base["eigenvalues"]) <= 1e-12
+    assert doc["notes"] == base["notes"]
+
+
+def _workers(n=40):
+    @ray.remote
+    def pid():
+        time.sleep(0.01)
+        return os.getpid()
+
+    return set(ray.get([pid.remote() for _ in range(n)]))
+
+
+def _killing(pids, delay):
+    """Starts a thread that SIGKILLs the worker processes after `delay` seconds; returns (thread, killed)."""
+    killed = []
+
+    def run():
+        time.sleep(delay)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed.append((p, time.monotonic()))
+            except ProcessLookupError:
+                pass
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, killed
+
+
+@pytest.mark.parametrize("what", ["knn", "spectrum"])
+def test_killed_workers_change_nothing(cluster, what, private_tmp):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(12000, 48)).astype(np.float32)
+    shards = [ray.put(s) for s in split(X, 7)]
+    if what == "knn":
+        want = rr.knn(shards, k=10, block_rows=300)
+        run = lambda: rr.knn(shards, k=10, block_rows=300)  # noqa: E731
+    else:
+        want = rr.spectrum(shards)
+        run = lambda: rr.spectrum(shards)  # noqa: E731
+    start = time.monotonic()
+    want_again = run()
+    took = time.monotonic() - start
+    thread, killed = _killing(_workers(), took / 4)
+    got = run()
+    end = time.monotonic()
+    thread.join()
+    assert killed and killed[0][1] < end, "no worker was killed while the run was going"
+    if what == "knn":
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    else:
+        assert got == want == want_again
+
+
+def test_bad_sources(cluster, tmp_path):
+    X = coarse(200, 6, 5)
+    with pytest.raises(ValueError, match=r"shards of different widths: shard 0 has 6 columns and shard 1 has 5"):
+        rr.knn([X, X[:, :5]], k=3)
+    with pytest.raises(ValueError, match="the source is empty"):
+        rr.knn([], k=3)
+    with pytest.raises(ValueError, match="the source is empty"):
+        rr.spectrum([np.zeros((0, 6), np.float32)])
+    with pytest.raises(ValueError, match=r"shard 1: non-finite value NaN at row 3"):
+        bad = X.copy()
+        bad[3, 1] = np.nan
+        rr.knn([X, bad], k=3)
+    with pytest.raises(ValueError, match="more than 10 distinct rows, but there are 2"):
+        rr.knn([np.eye(2, 6, dtype=np.float32)] * 3, k=10)
+    with pytest.raises(ValueError, match="shards of different precision"):
+        rr.spectrum([X, X.astype(np.float64)])
+
+
+def test_a_shard_that_disappears_mid_run(cluster, tmp_path, monkeypatch, private_tmp):
+    X = coarse(600, 6, 6)
+    paths = []
+    for j, s in enumerate(split(X, 3)):
+        paths.append(str(tmp_path / f"s{j}.npy"))
+        np.save(paths[-1], s)
+    measured = rr._measured
+
+    def then_remove(*a, **kw):
+        out = measured(*a, **kw)
+        os.remove(paths[1])
+        return out
+
+    monkeypatch.setattr(rr, "_measured", then_remove)
+    for f in (lambda: rr.knn(paths, k=4), lambda: rr.spectrum(paths)):
+        np.save(paths[1], split(X, 3)[1])
+        with pytest.raises(OSError, match="s1.npy"):
+            f()
+        assert sorted(os.listdir(tmp_path)) == ["s0.npy", "s2.npy", "tmp"]
+
+
+def test_an_unreachable_cluster_is_named():
+    code = (
+        "import numpy as np, repscope.ray as rr\n"
+        "rr.knn([np.eye(4, dtype=np.float32)], k=1, address='127.0.0.1:9')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ConnectionError: cannot reach the Ray cluster at 127.0.0.1:9"), last

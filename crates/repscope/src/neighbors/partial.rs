@@ -1,0 +1,415 @@
+//! Exact kNN in pieces: the k nearest rows of a block of queries within one shard of reference rows
+//! ([`search`]), and the exact merge of such lists over the shards ([`KnnPartial::merge`]).
+//!
+//! Rows carry global numbers (their rows in the whole source), and every list is ordered by (exact f64
+//! distance, global number), the order of the single-process graph. A shard's list is its exact k nearest,
+//! proven by the certificate of [`super::exact`]; the k nearest of all rows are among the union of the
+//! shards' lists, so merging them keeps the k smallest by that order, which is exact and does not depend on
+//! the order of the merges. A partial result records the reference rows it searched, so a shard merged
+//! twice or left out is an error, never a different graph.
+use super::exact::knn_search;
+use super::{Certificate, Metric};
+use crate::data::source::{self, RowSource};
+use crate::data::{self, Dedup, Matrix};
+use crate::error::{Error, Param, Result};
+use crate::partial::{corrupt, Reader, Writer};
+
+const TAG_KNN: u8 = 0x90;
+
+/// The k nearest rows found so far for a block of queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnnPartial {
+    pub k: usize,
+    pub metric: Metric,
+    /// Global numbers of the queries.
+    pub queries: Vec<u64>,
+    /// Global row ranges of the reference rows searched, ascending and disjoint.
+    pub searched: Vec<(u64, u64)>,
+    /// Neighbours found per query (at most k).
+    pub found: Vec<u32>,
+    /// Global numbers of the neighbours, k slots per query (the first `found[q]` used).
+    pub ids: Vec<u64>,
+    /// Their exact distances.
+    pub distances: Vec<f64>,
+    /// How the searches proved their lists, summed over the searches (a row per query and shard).
+    pub certificate: Certificate,
+}
+
+/// The k nearest rows of `refs` (global numbers `ref_ids`, ascending, all within `span`) for each row of
+/// `queries` (global numbers `query_ids`), a query never listing itself: one shard's partial result.
+pub fn search(
+    queries: &Matrix,
+    query_ids: &[u64],
+    refs: &Matrix,
+    ref_ids: &[u64],
+    span: (u64, u64),
+    k: usize,
+    metric: Metric,
+) -> Result<KnnPartial> {
+    if k == 0 {
+        return Err(Error::param(Param::K, "k must be at least 1", "use k = 10"));
+    }
+    if queries.rows() != query_ids.len() || refs.rows() != ref_ids.len() {
+        return Err(Error::data(
+            refs.name(),
+            "the row numbers do not match the rows",
+            "give one global row number per row",
+        ));
+    }
+    if !ref_ids.windows(2).all(|w| w[0] < w[1])
+        || ref_ids.first().is_some_and(|&f| f < span.0)
+        || ref_ids.last().is_some_and(|&l| l >= span.1)
+    {
+        return Err(Error::data(
+            refs.name(),
+            "the reference rows' global numbers are not ascending within the shard's span",
+            "number the rows of a shard from its first global row, in order",
+        ));
+    }
+    let nq = queries.rows();
+    let mut out = KnnPartial {
+        k,
+        metric,
+        queries: query_ids.to_vec(),
+        searched: vec![span],
+        found: vec![0; nq],
+        ids: vec![u64::MAX; nq * k],
+        distances: vec![f64::INFINITY; nq * k],
+        certificate: Certificate {
+            exact: true,
+            ..Certificate::default()
+        },
+    };
+    let nr = refs.rows();
+    if nr == 0 || nq == 0 {
+        return Ok(out);
+    }
+    // One more than k, in case a query is among the references.
+    let kk = (k + 1).min(nr);
+    let g = knn_search(queries, refs, kk, metric, false, None)?;
+    for (q, &own) in query_ids.iter().enumerate() {
+        let mut f = 0;
+        for (&j, &d) in g.neighbors(q).iter().zip(g.dists(q)) {
+            let id = ref_ids[j as usize];
+            if id == own || f == k {
+                continue;
+            }
+            out.ids[q * k + f] = id;
+            out.distances[q * k + f] = d;
+            f += 1;
+        }
+        out.found[q] = f as u32;
+    }
+    out.certificate = g.certificate;
+    Ok(out)
+}
+
+/// [`search`] between rows of two row sources (shards): the query rows `q_rows` (local numbers, global
+/// `q_ids`) and the reference rows `r_rows` (local, global `r_ids`), values checked finite.
+#[allow(clippy::too_many_arguments)]
+pub fn search_sources(
+    q: &dyn RowSource,
+    q_rows: &[usize],
+    q_ids: &[u64],
+    r: &dyn RowSource,
+    r_rows: &[usize],
+    r_ids: &[u64],
+    span: (u64, u64),
+    k: usize,
+    metric: Metric,
+) -> Result<KnnPartial> {
+    let load = |src: &dyn RowSource, rows: &[usize]| {
+        if let Some(&bad) = rows.iter().find(|&&i| i >= src.rows()) {
+            return Err(Error::data(
+                src.name(),
+                format!(
+                    "row {bad} is asked for, but the shard has {} rows",
+                    src.rows()
+                ),
+                "pass the shards as they were when the run started",
+            ));
+        }
+        let m = source::gather(src, rows)?;
+        data::check_finite(&m)?;
+        Ok(m)
+    };
+    let qm = load(q, q_rows)?;
+    let rm = load(r, r_rows)?;
+    search(&qm, q_ids, &rm, r_ids, span, k, metric)
+}
+
+/// The graph in input row numbering from the finished lists of every query block (over all n rows, where
+/// `first[i]` is row i's first equal row): a duplicate row takes its representative's neighbours, as
+/// [`super::KnnGraph::to_input_rows`] gives them. Returns (row numbers, distances), n × k, row-major.
+pub fn assemble(blocks: &[KnnPartial], first: &[u32], k: usize) -> Result<(Vec<u64>, Vec<f64>)> {
+    let n = first.len();
+    let dedup = Dedup::from_first(first);
+    let mut distinct_of = vec![u32::MAX; n];
+    for (j, &row) in dedup.kept.iter().enumerate() {
+        distinct_of[row as usize] = j as u32;
+    }
+    // Where each distinct row's list is: (block, position).
+    let mut at: Vec<Option<(u32, u32)>> = vec![None; dedup.n_distinct()];
+    for (b, p) in blocks.iter().enumerate() {
+        p.lists(n as u64)?;
+        if p.k != k {
+            return Err(corrupt("a query block has another k"));
+        }
+        for (q, &row) in p.queries.iter().enumerate() {
+            let j = distinct_of
+                .get(row as usize)
+                .copied()
+                .filter(|&j| j != u32::MAX)
+                .ok_or_else(|| corrupt(format!("query {row} is not a distinct row")))?;
+            at[j as usize] = Some((b as u32, q as u32));
+        }
+    }
+    let mut ids = Vec::with_capacity(n * k);
+    let mut dist = Vec::with_capacity(n * k);
+    for &r in &dedup.representative {
+        let (b, q) = at[r as usize]
+            .ok_or_else(|| corrupt("a distinct row has no list: a query block is missing"))?;
+        let (p, q) = (&blocks[b as usize], q as usize);
+        ids.extend_from_slice(&p.ids[q * k..(q + 1) * k]);
+        dist.extend_from_slice(&p.distances[q * k..(q + 1) * k]);
+    }
+    Ok((ids, dist))
+}
+
+impl KnnPartial {
+    /// The lists of both partial results (of the same queries, over disjoint reference rows), merged: the
+    /// k smallest by (distance, global number).
+    pub fn merge(mut self, other: KnnPartial) -> Result<KnnPartial> {
+        if self.k != other.k || self.metric != other.metric || self.queries != other.queries {
+            return Err(corrupt(
+                "kNN partial results of different queries, k or metrics cannot be merged",
+            ));
+        }
+        let mut searched = self.searched.clone();
+        searched.extend(&other.searched);
+        searched.sort_unstable();
+        if let Some(w) = searched.windows(2).find(|w| w[0].1 > w[1].0) {
+            return Err(corrupt(format!(
+                "reference rows {}..{} and {}..{} overlap: a shard would be searched twice",
+                w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
+        let k = self.k;
+        let mut ids = Vec::with_capacity(k);
+        let mut dist = Vec::with_capacity(k);
+        for q in 0..self.queries.len() {
+            let (fa, fb) = (self.found[q] as usize, other.found[q] as usize);
+            let a = (
+                &self.ids[q * k..q * k + fa],
+                &self.distances[q * k..q * k + fa],
+            );
+            let b = (
+                &other.ids[q * k..q * k + fb],
+                &other.distances[q * k..q * k + fb],
+            );
+            ids.clear();
+            dist.clear();
+            let (mut i, mut j) = (0, 0);
+            while ids.len() < k && (i < fa || j < fb) {
+                let take_a = j == fb
+                    || (i < fa
+                        && (a.1[i], a.0[i])
+                            .partial_cmp(&(b.1[j], b.0[j]))
+                            .is_some_and(|o| o.is_le()));
+                if take_a {
+                    ids.push(a.0[i]);
+                    dist.push(a.1[i]);
+                    i += 1;
+                } else {
+                    ids.push(b.0[j]);
+                    dist.push(b.1[j]);
+                    j += 1;
+                }
+            }
+            self.ids[q * k..q * k + ids.len()].copy_from_slice(&ids);
+            self.distances[q * k..q * k + dist.len()].copy_from_slice(&dist);
+            self.found[q] = ids.len() as u32;
+        }
+        // Adjacent ranges are joined, so a complete merge searched one range.
+        let mut joined: Vec<(u64, u64)> = Vec::with_capacity(searched.len());
+        for s in searched {
+            match joined.last_mut() {
+                Some(last) if last.1 == s.0 => last.1 = s.1,
+                _ => joined.push(s),
+            }
+        }
+        self.searched = joined;
+        self.certificate = self.certificate.merged(other.certificate);
+        Ok(self)
+    }
+
+    /// The finished lists, once every reference row 0..n has been searched: (global numbers, distances),
+    /// queries × k, row-major.
+    pub fn lists(&self, n: u64) -> Result<(&[u64], &[f64])> {
+        if self.searched != [(0, n)] {
+            return Err(corrupt(format!(
+                "the kNN lists searched rows {:?}, not all rows 0..{n}",
+                self.searched
+            )));
+        }
+        if let Some(q) = self.found.iter().position(|&f| f as usize != self.k) {
+            return Err(Error::data(
+                "the source",
+                format!(
+                    "row {} has only {} other distinct rows, fewer than k = {}",
+                    self.queries[q], self.found[q], self.k
+                ),
+                "choose a smaller k or pass more rows",
+            ));
+        }
+        Ok((&self.ids, &self.distances))
+    }
+
+    /// The partial result as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(TAG_KNN);
+        w.usize(self.k)
+            .u64(matches!(self.metric, Metric::Cosine) as u64)
+            .u64s(&self.queries);
+        let flat: Vec<u64> = self.searched.iter().flat_map(|&(a, b)| [a, b]).collect();
+        w.u64s(&flat);
+        let found: Vec<u64> = self.found.iter().map(|&f| f as u64).collect();
+        w.u64s(&found).u64s(&self.ids).f64s(&self.distances);
+        let c = &self.certificate;
+        w.bool(c.exact)
+            .usize(c.rows)
+            .usize(c.certified)
+            .usize(c.recomputed)
+            .usize(c.exhaustive)
+            .usize(c.projected);
+        w.finish()
+    }
+
+    /// A partial result from its bytes.
+    pub fn decode(b: &[u8]) -> Result<KnnPartial> {
+        let (tag, mut r) = Reader::open(b)?;
+        if tag != TAG_KNN {
+            return Err(corrupt("the bytes are not a kNN partial result"));
+        }
+        let k = r.usize()?;
+        let metric = match r.u64()? {
+            0 => Metric::Euclidean,
+            1 => Metric::Cosine,
+            m => return Err(corrupt(format!("unknown metric {m}"))),
+        };
+        let queries = r.u64s()?;
+        let flat = r.u64s()?;
+        let found: Vec<u32> = r.u64s()?.into_iter().map(|f| f as u32).collect();
+        let ids = r.u64s()?;
+        let distances = r.f64s()?;
+        let certificate = Certificate {
+            exact: r.bool()?,
+            rows: r.usize()?,
+            certified: r.usize()?,
+            recomputed: r.usize()?,
+            exhaustive: r.usize()?,
+            projected: r.usize()?,
+        };
+        r.end()?;
+        let nq = queries.len();
+        if flat.len() % 2 != 0
+            || found.len() != nq
+            || ids.len() != nq.saturating_mul(k)
+            || distances.len() != ids.len()
+            || found.iter().any(|&f| f as usize > k)
+        {
+            return Err(corrupt(
+                "the parts of a kNN partial result disagree in size",
+            ));
+        }
+        Ok(KnnPartial {
+            k,
+            metric,
+            queries,
+            searched: flat.chunks_exact(2).map(|c| (c[0], c[1])).collect(),
+            found,
+            ids,
+            distances,
+            certificate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neighbors::exact_knn;
+    use crate::rng::Rng;
+
+    /// Shards of any size, merged in any order, give the single-process graph: indices and distances.
+    #[test]
+    fn merged_shards_equal_the_whole_graph() {
+        let (n, d, k) = (300, 6, 7);
+        let mut r = Rng::new(11);
+        // Coarse values, so that many distances tie exactly.
+        let v: Vec<f32> = (0..n * d)
+            .map(|_| (r.normal() * 2.0).round() as f32)
+            .collect();
+        let m = Matrix::from_vec(n, d, v, "t").unwrap();
+        let ds = crate::data::Dataset::new(m.clone()).unwrap();
+        let distinct = ds.distinct();
+        let nd = distinct.rows();
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let whole = exact_knn(distinct, k, metric, None).unwrap();
+            for bounds in [
+                vec![0, nd],
+                vec![0, 1, nd],
+                vec![0, 40, 41, 150, 299.min(nd), nd],
+            ] {
+                let ids: Vec<u64> = (0..nd as u64).collect();
+                let parts: Vec<KnnPartial> = bounds
+                    .windows(2)
+                    .map(|w| {
+                        let refs = distinct.slice_rows(w[0], w[1]);
+                        search(
+                            distinct,
+                            &ids,
+                            &refs,
+                            &ids[w[0]..w[1]],
+                            (w[0] as u64, w[1] as u64),
+                            k,
+                            metric,
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                // Merge back to front, through bytes.
+                let mut it = parts.into_iter().rev();
+                let mut acc = it.next().unwrap();
+                for p in it {
+                    acc = KnnPartial::decode(&p.encode()).unwrap().merge(acc).unwrap();
+                }
+                let (gi, gd) = acc.lists(nd as u64).unwrap();
+                for i in 0..nd {
+                    for j in 0..k {
+                        assert_eq!(
+                            gi[i * k + j],
+                            whole.neighbors(i)[j] as u64,
+                            "{metric:?} row {i}"
+                        );
+                        assert_eq!(gd[i * k + j].to_bits(), whole.dists(i)[j].to_bits());
+                    }
+                }
+                // Merging a shard twice is refused.
+                if bounds.len() > 2 {
+                    let again = search(
+                        distinct,
+                        &ids,
+                        &distinct.slice_rows(0, 1),
+                        &ids[..1],
+                        (0, 1),
+                        k,
+                        metric,
+                    )
+                    .unwrap();
+                    assert!(acc.clone().merge(again).is_err());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Passes over rows wherever they live, and their partial results, serialized and merged.
+//!
+//! A streaming measure reads its rows only through passes it describes ([`Pass`]): the values of some rows,
+//! the moments about a shift, the largest squared projections on a direction, the row hashes. Whoever holds
+//! the rows runs the pass ([`Passes`]): [`Local`] over a [`RowSource`] in this process; a cluster by running
+//! [`map`] on every shard (each shard knows the global number of its first row) and merging the partial
+//! results ([`Partial::merge`]). Passes and partials have a byte form ([`Pass::encode`],
+//! [`Partial::encode`]) to travel between processes.
+//!
+//! Every partial result carries the span of global rows it covers, and a merge takes only two adjacent
+//! spans: a shard counted twice (a retried task whose first result also arrived) or left out is an error,
+//! never a silently different number, and the merged result must cover every row. Sums are added in f64 in
+//! the order the merges give, so a fixed merge tree (the shards' order) gives the same bits on every run;
+//! another sharding changes only the last digits. Lists (largest values, rows, hashes) merge exactly.
+mod codec;
+
+use crate::data::duplicates::{self, Duplicates, FirstEqual};
+use crate::data::source::{Elem, RowSource};
+use crate::data::Matrix;
+use crate::error::Result;
+use crate::moments::{self, MomentSums, MomentsPass};
+use crate::progress::Progress;
+
+pub use codec::corrupt;
+pub(crate) use codec::{Reader, Writer};
+
+/// A pass over every row of a source.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pass {
+    /// The values of these rows (global numbers, ascending), as f64.
+    Rows(Vec<u64>),
+    /// The one-pass moments about a shift ([`moments`]).
+    Moments(MomentsPass),
+    /// The `top` largest of ((x·scale − mean)·v)² over the rows, and their sum.
+    Projection {
+        top: usize,
+        scale: f64,
+        mean: Vec<f64>,
+        v: Vec<f64>,
+    },
+    /// Every row's hash ([`duplicates::row_hash`]).
+    Hashes,
+}
+
+/// What one pass found in some rows: the span of global rows it covers, and the result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Partial {
+    /// Global rows start..end.
+    pub span: (usize, usize),
+    pub value: Found,
+}
+
+/// A pass's result over its span.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Found {
+    /// The rows asked for that lie in the span (global numbers, ascending) and their values, row-major.
+    Rows {
+        d: usize,
+        rows: Vec<u64>,
+        values: Vec<f64>,
+    },
+    Moments(Box<MomentSums>),
+    /// The `top` largest values (largest first) and the sum of all of them.
+    Projection {
+        top: usize,
+        largest: Vec<f64>,
+        sum: f64,
+    },
+    Hashes(Vec<u64>),
+}
+
+const TAG_ROWS: u8 = 1;
+const TAG_MOMENTS: u8 = 2;
+const TAG_PROJECTION: u8 = 3;
+const TAG_HASHES: u8 = 4;
+const TAG_FOUND: u8 = 0x80;
+
+/// Rows read at once by the rows pass.
+const READ_ROWS: usize = 4096;
+
+impl Pass {
+    /// The pass as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Pass::Rows(rows) => {
+                let mut w = Writer::new(TAG_ROWS);
+                w.u64s(rows);
+                w.finish()
+            }
+            Pass::Moments(m) => {
+                let mut w = Writer::new(TAG_MOMENTS);
+                m.encode(&mut w);
+                w.finish()
+            }
+            Pass::Projection {
+                top,
+                scale,
+                mean,
+                v,
+            } => {
+                let mut w = Writer::new(TAG_PROJECTION);
+                w.usize(*top).f64(*scale).f64s(mean).f64s(v);
+                w.finish()
+            }
+            Pass::Hashes => Writer::new(TAG_HASHES).finish(),
+        }
+    }
+    /// A pass from its bytes.
+    pub fn decode(b: &[u8]) -> Result<Pass> {
+        let (tag, mut r) = Reader::open(b)?;
+        let p = match tag {
+            TAG_ROWS => Pass::Rows(r.u64s()?),
+            TAG_MOMENTS => Pass::Moments(MomentsPass::decode(&mut r)?),
+            TAG_PROJECTION => Pass::Projection {
+                top: r.usize()?,
+                scale: r.f64()?,
+                mean: r.f64s()?,
+                v: r.f64s()?,
+            },
+            TAG_HASHES => Pass::Hashes,
+            t => return Err(corrupt(format!("unknown pass {t}"))),
+        };
+        r.end()?;
+        Ok(p)
+    }
+}
+
+/// Runs `pass` over `src`, whose first row is global row `first_row`: the partial result of that shard.
+pub fn map(
+    pass: &Pass,
+    src: &dyn RowSource,
+    first_row: usize,
+    progress: &dyn Progress,
+) -> Result<Partial> {
+    let (n, d) = (src.rows(), src.cols());
+    let span = (first_row, first_row + n);
+    let value = match pass {
+        Pass::Rows(rows) => {
+            let lo = rows.partition_point(|&r| (r as usize) < span.0);
+            let hi = rows.partition_point(|&r| (r as usize) < span.1);
+            let mine = &rows[lo..hi];
+            let mut values = vec![0.0f64; mine.len() * d];
+            // Runs of rows that lie close together are read at once.
+            let mut a = 0;
+            let mut buf = Vec::new();
+            while a < mine.len() {
+                let start = mine[a] as usize - first_row;
+                let mut b = a + 1;
+                while b < mine.len() && (mine[b] as usize - first_row) < start + READ_ROWS {
+                    b += 1;
+                }
+                let count = mine[b - 1] as usize - first_row + 1 - start;
+                buf.resize(count * d, 0.0);
+                src.read_f64(start, count, &mut buf)?;
+                for (i, &r) in mine[a..b].iter().enumerate() {
+                    let at = r as usize - first_row - start;
+                    values[(a + i) * d..(a + i + 1) * d]
+                        .copy_from_slice(&buf[at * d..(at + 1) * d]);
+                }
+                a = b;
+            }
+            Found::Rows {
+                d,
+                rows: mine.to_vec(),
+                values,
+            }
+        }
+        Pass::Moments(m) => Found::Moments(Box::new(moments::sums(src, m, progress)?)),
+        Pass::Projection {
+            top,
+            scale,
+            mean,
+            v,
+        } => {
+            let (largest, sum) = moments::top_of_pass(src, *top, progress, |x| {
+                moments::squared_projection(x, *scale, mean, v)
+            })?;
+            Found::Projection {
+                top: *top,
+                largest,
+                sum,
+            }
+        }
+        Pass::Hashes => Found::Hashes(duplicates::hash_source(src, progress)?),
+    };
+    Ok(Partial { span, value })
+}
+
+impl Partial {
+    /// The partial result of the union of two adjacent spans (in either order). Sums are added in f64,
+    /// the earlier span's first; lists are merged exactly.
+    pub fn merge(self, other: Partial) -> Result<Partial> {
+        let (a, b) = if self.span.0 <= other.span.0 {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        if a.span.1 != b.span.0 {
+            return Err(corrupt(format!(
+                "the partial results of rows {}..{} and {}..{} are not adjacent: {}",
+                a.span.0,
+                a.span.1,
+                b.span.0,
+                b.span.1,
+                if a.span.1 > b.span.0 {
+                    "they overlap, so some rows would be counted twice"
+                } else {
+                    "the rows between them are missing"
+                }
+            )));
+        }
+        let span = (a.span.0, b.span.1);
+        let value = match (a.value, b.value) {
+            (
+                Found::Rows {
+                    d,
+                    mut rows,
+                    mut values,
+                },
+                Found::Rows {
+                    d: d2,
+                    rows: r2,
+                    values: v2,
+                },
+            ) if d == d2 => {
+                rows.extend(r2);
+                values.extend(v2);
+                Found::Rows { d, rows, values }
+            }
+            (Found::Moments(x), Found::Moments(y)) => Found::Moments(Box::new(x.merge(*y)?)),
+            (
+                Found::Projection {
+                    top,
+                    mut largest,
+                    sum,
+                },
+                Found::Projection {
+                    top: t2,
+                    largest: l2,
+                    sum: s2,
+                },
+            ) if top == t2 => {
+                largest.extend(l2);
+                largest.sort_by(|x, y| y.total_cmp(x));
+                largest.truncate(top);
+                Found::Projection {
+                    top,
+                    largest,
+                    sum: sum + s2,
+                }
+            }
+            (Found::Hashes(mut h), Found::Hashes(h2)) => {
+                h.extend(h2);
+                Found::Hashes(h)
+            }
+            _ => {
+                return Err(corrupt(
+                    "two partial results of different passes cannot be merged",
+                ))
+            }
+        };
+        Ok(Partial { span, value })
+    }
+
+    /// Checks that the result covers rows 0..n, as the result of a whole pass must.
+    pub fn covering(self, n: usize) -> Result<Partial> {
+        if self.span != (0, n) {
+            return Err(corrupt(format!(
+                "the merged result covers rows {}..{}, not all {n} rows of the source",
+                self.span.0, self.span.1
+            )));
+        }
+        Ok(self)
+    }
+
+    /// The partial result as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(TAG_FOUND);
+        w.usize(self.span.0).usize(self.span.1);
+        match &self.value {
+            Found::Rows { d, rows, values } => {
+                w.u64(TAG_ROWS as u64).usize(*d).u64s(rows).f64s(values);
+            }
+            Found::Moments(m) => {
+                w.u64(TAG_MOMENTS as u64);
+                m.encode(&mut w);
+            }
+            Found::Projection { top, largest, sum } => {
+                w.u64(TAG_PROJECTION as u64)
+                    .usize(*top)
+                    .f64s(largest)
+                    .f64(*sum);
+            }
+            Found::Hashes(h) => {
+                w.u64(TAG_HASHES as u64).u64s(h);
+            }
+        }
+        w.finish()
+    }
+
+    /// A partial result from its bytes.
+    pub fn decode(b: &[u8]) -> Result<Partial> {
+        let (tag, mut r) = Reader::open(b)?;
+        if tag != TAG_FOUND {
+            return Err(corrupt("the bytes are a pass, not a partial result"));
+        }
+        let span = (r.usize()?, r.usize()?);
+        if span.0 > span.1 {
+            return Err(corrupt("a partial result's span ends before it starts"));
+        }
+        let len = span.1 - span.0;
+        let value = match r.u64()? as u8 {
+            TAG_ROWS => {
+                let d = r.usize()?;
+                let rows = r.u64s()?;
+                let values = r.f64s()?;
+                if values.len() != rows.len().saturating_mul(d) {
+                    return Err(corrupt("rows and values of a rows result disagree"));
+                }
+                Found::Rows { d, rows, values }
+            }
+            TAG_MOMENTS => Found::Moments(Box::new(MomentSums::decode(&mut r)?)),
+            TAG_PROJECTION => Found::Projection {
+                top: r.usize()?,
+                largest: r.f64s()?,
+                sum: r.f64()?,
+            },
+            TAG_HASHES => {
+                let h = r.u64s()?;
+                if h.len() != len {
+                    return Err(corrupt(
+                        "a hashes result holds a different number of rows than its span",
+                    ));
+                }
+                Found::Hashes(h)
+            }
+            t => return Err(corrupt(format!("unknown partial result {t}"))),
+        };
+        r.end()?;
+        Ok(Partial { span, value })
+    }
+}
+
+/// Rows that a measure reads through passes: in this process ([`Local`]) or on a cluster.
+pub trait Passes: Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// The name used in messages.
+    fn name(&self) -> &str;
+    /// The element type as stored.
+    fn elem(&self) -> Elem;
+    /// The shards behind the rows.
+    fn shards(&self) -> usize;
+    /// The result of `pass` over every row, merged.
+    fn run(&self, pass: &Pass, progress: &dyn Progress) -> Result<Partial>;
+
+    /// The duplicate rows from every row's hash ([`duplicates::find`]): the rows whose hash repeats are
+    /// fetched by a rows pass and compared value by value.
+    fn duplicates(
+        &self,
+        hashes: Vec<u64>,
+        first_equal: bool,
+        progress: &dyn Progress,
+    ) -> Result<(Duplicates, Option<FirstEqual>)> {
+        let n = self.rows();
+        let wanted = duplicates::repeated_rows(&hashes);
+        if wanted.is_empty() {
+            return Ok((
+                duplicates::none(n),
+                first_equal.then(|| (0..n as u32).collect()),
+            ));
+        }
+        let fetched = self.run(&Pass::Rows(wanted.clone()), progress)?;
+        let Found::Rows { rows, values, .. } = fetched.covering(n)?.value else {
+            return Err(corrupt("a rows pass returned another result"));
+        };
+        if rows != wanted {
+            return Err(corrupt(
+                "a rows pass returned other rows than it was asked for",
+            ));
+        }
+        let sub = Matrix::from_f64(rows.len(), self.cols(), values, self.name())?;
+        let sub_hashes: Vec<u64> = rows.iter().map(|&r| hashes[r as usize]).collect();
+        let (found, first) = duplicates::find(&sub, sub_hashes, true, progress)?;
+        Ok(duplicates::spread(
+            found,
+            first.expect("asked for"),
+            &rows,
+            n,
+            first_equal,
+        ))
+    }
+}
+
+/// Every row's first equal row (the row itself when it is the first) and the duplicates found: a hashes
+/// pass, then a rows pass over the rows whose hash repeats.
+pub fn first_equal(p: &dyn Passes, progress: &dyn Progress) -> Result<(Duplicates, FirstEqual)> {
+    let Found::Hashes(h) = p.run(&Pass::Hashes, progress)?.covering(p.rows())?.value else {
+        return Err(corrupt("a hashes pass returned another result"));
+    };
+    let (dup, first) = p.duplicates(h, true, progress)?;
+    Ok((dup, first.expect("asked for")))
+}
+
+/// The error of a pass whose answer never came (the run was stopped).
+pub fn stopped(name: &str) -> crate::Error {
+    crate::Error::data(
+        name,
+        "the run was stopped before the passes over the rows were answered",
+        "run it again",
+    )
+}
+
+/// A row source in this process: each pass is one shard covering every row.
+pub struct Local<'a>(pub &'a dyn RowSource);
+
+impl Passes for Local<'_> {
+    fn rows(&self) -> usize {
+        self.0.rows()
+    }
+    fn cols(&self) -> usize {
+        self.0.cols()
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn elem(&self) -> Elem {
+        self.0.elem()
+    }
+    fn shards(&self) -> usize {
+        self.0.shards()
+    }
+    fn run(&self, pass: &Pass, progress: &dyn Progress) -> Result<Partial> {
+        map(pass, self.0, 0, progress)
+    }
+    fn duplicates(
+        &self,
+        hashes: Vec<u64>,
+        first_equal: bool,
+        progress: &dyn Progress,
+    ) -> Result<(Duplicates, Option<FirstEqual>)> {
+        duplicates::find(self.0, hashes, first_equal, progress)
+    }
+}
