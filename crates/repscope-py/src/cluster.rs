@@ -5,7 +5,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -73,6 +73,19 @@ pub fn pass_map<'py>(
     Ok(bytes(py, &out))
 }
 
+/// The partial result (bytes) of a shard the pass needs no values of, or None when it must be read.
+#[pyfunction]
+pub fn pass_skip<'py>(
+    py: Python<'py>,
+    spec: &[u8],
+    first_row: usize,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let pass = Pass::decode(spec).map_err(to_py)?;
+    Ok(partial::without_reading(&pass, first_row, rows, cols).map(|p| bytes(py, &p.encode())))
+}
+
 /// Two partial results of adjacent rows, merged.
 #[pyfunction]
 pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
@@ -83,43 +96,79 @@ pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'p
     Ok(bytes(py, &out))
 }
 
-/// The exact k nearest of some rows of a query shard (local rows `q_rows`, global numbers `q_ids`) among
-/// some rows of a reference shard (local `r_rows`, global `r_ids`, within global rows `span`; None: every
-/// row of the shard, numbered from the span's start).
+/// One block of a shard: its rows (local numbers) and their global numbers, as the engine reads them.
+fn block(
+    x: &Rows<'_>,
+    key: Option<&str>,
+    name: &str,
+    rows: &PyReadonlyArray1<'_, i64>,
+    ids: &PyReadonlyArray1<'_, i64>,
+) -> PyResult<(Box<dyn RowSource>, Vec<usize>, Vec<u64>)> {
+    let src: Box<dyn RowSource> = match x {
+        Rows::Array(v) => Box::new(super::matrix(v, name)?),
+        _ => rows_source(x, key)?,
+    };
+    let rows: Vec<usize> = rows.as_array().iter().map(|&r| r.max(0) as usize).collect();
+    let ids: Vec<u64> = ids.as_array().iter().map(|&r| r.max(0) as u64).collect();
+    Ok((src, rows, ids))
+}
+
+/// The exact k nearest other rows of one block within itself (local rows `rows`, global numbers `ids`,
+/// within global rows `span`): a partial result's bytes.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (q, q_rows, q_ids, r, r_rows, r_ids, span, k, metric_name, key=None, names=None))]
-pub fn knn_block<'py>(
+#[pyo3(signature = (x, rows, ids, span, k, metric_name, key=None, name="shard"))]
+pub fn knn_self_block<'py>(
     py: Python<'py>,
-    q: Rows<'py>,
-    q_rows: Vec<usize>,
-    q_ids: Vec<u64>,
-    r: Rows<'py>,
-    r_rows: Option<Vec<usize>>,
-    r_ids: Option<Vec<u64>>,
+    x: Rows<'py>,
+    rows: PyReadonlyArray1<'py, i64>,
+    ids: PyReadonlyArray1<'py, i64>,
     span: (u64, u64),
     k: usize,
     metric_name: &str,
     key: Option<String>,
-    names: Option<(String, String)>,
+    name: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let names = names.unwrap_or_else(|| ("queries".into(), "references".into()));
     let metric = metric(metric_name)?;
-    let named = |x: &Rows<'_>, name: &str| match x {
-        Rows::Array(v) => Ok(Box::new(super::matrix(v, name)?) as Box<dyn RowSource>),
-        _ => rows_source(x, key.as_deref()),
-    };
-    let qs = named(&q, &names.0)?;
-    let rs = named(&r, &names.1)?;
+    let (src, rows, ids) = block(&x, key.as_deref(), name, &rows, &ids)?;
     let out = compute(py, move || {
-        let r_rows = r_rows.unwrap_or_else(|| (0..rs.rows()).collect());
-        let r_ids = r_ids.unwrap_or_else(|| (span.0..span.0 + rs.rows() as u64).collect());
-        let p = knn_partial::search_sources(
-            &*qs, &q_rows, &q_ids, &*rs, &r_rows, &r_ids, span, k, metric,
-        )?;
-        Ok(p.encode())
+        let m = knn_partial::load_rows(&*src, &rows)?;
+        Ok(knn_partial::search_self(&m, &ids, span, k, metric)?.encode())
     })?;
     Ok(bytes(py, &out))
+}
+
+/// The exact k nearest rows of block b for each row of block a, and of a for each row of b, from one
+/// product: the two partial results' bytes.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (a, a_rows, a_ids, a_span, b, b_rows, b_ids, b_span, k, metric_name, key=None, names=None))]
+pub fn knn_pair_block<'py>(
+    py: Python<'py>,
+    a: Rows<'py>,
+    a_rows: PyReadonlyArray1<'py, i64>,
+    a_ids: PyReadonlyArray1<'py, i64>,
+    a_span: (u64, u64),
+    b: Rows<'py>,
+    b_rows: PyReadonlyArray1<'py, i64>,
+    b_ids: PyReadonlyArray1<'py, i64>,
+    b_span: (u64, u64),
+    k: usize,
+    metric_name: &str,
+    key: Option<String>,
+    names: Option<(String, String)>,
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let metric = metric(metric_name)?;
+    let names = names.unwrap_or_else(|| ("shard".into(), "shard".into()));
+    let (sa, ra, ia) = block(&a, key.as_deref(), &names.0, &a_rows, &a_ids)?;
+    let (sb, rb, ib) = block(&b, key.as_deref(), &names.1, &b_rows, &b_ids)?;
+    let (x, y) = compute(py, move || {
+        let ma = knn_partial::load_rows(&*sa, &ra)?;
+        let mb = knn_partial::load_rows(&*sb, &rb)?;
+        let (pa, pb) = knn_partial::search_pair(&ma, &ia, a_span, &mb, &ib, b_span, k, metric)?;
+        Ok((pa.encode(), pb.encode()))
+    })?;
+    Ok((bytes(py, &x), bytes(py, &y)))
 }
 
 /// Two kNN partial results of the same queries, merged.
@@ -163,6 +212,8 @@ pub fn knn_assemble<'py>(
 /// What a job gives when it ends.
 enum Output {
     Document(String),
+    /// The activation statistics' document, its per-row arrays and the width.
+    Activations(String, Box<repscope::activations::PerRow>, usize),
     /// Every row's first equal row, and the duplicates document.
     Dedup(Vec<u32>, String),
 }
@@ -304,6 +355,53 @@ impl Job {
         })
     }
 
+    /// The activation statistics of rows on a cluster (the document of `activations`, its per-row arrays).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, name, elem, shards, paths, key, token_ids, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed, duplicates))]
+    fn activations(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        paths: Option<Vec<String>>,
+        key: Option<String>,
+        token_ids: Option<Vec<u32>>,
+        massive_abs: f64,
+        massive_ratio: f64,
+        eps: Option<f64>,
+        peak_factor: f64,
+        outlier_sigma: f64,
+        top_rogue: usize,
+        max_listed: usize,
+        duplicates: bool,
+    ) -> PyResult<Job> {
+        let cfg = repscope::activations::ActivationConfig {
+            massive_abs,
+            massive_ratio,
+            eps,
+            peak_factor,
+            outlier_sigma,
+            top_rogue,
+            max_listed,
+            duplicates,
+        };
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let input = documents::described(paths.as_deref().unwrap_or(&[]), key.as_deref(), p);
+            let mut r =
+                repscope::activations::analyse_passes(p, &cfg, token_ids.as_deref(), &Silent)?;
+            let per_row = std::mem::take(&mut r.rows);
+            let doc = documents::activations(
+                &r,
+                input,
+                &cfg,
+                serde_json::json!({"token_ids": null, "tokenizer": null}),
+            );
+            Ok(Output::Activations(doc.to_string(), Box::new(per_row), r.d))
+        })
+    }
+
     /// The exact duplicate rows of rows on a cluster: every row's first equal row.
     #[staticmethod]
     fn dedup(rows: usize, cols: usize, name: String, elem: &str, shards: usize) -> PyResult<Job> {
@@ -343,6 +441,23 @@ impl Job {
             None => Err(PyRuntimeError::new_err("the job has not ended")),
             Some(Err(e)) => Err(to_py(e)),
             Some(Ok(Output::Document(s))) => Ok(s.into_pyobject(py)?.into_any()),
+            Some(Ok(Output::Activations(doc, rows, d))) => {
+                let rows = *rows;
+                let (zero, small) = (rows.zero_fraction(d), rows.small_fraction(d));
+                let eps = !rows.small.is_empty();
+                let mut arrays = vec![
+                    ("norm", rows.norm.into_pyarray(py)),
+                    ("zero_fraction", zero.into_pyarray(py)),
+                    ("peak", rows.peak.into_pyarray(py)),
+                    ("median_abs", rows.median_abs.into_pyarray(py)),
+                ];
+                if eps {
+                    arrays.push(("small_fraction", small.into_pyarray(py)));
+                }
+                Ok((doc, arrays, rows.peak_dim.into_pyarray(py))
+                    .into_pyobject(py)?
+                    .into_any())
+            }
             Some(Ok(Output::Dedup(first, doc))) => {
                 let a: Bound<'py, PyArray1<u32>> = first.into_pyarray(py);
                 Ok((a, doc).into_pyobject(py)?.into_any())

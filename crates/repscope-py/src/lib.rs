@@ -1188,7 +1188,9 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::shard_info, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_map, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_merge, m)?)?;
-    m.add_function(wrap_pyfunction!(cluster::knn_block, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::pass_skip, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_self_block, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_pair_block, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_merge, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_assemble, m)?)?;
     m.add_class::<cluster::Job>()?;

@@ -68,7 +68,7 @@ def test_knn_equals_single_process_over_1_2_7_shards(cluster, metric):
     X = coarse(1500, 8, 0)
     idx, dist = repscope.knn(X, k=10, metric=metric)
     for parts in (1, 2, 7):
-        for block in (None, 97):
+        for block in (None, 400):
             i, d = rr.knn(split(X, parts), k=10, metric=metric, block_rows=block)
             assert i.dtype == np.int64 and d.dtype == np.float32
             np.testing.assert_array_equal(i, idx, err_msg=f"{parts} shards, blocks {block}")
@@ -120,6 +120,41 @@ def test_spectrum_equals_single_process_over_1_2_7_shards(cluster):
     assert rr.spectrum(split(X, 7), duplicates=True) == doc
 
 
+def close(a, b, path="doc"):
+    """Documents equal: numbers to 1e-12 relative (exact for integers), everything else exactly."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for key in a:
+            close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)) or isinstance(a, np.ndarray):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, f"{path}[{i}]")
+    elif isinstance(a, (float, np.floating)) and not isinstance(a, bool):
+        assert abs(a - b) <= 1e-12 * max(abs(a), abs(b), 1e-300) or a == b, (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_activations_equal_single_process_over_1_2_7_shards(cluster):
+    rng = np.random.default_rng(7)
+    X = (rng.normal(size=(3000, 32)) * 0.5).astype(np.float32)
+    X[:, 5] += 3.0
+    X[X < -1.2] = 0.0  # exact zeros
+    X[100, 7] = 4000.0  # massive values, one in a later shard
+    X[2500, 2] = -9000.0
+    X[1700] = X[20]  # a duplicate across shards
+    ids = rng.integers(0, 500, size=len(X))
+    base = repscope.activations(X, token_ids=ids, eps=0.01)
+    for parts in (1, 2, 7):
+        doc = rr.activations(split(X, parts), token_ids=ids, eps=0.01)
+        assert doc["input"]["rows"] == len(X) and doc["input"]["shards"] == parts
+        close({k: v for k, v in doc.items() if k != "input"}, {k: v for k, v in base.items() if k != "input"})
+        for key, arr in base["rows"].items():
+            np.testing.assert_array_equal(doc["rows"][key], arr, err_msg=key)
+    assert base["massive"]["count"] >= 2 and base["duplicates"]["merged"] == 1
+
+
 def test_spectrum_of_float64_and_tiny_values(cluster):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(500, 5)) * 1e-200  # squares would underflow: the scaled second pass runs
@@ -163,8 +198,8 @@ def test_killed_workers_change_nothing(cluster, what, private_tmp):
     X = rng.normal(size=(12000, 48)).astype(np.float32)
     shards = [ray.put(s) for s in split(X, 7)]
     if what == "knn":
-        want = rr.knn(shards, k=10, block_rows=300)
-        run = lambda: rr.knn(shards, k=10, block_rows=300)  # noqa: E731
+        want = rr.knn(shards, k=10, block_rows=2500)
+        run = lambda: rr.knn(shards, k=10, block_rows=2500)  # noqa: E731
     else:
         want = rr.spectrum(shards)
         run = lambda: rr.spectrum(shards)  # noqa: E731

@@ -12,6 +12,7 @@ use crate::data::duplicates::{self, Duplicates};
 use crate::data::source::{self, Elem, RowSource};
 use crate::data::Matrix;
 use crate::error::{Error, Param, Result, Text};
+use crate::partial::{self, Found, Local, Pass, Passes, Reader, Writer};
 use crate::progress::{Progress, Silent};
 use crate::spectrum::RogueDimension;
 
@@ -222,7 +223,7 @@ pub struct PerDimension {
 
 /// Per-row quantities, one entry per row; the faces summarise them (the JSON document gives quantiles,
 /// Python returns the arrays).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PerRow {
     pub norm: Vec<f64>,
     /// How many of the row's values are exactly 0 (of `d`; see [`PerRow::zero_fraction`]).
@@ -310,7 +311,7 @@ impl ActivationReport {
 }
 
 /// The partial statistics of a contiguous block of rows. Blocks merge exactly, in row order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Accumulator {
     d: usize,
     /// Row index of the first row.
@@ -335,12 +336,195 @@ pub struct Accumulator {
 }
 
 /// The thresholds the pass applies, in the units of the values it reads.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Rules {
     massive_abs: f64,
     massive_ratio: f64,
     eps: Option<f64>,
     max_listed: usize,
+}
+
+/// The pass of the activation statistics: its thresholds, the power of two the values are multiplied by
+/// (tiny f64 values), and whether to hash the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationsPass {
+    rules: Rules,
+    scale: f64,
+    hashes: bool,
+}
+
+impl ActivationsPass {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let r = &self.rules;
+        w.f64(r.massive_abs)
+            .f64(r.massive_ratio)
+            .bool(r.eps.is_some())
+            .f64(r.eps.unwrap_or(0.0))
+            .usize(r.max_listed)
+            .f64(self.scale)
+            .bool(self.hashes);
+    }
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<ActivationsPass> {
+        let massive_abs = r.f64()?;
+        let massive_ratio = r.f64()?;
+        let has_eps = r.bool()?;
+        let eps = r.f64()?;
+        Ok(ActivationsPass {
+            rules: Rules {
+                massive_abs,
+                massive_ratio,
+                eps: has_eps.then_some(eps),
+                max_listed: r.usize()?,
+            },
+            scale: r.f64()?,
+            hashes: r.bool()?,
+        })
+    }
+}
+
+/// What the activation pass found in some rows: the statistics and, when asked for, the rows' hashes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationSums {
+    acc: Accumulator,
+    hashes: Option<Vec<u64>>,
+}
+
+impl ActivationSums {
+    /// The statistics of these rows and then `next`'s.
+    pub fn merge(self, next: ActivationSums) -> Result<ActivationSums> {
+        if self.acc.d != next.acc.d
+            || self.acc.start + self.acc.rows != next.acc.start
+            || self.hashes.is_some() != next.hashes.is_some()
+        {
+            return Err(partial::corrupt(
+                "activation statistics of different passes or of rows that do not follow cannot be merged",
+            ));
+        }
+        let hashes = match (self.hashes, next.hashes) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        Ok(ActivationSums {
+            acc: self.acc.merge(next.acc),
+            hashes,
+        })
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let a = &self.acc;
+        let us = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
+        let u32s = |v: &[u32]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
+        w.usize(a.d).usize(a.start).usize(a.rows);
+        w.f64s(&a.mean)
+            .f64s(&a.m2)
+            .f64s(&a.max_abs)
+            .u64s(&us(&a.max_row));
+        w.u64s(&a.zeros)
+            .u64s(&a.small)
+            .f64s(&a.unit_sum)
+            .f64s(&a.unit_sq);
+        w.usize(a.unit_rows)
+            .u64s(&a.massive_by_dim)
+            .u64(a.massive_count)
+            .u64(a.massive_rows);
+        let (mv, mr, md, mm): (Vec<f64>, Vec<u64>, Vec<u64>, Vec<f64>) = (
+            a.massive.iter().map(|m| m.0).collect(),
+            a.massive.iter().map(|m| m.1 as u64).collect(),
+            a.massive.iter().map(|m| m.2 as u64).collect(),
+            a.massive.iter().map(|m| m.3).collect(),
+        );
+        w.f64s(&mv)
+            .u64s(&mr)
+            .u64s(&md)
+            .f64s(&mm)
+            .usize(a.max_listed);
+        let p = &a.per_row;
+        w.f64s(&p.norm).u64s(&u32s(&p.zeros)).u64s(&u32s(&p.small));
+        w.f64s(&p.peak).u64s(&u32s(&p.peak_dim)).f64s(&p.median_abs);
+        w.bool(self.hashes.is_some());
+        if let Some(h) = &self.hashes {
+            w.u64s(h);
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<ActivationSums> {
+        let bad = || partial::corrupt("activation statistics of the wrong size");
+        let to_u32 = |v: Vec<u64>| -> Result<Vec<u32>> {
+            v.into_iter()
+                .map(|x| u32::try_from(x).map_err(|_| bad()))
+                .collect()
+        };
+        let (d, start, rows) = (r.usize()?, r.usize()?, r.usize()?);
+        let mean = r.f64s()?;
+        let m2 = r.f64s()?;
+        let max_abs = r.f64s()?;
+        let max_row: Vec<usize> = r.u64s()?.into_iter().map(|x| x as usize).collect();
+        let zeros = r.u64s()?;
+        let small = r.u64s()?;
+        let unit_sum = r.f64s()?;
+        let unit_sq = r.f64s()?;
+        let unit_rows = r.usize()?;
+        let massive_by_dim = r.u64s()?;
+        let (massive_count, massive_rows) = (r.u64()?, r.u64()?);
+        let (mv, mr, md, mm) = (r.f64s()?, r.u64s()?, r.u64s()?, r.f64s()?);
+        let max_listed = r.usize()?;
+        let per_row = PerRow {
+            norm: r.f64s()?,
+            zeros: to_u32(r.u64s()?)?,
+            small: to_u32(r.u64s()?)?,
+            peak: r.f64s()?,
+            peak_dim: to_u32(r.u64s()?)?,
+            median_abs: r.f64s()?,
+        };
+        let hashes = if r.bool()? { Some(r.u64s()?) } else { None };
+        let widths = [&mean, &m2, &max_abs, &unit_sum, &unit_sq];
+        if widths.iter().any(|v| v.len() != d)
+            || [
+                max_row.len(),
+                zeros.len(),
+                small.len(),
+                massive_by_dim.len(),
+            ]
+            .iter()
+            .any(|&l| l != d)
+            || [mr.len(), md.len(), mm.len()]
+                .iter()
+                .any(|&l| l != mv.len())
+            || per_row.norm.len() != rows
+            || hashes.as_ref().is_some_and(|h| h.len() != rows)
+        {
+            return Err(bad());
+        }
+        let massive = (0..mv.len())
+            .map(|i| (mv[i], mr[i] as usize, md[i] as usize, mm[i]))
+            .collect();
+        Ok(ActivationSums {
+            acc: Accumulator {
+                d,
+                start,
+                rows,
+                mean,
+                m2,
+                max_abs,
+                max_row,
+                zeros,
+                small,
+                unit_sum,
+                unit_sq,
+                unit_rows,
+                massive_by_dim,
+                massive_count,
+                massive_rows,
+                massive,
+                max_listed,
+                per_row,
+            },
+            hashes,
+        })
+    }
 }
 
 fn listing_order(a: &(f64, usize, usize, f64), b: &(f64, usize, usize, f64)) -> std::cmp::Ordering {
@@ -653,23 +837,6 @@ fn median_of(n: usize, m: usize, value: &dyn Fn(usize) -> Option<f64>) -> f64 {
 /// The quantiles reported for per-row quantities.
 pub const QUANTILES: [f64; 9] = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0];
 
-/// The power of two that brings f64 values whose squares would underflow back to unit scale (1 when no
-/// scaling is needed), from the largest |value| of a source. f32 values widened to f64 never need it, so
-/// only f64 sources take this extra pass.
-fn unit_scale(src: &dyn RowSource, progress: &dyn Progress) -> Result<f64> {
-    if src.elem() != Elem::F64 {
-        return Ok(1.0);
-    }
-    let mut max = 0.0f64;
-    progress.stage("range of the values", src.rows() as u64);
-    source::for_each_chunk(src, source::chunk_rows(src), progress, |_, _, x| {
-        max = x.iter().fold(max, |a, v| a.max(v.abs()));
-        Ok(())
-    })?;
-    progress.finish_stage();
-    Ok(crate::moments::tiny_scale(max))
-}
-
 /// Activation statistics of the rows of `m`; `token_ids` (one per row) name the tokens of massive values
 /// and peak rows.
 pub fn analyse(
@@ -686,6 +853,17 @@ pub fn analyse(
 /// numbers per row (for the row quantiles and peak rows) and two chunks of rows.
 pub fn analyse_source(
     src: &dyn RowSource,
+    cfg: &ActivationConfig,
+    token_ids: Option<&[u32]>,
+    progress: &dyn Progress,
+) -> Result<ActivationReport> {
+    analyse_passes(&Local(src), cfg, token_ids, progress)
+}
+
+/// [`analyse_source`] of rows read through passes, in this process or on a cluster: the largest |value| of
+/// f64 rows first (whether they need scaling), then the statistics' pass, then the duplicates.
+pub fn analyse_passes(
+    src: &dyn Passes,
     cfg: &ActivationConfig,
     token_ids: Option<&[u32]>,
     progress: &dyn Progress,
@@ -711,25 +889,87 @@ pub fn analyse_source(
             });
         }
     }
-    let scale = unit_scale(src, progress)?;
-    let rules = Rules {
-        massive_abs: cfg.massive_abs * scale,
-        massive_ratio: cfg.massive_ratio,
-        eps: cfg.eps,
-        max_listed: cfg.max_listed,
+    // f32 values widened to f64 never need scaling, so only f64 sources take this extra pass.
+    let scale = if src.elem() == Elem::F64 {
+        match src.run(&Pass::MaxAbs, progress)?.covering(n)?.value {
+            Found::MaxAbs(max) => crate::moments::tiny_scale(max),
+            _ => return Err(partial::corrupt("a range pass returned another result")),
+        }
+    } else {
+        1.0
     };
+    let pass = ActivationsPass {
+        rules: Rules {
+            massive_abs: cfg.massive_abs * scale,
+            massive_ratio: cfg.massive_ratio,
+            eps: cfg.eps,
+            max_listed: cfg.max_listed,
+        },
+        scale,
+        hashes: cfg.duplicates,
+    };
+    let sums = match src
+        .run(&Pass::Activations(pass), progress)?
+        .covering(n)?
+        .value
+    {
+        Found::Activations(s) => *s,
+        _ => {
+            return Err(partial::corrupt(
+                "an activations pass returned another result",
+            ))
+        }
+    };
+    let mut report = finish(sums.acc, cfg, token_ids, scale);
+    if let Some(h) = sums.hashes {
+        let (dup, _) = src.duplicates(h, false, progress)?;
+        if dup.has_duplicates() {
+            report.notes.push(format!(
+                "{} of {n} rows repeat an earlier row exactly ({} distinct values repeated, the largest group {} rows, first at row {})",
+                dup.merged, dup.groups, dup.max_multiplicity, dup.largest[0].first_row
+            ));
+        }
+        report.duplicates = Some(dup);
+    }
+    Ok(report)
+}
+
+/// The largest |value| of the rows of `src` (f64 sources; 0 for others, whose values cannot be that small).
+pub(crate) fn max_abs(src: &dyn RowSource, progress: &dyn Progress) -> Result<f64> {
+    if src.elem() != Elem::F64 {
+        return Ok(0.0);
+    }
+    let mut max = 0.0f64;
+    progress.stage("range of the values", src.rows() as u64);
+    source::for_each_chunk(src, source::chunk_rows(src), progress, |_, _, x| {
+        max = x.iter().fold(max, |a, v| a.max(v.abs()));
+        Ok(())
+    })?;
+    progress.finish_stage();
+    Ok(max)
+}
+
+/// The statistics' pass over every row of `src`, whose first row is global row `first_row`.
+pub(crate) fn sums(
+    src: &dyn RowSource,
+    pass: &ActivationsPass,
+    first_row: usize,
+    progress: &dyn Progress,
+) -> Result<ActivationSums> {
+    let (n, d) = (src.rows(), src.cols());
+    let (rules, scale) = (pass.rules, pass.scale);
     // Chunks of whole blocks, about 2²² values.
-    let per_chunk = ((1usize << 22) / (CHUNK * d)).clamp(1, 16);
+    let per_chunk = ((1usize << 22) / (CHUNK * d.max(1))).clamp(1, 16);
     let mut acc: Option<Accumulator> = None;
-    let mut hashes: Option<Vec<u64>> = cfg.duplicates.then(|| Vec::with_capacity(n));
-    let hashing = cfg.duplicates;
+    let mut hashes: Option<Vec<u64>> = pass.hashes.then(|| Vec::with_capacity(n));
+    let hashing = pass.hashes;
     progress.stage("activation statistics", n as u64);
     source::for_each_chunk(src, per_chunk * CHUNK, progress, |start, _, x| {
         let blocks: Vec<(Accumulator, Vec<u64>)> = x
             .par_chunks_mut(CHUNK * d)
             .enumerate()
             .map(|(b, buf)| {
-                let s = start + b * CHUNK;
+                let s = first_row + start + b * CHUNK;
                 let mut h = Vec::new();
                 if hashing {
                     duplicates::hash_block(buf, d, &mut h);
@@ -751,7 +991,7 @@ pub fn analyse_source(
             acc = Some(match acc.take() {
                 None => {
                     let mut a = b;
-                    a.per_row.reserve(n - a.rows, cfg.eps.is_some());
+                    a.per_row.reserve(n - a.rows, rules.eps.is_some());
                     a
                 }
                 Some(a) => a.merge(b),
@@ -760,18 +1000,8 @@ pub fn analyse_source(
         Ok(())
     })?;
     progress.finish_stage();
-    let mut report = finish(acc.expect("at least one block"), cfg, token_ids, scale);
-    if let Some(h) = hashes {
-        let (dup, _) = duplicates::find(src, h, false, progress)?;
-        if dup.has_duplicates() {
-            report.notes.push(format!(
-                "{} of {n} rows repeat an earlier row exactly ({} distinct values repeated, the largest group {} rows, first at row {})",
-                dup.merged, dup.groups, dup.max_multiplicity, dup.largest[0].first_row
-            ));
-        }
-        report.duplicates = Some(dup);
-    }
-    Ok(report)
+    let acc = acc.unwrap_or_else(|| Accumulator::new(d, first_row, rules.max_listed));
+    Ok(ActivationSums { acc, hashes })
 }
 
 fn finish(

@@ -229,6 +229,20 @@ def activations(
         Whether to find exact duplicate rows (the document's ``duplicates``): a hash of every row in the same
         pass, and a pass comparing values only where two rows share a hash.
     """
+    ids, args = _activation_args(
+        token_ids, tokenizer, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed,
+        key, duplicates,
+    )
+    with rows(X) as r:
+        doc, per_row, peak_dim = _repscope.activations_doc(r, ids, *args)
+    return _activation_doc(doc, per_row, peak_dim, tokenizer)
+
+
+def _activation_args(
+    token_ids, tokenizer, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed, key,
+    duplicates,
+):
+    """The checked arguments of ``activations``: (token ids as a list or None, the engine's arguments)."""
     duplicates = _flag(duplicates, "duplicates")
     ids = None
     if token_ids is not None:
@@ -251,8 +265,11 @@ def activations(
         key,
         duplicates,
     )
-    with rows(X) as r:
-        doc, per_row, peak_dim = _repscope.activations_doc(r, ids, *args)
+    return ids, args
+
+
+def _activation_doc(doc, per_row, peak_dim, tokenizer):
+    """The engine's activation document as ``activations`` returns it: tokens named, per-row arrays added."""
     doc = json.loads(doc)
     if tokenizer is not None:
         for item in doc["massive"]["listed"] + doc["peak_rows"]["groups"]:

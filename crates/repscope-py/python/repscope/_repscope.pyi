@@ -110,3 +110,60 @@ def sae_train(
     normalize: bool,
     seed: int,
 ) -> Tuple[Sae, str]: ...
+
+# repscope.ray's engine side: passes over one shard, partial results merged, exact kNN in pieces, jobs.
+def shard_paths(paths: List[str]) -> List[str]: ...
+def shard_info(x: Any, key: Optional[str] = None) -> Tuple[int, int, str]: ...
+def pass_map(spec: bytes, x: Any, first_row: int, key: Optional[str] = None, name: str = "shard") -> bytes: ...
+def pass_merge(a: bytes, b: bytes) -> bytes: ...
+def pass_skip(spec: bytes, first_row: int, rows: int, cols: int) -> Optional[bytes]: ...
+def knn_self_block(
+    x: Any,
+    rows: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    span: Tuple[int, int],
+    k: int,
+    metric_name: str,
+    key: Optional[str] = None,
+    name: str = "shard",
+) -> bytes: ...
+def knn_pair_block(
+    a: Any,
+    a_rows: npt.NDArray[np.int64],
+    a_ids: npt.NDArray[np.int64],
+    a_span: Tuple[int, int],
+    b: Any,
+    b_rows: npt.NDArray[np.int64],
+    b_ids: npt.NDArray[np.int64],
+    b_span: Tuple[int, int],
+    k: int,
+    metric_name: str,
+    key: Optional[str] = None,
+    names: Optional[Tuple[str, str]] = None,
+) -> Tuple[bytes, bytes]: ...
+def knn_merge(a: bytes, b: bytes) -> bytes: ...
+def knn_assemble(
+    blocks: List[bytes], first: npt.NDArray[np.uint32], k: int
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+
+class Job:
+    @staticmethod
+    def spectrum(
+        rows: int,
+        cols: int,
+        name: str,
+        elem: str,
+        shards: int,
+        paths: Optional[List[str]],
+        key: Optional[str],
+        eps2: float,
+        alpha_window: Tuple[int, int],
+        top_rogue: int,
+        coding_rate: bool,
+        duplicates: bool,
+    ) -> "Job": ...
+    @staticmethod
+    def dedup(rows: int, cols: int, name: str, elem: str, shards: int) -> "Job": ...
+    def next(self) -> Optional[bytes]: ...
+    def answer(self, b: bytes) -> None: ...
+    def result(self) -> Any: ...

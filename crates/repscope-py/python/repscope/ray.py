@@ -10,13 +10,15 @@ Install with ``pip install "repscope[ray]"``. Each function takes a source of ro
 
 The rows are numbered across the shards in order, as if the shards were concatenated.
 
-- ``knn`` tiles the search into query-block × reference-shard tasks. Each finds its exact k nearest (proven
-  by the engine's certificate), and an exact k-way merge keeps the k nearest by (distance, row), so the graph
-  equals ``repscope.knn`` of the concatenated rows, ties included. Exact duplicate rows are found across
-  shards first (a hash of every row, then the rows that share a hash compared), and merged as ``repscope.knn``
-  merges them.
-- ``spectrum`` runs the engine's streaming spectrum on this process, with every pass over the rows mapped
-  over the shards and its partial results merged by a tree of tasks in the shards' order.
+- ``knn`` finds exact duplicate rows across shards first (a hash of every row, then the rows that share a
+  hash compared) and merges them as ``repscope.knn`` does. It splits the distinct rows into blocks and runs
+  one task per block with itself (the engine's self search) and one per pair of blocks, where each product
+  of two tiles ranks candidates for the rows of both, so the cluster does the single-process search's
+  work, not twice it. Every task's lists are exact (the engine's certificate), and an exact k-way merge
+  keeps each row's k nearest by (distance, row): the graph equals ``repscope.knn`` of the concatenated rows,
+  ties included.
+- ``spectrum`` and ``activations`` run the engine's streaming measure on this process, with every pass over
+  the rows mapped over the shards and its partial results merged in a fixed tree in the shards' order.
 
 Tasks are pure functions of their inputs and Ray retries them (``max_retries``): a worker lost mid-task is
 replaced and the task run again, and the result does not change. Partial results record the rows they cover,
@@ -36,7 +38,7 @@ import numpy as np
 from . import _repscope
 from ._arrays import as_matrix, check_int
 
-__all__ = ["knn", "spectrum"]
+__all__ = ["knn", "spectrum", "activations"]
 
 #: Retries of a task whose worker died (Ray's ``max_retries``).
 MAX_RETRIES = 3
@@ -100,14 +102,22 @@ def _tasks():
         return _repscope.pass_merge(a, b)
 
     @ray.remote(**opts)
-    def knn_block(q, q_rows, q_ids, r, r_rows, r_ids, span, k, metric, key, names):
-        return _repscope.knn_block(_rows(q), q_rows, q_ids, _rows(r), r_rows, r_ids, span, k, metric, key, names)
+    def knn_self(x, rows, ids, span, k, metric, key, name):
+        return _repscope.knn_self_block(_rows(x), rows, ids, span, k, metric, key, name)
+
+    @ray.remote(num_returns=2, **opts)
+    def knn_pair(a, a_rows, a_ids, a_span, b, b_rows, b_ids, b_span, k, metric, key, names):
+        return _repscope.knn_pair_block(
+            _rows(a), a_rows, a_ids, a_span, _rows(b), b_rows, b_ids, b_span, k, metric, key, names
+        )
 
     @ray.remote(**opts)
     def knn_merge(a, b):
         return _repscope.knn_merge(a, b)
 
-    _TASKS.update(info=info, pass_map=pass_map, pass_merge=pass_merge, knn_block=knn_block, knn_merge=knn_merge)
+    _TASKS.update(
+        info=info, pass_map=pass_map, pass_merge=pass_merge, knn_self=knn_self, knn_pair=knn_pair, knn_merge=knn_merge
+    )
     return _TASKS
 
 
@@ -257,8 +267,8 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
     column : str, optional
         The column of a Ray Dataset that holds the rows.
     block_rows : int, optional
-        Query rows per task (default: the distinct rows spread over about four tasks per CPU of the cluster,
-        at least 256).
+        Distinct rows per block (default: enough blocks to keep every CPU of the cluster busy, at most
+        200,000 rows). B blocks make B(B+1)/2 tasks.
     address : str, optional
         The Ray cluster to join when Ray is not initialised (default: start Ray on this machine).
     progress : bool, default False
@@ -283,28 +293,23 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
             f"({n} rows, {n - nd} duplicates merged). Pass a smaller k or more rows."
         )
     if block_rows is None:
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        block_rows = max(256, -(-nd // (4 * cpus)))
+        block_rows = _block_rows(nd, int(ray.cluster_resources().get("CPU", 1)))
     block_rows = check_int(block_rows, "block_rows", 1)
-    local = []
-    for s in shards:
-        ids = kept[(kept >= s.start) & (kept < s.start + s.rows)]
-        whole = len(ids) == s.rows
-        local.append((ids, None if whole else (ids - s.start).tolist(), None if whole else ids.tolist()))
-    finals, leaves = [], []
-    for s, (ids, _, _) in zip(shards, local):
-        for b in range(0, len(ids), block_rows):
-            q_ids = ids[b : b + block_rows]
-            q_rows, q_ids = (q_ids - s.start).tolist(), q_ids.tolist()
-            parts = [
-                t["knn_block"].remote(
-                    s.obj, q_rows, q_ids, r.obj, r_rows, r_ids, (r.start, r.start + r.rows), k, metric, key,
-                    (s.name, r.name),
-                )
-                for r, (_, r_rows, r_ids) in zip(shards, local)
-            ]
-            leaves.extend(parts)
-            finals.append(_tree(t["knn_merge"], parts))
+    blocks = _blocks(shards, kept, block_rows, n)
+    # One task per block with itself and per pair of blocks (one product serves both); each block's
+    # lists are merged in the order of the other block.
+    parts = [[None] * len(blocks) for _ in blocks]
+    leaves = []
+    for i, (s, rows, ids, span) in enumerate(blocks):
+        parts[i][i] = t["knn_self"].remote(s.obj, rows, ids, span, k, metric, key, s.name)
+        leaves.append(parts[i][i])
+        for j in range(i + 1, len(blocks)):
+            s2, rows2, ids2, span2 = blocks[j]
+            parts[i][j], parts[j][i] = t["knn_pair"].remote(
+                s.obj, rows, ids, span, s2.obj, rows2, ids2, span2, k, metric, key, (s.name, s2.name)
+            )
+            leaves.append(parts[i][j])
+    finals = [_tree(t["knn_merge"], row) for row in parts]
     bar.wait(leaves)
     blocks = _get(ray, finals, shards)
     return _repscope.knn_assemble(blocks, first.astype(np.uint32), k)
@@ -352,18 +357,114 @@ def spectrum(
     return json.loads(doc)
 
 
+def _block_rows(nd, cpus):
+    """Distinct rows per block: enough blocks that the B(B+1)/2 tasks keep every CPU busy (for one or two
+    CPUs, one or two blocks, whose tasks are as balanced as the work allows), at most 200,000 rows."""
+    cpus = max(1, cpus)
+    b = max(1, round((2 * cpus) ** 0.5)) if cpus <= 4 else int(np.ceil((8 * cpus) ** 0.5))
+    return max(1, min(200_000, -(-nd // b)))
+
+
+def _blocks(shards, kept, block_rows, n):
+    """The distinct rows in blocks of at most block_rows, never across shards: (shard, local rows, global
+    rows, span). The spans partition rows 0..n (rows without a block, such as duplicates, fall in the
+    span of the block before them)."""
+    out = []
+    for s in shards:
+        ids = kept[(kept >= s.start) & (kept < s.start + s.rows)]
+        for b in range(0, len(ids), block_rows):
+            chunk = np.ascontiguousarray(ids[b : b + block_rows], dtype=np.int64)
+            lo = s.start if b == 0 else int(chunk[0])
+            out.append([s, chunk - s.start, chunk, lo])
+    for i, blk in enumerate(out):
+        lo = 0 if i == 0 else blk[3]
+        hi = out[i + 1][3] if i + 1 < len(out) else n
+        blk[3] = (lo, hi)
+    return [tuple(b) for b in out]
+
+
+def activations(
+    source,
+    token_ids=None,
+    tokenizer=None,
+    massive_abs=100.0,
+    massive_ratio=1000.0,
+    eps=None,
+    peak_factor=10.0,
+    outlier_sigma=3.0,
+    top_rogue=10,
+    max_listed=100,
+    key=None,
+    duplicates=True,
+    *,
+    column=None,
+    address=None,
+    progress=False,
+):
+    """Activation statistics on Ray: the document of ``repscope.activations`` of the concatenated shards,
+    with its per-row arrays under ``"rows"``.
+
+    The parameters are those of ``repscope.activations`` (``token_ids`` one per row across the shards);
+    ``column``, ``address`` and ``progress`` as in ``knn``. Counts, maxima, listings and per-row values are
+    identical to the single-process document; means and variances agree to about 1e-15 relative.
+    """
+    from . import _activation_args, _activation_doc
+
+    ids, args = _activation_args(
+        token_ids, tokenizer, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed,
+        key, duplicates,
+    )
+    ray = _connect(address)
+    t = _tasks()
+    shards = _shards(source, key, column)
+    n, d, dtype = _measured(shards, key, ray, t)
+    paths = [s.obj for s in shards] if all(isinstance(s.obj, str) for s in shards) else None
+    job = _repscope.Job.activations(n, d, _name(shards), dtype, len(shards), paths, key, ids, *args[:7], args[8])
+    doc, per_row, peak_dim = _run_job(ray, t, job, shards, key, _Progress(ray, "activations", bool(progress)))
+    return _activation_doc(doc, per_row, peak_dim, tokenizer)
+
+
 def _name(shards):
     return shards[0].name if len(shards) == 1 else f"{len(shards)} shards"
 
 
 def _run_job(ray, t, job, shards, key, bar):
-    """Serves a job's passes: each mapped over every shard, merged by a fixed tree of tasks."""
+    """Serves a job's passes: each mapped over every shard that holds rows it needs, the partial results
+    merged in a fixed tree in shard order (by tasks; on this process when there are few shards, where a
+    task's latency would cost more than the merge)."""
     while True:
         spec = job.next()
         if spec is None:
             return job.result()
-        spec_ref = ray.put(spec)
-        leaves = [t["pass_map"].remote(spec_ref, s.obj, s.start, key, s.name) for s in shards]
-        merged = _tree(t["pass_merge"], leaves)
-        bar.wait(leaves)
-        job.answer(_get(ray, merged, shards))
+        spec_ref = None
+        leaves = []
+        for s in shards:
+            skip = _repscope.pass_skip(spec, s.start, s.rows, s.cols)
+            if skip is not None:
+                leaves.append(skip)
+                continue
+            if spec_ref is None:
+                spec_ref = ray.put(spec)
+            leaves.append(t["pass_map"].remote(spec_ref, s.obj, s.start, key, s.name))
+        refs = [p for p in leaves if not isinstance(p, bytes)]
+        bar.wait(refs)
+        if len(shards) <= LOCAL_MERGE_SHARDS:
+            got = iter(_get(ray, refs, shards))
+            merged = _tree_local([p if isinstance(p, bytes) else next(got) for p in leaves])
+        else:
+            merged = _get(ray, _tree(t["pass_merge"], [ray.put(p) if isinstance(p, bytes) else p for p in leaves]))
+        job.answer(merged)
+
+
+#: Up to this many shards, a pass's partial results are merged on this process (the same tree as the tasks').
+LOCAL_MERGE_SHARDS = 16
+
+
+def _tree_local(parts):
+    """_tree's merges, in the same order, on this process."""
+    while len(parts) > 1:
+        nxt = [_repscope.pass_merge(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        if len(parts) % 2:
+            nxt.append(parts[-1])
+        parts = nxt
+    return parts[0]

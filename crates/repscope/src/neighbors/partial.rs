@@ -67,19 +67,7 @@ pub fn search(
         ));
     }
     let nq = queries.rows();
-    let mut out = KnnPartial {
-        k,
-        metric,
-        queries: query_ids.to_vec(),
-        searched: vec![span],
-        found: vec![0; nq],
-        ids: vec![u64::MAX; nq * k],
-        distances: vec![f64::INFINITY; nq * k],
-        certificate: Certificate {
-            exact: true,
-            ..Certificate::default()
-        },
-    };
+    let mut out = empty(query_ids, span, k, metric);
     let nr = refs.rows();
     if nr == 0 || nq == 0 {
         return Ok(out);
@@ -104,38 +92,141 @@ pub fn search(
     Ok(out)
 }
 
-/// [`search`] between rows of two row sources (shards): the query rows `q_rows` (local numbers, global
-/// `q_ids`) and the reference rows `r_rows` (local, global `r_ids`), values checked finite.
-#[allow(clippy::too_many_arguments)]
-pub fn search_sources(
-    q: &dyn RowSource,
-    q_rows: &[usize],
-    q_ids: &[u64],
-    r: &dyn RowSource,
-    r_rows: &[usize],
-    r_ids: &[u64],
+/// A partial result of `ids` (queries) with no neighbour found yet, over the reference span `span`.
+fn empty(ids: &[u64], span: (u64, u64), k: usize, metric: Metric) -> KnnPartial {
+    let nq = ids.len();
+    KnnPartial {
+        k,
+        metric,
+        queries: ids.to_vec(),
+        searched: vec![span],
+        found: vec![0; nq],
+        ids: vec![u64::MAX; nq * k],
+        distances: vec![f64::INFINITY; nq * k],
+        certificate: Certificate {
+            exact: true,
+            ..Certificate::default()
+        },
+    }
+}
+
+/// A graph's lists (indices numbering `ref_ids`) as a partial result of the queries `query_ids`.
+fn from_graph(
+    g: &super::KnnGraph,
+    query_ids: &[u64],
+    ref_ids: &[u64],
+    span: (u64, u64),
+    k: usize,
+) -> KnnPartial {
+    let mut out = empty(query_ids, span, k, g.metric);
+    for q in 0..query_ids.len() {
+        for (f, (&j, &d)) in g.neighbors(q).iter().zip(g.dists(q)).enumerate() {
+            out.ids[q * k + f] = ref_ids[j as usize];
+            out.distances[q * k + f] = d;
+        }
+        out.found[q] = g.k as u32;
+    }
+    out.certificate = g.certificate;
+    out
+}
+
+/// Checks that global row numbers ascend within a span.
+fn check_ids(m: &Matrix, ids: &[u64], span: (u64, u64)) -> Result<()> {
+    if m.rows() != ids.len()
+        || !ids.windows(2).all(|w| w[0] < w[1])
+        || ids.first().is_some_and(|&f| f < span.0)
+        || ids.last().is_some_and(|&l| l >= span.1)
+    {
+        return Err(Error::data(
+            m.name(),
+            "the rows' global numbers are not one per row, ascending within the block's span",
+            "number the rows of a block from its first global row, in order",
+        ));
+    }
+    Ok(())
+}
+
+/// The k nearest other rows of a block within itself (the self search, as the single-process graph runs
+/// it): the diagonal piece of a distributed self search. `ids` ascend within `span`.
+pub fn search_self(
+    m: &Matrix,
+    ids: &[u64],
     span: (u64, u64),
     k: usize,
     metric: Metric,
 ) -> Result<KnnPartial> {
-    let load = |src: &dyn RowSource, rows: &[usize]| {
-        if let Some(&bad) = rows.iter().find(|&&i| i >= src.rows()) {
-            return Err(Error::data(
-                src.name(),
-                format!(
-                    "row {bad} is asked for, but the shard has {} rows",
-                    src.rows()
-                ),
-                "pass the shards as they were when the run started",
-            ));
-        }
-        let m = source::gather(src, rows)?;
-        data::check_finite(&m)?;
-        Ok(m)
-    };
-    let qm = load(q, q_rows)?;
-    let rm = load(r, r_rows)?;
-    search(&qm, q_ids, &rm, r_ids, span, k, metric)
+    if k == 0 {
+        return Err(Error::param(Param::K, "k must be at least 1", "use k = 10"));
+    }
+    check_ids(m, ids, span)?;
+    if m.rows() < 2 {
+        return Ok(empty(ids, span, k, metric));
+    }
+    let kk = k.min(m.rows() - 1);
+    let g = super::exact_knn(m, kk, metric, None)?;
+    Ok(from_graph(&g, ids, ids, span, k))
+}
+
+/// The k nearest rows of block `b` for every row of block `a`, and of `a` for every row of `b`, from one
+/// product per pair of tiles ([`super::symmetric`]): the off-diagonal piece of a distributed self search.
+#[allow(clippy::too_many_arguments)]
+pub fn search_pair(
+    a: &Matrix,
+    a_ids: &[u64],
+    a_span: (u64, u64),
+    b: &Matrix,
+    b_ids: &[u64],
+    b_span: (u64, u64),
+    k: usize,
+    metric: Metric,
+) -> Result<(KnnPartial, KnnPartial)> {
+    if k == 0 {
+        return Err(Error::param(Param::K, "k must be at least 1", "use k = 10"));
+    }
+    check_ids(a, a_ids, a_span)?;
+    check_ids(b, b_ids, b_span)?;
+    if a.cols() != b.cols() {
+        return Err(Error::data(
+            b.name(),
+            format!("{} columns, but {} has {}", b.cols(), a.name(), a.cols()),
+            "give every block the same width",
+        ));
+    }
+    if a.rows() == 0 || b.rows() == 0 {
+        return Ok((
+            empty(a_ids, b_span, k, metric),
+            empty(b_ids, a_span, k, metric),
+        ));
+    }
+    let (ga, gb) = super::symmetric::exact_knn_cross(a, b, k, metric)?;
+    Ok((
+        from_graph(&ga, a_ids, b_ids, b_span, k),
+        from_graph(&gb, b_ids, a_ids, a_span, k),
+    ))
+}
+
+/// The rows `rows` (local numbers, increasing) of a shard, in memory, checked finite.
+pub fn load_rows(src: &dyn RowSource, rows: &[usize]) -> Result<Matrix> {
+    if let Some(&bad) = rows.iter().find(|&&i| i >= src.rows()) {
+        return Err(Error::data(
+            src.name(),
+            format!(
+                "row {bad} is asked for, but the shard has {} rows",
+                src.rows()
+            ),
+            "pass the shards as they were when the run started",
+        ));
+    }
+    if !rows.windows(2).all(|w| w[0] < w[1]) {
+        return Err(Error::data(
+            src.name(),
+            "the rows asked for are not increasing",
+            "ask for a shard's rows in order",
+        ));
+    }
+    let m = source::gather(src, rows)?;
+    data::check_finite(&m)?;
+    Ok(m)
 }
 
 /// The graph in input row numbering from the finished lists of every query block (over all n rows, where
@@ -395,6 +486,49 @@ mod tests {
                         assert_eq!(gd[i * k + j].to_bits(), whole.dists(i)[j].to_bits());
                     }
                 }
+                // The symmetric tiling: each block with itself, and one product per pair of blocks.
+                let spans: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+                let mut lists: Vec<Vec<KnnPartial>> = vec![Vec::new(); spans.len()];
+                for (i, &(a0, a1)) in spans.iter().enumerate() {
+                    let sp = |a: usize, b: usize| (a as u64, b as u64);
+                    let ma = distinct.slice_rows(a0, a1);
+                    lists[i].push(search_self(&ma, &ids[a0..a1], sp(a0, a1), k, metric).unwrap());
+                    for (j, &(b0, b1)) in spans.iter().enumerate().skip(i + 1) {
+                        let mb = distinct.slice_rows(b0, b1);
+                        let (pa, pb) = search_pair(
+                            &ma,
+                            &ids[a0..a1],
+                            sp(a0, a1),
+                            &mb,
+                            &ids[b0..b1],
+                            sp(b0, b1),
+                            k,
+                            metric,
+                        )
+                        .unwrap();
+                        lists[i].push(pa);
+                        lists[j].push(pb);
+                    }
+                }
+                for (i, parts) in lists.into_iter().enumerate() {
+                    let (a0, a1) = spans[i];
+                    let mut it = parts.into_iter();
+                    let mut acc = it.next().unwrap();
+                    for p in it {
+                        acc = acc.merge(p).unwrap();
+                    }
+                    let (gi, gd) = acc.lists(nd as u64).unwrap();
+                    for (q, row) in (a0..a1).enumerate() {
+                        for j in 0..k {
+                            assert_eq!(
+                                gi[q * k + j],
+                                whole.neighbors(row)[j] as u64,
+                                "{metric:?} row {row}"
+                            );
+                            assert_eq!(gd[q * k + j].to_bits(), whole.dists(row)[j].to_bits());
+                        }
+                    }
+                }
                 // Merging a shard twice is refused.
                 if bounds.len() > 2 {
                     let again = search(
@@ -408,6 +542,55 @@ mod tests {
                     )
                     .unwrap();
                     assert!(acc.clone().merge(again).is_err());
+                }
+            }
+        }
+    }
+
+    /// Blocks larger than the self search's internal blocks, of sizes that are not multiples of them: the
+    /// pair search's two sides still give the whole graph's lists.
+    #[test]
+    fn pair_search_over_several_internal_blocks() {
+        let (n, d, k) = (2600, 5, 6);
+        let mut r = Rng::new(5);
+        let v: Vec<f32> = (0..n * d)
+            .map(|_| (r.normal() * 3.0).round() as f32)
+            .collect();
+        let m = Matrix::from_vec(n, d, v, "t").unwrap();
+        let ds = crate::data::Dataset::new(m).unwrap();
+        let x = ds.distinct();
+        let nd = x.rows();
+        let ids: Vec<u64> = (0..nd as u64).collect();
+        let cut = 1100;
+        let whole = exact_knn(x, k, Metric::Euclidean, None).unwrap();
+        let (a, b) = (x.slice_rows(0, cut), x.slice_rows(cut, nd));
+        let sa = (0, cut as u64);
+        let sb = (cut as u64, nd as u64);
+        let (pa, pb) = search_pair(
+            &a,
+            &ids[..cut],
+            sa,
+            &b,
+            &ids[cut..],
+            sb,
+            k,
+            Metric::Euclidean,
+        )
+        .unwrap();
+        let da = search_self(&a, &ids[..cut], sa, k, Metric::Euclidean).unwrap();
+        let db = search_self(&b, &ids[cut..], sb, k, Metric::Euclidean).unwrap();
+        for (p, q, lo) in [(pa, da, 0), (pb, db, cut)] {
+            let all = q.merge(p).unwrap();
+            let (gi, gd) = all.lists(nd as u64).unwrap();
+            for i in 0..all.queries.len() {
+                for j in 0..k {
+                    assert_eq!(
+                        gi[i * k + j],
+                        whole.neighbors(lo + i)[j] as u64,
+                        "row {}",
+                        lo + i
+                    );
+                    assert_eq!(gd[i * k + j].to_bits(), whole.dists(lo + i)[j].to_bits());
                 }
             }
         }

@@ -107,7 +107,7 @@ pub(crate) fn exact_knn_self_with(
                     .target(a, kth)
                     .excludes(&space.key, a, tau, side.max_norm)
             };
-            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, false);
+            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, false, 0);
             (i, dd, f, 0, Some(side))
         }
         Plan::Projected { p, cand } => {
@@ -135,7 +135,7 @@ pub(crate) fn exact_knn_self_with(
                 };
                 target.excludes(&zkey, c, tau, proj.max_norm)
             };
-            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, true);
+            let (i, dd, f) = rerank_blocks(heaps, k, &exact, &proven, true, 0);
             (i, dd, f, n, None)
         }
     };
@@ -170,6 +170,95 @@ pub(crate) fn exact_knn_self_with(
             projected,
         },
     })
+}
+
+/// For every row of `a` its exact k nearest rows of `b`, and for every row of `b` its k nearest of `a` (k
+/// clipped to the other side's rows), certified: the two sides of one pair of blocks in a distributed self
+/// search. Each product of a block of `a` with a block of `b` ranks candidates for the rows of both, as the
+/// self search's products do, so the pair costs one side's search. Indices number the other side's rows.
+pub(crate) fn exact_knn_cross(
+    a: &Matrix,
+    b: &Matrix,
+    k: usize,
+    metric: Metric,
+) -> Result<(KnnGraph, KnnGraph)> {
+    let (na, nb) = (a.rows(), b.rows());
+    check_k(k.min(nb), nb)?;
+    check_k(k.min(na), na)?;
+    let (ka, kb) = (k.min(nb), k.min(na));
+    let m = a.concat_rows(b);
+    let d = m.cols();
+    let (space, side) = Space::new(&m, metric)?;
+    let blocks = |s: usize, e: usize| -> Vec<(usize, usize)> {
+        (s..e)
+            .step_by(BLOCK)
+            .map(|b0| (b0, (b0 + BLOCK).min(e)))
+            .collect()
+    };
+    let (ra, rb) = (blocks(0, na), blocks(na, na + nb));
+    let caps: Vec<usize> = ra
+        .iter()
+        .map(|_| super::exact::candidate_count(ka, nb))
+        .chain(rb.iter().map(|_| super::exact::candidate_count(kb, na)))
+        .collect();
+    let (la, lb) = (ra.len(), rb.len());
+    let pairs: Vec<(usize, usize)> = (0..la)
+        .flat_map(|i| (0..lb).map(move |j| (i, la + j)))
+        .collect();
+    let ranges = [ra.clone(), rb].concat();
+    let (mut heaps, _) = candidates_over(side.rows.as_slice(), d, &ranges, &caps, &pairs, None);
+    let hb = heaps.split_off(ra.len());
+    let exact = Exact::within(metric, &m, &side.inv);
+    let proven = |q: usize, kth: f64, tau: f32| {
+        let a = side.norms[q];
+        space
+            .target(a, kth)
+            .excludes(&space.key, a, tau, side.max_norm)
+    };
+    let (mut ia, mut da, fa) = rerank_blocks(heaps, ka, &exact, &proven, false, 0);
+    let (mut ib, mut db, fb) = rerank_blocks(hb, kb, &exact, &proven, false, na);
+    // The rows of b are numbered from na in the joined matrix.
+    ia.iter_mut().for_each(|j| *j -= na as u32);
+    let (recomputed_a, recomputed_b) = (fa.len(), fb.len());
+    if !fa.is_empty() || !fb.is_empty() {
+        let (sa, sb) = (space.side(a)?, space.side(b)?);
+        let fb: Vec<usize> = fb.iter().map(|&q| q - na).collect();
+        for (failed, q, r, kk, idx, dist) in [
+            (&fa, &sa, &sb, ka, &mut ia, &mut da),
+            (&fb, &sb, &sa, kb, &mut ib, &mut db),
+        ] {
+            if failed.is_empty() {
+                continue;
+            }
+            let radii: Vec<f64> = failed.iter().map(|&i| dist[i * kk + kk - 1]).collect();
+            let lists = range_pass(&space, q, r, failed, &radii, false, kk)?;
+            for (&i, list) in failed.iter().zip(lists) {
+                for (slot, (dd, j)) in list.into_iter().enumerate() {
+                    idx[i * kk + slot] = j;
+                    dist[i * kk + slot] = dd;
+                }
+            }
+        }
+    }
+    let graph = |n, k, indices, distances, recomputed| KnnGraph {
+        n,
+        k,
+        metric,
+        indices,
+        distances,
+        certificate: Certificate {
+            exact: true,
+            rows: n,
+            certified: n - recomputed,
+            recomputed,
+            exhaustive: 0,
+            projected: 0,
+        },
+    };
+    Ok((
+        graph(na, ka, ia, da, recomputed_a),
+        graph(nb, kb, ib, db, recomputed_b),
+    ))
 }
 
 /// Rows projected on p orthonormal directions for the candidate search, with what bounds the projection:
@@ -403,19 +492,36 @@ fn candidates(
     cand: usize,
     progress: Option<&(dyn Fn(usize) + Sync)>,
 ) -> (Vec<Mutex<HeapBlock>>, Vec<f32>) {
+    let nb = n.div_ceil(BLOCK);
+    let ranges: Vec<(usize, usize)> = (0..nb)
+        .map(|b| (b * BLOCK, ((b + 1) * BLOCK).min(n)))
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
+    candidates_over(u, w, &ranges, &vec![cand; nb], &pairs, progress)
+}
+
+/// [`candidates`] over given blocks of rows (`ranges`, each with its heaps' capacity in `caps`) and pairs of
+/// blocks (i ≤ j by position): each pair's product serves the rows of both of its blocks, and a block's
+/// rows see only the rows of the blocks it is paired with.
+fn candidates_over(
+    u: &[f32],
+    w: usize,
+    ranges: &[(usize, usize)],
+    caps: &[usize],
+    pairs: &[(usize, usize)],
+    progress: Option<&(dyn Fn(usize) + Sync)>,
+) -> (Vec<Mutex<HeapBlock>>, Vec<f32>) {
+    let n = u.len() / w.max(1);
     let sq: Vec<f32> = u
         .par_chunks(w)
         .map(|row| row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
         .collect();
-    let nb = n.div_ceil(BLOCK);
-    let range = |b: usize| (b * BLOCK, ((b + 1) * BLOCK).min(n));
-    let heaps: Vec<Mutex<HeapBlock>> = (0..nb)
-        .map(|b| {
-            let (s, e) = range(b);
-            Mutex::new(HeapBlock::new(e - s, cand))
-        })
+    let range = |b: usize| ranges[b];
+    let heaps: Vec<Mutex<HeapBlock>> = ranges
+        .iter()
+        .zip(caps)
+        .map(|(&(s, e), &cap)| Mutex::new(HeapBlock::new(e - s, cap)))
         .collect();
-    let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
     let done = AtomicUsize::new(0);
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::is_x86_feature_detected!("avx2");
@@ -650,6 +756,7 @@ fn rerank_blocks(
     exact: &Exact<'_>,
     proven: &(dyn Fn(usize, f64, f32) -> bool + Sync),
     early: bool,
+    offset: usize,
 ) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
     let blocks: Vec<HeapBlock> = heaps
         .into_iter()
@@ -665,7 +772,7 @@ fn rerank_blocks(
         .zip(distances.par_chunks_mut(BLOCK * k))
         .enumerate()
         .flat_map_iter(|(b, ((hs, idx), dist))| {
-            let s = b * BLOCK;
+            let s = offset + b * BLOCK;
             let mut failed = Vec::new();
             let mut best: Vec<(f64, u32)> = Vec::new();
             let mut order: Vec<(f32, u32)> = Vec::new();

@@ -14,6 +14,7 @@
 //! another sharding changes only the last digits. Lists (largest values, rows, hashes) merge exactly.
 mod codec;
 
+use crate::activations::{self, ActivationSums, ActivationsPass};
 use crate::data::duplicates::{self, Duplicates, FirstEqual};
 use crate::data::source::{Elem, RowSource};
 use crate::data::Matrix;
@@ -40,6 +41,10 @@ pub enum Pass {
     },
     /// Every row's hash ([`duplicates::row_hash`]).
     Hashes,
+    /// The largest |value| (f64 sources; 0 for others).
+    MaxAbs,
+    /// The activation statistics ([`crate::activations`]).
+    Activations(ActivationsPass),
 }
 
 /// What one pass found in some rows: the span of global rows it covers, and the result.
@@ -67,12 +72,16 @@ pub enum Found {
         sum: f64,
     },
     Hashes(Vec<u64>),
+    MaxAbs(f64),
+    Activations(Box<ActivationSums>),
 }
 
 const TAG_ROWS: u8 = 1;
 const TAG_MOMENTS: u8 = 2;
 const TAG_PROJECTION: u8 = 3;
 const TAG_HASHES: u8 = 4;
+const TAG_MAX_ABS: u8 = 5;
+const TAG_ACTIVATIONS: u8 = 6;
 const TAG_FOUND: u8 = 0x80;
 
 /// Rows read at once by the rows pass.
@@ -103,6 +112,12 @@ impl Pass {
                 w.finish()
             }
             Pass::Hashes => Writer::new(TAG_HASHES).finish(),
+            Pass::MaxAbs => Writer::new(TAG_MAX_ABS).finish(),
+            Pass::Activations(a) => {
+                let mut w = Writer::new(TAG_ACTIVATIONS);
+                a.encode(&mut w);
+                w.finish()
+            }
         }
     }
     /// A pass from its bytes.
@@ -118,10 +133,36 @@ impl Pass {
                 v: r.f64s()?,
             },
             TAG_HASHES => Pass::Hashes,
+            TAG_MAX_ABS => Pass::MaxAbs,
+            TAG_ACTIVATIONS => Pass::Activations(ActivationsPass::decode(&mut r)?),
             t => return Err(corrupt(format!("unknown pass {t}"))),
         };
         r.end()?;
         Ok(p)
+    }
+}
+
+/// The partial result of a shard of `rows` × `cols` whose first row is global row `first_row`, when the pass
+/// needs none of its values (a rows pass whose rows all lie elsewhere), so that no one reads the shard;
+/// None when the shard must be read.
+pub fn without_reading(pass: &Pass, first_row: usize, rows: usize, cols: usize) -> Option<Partial> {
+    let span = (first_row, first_row + rows);
+    match pass {
+        Pass::Rows(wanted)
+            if !wanted
+                .iter()
+                .any(|&r| (r as usize) >= span.0 && (r as usize) < span.1) =>
+        {
+            Some(Partial {
+                span,
+                value: Found::Rows {
+                    d: cols,
+                    rows: Vec::new(),
+                    values: Vec::new(),
+                },
+            })
+        }
+        _ => None,
     }
 }
 
@@ -182,6 +223,10 @@ pub fn map(
             }
         }
         Pass::Hashes => Found::Hashes(duplicates::hash_source(src, progress)?),
+        Pass::MaxAbs => Found::MaxAbs(activations::max_abs(src, progress)?),
+        Pass::Activations(a) => {
+            Found::Activations(Box::new(activations::sums(src, a, first_row, progress)?))
+        }
     };
     Ok(Partial { span, value })
 }
@@ -253,6 +298,10 @@ impl Partial {
                 h.extend(h2);
                 Found::Hashes(h)
             }
+            (Found::MaxAbs(x), Found::MaxAbs(y)) => Found::MaxAbs(x.max(y)),
+            (Found::Activations(x), Found::Activations(y)) => {
+                Found::Activations(Box::new(x.merge(*y)?))
+            }
             _ => {
                 return Err(corrupt(
                     "two partial results of different passes cannot be merged",
@@ -294,6 +343,13 @@ impl Partial {
             Found::Hashes(h) => {
                 w.u64(TAG_HASHES as u64).u64s(h);
             }
+            Found::MaxAbs(m) => {
+                w.u64(TAG_MAX_ABS as u64).f64(*m);
+            }
+            Found::Activations(a) => {
+                w.u64(TAG_ACTIVATIONS as u64);
+                a.encode(&mut w);
+            }
         }
         w.finish()
     }
@@ -334,6 +390,8 @@ impl Partial {
                 }
                 Found::Hashes(h)
             }
+            TAG_MAX_ABS => Found::MaxAbs(r.f64()?),
+            TAG_ACTIVATIONS => Found::Activations(Box::new(ActivationSums::decode(&mut r)?)),
             t => return Err(corrupt(format!("unknown partial result {t}"))),
         };
         r.end()?;
@@ -440,5 +498,137 @@ impl Passes for Local<'_> {
         progress: &dyn Progress,
     ) -> Result<(Duplicates, Option<FirstEqual>)> {
         duplicates::find(self.0, hashes, first_equal, progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::source::Window;
+    use crate::moments::{self, PassConfig};
+    use crate::progress::Silent;
+    use crate::rng::Rng;
+
+    /// The passes of a source split into shards, as a cluster runs them: each shard mapped with its first
+    /// row, the partial results sent as bytes and merged in the shards' order.
+    struct Sharded<'a> {
+        src: &'a Matrix,
+        bounds: Vec<usize>,
+    }
+
+    impl Passes for Sharded<'_> {
+        fn rows(&self) -> usize {
+            self.src.rows()
+        }
+        fn cols(&self) -> usize {
+            self.src.cols()
+        }
+        fn name(&self) -> &str {
+            "sharded"
+        }
+        fn elem(&self) -> Elem {
+            self.src.elem()
+        }
+        fn shards(&self) -> usize {
+            self.bounds.len() - 1
+        }
+        fn run(&self, pass: &Pass, progress: &dyn Progress) -> Result<Partial> {
+            let pass = Pass::decode(&pass.encode())?;
+            let parts: Vec<Partial> = self
+                .bounds
+                .windows(2)
+                .map(|w| {
+                    let shard = Window::new(self.src, w[0], w[1]);
+                    let p = map(&pass, &shard, w[0], progress).unwrap();
+                    Partial::decode(&p.encode()).unwrap()
+                })
+                .collect();
+            let mut it = parts.into_iter();
+            let mut acc = it.next().unwrap();
+            for p in it {
+                acc = acc.merge(p)?;
+            }
+            Ok(acc)
+        }
+    }
+
+    fn data(n: usize, d: usize) -> Matrix {
+        let mut r = Rng::new(9);
+        let mut v: Vec<f32> = (0..n * d)
+            .map(|i| (r.normal() * (1.0 + (i % d) as f64) + 3.0) as f32)
+            .collect();
+        // Rows 10 and 1500 repeat row 7; row 2500 repeats row 1999 (across shards).
+        for (dst, src) in [(10, 7), (1500, 7), (2500, 1999)]
+            .into_iter()
+            .filter(|p| p.0 < n)
+        {
+            let row: Vec<f32> = v[src * d..(src + 1) * d].to_vec();
+            v[dst * d..(dst + 1) * d].copy_from_slice(&row);
+        }
+        Matrix::from_vec(n, d, v, "t").unwrap()
+    }
+
+    #[test]
+    fn sharded_passes_give_the_single_process_moments_and_duplicates() {
+        let m = data(3000, 9);
+        let all = PassConfig {
+            rows: true,
+            unit_rows: true,
+            unit_gram: true,
+            row_hashes: true,
+            chunk_rows: None,
+        };
+        let base = moments::moments(&m, &all, &Silent).unwrap();
+        for bounds in [vec![0, 3000], vec![0, 1, 1000, 1000, 2999, 3000]] {
+            let s = Sharded { src: &m, bounds };
+            let got = moments::moments_of(&s, &all, &Silent).unwrap();
+            assert_eq!(got.n, base.n);
+            assert_eq!(got.top_deviations, base.top_deviations);
+            assert_eq!(got.row_hashes, base.row_hashes);
+            let (g, b) = (&got.scatter, &base.scatter);
+            for i in 0..9 {
+                assert!((got.mean[i] - base.mean[i]).abs() <= 1e-14 * base.mean[i].abs());
+                for j in 0..9 {
+                    let scale = (b[(i, i)] * b[(j, j)]).sqrt();
+                    assert!((g[(i, j)] - b[(i, j)]).abs() <= 1e-13 * scale);
+                }
+            }
+            let (dl, fl) = Local(&m)
+                .duplicates(base.row_hashes.clone().unwrap(), true, &Silent)
+                .unwrap();
+            let (ds, fs) = s
+                .duplicates(got.row_hashes.clone().unwrap(), true, &Silent)
+                .unwrap();
+            assert_eq!((dl.merged, dl.groups, &dl.largest), (3, 2, &ds.largest));
+            assert_eq!((ds.merged, ds.groups), (3, 2));
+            assert_eq!(fl, fs);
+            assert_eq!(fs.unwrap()[2500], 1999);
+        }
+    }
+
+    #[test]
+    fn merges_refuse_overlaps_gaps_and_partial_coverage() {
+        let m = data(100, 3);
+        let part =
+            |a: usize, b: usize| map(&Pass::Hashes, &Window::new(&m, a, b), a, &Silent).unwrap();
+        assert!(part(0, 50).merge(part(40, 100)).is_err(), "overlap");
+        assert!(part(0, 50).merge(part(60, 100)).is_err(), "gap");
+        let whole = part(50, 100).merge(part(0, 50)).unwrap();
+        assert_eq!(whole.span, (0, 100));
+        assert!(whole.clone().covering(100).is_ok());
+        assert!(part(0, 50).covering(100).is_err());
+        // Different passes do not merge, and damaged bytes are errors.
+        let rows = map(
+            &Pass::Rows(vec![3, 70]),
+            &Window::new(&m, 50, 100),
+            50,
+            &Silent,
+        )
+        .unwrap();
+        assert!(part(0, 50).merge(rows).is_err());
+        let b = whole.encode();
+        assert!(Partial::decode(&b[..b.len() - 1]).is_err());
+        assert!(Partial::decode(&Pass::Hashes.encode()).is_err());
+        assert!(Pass::decode(&b).is_err());
     }
 }

@@ -1,0 +1,53 @@
+from os import PathLike
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+# Paths, folders or patterns; arrays or object refs of arrays; or a Ray Dataset.
+_Source = Union[str, PathLike, Sequence[Any], npt.ArrayLike, Any]
+
+MAX_RETRIES: int
+
+def knn(
+    source: _Source,
+    k: int = 10,
+    metric: str = "euclidean",
+    *,
+    key: Optional[str] = None,
+    column: Optional[str] = None,
+    block_rows: Optional[int] = None,
+    address: Optional[str] = None,
+    progress: bool = False,
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def spectrum(
+    source: _Source,
+    eps2: float = 0.5,
+    alpha_window: Tuple[int, int] = (11, 100),
+    top_rogue: int = 10,
+    key: Optional[str] = None,
+    coding_rate: bool = True,
+    duplicates: bool = False,
+    *,
+    column: Optional[str] = None,
+    address: Optional[str] = None,
+    progress: bool = False,
+) -> Dict[str, Any]: ...
+def activations(
+    source: _Source,
+    token_ids: Optional[npt.ArrayLike] = None,
+    tokenizer: Optional[Callable[[int], str]] = None,
+    massive_abs: float = 100.0,
+    massive_ratio: float = 1000.0,
+    eps: Optional[float] = None,
+    peak_factor: float = 10.0,
+    outlier_sigma: float = 3.0,
+    top_rogue: int = 10,
+    max_listed: int = 100,
+    key: Optional[str] = None,
+    duplicates: bool = True,
+    *,
+    column: Optional[str] = None,
+    address: Optional[str] = None,
+    progress: bool = False,
+) -> Dict[str, Any]: ...
