@@ -96,6 +96,9 @@ pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'p
     Ok(bytes(py, &out))
 }
 
+/// A shard opened, with a block's local rows and their global numbers.
+type Block = (Box<dyn RowSource>, Vec<usize>, Vec<u64>);
+
 /// One block of a shard: its rows (local numbers) and their global numbers, as the engine reads them.
 fn block(
     x: &Rows<'_>,
@@ -103,7 +106,7 @@ fn block(
     name: &str,
     rows: &PyReadonlyArray1<'_, i64>,
     ids: &PyReadonlyArray1<'_, i64>,
-) -> PyResult<(Box<dyn RowSource>, Vec<usize>, Vec<u64>)> {
+) -> PyResult<Block> {
     let src: Box<dyn RowSource> = match x {
         Rows::Array(v) => Box::new(super::matrix(v, name)?),
         _ => rows_source(x, key)?,
@@ -183,6 +186,10 @@ pub fn knn_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'py
     Ok(bytes(py, &out))
 }
 
+fn decoded(blocks: &[Vec<u8>]) -> repscope::Result<Vec<KnnPartial>> {
+    blocks.iter().map(|b| KnnPartial::decode(b)).collect()
+}
+
 /// The graph in input row numbering from the merged lists of every query block (each covering all `n`
 /// rows): a duplicate row takes its representative's neighbours, as `knn` gives them.
 #[pyfunction]
@@ -191,15 +198,13 @@ pub fn knn_assemble<'py>(
     blocks: Vec<Vec<u8>>,
     first: Vec<u32>,
     k: usize,
+    metric_name: &str,
 ) -> PyResult<Neighbours<'py>> {
+    let metric = metric(metric_name)?;
     let n = first.len();
     let (idx, dist) = compute(py, move || {
-        let parts: Vec<KnnPartial> = blocks
-            .iter()
-            .map(|b| KnnPartial::decode(b))
-            .collect::<repscope::Result<_>>()?;
-        let (ids, dist) = knn_partial::assemble(&parts, &first, k)?;
-        let idx: Vec<i64> = ids.into_iter().map(|v| v as i64).collect();
+        let (ids, dist) = knn_partial::assemble(&decoded(&blocks)?, &first, k, metric)?;
+        let idx: Vec<i64> = ids.into_iter().map(i64::from).collect();
         let dist: Vec<f32> = dist.into_iter().map(|d| d as f32).collect();
         Ok((idx, dist))
     })?;
@@ -207,6 +212,23 @@ pub fn knn_assemble<'py>(
         idx.into_pyarray(py).reshape([n, k])?,
         dist.into_pyarray(py).reshape([n, k])?,
     ))
+}
+
+/// LID of every row from the merged lists of every query block: the document and per-row values of `lid`.
+#[pyfunction]
+pub fn knn_lid<'py>(
+    py: Python<'py>,
+    blocks: Vec<Vec<u8>>,
+    first: Vec<u32>,
+    k: usize,
+    metric_name: &str,
+) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
+    let metric = metric(metric_name)?;
+    let (v, pw) = compute(py, move || {
+        let (g, dedup) = knn_partial::graph(&decoded(&blocks)?, &first, k, metric)?;
+        super::lid_of(first.len(), &dedup, &g)
+    })?;
+    Ok((super::to_string(&v)?, pw.into_pyarray(py)))
 }
 
 /// What a job gives when it ends.

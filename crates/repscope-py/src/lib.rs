@@ -446,22 +446,32 @@ fn lid<'py>(
     let m = matrix(&x, "X")?;
     let (v, pw) = compute(py, move || {
         let (ds, g) = graph(m, k, metric, "LID")?;
-        let per_distinct = Lid { k }.per_point(&g)?;
-        let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
-        let flat: Vec<f64> = per_distinct.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-        let pw = per_row(&ds, &flat);
-        let v = json!({
-            "k": k,
-            "metric": metric.name(),
-            "n": ds.original().rows(),
-            "n_distinct": ds.dedup.n_distinct(),
-            "duplicates_merged": ds.dedup.merged,
-            "undefined_points": undefined,
-            "summary": Summary::of(&pw),
-        });
-        Ok((v, pw))
+        lid_of(ds.original().rows(), &ds.dedup, &g)
     })?;
     Ok((to_string(&v)?, pw.into_pyarray(py)))
+}
+
+/// LID of every input row from the distinct rows' graph: the document of `lid` and the per-row values.
+fn lid_of(
+    n: usize,
+    dedup: &repscope::data::Dedup,
+    g: &KnnGraph,
+) -> repscope::Result<(Value, Vec<f64>)> {
+    let k = g.k;
+    let per_distinct = Lid { k }.per_point(g)?;
+    let undefined = per_distinct.iter().filter(|v| v.is_none()).count();
+    let flat: Vec<f64> = per_distinct.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let pw = KnnGraph::per_input_row(&flat, dedup);
+    let v = json!({
+        "k": k,
+        "metric": g.metric.name(),
+        "n": n,
+        "n_distinct": dedup.n_distinct(),
+        "duplicates_merged": dedup.merged,
+        "undefined_points": undefined,
+        "summary": Summary::of(&pw),
+    });
+    Ok((v, pw))
 }
 
 /// The intrinsic-dimension suite: the document of `repscope id --json`.
@@ -1193,6 +1203,7 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::knn_pair_block, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_merge, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::knn_lid, m)?)?;
     m.add_class::<cluster::Job>()?;
     Ok(())
 }

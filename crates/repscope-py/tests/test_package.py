@@ -79,7 +79,7 @@ def test_every_public_name_is_documented_and_typed():
         assert f"class {name}:" in sae_stub or f"def {name}(" in sae_stub, name
     ray_stub = (pkg / "ray.pyi").read_text()
     source = (pkg / "ray.py").read_text()
-    for name in ("knn", "spectrum", "activations"):
+    for name in ("knn", "lid", "spectrum", "activations"):
         assert f"def {name}(" in ray_stub and f"def {name}(" in source, name
 
 

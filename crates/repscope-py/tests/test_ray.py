@@ -77,6 +77,17 @@ def test_knn_equals_single_process_over_1_2_7_shards(cluster, metric):
     np.testing.assert_array_equal(i[len(X) // 2], i[3])
 
 
+def test_lid_equals_single_process(cluster):
+    X = coarse(1200, 6, 8)
+    base = repscope.id.LID(k=12).fit(X)
+    for parts in (1, 2, 7):
+        est = rr.lid(split(X, parts), k=12, block_rows=300)
+        np.testing.assert_array_equal(est.dimension_pw_, base.dimension_pw_)
+        assert est.dimension_ == base.dimension_ and est.summary_ == base.summary_
+        assert (est.n_distinct_, est.duplicates_merged_) == (base.n_distinct_, base.duplicates_merged_)
+    assert base.duplicates_merged_ >= 4
+
+
 def test_knn_from_files_refs_and_a_dataset(cluster, tmp_path, private_tmp):
     X = coarse(900, 6, 1)
     idx, dist = repscope.knn(X, k=5)

@@ -509,7 +509,10 @@ class LID(_Estimator):
         k = check_int(self.k, "k", 2)
         X = as_matrix(X)
         doc, pw = _repscope.lid(X, k, str(self.metric))
-        doc = json.loads(doc)
+        return self._fitted(json.loads(doc), pw)
+
+    def _fitted(self, doc, pw):
+        """Sets the fitted attributes from the engine's LID document and per-row values; returns self."""
         self.dimension_pw_ = pw
         self.summary_ = doc["summary"]
         mean = doc["summary"]["mean"]

@@ -17,6 +17,7 @@ The rows are numbered across the shards in order, as if the shards were concaten
   work, not twice it. Every task's lists are exact (the engine's certificate), and an exact k-way merge
   keeps each row's k nearest by (distance, row): the graph equals ``repscope.knn`` of the concatenated rows,
   ties included.
+- ``lid`` computes the local intrinsic dimension of every row from that graph.
 - ``spectrum`` and ``activations`` run the engine's streaming measure on this process, with every pass over
   the rows mapped over the shards and its partial results merged in a fixed tree in the shards' order.
 
@@ -38,7 +39,7 @@ import numpy as np
 from . import _repscope
 from ._arrays import as_matrix, check_int
 
-__all__ = ["knn", "spectrum", "activations"]
+__all__ = ["knn", "lid", "spectrum", "activations"]
 
 #: Retries of a task whose worker died (Ray's ``max_retries``).
 MAX_RETRIES = 3
@@ -275,6 +276,25 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
         Print the tasks finished on stderr.
     """
     k = check_int(k, "k", 1)
+    blocks, first, metric = _graph(source, k, metric, key, column, block_rows, address, progress, "the kNN graph")
+    return _repscope.knn_assemble(blocks, first, k, metric)
+
+
+def lid(source, k=20, metric="euclidean", *, key=None, column=None, block_rows=None, address=None, progress=False):
+    """Local intrinsic dimension of every row on Ray, from the exact graph ``knn`` computes: a fitted
+    ``repscope.id.LID(k, metric)``, with the same ``dimension_pw_`` (one value per row across the shards),
+    ``dimension_`` and ``summary_`` as fitting it on the concatenated rows. Parameters as in ``knn``."""
+    from .id import LID
+
+    k = check_int(k, "k", 2)
+    blocks, first, metric = _graph(source, k, metric, key, column, block_rows, address, progress, "LID")
+    doc, pw = _repscope.knn_lid(blocks, first, k, metric)
+    return LID(k=k, metric=metric)._fitted(json.loads(doc), pw)
+
+
+def _graph(source, k, metric, key, column, block_rows, address, progress, what):
+    """The exact graph of the distinct rows of a source as merged lists, one per block; every row's first
+    equal row; the metric's name."""
     metric = str(metric)
     if metric not in ("euclidean", "cosine", "l2", "cos"):
         raise ValueError(f"unknown metric '{metric}'. Use euclidean or cosine.")
@@ -289,7 +309,7 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
     nd = len(kept)
     if k + 1 > nd:
         raise ValueError(
-            f"the kNN graph needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} "
+            f"{what} needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} "
             f"({n} rows, {n - nd} duplicates merged). Pass a smaller k or more rows."
         )
     if block_rows is None:
@@ -311,8 +331,7 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
             leaves.append(parts[i][j])
     finals = [_tree(t["knn_merge"], row) for row in parts]
     bar.wait(leaves)
-    blocks = _get(ray, finals, shards)
-    return _repscope.knn_assemble(blocks, first.astype(np.uint32), k)
+    return _get(ray, finals, shards), first.astype(np.uint32), metric
 
 
 def spectrum(

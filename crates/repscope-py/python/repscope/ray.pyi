@@ -20,6 +20,17 @@ def knn(
     address: Optional[str] = None,
     progress: bool = False,
 ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def lid(
+    source: _Source,
+    k: int = 20,
+    metric: str = "euclidean",
+    *,
+    key: Optional[str] = None,
+    column: Optional[str] = None,
+    block_rows: Optional[int] = None,
+    address: Optional[str] = None,
+    progress: bool = False,
+) -> Any: ...
 def spectrum(
     source: _Source,
     eps2: float = 0.5,

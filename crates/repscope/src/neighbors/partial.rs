@@ -229,42 +229,78 @@ pub fn load_rows(src: &dyn RowSource, rows: &[usize]) -> Result<Matrix> {
     Ok(m)
 }
 
-/// The graph in input row numbering from the finished lists of every query block (over all n rows, where
-/// `first[i]` is row i's first equal row): a duplicate row takes its representative's neighbours, as
-/// [`super::KnnGraph::to_input_rows`] gives them. Returns (row numbers, distances), n × k, row-major.
-pub fn assemble(blocks: &[KnnPartial], first: &[u32], k: usize) -> Result<(Vec<u64>, Vec<f64>)> {
+/// The graph of the distinct rows from the finished lists of every query block (over all n rows, where
+/// `first[i]` is row i's first equal row): indices number the distinct rows in order of first occurrence,
+/// as the single-process graph of [`crate::data::Dataset::distinct`] does. Returns it with the groups.
+pub fn graph(
+    blocks: &[KnnPartial],
+    first: &[u32],
+    k: usize,
+    metric: Metric,
+) -> Result<(super::KnnGraph, Dedup)> {
     let n = first.len();
     let dedup = Dedup::from_first(first);
+    let nd = dedup.n_distinct();
     let mut distinct_of = vec![u32::MAX; n];
     for (j, &row) in dedup.kept.iter().enumerate() {
         distinct_of[row as usize] = j as u32;
     }
-    // Where each distinct row's list is: (block, position).
-    let mut at: Vec<Option<(u32, u32)>> = vec![None; dedup.n_distinct()];
-    for (b, p) in blocks.iter().enumerate() {
-        p.lists(n as u64)?;
-        if p.k != k {
-            return Err(corrupt("a query block has another k"));
+    let to_distinct = |row: u64| {
+        distinct_of
+            .get(row as usize)
+            .copied()
+            .filter(|&j| j != u32::MAX)
+            .ok_or_else(|| corrupt(format!("row {row} is not a distinct row")))
+    };
+    let mut indices = vec![0u32; nd * k];
+    let mut distances = vec![0f64; nd * k];
+    let mut seen = vec![false; nd];
+    let mut certificate = Certificate {
+        exact: true,
+        ..Certificate::default()
+    };
+    for p in blocks {
+        let (ids, dists) = p.lists(n as u64)?;
+        if p.k != k || p.metric != metric {
+            return Err(corrupt("a query block has another k or metric"));
         }
         for (q, &row) in p.queries.iter().enumerate() {
-            let j = distinct_of
-                .get(row as usize)
-                .copied()
-                .filter(|&j| j != u32::MAX)
-                .ok_or_else(|| corrupt(format!("query {row} is not a distinct row")))?;
-            at[j as usize] = Some((b as u32, q as u32));
+            let j = to_distinct(row)? as usize;
+            seen[j] = true;
+            for s in 0..k {
+                indices[j * k + s] = to_distinct(ids[q * k + s])?;
+                distances[j * k + s] = dists[q * k + s];
+            }
         }
+        certificate = certificate.merged(p.certificate);
     }
-    let mut ids = Vec::with_capacity(n * k);
-    let mut dist = Vec::with_capacity(n * k);
-    for &r in &dedup.representative {
-        let (b, q) = at[r as usize]
-            .ok_or_else(|| corrupt("a distinct row has no list: a query block is missing"))?;
-        let (p, q) = (&blocks[b as usize], q as usize);
-        ids.extend_from_slice(&p.ids[q * k..(q + 1) * k]);
-        dist.extend_from_slice(&p.distances[q * k..(q + 1) * k]);
+    if seen.iter().any(|&s| !s) {
+        return Err(corrupt(
+            "a distinct row has no list: a query block is missing",
+        ));
     }
-    Ok((ids, dist))
+    let g = super::KnnGraph {
+        n: nd,
+        k,
+        metric,
+        indices,
+        distances,
+        certificate,
+    };
+    Ok((g, dedup))
+}
+
+/// The graph in input row numbering from the finished lists of every query block ([`graph`]): a duplicate
+/// row takes its representative's neighbours, as [`super::KnnGraph::to_input_rows`] gives them. Returns
+/// (row numbers, distances), n × k, row-major.
+pub fn assemble(
+    blocks: &[KnnPartial],
+    first: &[u32],
+    k: usize,
+    metric: Metric,
+) -> Result<(Vec<u32>, Vec<f64>)> {
+    let (g, dedup) = graph(blocks, first, k, metric)?;
+    Ok(g.to_input_rows(&dedup, |d| d))
 }
 
 impl KnnPartial {
