@@ -111,9 +111,20 @@ fn block(
         Rows::Array(v) => Box::new(super::matrix(v, name)?),
         _ => rows_source(x, key)?,
     };
-    let rows: Vec<usize> = rows.as_array().iter().map(|&r| r.max(0) as usize).collect();
-    let ids: Vec<u64> = ids.as_array().iter().map(|&r| r.max(0) as u64).collect();
-    Ok((src, rows, ids))
+    let unsigned = |a: &PyReadonlyArray1<'_, i64>, what: &str| -> PyResult<Vec<u64>> {
+        a.as_array()
+            .iter()
+            .map(|&r| {
+                u64::try_from(r)
+                    .map_err(|_| PyValueError::new_err(format!("{name}: {what} {r} is negative")))
+            })
+            .collect()
+    };
+    let rows = unsigned(rows, "row")?
+        .into_iter()
+        .map(|r| r as usize)
+        .collect();
+    Ok((src, rows, unsigned(ids, "global row")?))
 }
 
 /// The exact k nearest other rows of one block within itself (local rows `rows`, global numbers `ids`,
@@ -135,7 +146,7 @@ pub fn knn_self_block<'py>(
     let metric = metric(metric_name)?;
     let (src, rows, ids) = block(&x, key.as_deref(), name, &rows, &ids)?;
     let out = compute(py, move || {
-        let m = knn_partial::load_rows(&*src, &rows)?;
+        let m = knn_partial::load_rows(&[(&*src, &rows)])?;
         Ok(knn_partial::search_self(&m, &ids, span, k, metric)?.encode())
     })?;
     Ok(bytes(py, &out))
@@ -166,9 +177,9 @@ pub fn knn_pair_block<'py>(
     let (sa, ra, ia) = block(&a, key.as_deref(), &names.0, &a_rows, &a_ids)?;
     let (sb, rb, ib) = block(&b, key.as_deref(), &names.1, &b_rows, &b_ids)?;
     let (x, y) = compute(py, move || {
-        let ma = knn_partial::load_rows(&*sa, &ra)?;
-        let mb = knn_partial::load_rows(&*sb, &rb)?;
-        let (pa, pb) = knn_partial::search_pair(&ma, &ia, a_span, &mb, &ib, b_span, k, metric)?;
+        // Both blocks' rows in one matrix, which the pair search reads as it is.
+        let ab = knn_partial::load_rows(&[(&*sa, &ra), (&*sb, &rb)])?;
+        let (pa, pb) = knn_partial::search_pair(&ab, &ia, a_span, &ib, b_span, k, metric)?;
         Ok((pa.encode(), pb.encode()))
     })?;
     Ok((bytes(py, &x), bytes(py, &y)))
@@ -410,17 +421,10 @@ impl Job {
             duplicates,
         };
         Job::start(rows, cols, name, elem, shards, move |p| {
-            let input = documents::described(paths.as_deref().unwrap_or(&[]), key.as_deref(), p);
-            let mut r =
-                repscope::activations::analyse_passes(p, &cfg, token_ids.as_deref(), &Silent)?;
-            let per_row = std::mem::take(&mut r.rows);
-            let doc = documents::activations(
-                &r,
-                input,
-                &cfg,
-                serde_json::json!({"token_ids": null, "tokenizer": null}),
-            );
-            Ok(Output::Activations(doc.to_string(), Box::new(per_row), r.d))
+            let paths = paths.unwrap_or_default();
+            let (doc, per_row, d) =
+                super::activation_output(p, &paths, key.as_deref(), &cfg, token_ids.as_deref())?;
+            Ok(Output::Activations(doc, Box::new(per_row), d))
         })
     }
 
@@ -464,21 +468,8 @@ impl Job {
             Some(Err(e)) => Err(to_py(e)),
             Some(Ok(Output::Document(s))) => Ok(s.into_pyobject(py)?.into_any()),
             Some(Ok(Output::Activations(doc, rows, d))) => {
-                let rows = *rows;
-                let (zero, small) = (rows.zero_fraction(d), rows.small_fraction(d));
-                let eps = !rows.small.is_empty();
-                let mut arrays = vec![
-                    ("norm", rows.norm.into_pyarray(py)),
-                    ("zero_fraction", zero.into_pyarray(py)),
-                    ("peak", rows.peak.into_pyarray(py)),
-                    ("median_abs", rows.median_abs.into_pyarray(py)),
-                ];
-                if eps {
-                    arrays.push(("small_fraction", small.into_pyarray(py)));
-                }
-                Ok((doc, arrays, rows.peak_dim.into_pyarray(py))
-                    .into_pyobject(py)?
-                    .into_any())
+                let (arrays, peak_dim) = super::row_arrays(py, *rows, d);
+                Ok((doc, arrays, peak_dim).into_pyobject(py)?.into_any())
             }
             Some(Ok(Output::Dedup(first, doc))) => {
                 let a: Bound<'py, PyArray1<u32>> = first.into_pyarray(py);

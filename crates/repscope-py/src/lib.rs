@@ -585,40 +585,61 @@ fn activations_doc<'py>(
     };
     let paths = x.paths();
     let src = rows_source(&x, key.as_deref())?;
-    let (d, v, rows) = compute(py, move || {
-        let input = match &paths {
-            None => documents::source(&[], None, &*src),
-            Some(p) => documents::source(p, key.as_deref(), &*src),
-        };
-        let mut r = activations::analyse_source(
-            &*src,
+    let (doc, rows, d) = compute(py, move || {
+        // An array is described as in-memory input, with no key.
+        let key = paths.as_ref().and(key);
+        activation_output(
+            &repscope::partial::Local(&*src),
+            paths.as_deref().unwrap_or(&[]),
+            key.as_deref(),
             &cfg,
             token_ids.as_deref(),
-            &repscope::progress::Silent,
-        )?;
-        let rows = std::mem::take(&mut r.rows);
-        Ok((
-            r.d,
-            documents::activations(
-                &r,
-                input,
-                &cfg,
-                json!({"token_ids": null, "tokenizer": null}),
-            ),
-            rows,
-        ))
+        )
     })?;
+    let (arrays, peak_dim) = row_arrays(py, rows, d);
+    Ok((doc, arrays, peak_dim))
+}
+
+/// The activation statistics of rows read through passes (in this process or on a cluster): the JSON
+/// document of `repscope activations --json`, the per-row values and the width.
+fn activation_output(
+    p: &dyn repscope::partial::Passes,
+    paths: &[String],
+    key: Option<&str>,
+    cfg: &ActivationConfig,
+    token_ids: Option<&[u32]>,
+) -> repscope::Result<(String, activations::PerRow, usize)> {
+    let input = documents::described(paths, key, p);
+    let mut r = activations::analyse_passes(p, cfg, token_ids, &repscope::progress::Silent)?;
+    let rows = std::mem::take(&mut r.rows);
+    let doc = documents::activations(
+        &r,
+        input,
+        cfg,
+        json!({"token_ids": null, "tokenizer": null}),
+    );
+    Ok((doc.to_string(), rows, r.d))
+}
+
+/// The per-row values of the activation statistics as numpy arrays (`small_fraction` only when ε was
+/// given), and the peak dimensions.
+fn row_arrays<'py>(
+    py: Python<'py>,
+    rows: activations::PerRow,
+    d: usize,
+) -> (RowArrays<'py>, Bound<'py, PyArray1<u32>>) {
     let (zero_fraction, small_fraction) = (rows.zero_fraction(d), rows.small_fraction(d));
+    let eps = !rows.small.is_empty();
     let mut arrays = vec![
         ("norm", rows.norm.into_pyarray(py)),
         ("zero_fraction", zero_fraction.into_pyarray(py)),
         ("peak", rows.peak.into_pyarray(py)),
         ("median_abs", rows.median_abs.into_pyarray(py)),
     ];
-    if eps.is_some() {
+    if eps {
         arrays.push(("small_fraction", small_fraction.into_pyarray(py)));
     }
-    Ok((to_string(&v)?, arrays, rows.peak_dim.into_pyarray(py)))
+    (arrays, rows.peak_dim.into_pyarray(py))
 }
 
 /// A sparse autoencoder held by the engine: trained, loaded from a folder, encoded and decoded with.

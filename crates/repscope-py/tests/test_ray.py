@@ -268,6 +268,16 @@ def test_a_shard_that_disappears_mid_run(cluster, tmp_path, monkeypatch, private
         assert sorted(os.listdir(tmp_path)) == ["s0.npy", "s2.npy", "tmp"]
 
 
+def test_block_rows_are_checked_not_clamped():
+    """A negative row number given to a kNN block is an error, never read as row 0."""
+    from repscope import _repscope
+
+    X = coarse(50, 4, 9)
+    rows, ids = np.array([0, -3], dtype=np.int64), np.array([0, 1], dtype=np.int64)
+    with pytest.raises(ValueError, match="row -3 is negative"):
+        _repscope.knn_self_block(X, rows, ids, (0, 50), 1, "euclidean")
+
+
 def test_an_unreachable_cluster_is_named():
     code = (
         "import numpy as np, repscope.ray as rr\n"

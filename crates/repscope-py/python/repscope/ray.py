@@ -142,6 +142,26 @@ def _array(x, name):
     return as_matrix(a, name)
 
 
+class _Source:
+    """A source on the cluster: Ray connected, the tasks defined, the shards measured."""
+
+    def __init__(self, source, key, column, address, what, progress):
+        self.ray, self.t, self.key = _connect(address), _tasks(), key
+        self.shards = _shards(source, key, column)
+        self.n, self.d, self.dtype = _measured(self.shards, key, self.ray, self.t)
+        self.bar = _Progress(self.ray, what, bool(progress))
+        # What an engine job is told of the rows: rows, columns, name, dtype, shards.
+        name = self.shards[0].name if len(self.shards) == 1 else f"{len(self.shards)} shards"
+        self.header = (self.n, self.d, name, self.dtype, len(self.shards))
+        # The shard paths, for the document's input (None unless every shard is a file).
+        files = all(isinstance(s.obj, str) for s in self.shards)
+        self.paths = [s.obj for s in self.shards] if files else None
+
+    def run(self, job):
+        """Serves an engine job's passes on the cluster; returns its result."""
+        return _run_job(self.ray, self.t, job, self.shards, self.key, self.bar)
+
+
 class _Shard:
     def __init__(self, obj, name):
         self.obj, self.name = obj, name
@@ -298,14 +318,10 @@ def _graph(source, k, metric, key, column, block_rows, address, progress, what):
     metric = str(metric)
     if metric not in ("euclidean", "cosine", "l2", "cos"):
         raise ValueError(f"unknown metric '{metric}'. Use euclidean or cosine.")
-    ray = _connect(address)
-    t = _tasks()
-    shards = _shards(source, key, column)
-    n, d, dtype = _measured(shards, key, ray, t)
-    bar = _Progress(ray, "knn", bool(progress))
-    first, _ = _run_job(ray, t, _repscope.Job.dedup(n, d, _name(shards), dtype, len(shards)), shards, key, bar)
-    first = np.asarray(first, dtype=np.int64)
-    kept = np.flatnonzero(first == np.arange(n))
+    src = _Source(source, key, column, address, "knn", progress)
+    ray, t, shards, n = src.ray, src.t, src.shards, src.n
+    first, _ = src.run(_repscope.Job.dedup(*src.header))  # uint32, one per row
+    kept = np.flatnonzero(first == np.arange(n, dtype=np.uint32))
     nd = len(kept)
     if k + 1 > nd:
         raise ValueError(
@@ -330,8 +346,8 @@ def _graph(source, k, metric, key, column, block_rows, address, progress, what):
             )
             leaves.append(parts[i][j])
     finals = [_tree(t["knn_merge"], row) for row in parts]
-    bar.wait(leaves)
-    return _get(ray, finals, shards), first.astype(np.uint32), metric
+    src.bar.wait(leaves)
+    return _get(ray, finals, shards), first, metric
 
 
 def spectrum(
@@ -364,16 +380,9 @@ def spectrum(
     if window[1] <= window[0]:
         raise ValueError(f"alpha_window {alpha_window!r}: expected (first, last) with first < last, e.g. (11, 100)")
     top = check_int(top_rogue, "top_rogue", 0)
-    ray = _connect(address)
-    t = _tasks()
-    shards = _shards(source, key, column)
-    n, d, dtype = _measured(shards, key, ray, t)
-    paths = [s.obj for s in shards] if all(isinstance(s.obj, str) for s in shards) else None
-    job = _repscope.Job.spectrum(
-        n, d, _name(shards), dtype, len(shards), paths, key, float(eps2), window, top, coding_rate, duplicates
-    )
-    doc = _run_job(ray, t, job, shards, key, _Progress(ray, "spectrum", bool(progress)))
-    return json.loads(doc)
+    src = _Source(source, key, column, address, "spectrum", progress)
+    job = _repscope.Job.spectrum(*src.header, src.paths, key, float(eps2), window, top, coding_rate, duplicates)
+    return json.loads(src.run(job))
 
 
 def _block_rows(nd, cpus):
@@ -389,8 +398,10 @@ def _blocks(shards, kept, block_rows, n):
     rows, span). The spans partition rows 0..n (rows without a block, such as duplicates, fall in the
     span of the block before them)."""
     out = []
-    for s in shards:
-        ids = kept[(kept >= s.start) & (kept < s.start + s.rows)]
+    # kept ascends, so each shard's distinct rows are one slice of it.
+    bounds = np.searchsorted(kept, [s.start for s in shards] + [shards[-1].start + shards[-1].rows])
+    for s, first, last in zip(shards, bounds[:-1], bounds[1:]):
+        ids = kept[first:last]
         for b in range(0, len(ids), block_rows):
             chunk = np.ascontiguousarray(ids[b : b + block_rows], dtype=np.int64)
             lo = s.start if b == 0 else int(chunk[0])
@@ -433,18 +444,10 @@ def activations(
         token_ids, tokenizer, massive_abs, massive_ratio, eps, peak_factor, outlier_sigma, top_rogue, max_listed,
         key, duplicates,
     )
-    ray = _connect(address)
-    t = _tasks()
-    shards = _shards(source, key, column)
-    n, d, dtype = _measured(shards, key, ray, t)
-    paths = [s.obj for s in shards] if all(isinstance(s.obj, str) for s in shards) else None
-    job = _repscope.Job.activations(n, d, _name(shards), dtype, len(shards), paths, key, ids, *args[:7], args[8])
-    doc, per_row, peak_dim = _run_job(ray, t, job, shards, key, _Progress(ray, "activations", bool(progress)))
+    src = _Source(source, key, column, address, "activations", progress)
+    job = _repscope.Job.activations(*src.header, src.paths, key, ids, *args[:7], args[8])
+    doc, per_row, peak_dim = src.run(job)
     return _activation_doc(doc, per_row, peak_dim, tokenizer)
-
-
-def _name(shards):
-    return shards[0].name if len(shards) == 1 else f"{len(shards)} shards"
 
 
 def _run_job(ray, t, job, shards, key, bar):

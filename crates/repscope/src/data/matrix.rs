@@ -304,29 +304,6 @@ impl Matrix {
         }
     }
 
-    /// The rows of `self` then those of `other` (of the same width) as one new matrix, in f64 when both
-    /// are held in f64.
-    pub fn concat_rows(&self, other: &Matrix) -> Matrix {
-        assert_eq!(
-            self.cols, other.cols,
-            "concatenated matrices have one width"
-        );
-        let mut data = Vec::with_capacity((self.rows + other.rows) * self.cols);
-        data.extend_from_slice(self.as_slice());
-        data.extend_from_slice(other.as_slice());
-        let exact = match (self.values_f64(), other.values_f64()) {
-            (Some(a), Some(b)) => Some([a, b].concat().into()),
-            _ => None,
-        };
-        Matrix {
-            storage: Storage::Owned(data),
-            exact,
-            rows: self.rows + other.rows,
-            cols: self.cols,
-            name: self.name.clone(),
-        }
-    }
-
     /// Rows `start..stop` as a new owned matrix.
     pub fn slice_rows(&self, start: usize, stop: usize) -> Matrix {
         let stop = stop.min(self.rows);

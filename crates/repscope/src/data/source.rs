@@ -951,35 +951,54 @@ pub fn open(paths: &[PathBuf], key: Option<&str>) -> Result<Box<dyn RowSource>> 
 
 /// The rows `idx` (increasing) of a source in memory, read in runs of consecutive rows.
 pub fn gather(src: &dyn RowSource, idx: &[usize]) -> Result<Matrix> {
-    let d = src.cols();
-    let f64s = src.elem() == Elem::F64;
+    gather_parts(&[(src, idx)])
+}
+
+/// The rows `idx` (increasing) of each source in turn, in one matrix of their common width (f64 when every
+/// source is f64), read in runs of consecutive rows.
+pub fn gather_parts(parts: &[(&dyn RowSource, &[usize])]) -> Result<Matrix> {
+    let (first, _) = parts[0];
+    let d = first.cols();
+    let f64s = parts.iter().all(|(s, _)| s.elem() == Elem::F64);
+    let n: usize = parts.iter().map(|(_, idx)| idx.len()).sum();
     let mut v32 = if f64s {
         Vec::new()
     } else {
-        vec![0.0f32; idx.len() * d]
+        vec![0.0f32; n * d]
     };
     let mut v64 = if f64s {
-        vec![0.0f64; idx.len() * d]
+        vec![0.0f64; n * d]
     } else {
         Vec::new()
     };
     let mut o = 0;
-    while o < idx.len() {
-        let mut run = 1;
-        while o + run < idx.len() && idx[o + run] == idx[o] + run {
-            run += 1;
+    for &(src, idx) in parts {
+        if src.cols() != d {
+            return Err(Error::data(
+                src.name(),
+                format!("{} columns, but {} has {d}", src.cols(), first.name()),
+                "give every shard the same width",
+            ));
         }
-        if f64s {
-            src.read_f64(idx[o], run, &mut v64[o * d..(o + run) * d])?;
-        } else {
-            src.read(idx[o], run, &mut v32[o * d..(o + run) * d])?;
+        let mut i = 0;
+        while i < idx.len() {
+            let mut run = 1;
+            while i + run < idx.len() && idx[i + run] == idx[i] + run {
+                run += 1;
+            }
+            if f64s {
+                src.read_f64(idx[i], run, &mut v64[o * d..(o + run) * d])?;
+            } else {
+                src.read(idx[i], run, &mut v32[o * d..(o + run) * d])?;
+            }
+            i += run;
+            o += run;
         }
-        o += run;
     }
     if f64s {
-        Matrix::from_f64(idx.len(), d, v64, src.name())
+        Matrix::from_f64(n, d, v64, first.name())
     } else {
-        Matrix::from_vec(idx.len(), d, v32, src.name())
+        Matrix::from_vec(n, d, v32, first.name())
     }
 }
 

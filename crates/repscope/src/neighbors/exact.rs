@@ -202,12 +202,7 @@ pub(crate) fn search_rows(
         let fids: Vec<usize> = failed.iter().map(|&a| ids[a]).collect();
         let radii: Vec<f64> = failed.iter().map(|&a| distances[a * k + k - 1]).collect();
         let lists = range_pass(space, qside, rside, &fids, &radii, exclude_self, k)?;
-        for (&a, list) in failed.iter().zip(lists) {
-            for (slot, (dd, j)) in list.into_iter().enumerate() {
-                indices[a * k + slot] = j;
-                distances[a * k + slot] = dd;
-            }
-        }
+        write_lists(&failed, lists, k, &mut indices, &mut distances);
     }
     Ok(KnnGraph {
         n: nq,
@@ -230,6 +225,22 @@ pub(crate) fn search_rows(
 /// (the k-th exact distance of real rows found earlier), the exact distance of every reference row whose
 /// ranking key the rounding bound cannot place beyond that radius, and the k nearest of them. Every row
 /// left out is proven farther than the radius, so the lists are exact.
+/// Writes the range pass's `lists` over the k slots of their rows `rows` in a graph's arrays.
+pub(crate) fn write_lists(
+    rows: &[usize],
+    lists: Vec<Vec<(f64, u32)>>,
+    k: usize,
+    indices: &mut [u32],
+    distances: &mut [f64],
+) {
+    for (&q, list) in rows.iter().zip(lists) {
+        for (slot, (dd, j)) in list.into_iter().enumerate() {
+            indices[q * k + slot] = j;
+            distances[q * k + slot] = dd;
+        }
+    }
+}
+
 pub(crate) fn range_pass(
     space: &Space,
     qside: &Side<'_>,

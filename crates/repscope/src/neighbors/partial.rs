@@ -130,9 +130,9 @@ fn from_graph(
     out
 }
 
-/// Checks that global row numbers ascend within a span.
-fn check_ids(m: &Matrix, ids: &[u64], span: (u64, u64)) -> Result<()> {
-    if m.rows() != ids.len()
+/// Checks that a block of `rows` rows of `m` has global row numbers that ascend within its span.
+fn check_ids(m: &Matrix, rows: usize, ids: &[u64], span: (u64, u64)) -> Result<()> {
+    if rows != ids.len()
         || !ids.windows(2).all(|w| w[0] < w[1])
         || ids.first().is_some_and(|&f| f < span.0)
         || ids.last().is_some_and(|&l| l >= span.1)
@@ -158,7 +158,7 @@ pub fn search_self(
     if k == 0 {
         return Err(Error::param(Param::K, "k must be at least 1", "use k = 10"));
     }
-    check_ids(m, ids, span)?;
+    check_ids(m, m.rows(), ids, span)?;
     if m.rows() < 2 {
         return Ok(empty(ids, span, k, metric));
     }
@@ -167,14 +167,14 @@ pub fn search_self(
     Ok(from_graph(&g, ids, ids, span, k))
 }
 
-/// The k nearest rows of block `b` for every row of block `a`, and of `a` for every row of `b`, from one
-/// product per pair of tiles ([`super::symmetric`]): the off-diagonal piece of a distributed self search.
+/// The k nearest rows of block b for every row of block a, and of a for every row of b, from one product
+/// per pair of tiles ([`super::symmetric`]): the off-diagonal piece of a distributed self search. `ab`
+/// holds the rows of a (global numbers `a_ids`), then those of b (`b_ids`).
 #[allow(clippy::too_many_arguments)]
 pub fn search_pair(
-    a: &Matrix,
+    ab: &Matrix,
     a_ids: &[u64],
     a_span: (u64, u64),
-    b: &Matrix,
     b_ids: &[u64],
     b_span: (u64, u64),
     k: usize,
@@ -183,48 +183,44 @@ pub fn search_pair(
     if k == 0 {
         return Err(Error::param(Param::K, "k must be at least 1", "use k = 10"));
     }
-    check_ids(a, a_ids, a_span)?;
-    check_ids(b, b_ids, b_span)?;
-    if a.cols() != b.cols() {
-        return Err(Error::data(
-            b.name(),
-            format!("{} columns, but {} has {}", b.cols(), a.name(), a.cols()),
-            "give every block the same width",
-        ));
-    }
-    if a.rows() == 0 || b.rows() == 0 {
+    let na = a_ids.len().min(ab.rows());
+    check_ids(ab, na, a_ids, a_span)?;
+    check_ids(ab, ab.rows() - na, b_ids, b_span)?;
+    if a_ids.is_empty() || b_ids.is_empty() {
         return Ok((
             empty(a_ids, b_span, k, metric),
             empty(b_ids, a_span, k, metric),
         ));
     }
-    let (ga, gb) = super::symmetric::exact_knn_cross(a, b, k, metric)?;
+    let (ga, gb) = super::symmetric::exact_knn_cross(ab, na, k, metric)?;
     Ok((
         from_graph(&ga, a_ids, b_ids, b_span, k),
         from_graph(&gb, b_ids, a_ids, a_span, k),
     ))
 }
 
-/// The rows `rows` (local numbers, increasing) of a shard, in memory, checked finite.
-pub fn load_rows(src: &dyn RowSource, rows: &[usize]) -> Result<Matrix> {
-    if let Some(&bad) = rows.iter().find(|&&i| i >= src.rows()) {
-        return Err(Error::data(
-            src.name(),
-            format!(
-                "row {bad} is asked for, but the shard has {} rows",
-                src.rows()
-            ),
-            "pass the shards as they were when the run started",
-        ));
+/// The rows `rows` (local numbers, increasing) of each shard in turn, in one matrix, checked finite.
+pub fn load_rows(parts: &[(&dyn RowSource, &[usize])]) -> Result<Matrix> {
+    for &(src, rows) in parts {
+        if let Some(&bad) = rows.iter().find(|&&i| i >= src.rows()) {
+            return Err(Error::data(
+                src.name(),
+                format!(
+                    "row {bad} is asked for, but the shard has {} rows",
+                    src.rows()
+                ),
+                "pass the shards as they were when the run started",
+            ));
+        }
+        if !rows.windows(2).all(|w| w[0] < w[1]) {
+            return Err(Error::data(
+                src.name(),
+                "the rows asked for are not increasing",
+                "ask for a shard's rows in order",
+            ));
+        }
     }
-    if !rows.windows(2).all(|w| w[0] < w[1]) {
-        return Err(Error::data(
-            src.name(),
-            "the rows asked for are not increasing",
-            "ask for a shard's rows in order",
-        ));
-    }
-    let m = source::gather(src, rows)?;
+    let m = source::gather_parts(parts)?;
     data::check_finite(&m)?;
     Ok(m)
 }
@@ -530,12 +526,11 @@ mod tests {
                     let ma = distinct.slice_rows(a0, a1);
                     lists[i].push(search_self(&ma, &ids[a0..a1], sp(a0, a1), k, metric).unwrap());
                     for (j, &(b0, b1)) in spans.iter().enumerate().skip(i + 1) {
-                        let mb = distinct.slice_rows(b0, b1);
+                        let both: Vec<usize> = (a0..a1).chain(b0..b1).collect();
                         let (pa, pb) = search_pair(
-                            &ma,
+                            &distinct.select_rows(&both),
                             &ids[a0..a1],
                             sp(a0, a1),
-                            &mb,
                             &ids[b0..b1],
                             sp(b0, b1),
                             k,
@@ -602,17 +597,8 @@ mod tests {
         let (a, b) = (x.slice_rows(0, cut), x.slice_rows(cut, nd));
         let sa = (0, cut as u64);
         let sb = (cut as u64, nd as u64);
-        let (pa, pb) = search_pair(
-            &a,
-            &ids[..cut],
-            sa,
-            &b,
-            &ids[cut..],
-            sb,
-            k,
-            Metric::Euclidean,
-        )
-        .unwrap();
+        let (pa, pb) =
+            search_pair(x, &ids[..cut], sa, &ids[cut..], sb, k, Metric::Euclidean).unwrap();
         let da = search_self(&a, &ids[..cut], sa, k, Metric::Euclidean).unwrap();
         let db = search_self(&b, &ids[cut..], sb, k, Metric::Euclidean).unwrap();
         for (p, q, lo) in [(pa, da, 0), (pb, db, cut)] {

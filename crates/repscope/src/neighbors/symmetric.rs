@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::bound::{KeyError, Target};
 use super::distance::{by_distance, Exact};
-use super::exact::{range_pass, rerank, AHEAD};
+use super::exact::{range_pass, rerank, write_lists, AHEAD};
 use super::heap::HeapBlock;
 use super::space::{Space, U32};
 use super::{check_k, Certificate, KnnGraph, Metric};
@@ -148,12 +148,7 @@ pub(crate) fn exact_knn_self_with(
         };
         let radii: Vec<f64> = failed.iter().map(|&q| distances[q * k + k - 1]).collect();
         let lists = range_pass(&space, &side, &side, &failed, &radii, true, k)?;
-        for (&q, list) in failed.iter().zip(lists) {
-            for (slot, (dd, j)) in list.into_iter().enumerate() {
-                indices[q * k + slot] = j;
-                distances[q * k + slot] = dd;
-            }
-        }
+        write_lists(&failed, lists, k, &mut indices, &mut distances);
     }
     Ok(KnnGraph {
         n,
@@ -172,23 +167,23 @@ pub(crate) fn exact_knn_self_with(
     })
 }
 
-/// For every row of `a` its exact k nearest rows of `b`, and for every row of `b` its k nearest of `a` (k
-/// clipped to the other side's rows), certified: the two sides of one pair of blocks in a distributed self
-/// search. Each product of a block of `a` with a block of `b` ranks candidates for the rows of both, as the
-/// self search's products do, so the pair costs one side's search. Indices number the other side's rows.
+/// For the rows of two blocks held in one matrix (`m`: the rows of a, then those of b from row `na`), every
+/// row of a's exact k nearest rows of b, and every row of b's k nearest of a (k clipped to the other side's
+/// rows), certified: the two sides of one pair of blocks in a distributed self search. Each product of a
+/// block of a with a block of b ranks candidates for the rows of both, as the self search's products do,
+/// so the pair costs one side's search. Indices number the other side's rows.
 pub(crate) fn exact_knn_cross(
-    a: &Matrix,
-    b: &Matrix,
+    m: &Matrix,
+    na: usize,
     k: usize,
     metric: Metric,
 ) -> Result<(KnnGraph, KnnGraph)> {
-    let (na, nb) = (a.rows(), b.rows());
+    let nb = m.rows() - na;
     check_k(k.min(nb), nb)?;
     check_k(k.min(na), na)?;
     let (ka, kb) = (k.min(nb), k.min(na));
-    let m = a.concat_rows(b);
     let d = m.cols();
-    let (space, side) = Space::new(&m, metric)?;
+    let (space, side) = Space::new(m, metric)?;
     let blocks = |s: usize, e: usize| -> Vec<(usize, usize)> {
         (s..e)
             .step_by(BLOCK)
@@ -208,7 +203,7 @@ pub(crate) fn exact_knn_cross(
     let ranges = [ra.clone(), rb].concat();
     let (mut heaps, _) = candidates_over(side.rows.as_slice(), d, &ranges, &caps, &pairs, None);
     let hb = heaps.split_off(ra.len());
-    let exact = Exact::within(metric, &m, &side.inv);
+    let exact = Exact::within(metric, m, &side.inv);
     let proven = |q: usize, kth: f64, tau: f32| {
         let a = side.norms[q];
         space
@@ -221,7 +216,9 @@ pub(crate) fn exact_knn_cross(
     ia.iter_mut().for_each(|j| *j -= na as u32);
     let (recomputed_a, recomputed_b) = (fa.len(), fb.len());
     if !fa.is_empty() || !fb.is_empty() {
-        let (sa, sb) = (space.side(a)?, space.side(b)?);
+        // Each side as a matrix of its own, for the one-sided range pass (only when a row needs it).
+        let (a, b) = (m.slice_rows(0, na), m.slice_rows(na, m.rows()));
+        let (sa, sb) = (space.side(&a)?, space.side(&b)?);
         let fb: Vec<usize> = fb.iter().map(|&q| q - na).collect();
         for (failed, q, r, kk, idx, dist) in [
             (&fa, &sa, &sb, ka, &mut ia, &mut da),
@@ -232,12 +229,7 @@ pub(crate) fn exact_knn_cross(
             }
             let radii: Vec<f64> = failed.iter().map(|&i| dist[i * kk + kk - 1]).collect();
             let lists = range_pass(&space, q, r, failed, &radii, false, kk)?;
-            for (&i, list) in failed.iter().zip(lists) {
-                for (slot, (dd, j)) in list.into_iter().enumerate() {
-                    idx[i * kk + slot] = j;
-                    dist[i * kk + slot] = dd;
-                }
-            }
+            write_lists(failed, lists, kk, idx, dist);
         }
     }
     let graph = |n, k, indices, distances, recomputed| KnnGraph {
