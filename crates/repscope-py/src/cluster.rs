@@ -54,9 +54,11 @@ pub fn shard_info(x: Rows<'_>, key: Option<String>) -> PyResult<(usize, usize, S
 }
 
 /// Runs one pass (its bytes) over one shard whose first row is global row `first_row`: the partial result's
-/// bytes.
+/// bytes. With `y`, the shard is x and y read side by side (the same rows of two representations); with
+/// `keep`, only those rows of the shard (its distinct rows, say), numbered from `first_row`.
 #[pyfunction]
-#[pyo3(signature = (spec, x, first_row, key=None, name="shard"))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (spec, x, first_row, key=None, name="shard", y=None, key_y=None, name_y="shard", keep=None))]
 pub fn pass_map<'py>(
     py: Python<'py>,
     spec: &[u8],
@@ -64,13 +66,57 @@ pub fn pass_map<'py>(
     first_row: usize,
     key: Option<String>,
     name: &str,
+    y: Option<Rows<'py>>,
+    key_y: Option<String>,
+    name_y: &str,
+    keep: Option<PyReadonlyArray1<'py, i64>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let pass = Pass::decode(spec).map_err(to_py)?;
     let src = opened(&x, key.as_deref(), name)?;
+    let other = y
+        .map(|y| opened(&y, key_y.as_deref(), name_y))
+        .transpose()?;
+    let keep: Option<Vec<usize>> = keep
+        .map(|k| {
+            k.as_array()
+                .iter()
+                .map(|&r| {
+                    usize::try_from(r)
+                        .map_err(|_| PyValueError::new_err(format!("{name}: row {r} is negative")))
+                })
+                .collect()
+        })
+        .transpose()?;
     let out = compute(py, move || {
-        Ok(partial::map(&pass, &*src, first_row, &Silent)?.encode())
+        let p = match (&other, keep) {
+            (Some(b), _) => {
+                let z = source::Joined::new(&*src, &**b)?;
+                partial::map(&pass, &z, first_row, &Silent)?
+            }
+            (None, Some(keep)) => {
+                let sel = source::Selected::rows(src, keep)?;
+                partial::map(&pass, &sel, first_row, &Silent)?
+            }
+            (None, None) => partial::map(&pass, &*src, first_row, &Silent)?,
+        };
+        Ok(p.encode())
     })?;
     Ok(bytes(py, &out))
+}
+
+/// The pass (bytes) as the shard of global rows first_row..first_row + rows needs it, or None when it is
+/// the pass itself (see `Pass::narrowed`).
+#[pyfunction]
+pub fn pass_narrow<'py>(
+    py: Python<'py>,
+    spec: &[u8],
+    first_row: usize,
+    rows: usize,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let pass = Pass::decode(spec).map_err(to_py)?;
+    Ok(pass
+        .narrowed((first_row, first_row + rows))
+        .map(|p| bytes(py, &p.encode())))
 }
 
 /// The partial result (bytes) of a shard the pass needs no values of, or None when it must be read.
@@ -240,6 +286,43 @@ pub fn knn_lid<'py>(
         super::lid_of(first.len(), &dedup, &g)
     })?;
     Ok((super::to_string(&v)?, pw.into_pyarray(py)))
+}
+
+/// The neighbours per point the suite's graph needs (0 for PCA alone), for rows of which `n_distinct` are
+/// distinct; the single-process suite's error when there are too few.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn id_neighbours(
+    estimators: Vec<String>,
+    k_mle: usize,
+    discard_fraction: f64,
+    range_max: usize,
+    metric_name: &str,
+    seed: u64,
+    scale_curve: bool,
+    name: &str,
+    n: usize,
+    n_distinct: usize,
+) -> PyResult<usize> {
+    use repscope::intrinsic::suite;
+    let cfg = super::id_config(
+        estimators,
+        k_mle,
+        discard_fraction,
+        range_max,
+        metric_name,
+        seed,
+        scale_curve,
+    )?;
+    let rows = suite::Rows {
+        name,
+        n,
+        d: 0,
+        n_distinct,
+        duplicates_merged: n - n_distinct,
+        max_multiplicity: 0,
+    };
+    suite::neighbours(&cfg, &rows).map_err(to_py)
 }
 
 /// What a job gives when it ends.
@@ -425,6 +508,207 @@ impl Job {
             let (doc, per_row, d) =
                 super::activation_output(p, &paths, key.as_deref(), &cfg, token_ids.as_deref())?;
             Ok(Output::Activations(doc, Box::new(per_row), d))
+        })
+    }
+
+    /// The similarity of two representations on a cluster, read side by side (X's columns first): the
+    /// document of `compare` with the streamed measures.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, names, elems, shards, paths, keys, metrics, svcca_threshold))]
+    fn compare(
+        rows: usize,
+        cols: (usize, usize),
+        names: (String, String),
+        elems: (String, String),
+        shards: usize,
+        paths: (Option<Vec<String>>, Option<Vec<String>>),
+        keys: (Option<String>, Option<String>),
+        metrics: Vec<String>,
+        svcca_threshold: f64,
+    ) -> PyResult<Job> {
+        let cfg = repscope::similarity::CompareConfig {
+            measures: metrics,
+            svcca_threshold,
+            ..Default::default()
+        };
+        let ex = elem_of(&elems.0)?;
+        let ey = elem_of(&elems.1)?;
+        let joined = if ex == Elem::F64 || ey == Elem::F64 {
+            "float64"
+        } else {
+            "float32"
+        };
+        let name = format!("{} | {}", names.0, names.1);
+        Job::start(rows, cols.0 + cols.1, name, joined, shards, move |p| {
+            let t = std::time::Instant::now();
+            let r = repscope::similarity::compare_passes(
+                p,
+                cols.0,
+                (&names.0, &names.1),
+                &cfg,
+                &Silent,
+            )?;
+            let side = |paths: &Option<Vec<String>>, key: &Option<String>, name, cols, elem| {
+                documents::input_of(
+                    paths.as_deref().unwrap_or(&[]),
+                    key.as_deref(),
+                    name,
+                    rows,
+                    cols,
+                    shards,
+                    elem,
+                )
+            };
+            let doc = documents::compare(
+                &r,
+                side(&paths.0, &keys.0, &names.0, cols.0, ex),
+                side(&paths.1, &keys.1, &names.1, cols.1, ey),
+                serde_json::json!({"load": 0.0, "compute": t.elapsed().as_secs_f64()}),
+            );
+            Ok(Output::Document(doc.to_string()))
+        })
+    }
+
+    /// The class geometry of rows on a cluster (the document of `classes`).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, name, elem, shards, paths, key, raw_labels, numeric, k, classifier, bias, knn_sample, seed))]
+    fn classes(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        paths: Option<Vec<String>>,
+        key: Option<String>,
+        raw_labels: Vec<String>,
+        numeric: bool,
+        k: usize,
+        classifier: Option<super::Values<'_>>,
+        bias: Option<Vec<f64>>,
+        knn_sample: usize,
+        seed: u64,
+    ) -> PyResult<Job> {
+        use repscope::classes;
+        let w = classifier
+            .as_ref()
+            .map(|w| super::matrix(w, "classifier"))
+            .transpose()?;
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let labels = repscope::data::Labels::from_strings(raw_labels, numeric);
+            classes::check_label_count(p.rows(), p.name(), &labels, "labels")?;
+            let clf = super::classifier_of(w.as_ref(), bias.as_deref(), &labels, p.cols())?;
+            let (r, cfg) =
+                classes::run_passes(p, &labels, clf.as_ref(), k, knn_sample, seed, &Silent)?;
+            let input = documents::described(paths.as_deref().unwrap_or(&[]), key.as_deref(), p);
+            let clf_name = w.as_ref().map(|_| "classifier".to_string());
+            let doc = documents::classes(&r, input, serde_json::Value::Null, &cfg, clf_name);
+            Ok(Output::Document(doc.to_string()))
+        })
+    }
+
+    /// An SAE's evaluation on rows on a cluster (the document of `TopKSAE.evaluate`).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, name, elem, shards, sae, batch))]
+    fn sae_eval(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        sae: &super::PySae,
+        batch: usize,
+    ) -> PyResult<Job> {
+        let sae = sae.inner.clone();
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let cfg = repscope::sae::eval::EvalConfig {
+                batch: batch.max(1),
+                ..Default::default()
+            };
+            let r = repscope::sae::eval::evaluate_passes(&sae, p, &cfg, &Silent)?;
+            Ok(Output::Document(serde_json::to_string(&r).map_err(
+                |e| partial::corrupt(format!("cannot encode JSON: {e}")),
+            )?))
+        })
+    }
+
+    /// The intrinsic-dimension suite on a cluster (the document of `intrinsic_dimension`): the distinct
+    /// rows' graph from the merged lists of every query block, the estimators on the driver, and the rows
+    /// they read beside the graph (the covariance, the calibration and decimation subsets) by passes over
+    /// the distinct rows, whose `rows` this job is told.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rows, cols, name, elem, shards, paths, key, first, blocks, k, estimators, k_mle, discard_fraction, range_max, metric_name, seed, scale_curve))]
+    fn intrinsic_dimension(
+        rows: usize,
+        cols: usize,
+        name: String,
+        elem: &str,
+        shards: usize,
+        paths: Option<Vec<String>>,
+        key: Option<String>,
+        first: Vec<u32>,
+        blocks: Vec<Vec<u8>>,
+        k: usize,
+        estimators: Vec<String>,
+        k_mle: usize,
+        discard_fraction: f64,
+        range_max: usize,
+        metric_name: &str,
+        seed: u64,
+        scale_curve: bool,
+    ) -> PyResult<Job> {
+        use repscope::intrinsic::suite;
+        let cfg = super::id_config(
+            estimators,
+            k_mle,
+            discard_fraction,
+            range_max,
+            metric_name,
+            seed,
+            scale_curve,
+        )?;
+        let e = elem_of(elem)?;
+        let all = name.clone();
+        Job::start(rows, cols, name, elem, shards, move |p| {
+            let dedup = repscope::data::Dedup::from_first(&first);
+            if dedup.n_distinct() != p.rows() {
+                return Err(partial::corrupt(
+                    "the distinct rows do not match the first equal rows",
+                ));
+            }
+            let graph = if k > 0 {
+                Some(knn_partial::graph(&decoded(&blocks)?, &first, k, cfg.metric)?.0)
+            } else {
+                None
+            };
+            let info = suite::Rows {
+                name: &all,
+                n: first.len(),
+                d: cols,
+                n_distinct: dedup.n_distinct(),
+                duplicates_merged: dedup.merged,
+                max_multiplicity: dedup.max_multiplicity,
+            };
+            let r = suite::run_on(
+                &suite::Distinct::Passes(p),
+                graph.as_ref(),
+                &info,
+                &cfg,
+                &Silent,
+            )?;
+            let input = documents::input_of(
+                paths.as_deref().unwrap_or(&[]),
+                key.as_deref(),
+                &all,
+                first.len(),
+                cols,
+                shards,
+                e,
+            );
+            Ok(Output::Document(documents::id(&r, input, &cfg).to_string()))
         })
     }
 

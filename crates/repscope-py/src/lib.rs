@@ -488,6 +488,49 @@ fn id_doc(
     seed: u64,
     scale_curve: bool,
 ) -> PyResult<String> {
+    let cfg = id_config(
+        estimators,
+        k,
+        discard_fraction,
+        range_max,
+        metric_name,
+        seed,
+        scale_curve,
+    )?;
+    let m = matrix(&x, "X")?;
+    let v = compute(py, move || {
+        let input = documents::input(None, None, &m);
+        let ds = Dataset::new(m)?;
+        let r = suite::run(&ds, &cfg, &Silent)?;
+        Ok(documents::id(&r, input, &cfg))
+    })?;
+    to_string(&v)
+}
+
+/// The linear classifier W (C × d, checked finite) and its bias for the classes of `labels`, if given.
+pub(crate) fn classifier_of(
+    w: Option<&repscope::data::Matrix>,
+    bias: Option<&[f64]>,
+    labels: &repscope::data::Labels,
+    cols: usize,
+) -> repscope::Result<Option<Classifier>> {
+    w.map(|w| {
+        repscope::data::check_finite(w)?;
+        Classifier::new(w, bias, labels.n_classes(), cols)
+    })
+    .transpose()
+}
+
+/// The suite's settings from the Python face's arguments, checked.
+pub(crate) fn id_config(
+    estimators: Vec<String>,
+    k: usize,
+    discard_fraction: f64,
+    range_max: usize,
+    metric_name: &str,
+    seed: u64,
+    scale_curve: bool,
+) -> PyResult<IdConfig> {
     let mut cfg = IdConfig {
         k_mle: k,
         discard_fraction,
@@ -501,14 +544,7 @@ fn id_doc(
         cfg.estimators = estimators;
     }
     suite::graph_k(&cfg).map_err(to_py)?;
-    let m = matrix(&x, "X")?;
-    let v = compute(py, move || {
-        let input = documents::input(None, None, &m);
-        let ds = Dataset::new(m)?;
-        let r = suite::run(&ds, &cfg, &Silent)?;
-        Ok(documents::id(&r, input, &cfg))
-    })?;
-    to_string(&v)
+    Ok(cfg)
 }
 
 /// The spectrum: the document of `repscope spectrum --json`.
@@ -942,18 +978,7 @@ fn classes_doc(
             (None, None) => unreachable!("an array or a source"),
         };
         classes::check_label_count(rows.rows(), rows.name(), &labels, "labels")?;
-        let clf = match &w {
-            Some(w) => {
-                repscope::data::check_finite(w)?;
-                Some(Classifier::new(
-                    w,
-                    bias.as_deref(),
-                    labels.n_classes(),
-                    rows.cols(),
-                )?)
-            }
-            None => None,
-        };
+        let clf = classifier_of(w.as_ref(), bias.as_deref(), &labels, rows.cols())?;
         let (r, cfg, input) = match (&m, &paths) {
             (Some(m), _) => {
                 repscope::data::check_finite(m)?;
@@ -1220,6 +1245,8 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::pass_map, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_merge, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_skip, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::pass_narrow, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::id_neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_self_block, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_pair_block, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_merge, m)?)?;

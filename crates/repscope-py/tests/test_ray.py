@@ -287,3 +287,124 @@ def test_an_unreachable_cluster_is_named():
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ConnectionError: cannot reach the Ray cluster at 127.0.0.1:9"), last
+
+
+def _saved(folder, name, parts):
+    """Each part saved as folder/name_j.npy; the paths."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for j, s in enumerate(parts):
+        paths.append(str(folder / f"{name}_{j:02d}.npy"))
+        np.save(paths[-1], s)
+    return paths
+
+
+def _without(doc, *keys):
+    return {k: v for k, v in doc.items() if k not in keys}
+
+
+def test_compare_equals_single_process_over_1_2_7_shards(cluster, tmp_path):
+    rng = np.random.default_rng(11)
+    X = (rng.normal(size=(2000, 16)) * np.linspace(2, 0.2, 16) + 1).astype(np.float32)
+    Y = (X[:, :10] @ rng.normal(size=(10, 10)) + 0.3 * rng.normal(size=(2000, 10)) - 4).astype(np.float32)
+    # The single-process streamed comparison of the same rows in files.
+    base = repscope.compare(_saved(tmp_path / "x", "x", [X]), _saved(tmp_path / "y", "y", [Y]))
+    assert set(base["measures"]) >= {"cka_linear", "cka_linear_debiased", "cca_mean_rho", "procrustes_angular"}
+    for parts in (1, 2, 7):
+        doc = rr.compare(split(X, parts), split(Y, parts))
+        close(_without(doc, "input", "timing_s"), _without(base, "input", "timing_s"))
+        assert doc["input"]["a"]["rows"] == 2000 and doc["input"]["b"]["cols"] == 10
+    # Files, read side by side by the tasks; a dataset's two columns.
+    px = _saved(tmp_path / "x7", "x", split(X, 7))
+    py_ = _saved(tmp_path / "y7", "y", split(Y, 7))
+    doc = rr.compare(px, py_, metrics=["cka"])
+    assert doc["input"]["a"]["paths"] == px
+    for m in ("cka_linear", "cka_linear_debiased"):
+        close(doc["measures"][m], base["measures"][m])
+    import pandas as pd
+
+    ds = ray.data.from_pandas(pd.DataFrame({"x": list(X), "y": list(Y)})).repartition(3)
+    doc = rr.compare(ds, ds, column_x="x", column_y="y")
+    close(doc["measures"], base["measures"])
+    # X and Y must hold the same rows, sharded alike.
+    with pytest.raises(ValueError, match="X has 2000 rows and Y has 1999"):
+        rr.compare(X, Y[:-1])
+    with pytest.raises(ValueError, match="X and Y are sharded differently: X's shard 0 has 1000 rows"):
+        rr.compare(split(X, 2), split(Y, 3))
+    with pytest.raises(ValueError, match="needs the rows in memory"):
+        rr.compare(X, Y, metrics=["cka_rbf"])
+
+
+def test_classes_equal_single_process_over_1_2_7_shards(cluster, tmp_path):
+    rng = np.random.default_rng(12)
+    names = np.array(["cat", "dog", "eel", "fox", "gnu"])
+    y = rng.integers(0, 5, size=2400)
+    centres = rng.normal(size=(5, 12)) * 3
+    X = (centres[y] + rng.normal(size=(2400, 12))).astype(np.float32)
+    W = rng.normal(size=(5, 12))
+    b = rng.normal(size=5)
+    labels = names[y]
+    base = repscope.classes(_saved(tmp_path, "x", [X]), labels, classifier=W, bias=b, knn_sample=700, seed=3)
+    assert base["knn_accuracy"]["sample_seed"] == 3 and base["nc4"] is not None
+    for parts in (1, 2, 7):
+        doc = rr.classes(split(X, parts), labels, classifier=W, bias=b, knn_sample=700, seed=3)
+        close(_without(doc, "input", "timing_s"), _without(base, "input", "timing_s"))
+        assert doc["input"]["shards"] == parts
+    # Every row in the vote (no sample): the single-process vote over the array.
+    whole = repscope.classes(X, labels, k=5)
+    doc = rr.classes(split(X, 7), labels, k=5)
+    assert doc["knn_accuracy"] == whole["knn_accuracy"]
+    close(doc["neural_collapse"], whole["neural_collapse"])
+    with pytest.raises(ValueError, match="2399 labels? .*2400 rows|2400 rows.*2399"):
+        rr.classes(split(X, 2), labels[:-1])
+
+
+def test_sae_eval_equals_single_process_over_1_2_7_shards(cluster, tmp_path):
+    from repscope.sae import TopKSAE
+
+    rng = np.random.default_rng(13)
+    D = rng.normal(size=(40, 16))
+    codes = np.where(rng.random(size=(3000, 40)) < 0.08, rng.random(size=(3000, 40)) * 3, 0)
+    X = (codes @ D + 0.05 * rng.normal(size=(3000, 16))).astype(np.float32)
+    sae = TopKSAE(width=64, k=4, tokens=30_000, batch=512, seed=1).fit(X)
+    base = sae.evaluate(X)
+    for parts in (1, 2, 7):
+        doc = rr.sae_eval(sae, split(X, parts), batch=700)
+        close(doc, base)
+    assert base["dead_latents"] < 64 and 0 < base["fvu"] < 1
+    folder = tmp_path / "sae"
+    sae.save(folder)
+    close(rr.sae_eval(str(folder), _saved(tmp_path, "x", split(X, 3))), base)
+    with pytest.raises(ValueError, match="d_in = 16"):
+        rr.sae_eval(sae, [X[:, :8]])
+
+
+def test_intrinsic_dimension_equals_single_process_over_1_2_7_shards(cluster):
+    rng = np.random.default_rng(14)
+    # A 4-dimensional curved manifold in 9 dimensions, with duplicate rows: 5,200 distinct rows, so the
+    # calibration reads a subsample of 5,000 and the decimation curve its subsets, fetched from the shards.
+    t = rng.random(size=(5210, 4))
+    X = np.concatenate([np.sin(3 * t), np.cos(2 * t), t[:, :1] ** 2], axis=1).astype(np.float32)
+    X[5200:] = X[:10]
+    base = repscope.intrinsic_dimension(X)
+    assert base["n_distinct"] == 5200 and any("subsample of 5000" in n for e in base["estimates"] for n in e.get("notes", []))
+    for parts in (1, 2, 7):
+        doc = rr.intrinsic_dimension(split(X, parts), block_rows=2000)
+        close(_without(doc, "input", "neighbours"), _without(base, "input", "neighbours"))
+        assert doc["input"]["rows"] == len(X) and doc["input"]["shards"] == parts
+        # The graph's certificate: every row exact, each list merged from one search per block.
+        cert = doc["neighbours"]
+        assert cert["exact"] and cert["rows"] == 5200 and cert["pieces"] >= 3, cert
+        assert "pieces" not in base["neighbours"]
+    # PCA alone without the scale curve reads no graph; cosine; a named estimator that reads the rows
+    # themselves is refused.
+    pca = rr.intrinsic_dimension(split(X, 3), estimators="pca", scale_curve=False)
+    assert pca["neighbours"] is None and [e["estimator"] for e in pca["estimates"]] == ["pca_ev", "pca_fo", "pca_pr"]
+    close(_without(pca, "input"), _without(repscope.intrinsic_dimension(X, estimators="pca", scale_curve=False), "input"))
+    small = X[:400]
+    close(_without(rr.intrinsic_dimension(split(small, 3), metric="cosine", range_max=8), "input", "neighbours"),
+          _without(repscope.intrinsic_dimension(small, metric="cosine", range_max=8), "input", "neighbours"))
+    with pytest.raises(ValueError, match="fisher_s reads the rows themselves"):
+        rr.intrinsic_dimension(split(small, 2), estimators=["fisher_s"])
+    with pytest.raises(ValueError, match="needs 20 neighbours per point, so more than 20 distinct rows, but there are 8"):
+        rr.intrinsic_dimension([np.eye(8, dtype=np.float32)] * 2, estimators=["mle"])

@@ -33,17 +33,39 @@ pub fn source(paths: &[String], key: Option<&str>, src: &dyn RowSource) -> Value
 
 /// Rows read through passes (in this process or on a cluster) as the input of a document.
 pub fn described(paths: &[String], key: Option<&str>, src: &dyn crate::partial::Passes) -> Value {
+    input_of(
+        paths,
+        key,
+        src.name(),
+        src.rows(),
+        src.cols(),
+        src.shards(),
+        src.elem(),
+    )
+}
+
+/// The input of a document from its parts: the paths (and array key) it was read from, its name, size,
+/// shards and element type.
+pub fn input_of(
+    paths: &[String],
+    key: Option<&str>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    shards: usize,
+    elem: crate::data::source::Elem,
+) -> Value {
     use crate::data::source::Elem;
     json!({
         "path": (paths.len() == 1).then(|| paths[0].clone()),
         "paths": paths,
         "key": key,
-        "name": src.name(),
-        "rows": src.rows(),
-        "cols": src.cols(),
-        "shards": src.shards(),
-        "dtype": src.elem().name(),
-        "precision": if src.elem() == Elem::F64 { Precision::F64 } else { Precision::F32 },
+        "name": name,
+        "rows": rows,
+        "cols": cols,
+        "shards": shards,
+        "dtype": elem.name(),
+        "precision": if elem == Elem::F64 { Precision::F64 } else { Precision::F32 },
     })
 }
 

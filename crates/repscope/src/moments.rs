@@ -337,14 +337,7 @@ pub fn moments_of(p: &dyn Passes, cfg: &PassConfig, progress: &dyn Progress) -> 
             "pass a non-empty 2-D array",
         ));
     }
-    let head = p.run(
-        &Pass::Rows((0..SHIFT_ROWS.min(n) as u64).collect()),
-        progress,
-    )?;
-    let Found::Rows { values, .. } = head.covering(n)?.value else {
-        return Err(partial::corrupt("a rows pass returned another result"));
-    };
-    let shift = mean_of_rows(&values, d);
+    let shift = head_mean_of(p, progress)?;
     let mut spec = MomentsPass {
         cfg: *cfg,
         shift: shift.clone(),
@@ -359,6 +352,19 @@ pub fn moments_of(p: &dyn Passes, cfg: &PassConfig, progress: &dyn Progress) -> 
         sums = run_sums(p, &spec, progress)?;
     }
     Ok(sums.finish(&spec))
+}
+
+/// [`head_mean`] of rows read through passes.
+pub fn head_mean_of(p: &dyn Passes, progress: &dyn Progress) -> Result<Vec<f64>> {
+    let n = p.rows();
+    let head = p.run(
+        &Pass::Rows((0..SHIFT_ROWS.min(n) as u64).collect()),
+        progress,
+    )?;
+    let Found::Rows { values, .. } = head.covering(n)?.value else {
+        return Err(partial::corrupt("a rows pass returned another result"));
+    };
+    Ok(mean_of_rows(&values, p.cols()))
 }
 
 fn run_sums(p: &dyn Passes, spec: &MomentsPass, progress: &dyn Progress) -> Result<MomentSums> {
@@ -461,7 +467,7 @@ struct UnitPartial {
 }
 
 /// Encodes the lower triangle of a d × d matrix (None as an empty list).
-fn put_lower(w: &mut Writer, g: &Option<Mat<f64>>) {
+pub(crate) fn put_lower(w: &mut Writer, g: &Option<Mat<f64>>) {
     let v: Vec<f64> = match g {
         None => Vec::new(),
         Some(g) => (0..g.ncols())
@@ -471,7 +477,7 @@ fn put_lower(w: &mut Writer, g: &Option<Mat<f64>>) {
     w.f64s(&v);
 }
 
-fn get_lower(r: &mut Reader<'_>, d: usize) -> Result<Option<Mat<f64>>> {
+pub(crate) fn get_lower(r: &mut Reader<'_>, d: usize) -> Result<Option<Mat<f64>>> {
     let v = r.f64s()?;
     if v.is_empty() {
         return Ok(None);
@@ -492,7 +498,7 @@ fn get_lower(r: &mut Reader<'_>, d: usize) -> Result<Option<Mat<f64>>> {
     Ok(Some(g))
 }
 
-fn add_lower(a: &mut Option<Mat<f64>>, b: Option<Mat<f64>>) -> Result<()> {
+pub(crate) fn add_lower(a: &mut Option<Mat<f64>>, b: Option<Mat<f64>>) -> Result<()> {
     match (a.as_mut(), b) {
         (None, None) => Ok(()),
         (Some(a), Some(b)) if a.nrows() == b.nrows() => {
@@ -504,7 +510,7 @@ fn add_lower(a: &mut Option<Mat<f64>>, b: Option<Mat<f64>>) -> Result<()> {
             Ok(())
         }
         _ => Err(partial::corrupt(
-            "moment sums of different passes cannot be merged",
+            "sums of different passes cannot be merged",
         )),
     }
 }
@@ -522,7 +528,7 @@ impl MomentSums {
             || self.hashes.is_some() != next.hashes.is_some()
         {
             return Err(partial::corrupt(
-                "moment sums of different passes cannot be merged",
+                "sums of different passes cannot be merged",
             ));
         }
         self.n += next.n;
@@ -541,7 +547,7 @@ impl MomentSums {
                 (None, None) => {}
                 _ => {
                     return Err(partial::corrupt(
-                        "moment sums of different passes cannot be merged",
+                        "sums of different passes cannot be merged",
                     ))
                 }
             }

@@ -114,7 +114,30 @@ def sae_train(
 # repscope.ray's engine side: passes over one shard, partial results merged, exact kNN in pieces, jobs.
 def shard_paths(paths: List[str]) -> List[str]: ...
 def shard_info(x: Any, key: Optional[str] = None) -> Tuple[int, int, str]: ...
-def pass_map(spec: bytes, x: Any, first_row: int, key: Optional[str] = None, name: str = "shard") -> bytes: ...
+def pass_map(
+    spec: bytes,
+    x: Any,
+    first_row: int,
+    key: Optional[str] = None,
+    name: str = "shard",
+    y: Any = None,
+    key_y: Optional[str] = None,
+    name_y: str = "shard",
+    keep: Optional[npt.NDArray[np.int64]] = None,
+) -> bytes: ...
+def pass_narrow(spec: bytes, first_row: int, rows: int) -> Optional[bytes]: ...
+def id_neighbours(
+    estimators: List[str],
+    k_mle: int,
+    discard_fraction: float,
+    range_max: int,
+    metric_name: str,
+    seed: int,
+    scale_curve: bool,
+    name: str,
+    n: int,
+    n_distinct: int,
+) -> int: ...
 def pass_merge(a: bytes, b: bytes) -> bytes: ...
 def pass_skip(spec: bytes, first_row: int, rows: int, cols: int) -> Optional[bytes]: ...
 def knn_self_block(
@@ -164,6 +187,76 @@ class Job:
         top_rogue: int,
         coding_rate: bool,
         duplicates: bool,
+    ) -> "Job": ...
+    @staticmethod
+    def activations(
+        rows: int,
+        cols: int,
+        name: str,
+        elem: str,
+        shards: int,
+        paths: Optional[List[str]],
+        key: Optional[str],
+        token_ids: Optional[List[int]],
+        massive_abs: float,
+        massive_ratio: float,
+        eps: Optional[float],
+        peak_factor: float,
+        outlier_sigma: float,
+        top_rogue: int,
+        max_listed: int,
+        duplicates: bool,
+    ) -> "Job": ...
+    @staticmethod
+    def compare(
+        rows: int,
+        cols: Tuple[int, int],
+        names: Tuple[str, str],
+        elems: Tuple[str, str],
+        shards: int,
+        paths: Tuple[Optional[List[str]], Optional[List[str]]],
+        keys: Tuple[Optional[str], Optional[str]],
+        metrics: List[str],
+        svcca_threshold: float,
+    ) -> "Job": ...
+    @staticmethod
+    def classes(
+        rows: int,
+        cols: int,
+        name: str,
+        elem: str,
+        shards: int,
+        paths: Optional[List[str]],
+        key: Optional[str],
+        raw_labels: List[str],
+        numeric: bool,
+        k: int,
+        classifier: Optional[npt.ArrayLike],
+        bias: Optional[List[float]],
+        knn_sample: int,
+        seed: int,
+    ) -> "Job": ...
+    @staticmethod
+    def sae_eval(rows: int, cols: int, name: str, elem: str, shards: int, sae: Any, batch: int) -> "Job": ...
+    @staticmethod
+    def intrinsic_dimension(
+        rows: int,
+        cols: int,
+        name: str,
+        elem: str,
+        shards: int,
+        paths: Optional[List[str]],
+        key: Optional[str],
+        first: npt.NDArray[np.uint32],
+        blocks: List[bytes],
+        k: int,
+        estimators: List[str],
+        k_mle: int,
+        discard_fraction: float,
+        range_max: int,
+        metric_name: str,
+        seed: int,
+        scale_curve: bool,
     ) -> "Job": ...
     @staticmethod
     def dedup(rows: int, cols: int, name: str, elem: str, shards: int) -> "Job": ...

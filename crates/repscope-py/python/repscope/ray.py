@@ -17,9 +17,12 @@ The rows are numbered across the shards in order, as if the shards were concaten
   work, not twice it. Every task's lists are exact (the engine's certificate), and an exact k-way merge
   keeps each row's k nearest by (distance, row): the graph equals ``repscope.knn`` of the concatenated rows,
   ties included.
-- ``lid`` computes the local intrinsic dimension of every row from that graph.
-- ``spectrum`` and ``activations`` run the engine's streaming measure on this process, with every pass over
-  the rows mapped over the shards and its partial results merged in a fixed tree in the shards' order.
+- ``lid`` computes the local intrinsic dimension of every row from that graph, and ``intrinsic_dimension``
+  the suite of global estimators and its scale curve.
+- ``spectrum``, ``activations``, ``compare``, ``classes`` and ``sae_eval`` run the engine's streaming measure
+  on this process, with every pass over the rows mapped over the shards and its partial results merged in a
+  fixed tree in the shards' order. A pass that carries something per row (the labels of ``classes``) reaches
+  each task narrowed to its shard.
 
 Tasks are pure functions of their inputs and Ray retries them (``max_retries``): a worker lost mid-task is
 replaced and the task run again, and the result does not change. Partial results record the rows they cover,
@@ -39,7 +42,7 @@ import numpy as np
 from . import _repscope
 from ._arrays import as_matrix, check_int
 
-__all__ = ["knn", "lid", "spectrum", "activations"]
+__all__ = ["knn", "lid", "intrinsic_dimension", "spectrum", "activations", "compare", "classes", "sae_eval"]
 
 #: Retries of a task whose worker died (Ray's ``max_retries``).
 MAX_RETRIES = 3
@@ -95,8 +98,9 @@ def _tasks():
         return _repscope.shard_info(_rows(x), key)
 
     @ray.remote(**opts)
-    def pass_map(spec, x, first_row, key, name):
-        return _repscope.pass_map(spec, _rows(x), first_row, key, name)
+    def pass_map(spec, x, first_row, key, name, y=None, key_y=None, name_y="shard", keep=None):
+        y = None if y is None else _rows(y)
+        return _repscope.pass_map(spec, _rows(x), first_row, key, name, y, key_y, name_y, keep)
 
     @ray.remote(**opts)
     def pass_merge(a, b):
@@ -166,6 +170,11 @@ class _Shard:
     def __init__(self, obj, name):
         self.obj, self.name = obj, name
         self.rows = self.cols = self.dtype = self.start = None
+        # The other representation of the same rows, read beside this shard (compare).
+        self.y = self.key_y = None
+        self.y_name = "shard"
+        # The rows of this shard to read, when not all (the distinct rows: intrinsic_dimension).
+        self.keep = None
 
 
 def _shards(source, key, column):
@@ -315,23 +324,38 @@ def lid(source, k=20, metric="euclidean", *, key=None, column=None, block_rows=N
 def _graph(source, k, metric, key, column, block_rows, address, progress, what):
     """The exact graph of the distinct rows of a source as merged lists, one per block; every row's first
     equal row; the metric's name."""
-    metric = str(metric)
-    if metric not in ("euclidean", "cosine", "l2", "cos"):
-        raise ValueError(f"unknown metric '{metric}'. Use euclidean or cosine.")
+    metric = _metric(metric)
     src = _Source(source, key, column, address, "knn", progress)
-    ray, t, shards, n = src.ray, src.t, src.shards, src.n
-    first, _ = src.run(_repscope.Job.dedup(*src.header))  # uint32, one per row
-    kept = np.flatnonzero(first == np.arange(n, dtype=np.uint32))
-    nd = len(kept)
+    first, kept = _distinct(src)
+    nd, n = len(kept), src.n
     if k + 1 > nd:
         raise ValueError(
             f"{what} needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} "
             f"({n} rows, {n - nd} duplicates merged). Pass a smaller k or more rows."
         )
+    return _search(src, kept, k, metric, key, block_rows), first, metric
+
+
+def _metric(metric):
+    metric = str(metric)
+    if metric not in ("euclidean", "cosine", "l2", "cos"):
+        raise ValueError(f"unknown metric '{metric}'. Use euclidean or cosine.")
+    return metric
+
+
+def _distinct(src):
+    """Every row's first equal row (uint32) and the distinct rows (the rows that are their own first)."""
+    first, _ = src.run(_repscope.Job.dedup(*src.header))
+    return first, np.flatnonzero(first == np.arange(src.n, dtype=np.uint32))
+
+
+def _search(src, kept, k, metric, key, block_rows):
+    """The exact k-nearest lists of the rows `kept` among themselves, merged: one result per block."""
+    ray, t, shards = src.ray, src.t, src.shards
     if block_rows is None:
-        block_rows = _block_rows(nd, int(ray.cluster_resources().get("CPU", 1)))
+        block_rows = _block_rows(len(kept), int(ray.cluster_resources().get("CPU", 1)))
     block_rows = check_int(block_rows, "block_rows", 1)
-    blocks = _blocks(shards, kept, block_rows, n)
+    blocks = _blocks(shards, kept, block_rows, src.n)
     # One task per block with itself and per pair of blocks (one product serves both); each block's
     # lists are merged in the order of the other block.
     parts = [[None] * len(blocks) for _ in blocks]
@@ -347,7 +371,64 @@ def _graph(source, k, metric, key, column, block_rows, address, progress, what):
             leaves.append(parts[i][j])
     finals = [_tree(t["knn_merge"], row) for row in parts]
     src.bar.wait(leaves)
-    return _get(ray, finals, shards), first, metric
+    return _get(ray, finals, shards)
+
+
+def intrinsic_dimension(
+    source,
+    estimators=None,
+    k=20,
+    discard_fraction=0.1,
+    range_max=64,
+    metric="euclidean",
+    seed=0,
+    scale_curve=True,
+    *,
+    key=None,
+    column=None,
+    block_rows=None,
+    address=None,
+    progress=False,
+):
+    """The intrinsic-dimension suite on Ray: the document of ``repscope.intrinsic_dimension`` of the
+    concatenated shards.
+
+    The exact graph of the distinct rows is searched as ``knn`` searches it; the estimators run on this
+    process from that graph, and the rows they read beside it (the covariance of the PCA estimators, the
+    calibration subsample above 5,000 distinct rows, the decimation subsets) come from the shards by passes
+    over the distinct rows. The graph estimators and the scale curve are identical to the single-process
+    document; the PCA estimates agree to about 1e-15 relative. Estimators outside the suite's list that read
+    the rows themselves (``fisher_s``, ``danco``, …) are refused: run them on a sample in memory.
+
+    The parameters are those of ``repscope.intrinsic_dimension``; the others as in ``knn``.
+    """
+    if isinstance(estimators, str):
+        estimators = [estimators]
+    args = (
+        [str(e) for e in (estimators or [])],
+        check_int(k, "k", 1),
+        float(discard_fraction),
+        check_int(range_max, "range_max", 2),
+        _metric(metric),
+        check_int(seed, "seed", 0),
+        bool(scale_curve),
+    )
+    src = _Source(source, key, column, address, "intrinsic_dimension", progress)
+    first, kept = _distinct(src)
+    kg = _repscope.id_neighbours(*args, src.header[2], src.n, len(kept))
+    blocks = _search(src, kept, kg, args[4], key, block_rows) if kg > 0 else []
+    # The distinct rows, shard by shard, numbered from 0 across the shards.
+    shards, start = [], 0
+    bounds = np.searchsorted(kept, [s.start for s in src.shards] + [src.n])
+    for s, lo, hi in zip(src.shards, bounds[:-1], bounds[1:]):
+        d = _Shard(s.obj, s.name)
+        d.rows, d.cols, d.start = int(hi - lo), s.cols, start
+        d.keep = src.ray.put(np.ascontiguousarray(kept[lo:hi] - s.start, dtype=np.int64))
+        shards.append(d)
+        start += d.rows
+    header = (len(kept), src.d, src.header[2], src.dtype, len(shards))
+    job = _repscope.Job.intrinsic_dimension(*header, src.paths, key, first, blocks, kg, *args)
+    return json.loads(_run_job(src.ray, src.t, job, shards, key, src.bar))
 
 
 def spectrum(
@@ -465,9 +546,15 @@ def _run_job(ray, t, job, shards, key, bar):
             if skip is not None:
                 leaves.append(skip)
                 continue
-            if spec_ref is None:
-                spec_ref = ray.put(spec)
-            leaves.append(t["pass_map"].remote(spec_ref, s.obj, s.start, key, s.name))
+            # A pass that carries something per row (labels, rows asked for) goes to each shard narrowed.
+            mine = _repscope.pass_narrow(spec, s.start, s.rows)
+            if mine is None:
+                if spec_ref is None:
+                    spec_ref = ray.put(spec)
+                mine = spec_ref
+            leaves.append(
+                t["pass_map"].remote(mine, s.obj, s.start, key, s.name, s.y, s.key_y, s.y_name, s.keep)
+            )
         refs = [p for p in leaves if not isinstance(p, bytes)]
         bar.wait(refs)
         if len(shards) <= LOCAL_MERGE_SHARDS:
@@ -490,3 +577,129 @@ def _tree_local(parts):
             nxt.append(parts[-1])
         parts = nxt
     return parts[0]
+
+
+def compare(
+    X,
+    Y,
+    metrics=None,
+    svcca_threshold=0.99,
+    *,
+    key_x=None,
+    key_y=None,
+    column_x=None,
+    column_y=None,
+    address=None,
+    progress=False,
+):
+    """Similarity of two representations of the same rows on Ray: the document of ``repscope.compare`` of
+    the concatenated shards given as paths, with the streamed measures (linear CKA by the feature route, the
+    CCA family by the covariance route, Procrustes).
+
+    X and Y are sources as in ``knn`` (``key_x``/``key_y`` name the arrays of .npz or .safetensors shards,
+    ``column_x``/``column_y`` the columns of Ray Datasets; X and Y may be one dataset's two columns). They
+    must be sharded alike: row i of X's shard j is row i of Y's shard j. Each task reads one shard of each
+    side by side. Every number agrees with the single-process document to about 1e-15 relative.
+
+    Parameters
+    ----------
+    metrics : list of str or str, optional
+        Streamed measures or groups (cka, cca, procrustes); default all of them.
+    svcca_threshold : float, default 0.99
+    """
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    sx = _Source(X, key_x, column_x, address, "compare", progress)
+    sy = _Source(Y, key_y, column_y, address, "compare", False)
+    if sx.n != sy.n:
+        raise ValueError(
+            f"X has {sx.n} rows and Y has {sy.n}: pass two representations of the same inputs, in the same order"
+        )
+    if len(sx.shards) != len(sy.shards) or any(a.rows != b.rows for a, b in zip(sx.shards, sy.shards)):
+        a, b = next(
+            ((a, b) for a, b in zip(sx.shards, sy.shards) if a.rows != b.rows),
+            (sx.shards[-1], sy.shards[-1]),
+        )
+        raise ValueError(
+            f"X and Y are sharded differently: X's {a.name} has {a.rows} rows and Y's {b.name} has {b.rows} "
+            f"({len(sx.shards)} shards of X, {len(sy.shards)} of Y). Each task reads one shard of X beside the "
+            "same shard of Y: give both the same number of rows in each shard."
+        )
+    pairs = []
+    for a, b in zip(sx.shards, sy.shards):
+        p = _Shard(a.obj, a.name)
+        p.rows, p.cols, p.start = a.rows, a.cols + b.cols, a.start
+        p.y, p.key_y, p.y_name = b.obj, key_y, b.name
+        pairs.append(p)
+    job = _repscope.Job.compare(
+        sx.n,
+        (sx.d, sy.d),
+        (sx.header[2], sy.header[2]),
+        (sx.dtype, sy.dtype),
+        len(pairs),
+        (sx.paths, sy.paths),
+        (key_x, key_y),
+        [str(m) for m in (metrics or [])],
+        float(svcca_threshold),
+    )
+    return json.loads(_run_job(sx.ray, sx.t, job, pairs, key_x, sx.bar))
+
+
+def classes(
+    source,
+    labels,
+    k=10,
+    classifier=None,
+    bias=None,
+    key=None,
+    knn_sample=20_000,
+    seed=0,
+    *,
+    column=None,
+    address=None,
+    progress=False,
+):
+    """Class geometry on Ray: the document of ``repscope.classes`` of the concatenated shards given as paths
+    (NC1–NC4, CDNV, nearest-class-centre accuracy over every row; the leave-one-out kNN vote over a seeded
+    sample of ``knn_sample`` rows, fetched from the shards).
+
+    ``labels`` holds one class per row across the shards; each task receives only its shard's labels. The
+    other parameters are those of ``repscope.classes``; ``column``, ``address`` and ``progress`` as in
+    ``knn``. Every number agrees with the single-process document to about 1e-15 relative; counts and the
+    kNN vote are identical.
+    """
+    from ._arrays import as_labels
+
+    raw, numeric = as_labels(labels)
+    W = None if classifier is None else as_matrix(classifier, "classifier")
+    b = None
+    if bias is not None:
+        if W is None:
+            raise ValueError("bias needs classifier: pass the classifier weights W as well")
+        b = [float(v) for v in np.asarray(bias, dtype=np.float64).reshape(-1)]
+    src = _Source(source, key, column, address, "classes", progress)
+    job = _repscope.Job.classes(
+        *src.header, src.paths, key, raw, numeric, check_int(k, "k", 0), W, b,
+        check_int(knn_sample, "knn_sample", 1), check_int(seed, "seed", 0),
+    )
+    return json.loads(src.run(job))
+
+
+def sae_eval(sae, source, key=None, batch=4096, *, column=None, address=None, progress=False):
+    """An SAE's evaluation on Ray: the document of ``sae.evaluate`` of the concatenated shards (L0, FVU, the
+    legacy explained variance, MSE, cosine, bias, dead and dense latents, densities).
+
+    ``sae`` is a fitted ``repscope.sae.TopKSAE`` or an SAE folder (as ``repscope.sae.load`` reads); its
+    weights travel to the tasks once. Counts are identical to the single-process document and every sum
+    agrees to about 1e-15 relative. Other parameters as in ``knn``.
+    """
+    from .sae import TopKSAE, load
+
+    if isinstance(sae, (str, os.PathLike)):
+        sae = load(sae)
+    if not isinstance(sae, TopKSAE):
+        raise ValueError(f"sae: pass a fitted repscope.sae.TopKSAE or an SAE folder, got {type(sae).__name__}")
+    inner = sae._fitted()
+    src = _Source(source, key, column, address, "sae_eval", progress)
+    job = _repscope.Job.sae_eval(*src.header, inner, check_int(batch, "batch", 1))
+    return json.loads(src.run(job))

@@ -2,23 +2,27 @@
 //! Definitions follow METRICS.md ("Class geometry"). Two streaming f64 passes over a row source (class
 //! means, then within-class scatter and per-class spreads); nothing n × n is ever formed, and the source
 //! may be larger than memory.
+mod passes;
+
 use crate::error::Param;
 use faer::Mat;
-use rayon::prelude::*;
 use serde::Serialize;
+
+pub use passes::{class_sums, scatter_sums, ClassSums, RowClasses, ScatterPass, ScatterSums};
 
 use crate::data::source::{self, RowSource};
 use crate::data::{Labels, Matrix};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::neighbors::{exact_knn, KnnGraph, Metric};
+use crate::partial::{self, Found, Local, Pass, Passes};
 use crate::progress::Progress;
 
 /// Rows per task of the row-wise work of a chunk; partial sums are added in block order.
 const BLOCK_ROWS: usize = 64;
 
 /// A linear classifier: logits = W·x + b, one row of W per class (in label order).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Classifier {
     /// C × d, row-major.
     pub w: Vec<f64>,
@@ -269,53 +273,70 @@ pub fn analyse(
     cfg: &ClassConfig,
 ) -> Result<ClassReport> {
     check_labels(m, labels, "labels")?;
-    analyse_source(
-        m,
-        labels,
-        classifier,
-        graph,
-        cfg,
-        None,
-        &crate::progress::Silent,
-    )
+    analyse_source(m, labels, classifier, graph, cfg, &crate::progress::Silent)
 }
 
 /// The class-geometry report of a row source of any size, with one label per row held beside it
-/// (4 bytes a row): two streaming f64 passes, the class means and then the within-class scatter, the
-/// per-class spreads and the nearest-class-centre and classifier votes. Memory is O(d² + C·d) plus two
-/// chunks of rows. Row-wise work runs in fixed blocks whose partial sums are added in order, so the
-/// values do not depend on the number of threads, the chunk size or the shards.
-#[allow(clippy::needless_range_loop)]
+/// (4 bytes a row): [`analyse_passes`] in this process.
 pub fn analyse_source(
     src: &dyn RowSource,
     labels: &Labels,
     classifier: Option<&Classifier>,
     graph: Option<&KnnGraph>,
     cfg: &ClassConfig,
-    chunk_rows: Option<usize>,
     progress: &dyn Progress,
 ) -> Result<ClassReport> {
-    let (n, d) = (src.rows(), src.cols());
-    check_label_count(n, src.name(), labels, "labels")?;
+    analyse_passes(&Local(src), labels, classifier, graph, cfg, progress)
+}
+
+/// The class-geometry report of rows read through passes (in this process or on a cluster): two
+/// streaming f64 passes, the class means and then the within-class scatter, the per-class spreads and the
+/// nearest-class-centre and classifier votes ([`passes`]). Memory is O(d² + C·d) plus two chunks of rows.
+/// Row-wise work runs in fixed blocks whose partial sums are added in order, so the values do not depend
+/// on the number of threads or the chunk size; shards change only the last digits of the sums.
+#[allow(clippy::needless_range_loop)]
+pub fn analyse_passes(
+    p: &dyn Passes,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    graph: Option<&KnnGraph>,
+    cfg: &ClassConfig,
+    progress: &dyn Progress,
+) -> Result<ClassReport> {
+    let (n, d) = (p.rows(), p.cols());
+    check_label_count(n, p.name(), labels, "labels")?;
+    if let Some(cl) = classifier {
+        if cl.cols != d || cl.rows != labels.n_classes() {
+            return Err(Error::data(
+                "classifier",
+                format!(
+                    "the classifier is {} × {}, but the data has {} classes and {d} features",
+                    cl.rows,
+                    cl.cols,
+                    labels.n_classes()
+                ),
+                "pass one row of weights per class, as wide as the rows",
+            ));
+        }
+    }
     let c = labels.n_classes();
     let ids = &labels.ids;
-    let chunk = chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
-    // Pass 1: class sums and counts (sequential in row order: the pass is bound by reading).
-    let mut sums = vec![0.0f64; c * d];
-    let mut counts = vec![0usize; c];
-    progress.stage("class means (pass 1 of 2)", n as u64);
-    source::for_each_chunk(src, chunk, progress, |start, rows, x| {
-        for (t, row) in x.chunks_exact(d).enumerate().take(rows) {
-            let k = ids[start + t] as usize;
-            counts[k] += 1;
-            sums[k * d..(k + 1) * d]
-                .iter_mut()
-                .zip(row)
-                .for_each(|(a, v)| *a += v);
-        }
-        Ok(())
-    })?;
-    progress.finish_stage();
+    let classes = RowClasses {
+        c,
+        offset: 0,
+        ids: ids.clone(),
+    };
+    // Pass 1: class sums and counts.
+    let Found::ClassSums(s) = p
+        .run(&Pass::ClassMeans(classes.clone()), progress)?
+        .covering(n)?
+        .value
+    else {
+        return Err(partial::corrupt(
+            "a class-means pass returned another result",
+        ));
+    };
+    let counts: Vec<usize> = s.counts.iter().map(|&k| k as usize).collect();
     if let Some(empty) = counts.iter().position(|&k| k == 0) {
         return Err(Error::data(
             "labels",
@@ -323,91 +344,31 @@ pub fn analyse_source(
             "pass labels whose classes all occur",
         ));
     }
-    let mut means = sums;
+    let mut means = s.sums;
     for k in 0..c {
         let inv = 1.0 / counts[k] as f64;
         means[k * d..(k + 1) * d].iter_mut().for_each(|v| *v *= inv);
     }
     // Pass 2: within-class scatter, per-class squared spread, NCC and classifier predictions.
-    let mean_sq: Vec<f64> = (0..c)
-        .map(|k| means[k * d..(k + 1) * d].iter().map(|v| v * v).sum())
-        .collect();
-    let mt = linalg::row_major(&means, c, d);
-    let wm = classifier.map(|cl| linalg::row_major(&cl.w, cl.rows, cl.cols));
-    let mut sw = Mat::<f64>::zeros(d, d);
-    let mut spread = vec![0.0f64; c];
-    let mut ncc_right = vec![0usize; c];
-    let mut nc4_diff = 0usize;
-    let mut r = Vec::new();
-    progress.stage("within-class scatter (pass 2 of 2)", n as u64);
-    source::for_each_chunk(src, chunk, progress, |start, rows, x| {
-        // x·μ_c and the logits for every row and class.
-        let xm = linalg::row_major(x, rows, d);
-        let mut dots = Mat::<f64>::zeros(rows, c);
-        linalg::gemm(dots.as_mut(), false, xm, mt.transpose(), 1.0, true);
-        let logits = wm.map(|w| {
-            let mut z = Mat::<f64>::zeros(rows, c);
-            linalg::gemm(z.as_mut(), false, xm, w.transpose(), 1.0, true);
-            z
-        });
-        r.clear();
-        r.resize(rows * d, 0.0);
-        let parts: Vec<(Vec<f64>, Vec<usize>, usize)> = r
-            .par_chunks_mut(BLOCK_ROWS * d)
-            .zip(x.par_chunks(BLOCK_ROWS * d))
-            .enumerate()
-            .map(|(b, (rb, xb))| {
-                let mut sp = vec![0.0f64; c];
-                let mut right = vec![0usize; c];
-                let mut diff = 0usize;
-                for (u, (ro, xr)) in rb.chunks_exact_mut(d).zip(xb.chunks_exact(d)).enumerate() {
-                    let t = b * BLOCK_ROWS + u;
-                    let k = ids[start + t] as usize;
-                    let mu = &means[k * d..(k + 1) * d];
-                    let mut ss = 0.0;
-                    let mut xx = 0.0;
-                    for j in 0..d {
-                        let v = xr[j] - mu[j];
-                        ro[j] = v;
-                        ss += v * v;
-                        xx += xr[j] * xr[j];
-                    }
-                    sp[k] += ss;
-                    let mut best = (f64::INFINITY, 0usize);
-                    for q in 0..c {
-                        let dist = xx - 2.0 * dots[(t, q)] + mean_sq[q];
-                        if dist < best.0 {
-                            best = (dist, q);
-                        }
-                    }
-                    if best.1 == k {
-                        right[k] += 1;
-                    }
-                    if let (Some(z), Some(cl)) = (logits.as_ref(), classifier) {
-                        let mut top = (f64::NEG_INFINITY, 0usize);
-                        for q in 0..c {
-                            let v = z[(t, q)] + cl.b[q];
-                            if v > top.0 {
-                                top = (v, q);
-                            }
-                        }
-                        if top.1 != best.1 {
-                            diff += 1;
-                        }
-                    }
-                }
-                (sp, right, diff)
-            })
-            .collect();
-        for (sp, right, diff) in parts {
-            spread.iter_mut().zip(&sp).for_each(|(a, b)| *a += b);
-            ncc_right.iter_mut().zip(&right).for_each(|(a, b)| *a += b);
-            nc4_diff += diff;
-        }
-        linalg::accumulate_gram_rows(sw.as_mut(), &r, rows, d, true);
-        Ok(())
-    })?;
-    progress.finish_stage();
+    let pass = ScatterPass {
+        classes,
+        means: means.clone(),
+        classifier: classifier.cloned(),
+    };
+    let Found::ClassScatter(t) = p
+        .run(&Pass::ClassScatter(Box::new(pass)), progress)?
+        .covering(n)?
+        .value
+    else {
+        return Err(partial::corrupt("a scatter pass returned another result"));
+    };
+    let ScatterSums {
+        mut sw,
+        spread,
+        ncc_right,
+        nc4_diff,
+        ..
+    } = *t;
     linalg::symmetrize_lower(&mut sw);
     let nf = n as f64;
     for j in 0..d {
@@ -518,7 +479,7 @@ pub fn analyse_source(
         nc3,
         nc4,
         cdnv: cdnv_sum / pairs as f64,
-        ncc_accuracy: ncc_right.iter().sum::<usize>() as f64 / nf,
+        ncc_accuracy: ncc_right.iter().sum::<u64>() as f64 / nf,
         knn_accuracy,
         per_class,
         pairs: shown,
@@ -907,13 +868,36 @@ pub fn run_source(
     seed: u64,
     progress: &dyn Progress,
 ) -> Result<(ClassReport, ClassConfig)> {
+    run_passes(
+        &Local(src),
+        labels,
+        classifier,
+        k,
+        knn_sample,
+        seed,
+        progress,
+    )
+}
+
+/// [`run_source`] of rows read through passes (in this process or on a cluster); the sample for the kNN
+/// vote is fetched by a rows pass.
+#[allow(clippy::too_many_arguments)]
+pub fn run_passes(
+    src: &dyn Passes,
+    labels: &Labels,
+    classifier: Option<&Classifier>,
+    k: usize,
+    knn_sample: usize,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<(ClassReport, ClassConfig)> {
     let n = src.rows();
     check_label_count(n, src.name(), labels, "labels")?;
     let cfg = ClassConfig {
         k,
         ..ClassConfig::default()
     };
-    let mut r = analyse_source(src, labels, classifier, None, &cfg, None, progress)?;
+    let mut r = analyse_passes(src, labels, classifier, None, &cfg, progress)?;
     let m = knn_sample.min(n);
     if k == 0 {
         r.notes
@@ -924,7 +908,7 @@ pub fn run_source(
         ));
     } else {
         let idx = source::sample_indices(n, m, seed);
-        let rows = source::gather(src, &idx)?;
+        let rows = partial::gathered(src, &idx, progress)?;
         let ids: Vec<u32> = idx.iter().map(|&i| labels.ids[i]).collect();
         progress.stage("exact kNN (sample)", m as u64);
         let adv = |c: usize| progress.advance(c as u64);

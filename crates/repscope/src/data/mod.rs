@@ -438,27 +438,46 @@ impl Dataset {
     /// Checks that there are more than `k` distinct rows, as a k-neighbour measure needs. `least` is the
     /// smallest k the measure accepts, so that the advice never suggests a k it would refuse.
     pub fn require_neighbours(&self, k: usize, least: usize, what: &str) -> Result<()> {
-        let nd = self.dedup.n_distinct();
-        if k + 1 > nd {
-            return Err(Error::data(
-                self.original.name(),
-                format!(
-                    "{what} needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} ({} rows, {} duplicates merged)",
-                    self.original.rows(),
-                    self.dedup.merged
-                ),
-                if nd > least {
-                    Text::from(format!(
-                        "use k ≤ {} or pass more rows",
-                        nd.saturating_sub(1)
-                    ))
-                } else {
-                    Text::from(format!("pass at least {} distinct rows", least + 1))
-                },
-            ));
-        }
-        Ok(())
+        require_neighbours(
+            self.original.name(),
+            self.original.rows(),
+            self.dedup.n_distinct(),
+            self.dedup.merged,
+            k,
+            least,
+            what,
+        )
     }
+}
+
+/// The error of `what`, which needs `k` neighbours per point, when `nd` distinct rows (of `n`, `merged`
+/// duplicates merged, in `name`) have fewer; `least` is the smallest useful k.
+pub fn require_neighbours(
+    name: &str,
+    n: usize,
+    nd: usize,
+    merged: usize,
+    k: usize,
+    least: usize,
+    what: &str,
+) -> Result<()> {
+    if k + 1 > nd {
+        return Err(Error::data(
+            name,
+            format!(
+                "{what} needs {k} neighbours per point, so more than {k} distinct rows, but there are {nd} ({n} rows, {merged} duplicates merged)"
+            ),
+            if nd > least {
+                Text::from(format!(
+                    "use k ≤ {} or pass more rows",
+                    nd.saturating_sub(1)
+                ))
+            } else {
+                Text::from(format!("pass at least {} distinct rows", least + 1))
+            },
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

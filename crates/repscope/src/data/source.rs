@@ -595,6 +595,27 @@ impl Selected {
         })
     }
 
+    /// The rows `idx` (increasing, within the source), named as the source: the distinct rows of a shard,
+    /// say.
+    pub fn rows(src: Box<dyn RowSource>, idx: Vec<usize>) -> Result<Selected> {
+        let n = src.rows();
+        if !idx.windows(2).all(|w| w[0] < w[1]) || idx.last().is_some_and(|&r| r >= n) {
+            return Err(Error::data(
+                src.name(),
+                format!("the rows to read are not increasing row numbers below {n}"),
+                "pass increasing row numbers within the source",
+            ));
+        }
+        let name = src.name().to_string();
+        Ok(Selected {
+            src,
+            len: idx.len(),
+            idx: Some(idx),
+            start: 0,
+            name,
+        })
+    }
+
     /// `count` distinct rows drawn uniformly with `seed` (a partial Fisher–Yates shuffle of the row indices
     /// under a seeded generator), read in increasing order.
     pub fn sample(src: Box<dyn RowSource>, count: usize, seed: u64) -> Result<Selected> {

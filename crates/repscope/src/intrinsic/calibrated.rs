@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use rayon::prelude::*;
 use serde_json::json;
 
+use super::suite::Distinct;
 use super::twonn::TwoNN;
 use super::Estimate;
 use crate::data::Matrix;
@@ -130,7 +131,7 @@ impl CalibratedTwoNN {
 
     /// Fits on the distinct rows of the data. `graph` is the data's neighbour graph (k ≥ 2), used when the
     /// data is small enough to be calibrated whole; `metric` must be the graph's metric.
-    pub fn fit(&self, distinct: &Matrix, graph: &KnnGraph) -> Result<Estimate> {
+    pub fn fit(&self, distinct: &Distinct<'_>, graph: &KnnGraph) -> Result<Estimate> {
         let n = distinct.rows();
         let mut notes = Vec::new();
         let (raw, raw_se, n_cal) = if n <= CALIBRATION_N {
@@ -138,7 +139,7 @@ impl CalibratedTwoNN {
             (r, se, n)
         } else {
             let idx = Rng::new(self.seed ^ 0xCA11_B4A7).sample_indices(n, CALIBRATION_N);
-            let sub = distinct.select_rows(&idx);
+            let sub = distinct.select(&idx)?;
             let g = exact_knn(&sub, 2, graph.metric, None)?;
             let (r, se) = self.raw_graph(&g)?;
             notes.push(format!(

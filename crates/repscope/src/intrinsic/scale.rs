@@ -2,8 +2,8 @@
 //! Noise inflates small-scale (large-N) estimates and curvature inflates large-scale (small-N) ones.
 use serde::Serialize;
 
+use super::suite::Distinct;
 use super::twonn::TwoNN;
-use crate::data::Matrix;
 use crate::error::Result;
 use crate::neighbors::{exact_knn, KnnGraph, Metric};
 use crate::rng::Rng;
@@ -32,7 +32,7 @@ const MAX_REPLICATES: usize = 8;
 
 /// The curve from the full set's graph (first level) down to subsets of at least 32 points.
 pub fn decimation(
-    distinct: &Matrix,
+    distinct: &Distinct<'_>,
     full: &KnnGraph,
     metric: Metric,
     discard_fraction: f64,
@@ -60,7 +60,7 @@ pub fn decimation(
             for r in 0..reps {
                 let mut idx = perm[r * size..(r + 1) * size].to_vec();
                 idx.sort_unstable();
-                let sub = distinct.select_rows(&idx);
+                let sub = distinct.select(&idx)?;
                 let g = exact_knn(&sub, 2, metric, None)?;
                 vals.push(twonn.fit(&g)?.value);
                 r1 += g.rank_lengths(1).iter().sum::<f64>() / size as f64;

@@ -12,10 +12,11 @@ use super::pca::Spectrum;
 use super::scale::{decimation, DecimationPoint};
 use super::twonn::{TwoNN, TwoNNFit};
 use super::Estimate;
-use crate::data::Dataset;
+use crate::data::{Dataset, Matrix};
 use crate::error::{Error, Result};
 use crate::neighbors::{exact_knn, KnnGraph, Metric};
-use crate::progress::Progress;
+use crate::partial::Passes;
+use crate::progress::{Progress, Silent};
 
 /// Every global estimator the suite knows, in output order.
 pub const ESTIMATORS: &[&str] = &[
@@ -195,12 +196,54 @@ pub fn run_with_graph(
     cfg: &IdConfig,
     progress: &dyn Progress,
 ) -> Result<(IdReport, Option<KnnGraph>)> {
-    let names = canonical(&cfg.estimators)?;
     let nd = ds.dedup.n_distinct();
+    let rows = Rows {
+        name: ds.original().name(),
+        n: ds.original().rows(),
+        d: ds.original().cols(),
+        n_distinct: nd,
+        duplicates_merged: ds.dedup.merged,
+        max_multiplicity: ds.dedup.max_multiplicity,
+    };
+    let k = neighbours(cfg, &rows)?;
+    let distinct = ds.distinct();
+    let graph: Option<KnnGraph> = if k > 0 {
+        progress.stage("exact kNN", nd as u64);
+        let adv = |n: usize| progress.advance(n as u64);
+        let g = exact_knn(distinct, k, cfg.metric, Some(&adv))?;
+        progress.finish_stage();
+        Some(g)
+    } else {
+        None
+    };
+    let report = run_on(
+        &Distinct::Matrix(distinct),
+        graph.as_ref(),
+        &rows,
+        cfg,
+        progress,
+    )?;
+    Ok((report, graph))
+}
+
+/// The rows the suite describes: their name and size, and their duplicates.
+#[derive(Clone, Debug)]
+pub struct Rows<'a> {
+    pub name: &'a str,
+    pub n: usize,
+    pub d: usize,
+    pub n_distinct: usize,
+    pub duplicates_merged: usize,
+    pub max_multiplicity: u32,
+}
+
+/// The neighbours per point of the graph the suite reads (0 for PCA alone): what the estimators ask for,
+/// at most the distinct rows less one. An estimator named on its own that needs more neighbours than
+/// the data has is an error; with "all" it is left out later with a note.
+pub fn neighbours(cfg: &IdConfig, rows: &Rows<'_>) -> Result<usize> {
+    let names = canonical(&cfg.estimators)?;
+    let nd = rows.n_distinct;
     let want_k = graph_k(cfg)?;
-    // Estimators that need exactly k neighbours fail cleanly; the curve adapts to what is available.
-    // With "all", an estimator that reads more neighbours than the data has is left out with a note;
-    // named on its own, it is an error.
     let all = cfg
         .estimators
         .iter()
@@ -219,26 +262,71 @@ pub fn run_with_graph(
         .unwrap_or(0);
     // PCA alone needs no neighbours; every neighbour estimator needs at least two.
     if needs_k > 0 {
-        ds.require_neighbours(needs_k.max(2), 2, "the intrinsic-dimension suite")?;
+        crate::data::require_neighbours(
+            rows.name,
+            rows.n,
+            nd,
+            rows.duplicates_merged,
+            needs_k.max(2),
+            2,
+            "the intrinsic-dimension suite",
+        )?;
     }
-    let k = want_k.min(nd - 1);
-    let distinct = ds.distinct();
+    Ok(want_k.min(nd.saturating_sub(1)))
+}
+
+/// The distinct rows the estimators read beside the graph: in memory, or through passes (on a cluster).
+pub enum Distinct<'a> {
+    Matrix(&'a Matrix),
+    Passes(&'a dyn Passes),
+}
+
+impl Distinct<'_> {
+    pub fn rows(&self) -> usize {
+        match self {
+            Distinct::Matrix(m) => m.rows(),
+            Distinct::Passes(p) => p.rows(),
+        }
+    }
+
+    /// The rows `idx` (increasing), in the source's precision.
+    pub fn select(&self, idx: &[usize]) -> Result<Matrix> {
+        match self {
+            Distinct::Matrix(m) => Ok(m.select_rows(idx)),
+            Distinct::Passes(p) => crate::partial::gathered(*p, idx, &Silent),
+        }
+    }
+
+    /// The covariance spectrum of the distinct rows.
+    fn spectrum(&self) -> Result<Spectrum> {
+        match self {
+            Distinct::Matrix(m) => Spectrum::of(m),
+            Distinct::Passes(p) => {
+                let mom =
+                    crate::moments::moments_of(*p, &crate::moments::PassConfig::SCATTER, &Silent)?;
+                Spectrum::from_moments(&mom, *p, &Silent)
+            }
+        }
+    }
+}
+
+/// Every estimator and the scale curve from the distinct rows' graph (`k` = [`neighbours`], None when 0).
+pub fn run_on(
+    distinct: &Distinct<'_>,
+    graph: Option<&KnnGraph>,
+    rows: &Rows<'_>,
+    cfg: &IdConfig,
+    progress: &dyn Progress,
+) -> Result<IdReport> {
+    let names = canonical(&cfg.estimators)?;
+    let nd = rows.n_distinct;
     let mut notes = Vec::new();
-    if ds.dedup.merged > 0 {
+    if rows.duplicates_merged > 0 {
         notes.push(format!(
             "{} duplicate rows merged (largest group {}); neighbour estimators run on the {} distinct rows",
-            ds.dedup.merged, ds.dedup.max_multiplicity, nd
+            rows.duplicates_merged, rows.max_multiplicity, nd
         ));
     }
-    let graph: Option<KnnGraph> = if k > 0 {
-        progress.stage("exact kNN", nd as u64);
-        let adv = |n: usize| progress.advance(n as u64);
-        let g = exact_knn(distinct, k, cfg.metric, Some(&adv))?;
-        progress.finish_stage();
-        Some(g)
-    } else {
-        None
-    };
     let mut estimates = Vec::new();
     let mut spectrum: Option<Spectrum> = None;
     // An estimator that has no signal in this data (a lattice where every r1 = r2, say) is reported as a
@@ -255,7 +343,7 @@ pub fn run_with_graph(
     };
     for e in &names {
         let name = e.as_str();
-        match (name, &graph) {
+        match (name, graph) {
             ("twonn_calibrated", Some(g)) => {
                 progress.stage("calibrating TwoNN", 0);
                 let cal = CalibratedTwoNN {
@@ -288,12 +376,19 @@ pub fn run_with_graph(
             }
             (other, g) if Method::by_name(other).is_some() => {
                 let m = Method::by_name(other).expect("a known name");
+                let Distinct::Matrix(rows) = distinct else {
+                    return Err(Error::param(
+                        Param::Estimator,
+                        format!("{other} reads the rows themselves, beyond the neighbour graph, and these rows are spread over shards"),
+                        "run it on the rows in memory (a sample of them), or ask for the suite's estimators",
+                    ));
+                };
                 if m.needs_spectrum() && spectrum.is_none() {
                     progress.stage("covariance spectrum", 0);
-                    spectrum = Some(Spectrum::of(distinct)?);
+                    spectrum = Some(distinct.spectrum()?);
                     progress.finish_stage();
                 }
-                if m.graph_k() > 0 && g.as_ref().is_none_or(|g| g.k < m.graph_k()) {
+                if m.graph_k() > 0 && g.is_none_or(|g| g.k < m.graph_k()) {
                     notes.push(format!(
                         "{other} not computed: it reads {} neighbours per point, and there are {nd} distinct rows",
                         m.graph_k()
@@ -302,7 +397,7 @@ pub fn run_with_graph(
                 }
                 progress.stage(other, 0);
                 let r = m
-                    .fit(distinct, cfg.metric, g.as_ref(), spectrum.as_ref())
+                    .fit(rows, cfg.metric, g, spectrum.as_ref())
                     .map(|f| f.estimate);
                 keep(name, r, &mut notes)?;
                 progress.finish_stage();
@@ -312,7 +407,7 @@ pub fn run_with_graph(
                     progress.stage("covariance spectrum", 0);
                     // The distinct rows, like every other estimator: duplicated rows would reweight the
                     // covariance and move the estimate with a pipeline artefact.
-                    spectrum = Some(Spectrum::of(distinct)?);
+                    spectrum = Some(distinct.spectrum()?);
                     progress.finish_stage();
                 }
                 if let Some(s) = &spectrum {
@@ -326,13 +421,13 @@ pub fn run_with_graph(
         }
     }
     let mut scale_curve = Vec::new();
-    if cfg.scale_curve && graph.as_ref().is_some_and(|g| g.k < 2) {
+    if cfg.scale_curve && graph.is_some_and(|g| g.k < 2) {
         notes.push(format!(
             "scale curve not computed: it needs 2 neighbours per point, so at least 3 distinct rows (there are {nd})"
         ));
     }
     if cfg.scale_curve {
-        if let Some(g) = graph.as_ref().filter(|g| g.k >= 2) {
+        if let Some(g) = graph.filter(|g| g.k >= 2) {
             let mut n1 = 1;
             while 2 * n1 <= cfg.range_max.min(g.k) {
                 match (Gride { n1, n2: 2 * n1 }).fit_point(g) {
@@ -356,20 +451,19 @@ pub fn run_with_graph(
         }
     }
     let dimension = recommend(&estimates, &scale_curve);
-    let report = IdReport {
-        n: ds.original().rows(),
-        d: ds.original().cols(),
+    Ok(IdReport {
+        n: rows.n,
+        d: rows.d,
         n_distinct: nd,
-        duplicates_merged: ds.dedup.merged,
-        max_multiplicity: ds.dedup.max_multiplicity,
+        duplicates_merged: rows.duplicates_merged,
+        max_multiplicity: rows.max_multiplicity,
         metric: cfg.metric,
-        neighbours: graph.as_ref().map(|g| g.certificate),
+        neighbours: graph.map(|g| g.certificate),
         dimension,
         estimates,
         scale_curve,
         notes,
-    };
-    Ok((report, graph))
+    })
 }
 
 /// The recommended estimate among those computed.

@@ -217,6 +217,7 @@ pub(crate) fn search_rows(
             recomputed,
             exhaustive,
             projected: 0,
+            pieces: 1,
         },
     })
 }
@@ -403,6 +404,7 @@ pub fn brute_force_knn(m: &Matrix, k: usize, metric: Metric) -> Result<KnnGraph>
             recomputed: 0,
             exhaustive: n,
             projected: 0,
+            pieces: 1,
         },
     })
 }

@@ -67,6 +67,14 @@ pub struct Certificate {
     pub exhaustive: usize,
     /// Rows whose candidates came from a PCA projection (proven by the projection's bound or recomputed).
     pub projected: usize,
+    /// Searches merged into each row's list: 1 for one search; on a cluster, one per block of reference rows
+    /// (0: no search yet). With more than one, the counts above are of (row, search) pairs, rows × pieces in all.
+    #[serde(default, skip_serializing_if = "one_piece")]
+    pub pieces: usize,
+}
+
+fn one_piece(p: &usize) -> bool {
+    *p <= 1
 }
 
 impl Certificate {
@@ -87,6 +95,16 @@ impl Certificate {
             recomputed: self.recomputed + other.recomputed,
             exhaustive: self.exhaustive + other.exhaustive,
             projected: self.projected + other.projected,
+            pieces: self.pieces.max(other.pieces),
+        }
+    }
+    /// Two certificates of searches of the same rows against disjoint reference rows, as one: the rows
+    /// once, the counts and pieces of both (a certificate of no search has 0 pieces and 0 rows).
+    pub fn joined(self, other: Certificate) -> Certificate {
+        Certificate {
+            rows: self.rows.max(other.rows),
+            pieces: self.pieces + other.pieces,
+            ..self.merged(other)
         }
     }
 }

@@ -362,7 +362,7 @@ impl KnnPartial {
             }
         }
         self.searched = joined;
-        self.certificate = self.certificate.merged(other.certificate);
+        self.certificate = self.certificate.joined(other.certificate);
         Ok(self)
     }
 
@@ -404,7 +404,8 @@ impl KnnPartial {
             .usize(c.certified)
             .usize(c.recomputed)
             .usize(c.exhaustive)
-            .usize(c.projected);
+            .usize(c.projected)
+            .usize(c.pieces);
         w.finish()
     }
 
@@ -432,6 +433,7 @@ impl KnnPartial {
             recomputed: r.usize()?,
             exhaustive: r.usize()?,
             projected: r.usize()?,
+            pieces: r.usize()?,
         };
         r.end()?;
         let nq = queries.len();

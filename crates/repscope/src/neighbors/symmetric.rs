@@ -163,6 +163,7 @@ pub(crate) fn exact_knn_self_with(
             recomputed,
             exhaustive: 0,
             projected,
+            pieces: 1,
         },
     })
 }
@@ -245,6 +246,7 @@ pub(crate) fn exact_knn_cross(
             recomputed,
             exhaustive: 0,
             projected: 0,
+            pieces: 1,
         },
     };
     Ok((

@@ -56,6 +56,20 @@ impl Writer {
             .for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
         self
     }
+    pub(crate) fn u32s(&mut self, v: &[u32]) -> &mut Self {
+        self.usize(v.len());
+        self.0.reserve(4 * v.len());
+        v.iter()
+            .for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
+        self
+    }
+    pub(crate) fn f32s(&mut self, v: &[f32]) -> &mut Self {
+        self.usize(v.len());
+        self.0.reserve(4 * v.len());
+        v.iter()
+            .for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
+        self
+    }
     pub(crate) fn finish(self) -> Vec<u8> {
         self.0
     }
@@ -136,6 +150,22 @@ impl<'a> Reader<'a> {
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect())
     }
+    pub(crate) fn u32s(&mut self) -> Result<Vec<u32>> {
+        let n = self.len(4)?;
+        Ok(self
+            .take(4 * n)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
+    pub(crate) fn f32s(&mut self) -> Result<Vec<f32>> {
+        let n = self.len(4)?;
+        Ok(self
+            .take(4 * n)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
     /// Checks that nothing is left over.
     pub(crate) fn end(self) -> Result<()> {
         if self.at != self.b.len() {
@@ -160,6 +190,7 @@ mod tests {
             .bool(true)
             .f64s(&[1.5, f64::MIN_POSITIVE]);
         w.u64s(&[u64::MAX]);
+        w.u32s(&[7, u32::MAX]).f32s(&[-1.5]);
         let b = w.finish();
         let (tag, mut r) = Reader::open(&b).unwrap();
         assert_eq!(tag, 7);
@@ -168,6 +199,8 @@ mod tests {
         assert!(r.bool().unwrap());
         assert_eq!(r.f64s().unwrap(), vec![1.5, f64::MIN_POSITIVE]);
         assert_eq!(r.u64s().unwrap(), vec![u64::MAX]);
+        assert_eq!(r.u32s().unwrap(), vec![7, u32::MAX]);
+        assert_eq!(r.f32s().unwrap(), vec![-1.5]);
         r.end().unwrap();
         // Every truncation is an error, not a panic.
         for cut in 0..b.len() {
@@ -177,6 +210,8 @@ mod tests {
                 r.bool()?;
                 r.f64s()?;
                 r.u64s()?;
+                r.u32s()?;
+                r.f32s()?;
                 r.end()
             });
             assert!(res.is_err(), "cut at {cut}");

@@ -15,12 +15,15 @@
 mod codec;
 
 use crate::activations::{self, ActivationSums, ActivationsPass};
+use crate::classes::{self, ClassSums, RowClasses, ScatterPass, ScatterSums};
 use crate::data::duplicates::{self, Duplicates, FirstEqual};
 use crate::data::source::{Elem, RowSource};
 use crate::data::Matrix;
 use crate::error::Result;
 use crate::moments::{self, MomentSums, MomentsPass};
 use crate::progress::Progress;
+use crate::sae::eval::{SaeEvalPass, SaeSums};
+use crate::similarity::cka::{FeaturePass, FeatureStats};
 
 pub use codec::corrupt;
 pub(crate) use codec::{Reader, Writer};
@@ -45,6 +48,16 @@ pub enum Pass {
     MaxAbs,
     /// The activation statistics ([`crate::activations`]).
     Activations(ActivationsPass),
+    /// Σx over the rows as f32 values (as an SAE reads them), `batch` rows read at a time.
+    ColumnSums { batch: usize },
+    /// The class sums and counts ([`crate::classes`], pass 1).
+    ClassMeans(RowClasses),
+    /// The within-class scatter and votes ([`crate::classes`], pass 2).
+    ClassScatter(Box<ScatterPass>),
+    /// The feature-route sums of two representations read side by side ([`crate::similarity::cka`]).
+    Features(FeaturePass),
+    /// An SAE's evaluation sums ([`crate::sae::eval`]).
+    SaeEval(Box<SaeEvalPass>),
 }
 
 /// What one pass found in some rows: the span of global rows it covers, and the result.
@@ -74,6 +87,11 @@ pub enum Found {
     Hashes(Vec<u64>),
     MaxAbs(f64),
     Activations(Box<ActivationSums>),
+    ColumnSums(Vec<f64>),
+    ClassSums(Box<ClassSums>),
+    ClassScatter(Box<ScatterSums>),
+    Features(Box<FeatureStats>),
+    SaeEval(Box<SaeSums>),
 }
 
 const TAG_ROWS: u8 = 1;
@@ -82,6 +100,11 @@ const TAG_PROJECTION: u8 = 3;
 const TAG_HASHES: u8 = 4;
 const TAG_MAX_ABS: u8 = 5;
 const TAG_ACTIVATIONS: u8 = 6;
+const TAG_COLUMN_SUMS: u8 = 7;
+const TAG_CLASS_MEANS: u8 = 8;
+const TAG_CLASS_SCATTER: u8 = 9;
+const TAG_FEATURES: u8 = 10;
+const TAG_SAE_EVAL: u8 = 11;
 const TAG_FOUND: u8 = 0x80;
 
 /// Rows read at once by the rows pass.
@@ -118,6 +141,31 @@ impl Pass {
                 a.encode(&mut w);
                 w.finish()
             }
+            Pass::ColumnSums { batch } => {
+                let mut w = Writer::new(TAG_COLUMN_SUMS);
+                w.usize(*batch);
+                w.finish()
+            }
+            Pass::ClassMeans(c) => {
+                let mut w = Writer::new(TAG_CLASS_MEANS);
+                c.encode(&mut w);
+                w.finish()
+            }
+            Pass::ClassScatter(c) => {
+                let mut w = Writer::new(TAG_CLASS_SCATTER);
+                c.encode(&mut w);
+                w.finish()
+            }
+            Pass::Features(f) => {
+                let mut w = Writer::new(TAG_FEATURES);
+                f.encode(&mut w);
+                w.finish()
+            }
+            Pass::SaeEval(e) => {
+                let mut w = Writer::new(TAG_SAE_EVAL);
+                e.encode(&mut w);
+                w.finish()
+            }
         }
     }
     /// A pass from its bytes.
@@ -135,10 +183,37 @@ impl Pass {
             TAG_HASHES => Pass::Hashes,
             TAG_MAX_ABS => Pass::MaxAbs,
             TAG_ACTIVATIONS => Pass::Activations(ActivationsPass::decode(&mut r)?),
+            TAG_COLUMN_SUMS => Pass::ColumnSums { batch: r.usize()? },
+            TAG_CLASS_MEANS => Pass::ClassMeans(RowClasses::decode(&mut r)?),
+            TAG_CLASS_SCATTER => Pass::ClassScatter(Box::new(ScatterPass::decode(&mut r)?)),
+            TAG_FEATURES => Pass::Features(FeaturePass::decode(&mut r)?),
+            TAG_SAE_EVAL => Pass::SaeEval(Box::new(SaeEvalPass::decode(&mut r)?)),
             t => return Err(corrupt(format!("unknown pass {t}"))),
         };
         r.end()?;
         Ok(p)
+    }
+
+    /// The pass as one shard of global rows `span` needs it, when that is less than the whole pass: the
+    /// rows asked for that lie in the span, the labels of its rows. None when the pass is the same for
+    /// every shard.
+    pub fn narrowed(&self, span: (usize, usize)) -> Option<Pass> {
+        match self {
+            Pass::Rows(rows) => {
+                let lo = rows.partition_point(|&r| (r as usize) < span.0);
+                let hi = rows.partition_point(|&r| (r as usize) < span.1);
+                (hi - lo < rows.len()).then(|| Pass::Rows(rows[lo..hi].to_vec()))
+            }
+            Pass::ClassMeans(c) => c.narrowed(span).map(Pass::ClassMeans),
+            Pass::ClassScatter(p) => p.classes.narrowed(span).map(|classes| {
+                Pass::ClassScatter(Box::new(ScatterPass {
+                    classes,
+                    means: p.means.clone(),
+                    classifier: p.classifier.clone(),
+                }))
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -227,6 +302,17 @@ pub fn map(
         Pass::Activations(a) => {
             Found::Activations(Box::new(activations::sums(src, a, first_row, progress)?))
         }
+        Pass::ColumnSums { batch } => {
+            Found::ColumnSums(crate::sae::eval::column_sums_f32(src, *batch, progress)?)
+        }
+        Pass::ClassMeans(c) => {
+            Found::ClassSums(Box::new(classes::class_sums(src, c, first_row, progress)?))
+        }
+        Pass::ClassScatter(c) => Found::ClassScatter(Box::new(classes::scatter_sums(
+            src, c, first_row, progress,
+        )?)),
+        Pass::Features(f) => Found::Features(Box::new(FeatureStats::sums(src, f, progress)?)),
+        Pass::SaeEval(e) => Found::SaeEval(Box::new(crate::sae::eval::sums(src, e, progress)?)),
     };
     Ok(Partial { span, value })
 }
@@ -302,6 +388,16 @@ impl Partial {
             (Found::Activations(x), Found::Activations(y)) => {
                 Found::Activations(Box::new(x.merge(*y)?))
             }
+            (Found::ColumnSums(mut x), Found::ColumnSums(y)) if x.len() == y.len() => {
+                x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+                Found::ColumnSums(x)
+            }
+            (Found::ClassSums(x), Found::ClassSums(y)) => Found::ClassSums(Box::new(x.merge(*y)?)),
+            (Found::ClassScatter(x), Found::ClassScatter(y)) => {
+                Found::ClassScatter(Box::new(x.merge(*y)?))
+            }
+            (Found::Features(x), Found::Features(y)) => Found::Features(Box::new(x.merge(*y)?)),
+            (Found::SaeEval(x), Found::SaeEval(y)) => Found::SaeEval(Box::new(x.merge(*y)?)),
             _ => {
                 return Err(corrupt(
                     "two partial results of different passes cannot be merged",
@@ -350,6 +446,25 @@ impl Partial {
                 w.u64(TAG_ACTIVATIONS as u64);
                 a.encode(&mut w);
             }
+            Found::ColumnSums(v) => {
+                w.u64(TAG_COLUMN_SUMS as u64).f64s(v);
+            }
+            Found::ClassSums(c) => {
+                w.u64(TAG_CLASS_MEANS as u64);
+                c.encode(&mut w);
+            }
+            Found::ClassScatter(c) => {
+                w.u64(TAG_CLASS_SCATTER as u64);
+                c.encode(&mut w);
+            }
+            Found::Features(f) => {
+                w.u64(TAG_FEATURES as u64);
+                f.encode(&mut w);
+            }
+            Found::SaeEval(e) => {
+                w.u64(TAG_SAE_EVAL as u64);
+                e.encode(&mut w);
+            }
         }
         w.finish()
     }
@@ -392,6 +507,11 @@ impl Partial {
             }
             TAG_MAX_ABS => Found::MaxAbs(r.f64()?),
             TAG_ACTIVATIONS => Found::Activations(Box::new(ActivationSums::decode(&mut r)?)),
+            TAG_COLUMN_SUMS => Found::ColumnSums(r.f64s()?),
+            TAG_CLASS_MEANS => Found::ClassSums(Box::new(ClassSums::decode(&mut r)?)),
+            TAG_CLASS_SCATTER => Found::ClassScatter(Box::new(ScatterSums::decode(&mut r)?)),
+            TAG_FEATURES => Found::Features(Box::new(FeatureStats::decode(&mut r)?)),
+            TAG_SAE_EVAL => Found::SaeEval(Box::new(SaeSums::decode(&mut r)?)),
             t => return Err(corrupt(format!("unknown partial result {t}"))),
         };
         r.end()?;
@@ -458,6 +578,32 @@ pub fn first_equal(p: &dyn Passes, progress: &dyn Progress) -> Result<(Duplicate
     };
     let (dup, first) = p.duplicates(h, true, progress)?;
     Ok((dup, first.expect("asked for")))
+}
+
+/// The rows `rows` (increasing global numbers) by a rows pass, as one matrix in the source's precision
+/// (f64 for f64 sources, f32 otherwise, as [`crate::data::source::gather`] gives them).
+pub fn gathered(p: &dyn Passes, rows: &[usize], progress: &dyn Progress) -> Result<Matrix> {
+    let wanted: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
+    let Found::Rows {
+        rows: got, values, ..
+    } = p
+        .run(&Pass::Rows(wanted.clone()), progress)?
+        .covering(p.rows())?
+        .value
+    else {
+        return Err(corrupt("a rows pass returned another result"));
+    };
+    if got != wanted {
+        return Err(corrupt(
+            "a rows pass returned other rows than it was asked for",
+        ));
+    }
+    if p.elem() == Elem::F64 {
+        Matrix::from_f64(rows.len(), p.cols(), values, p.name())
+    } else {
+        let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+        Matrix::from_vec(rows.len(), p.cols(), v, p.name())
+    }
 }
 
 /// The error of a pass whose answer never came (the run was stopped).
@@ -539,7 +685,12 @@ mod tests {
                 .windows(2)
                 .map(|w| {
                     let shard = Window::new(self.src, w[0], w[1]);
-                    let p = map(&pass, &shard, w[0], progress).unwrap();
+                    // Each shard gets the pass narrowed to its rows, as a cluster sends it.
+                    let mine = pass.narrowed((w[0], w[1]));
+                    if let Some(m) = &mine {
+                        assert_eq!(&Pass::decode(&m.encode()).unwrap(), m);
+                    }
+                    let p = map(mine.as_ref().unwrap_or(&pass), &shard, w[0], progress).unwrap();
                     Partial::decode(&p.encode()).unwrap()
                 })
                 .collect();
@@ -630,5 +781,124 @@ mod tests {
         assert!(Partial::decode(&b[..b.len() - 1]).is_err());
         assert!(Partial::decode(&Pass::Hashes.encode()).is_err());
         assert!(Pass::decode(&b).is_err());
+    }
+
+    fn near(a: f64, b: f64, what: &str) {
+        assert!(
+            (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) || a == b,
+            "{what}: {a} vs {b}"
+        );
+    }
+
+    #[test]
+    fn sharded_classes_compare_and_sae_sums_equal_the_single_process_ones() {
+        use crate::classes::{self, ClassConfig};
+        use crate::data::Labels;
+        use crate::sae::{eval, Architecture, InputNorm, Sae};
+        use crate::similarity::{self, CompareConfig};
+        let m = data(3000, 9);
+        let shardings = [vec![0, 3000], vec![0, 1, 1000, 1000, 2999, 3000]];
+        // Classes: every measure over shards, each task holding only its labels.
+        let labels =
+            Labels::from_strings((0..3000).map(|i| ((i * 7) % 4).to_string()).collect(), true);
+        let w = Matrix::from_vec(
+            4,
+            9,
+            (0..36).map(|i| ((i * 5) % 7) as f32 - 3.0).collect(),
+            "W",
+        )
+        .unwrap();
+        let cl = classes::Classifier::new(&w, Some(&[0.5, 0.0, -0.5, 1.0]), 4, 9).unwrap();
+        let cfg = ClassConfig::default();
+        let base = classes::analyse_source(&m, &labels, Some(&cl), None, &cfg, &Silent).unwrap();
+        // Features: the first 4 columns against the other 5.
+        let ccfg = CompareConfig::default();
+        let cbase = similarity::compare_passes(&Local(&m), 4, ("x", "y"), &ccfg, &Silent).unwrap();
+        // An SAE of 12 latents over the 9 columns.
+        let mut r = Rng::new(3);
+        let wts: Vec<f32> = (0..12 * 9).map(|_| r.normal() as f32 / 3.0).collect();
+        let sae = Sae {
+            d: 9,
+            n: 12,
+            arch: Architecture::TopK,
+            k: 3,
+            w_enc_t: wts.clone(),
+            b_enc: vec![0.1; 12],
+            w_dec: wts,
+            b_dec: vec![3.0; 9],
+            threshold: None,
+            apply_b_dec_to_input: true,
+            input_norm: InputNorm::None,
+        };
+        let ecfg = eval::EvalConfig {
+            batch: 700,
+            ..Default::default()
+        };
+        let sbase = eval::evaluate(&sae, &m, &ecfg, &Silent).unwrap();
+        for bounds in shardings {
+            let s = Sharded { src: &m, bounds };
+            let got = classes::analyse_passes(&s, &labels, Some(&cl), None, &cfg, &Silent).unwrap();
+            assert_eq!(got.class_counts, base.class_counts);
+            assert_eq!((got.ncc_accuracy, got.nc4), (base.ncc_accuracy, base.nc4));
+            near(got.neural_collapse.nc1, base.neural_collapse.nc1, "nc1");
+            near(got.cdnv, base.cdnv, "cdnv");
+            near(got.nc3.unwrap(), base.nc3.unwrap(), "nc3");
+            for (a, b) in got.per_class.iter().zip(&base.per_class) {
+                near(a.within_variance, b.within_variance, "within variance");
+            }
+            let c = similarity::compare_passes(&s, 4, ("x", "y"), &ccfg, &Silent).unwrap();
+            assert_eq!(c.measures.len(), cbase.measures.len());
+            for (k, v) in &cbase.measures {
+                near(c.measures[k], *v, k);
+            }
+            let e = eval::evaluate_passes(&sae, &s, &ecfg, &Silent).unwrap();
+            assert_eq!((e.l0, e.dead_latents), (sbase.l0, sbase.dead_latents));
+            assert_eq!(e.density, sbase.density);
+            for (a, b, what) in [
+                (e.fvu, sbase.fvu, "fvu"),
+                (e.cosine, sbase.cosine, "cosine"),
+                (
+                    e.explained_variance_legacy,
+                    sbase.explained_variance_legacy,
+                    "ev",
+                ),
+                (
+                    e.relative_reconstruction_bias,
+                    sbase.relative_reconstruction_bias,
+                    "bias",
+                ),
+            ] {
+                near(a, b, what);
+            }
+        }
+        // A label-carrying pass narrowed to a span outside its labels is refused, not read past its end.
+        let classes = classes::RowClasses {
+            c: 4,
+            offset: 100,
+            ids: vec![0; 50],
+        };
+        assert!(classes.narrowed((90, 120)).is_none());
+        assert_eq!(classes.narrowed((120, 130)).unwrap().ids.len(), 10);
+        let err = map(
+            &Pass::ClassMeans(classes),
+            &Window::new(&m, 0, 10),
+            0,
+            &Silent,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("rows 0..10 have no labels"),
+            "{err}"
+        );
+        // Damaged pass bytes are errors.
+        let b = Pass::SaeEval(Box::new(eval::SaeEvalPass {
+            sae: sae.clone(),
+            mean: vec![0.0; 9],
+            batch: 7,
+        }))
+        .encode();
+        for cut in [b.len() - 1, b.len() / 2, 20] {
+            assert!(Pass::decode(&b[..cut]).is_err());
+        }
     }
 }

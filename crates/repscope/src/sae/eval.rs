@@ -7,8 +7,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::source::RowSource;
-use super::{Architecture, Sae};
+use super::{Architecture, InputNorm, Sae};
 use crate::error::{Error, Result};
+use crate::partial::{corrupt, Found, Local, Pass, Passes, Reader, Writer};
 use crate::progress::Progress;
 
 /// Evaluation settings.
@@ -135,27 +136,171 @@ pub fn evaluate(
     cfg: &EvalConfig,
     progress: &dyn Progress,
 ) -> Result<EvalReport> {
-    let (rows, d, n) = (src.rows(), src.cols(), sae.n);
-    if d != sae.d {
-        return Err(Error::data(
-            src.name(),
-            format!(
-                "the activations have d = {d} but the SAE reads d_in = {}",
-                sae.d
-            ),
-            "pass the activations of the layer the SAE was trained on",
-        ));
+    evaluate_passes(sae, &Local(src), cfg, progress)
+}
+
+/// A pass of evaluation sums: the SAE, the mean of every row (pass 1) and the rows encoded at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SaeEvalPass {
+    pub sae: Sae,
+    pub mean: Vec<f64>,
+    pub batch: usize,
+}
+
+impl SaeEvalPass {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let s = &self.sae;
+        let arch = match s.arch {
+            Architecture::TopK => 0,
+            Architecture::BatchTopK => 1,
+            Architecture::JumpRelu => 2,
+            Architecture::Relu => 3,
+        };
+        w.usize(s.d)
+            .usize(s.n)
+            .u64(arch)
+            .usize(s.k)
+            .f32s(&s.w_enc_t)
+            .f32s(&s.b_enc)
+            .f32s(&s.w_dec)
+            .f32s(&s.b_dec)
+            .bool(s.threshold.is_some())
+            .f32s(s.threshold.as_deref().unwrap_or(&[]))
+            .bool(s.apply_b_dec_to_input)
+            .bool(s.input_norm == InputNorm::LayerNorm)
+            .f64s(&self.mean)
+            .usize(self.batch);
     }
-    if rows == 0 {
-        return Err(Error::data(
-            src.name(),
-            "there are no rows to evaluate on",
-            "pass a non-empty array",
-        ));
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<SaeEvalPass> {
+        let (d, n) = (r.usize()?, r.usize()?);
+        let arch = match r.u64()? {
+            0 => Architecture::TopK,
+            1 => Architecture::BatchTopK,
+            2 => Architecture::JumpRelu,
+            3 => Architecture::Relu,
+            a => return Err(corrupt(format!("unknown SAE architecture {a}"))),
+        };
+        let k = r.usize()?;
+        let (w_enc_t, b_enc, w_dec, b_dec) = (r.f32s()?, r.f32s()?, r.f32s()?, r.f32s()?);
+        let has_threshold = r.bool()?;
+        let t = r.f32s()?;
+        let sae = Sae {
+            d,
+            n,
+            arch,
+            k,
+            w_enc_t,
+            b_enc,
+            w_dec,
+            b_dec,
+            threshold: has_threshold.then_some(t),
+            apply_b_dec_to_input: r.bool()?,
+            input_norm: if r.bool()? {
+                InputNorm::LayerNorm
+            } else {
+                InputNorm::None
+            },
+        };
+        sae.validate("SAE")?;
+        let (mean, batch) = (r.f64s()?, r.usize()?);
+        if mean.len() != d {
+            return Err(corrupt("the mean does not match the SAE's width"));
+        }
+        Ok(SaeEvalPass { sae, mean, batch })
     }
-    let bsz = cfg.batch.max(1);
+}
+
+/// The evaluation sums over some rows (pass 2), added in row order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SaeSums {
+    /// Σ‖x − x̂‖² and Σ‖x − x̄‖².
+    pub err: f64,
+    pub tot: f64,
+    /// Σ (1 − ‖x − x̂‖²/‖x − x̄‖²) over the rows not at x̄, and their count.
+    pub ev_sum: f64,
+    pub ev_rows: u64,
+    /// Σ cos(x, x̂) over rows where neither is 0, and their count.
+    pub cos_sum: f64,
+    pub cos_rows: u64,
+    /// Σ ‖x̂‖/‖x‖ over rows with x ≠ 0, and their count.
+    pub ratio_sum: f64,
+    pub ratio_rows: u64,
+    /// Σ‖x̂‖² and Σ⟨x, x̂⟩.
+    pub xh2: f64,
+    pub xxh: f64,
+    /// Active latents, summed over rows.
+    pub active: u64,
+    /// Rows on which each latent fired.
+    pub fires: Vec<u64>,
+}
+
+impl SaeSums {
+    /// The sums of these rows and then `next`'s.
+    pub fn merge(mut self, next: SaeSums) -> Result<SaeSums> {
+        if self.fires.len() != next.fires.len() {
+            return Err(corrupt("SAE sums of different SAEs cannot be merged"));
+        }
+        self.err += next.err;
+        self.tot += next.tot;
+        self.ev_sum += next.ev_sum;
+        self.ev_rows += next.ev_rows;
+        self.cos_sum += next.cos_sum;
+        self.cos_rows += next.cos_rows;
+        self.ratio_sum += next.ratio_sum;
+        self.ratio_rows += next.ratio_rows;
+        self.xh2 += next.xh2;
+        self.xxh += next.xxh;
+        self.active += next.active;
+        self.fires
+            .iter_mut()
+            .zip(&next.fires)
+            .for_each(|(a, b)| *a += b);
+        Ok(self)
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.f64(self.err)
+            .f64(self.tot)
+            .f64(self.ev_sum)
+            .u64(self.ev_rows)
+            .f64(self.cos_sum)
+            .u64(self.cos_rows)
+            .f64(self.ratio_sum)
+            .u64(self.ratio_rows)
+            .f64(self.xh2)
+            .f64(self.xxh)
+            .u64(self.active)
+            .u64s(&self.fires);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<SaeSums> {
+        Ok(SaeSums {
+            err: r.f64()?,
+            tot: r.f64()?,
+            ev_sum: r.f64()?,
+            ev_rows: r.u64()?,
+            cos_sum: r.f64()?,
+            cos_rows: r.u64()?,
+            ratio_sum: r.f64()?,
+            ratio_rows: r.u64()?,
+            xh2: r.f64()?,
+            xxh: r.f64()?,
+            active: r.u64()?,
+            fires: r.u64s()?,
+        })
+    }
+}
+
+/// Σx over every row of `src` as the SAE reads it (f32), added in row order: pass 1.
+pub fn column_sums_f32(
+    src: &dyn RowSource,
+    batch: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<f64>> {
+    let (rows, d) = (src.rows(), src.cols());
+    let bsz = batch.max(1);
     let mut buf = Vec::new();
-    // Pass 1: the mean, summed over rows in order.
     progress.stage("sae eval: mean", rows as u64);
     let mut sum = vec![0.0f64; d];
     let mut start = 0;
@@ -169,14 +314,23 @@ pub fn evaluate(
         start += c;
     }
     progress.finish_stage();
-    let mean: Vec<f64> = sum.iter().map(|s| s / rows as f64).collect();
-    // Pass 2: per-row quantities, summed in row order.
+    Ok(sum)
+}
+
+/// Pass 2 over `src`: every row encoded, decoded and its per-row quantities summed in row order.
+pub fn sums(src: &dyn RowSource, pass: &SaeEvalPass, progress: &dyn Progress) -> Result<SaeSums> {
+    let (sae, mean) = (&pass.sae, &pass.mean);
+    let (rows, d, n) = (src.rows(), src.cols(), sae.n);
+    if d != sae.d {
+        return Err(width_error(src.name(), d, sae.d));
+    }
+    let bsz = pass.batch.max(1);
+    let mut buf = Vec::new();
     progress.stage("sae eval", rows as u64);
-    let mut fires = vec![0u64; n];
-    let (mut err, mut tot, mut ev_sum, mut ev_rows) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-    let (mut cos_sum, mut cos_rows, mut ratio_sum, mut ratio_rows) =
-        (0.0f64, 0usize, 0.0f64, 0usize);
-    let (mut xh2, mut xxh, mut active) = (0.0f64, 0.0f64, 0u64);
+    let mut s = SaeSums {
+        fires: vec![0u64; n],
+        ..SaeSums::default()
+    };
     let mut xhat = Vec::new();
     let encoder = super::encoder::Encoder::new(sae, super::encoder::Backend::best());
     let mut start = 0;
@@ -205,31 +359,96 @@ pub fn evaluate(
             .collect();
         for (r, p) in per.iter().enumerate() {
             let [e, t, xx, yy, xy] = *p;
-            err += e;
-            tot += t;
+            s.err += e;
+            s.tot += t;
             if t > 0.0 {
-                ev_sum += 1.0 - e / t;
-                ev_rows += 1;
+                s.ev_sum += 1.0 - e / t;
+                s.ev_rows += 1;
             }
             if xx > 0.0 && yy > 0.0 {
-                cos_sum += xy / (xx.sqrt() * yy.sqrt());
-                cos_rows += 1;
+                s.cos_sum += xy / (xx.sqrt() * yy.sqrt());
+                s.cos_rows += 1;
             }
             if xx > 0.0 {
-                ratio_sum += (yy / xx).sqrt();
-                ratio_rows += 1;
+                s.ratio_sum += (yy / xx).sqrt();
+                s.ratio_rows += 1;
             }
-            xh2 += yy;
-            xxh += xy;
+            s.xh2 += yy;
+            s.xxh += xy;
             for (i, _) in codes.row(r) {
-                fires[i] += 1;
+                s.fires[i] += 1;
             }
-            active += (codes.off[r + 1] - codes.off[r]) as u64;
+            s.active += (codes.off[r + 1] - codes.off[r]) as u64;
         }
         progress.advance(c as u64);
         start += c;
     }
     progress.finish_stage();
+    Ok(s)
+}
+
+fn width_error(name: &str, d: usize, d_in: usize) -> Error {
+    Error::data(
+        name,
+        format!("the activations have d = {d} but the SAE reads d_in = {d_in}"),
+        "pass the activations of the layer the SAE was trained on",
+    )
+}
+
+/// [`evaluate`] of rows read through passes (in this process or on a cluster): pass 1 the mean, pass 2 the
+/// sums ([`SaeEvalPass`]). Shards change only the order in which the f64 sums are added.
+pub fn evaluate_passes(
+    sae: &Sae,
+    p: &dyn Passes,
+    cfg: &EvalConfig,
+    progress: &dyn Progress,
+) -> Result<EvalReport> {
+    let (rows, d, n) = (p.rows(), p.cols(), sae.n);
+    if d != sae.d {
+        return Err(width_error(p.name(), d, sae.d));
+    }
+    if rows == 0 {
+        return Err(Error::data(
+            p.name(),
+            "there are no rows to evaluate on",
+            "pass a non-empty array",
+        ));
+    }
+    let batch = cfg.batch.max(1);
+    let Found::ColumnSums(sum) = p
+        .run(&Pass::ColumnSums { batch }, progress)?
+        .covering(rows)?
+        .value
+    else {
+        return Err(corrupt("a column-sums pass returned another result"));
+    };
+    let mean: Vec<f64> = sum.iter().map(|s| s / rows as f64).collect();
+    let pass = SaeEvalPass {
+        sae: sae.clone(),
+        mean,
+        batch,
+    };
+    let Found::SaeEval(sums) = p
+        .run(&Pass::SaeEval(Box::new(pass)), progress)?
+        .covering(rows)?
+        .value
+    else {
+        return Err(corrupt("an SAE pass returned another result"));
+    };
+    let SaeSums {
+        err,
+        tot,
+        ev_sum,
+        ev_rows,
+        cos_sum,
+        cos_rows,
+        ratio_sum,
+        ratio_rows,
+        xh2,
+        xxh,
+        active,
+        fires,
+    } = *sums;
     let nf = rows as f64;
     let mut notes = Vec::new();
     let fvu = if tot > 0.0 {

@@ -81,7 +81,7 @@ impl Architecture {
 }
 
 /// A sparse autoencoder's weights, in f32.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Sae {
     pub d: usize,
     pub n: usize,

@@ -517,7 +517,7 @@ pub fn run(
         discard_fraction: 0.1,
         seed: cfg.seed,
     })
-    .fit(refs, &rgraph)
+    .fit(&crate::intrinsic::suite::Distinct::Matrix(refs), &rgraph)
     {
         Ok(e) => ("twonn_calibrated".to_string(), e.value),
         Err(e) => {

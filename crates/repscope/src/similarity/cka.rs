@@ -18,13 +18,39 @@ use crate::data::Matrix;
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::moments;
+use crate::partial::{self, Found, Local, Pass, Passes, Reader, Writer};
 use crate::progress::{Progress, Silent};
 
 /// Rows per task of the per-row terms of a chunk; partial sums are added in block order.
 const BLOCK_ROWS: usize = 64;
 
+/// A pass of feature-route sums over rows read side by side ([`Joined`]): the first `dx` columns are X,
+/// every row is shifted by `shift` first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeaturePass {
+    pub dx: usize,
+    pub shift: Vec<f64>,
+    /// Rows per chunk (None: the source's default).
+    pub chunk_rows: Option<usize>,
+}
+
+impl FeaturePass {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.usize(self.dx)
+            .f64s(&self.shift)
+            .usize(self.chunk_rows.unwrap_or(0));
+    }
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<FeaturePass> {
+        Ok(FeaturePass {
+            dx: r.usize()?,
+            shift: r.f64s()?,
+            chunk_rows: Some(r.usize()?).filter(|&c| c > 0),
+        })
+    }
+}
+
 /// The sums the feature route collects over a set of rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FeatureStats {
     pub n: usize,
     pub dx: usize,
@@ -134,14 +160,53 @@ impl FeatureStats {
         chunk_rows: Option<usize>,
         progress: &dyn Progress,
     ) -> Result<FeatureStats> {
+        FeatureStats::from_passes(&Local(src), dx, chunk_rows, progress)
+    }
+
+    /// [`FeatureStats::from_source`] of rows read through passes (in this process or on a cluster): the
+    /// shift from the first rows, then one [`FeaturePass`].
+    pub fn from_passes(
+        p: &dyn Passes,
+        dx: usize,
+        chunk_rows: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<FeatureStats> {
+        let shift = moments::head_mean_of(p, progress)?;
+        let pass = FeaturePass {
+            dx,
+            shift,
+            chunk_rows,
+        };
+        let Found::Features(mut acc) = p
+            .run(&Pass::Features(pass), progress)?
+            .covering(p.rows())?
+            .value
+        else {
+            return Err(partial::corrupt("a features pass returned another result"));
+        };
+        linalg::symmetrize_lower(&mut acc.gram);
+        Ok(*acc)
+    }
+
+    /// The sums of a [`FeaturePass`] over `src` (the lower triangle of the Gram only).
+    pub fn sums(
+        src: &dyn RowSource,
+        pass: &FeaturePass,
+        progress: &dyn Progress,
+    ) -> Result<FeatureStats> {
         let d = src.cols();
+        let dx = pass.dx;
+        if dx > d || pass.shift.len() != d {
+            return Err(partial::corrupt(
+                "a features pass does not match the width of the rows",
+            ));
+        }
         let dy = d - dx;
-        let shift = moments::head_mean(src)?;
+        let shift = &pass.shift;
         let mut acc = FeatureStats::zeros(dx, dy);
-        let chunk = chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
+        let chunk = pass.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
         progress.stage("feature products", src.rows() as u64);
         source::for_each_chunk(src, chunk, progress, |_, rows, z| {
-            let shift = &shift;
             let parts: Vec<FeatureStats> = z
                 .par_chunks_mut(BLOCK_ROWS * d)
                 .map(|b| {
@@ -158,8 +223,68 @@ impl FeatureStats {
             Ok(())
         })?;
         progress.finish_stage();
-        linalg::symmetrize_lower(&mut acc.gram);
         Ok(acc)
+    }
+
+    /// The sums of these rows and then `next`'s (lower triangles of the Gram).
+    pub fn merge(mut self, next: FeatureStats) -> Result<FeatureStats> {
+        if self.dx != next.dx || self.dy != next.dy {
+            return Err(partial::corrupt(
+                "feature sums of different widths cannot be merged",
+            ));
+        }
+        self.add_terms(&next);
+        let mut g = Some(self.gram);
+        moments::add_lower(&mut g, Some(next.gram))?;
+        self.gram = g.expect("kept");
+        Ok(self)
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.usize(self.n).usize(self.dx).usize(self.dy);
+        moments::put_lower(w, &Some(self.gram.clone()));
+        for v in [&self.sx, &self.sy, &self.ax, &self.by, &self.ay, &self.bx] {
+            w.f64s(v);
+        }
+        for v in [self.sa, self.sb, self.saa, self.sbb, self.sab] {
+            w.f64(v);
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<FeatureStats> {
+        let (n, dx, dy) = (r.usize()?, r.usize()?, r.usize()?);
+        let d = dx
+            .checked_add(dy)
+            .ok_or_else(|| partial::corrupt("feature sums too wide"))?;
+        let gram = moments::get_lower(r, d)?.unwrap_or_else(|| Mat::zeros(d, d));
+        let mut v = Vec::with_capacity(6);
+        for want in [dx, dy, dx, dy, dy, dx] {
+            let x = r.f64s()?;
+            if x.len() != want {
+                return Err(partial::corrupt("feature sums of the wrong width"));
+            }
+            v.push(x);
+        }
+        let mut it = v.into_iter();
+        let mut next = || it.next().expect("six");
+        let (sx, sy, ax, by, ay, bx) = (next(), next(), next(), next(), next(), next());
+        Ok(FeatureStats {
+            n,
+            dx,
+            dy,
+            gram,
+            sx,
+            sy,
+            ax,
+            by,
+            ay,
+            bx,
+            sa: r.f64()?,
+            sb: r.f64()?,
+            saa: r.f64()?,
+            sbb: r.f64()?,
+            sab: r.f64()?,
+        })
     }
 
     /// The sums over all rows of two in-memory representations.

@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::data::source::{Joined, RowSource};
 use crate::data::{check_finite, Labels, Matrix};
 use crate::error::{Error, Result};
+use crate::partial::{Local, Passes};
 use crate::progress::Progress;
 
 pub use cca::CcaRoute;
@@ -585,10 +586,23 @@ pub fn compare_sources(
     progress: &dyn Progress,
 ) -> Result<SimilarityReport> {
     let z = Joined::new(x, y)?;
-    let n = x.rows();
+    compare_passes(&Local(&z), x.cols(), (x.name(), y.name()), cfg, progress)
+}
+
+/// [`compare_sources`] of two representations read side by side through passes (in this process or on a
+/// cluster): the first `dx` columns of `p` are X; `names` name X and Y in messages.
+pub fn compare_passes(
+    p: &dyn Passes,
+    dx: usize,
+    names: (&str, &str),
+    cfg: &CompareConfig,
+    progress: &dyn Progress,
+) -> Result<SimilarityReport> {
+    let n = p.rows();
+    let (d1, d2) = (dx, p.cols() - dx);
     if n < 4 {
         return Err(Error::data(
-            x.name(),
+            names.0,
             format!("debiased CKA needs at least 4 rows, got {n} (HSIC₁ divides by n − 3)"),
             "pass more rows",
         ));
@@ -637,12 +651,12 @@ pub fn compare_sources(
         }
         m
     };
-    let stats = cka::FeatureStats::from_source(&z, x.cols(), cfg.chunk_rows, progress)?;
+    let stats = cka::FeatureStats::from_passes(p, dx, cfg.chunk_rows, progress)?;
     let (tx, ty) = stats.centred_sq_norms();
-    for (t, src) in [(tx, x), (ty, y)] {
+    for (t, name) in [(tx, names.0), (ty, names.1)] {
         if t <= 0.0 {
             return Err(Error::data(
-                src.name(),
+                name,
                 format!("all {n} rows are the same, so the representation has no variance and its similarity to anything is undefined (CKA and CCA would divide 0 by 0)"),
                 "pass a representation whose rows differ",
             ));
@@ -656,15 +670,7 @@ pub fn compare_sources(
         warnings: &mut warnings,
         notes: &mut notes,
     };
-    out.fill(
-        &want,
-        n,
-        (x.cols(), y.cols()),
-        Some(&stats),
-        None,
-        cfg,
-        (x.name(), y.name()),
-    )?;
+    out.fill(&want, n, (d1, d2), Some(&stats), None, cfg, names)?;
     let params = json!({
         "measures": want,
         "cka_route": Route::Feature,
@@ -674,8 +680,8 @@ pub fn compare_sources(
     });
     Ok(SimilarityReport {
         n,
-        d1: x.cols(),
-        d2: y.cols(),
+        d1,
+        d2,
         measures,
         details,
         warnings,
