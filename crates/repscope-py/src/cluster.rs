@@ -142,58 +142,72 @@ pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'p
     Ok(bytes(py, &out))
 }
 
-/// A shard opened, with a block's local rows and their global numbers.
-type Block = (Box<dyn RowSource>, Vec<usize>, Vec<u64>);
+/// One piece of a block: a shard (a path or an array), its rows read (local numbers) and its name.
+type Piece<'py> = (Rows<'py>, PyReadonlyArray1<'py, i64>, String);
 
-/// One block of a shard: its rows (local numbers) and their global numbers, as the engine reads them.
-fn block(
-    x: &Rows<'_>,
-    key: Option<&str>,
-    name: &str,
-    rows: &PyReadonlyArray1<'_, i64>,
-    ids: &PyReadonlyArray1<'_, i64>,
-) -> PyResult<Block> {
-    let src: Box<dyn RowSource> = match x {
-        Rows::Array(v) => Box::new(super::matrix(v, name)?),
-        _ => rows_source(x, key)?,
-    };
-    let unsigned = |a: &PyReadonlyArray1<'_, i64>, what: &str| -> PyResult<Vec<u64>> {
-        a.as_array()
-            .iter()
-            .map(|&r| {
-                u64::try_from(r)
-                    .map_err(|_| PyValueError::new_err(format!("{name}: {what} {r} is negative")))
-            })
-            .collect()
-    };
-    let rows = unsigned(rows, "row")?
-        .into_iter()
-        .map(|r| r as usize)
-        .collect();
-    Ok((src, rows, unsigned(ids, "global row")?))
+/// The pieces of a block opened, with their local rows; and the block's global row numbers.
+type Block = (Vec<(Box<dyn RowSource>, Vec<usize>)>, Vec<u64>);
+
+fn unsigned(a: &PyReadonlyArray1<'_, i64>, name: &str, what: &str) -> PyResult<Vec<u64>> {
+    a.as_array()
+        .iter()
+        .map(|&r| {
+            u64::try_from(r)
+                .map_err(|_| PyValueError::new_err(format!("{name}: {what} {r} is negative")))
+        })
+        .collect()
 }
 
-/// The exact k nearest other rows of one block within itself (local rows `rows`, global numbers `ids`,
-/// within global rows `span`): a partial result's bytes.
+/// A block of rows from one or more shards, as the engine reads them.
+fn block(
+    pieces: &[Piece<'_>],
+    key: Option<&str>,
+    ids: &PyReadonlyArray1<'_, i64>,
+) -> PyResult<Block> {
+    let mut out = Vec::with_capacity(pieces.len());
+    for (x, rows, name) in pieces {
+        let src: Box<dyn RowSource> = match x {
+            Rows::Array(v) => Box::new(super::matrix(v, name)?),
+            _ => rows_source(x, key)?,
+        };
+        let rows = unsigned(rows, name, "row")?
+            .into_iter()
+            .map(|r| r as usize)
+            .collect();
+        out.push((src, rows));
+    }
+    let name = pieces.first().map_or("block", |p| p.2.as_str());
+    Ok((out, unsigned(ids, name, "global row")?))
+}
+
+/// The rows of blocks' pieces, in order, in one matrix.
+fn read_blocks(blocks: &[&Block]) -> repscope::Result<repscope::data::Matrix> {
+    let parts: Vec<(&dyn RowSource, &[usize])> = blocks
+        .iter()
+        .flat_map(|b| b.0.iter().map(|(s, r)| (&**s, r.as_slice())))
+        .collect();
+    knn_partial::load_rows(&parts)
+}
+
+/// The exact k nearest other rows of one block within itself (its pieces: shards and their local rows;
+/// `ids` the global numbers of those rows in order, within global rows `span`): a partial result's bytes.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (x, rows, ids, span, k, metric_name, key=None, name="shard"))]
+#[pyo3(signature = (pieces, ids, span, k, metric_name, key=None))]
 pub fn knn_self_block<'py>(
     py: Python<'py>,
-    x: Rows<'py>,
-    rows: PyReadonlyArray1<'py, i64>,
+    pieces: Vec<Piece<'py>>,
     ids: PyReadonlyArray1<'py, i64>,
     span: (u64, u64),
     k: usize,
     metric_name: &str,
     key: Option<String>,
-    name: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let metric = metric(metric_name)?;
-    let (src, rows, ids) = block(&x, key.as_deref(), name, &rows, &ids)?;
+    let b = block(&pieces, key.as_deref(), &ids)?;
     let out = compute(py, move || {
-        let m = knn_partial::load_rows(&[(&*src, &rows)])?;
-        Ok(knn_partial::search_self(&m, &ids, span, k, metric)?.encode())
+        let m = read_blocks(&[&b])?;
+        Ok(knn_partial::search_self(&m, &b.1, span, k, metric)?.encode())
     })?;
     Ok(bytes(py, &out))
 }
@@ -202,30 +216,26 @@ pub fn knn_self_block<'py>(
 /// product: the two partial results' bytes.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (a, a_rows, a_ids, a_span, b, b_rows, b_ids, b_span, k, metric_name, key=None, names=None))]
+#[pyo3(signature = (a, a_ids, a_span, b, b_ids, b_span, k, metric_name, key=None))]
 pub fn knn_pair_block<'py>(
     py: Python<'py>,
-    a: Rows<'py>,
-    a_rows: PyReadonlyArray1<'py, i64>,
+    a: Vec<Piece<'py>>,
     a_ids: PyReadonlyArray1<'py, i64>,
     a_span: (u64, u64),
-    b: Rows<'py>,
-    b_rows: PyReadonlyArray1<'py, i64>,
+    b: Vec<Piece<'py>>,
     b_ids: PyReadonlyArray1<'py, i64>,
     b_span: (u64, u64),
     k: usize,
     metric_name: &str,
     key: Option<String>,
-    names: Option<(String, String)>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
     let metric = metric(metric_name)?;
-    let names = names.unwrap_or_else(|| ("shard".into(), "shard".into()));
-    let (sa, ra, ia) = block(&a, key.as_deref(), &names.0, &a_rows, &a_ids)?;
-    let (sb, rb, ib) = block(&b, key.as_deref(), &names.1, &b_rows, &b_ids)?;
+    let ba = block(&a, key.as_deref(), &a_ids)?;
+    let bb = block(&b, key.as_deref(), &b_ids)?;
     let (x, y) = compute(py, move || {
         // Both blocks' rows in one matrix, which the pair search reads as it is.
-        let ab = knn_partial::load_rows(&[(&*sa, &ra), (&*sb, &rb)])?;
-        let (pa, pb) = knn_partial::search_pair(&ab, &ia, a_span, &ib, b_span, k, metric)?;
+        let ab = read_blocks(&[&ba, &bb])?;
+        let (pa, pb) = knn_partial::search_pair(&ab, &ba.1, a_span, &bb.1, b_span, k, metric)?;
         Ok((pa.encode(), pb.encode()))
     })?;
     Ok((bytes(py, &x), bytes(py, &y)))

@@ -275,7 +275,7 @@ def test_block_rows_are_checked_not_clamped():
     X = coarse(50, 4, 9)
     rows, ids = np.array([0, -3], dtype=np.int64), np.array([0, 1], dtype=np.int64)
     with pytest.raises(ValueError, match="row -3 is negative"):
-        _repscope.knn_self_block(X, rows, ids, (0, 50), 1, "euclidean")
+        _repscope.knn_self_block([(X, rows, "shard 0")], ids, (0, 50), 1, "euclidean")
 
 
 def test_an_unreachable_cluster_is_named():

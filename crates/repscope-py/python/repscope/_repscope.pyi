@@ -140,29 +140,27 @@ def id_neighbours(
 ) -> int: ...
 def pass_merge(a: bytes, b: bytes) -> bytes: ...
 def pass_skip(spec: bytes, first_row: int, rows: int, cols: int) -> Optional[bytes]: ...
+# A block's piece: a shard (a path or an array), its local rows, its name.
+_Piece = Tuple[Any, npt.NDArray[np.int64], str]
+
 def knn_self_block(
-    x: Any,
-    rows: npt.NDArray[np.int64],
+    pieces: List[_Piece],
     ids: npt.NDArray[np.int64],
     span: Tuple[int, int],
     k: int,
     metric_name: str,
     key: Optional[str] = None,
-    name: str = "shard",
 ) -> bytes: ...
 def knn_pair_block(
-    a: Any,
-    a_rows: npt.NDArray[np.int64],
+    a: List[_Piece],
     a_ids: npt.NDArray[np.int64],
     a_span: Tuple[int, int],
-    b: Any,
-    b_rows: npt.NDArray[np.int64],
+    b: List[_Piece],
     b_ids: npt.NDArray[np.int64],
     b_span: Tuple[int, int],
     k: int,
     metric_name: str,
     key: Optional[str] = None,
-    names: Optional[Tuple[str, str]] = None,
 ) -> Tuple[bytes, bytes]: ...
 def knn_merge(a: bytes, b: bytes) -> bytes: ...
 def knn_assemble(

@@ -11,10 +11,10 @@ Install with ``pip install "repscope[ray]"``. Each function takes a source of ro
 The rows are numbered across the shards in order, as if the shards were concatenated.
 
 - ``knn`` finds exact duplicate rows across shards first (a hash of every row, then the rows that share a
-  hash compared) and merges them as ``repscope.knn`` does. It splits the distinct rows into blocks and runs
-  one task per block with itself (the engine's self search) and one per pair of blocks, where each product
-  of two tiles ranks candidates for the rows of both, so the cluster does the single-process search's
-  work, not twice it. Every task's lists are exact (the engine's certificate), and an exact k-way merge
+  hash compared) and merges them as ``repscope.knn`` does. It splits the distinct rows into blocks (in row
+  order, across shard boundaries) and runs one task per block with itself (the engine's self search) and
+  one per pair of blocks, where each product of two tiles ranks candidates for the rows of both, so the
+  cluster does the single-process search's work, not twice it. Every task's lists are exact (the engine's certificate), and an exact k-way merge
   keeps each row's k nearest by (distance, row): the graph equals ``repscope.knn`` of the concatenated rows,
   ties included.
 - ``lid`` computes the local intrinsic dimension of every row from that graph, and ``intrinsic_dimension``
@@ -107,14 +107,12 @@ def _tasks():
         return _repscope.pass_merge(a, b)
 
     @ray.remote(**opts)
-    def knn_self(x, rows, ids, span, k, metric, key, name):
-        return _repscope.knn_self_block(_rows(x), rows, ids, span, k, metric, key, name)
+    def knn_self(pieces, ids, span, k, metric, key):
+        return _repscope.knn_self_block(_pieces(pieces), ids, span, k, metric, key)
 
     @ray.remote(num_returns=2, **opts)
-    def knn_pair(a, a_rows, a_ids, a_span, b, b_rows, b_ids, b_span, k, metric, key, names):
-        return _repscope.knn_pair_block(
-            _rows(a), a_rows, a_ids, a_span, _rows(b), b_rows, b_ids, b_span, k, metric, key, names
-        )
+    def knn_pair(a, a_ids, a_span, b, b_ids, b_span, k, metric, key):
+        return _repscope.knn_pair_block(_pieces(a), a_ids, a_span, _pieces(b), b_ids, b_span, k, metric, key)
 
     @ray.remote(**opts)
     def knn_merge(a, b):
@@ -136,6 +134,15 @@ def _rows(x):
     if isinstance(x, str):
         return x
     return _array(x, "shard")
+
+
+def _pieces(pieces):
+    """A block's pieces (shard, local rows, name) as the engine takes them: object refs inside the list
+    fetched (Ray resolves only a task's top-level arguments), shards as ``_rows`` gives them."""
+    ray = _ray()
+    refs = [p[0] for p in pieces if isinstance(p[0], ray.ObjectRef)]
+    got = iter(ray.get(refs)) if refs else iter(())
+    return [(_rows(next(got) if isinstance(o, ray.ObjectRef) else o), rows, name) for o, rows, name in pieces]
 
 
 def _array(x, name):
@@ -298,7 +305,8 @@ def knn(source, k=10, metric="euclidean", *, key=None, column=None, block_rows=N
         The column of a Ray Dataset that holds the rows.
     block_rows : int, optional
         Distinct rows per block (default: enough blocks to keep every CPU of the cluster busy, at most
-        200,000 rows). B blocks make B(B+1)/2 tasks.
+        200,000 rows). B blocks make B(B+1)/2 tasks. Blocks are cut from the distinct rows in order, across
+        shard boundaries: the shards' sizes do not set the tasks'.
     address : str, optional
         The Ray cluster to join when Ray is not initialised (default: start Ray on this machine).
     progress : bool, default False
@@ -360,14 +368,12 @@ def _search(src, kept, k, metric, key, block_rows):
     # lists are merged in the order of the other block.
     parts = [[None] * len(blocks) for _ in blocks]
     leaves = []
-    for i, (s, rows, ids, span) in enumerate(blocks):
-        parts[i][i] = t["knn_self"].remote(s.obj, rows, ids, span, k, metric, key, s.name)
+    for i, (pieces, ids, span) in enumerate(blocks):
+        parts[i][i] = t["knn_self"].remote(pieces, ids, span, k, metric, key)
         leaves.append(parts[i][i])
         for j in range(i + 1, len(blocks)):
-            s2, rows2, ids2, span2 = blocks[j]
-            parts[i][j], parts[j][i] = t["knn_pair"].remote(
-                s.obj, rows, ids, span, s2.obj, rows2, ids2, span2, k, metric, key, (s.name, s2.name)
-            )
+            pieces2, ids2, span2 = blocks[j]
+            parts[i][j], parts[j][i] = t["knn_pair"].remote(pieces, ids, span, pieces2, ids2, span2, k, metric, key)
             leaves.append(parts[i][j])
     finals = [_tree(t["knn_merge"], row) for row in parts]
     src.bar.wait(leaves)
@@ -475,22 +481,24 @@ def _block_rows(nd, cpus):
 
 
 def _blocks(shards, kept, block_rows, n):
-    """The distinct rows in blocks of at most block_rows, never across shards: (shard, local rows, global
-    rows, span). The spans partition rows 0..n (rows without a block, such as duplicates, fall in the
-    span of the block before them)."""
+    """The distinct rows in blocks of at most block_rows, in row order, a block taking rows from as many
+    shards as it spans (blocks are the unit of work, shards of storage): (pieces, global rows, span), a piece
+    being (shard, its local rows, its name). The spans partition rows 0..n (rows without a block, such as
+    duplicates, fall in the span of the block before them)."""
+    starts = np.array([s.start for s in shards] + [n])
     out = []
-    # kept ascends, so each shard's distinct rows are one slice of it.
-    bounds = np.searchsorted(kept, [s.start for s in shards] + [shards[-1].start + shards[-1].rows])
-    for s, first, last in zip(shards, bounds[:-1], bounds[1:]):
-        ids = kept[first:last]
-        for b in range(0, len(ids), block_rows):
-            chunk = np.ascontiguousarray(ids[b : b + block_rows], dtype=np.int64)
-            lo = s.start if b == 0 else int(chunk[0])
-            out.append([s, chunk - s.start, chunk, lo])
+    for b in range(0, len(kept), block_rows):
+        ids = np.ascontiguousarray(kept[b : b + block_rows], dtype=np.int64)
+        # The shard of each row: the last shard starting at or before it (empty shards are skipped).
+        which = np.searchsorted(starts, ids, side="right") - 1
+        pieces = []
+        for seg in np.split(np.arange(len(ids)), np.flatnonzero(np.diff(which)) + 1):
+            s = shards[which[seg[0]]]
+            pieces.append((s.obj, np.ascontiguousarray(ids[seg] - s.start), s.name))
+        out.append([pieces, ids, 0 if b == 0 else int(ids[0])])
     for i, blk in enumerate(out):
-        lo = 0 if i == 0 else blk[3]
-        hi = out[i + 1][3] if i + 1 < len(out) else n
-        blk[3] = (lo, hi)
+        hi = out[i + 1][2] if i + 1 < len(out) else n
+        blk[2] = (blk[2], hi)
     return [tuple(b) for b in out]
 
 
