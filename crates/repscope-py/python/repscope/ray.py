@@ -177,6 +177,8 @@ class _Shard:
     def __init__(self, obj, name):
         self.obj, self.name = obj, name
         self.rows = self.cols = self.dtype = self.start = None
+        # (rows, cols, dtype) when known before the shard is measured.
+        self.info = None
         # The other representation of the same rows, read beside this shard (compare).
         self.y = self.key_y = None
         self.y_name = "shard"
@@ -215,13 +217,22 @@ def _shards(source, key, column):
         elif isinstance(s, (str, os.PathLike)):
             raise ValueError(f"source[{i}] is a path among arrays: pass paths alone, or arrays and refs alone")
         else:
-            out.append(_Shard(ray.put(_array(s, f"source[{i}]")), f"shard {i}"))
+            a = _array(s, f"source[{i}]")
+            out.append(_Shard(ray.put(a), f"shard {i}"))
+            out[-1].info = (a.shape[0], a.shape[1], a.dtype.name)
     return out
 
 
 def _measured(shards, key, ray, t):
-    """The shards with their sizes and first rows; every shard of one width; no empty source."""
-    infos = _get(ray, [t["info"].remote(s.obj, key) for s in shards], shards)
+    """The shards with their sizes and first rows; every shard of one width; no empty source. Files (which
+    this process lists, so it sees them) and arrays put here are measured here; object refs and dataset
+    blocks by a task each."""
+    for s in shards:
+        if isinstance(s.obj, str):
+            s.info = _repscope.shard_info(s.obj, key)
+    remote = [s for s in shards if s.info is None]
+    got = iter(_get(ray, [t["info"].remote(s.obj, key) for s in remote], remote))
+    infos = [s.info if s.info is not None else next(got) for s in shards]
     start = 0
     for s, (rows, cols, dtype) in zip(shards, infos):
         s.rows, s.cols, s.dtype, s.start = rows, cols, dtype, start
