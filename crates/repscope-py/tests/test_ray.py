@@ -408,3 +408,17 @@ def test_intrinsic_dimension_equals_single_process_over_1_2_7_shards(cluster):
         rr.intrinsic_dimension(split(small, 2), estimators=["fisher_s"])
     with pytest.raises(ValueError, match="needs 20 neighbours per point, so more than 20 distinct rows, but there are 8"):
         rr.intrinsic_dimension([np.eye(8, dtype=np.float32)] * 2, estimators=["mle"])
+
+
+def test_grouped_shards_give_the_same_bits(cluster, monkeypatch):
+    """Consecutive shards read by one task (a subtree of the merge tree) give the bits of one task per
+    shard, whatever the group size."""
+    assert [rr._group_size(n, c) for n, c in [(8, 2), (8, 1), (7, 2), (3, 2), (1, 8), (1000, 4)]] == [4, 8, 4, 2, 1, 64]
+    rng = np.random.default_rng(15)
+    X = (rng.normal(size=(3000, 12)) * np.linspace(2, 0.5, 12)).astype(np.float32)
+    y = rng.integers(0, 3, size=3000)
+    docs = {}
+    for g in (1, 2, 4, 8):
+        monkeypatch.setattr(rr, "_group_size", lambda n, c, g=g: g)
+        docs[g] = (rr.spectrum(split(X, 7)), rr.classes(split(X, 7), y, k=0)["neural_collapse"])
+    assert docs[1] == docs[2] == docs[4] == docs[8]

@@ -103,6 +103,10 @@ def _tasks():
         return _repscope.pass_map(spec, _rows(x), first_row, key, name, y, key_y, name_y, keep)
 
     @ray.remote(**opts)
+    def pass_group(items, key):
+        return _group(items, key)
+
+    @ray.remote(**opts)
     def pass_merge(a, b):
         return _repscope.pass_merge(a, b)
 
@@ -119,7 +123,13 @@ def _tasks():
         return _repscope.knn_merge(a, b)
 
     _TASKS.update(
-        info=info, pass_map=pass_map, pass_merge=pass_merge, knn_self=knn_self, knn_pair=knn_pair, knn_merge=knn_merge
+        info=info,
+        pass_map=pass_map,
+        pass_group=pass_group,
+        pass_merge=pass_merge,
+        knn_self=knn_self,
+        knn_pair=knn_pair,
+        knn_merge=knn_merge,
     )
     return _TASKS
 
@@ -552,36 +562,78 @@ def activations(
 
 def _run_job(ray, t, job, shards, key, bar):
     """Serves a job's passes: each mapped over every shard that holds rows it needs, the partial results
-    merged in a fixed tree in shard order (by tasks; on this process when there are few shards, where a
-    task's latency would cost more than the merge)."""
+    merged in a fixed tree in shard order.
+
+    Consecutive shards run in groups of a power of two (``_group_size``), one task per group that maps its
+    shards and merges them in the same pairwise order, so that a group's result is a subtree of the shard
+    tree and the bits do not depend on the grouping. The groups' results are merged by tasks, or on this
+    process when there are few (where a task's latency would cost more than the merge)."""
+    g = _group_size(len(shards), int(ray.cluster_resources().get("CPU", 1)))
     while True:
         spec = job.next()
         if spec is None:
             return job.result()
         spec_ref = None
         leaves = []
-        for s in shards:
-            skip = _repscope.pass_skip(spec, s.start, s.rows, s.cols)
-            if skip is not None:
-                leaves.append(skip)
-                continue
-            # A pass that carries something per row (labels, rows asked for) goes to each shard narrowed.
-            mine = _repscope.pass_narrow(spec, s.start, s.rows)
-            if mine is None:
-                if spec_ref is None:
-                    spec_ref = ray.put(spec)
-                mine = spec_ref
-            leaves.append(
-                t["pass_map"].remote(mine, s.obj, s.start, key, s.name, s.y, s.key_y, s.y_name, s.keep)
-            )
+        for a in range(0, len(shards), g):
+            items = []
+            for s in shards[a : a + g]:
+                skip = _repscope.pass_skip(spec, s.start, s.rows, s.cols)
+                if skip is not None:
+                    items.append(skip)
+                    continue
+                # A pass that carries something per row (labels, rows asked for) goes to each shard narrowed.
+                mine = _repscope.pass_narrow(spec, s.start, s.rows)
+                if mine is None:
+                    if spec_ref is None:
+                        spec_ref = ray.put(spec)
+                    mine = spec_ref
+                items.append((mine, s.obj, s.start, s.name, s.y, s.key_y, s.y_name, s.keep))
+            if all(isinstance(i, bytes) for i in items):
+                leaves.append(_tree_local(items))
+            elif len(items) == 1:
+                mine, x, start, name, y, key_y, y_name, keep = items[0]
+                leaves.append(t["pass_map"].remote(mine, x, start, key, name, y, key_y, y_name, keep))
+            else:
+                leaves.append(t["pass_group"].remote(items, key))
         refs = [p for p in leaves if not isinstance(p, bytes)]
         bar.wait(refs)
-        if len(shards) <= LOCAL_MERGE_SHARDS:
+        if len(leaves) <= LOCAL_MERGE_SHARDS:
             got = iter(_get(ray, refs, shards))
             merged = _tree_local([p if isinstance(p, bytes) else next(got) for p in leaves])
         else:
             merged = _get(ray, _tree(t["pass_merge"], [ray.put(p) if isinstance(p, bytes) else p for p in leaves]))
         job.answer(merged)
+
+
+#: The most shards one task of a pass reads.
+MAX_GROUP = 64
+
+
+def _group_size(shards, cpus):
+    """Shards per task of a pass: the largest power of two (at most MAX_GROUP) that still leaves a task for
+    every CPU, so that many small shards do not make as many small tasks."""
+    g = 1
+    while 2 * g <= MAX_GROUP and g < shards and -(-shards // (2 * g)) >= max(1, cpus):
+        g *= 2
+    return g
+
+
+def _group(items, key):
+    """A group task's work: each shard's pass (or its partial result, already known), merged in the tree's
+    order. Object refs inside the items are fetched (Ray resolves only a task's top-level arguments)."""
+    ray = _ray()
+    out = []
+    for it in items:
+        if isinstance(it, bytes):
+            out.append(it)
+            continue
+        spec, x, start, name, y, key_y, y_name, keep = (
+            ray.get(v) if isinstance(v, ray.ObjectRef) else v for v in it
+        )
+        y = None if y is None else _rows(y)
+        out.append(_repscope.pass_map(spec, _rows(x), start, key, name, y, key_y, y_name, keep))
+    return _tree_local(out)
 
 
 #: Up to this many shards, a pass's partial results are merged on this process (the same tree as the tasks').
