@@ -11,7 +11,8 @@ Each measurement runs in a fresh child process, in interleaved rounds (medians r
     the single-process runs, --niceness 15 for Ray's default), warmed by one small call
     (workers started and repscope imported, as on a running cluster; its time is reported apart), then
     `repscope.ray.knn(shards, k)` / `repscope.ray.spectrum(shards)`.
-The Ray results are checked equal to the single-process ones (kNN indices identical, spectrum eigenvalues to
+With --again each child also times a second call in the same process (the process, and Ray's workers,
+warm), reported in a second table. The Ray results are checked equal to the single-process ones (kNN indices identical, spectrum eigenvalues to
 1e-12). Overhead = ray W / single T=W − 1; parallel efficiency = ray 1 / (2 × ray 2).
 
 Run: cargo build --release && bash bench/setup_venv_ray.sh && bench/.venv-ray/bin/python bench/ray_scaling.py
@@ -32,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 
 
-def child(kind: str, what: str, workers: int, shards: str, k: int, out: str) -> dict:
+def child(kind: str, what: str, workers: int, shards: str, k: int, out: str, again: bool) -> dict:
     import numpy as np
 
     paths = sorted(str(p) for p in Path(shards).glob("shard_*.npy"))
@@ -44,6 +45,10 @@ def child(kind: str, what: str, workers: int, shards: str, k: int, out: str) -> 
         t = time.perf_counter()
         r = repscope.knn(X, k) if what == "knn" else repscope.spectrum(X)
         res["seconds"] = time.perf_counter() - t
+        if again:
+            t = time.perf_counter()
+            repscope.knn(X, k) if what == "knn" else repscope.spectrum(X)
+            res["again_seconds"] = time.perf_counter() - t
     else:
         import ray
         import repscope.ray as rr
@@ -58,6 +63,10 @@ def child(kind: str, what: str, workers: int, shards: str, k: int, out: str) -> 
         t = time.perf_counter()
         r = rr.knn(paths, k) if what == "knn" else rr.spectrum(paths)
         res["seconds"] = time.perf_counter() - t
+        if again:
+            t = time.perf_counter()
+            rr.knn(paths, k) if what == "knn" else rr.spectrum(paths)
+            res["again_seconds"] = time.perf_counter() - t
         ray.shutdown()
     if what == "knn":
         np.save(out, r[0])
@@ -75,7 +84,8 @@ def run_child(args, kind, what, workers, out) -> dict:
         # Ray starts its workers at niceness 15 by default; at 0 they compete for the cores on the same terms
         # as the single-process runs (on a shared machine, niceness 15 alone cost 20-35% here).
         env["RAY_worker_niceness"] = str(args.niceness)
-    cmd = [sys.executable, __file__, "--child", kind, what, str(workers), args.shards, str(args.k), out]
+    cmd = [sys.executable, __file__, "--child", kind, what, str(workers), args.shards, str(args.k), out,
+           str(int(args.again))]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     stdout = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
@@ -90,7 +100,9 @@ def run_child(args, kind, what, workers, out) -> dict:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--child", nargs=6)
+    ap.add_argument("--child", nargs=7)
+    ap.add_argument("--again", action="store_true",
+                    help="time a second call in the same process too (the process, and Ray's workers, warm)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--niceness", type=int, default=0, help="Ray's worker niceness (Ray's default is 15)")
@@ -100,8 +112,8 @@ def main():
     ap.add_argument("--embedded", default=str(DATA / "corpus_tokens.npz"))
     args = ap.parse_args()
     if args.child:
-        kind, what, workers, shards, k, out = args.child
-        print(json.dumps(child(kind, what, int(workers), shards, int(k), out)))
+        kind, what, workers, shards, k, out, again = args.child
+        print(json.dumps(child(kind, what, int(workers), shards, int(k), out, again == "1")))
         return
     import numpy as np
 
@@ -144,6 +156,15 @@ def main():
         s1, s2, r1, r2 = (med[f"{what} {k}"] for k in ("single 1", "single 2", "ray 1", "ray 2"))
         print(f"| {what} | {s1:.2f} s | {s2:.2f} s | {r1:.2f} s | {r2:.2f} s | {100 * (r1 / s1 - 1):+.0f}% | "
               f"{100 * (r2 / s2 - 1):+.0f}% | {r1 / (2 * r2):.2f} |")
+    if args.again:
+        again = {key: statistics.median(r["again_seconds"] for r in v) for key, v in results.items()}
+        print("\nA second call in the same process (the process and Ray's workers warm):\n")
+        print("| measure | single T=1 | single T=2 | ray W=1 | ray W=2 | overhead W=1 | overhead W=2 | efficiency |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for what in args.measures:
+            s1, s2, r1, r2 = (again[f"{what} {k}"] for k in ("single 1", "single 2", "ray 1", "ray 2"))
+            print(f"| {what} | {s1:.2f} s | {s2:.2f} s | {r1:.2f} s | {r2:.2f} s | {100 * (r1 / s1 - 1):+.0f}% | "
+                  f"{100 * (r2 / s2 - 1):+.0f}% | {r1 / (2 * r2):.2f} |")
     warm = {key: statistics.median(r.get("warm_seconds", 0) for r in v) for key, v in results.items() if "ray" in key}
     init = {key: statistics.median(r.get("init_seconds", 0) for r in v) for key, v in results.items() if "ray" in key}
     print(f"\nRay start (ray.init) median: {init}; warm-up call: {warm} (not in the times above)")
