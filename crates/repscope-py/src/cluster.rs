@@ -54,11 +54,12 @@ pub fn shard_info(x: Rows<'_>, key: Option<String>) -> PyResult<(usize, usize, S
 }
 
 /// Runs one pass (its bytes) over one shard whose first row is global row `first_row`: the partial result's
-/// bytes. With `y`, the shard is x and y read side by side (the same rows of two representations); with
-/// `keep`, only those rows of the shard (its distinct rows, say), numbered from `first_row`.
+/// bytes. With `y`, the shard is x and y read side by side (the same rows of two representations), rows
+/// `x_rows` of x beside rows `y_rows` of y when given; with `keep`, only those rows of the shard (its
+/// distinct rows, say), numbered from `first_row`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (spec, x, first_row, key=None, name="shard", y=None, key_y=None, name_y="shard", keep=None))]
+#[pyo3(signature = (spec, x, first_row, key=None, name="shard", y=None, key_y=None, name_y="shard", keep=None, x_rows=None, y_rows=None))]
 pub fn pass_map<'py>(
     py: Python<'py>,
     spec: &[u8],
@@ -70,6 +71,8 @@ pub fn pass_map<'py>(
     key_y: Option<String>,
     name_y: &str,
     keep: Option<PyReadonlyArray1<'py, i64>>,
+    x_rows: Option<(usize, usize)>,
+    y_rows: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let pass = Pass::decode(spec).map_err(to_py)?;
     let src = opened(&x, key.as_deref(), name)?;
@@ -87,10 +90,16 @@ pub fn pass_map<'py>(
                 .collect()
         })
         .transpose()?;
+    // Each side's rows in this piece (the whole shard unless a range is given).
+    let ra = holds(&*src, x_rows)?;
+    let rb = other.as_ref().map(|b| holds(&**b, y_rows)).transpose()?;
     let out = compute(py, move || {
         let p = match (&other, keep) {
             (Some(b), _) => {
-                let z = source::Joined::new(&*src, &**b)?;
+                let wa = source::Window::new(&*src, ra.0, ra.1);
+                let rb = rb.expect("checked with y");
+                let wb = source::Window::new(&**b, rb.0, rb.1);
+                let z = source::Joined::new(&wa, &wb)?;
                 partial::map(&pass, &z, first_row, &Silent)?
             }
             (None, Some(keep)) => {
@@ -102,6 +111,19 @@ pub fn pass_map<'py>(
         Ok(p.encode())
     })?;
     Ok(bytes(py, &out))
+}
+
+/// Checks that a shard holds rows `range` (all of it for None); the range.
+fn holds(src: &dyn RowSource, range: Option<(usize, usize)>) -> PyResult<(usize, usize)> {
+    let (a, b) = range.unwrap_or((0, src.rows()));
+    if a > b || b > src.rows() {
+        return Err(PyValueError::new_err(format!(
+            "{}: rows {a}..{b} are asked for, but the shard has {} rows. Pass the shards as they were when the run started.",
+            src.name(),
+            src.rows()
+        )));
+    }
+    Ok((a, b))
 }
 
 /// The pass (bytes) as the shard of global rows first_row..first_row + rows needs it, or None when it is
@@ -531,7 +553,7 @@ impl Job {
         cols: (usize, usize),
         names: (String, String),
         elems: (String, String),
-        shards: usize,
+        shards: (usize, usize),
         paths: (Option<Vec<String>>, Option<Vec<String>>),
         keys: (Option<String>, Option<String>),
         metrics: Vec<String>,
@@ -550,7 +572,8 @@ impl Job {
             "float32"
         };
         let name = format!("{} | {}", names.0, names.1);
-        Job::start(rows, cols.0 + cols.1, name, joined, shards, move |p| {
+        let pieces = shards.0.max(shards.1);
+        Job::start(rows, cols.0 + cols.1, name, joined, pieces, move |p| {
             let t = std::time::Instant::now();
             let r = repscope::similarity::compare_passes(
                 p,
@@ -559,21 +582,22 @@ impl Job {
                 &cfg,
                 &Silent,
             )?;
-            let side = |paths: &Option<Vec<String>>, key: &Option<String>, name, cols, elem| {
-                documents::input_of(
-                    paths.as_deref().unwrap_or(&[]),
-                    key.as_deref(),
-                    name,
-                    rows,
-                    cols,
-                    shards,
-                    elem,
-                )
-            };
+            let side =
+                |paths: &Option<Vec<String>>, key: &Option<String>, name, cols, shards, elem| {
+                    documents::input_of(
+                        paths.as_deref().unwrap_or(&[]),
+                        key.as_deref(),
+                        name,
+                        rows,
+                        cols,
+                        shards,
+                        elem,
+                    )
+                };
             let doc = documents::compare(
                 &r,
-                side(&paths.0, &keys.0, &names.0, cols.0, ex),
-                side(&paths.1, &keys.1, &names.1, cols.1, ey),
+                side(&paths.0, &keys.0, &names.0, cols.0, shards.0, ex),
+                side(&paths.1, &keys.1, &names.1, cols.1, shards.1, ey),
                 serde_json::json!({"load": 0.0, "compute": t.elapsed().as_secs_f64()}),
             );
             Ok(Output::Document(doc.to_string()))

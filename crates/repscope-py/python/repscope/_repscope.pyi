@@ -124,6 +124,8 @@ def pass_map(
     key_y: Optional[str] = None,
     name_y: str = "shard",
     keep: Optional[npt.NDArray[np.int64]] = None,
+    x_rows: Optional[Tuple[int, int]] = None,
+    y_rows: Optional[Tuple[int, int]] = None,
 ) -> bytes: ...
 def pass_narrow(spec: bytes, first_row: int, rows: int) -> Optional[bytes]: ...
 def id_neighbours(
@@ -211,7 +213,7 @@ class Job:
         cols: Tuple[int, int],
         names: Tuple[str, str],
         elems: Tuple[str, str],
-        shards: int,
+        shards: Tuple[int, int],
         paths: Tuple[Optional[List[str]], Optional[List[str]]],
         keys: Tuple[Optional[str], Optional[str]],
         metrics: List[str],

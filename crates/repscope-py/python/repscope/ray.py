@@ -98,9 +98,9 @@ def _tasks():
         return _repscope.shard_info(_rows(x), key)
 
     @ray.remote(**opts)
-    def pass_map(spec, x, first_row, key, name, y=None, key_y=None, name_y="shard", keep=None):
+    def pass_map(spec, x, first_row, key, name, y=None, key_y=None, name_y="shard", keep=None, x_rows=None, y_rows=None):
         y = None if y is None else _rows(y)
-        return _repscope.pass_map(spec, _rows(x), first_row, key, name, y, key_y, name_y, keep)
+        return _repscope.pass_map(spec, _rows(x), first_row, key, name, y, key_y, name_y, keep, x_rows, y_rows)
 
     @ray.remote(**opts)
     def pass_group(items, key):
@@ -194,6 +194,8 @@ class _Shard:
         self.y_name = "shard"
         # The rows of this shard to read, when not all (the distinct rows: intrinsic_dimension).
         self.keep = None
+        # A range of rows of this shard and of y, when a piece is less than a shard (compare).
+        self.x_rows = self.y_rows = None
 
 
 def _shards(source, key, column):
@@ -588,12 +590,12 @@ def _run_job(ray, t, job, shards, key, bar):
                     if spec_ref is None:
                         spec_ref = ray.put(spec)
                     mine = spec_ref
-                items.append((mine, s.obj, s.start, s.name, s.y, s.key_y, s.y_name, s.keep))
+                items.append((mine, s.obj, s.start, s.name, s.y, s.key_y, s.y_name, s.keep, s.x_rows, s.y_rows))
             if all(isinstance(i, bytes) for i in items):
                 leaves.append(_tree_local(items))
             elif len(items) == 1:
-                mine, x, start, name, y, key_y, y_name, keep = items[0]
-                leaves.append(t["pass_map"].remote(mine, x, start, key, name, y, key_y, y_name, keep))
+                mine, x, start, name, y, key_y, y_name, keep, x_rows, y_rows = items[0]
+                leaves.append(t["pass_map"].remote(mine, x, start, key, name, y, key_y, y_name, keep, x_rows, y_rows))
             else:
                 leaves.append(t["pass_group"].remote(items, key))
         refs = [p for p in leaves if not isinstance(p, bytes)]
@@ -628,11 +630,11 @@ def _group(items, key):
         if isinstance(it, bytes):
             out.append(it)
             continue
-        spec, x, start, name, y, key_y, y_name, keep = (
+        spec, x, start, name, y, key_y, y_name, keep, x_rows, y_rows = (
             ray.get(v) if isinstance(v, ray.ObjectRef) else v for v in it
         )
         y = None if y is None else _rows(y)
-        out.append(_repscope.pass_map(spec, _rows(x), start, key, name, y, key_y, y_name, keep))
+        out.append(_repscope.pass_map(spec, _rows(x), start, key, name, y, key_y, y_name, keep, x_rows, y_rows))
     return _tree_local(out)
 
 
@@ -668,9 +670,10 @@ def compare(
     CCA family by the covariance route, Procrustes).
 
     X and Y are sources as in ``knn`` (``key_x``/``key_y`` name the arrays of .npz or .safetensors shards,
-    ``column_x``/``column_y`` the columns of Ray Datasets; X and Y may be one dataset's two columns). They
-    must be sharded alike: row i of X's shard j is row i of Y's shard j. Each task reads one shard of each
-    side by side. Every number agrees with the single-process document to about 1e-15 relative.
+    ``column_x``/``column_y`` the columns of Ray Datasets; X and Y may be one dataset's two columns), with
+    the same rows in the same order, sharded alike or not: the rows are cut at every shard boundary of
+    either, and each piece is read from its shard of X beside its shard of Y. Every number agrees with the
+    single-process document to about 1e-15 relative.
 
     Parameters
     ----------
@@ -686,34 +689,40 @@ def compare(
         raise ValueError(
             f"X has {sx.n} rows and Y has {sy.n}: pass two representations of the same inputs, in the same order"
         )
-    if len(sx.shards) != len(sy.shards) or any(a.rows != b.rows for a, b in zip(sx.shards, sy.shards)):
-        a, b = next(
-            ((a, b) for a, b in zip(sx.shards, sy.shards) if a.rows != b.rows),
-            (sx.shards[-1], sy.shards[-1]),
-        )
-        raise ValueError(
-            f"X and Y are sharded differently: X's {a.name} has {a.rows} rows and Y's {b.name} has {b.rows} "
-            f"({len(sx.shards)} shards of X, {len(sy.shards)} of Y). Each task reads one shard of X beside the "
-            "same shard of Y: give both the same number of rows in each shard."
-        )
-    pairs = []
-    for a, b in zip(sx.shards, sy.shards):
-        p = _Shard(a.obj, a.name)
-        p.rows, p.cols, p.start = a.rows, a.cols + b.cols, a.start
-        p.y, p.key_y, p.y_name = b.obj, key_y, b.name
-        pairs.append(p)
+    pairs = _side_by_side(sx.shards, sy.shards, sx.n, key_y)
     job = _repscope.Job.compare(
         sx.n,
         (sx.d, sy.d),
         (sx.header[2], sy.header[2]),
         (sx.dtype, sy.dtype),
-        len(pairs),
+        (len(sx.shards), len(sy.shards)),
         (sx.paths, sy.paths),
         (key_x, key_y),
         [str(m) for m in (metrics or [])],
         float(svcca_threshold),
     )
     return json.loads(_run_job(sx.ray, sx.t, job, pairs, key_x, sx.bar))
+
+
+def _side_by_side(xs, ys, n, key_y):
+    """The pieces that X's and Y's shards cut rows 0..n into (at every boundary of either), each a shard of X
+    (rows x_rows of it) beside a shard of Y (rows y_rows of it), as the shards of a joined source."""
+    bx = np.array([s.start for s in xs] + [n])
+    by = np.array([s.start for s in ys] + [n])
+    cuts = np.unique(np.concatenate([bx, by]))
+    out = []
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        # The shard holding row a on each side (the last one starting at or before it: empty shards are
+        # passed over).
+        x = xs[int(np.searchsorted(bx, a, side="right")) - 1]
+        y = ys[int(np.searchsorted(by, a, side="right")) - 1]
+        p = _Shard(x.obj, x.name)
+        p.start, p.rows, p.cols = a, b - a, x.cols + y.cols
+        p.x_rows = None if (a, b) == (x.start, x.start + x.rows) else (a - x.start, b - x.start)
+        p.y, p.key_y, p.y_name = y.obj, key_y, y.name
+        p.y_rows = None if (a, b) == (y.start, y.start + y.rows) else (a - y.start, b - y.start)
+        out.append(p)
+    return out
 
 
 def classes(
