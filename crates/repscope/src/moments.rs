@@ -356,14 +356,8 @@ pub fn moments_of(p: &dyn Passes, cfg: &PassConfig, progress: &dyn Progress) -> 
 
 /// [`head_mean`] of rows read through passes.
 pub fn head_mean_of(p: &dyn Passes, progress: &dyn Progress) -> Result<Vec<f64>> {
-    let n = p.rows();
-    let head = p.run(
-        &Pass::Rows((0..SHIFT_ROWS.min(n) as u64).collect()),
-        progress,
-    )?;
-    let Found::Rows { values, .. } = head.covering(n)?.value else {
-        return Err(partial::corrupt("a rows pass returned another result"));
-    };
+    let head: Vec<u64> = (0..SHIFT_ROWS.min(p.rows()) as u64).collect();
+    let values = partial::row_values(p, &head, progress)?;
     Ok(mean_of_rows(&values, p.cols()))
 }
 

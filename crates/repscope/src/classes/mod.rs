@@ -305,36 +305,21 @@ pub fn analyse_passes(
 ) -> Result<ClassReport> {
     let (n, d) = (p.rows(), p.cols());
     check_label_count(n, p.name(), labels, "labels")?;
-    if let Some(cl) = classifier {
-        if cl.cols != d || cl.rows != labels.n_classes() {
-            return Err(Error::data(
-                "classifier",
-                format!(
-                    "the classifier is {} × {}, but the data has {} classes and {d} features",
-                    cl.rows,
-                    cl.cols,
-                    labels.n_classes()
-                ),
-                "pass one row of weights per class, as wide as the rows",
-            ));
-        }
-    }
     let c = labels.n_classes();
     let ids = &labels.ids;
-    let classes = RowClasses {
+    // Pass 1: class sums and counts. The pass holds the one copy of the labels, handed on to pass 2.
+    let means_pass = Pass::ClassMeans(RowClasses {
         c,
         offset: 0,
         ids: ids.clone(),
-    };
-    // Pass 1: class sums and counts.
-    let Found::ClassSums(s) = p
-        .run(&Pass::ClassMeans(classes.clone()), progress)?
-        .covering(n)?
-        .value
-    else {
+    });
+    let Found::ClassSums(s) = p.run(&means_pass, progress)?.covering(n)?.value else {
         return Err(partial::corrupt(
             "a class-means pass returned another result",
         ));
+    };
+    let Pass::ClassMeans(classes) = means_pass else {
+        unreachable!("built above")
     };
     let counts: Vec<usize> = s.counts.iter().map(|&k| k as usize).collect();
     if let Some(empty) = counts.iter().position(|&k| k == 0) {

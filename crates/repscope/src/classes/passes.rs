@@ -258,6 +258,18 @@ pub fn scatter_sums(
         return Err(corrupt("the class means do not match the rows' width"));
     }
     let classifier = pass.classifier.as_ref();
+    if let Some(cl) = classifier {
+        if cl.cols != d || cl.rows != c {
+            return Err(Error::data(
+                "classifier",
+                format!(
+                    "the classifier is {} × {}, but the data has {c} classes and {d} features",
+                    cl.rows, cl.cols
+                ),
+                "pass one row of weights per class, as wide as the rows",
+            ));
+        }
+    }
     let mean_sq: Vec<f64> = (0..c)
         .map(|k| means[k * d..(k + 1) * d].iter().map(|v| v * v).sum())
         .collect();

@@ -509,6 +509,11 @@ mod tests {
                 for p in it {
                     acc = KnnPartial::decode(&p.encode()).unwrap().merge(acc).unwrap();
                 }
+                // The merged certificate counts each query row once, with one search per reference block.
+                let searches = bounds.windows(2).filter(|w| w[1] > w[0]).count();
+                assert_eq!(acc.certificate.rows, nd);
+                assert!(acc.certificate.exact);
+                assert!(acc.certificate.pieces >= 1 && acc.certificate.pieces <= searches.max(1));
                 let (gi, gd) = acc.lists(nd as u64).unwrap();
                 for i in 0..nd {
                     for j in 0..k {

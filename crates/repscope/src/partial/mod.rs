@@ -548,15 +548,8 @@ pub trait Passes: Sync {
                 first_equal.then(|| (0..n as u32).collect()),
             ));
         }
-        let fetched = self.run(&Pass::Rows(wanted.clone()), progress)?;
-        let Found::Rows { rows, values, .. } = fetched.covering(n)?.value else {
-            return Err(corrupt("a rows pass returned another result"));
-        };
-        if rows != wanted {
-            return Err(corrupt(
-                "a rows pass returned other rows than it was asked for",
-            ));
-        }
+        let values = row_values(self, &wanted, progress)?;
+        let rows = wanted;
         let sub = Matrix::from_f64(rows.len(), self.cols(), values, self.name())?;
         let sub_hashes: Vec<u64> = rows.iter().map(|&r| hashes[r as usize]).collect();
         let (found, first) = duplicates::find(&sub, sub_hashes, true, progress)?;
@@ -580,24 +573,32 @@ pub fn first_equal(p: &dyn Passes, progress: &dyn Progress) -> Result<(Duplicate
     Ok((dup, first.expect("asked for")))
 }
 
-/// The rows `rows` (increasing global numbers) by a rows pass, as one matrix in the source's precision
-/// (f64 for f64 sources, f32 otherwise, as [`crate::data::source::gather`] gives them).
-pub fn gathered(p: &dyn Passes, rows: &[usize], progress: &dyn Progress) -> Result<Matrix> {
-    let wanted: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
-    let Found::Rows {
-        rows: got, values, ..
-    } = p
-        .run(&Pass::Rows(wanted.clone()), progress)?
+/// The values of rows `wanted` (increasing global numbers), row-major, by a rows pass over every row.
+pub fn row_values<P: Passes + ?Sized>(
+    p: &P,
+    wanted: &[u64],
+    progress: &dyn Progress,
+) -> Result<Vec<f64>> {
+    let Found::Rows { rows, values, .. } = p
+        .run(&Pass::Rows(wanted.to_vec()), progress)?
         .covering(p.rows())?
         .value
     else {
         return Err(corrupt("a rows pass returned another result"));
     };
-    if got != wanted {
+    if rows != wanted {
         return Err(corrupt(
             "a rows pass returned other rows than it was asked for",
         ));
     }
+    Ok(values)
+}
+
+/// The rows `rows` (increasing global numbers) by a rows pass, as one matrix in the source's precision
+/// (f64 for f64 sources, f32 otherwise, as [`crate::data::source::gather`] gives them).
+pub fn gathered(p: &dyn Passes, rows: &[usize], progress: &dyn Progress) -> Result<Matrix> {
+    let wanted: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
+    let values = row_values(p, &wanted, progress)?;
     if p.elem() == Elem::F64 {
         Matrix::from_f64(rows.len(), p.cols(), values, p.name())
     } else {
@@ -890,6 +891,25 @@ mod tests {
             err.to_string().contains("rows 0..10 have no labels"),
             "{err}"
         );
+        // A classifier as wide as something else is an error where the product would be taken, not a panic.
+        let means = vec![0.0; 4 * 9];
+        let narrow = classes::Classifier {
+            w: vec![0.0; 4 * 5],
+            rows: 4,
+            cols: 5,
+            b: vec![0.0; 4],
+        };
+        let scatter = Pass::ClassScatter(Box::new(classes::ScatterPass {
+            classes: classes::RowClasses {
+                c: 4,
+                offset: 0,
+                ids: vec![0; 10],
+            },
+            means,
+            classifier: Some(narrow),
+        }));
+        let err = map(&scatter, &Window::new(&m, 0, 10), 0, &Silent).unwrap_err();
+        assert!(err.to_string().contains("4 × 5"), "{err}");
         // Damaged pass bytes are errors.
         let b = Pass::SaeEval(Box::new(eval::SaeEvalPass {
             sae: sae.clone(),
