@@ -427,3 +427,19 @@ def test_grouped_shards_give_the_same_bits(cluster, monkeypatch):
         monkeypatch.setattr(rr, "_group_size", lambda n, c, g=g: g)
         docs[g] = (rr.spectrum(split(X, 7)), rr.classes(split(X, 7), y, k=0)["neural_collapse"])
     assert docs[1] == docs[2] == docs[4] == docs[8]
+
+
+def test_a_task_takes_the_cpus_ray_gave_it_not_an_inherited_thread_count(cluster):
+    """A worker that inherited RAYON_NUM_THREADS or OMP_NUM_THREADS for a whole machine (the environment of
+    the process that started Ray) must not run that many engine threads in every 1-CPU task: the engine's
+    threads follow the task's CPUs."""
+
+    @ray.remote
+    def threads_in_task():
+        os.environ["RAYON_NUM_THREADS"] = "7"
+        os.environ["OMP_NUM_THREADS"] = "7"
+        rr._task_threads()
+        return os.environ["RAYON_NUM_THREADS"]
+
+    assert ray.get(threads_in_task.remote()) == "1"
+    assert ray.get(threads_in_task.options(num_cpus=2).remote()) == "2"

@@ -95,31 +95,38 @@ def _tasks():
 
     @ray.remote(**opts)
     def info(x, key):
+        _task_threads()
         return _repscope.shard_info(_rows(x), key)
 
     @ray.remote(**opts)
     def pass_map(spec, x, first_row, key, name, y=None, key_y=None, name_y="shard", keep=None, x_rows=None, y_rows=None):
+        _task_threads()
         y = None if y is None else _rows(y)
         return _repscope.pass_map(spec, _rows(x), first_row, key, name, y, key_y, name_y, keep, x_rows, y_rows)
 
     @ray.remote(**opts)
     def pass_group(items, key):
+        _task_threads()
         return _group(items, key)
 
     @ray.remote(**opts)
     def pass_merge(a, b):
+        _task_threads()
         return _repscope.pass_merge(a, b)
 
     @ray.remote(**opts)
     def knn_self(pieces, ids, span, k, metric, key):
+        _task_threads()
         return _repscope.knn_self_block(_pieces(pieces), ids, span, k, metric, key)
 
     @ray.remote(num_returns=2, **opts)
     def knn_pair(a, a_ids, a_span, b, b_ids, b_span, k, metric, key):
+        _task_threads()
         return _repscope.knn_pair_block(_pieces(a), a_ids, a_span, _pieces(b), b_ids, b_span, k, metric, key)
 
     @ray.remote(**opts)
     def knn_merge(a, b):
+        _task_threads()
         return _repscope.knn_merge(a, b)
 
     _TASKS.update(
@@ -134,13 +141,23 @@ def _tasks():
     return _TASKS
 
 
-def _rows(x):
-    """A shard as the engine takes it: a path as given, an array as a float32/float64 matrix.
+def _task_threads():
+    """Sets the engine's threads, in a worker that has not used them yet, to the CPUs Ray gave this task.
 
-    Runs first in every task, so it also sets the engine's threads in a worker that has not used them yet to
-    the CPUs Ray gave the task (Ray's OMP_NUM_THREADS), not to every core of the node.
+    Runs first in every task that calls the engine. A RAYON_NUM_THREADS or OMP_NUM_THREADS the worker
+    inherited (from the environment of the process that started Ray, say) is overridden: it counts a whole
+    machine, and every task on the node would take that many threads, oversubscribing the cores.
     """
-    os.environ.setdefault("RAYON_NUM_THREADS", os.environ.get("OMP_NUM_THREADS") or "1")
+    ray = _ray()
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    except Exception:  # not in a task (the driver runs nothing through here): leave the setting alone
+        return
+    os.environ["RAYON_NUM_THREADS"] = str(max(1, int(round(cpus))))
+
+
+def _rows(x):
+    """A shard as the engine takes it: a path as given, an array as a float32/float64 matrix."""
     if isinstance(x, str):
         return x
     return _array(x, "shard")
