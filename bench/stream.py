@@ -54,7 +54,7 @@ def numbers(doc):
     """The numbers of a spectrum document, by name (eigenvalues scaled by the largest)."""
     out = {k: doc[k] for k in ("total_variance", "participation_ratio", "anisotropy")}
     for k in ("effective_rank", "rankme", "coding_rate"):
-        out[k] = (doc.get(k) or {}).get("value")  # no coding rate with --no-coding-rate
+        out[k] = (doc.get(k) or {}).get("value")  # no coding rate without --coding-rate
     out["alpha"] = doc["alpha_req"]["alpha"] if doc["alpha_req"] else None
     l1 = doc["eigenvalues"][0]
     out["eigenvalues/l1"] = [v / l1 for v in doc["eigenvalues"]]
@@ -176,40 +176,35 @@ for i in range(0, x.shape[0], 65536):
     acc += np.dot(c.T, c); tg += time.perf_counter() - t1; tc += t1 - t0
 print(tg, tc)
 """
-    # The floor, the full spectrum and the spectrum without the coding rate (one d x d product instead of
-    # two) in turn, `repeats` times: each ratio is taken against the floor of its own round, since the
-    # machine is shared and its speed drifts between rounds.
+    # The floor, the default spectrum (one d x d product), the spectrum with the coding rate (`--coding-rate`:
+    # a second product) and with the duplicate search in turn, `repeats` times: each ratio is taken against
+    # the floor of its own round, since the machine is shared and its speed drifts between rounds.
     med = lambda v: sorted(v)[len(v) // 2]
     rounds = []
     for _ in range(a.repeats):
         _, _, out = py(gram, a.threads)
         g, c = map(float, out.split())
-        dt, m, doc = spectrum(a.repscope, [npy], a.threads)
-        dt2, m2, lean = spectrum(a.repscope, [npy], a.threads, ["--no-coding-rate"])
+        dt, m, lean = spectrum(a.repscope, [npy], a.threads)
+        dt2, m2, doc = spectrum(a.repscope, [npy], a.threads, ["--coding-rate"])
         # The same with the duplicate search (a hash per row in the pass, then the rows whose hash repeats).
-        dt3, m3, dup = spectrum(a.repscope, [npy], a.threads, ["--no-coding-rate", "--duplicates"])
+        dt3, m3, dup = spectrum(a.repscope, [npy], a.threads, ["--duplicates"])
         rounds.append({"gram_s": g, "convert_s": c, "spectrum_s": dt, "spectrum_rss_mib": m,
-                       "no_coding_rate_s": dt2, "no_coding_rate_rss_mib": m2,
+                       "coding_rate_s": dt2, "coding_rate_rss_mib": m2,
                        "duplicates_s": dt3, "duplicates_rss_mib": m3})
     r["rounds"] = rounds
     r["gram_s"] = med([x["gram_s"] for x in rounds])
     r["convert_s"] = med([x["convert_s"] for x in rounds])
     r["floor_s"] = max(r["read_s"], r["gram_s"])
-    r["repscope_s"] = med([x["spectrum_s"] for x in rounds])
-    r["repscope_rss_mib"] = max(x["spectrum_rss_mib"] for x in rounds)
-    r["no_coding_rate_s"] = med([x["no_coding_rate_s"] for x in rounds])
-    r["no_coding_rate_rss_mib"] = max(x["no_coding_rate_rss_mib"] for x in rounds)
     floor = lambda x: max(r["read_s"], x["gram_s"])
-    r["ratio_to_floor"] = med([x["spectrum_s"] / floor(x) for x in rounds])
-    r["no_coding_rate_ratio_to_floor"] = med([x["no_coding_rate_s"] / floor(x) for x in rounds])
-    r["duplicates_s"] = med([x["duplicates_s"] for x in rounds])
-    r["duplicates_rss_mib"] = max(x["duplicates_rss_mib"] for x in rounds)
-    r["duplicates_ratio_to_floor"] = med([x["duplicates_s"] / floor(x) for x in rounds])
+    for name in ("spectrum", "coding_rate", "duplicates"):
+        r[f"{name}_s"] = med([x[f"{name}_s"] for x in rounds])
+        r[f"{name}_rss_mib"] = max(x[f"{name}_rss_mib"] for x in rounds)
+        r[f"{name}_ratio_to_floor"] = med([x[f"{name}_s"] / floor(x) for x in rounds])
     r["duplicates"] = {k: v for k, v in dup["duplicates"].items() if k != "largest"}
     r["duplicates_max_rel_diff"] = max_rel(lean, dup)
-    # Every other number is the same without the coding rate.
-    r["no_coding_rate_max_rel_diff"] = max_rel({k: v for k, v in doc.items() if k != "coding_rate"},
-                                               {k: v for k, v in lean.items() if k != "coding_rate"})
+    # Every other number is the same with the coding rate.
+    r["coding_rate_max_rel_diff"] = max_rel({k: v for k, v in doc.items() if k != "coding_rate"},
+                                            {k: v for k, v in lean.items() if k != "coding_rate"})
     if a.baseline:
         dt, m, base = spectrum(a.baseline, [npy], a.threads)
         r["baseline_s"], r["baseline_rss_mib"] = dt, m

@@ -323,7 +323,12 @@ fn spectrum_and_classes_json_match_the_oracle() {
     let c = case("classes/minilm_sentences_0_2000");
     let x = fixture(c["input"]["local_copy"]["x"].as_str().unwrap());
     let l = fixture(c["input"]["local_copy"]["labels"].as_str().unwrap());
-    let v = json_of(&run(&["spectrum", x.to_str().unwrap(), "--json"]));
+    let v = json_of(&run(&[
+        "spectrum",
+        x.to_str().unwrap(),
+        "--coding-rate",
+        "--json",
+    ]));
     let s = &c["values"]["spectrum"];
     assert!(
         rel(

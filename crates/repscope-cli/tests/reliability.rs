@@ -463,7 +463,7 @@ fn tiny_f64_values_measure_as_the_same_data_at_ordinary_scale() {
         p.to_str().unwrap().to_string()
     };
     let ordinary = write("x.npy", 0);
-    let spec = |f: &str| json(&ok(&["spectrum", f, "--json", "--quiet"]));
+    let spec = |f: &str| json(&ok(&["spectrum", f, "--coding-rate", "--json", "--quiet"]));
     let want = spec(&ordinary);
     for (name, e) in [("x450.npy", -450), ("x600.npy", -600), ("x1040.npy", -1040)] {
         let f = write(name, e);

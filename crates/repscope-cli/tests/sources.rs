@@ -67,7 +67,12 @@ fn same_spectrum(a: &serde_json::Value, b: &serde_json::Value, tol: f64) {
     ] {
         close(k, a[k].as_f64().unwrap(), b[k].as_f64().unwrap(), 0.0);
     }
+    // The coding rate is there only when asked for (`--coding-rate`), on both sides or neither.
+    assert_eq!(a["coding_rate"].is_null(), b["coding_rate"].is_null());
     for k in ["effective_rank", "rankme", "coding_rate"] {
+        if a[k].is_null() {
+            continue;
+        }
         close(
             k,
             a[k]["value"].as_f64().unwrap(),
@@ -112,7 +117,7 @@ fn shards_in_three_formats_give_the_numbers_of_one_file() {
     let (n, d, x) = data();
     let whole = dir.join("whole.npy");
     write_npy_f32(&whole, n, d, &x);
-    let base = ok(&["spectrum", &p(&whole), "--json", "-q"]);
+    let base = ok(&["spectrum", &p(&whole), "--coding-rate", "--json", "-q"]);
     assert_eq!(base["input"]["shards"], 1);
     // Boundaries that fall anywhere: 1 row, a prime, most of the rows.
     let cuts = [0usize, 1, 998, 1999, 2001, n];
@@ -144,17 +149,33 @@ fn shards_in_three_formats_give_the_numbers_of_one_file() {
         files.push(f);
     }
     // A folder, in natural order.
-    let v = ok(&["spectrum", &p(&shards), "--key", "x", "--json", "-q"]);
+    let v = ok(&[
+        "spectrum",
+        &p(&shards),
+        "--key",
+        "x",
+        "--coding-rate",
+        "--json",
+        "-q",
+    ]);
     assert_eq!(v["input"]["shards"], 5);
     assert_eq!(v["input"]["rows"], n);
     same_spectrum(&v, &base, 1e-12);
     // A pattern, and a list of files.
     let pat = format!("{}/shard_*", p(&shards));
-    let v = ok(&["spectrum", &pat, "--key", "x", "--json", "-q"]);
+    let v = ok(&[
+        "spectrum",
+        &pat,
+        "--key",
+        "x",
+        "--coding-rate",
+        "--json",
+        "-q",
+    ]);
     same_spectrum(&v, &base, 1e-12);
     let mut args: Vec<String> = vec!["spectrum".into()];
     args.extend(files.iter().map(|f| p(f)));
-    args.extend(["--key", "x", "--json", "-q"].map(String::from));
+    args.extend(["--key", "x", "--coding-rate", "--json", "-q"].map(String::from));
     let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     same_spectrum(&ok(&refs), &base, 1e-12);
     // The wrong order is a different matrix only in row order: the spectrum is the same, but a shuffled

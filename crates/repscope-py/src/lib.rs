@@ -550,7 +550,7 @@ pub(crate) fn id_config(
 /// The spectrum: the document of `repscope spectrum --json`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (x, eps2, alpha_window, top_rogue, key=None, coding_rate=true, duplicates=false))]
+#[pyo3(signature = (x, eps2, alpha_window, top_rogue, key=None, coding_rate=false, duplicates=false))]
 fn spectrum_doc(
     py: Python<'_>,
     x: Rows<'_>,

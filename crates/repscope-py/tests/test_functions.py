@@ -151,6 +151,15 @@ def test_spectrum():
     n = len(U)
     assert s["anisotropy"] == pytest.approx((C.sum() - n) / (n * (n - 1)), abs=1e-9)
     assert s["params"]["eps2"] == 0.5
+    # The coding rate is asked for (a second d x d product): ½ logdet(I + d/(n ε²) UᵀU), in float64.
+    assert s["coding_rate"] is None and s["params"]["coding_rate"] is False
+    c = repscope.spectrum(X, coding_rate=True)
+    d = U.shape[1]
+    _, logdet = np.linalg.slogdet(np.eye(d) + d / (n * 0.5) * (U.T @ U))
+    assert c["coding_rate"]["value"] == pytest.approx(0.5 * logdet, rel=1e-10)
+    assert {k: v for k, v in c.items() if k not in ("coding_rate", "params")} == {
+        k: v for k, v in s.items() if k not in ("coding_rate", "params")
+    }
 
 
 def test_classes():

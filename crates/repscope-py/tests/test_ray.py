@@ -113,9 +113,9 @@ def test_spectrum_equals_single_process_over_1_2_7_shards(cluster):
     X = (rng.normal(size=(4000, 24)) * np.linspace(3, 0.1, 24) + 5).astype(np.float32)
     X[7] = X[3000]
     X[100] *= 40  # a row that carries the top direction: the second (projection) pass runs
-    base = repscope.spectrum(X, duplicates=True)
+    base = repscope.spectrum(X, coding_rate=True, duplicates=True)
     for parts in (1, 2, 7):
-        doc = rr.spectrum(split(X, parts), duplicates=True)
+        doc = rr.spectrum(split(X, parts), coding_rate=True, duplicates=True)
         for key in ("eigenvalues", "explained_variance_ratio"):
             assert rel(doc[key], base[key]) <= 1e-12, (parts, key)
         for key in ("total_variance", "participation_ratio", "anisotropy"):

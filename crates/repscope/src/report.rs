@@ -349,7 +349,11 @@ pub fn input_report(
     progress.stage("spectrum", 0);
     let (spectrum_report, principal) = match spectrum::analyse_with_principal(
         ds.original(),
-        &SpectrumConfig::default(),
+        // The report shows every measure, the coding rate included (the spectrum's default leaves it out).
+        &SpectrumConfig {
+            coding_rate: true,
+            ..SpectrumConfig::default()
+        },
         &crate::progress::Silent,
     ) {
         Ok((r, p)) => (Ok(r), Some(p)),

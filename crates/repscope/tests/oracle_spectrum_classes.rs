@@ -58,6 +58,7 @@ fn spectrum_matches_the_oracle() {
         &x,
         &SpectrumConfig {
             top_rogue: 20,
+            coding_rate: true,
             ..SpectrumConfig::default()
         },
     )
@@ -207,12 +208,11 @@ fn spectrum_matches_the_oracle() {
         f(&v["rogue_contributions_sum"]),
     );
     c.finish("spectrum");
-    // Without the coding rate (no unit-row Gram) every other number is the same, bit for bit.
+    // Without the coding rate (the default: no unit-row Gram) every other number is the same, bit for bit.
     let lean = spectrum::analyse(
         &x,
         &SpectrumConfig {
             top_rogue: 20,
-            coding_rate: false,
             ..SpectrumConfig::default()
         },
     )

@@ -20,9 +20,12 @@ pub struct SpectrumArgs {
     /// How many rogue dimensions to list.
     #[arg(long, default_value_t = 10)]
     pub top_rogue: usize,
-    /// Leave out the coding rate: it needs the Gram matrix of the unit rows, a second d × d product as
-    /// costly as the covariance's, so the pass takes about half the time without it.
-    #[arg(long)]
+    /// Also compute the coding rate (MCR²). It needs the Gram matrix of the unit rows, a second d × d
+    /// product as costly as the covariance's, so the pass takes about twice as long with it.
+    #[arg(long, overrides_with = "no_coding_rate")]
+    pub coding_rate: bool,
+    /// Leave out the coding rate (the default; kept for scripts written when it was on by default).
+    #[arg(long, hide = true, overrides_with = "coding_rate")]
     pub no_coding_rate: bool,
     /// Also find exact duplicate rows: a hash of every row in the same pass (8 bytes a row), and a pass
     /// comparing values only where two rows share a hash.
@@ -53,7 +56,7 @@ pub fn run(a: &SpectrumArgs, g: &Global) -> CliResult {
         eps2: a.eps2,
         alpha_window: window(&a.alpha_window)?,
         top_rogue: a.top_rogue,
-        coding_rate: !a.no_coding_rate,
+        coding_rate: a.coding_rate && !a.no_coding_rate,
         duplicates: a.duplicates,
         chunk_rows: None,
     };
@@ -105,12 +108,17 @@ pub fn render(r: &SpectrumReport, name: &str, show: usize) -> String {
             "window too short for the rank".into(),
         ]),
     }
-    if let Some(c) = &r.coding_rate {
-        t.row(vec![
+    match &r.coding_rate {
+        Some(c) => t.row(vec![
             "coding rate".into(),
             num(c.value),
             format!("eps2 = {}, unit rows ({} form)", c.eps2, c.form),
-        ]);
+        ]),
+        None => t.row(vec![
+            "coding rate".into(),
+            "-".into(),
+            "not computed: pass --coding-rate".into(),
+        ]),
     }
     t.row(vec![
         "anisotropy".into(),

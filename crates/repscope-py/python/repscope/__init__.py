@@ -121,7 +121,7 @@ def intrinsic_dimension(
     return json.loads(doc)
 
 
-def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding_rate=True, duplicates=False):
+def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding_rate=False, duplicates=False):
     """Covariance spectrum: effective rank, RankMe, participation ratio, alpha-ReQ, coding rate, anisotropy.
 
     X is an array, or files streamed in one pass with O(d²) memory: a path to a .npy, .npz or .safetensors
@@ -133,7 +133,7 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding
     Returns the document of ``repscope spectrum --json``: ``eigenvalues`` (centred covariance, divided by
     n - 1, largest first), ``explained_variance_ratio``, ``effective_rank`` (centred) and ``rankme``
     (uncentred), ``participation_ratio``, ``alpha_req`` (slope with R² over the rank window), ``coding_rate``
-    (MCR² on unit rows, parameter eps2 = epsilon squared; None with ``coding_rate=False``), ``anisotropy``
+    (MCR² on unit rows, parameter eps2 = epsilon squared; None unless ``coding_rate=True``), ``anisotropy``
     (mean cosine over distinct pairs), ``rogue_dimensions`` and, with ``duplicates=True``, ``duplicates``
     (exact duplicate rows: ``distinct``, ``merged``, ``groups``, ``max_multiplicity`` and the ``largest``
     groups by first row).
@@ -146,9 +146,9 @@ def spectrum(X, eps2=0.5, alpha_window=(11, 100), top_rogue=10, key=None, coding
         alpha-ReQ rank window, 1-based and inclusive, clipped to the numerical rank.
     top_rogue : int, default 10
         How many rogue dimensions to list.
-    coding_rate : bool, default True
+    coding_rate : bool, default False
         Whether to compute the coding rate. It needs the Gram matrix of the unit rows, a second d × d
-        product as costly as the covariance's, so leaving it out nearly halves the time on wide data.
+        product as costly as the covariance's, so asking for it nearly doubles the time on wide data.
     duplicates : bool, default False
         Whether to find exact duplicate rows: a hash of every row in the same pass (8 bytes a row), and a
         pass comparing values only where two rows share a hash.

@@ -44,7 +44,7 @@ def spectrum_doc(
     alpha_window: Tuple[int, int],
     top_rogue: int,
     key: Optional[str] = None,
-    coding_rate: bool = True,
+    coding_rate: bool = False,
     duplicates: bool = False,
 ) -> str: ...
 def activations_doc(

@@ -483,7 +483,7 @@ def spectrum(
     alpha_window=(11, 100),
     top_rogue=10,
     key=None,
-    coding_rate=True,
+    coding_rate=False,
     duplicates=False,
     *,
     column=None,

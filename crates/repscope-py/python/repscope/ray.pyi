@@ -53,7 +53,7 @@ def spectrum(
     alpha_window: Tuple[int, int] = (11, 100),
     top_rogue: int = 10,
     key: Optional[str] = None,
-    coding_rate: bool = True,
+    coding_rate: bool = False,
     duplicates: bool = False,
     *,
     column: Optional[str] = None,

@@ -30,7 +30,11 @@ impl Default for LayersConfig {
                 scale_curve: false,
                 ..IdConfig::default()
             },
-            spectrum: SpectrumConfig::default(),
+            // Each layer's row carries the coding rate (the spectrum's default leaves it out).
+            spectrum: SpectrumConfig {
+                coding_rate: true,
+                ..SpectrumConfig::default()
+            },
         }
     }
 }

@@ -30,8 +30,9 @@ pub struct SpectrumConfig {
     pub alpha_window: (usize, usize),
     /// How many rogue dimensions to list.
     pub top_rogue: usize,
-    /// Whether to compute the coding rate. It needs the Gram matrix of the unit rows, a second d × d
-    /// product per pass as costly as the covariance's; without it the report's coding rate is None.
+    /// Whether to compute the coding rate (off by default). It needs the Gram matrix of the unit rows, a
+    /// second d × d product per pass as costly as the covariance's; without it the report's coding rate is
+    /// None.
     pub coding_rate: bool,
     /// Whether to find exact duplicate rows: a hash per row in the same pass (8 bytes a row, so memory is
     /// no longer O(d²) alone), and a second pass comparing values only when two rows share a hash.
@@ -46,7 +47,7 @@ impl Default for SpectrumConfig {
             eps2: 0.5,
             alpha_window: (11, 100),
             top_rogue: 10,
-            coding_rate: true,
+            coding_rate: false,
             duplicates: false,
             chunk_rows: None,
         }
