@@ -7,6 +7,7 @@ corpus, as bench/exact_knn.py makes it), written as 8 .npy shards that the Ray t
 
 Each measurement runs in a fresh child process, in interleaved rounds (medians reported):
   - single T: `repscope.knn(X, k)` / `repscope.spectrum(X)` with RAYON_NUM_THREADS=T (T = 1, 2);
+    the measure `spectrum_coding_rate` is the spectrum with `coding_rate=True` (a second d x d product);
   - ray W: a local Ray started with num_cpus=W (W workers, one engine thread each; workers at niceness 0 like
     the single-process runs, --niceness 15 for Ray's default), warmed by one small call
     (workers started and repscope imported, as on a running cluster; its time is reported apart), then
@@ -38,16 +39,23 @@ def child(kind: str, what: str, workers: int, shards: str, k: int, out: str, aga
 
     paths = sorted(str(p) for p in Path(shards).glob("shard_*.npy"))
     res = {}
+
+    def call(m, x):
+        """The measure through module m (repscope or repscope.ray)."""
+        if what == "knn":
+            return m.knn(x, k)
+        return m.spectrum(x, coding_rate=what == "spectrum_coding_rate")
+
     if kind == "single":
         import repscope
 
         X = np.concatenate([np.load(p) for p in paths])
         t = time.perf_counter()
-        r = repscope.knn(X, k) if what == "knn" else repscope.spectrum(X)
+        r = call(repscope, X)
         res["seconds"] = time.perf_counter() - t
         if again:
             t = time.perf_counter()
-            repscope.knn(X, k) if what == "knn" else repscope.spectrum(X)
+            call(repscope, X)
             res["again_seconds"] = time.perf_counter() - t
     else:
         import ray
@@ -58,14 +66,14 @@ def child(kind: str, what: str, workers: int, shards: str, k: int, out: str, aga
         res["init_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
         small = [np.load(p)[:200] for p in paths[:workers]]
-        rr.knn(small, k) if what == "knn" else rr.spectrum(small)
+        call(rr, small)
         res["warm_seconds"] = time.perf_counter() - t
         t = time.perf_counter()
-        r = rr.knn(paths, k) if what == "knn" else rr.spectrum(paths)
+        r = call(rr, paths)
         res["seconds"] = time.perf_counter() - t
         if again:
             t = time.perf_counter()
-            rr.knn(paths, k) if what == "knn" else rr.spectrum(paths)
+            call(rr, paths)
             res["again_seconds"] = time.perf_counter() - t
         ray.shutdown()
     if what == "knn":
@@ -106,7 +114,8 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--niceness", type=int, default=0, help="Ray's worker niceness (Ray's default is 15)")
-    ap.add_argument("--measures", nargs="+", default=["knn", "spectrum"], choices=["knn", "spectrum"])
+    ap.add_argument("--measures", nargs="+", default=["knn", "spectrum"],
+                    choices=["knn", "spectrum", "spectrum_coding_rate"])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--shards", default=str(DATA / "ray_shards_tokens_l3_100k"))
     ap.add_argument("--embedded", default=str(DATA / "corpus_tokens.npz"))
