@@ -154,6 +154,16 @@ pub fn pass_skip<'py>(
     Ok(partial::without_reading(&pass, first_row, rows, cols).map(|p| bytes(py, &p.encode())))
 }
 
+/// How many rows a pass of row values reads (the first rows, or rows asked for by number), or None for a
+/// pass that reads every row of the shards it needs: the driver reads those few rows itself where it can.
+#[pyfunction]
+pub fn pass_rows(spec: &[u8]) -> PyResult<Option<usize>> {
+    Ok(match Pass::decode(spec).map_err(to_py)? {
+        Pass::Rows(rows) => Some(rows.len()),
+        _ => None,
+    })
+}
+
 /// Two partial results of adjacent rows, merged.
 #[pyfunction]
 pub fn pass_merge<'py>(py: Python<'py>, a: &[u8], b: &[u8]) -> PyResult<Bound<'py, PyBytes>> {

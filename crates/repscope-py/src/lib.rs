@@ -1245,6 +1245,7 @@ fn _repscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::pass_map, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_merge, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_skip, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::pass_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::pass_narrow, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::id_neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::knn_self_block, m)?)?;

@@ -128,7 +128,7 @@ def test_spectrum_equals_single_process_over_1_2_7_shards(cluster):
         assert doc["notes"] == base["notes"]
         assert doc["numerical_rank"] == base["numerical_rank"] and doc["n"] == len(X)
     # The same shards give the same bits on every run (a fixed merge tree).
-    assert rr.spectrum(split(X, 7), duplicates=True) == doc
+    assert rr.spectrum(split(X, 7), coding_rate=True, duplicates=True) == doc
 
 
 def close(a, b, path="doc"):
@@ -443,3 +443,40 @@ def test_a_task_takes_the_cpus_ray_gave_it_not_an_inherited_thread_count(cluster
 
     assert ray.get(threads_in_task.remote()) == "1"
     assert ray.get(threads_in_task.options(num_cpus=2).remote()) == "2"
+
+
+def test_the_driver_reads_a_few_rows_itself_where_it_can(cluster, tmp_path):
+    """A pass of some rows' values (the spectrum's first rows) runs on the driver when it sees the shards
+    (files it lists, arrays it holds): no task's round trip. A pass over every row, and shards the driver
+    holds only as object refs, go to the tasks. The document is the same either way."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(900, 12)).astype(np.float32)
+    paths = []
+    for i, part in enumerate(split(X, 3)):
+        paths.append(str(tmp_path / f"s{i}.npy"))
+        np.save(paths[-1], part)
+    t = rr._tasks()
+
+    def job_over(shards):
+        n, d, _ = rr._measured(shards, None, ray, t)
+        return repscope._repscope.Job.spectrum(
+            n, d, "x", "float32", len(shards), None, None, 0.5, (11, 100), 10, False, False
+        )
+
+    for source, local in ((paths, True), (split(X, 3), True), ([ray.put(p) for p in split(X, 3)], False)):
+        shards = rr._shards(source, None, None)
+        job = job_over(shards)
+        head = job.next()
+        assert repscope._repscope.pass_rows(head) is not None
+        assert rr._on_driver(head, shards) is local
+        if local:
+            job.answer(rr._driver_pass(head, shards, None))
+            moments = job.next()
+            assert repscope._repscope.pass_rows(moments) is None and not rr._on_driver(moments, shards)
+    # A converted copy (here of lists) is not held on the driver.
+    shards = rr._shards([X[:450].tolist(), X[450:].tolist()], None, None)
+    assert all(s.local is None for s in shards)
+    base = repscope.spectrum(X)
+    for source in (paths, split(X, 3), [ray.put(p) for p in split(X, 3)]):
+        doc = rr.spectrum(source)
+        assert rel(doc["eigenvalues"], base["eigenvalues"]) <= 1e-12

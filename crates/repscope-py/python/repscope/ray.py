@@ -203,6 +203,8 @@ class _Source:
 class _Shard:
     def __init__(self, obj, name):
         self.obj, self.name = obj, name
+        # The shard as this process can read it itself (a file it sees, an array it holds), or None.
+        self.local = None
         self.rows = self.cols = self.dtype = self.start = None
         # (rows, cols, dtype) when known before the shard is measured.
         self.info = None
@@ -238,7 +240,10 @@ def _shards(source, key, column):
         raise ValueError("the source is empty: pass at least one shard (a path, an array or an object ref)")
     if all(isinstance(s, (str, os.PathLike)) for s in source):
         paths = _repscope.shard_paths([os.fspath(s) for s in source])
-        return [_Shard(p, p) for p in paths]
+        out = [_Shard(p, p) for p in paths]
+        for s in out:
+            s.local = s.obj
+        return out
     out = []
     for i, s in enumerate(source):
         if isinstance(s, ray.ObjectRef):
@@ -249,6 +254,9 @@ def _shards(source, key, column):
             a = _array(s, f"source[{i}]")
             out.append(_Shard(ray.put(a), f"shard {i}"))
             out[-1].info = (a.shape[0], a.shape[1], a.dtype.name)
+            # The caller's own array, not a converted copy (which would double the memory held here).
+            if isinstance(s, np.ndarray) and np.shares_memory(a, s):
+                out[-1].local = a
     return out
 
 
@@ -592,6 +600,9 @@ def _run_job(ray, t, job, shards, key, bar):
         spec = job.next()
         if spec is None:
             return job.result()
+        if _on_driver(spec, shards):
+            job.answer(_driver_pass(spec, shards, key))
+            continue
         spec_ref = None
         leaves = []
         for a in range(0, len(shards), g):
@@ -623,6 +634,32 @@ def _run_job(ray, t, job, shards, key, bar):
         else:
             merged = _get(ray, _tree(t["pass_merge"], [ray.put(p) if isinstance(p, bytes) else p for p in leaves]))
         job.answer(merged)
+
+
+def _on_driver(spec, shards):
+    """Whether this process runs the pass itself: a pass of some rows' values (the first rows, rows asked for
+    by number), when every shard it reads is a file this process sees or an array it holds. The values come
+    here either way; reading them here saves a task's round trip."""
+    if _repscope.pass_rows(spec) is None:
+        return False
+    for s in shards:
+        if _repscope.pass_skip(spec, s.start, s.rows, s.cols) is None and (s.local is None or s.y is not None):
+            return False
+    return True
+
+
+def _driver_pass(spec, shards, key):
+    """A pass run on this process: the same maps and the same merge tree as the tasks'."""
+    items = []
+    for s in shards:
+        skip = _repscope.pass_skip(spec, s.start, s.rows, s.cols)
+        if skip is not None:
+            items.append(skip)
+            continue
+        mine = _repscope.pass_narrow(spec, s.start, s.rows)
+        items.append((spec if mine is None else mine, s.local, s.start, s.name, None, None, s.y_name, s.keep,
+                      s.x_rows, s.y_rows))
+    return _group(items, key)
 
 
 #: The most shards one task of a pass reads.
