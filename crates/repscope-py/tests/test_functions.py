@@ -154,8 +154,10 @@ def test_spectrum():
     # The coding rate is asked for (a second d x d product): ½ logdet(I + d/(n ε²) UᵀU), in float64.
     assert s["coding_rate"] is None and s["params"]["coding_rate"] is False
     c = repscope.spectrum(X, coding_rate=True)
-    d = U.shape[1]
-    _, logdet = np.linalg.slogdet(np.eye(d) + d / (n * 0.5) * (U.T @ U))
+    Xd = X.astype(np.float64)
+    U64 = Xd / np.linalg.norm(Xd, axis=1, keepdims=True)
+    d = U64.shape[1]
+    _, logdet = np.linalg.slogdet(np.eye(d) + d / (n * 0.5) * (U64.T @ U64))
     assert c["coding_rate"]["value"] == pytest.approx(0.5 * logdet, rel=1e-10)
     assert {k: v for k, v in c.items() if k not in ("coding_rate", "params")} == {
         k: v for k, v in s.items() if k not in ("coding_rate", "params")
