@@ -158,10 +158,7 @@ pub fn pass_skip<'py>(
 /// pass that reads every row of the shards it needs: the driver reads those few rows itself where it can.
 #[pyfunction]
 pub fn pass_rows(spec: &[u8]) -> PyResult<Option<usize>> {
-    Ok(match Pass::decode(spec).map_err(to_py)? {
-        Pass::Rows(rows) => Some(rows.len()),
-        _ => None,
-    })
+    Pass::rows_asked(spec).map_err(to_py)
 }
 
 /// Two partial results of adjacent rows, merged.

@@ -468,11 +468,12 @@ def test_the_driver_reads_a_few_rows_itself_where_it_can(cluster, tmp_path):
         job = job_over(shards)
         head = job.next()
         assert repscope._repscope.pass_rows(head) is not None
-        assert rr._on_driver(head, shards) is local
+        items = rr._driver_items(head, shards)
+        assert (items is not None) is local
         if local:
-            job.answer(rr._driver_pass(head, shards, None))
+            job.answer(rr._group(items, None))
             moments = job.next()
-            assert repscope._repscope.pass_rows(moments) is None and not rr._on_driver(moments, shards)
+            assert repscope._repscope.pass_rows(moments) is None and rr._driver_items(moments, shards) is None
     # A converted copy (here of lists) is not held on the driver.
     shards = rr._shards([X[:450].tolist(), X[450:].tolist()], None, None)
     assert all(s.local is None for s in shards)

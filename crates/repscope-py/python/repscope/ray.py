@@ -600,8 +600,9 @@ def _run_job(ray, t, job, shards, key, bar):
         spec = job.next()
         if spec is None:
             return job.result()
-        if _on_driver(spec, shards):
-            job.answer(_driver_pass(spec, shards, key))
+        here = _driver_items(spec, shards)
+        if here is not None:
+            job.answer(_group(here, key))
             continue
         spec_ref = None
         leaves = []
@@ -636,30 +637,25 @@ def _run_job(ray, t, job, shards, key, bar):
         job.answer(merged)
 
 
-def _on_driver(spec, shards):
-    """Whether this process runs the pass itself: a pass of some rows' values (the first rows, rows asked for
-    by number), when every shard it reads is a file this process sees or an array it holds. The values come
-    here either way; reading them here saves a task's round trip."""
+def _driver_items(spec, shards):
+    """The items of a pass this process runs itself, with the same maps and merge tree as the tasks', or
+    None: a pass of some rows' values (the first rows, rows asked for by number) when every shard it reads
+    is a file this process sees or an array it holds. The values come here either way; reading them here
+    saves a task's round trip."""
     if _repscope.pass_rows(spec) is None:
-        return False
-    for s in shards:
-        if _repscope.pass_skip(spec, s.start, s.rows, s.cols) is None and (s.local is None or s.y is not None):
-            return False
-    return True
-
-
-def _driver_pass(spec, shards, key):
-    """A pass run on this process: the same maps and the same merge tree as the tasks'."""
+        return None
     items = []
     for s in shards:
         skip = _repscope.pass_skip(spec, s.start, s.rows, s.cols)
         if skip is not None:
             items.append(skip)
             continue
+        if s.local is None or s.y is not None:
+            return None
         mine = _repscope.pass_narrow(spec, s.start, s.rows)
         items.append((spec if mine is None else mine, s.local, s.start, s.name, None, None, s.y_name, s.keep,
                       s.x_rows, s.y_rows))
-    return _group(items, key)
+    return items
 
 
 #: The most shards one task of a pass reads.

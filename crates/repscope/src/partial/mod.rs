@@ -168,6 +168,18 @@ impl Pass {
             }
         }
     }
+    /// How many rows a pass of row values (its bytes) asks for, or None for any other pass, whose body
+    /// (an SAE's weights, say) is not decoded to tell.
+    pub fn rows_asked(b: &[u8]) -> Result<Option<usize>> {
+        match Reader::open(b)?.0 {
+            TAG_ROWS => match Pass::decode(b)? {
+                Pass::Rows(rows) => Ok(Some(rows.len())),
+                _ => unreachable!("a rows tag decodes to a rows pass"),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// A pass from its bytes.
     pub fn decode(b: &[u8]) -> Result<Pass> {
         let (tag, mut r) = Reader::open(b)?;
@@ -756,6 +768,20 @@ mod tests {
             assert_eq!(fl, fs);
             assert_eq!(fs.unwrap()[2500], 1999);
         }
+    }
+
+    #[test]
+    fn rows_asked_tells_a_rows_pass_from_the_others() {
+        let rows = Pass::Rows(vec![0, 5, 9]).encode();
+        assert_eq!(Pass::rows_asked(&rows).unwrap(), Some(3));
+        assert_eq!(Pass::rows_asked(&Pass::Hashes.encode()).unwrap(), None);
+        assert_eq!(
+            Pass::rows_asked(&Pass::ColumnSums { batch: 4 }.encode()).unwrap(),
+            None
+        );
+        // A cut rows pass and bytes that are no pass are errors.
+        assert!(Pass::rows_asked(&rows[..rows.len() - 1]).is_err());
+        assert!(Pass::rows_asked(b"not a pass").is_err());
     }
 
     #[test]
