@@ -173,6 +173,13 @@ struct Walk<'a> {
     shift: &'a [f64],
     rows: bool,
     unit: bool,
+    /// The element type of the stored bytes a block comes with, widened row by row here.
+    stored: Option<source::Elem>,
+    /// Keep the largest |value| (f64 sources, before any scaling).
+    watch: bool,
+    hashing: bool,
+    /// The power of two the rows are multiplied by.
+    scale: f64,
 }
 
 /// A block's partial sums, added in block order.
@@ -182,30 +189,62 @@ struct BlockSums {
     unit_sq: Vec<f64>,
     sum: Vec<f64>,
     dev: Vec<f64>,
+    hashes: Vec<u64>,
+    max_abs: f64,
 }
 
 impl Walk<'_> {
-    /// Unit-row sums (the unit rows written to `u` when given; an all-zero row has no direction, adds
-    /// nothing and is written as zeros), then each row shifted in place, its sum and its ‖x − s‖.
-    fn block(&self, b: &mut [f64], u: Option<&mut [f64]>) -> BlockSums {
+    /// Each row of the block in turn, while it is in the core's first-level cache: widened from `raw`
+    /// (its stored bytes, when the pass has them) and checked finite, hashed (the values as stored),
+    /// scaled; then the unit-row sums (the unit row written to `u` when given; an all-zero row has no
+    /// direction, adds nothing and is written as zeros), and the row shifted in place, its sum and its
+    /// ‖x − s‖. None when a widened value is not finite.
+    fn block(&self, b: &mut [f64], raw: Option<&[u8]>, u: Option<&mut [f64]>) -> Option<BlockSums> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { self.block_avx512(b, raw, u) };
+        }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.block_avx2(b, u) };
+            return unsafe { self.block_avx2(b, raw, u) };
         }
-        self.block_body(b, u)
+        self.block_body(b, raw, u)
+    }
+
+    /// [`Walk::block`] compiled for AVX-512: as [`Walk::block_avx2`], eight lanes at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block_avx512(
+        &self,
+        b: &mut [f64],
+        raw: Option<&[u8]>,
+        u: Option<&mut [f64]>,
+    ) -> Option<BlockSums> {
+        self.block_body(b, raw, u)
     }
 
     /// [`Walk::block`] compiled for AVX2: the same operations in the same order (Rust does not fuse a
     /// multiply and an add), so the sums are bit-identical, four lanes at a time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn block_avx2(&self, b: &mut [f64], u: Option<&mut [f64]>) -> BlockSums {
-        self.block_body(b, u)
+    unsafe fn block_avx2(
+        &self,
+        b: &mut [f64],
+        raw: Option<&[u8]>,
+        u: Option<&mut [f64]>,
+    ) -> Option<BlockSums> {
+        self.block_body(b, raw, u)
     }
 
     #[inline(always)]
-    fn block_body(&self, b: &mut [f64], mut u: Option<&mut [f64]>) -> BlockSums {
+    fn block_body(
+        &self,
+        b: &mut [f64],
+        raw: Option<&[u8]>,
+        mut u: Option<&mut [f64]>,
+    ) -> Option<BlockSums> {
         let d = self.d;
         let width = |on: bool| if on { d } else { 0 };
         let mut p = BlockSums {
@@ -214,99 +253,174 @@ impl Walk<'_> {
             unit_sq: vec![0.0; width(self.unit)],
             sum: vec![0.0; width(self.rows)],
             dev: Vec::with_capacity(if self.rows { b.len() / d } else { 0 }),
+            hashes: Vec::with_capacity(if self.hashing { b.len() / d } else { 0 }),
+            max_abs: 0.0,
         };
-        for (i, r) in b.chunks_exact_mut(d).enumerate() {
-            // The unit row needs the row's norm first; then one sweep takes the unit-row sums and shifts
-            // the row, with ‖x − s‖² summed in the lanes and order of `sum_sq`.
-            let mut inv = 0.0;
-            let mut ur = None;
-            if self.unit {
-                let s = sum_sq(r);
-                ur = u.as_deref_mut().map(|u| &mut u[i * d..(i + 1) * d]);
-                if s > 0.0 {
-                    p.kept += 1;
-                    inv = 1.0 / s.sqrt();
-                } else if let Some(ur) = ur.take() {
-                    ur.fill(0.0);
+        // Rows in groups of GROUP: each row prepared (widened, checked, hashed, scaled, its norm), then, when
+        // every row of the group has a direction and both sums are wanted, one sweep over the group's
+        // columns that keeps the column sums in registers across its rows. Each column's sums still take the
+        // rows in order, so the result is the same as row by row.
+        let mut inv = [0.0f64; GROUP];
+        for (g, rows) in b.chunks_mut(GROUP * d).enumerate() {
+            let count = rows.len() / d;
+            for (q, r) in rows.chunks_exact_mut(d).enumerate() {
+                let i = g * GROUP + q;
+                inv[q] = self.prepare(r, raw.map(|raw| self.raw_row(raw, i)), &mut p)?;
+                if self.unit && inv[q] == 0.0 {
+                    if let Some(u) = u.as_deref_mut() {
+                        u[i * d..(i + 1) * d].fill(0.0);
+                    }
                 }
             }
-            let unit = self.unit && inv > 0.0;
-            match (unit, self.rows) {
-                (true, true) => {
-                    let ur = ur.as_deref_mut();
-                    let dev = unit_and_shift(r, inv, self.shift, ur, &mut p);
-                    p.dev.push(dev);
-                }
-                (true, false) => {
-                    for (j, &v) in r.iter().enumerate() {
-                        let w = v * inv;
-                        if let Some(ur) = ur.as_deref_mut() {
-                            ur[j] = w;
-                        }
-                        p.unit_sum[j] += w;
-                        p.unit_sq[j] += w * w;
-                    }
-                }
-                (false, true) => {
-                    for ((v, a), s) in r.iter_mut().zip(&mut p.sum).zip(self.shift) {
-                        *v -= s;
-                        *a += *v;
-                    }
-                    p.dev.push(sum_sq(r).sqrt());
-                }
-                (false, false) => {}
+            let ug = u
+                .as_deref_mut()
+                .map(|u| &mut u[g * GROUP * d..(g * GROUP + count) * d]);
+            if count == GROUP && self.unit && self.rows && inv.iter().all(|&v| v > 0.0) {
+                p.kept += GROUP;
+                let dev = unit_and_shift_rows::<GROUP>(rows, &inv, self.shift, ug, &mut p);
+                p.dev.extend(dev);
+                continue;
+            }
+            let mut ug = ug;
+            for (q, r) in rows.chunks_exact_mut(d).enumerate() {
+                let ur = ug.as_deref_mut().map(|u| &mut u[q * d..(q + 1) * d]);
+                self.finish(r, inv[q], ur, &mut p);
             }
         }
-        p
+        Some(p)
+    }
+
+    /// The stored bytes of row `i` of a block.
+    #[inline(always)]
+    fn raw_row<'r>(&self, raw: &'r [u8], i: usize) -> &'r [u8] {
+        let w = self.d * self.stored.map_or(0, |e| e.size());
+        &raw[i * w..(i + 1) * w]
+    }
+
+    /// A row widened from its stored bytes (when given) and checked finite, its largest |value| and hash
+    /// taken, scaled; returns 1/‖x‖ when the unit rows are wanted and the row has a direction, else 0. None
+    /// when a value is not finite.
+    #[inline(always)]
+    fn prepare(&self, r: &mut [f64], raw: Option<&[u8]>, p: &mut BlockSums) -> Option<f64> {
+        if let (Some(elem), Some(raw)) = (self.stored, raw) {
+            if !source::widen_finite(elem, raw, r) {
+                return None;
+            }
+        }
+        if self.watch {
+            p.max_abs = r.iter().fold(p.max_abs, |a, v| a.max(v.abs()));
+        }
+        if self.hashing {
+            p.hashes.push(duplicates::row_hash(r));
+        }
+        if self.scale != 1.0 {
+            r.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        if self.unit {
+            let s = sum_sq(r);
+            if s > 0.0 {
+                return Some(1.0 / s.sqrt());
+            }
+        }
+        Some(0.0)
+    }
+
+    /// The sums of one prepared row (`inv` from [`Walk::prepare`]): the unit row's, written to `ur` when
+    /// given, then the row shifted in place, its sum and ‖x − s‖.
+    #[inline(always)]
+    fn finish(&self, r: &mut [f64], inv: f64, ur: Option<&mut [f64]>, p: &mut BlockSums) {
+        let unit = self.unit && inv > 0.0;
+        if unit {
+            p.kept += 1;
+        }
+        let mut ur = ur;
+        match (unit, self.rows) {
+            (true, true) => {
+                let dev = unit_and_shift_rows::<1>(r, &[inv], self.shift, ur, p);
+                p.dev.push(dev[0]);
+            }
+            (true, false) => {
+                for (j, &v) in r.iter().enumerate() {
+                    let w = v * inv;
+                    if let Some(ur) = ur.as_deref_mut() {
+                        ur[j] = w;
+                    }
+                    p.unit_sum[j] += w;
+                    p.unit_sq[j] += w * w;
+                }
+            }
+            (false, true) => {
+                for ((v, a), s) in r.iter_mut().zip(&mut p.sum).zip(self.shift) {
+                    *v -= s;
+                    *a += *v;
+                }
+                p.dev.push(sum_sq(r).sqrt());
+            }
+            (false, false) => {}
+        }
     }
 }
 
-/// One sweep over a row with a direction: its unit row (into `ur` when given) added to the unit sums, and
-/// the row shifted in place, added to the shifted sums; returns ‖x − s‖, summed in the lanes and order of
-/// [`sum_sq`]. Eight columns at a time, so that the sweep is vectorised.
+/// Rows per sweep of [`unit_and_shift_rows`] in a block's walk.
+const GROUP: usize = 4;
+
+/// One sweep over `R` rows with a direction (`rows`, R × d; `inv` their 1/‖x‖): their unit rows (into
+/// `ur` when given) added to the unit sums, and the rows shifted in place, added to the shifted sums;
+/// returns each ‖x − s‖, summed in the lanes and order of [`sum_sq`]. Eight columns at a time, each
+/// column's sums kept in registers across the R rows and taking them in order.
 #[inline(always)]
-fn unit_and_shift(
-    r: &mut [f64],
-    inv: f64,
+fn unit_and_shift_rows<const R: usize>(
+    rows: &mut [f64],
+    inv: &[f64; R],
     shift: &[f64],
     ur: Option<&mut [f64]>,
     p: &mut BlockSums,
-) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let d = r.len();
+) -> [f64; R] {
+    let d = shift.len();
+    let mut lanes = [[0.0f64; 8]; R];
     let whole = d - d % 8;
-    let mut w = [0.0f64; 8];
     let mut ur = ur;
     for k in (0..whole).step_by(8) {
-        let v: &mut [f64; 8] = (&mut r[k..k + 8]).try_into().unwrap();
-        let s: &[f64; 8] = shift[k..k + 8].try_into().unwrap();
-        let us: &mut [f64; 8] = (&mut p.unit_sum[k..k + 8]).try_into().unwrap();
-        let uq: &mut [f64; 8] = (&mut p.unit_sq[k..k + 8]).try_into().unwrap();
-        let sm: &mut [f64; 8] = (&mut p.sum[k..k + 8]).try_into().unwrap();
-        for l in 0..8 {
-            w[l] = v[l] * inv;
-            us[l] += w[l];
-            uq[l] += w[l] * w[l];
-            v[l] -= s[l];
-            sm[l] += v[l];
-            lanes[l] += v[l] * v[l];
+        let s: [f64; 8] = shift[k..k + 8].try_into().unwrap();
+        let mut us: [f64; 8] = p.unit_sum[k..k + 8].try_into().unwrap();
+        let mut uq: [f64; 8] = p.unit_sq[k..k + 8].try_into().unwrap();
+        let mut sm: [f64; 8] = p.sum[k..k + 8].try_into().unwrap();
+        for q in 0..R {
+            let v: &mut [f64; 8] = (&mut rows[q * d + k..q * d + k + 8]).try_into().unwrap();
+            let mut w = [0.0f64; 8];
+            for l in 0..8 {
+                w[l] = v[l] * inv[q];
+                us[l] += w[l];
+                uq[l] += w[l] * w[l];
+                v[l] -= s[l];
+                sm[l] += v[l];
+                lanes[q][l] += v[l] * v[l];
+            }
+            if let Some(ur) = ur.as_deref_mut() {
+                ur[q * d + k..q * d + k + 8].copy_from_slice(&w);
+            }
         }
-        if let Some(ur) = ur.as_deref_mut() {
-            ur[k..k + 8].copy_from_slice(&w);
-        }
+        p.unit_sum[k..k + 8].copy_from_slice(&us);
+        p.unit_sq[k..k + 8].copy_from_slice(&uq);
+        p.sum[k..k + 8].copy_from_slice(&sm);
     }
-    for j in whole..d {
-        let w = r[j] * inv;
-        if let Some(ur) = ur.as_deref_mut() {
-            ur[j] = w;
+    let mut dev = [0.0f64; R];
+    for q in 0..R {
+        let r = &mut rows[q * d..(q + 1) * d];
+        for j in whole..d {
+            let w = r[j] * inv[q];
+            if let Some(ur) = ur.as_deref_mut() {
+                ur[q * d + j] = w;
+            }
+            p.unit_sum[j] += w;
+            p.unit_sq[j] += w * w;
+            r[j] -= shift[j];
+            p.sum[j] += r[j];
+            lanes[q][j % 8] += r[j] * r[j];
         }
-        p.unit_sum[j] += w;
-        p.unit_sq[j] += w * w;
-        r[j] -= shift[j];
-        p.sum[j] += r[j];
-        lanes[j % 8] += r[j] * r[j];
+        dev[q] = fold_lanes(&lanes[q]).sqrt();
     }
-    fold_lanes(&lanes).sqrt()
+    dev
 }
 
 /// The mean of the first [`SHIFT_ROWS`] rows: the shift of every one-pass sum, the same however the source
@@ -713,43 +827,53 @@ pub fn sums(
     let mut hashes: Option<Vec<u64>> = cfg.row_hashes.then(|| Vec::with_capacity(n));
     let chunk = cfg.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
     progress.stage("pass over the rows", n as u64);
-    source::for_each_chunk(src, chunk, progress, |_, rows, x| {
-        if watch {
-            max_abs = x.iter().fold(max_abs, |a, v| a.max(v.abs()));
-        }
-        // One walk over each block of rows: the rows' hashes (of the values as stored), the scaling, its
-        // unit rows (written to `u` when their Gram is wanted), then the rows shifted in place.
+    source::for_each_stored_chunk(src, chunk, progress, |start, rows, values| {
+        // Stored values are widened block by block in the walk, on the compute threads, where the block is
+        // about to be summed.
+        let (x, stored) = match values {
+            source::ChunkValues::Wide(x) => (x, None),
+            source::ChunkValues::Stored { elem, bytes, wide } => (wide, Some((elem, bytes))),
+        };
+        // One walk over each block of rows, row by row: the widening and finiteness check, the rows'
+        // hashes (of the values as stored), the scaling, its unit rows (written to `u` when their Gram is
+        // wanted), then the rows shifted in place.
         let walk = Walk {
             d,
             shift,
             rows: cfg.rows,
             unit: cfg.unit_rows,
+            stored: stored.map(|(e, _)| e),
+            watch,
+            hashing: hashes.is_some(),
+            scale,
         };
-        let hashing = hashes.is_some();
-        let task = |b: &mut [f64], ub: Option<&mut [f64]>| {
-            let mut h = Vec::new();
-            if hashing {
-                duplicates::hash_block(b, d, &mut h);
-            }
-            if scale != 1.0 {
-                b.iter_mut().for_each(|v| *v *= scale);
-            }
-            (walk.block(b, ub), h)
+        let block = BLOCK_ROWS * d;
+        let raw = |i: usize| {
+            stored.map(|(e, bytes)| {
+                let w = block * e.size();
+                &bytes[i * w..((i + 1) * w).min(bytes.len())]
+            })
         };
-        let parts: Vec<(BlockSums, Vec<u64>)> = if unit_gram {
+        let parts: Option<Vec<BlockSums>> = if unit_gram {
             u.resize(x.len(), 0.0);
-            x.par_chunks_mut(BLOCK_ROWS * d)
-                .zip(u.par_chunks_mut(BLOCK_ROWS * d))
-                .map(|(b, ub)| task(b, Some(ub)))
+            x.par_chunks_mut(block)
+                .zip(u.par_chunks_mut(block))
+                .enumerate()
+                .map(|(i, (b, ub))| walk.block(b, raw(i), Some(ub)))
                 .collect()
         } else {
-            x.par_chunks_mut(BLOCK_ROWS * d)
-                .map(|b| task(b, None))
+            x.par_chunks_mut(block)
+                .enumerate()
+                .map(|(i, b)| walk.block(b, raw(i), None))
                 .collect()
         };
-        for (p, h) in parts {
+        let Some(parts) = parts else {
+            return Err(source::not_finite(src, start, rows, x));
+        };
+        for p in parts {
+            max_abs = max_abs.max(p.max_abs);
             if let Some(all) = hashes.as_mut() {
-                all.extend(h);
+                all.extend(p.hashes);
             }
             if let Some(us) = unit.as_mut() {
                 us.n += p.kept;
@@ -949,5 +1073,124 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The sums of the pass against float64 sums taken row by row, with a width that is not a multiple of
+    /// the walk's eight lanes, all-zero rows among the others (no direction: the four-row sweep falls back
+    /// to row by row for their group), and the same rows read from files as stored (f32 and f64 .npy,
+    /// widened in the walk) and from memory.
+    #[test]
+    fn the_walk_matches_float64_row_by_row_from_files_and_memory() {
+        let (n, d) = (1001, 19);
+        let mut r = Rng::new(11);
+        let mut v: Vec<f64> = (0..n * d)
+            .map(|i| (r.normal() * (1.0 + (i % d) as f64) + 3.0) as f32 as f64)
+            .collect();
+        for i in (0..n).step_by(7) {
+            v[i * d..(i + 1) * d].fill(0.0);
+        }
+        let cfg = PassConfig {
+            rows: true,
+            unit_rows: true,
+            unit_gram: false,
+            row_hashes: true,
+            chunk_rows: Some(300),
+        };
+        // Reference: row by row in f64.
+        let zeros = (0..n).step_by(7).count();
+        let (mut usum, mut usq) = (vec![0.0f64; d], vec![0.0f64; d]);
+        let mut mean = vec![0.0f64; d];
+        let mut dev = Vec::new();
+        for row in v.chunks_exact(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm > 0.0 {
+                for j in 0..d {
+                    usum[j] += row[j] / norm;
+                    usq[j] += (row[j] / norm).powi(2);
+                }
+            }
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(a, x)| *a += x / n as f64);
+        }
+        let shift = mean_of_rows(&v[..SHIFT_ROWS.min(n) * d], d);
+        for row in v.chunks_exact(d) {
+            dev.push(
+                row.iter()
+                    .zip(&shift)
+                    .map(|(x, s)| (x - s).powi(2))
+                    .sum::<f64>()
+                    .sqrt(),
+            );
+        }
+        dev.sort_by(|a, b| b.total_cmp(a));
+        let dir = std::env::temp_dir().join(format!("repscope-walk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        crate::data::npy::write(&dir.join("a32.npy"), &[n, d], &v32).unwrap();
+        crate::data::npy::write(&dir.join("a64.npy"), &[n, d], &v).unwrap();
+        let sources: Vec<Box<dyn RowSource>> = vec![
+            Box::new(Matrix::from_vec(n, d, v32.clone(), "m32").unwrap()),
+            Box::new(Matrix::from_f64(n, d, v.clone(), "m64").unwrap()),
+            Box::new(
+                source::FileRows::open_npy(&dir.join("a32.npy"))
+                    .unwrap()
+                    .unwrap(),
+            ),
+            Box::new(
+                source::FileRows::open_npy(&dir.join("a64.npy"))
+                    .unwrap()
+                    .unwrap(),
+            ),
+        ];
+        let first = moments(&*sources[0], &cfg, &Silent).unwrap();
+        for src in &sources {
+            let m = moments(&**src, &cfg, &Silent).unwrap();
+            let u = m.unit.as_ref().unwrap();
+            assert_eq!((u.n, u.zero_rows), (n - zeros, zeros));
+            for j in 0..d {
+                assert!((u.sum[j] - usum[j]).abs() < 1e-12 * n as f64, "{j}");
+                assert!((u.sum_sq[j] - usq[j]).abs() < 1e-12 * n as f64, "{j}");
+                assert!((m.mean[j] - mean[j]).abs() < 1e-12 * mean[j].abs().max(1.0));
+            }
+            for (a, b) in m.top_deviations.iter().zip(&dev) {
+                assert!((a - b).abs() < 1e-12 * b, "{a} {b}");
+            }
+            assert_eq!(m.top_deviations.len(), n / 100);
+            // Every source of the same values gives the same bits, and the same row hashes.
+            assert_eq!(m.scatter, first.scatter);
+            assert_eq!(u.sum, first.unit.as_ref().unwrap().sum);
+            assert_eq!(m.row_hashes, first.row_hashes);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A value that is not finite in a file read as stored is named by its shard, row and column.
+    #[test]
+    fn a_value_that_is_not_finite_is_named_where_the_walk_widens_it() {
+        let (n, d) = (500, 9);
+        let dir = std::env::temp_dir().join(format!("repscope-walk-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut v: Vec<f32> = (0..n * d).map(|i| (i % 13) as f32).collect();
+        crate::data::npy::write(&dir.join("s1.npy"), &[n, d], &v).unwrap();
+        v[(321 * d) + 4] = f32::NAN;
+        crate::data::npy::write(&dir.join("s2.npy"), &[n, d], &v).unwrap();
+        let parts: Vec<Box<dyn RowSource>> = ["s1.npy", "s2.npy"]
+            .iter()
+            .map(|f| {
+                Box::new(source::FileRows::open_npy(&dir.join(f)).unwrap().unwrap())
+                    as Box<dyn RowSource>
+            })
+            .collect();
+        let sh = Shards::new(parts, "dir".into()).unwrap();
+        let Err(e) = moments(&sh, &PassConfig::SCATTER, &Silent) else {
+            panic!("a NaN was summed")
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("s2.npy") && e.contains("row 321") && e.contains("column 4"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

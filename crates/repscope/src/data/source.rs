@@ -34,6 +34,15 @@ pub trait RowSource: Sync + Send {
     fn shards(&self) -> usize {
         1
     }
+    /// Rows start..start + count as stored: count × cols little-endian values of [`RowSource::elem`], into
+    /// `out` (exactly that many bytes), unchecked. Returns false, `out` unspecified, where the source has no stored
+    /// form to hand (it converts as it reads); the caller then reads f64. A pass that widens the bytes on
+    /// its compute threads moves half the bytes (f32) between cores that f64 rows would; it checks what it
+    /// widens, and reads rows with `read_f64` again for the error when a value is not finite
+    /// ([`not_finite`]).
+    fn read_stored(&self, _start: usize, _count: usize, _out: &mut [u8]) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The stored element type of a source.
@@ -111,6 +120,31 @@ fn widen(elem: Elem, bytes: &[u8], out: &mut [f64]) {
     body(elem, bytes, out)
 }
 
+/// Stored values widened to f64 ([`RowSource::read_stored`]'s bytes, or a block of them); returns whether
+/// every value is finite.
+pub fn widen_finite(elem: Elem, bytes: &[u8], out: &mut [f64]) -> bool {
+    widen(elem, bytes, out);
+    out.chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, &x| ok & x.is_finite()))
+}
+
+/// The error for rows start..start + count of `src`, some value of which [`widen_finite`] found not finite:
+/// the source's own, naming the shard, row and column (the rows are read again as f64 into `scratch`).
+pub fn not_finite(src: &dyn RowSource, start: usize, count: usize, scratch: &mut [f64]) -> Error {
+    match src.read_f64(start, count, scratch) {
+        Err(e) => e,
+        // The file changed between the two reads; name the rows as the first read found them.
+        Ok(()) => Error::data(
+            src.name(),
+            format!(
+                "rows {start}..{} hold a value that is not finite",
+                start + count
+            ),
+            "remove or replace NaN and infinite values",
+        ),
+    }
+}
+
 /// Checks that `v` (rows start.. of `name`, width `d`) is finite; the error names the first row and column
 /// that is not. A fold without early exit is vectorised; the position is looked for only when something is
 /// wrong.
@@ -177,6 +211,21 @@ impl RowSource for Matrix {
         }
         check_finite_rows(Matrix::name(self), start, d, &out[..count * d])
     }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        let d = Matrix::cols(self);
+        let (a, b) = (start * d, (start + count) * d);
+        match self.values_f64() {
+            Some(v) => out
+                .chunks_exact_mut(8)
+                .zip(&v[a..b])
+                .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
+            None => out
+                .chunks_exact_mut(4)
+                .zip(&self.as_slice()[a..b])
+                .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
+        }
+        Ok(true)
+    }
 }
 
 /// The element type and shape of an `.npy` header whose data can be read row by row in place (2-D, C order,
@@ -238,34 +287,38 @@ impl FileRows {
     /// `f` on the bytes of rows start..start + count, read into a buffer the calling thread keeps for its
     /// next read (a pass reads chunk after chunk of the same size, so the buffer is allocated once).
     fn with_bytes<R>(&self, start: usize, count: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        use std::os::unix::fs::FileExt;
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let size = self.elem.size();
-        let len = count * self.cols * size;
-        let at = self.offset + (start * self.cols * size) as u64;
+        let len = count * self.cols * self.elem.size();
         SCRATCH.with_borrow_mut(|buf| {
             buf.resize(len, 0);
             // A small buffer left after a large read is given back rather than kept.
             if buf.capacity() > 4 * len.max(1 << 20) {
                 buf.shrink_to(len);
             }
-            self.file.read_exact_at(&mut buf[..len], at).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::format(
-                        &self.path,
-                        format!(
-                            "the file ended while rows {start}..{} were read: it was truncated after it was opened",
-                            start + count
-                        ),
-                        "write the file again, and do not change it while repscope reads it",
-                    )
-                } else {
-                    Error::io(&self.path, e)
-                }
-            })?;
+            self.read_bytes_into(start, count, &mut buf[..len])?;
             Ok(f(&buf[..len]))
+        })
+    }
+
+    /// The stored bytes of rows start..start + count into `buf` (exactly their length).
+    fn read_bytes_into(&self, start: usize, count: usize, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let at = self.offset + (start * self.cols * self.elem.size()) as u64;
+        self.file.read_exact_at(buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::format(
+                    &self.path,
+                    format!(
+                        "the file ended while rows {start}..{} were read: it was truncated after it was opened",
+                        start + count
+                    ),
+                    "write the file again, and do not change it while repscope reads it",
+                )
+            } else {
+                Error::io(&self.path, e)
+            }
         })
     }
 
@@ -458,6 +511,10 @@ impl RowSource for FileRows {
         self.with_bytes(start, count, |b| widen(self.elem, b, out))?;
         check_finite_rows(&self.name, start, self.cols, out)
     }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        self.read_bytes_into(start, count, out)?;
+        Ok(true)
+    }
 }
 
 /// Shards read as one matrix, in order. Every shard has the same width and element type.
@@ -560,6 +617,16 @@ impl RowSource for Shards {
         self.pieces(start, count, |p, s, c, o| {
             p.read_f64(s, c, &mut out[o * d..(o + c) * d])
         })
+    }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        // Every shard has the same element type.
+        let row = self.cols() * self.elem().size();
+        let mut all = true;
+        self.pieces(start, count, |p, s, c, o| {
+            all = all && p.read_stored(s, c, &mut out[o * row..(o + c) * row])?;
+            Ok(())
+        })?;
+        Ok(all)
     }
 }
 
@@ -704,6 +771,18 @@ impl RowSource for Selected {
         }
         Ok(())
     }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        let row = self.cols() * self.elem().size();
+        for (r, c, o) in self.runs(start, count) {
+            if !self
+                .src
+                .read_stored(r, c, &mut out[o * row..(o + c) * row])?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Rows start..stop of a borrowed source (a batch of rows, without copying them).
@@ -743,6 +822,9 @@ impl RowSource for Window<'_> {
     }
     fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
         self.src.read_f64(self.start + start, count, out)
+    }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        self.src.read_stored(self.start + start, count, out)
     }
 }
 
@@ -1064,34 +1146,99 @@ pub fn chunk_rows(src: &dyn RowSource) -> usize {
         .min(src.rows().max(1))
 }
 
+/// A chunk of a pass as the reader left it ([`for_each_stored_chunk`]).
+pub enum ChunkValues<'a> {
+    /// The values as stored ([`RowSource::read_stored`]), unchecked; `wide` has room for them in f64. The
+    /// pass widens them where it works on them ([`widen_finite`], block by block on its own threads) and
+    /// names a value that is not finite with [`not_finite`].
+    Stored {
+        elem: Elem,
+        bytes: &'a [u8],
+        wide: &'a mut [f64],
+    },
+    /// The values in f64, checked (a source with no stored form).
+    Wide(&'a mut [f64]),
+}
+
+/// Rows per block when a chunk's stored values are widened in parallel.
+const WIDEN_ROWS: usize = 64;
+
 /// One pass over a source in order, `chunk` rows at a time, in f64: a reader thread fills the next chunk
 /// while `f(first row, rows, values)` works on the current one. Progress counts rows, with bytes/s in its
 /// status line. Stops at the first error, of the reader or of `f`.
+///
+/// The reader copies the values as stored (f32 is half the bytes of f64 to move between cores); they are
+/// widened and checked here, on the pass's threads, before `f` sees them.
 pub fn for_each_chunk(
     src: &dyn RowSource,
     chunk: usize,
     progress: &dyn Progress,
     mut f: impl FnMut(usize, usize, &mut [f64]) -> Result<()>,
 ) -> Result<()> {
+    use rayon::prelude::*;
+    let d = src.cols().max(1);
+    for_each_stored_chunk(src, chunk, progress, |start, rows, values| match values {
+        ChunkValues::Wide(x) => f(start, rows, x),
+        ChunkValues::Stored { elem, bytes, wide } => {
+            let block = WIDEN_ROWS * d;
+            let finite = wide
+                .par_chunks_mut(block)
+                .zip(bytes.par_chunks(block * elem.size()))
+                .map(|(w, b)| widen_finite(elem, b, w))
+                .reduce(|| true, |a, b| a & b);
+            if !finite {
+                return Err(not_finite(src, start, rows, wide));
+            }
+            f(start, rows, wide)
+        }
+    })
+}
+
+/// [`for_each_chunk`], handing `f` the chunk as the reader left it: stored values where the source has
+/// them, for a pass that widens them in the same sweep as its own work on them.
+pub fn for_each_stored_chunk(
+    src: &dyn RowSource,
+    chunk: usize,
+    progress: &dyn Progress,
+    mut f: impl FnMut(usize, usize, ChunkValues<'_>) -> Result<()>,
+) -> Result<()> {
     use std::sync::mpsc::sync_channel;
+    /// A chunk's buffers: the stored bytes, or the f64 values where the source has no stored form.
+    #[derive(Default)]
+    struct Buf {
+        bytes: Vec<u8>,
+        wide: Vec<f64>,
+        stored: bool,
+    }
     let (n, d) = (src.rows(), src.cols());
     let chunk = chunk.max(1);
-    let bytes_per_row = (d * src.elem().size()) as f64;
+    let size = src.elem().size();
+    let bytes_per_row = (d * size) as f64;
     let t0 = std::time::Instant::now();
     std::thread::scope(|s| -> Result<()> {
-        let (full_tx, full_rx) = sync_channel::<Result<(usize, usize, Vec<f64>)>>(1);
-        let (free_tx, free_rx) = sync_channel::<Vec<f64>>(2);
+        let (full_tx, full_rx) = sync_channel::<Result<(usize, usize, Buf)>>(1);
+        let (free_tx, free_rx) = sync_channel::<Buf>(2);
         for _ in 0..2 {
-            let _ = free_tx.send(Vec::new());
+            let _ = free_tx.send(Buf::default());
         }
         s.spawn(move || {
             let mut start = 0;
             while start < n {
                 let Ok(mut buf) = free_rx.recv() else { return };
                 let rows = chunk.min(n - start);
-                buf.resize(rows * d, 0.0);
+                buf.bytes.resize(rows * d * size, 0);
                 let r = src
-                    .read_f64(start, rows, &mut buf)
+                    .read_stored(start, rows, &mut buf.bytes)
+                    .and_then(|stored| {
+                        buf.stored = stored;
+                        if stored {
+                            Ok(())
+                        } else {
+                            buf.bytes = Vec::new();
+                            buf.wide.resize(rows * d, 0.0);
+                            src.read_f64(start, rows, &mut buf.wide)
+                        }
+                    })
                     .map(|_| (start, rows, buf));
                 let failed = r.is_err();
                 if full_tx.send(r).is_err() || failed {
@@ -1101,6 +1248,9 @@ pub fn for_each_chunk(
             }
         });
         let mut done = 0usize;
+        // The f64 values of a stored chunk, widened by the pass (one buffer: the reader fills the next
+        // chunk's bytes meanwhile).
+        let mut wide = Vec::new();
         while done < n {
             let (start, rows, mut buf) = full_rx.recv().map_err(|_| {
                 Error::data(
@@ -1109,7 +1259,17 @@ pub fn for_each_chunk(
                     "run the command again",
                 )
             })??;
-            f(start, rows, &mut buf)?;
+            let values = if buf.stored {
+                wide.resize(rows * d, 0.0);
+                ChunkValues::Stored {
+                    elem: src.elem(),
+                    bytes: &buf.bytes,
+                    wide: &mut wide,
+                }
+            } else {
+                ChunkValues::Wide(&mut buf.wide)
+            };
+            f(start, rows, values)?;
             done += rows;
             progress.advance(rows as u64);
             let secs = t0.elapsed().as_secs_f64();
