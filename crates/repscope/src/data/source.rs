@@ -904,6 +904,29 @@ impl RowSource for Joined<'_> {
     fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
         self.interleave(count, out, |s, o| s.read_f64(start, count, o))
     }
+    fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
+        // Stored bytes only where both sides store the type the join reads (f32 and f32, f64 and f64).
+        let elem = self.elem();
+        if self.a.elem() != elem || self.b.elem() != elem {
+            return Ok(false);
+        }
+        let (wa, wb) = (self.a.cols() * elem.size(), self.b.cols() * elem.size());
+        let (mut ta, mut tb) = (vec![0u8; count * wa], vec![0u8; count * wb]);
+        if !(self.a.read_stored(start, count, &mut ta)?
+            && self.b.read_stored(start, count, &mut tb)?)
+        {
+            return Ok(false);
+        }
+        for ((o, ra), rb) in out[..count * (wa + wb)]
+            .chunks_exact_mut(wa + wb)
+            .zip(ta.chunks_exact(wa.max(1)))
+            .zip(tb.chunks_exact(wb.max(1)))
+        {
+            o[..wa].copy_from_slice(ra);
+            o[wa..].copy_from_slice(rb);
+        }
+        Ok(true)
+    }
 }
 
 /// Whether a path names a pattern (`*`, `?` or `[`) rather than a file or folder.
@@ -1234,7 +1257,6 @@ pub fn for_each_stored_chunk(
                         if stored {
                             Ok(())
                         } else {
-                            buf.bytes = Vec::new();
                             buf.wide.resize(rows * d, 0.0);
                             src.read_f64(start, rows, &mut buf.wide)
                         }
@@ -1348,5 +1370,47 @@ mod tests {
         let mut o2 = vec![0.0f64; 6 * d];
         sel.read_f64(0, 6, &mut o2).unwrap();
         assert!(o2.iter().zip(&whole[9..27]).all(|(a, &b)| *a == b as f64));
+    }
+
+    /// The stored bytes of every composite source, widened, are its f64 values; a join of an f32 and an f64
+    /// side has no stored form (it reads f64).
+    #[test]
+    fn stored_bytes_widen_to_the_f64_values() {
+        let d = 3;
+        let whole: Vec<f32> = (0..30).map(|v| v as f32 * 0.37 - 2.0).collect();
+        let m = Matrix::from_vec(10, d, whole.clone(), "all").unwrap();
+        let m64 =
+            Matrix::from_f64(10, d, whole.iter().map(|&v| v as f64 + 1e-9).collect(), "w").unwrap();
+        let shards = || {
+            let parts: Vec<Box<dyn RowSource>> = [(0, 4), (4, 5), (5, 10)]
+                .iter()
+                .map(|&(a, b)| Box::new(m.slice_rows(a, b)) as Box<dyn RowSource>)
+                .collect();
+            Shards::new(parts, "s".into()).unwrap()
+        };
+        let sel = Selected::rows(Box::new(shards()), vec![1, 3, 4, 5, 8, 9]).unwrap();
+        let m2 = m.slice_rows(0, 10);
+        let joined = Joined::new(&m, &m2).unwrap();
+        let mixed = Joined::new(&m, &m64).unwrap();
+        let sh = shards();
+        let win = Window::new(&sh, 2, 9);
+        let sources: Vec<&dyn RowSource> = vec![&m, &m64, &sh, &sel, &joined, &win];
+        for src in sources {
+            let (n, w) = (src.rows(), src.cols());
+            let (start, count) = (1, n - 2);
+            let mut bytes = vec![0u8; count * w * src.elem().size()];
+            assert!(
+                src.read_stored(start, count, &mut bytes).unwrap(),
+                "{}",
+                src.name()
+            );
+            let mut got = vec![0.0f64; count * w];
+            assert!(widen_finite(src.elem(), &bytes, &mut got));
+            let mut want = vec![0.0f64; count * w];
+            src.read_f64(start, count, &mut want).unwrap();
+            assert_eq!(got, want, "{}", src.name());
+        }
+        let mut bytes = vec![0u8; 10 * mixed.cols() * 8];
+        assert!(!mixed.read_stored(0, 10, &mut bytes).unwrap());
     }
 }
