@@ -828,8 +828,8 @@ pub fn sums(
     let chunk = cfg.chunk_rows.unwrap_or_else(|| source::chunk_rows(src));
     progress.stage("pass over the rows", n as u64);
     source::for_each_stored_chunk(src, chunk, progress, |start, rows, values| {
-        // Stored values are widened block by block in the walk, on the compute threads, where the block is
-        // about to be summed.
+        // Stored values are widened row by row in the walk, on the compute threads, where the row is about
+        // to be summed.
         let (x, stored) = match values {
             source::ChunkValues::Wide(x) => (x, None),
             source::ChunkValues::Stored { elem, bytes, wide } => (wide, Some((elem, bytes))),
