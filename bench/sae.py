@@ -68,7 +68,7 @@ def fvu(x, xh):
     return float(((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
 
 
-def saelens_train(train_path, out_dir, width, k, batch, tokens, threads, lr=3e-4):
+def saelens_train(train_path, out_dir, width, k, batch, tokens, threads, lr=3e-4, decoder_init_norm=0.1):
     """SAELens' trainer on the training rows; saves the inference SAE to out_dir. Run in a subprocess so that
     its peak RSS is its own."""
     code = f"""
@@ -83,7 +83,7 @@ def batches():
         for idx in torch.randperm(len(x), generator=g).split({batch}):
             if len(idx) == {batch}:
                 yield x[idx]
-sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=x.shape[1], d_sae={width}, k={k}))
+sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=x.shape[1], d_sae={width}, k={k}, decoder_init_norm={decoder_init_norm}))
 cfg = SAETrainerConfig(total_training_samples={tokens}, train_batch_size_samples={batch}, lr={lr}, lr_end={lr},
                        logger=LoggingConfig(log_to_wandb=False))
 t0 = time.perf_counter()

@@ -12,7 +12,7 @@ batch 4,096). Every held-out FVU is computed by `repscope sae eval` (it equals f
 same reconstructions, checked in bench/sae.py).
 
 Usage: bench/.venv-sae/bin/python bench/sae_lr.py [--threads 2] [--repscope-lrs default 1e-3 ...]
-       [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."]
+       [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."] [--saelens-decoder-init-norm 1.0]
 Output: bench/out/sae_lr.json.
 """
 
@@ -48,13 +48,16 @@ def main():
     ap.add_argument("--repscope-lrs", nargs="*", default=["default", "1e-3", "3e-3", "1e-2"])
     ap.add_argument("--saelens-lrs", nargs="*", default=["1e-4", "3e-4", "1e-3", "3e-3"])
     ap.add_argument("--extra", default="", help="extra repscope sae train flags for every run, one string")
+    ap.add_argument("--saelens-decoder-init-norm", type=float, default=0.1,
+                    help="SAELens' decoder_init_norm (its default 0.1; 1.0 starts at unit-norm rows, as repscope)")
     a = ap.parse_args()
     import sae_lens
 
     OUT.mkdir(exist_ok=True)
     train, held = bench.prepare(a.tokens)
     res = {"threads": a.threads, "tokens": a.tokens, "width": a.width, "k": a.k, "batch": a.batch,
-           "sae_lens": sae_lens.__version__, "extra": a.extra, "repscope": {}, "saelens": {}}
+           "sae_lens": sae_lens.__version__, "extra": a.extra,
+           "saelens_decoder_init_norm": a.saelens_decoder_init_norm, "repscope": {}, "saelens": {}}
     for lr in a.repscope_lrs:
         folder = OUT / "sae_lr_repscope"
         cmd = [a.repscope, "sae", "train", str(train), "-o", str(folder), "--width", str(a.width), "-k", str(a.k),
@@ -68,7 +71,8 @@ def main():
         print("repscope", lr, res["repscope"][lr], flush=True)
     for lr in a.saelens_lrs:
         folder = OUT / "sae_lr_saelens"
-        bench.saelens_train(train, folder, a.width, a.k, a.batch, a.tokens, a.threads, lr=float(lr))
+        bench.saelens_train(train, folder, a.width, a.k, a.batch, a.tokens, a.threads, lr=float(lr),
+                            decoder_init_norm=a.saelens_decoder_init_norm)
         res["saelens"][lr] = heldout(a.repscope, folder, held, a.threads)
         print("saelens", lr, res["saelens"][lr], flush=True)
     (OUT / "sae_lr.json").write_text(json.dumps(res, indent=2) + "\n")
