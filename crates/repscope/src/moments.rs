@@ -173,14 +173,15 @@ struct Walk<'a> {
     shift: &'a [f64],
     rows: bool,
     unit: bool,
-    /// The element type of the stored bytes a block comes with, widened row by row here.
-    stored: Option<source::Elem>,
     /// Keep the largest |value| (f64 sources, before any scaling).
     watch: bool,
     hashing: bool,
     /// The power of two the rows are multiplied by.
     scale: f64,
 }
+
+/// Stored values as read (their type and little-endian bytes), widened by the walk.
+type Raw<'a> = (source::Elem, &'a [u8]);
 
 /// A block's partial sums, added in block order.
 struct BlockSums {
@@ -195,11 +196,11 @@ struct BlockSums {
 
 impl Walk<'_> {
     /// Each row of the block in turn, while it is in the core's first-level cache: widened from `raw`
-    /// (its stored bytes, when the pass has them) and checked finite, hashed (the values as stored),
+    /// (the block's stored values, when the pass has them) and checked finite, hashed (the values as stored),
     /// scaled; then the unit-row sums (the unit row written to `u` when given; an all-zero row has no
     /// direction, adds nothing and is written as zeros), and the row shifted in place, its sum and its
     /// ‖x − s‖. None when a widened value is not finite.
-    fn block(&self, b: &mut [f64], raw: Option<&[u8]>, u: Option<&mut [f64]>) -> Option<BlockSums> {
+    fn block(&self, b: &mut [f64], raw: Option<Raw>, u: Option<&mut [f64]>) -> Option<BlockSums> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
@@ -219,7 +220,7 @@ impl Walk<'_> {
     unsafe fn block_avx512(
         &self,
         b: &mut [f64],
-        raw: Option<&[u8]>,
+        raw: Option<Raw>,
         u: Option<&mut [f64]>,
     ) -> Option<BlockSums> {
         self.block_body(b, raw, u)
@@ -232,7 +233,7 @@ impl Walk<'_> {
     unsafe fn block_avx2(
         &self,
         b: &mut [f64],
-        raw: Option<&[u8]>,
+        raw: Option<Raw>,
         u: Option<&mut [f64]>,
     ) -> Option<BlockSums> {
         self.block_body(b, raw, u)
@@ -242,7 +243,7 @@ impl Walk<'_> {
     fn block_body(
         &self,
         b: &mut [f64],
-        raw: Option<&[u8]>,
+        raw: Option<Raw>,
         mut u: Option<&mut [f64]>,
     ) -> Option<BlockSums> {
         let d = self.d;
@@ -265,7 +266,9 @@ impl Walk<'_> {
             let count = rows.len() / d;
             for (q, r) in rows.chunks_exact_mut(d).enumerate() {
                 let i = g * GROUP + q;
-                inv[q] = self.prepare(r, raw.map(|raw| self.raw_row(raw, i)), &mut p)?;
+                let stored =
+                    raw.map(|(e, bytes)| (e, &bytes[i * d * e.size()..(i + 1) * d * e.size()]));
+                inv[q] = self.prepare(r, stored, &mut p)?;
                 if self.unit && inv[q] == 0.0 {
                     if let Some(u) = u.as_deref_mut() {
                         u[i * d..(i + 1) * d].fill(0.0);
@@ -290,19 +293,12 @@ impl Walk<'_> {
         Some(p)
     }
 
-    /// The stored bytes of row `i` of a block.
-    #[inline(always)]
-    fn raw_row<'r>(&self, raw: &'r [u8], i: usize) -> &'r [u8] {
-        let w = self.d * self.stored.map_or(0, |e| e.size());
-        &raw[i * w..(i + 1) * w]
-    }
-
     /// A row widened from its stored bytes (when given) and checked finite, its largest |value| and hash
     /// taken, scaled; returns 1/‖x‖ when the unit rows are wanted and the row has a direction, else 0. None
     /// when a value is not finite.
     #[inline(always)]
-    fn prepare(&self, r: &mut [f64], raw: Option<&[u8]>, p: &mut BlockSums) -> Option<f64> {
-        if let (Some(elem), Some(raw)) = (self.stored, raw) {
+    fn prepare(&self, r: &mut [f64], raw: Option<Raw>, p: &mut BlockSums) -> Option<f64> {
+        if let Some((elem, raw)) = raw {
             if !source::widen_finite(elem, raw, r) {
                 return None;
             }
@@ -842,7 +838,6 @@ pub fn sums(
             shift,
             rows: cfg.rows,
             unit: cfg.unit_rows,
-            stored: stored.map(|(e, _)| e),
             watch,
             hashing: hashes.is_some(),
             scale,
@@ -851,7 +846,7 @@ pub fn sums(
         let raw = |i: usize| {
             stored.map(|(e, bytes)| {
                 let w = block * e.size();
-                &bytes[i * w..((i + 1) * w).min(bytes.len())]
+                (e, &bytes[i * w..((i + 1) * w).min(bytes.len())])
             })
         };
         let parts: Option<Vec<BlockSums>> = if unit_gram {

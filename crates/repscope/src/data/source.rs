@@ -855,26 +855,34 @@ impl<'a> Joined<'a> {
         self.a.cols()
     }
 
+    /// Rows of both sides side by side: `read` fills a side's rows (`w` values a row: its columns, or its
+    /// bytes), then each output row is [A row | B row]. False when a side's read says so.
     fn interleave<T: Copy + Default>(
         &self,
         count: usize,
+        (wa, wb): (usize, usize),
         out: &mut [T],
-        read: impl Fn(&dyn RowSource, &mut [T]) -> Result<()>,
-    ) -> Result<()> {
-        let (da, db) = (self.a.cols(), self.b.cols());
-        let mut ta = vec![T::default(); count * da];
-        let mut tb = vec![T::default(); count * db];
-        read(self.a, &mut ta)?;
-        read(self.b, &mut tb)?;
-        for ((o, ra), rb) in out[..count * (da + db)]
-            .chunks_exact_mut(da + db)
-            .zip(ta.chunks_exact(da.max(1)))
-            .zip(tb.chunks_exact(db.max(1)))
-        {
-            o[..da].copy_from_slice(ra);
-            o[da..].copy_from_slice(rb);
+        read: impl Fn(&dyn RowSource, &mut [T]) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut ta = vec![T::default(); count * wa];
+        let mut tb = vec![T::default(); count * wb];
+        if !(read(self.a, &mut ta)? && read(self.b, &mut tb)?) {
+            return Ok(false);
         }
-        Ok(())
+        for ((o, ra), rb) in out[..count * (wa + wb)]
+            .chunks_exact_mut(wa + wb)
+            .zip(ta.chunks_exact(wa.max(1)))
+            .zip(tb.chunks_exact(wb.max(1)))
+        {
+            o[..wa].copy_from_slice(ra);
+            o[wa..].copy_from_slice(rb);
+        }
+        Ok(true)
+    }
+
+    /// The two widths in values.
+    fn widths(&self) -> (usize, usize) {
+        (self.a.cols(), self.b.cols())
     }
 }
 
@@ -899,10 +907,16 @@ impl RowSource for Joined<'_> {
         self.a.shards().max(self.b.shards())
     }
     fn read(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
-        self.interleave(count, out, |s, o| s.read(start, count, o))
+        let w = self.widths();
+        self.interleave(count, w, out, |s, o| s.read(start, count, o).map(|_| true))
+            .map(|_| ())
     }
     fn read_f64(&self, start: usize, count: usize, out: &mut [f64]) -> Result<()> {
-        self.interleave(count, out, |s, o| s.read_f64(start, count, o))
+        let w = self.widths();
+        self.interleave(count, w, out, |s, o| {
+            s.read_f64(start, count, o).map(|_| true)
+        })
+        .map(|_| ())
     }
     fn read_stored(&self, start: usize, count: usize, out: &mut [u8]) -> Result<bool> {
         // Stored bytes only where both sides store the type the join reads (f32 and f32, f64 and f64).
@@ -910,22 +924,9 @@ impl RowSource for Joined<'_> {
         if self.a.elem() != elem || self.b.elem() != elem {
             return Ok(false);
         }
-        let (wa, wb) = (self.a.cols() * elem.size(), self.b.cols() * elem.size());
-        let (mut ta, mut tb) = (vec![0u8; count * wa], vec![0u8; count * wb]);
-        if !(self.a.read_stored(start, count, &mut ta)?
-            && self.b.read_stored(start, count, &mut tb)?)
-        {
-            return Ok(false);
-        }
-        for ((o, ra), rb) in out[..count * (wa + wb)]
-            .chunks_exact_mut(wa + wb)
-            .zip(ta.chunks_exact(wa.max(1)))
-            .zip(tb.chunks_exact(wb.max(1)))
-        {
-            o[..wa].copy_from_slice(ra);
-            o[wa..].copy_from_slice(rb);
-        }
-        Ok(true)
+        let (da, db) = self.widths();
+        let w = (da * elem.size(), db * elem.size());
+        self.interleave(count, w, out, |s, o| s.read_stored(start, count, o))
     }
 }
 
