@@ -66,6 +66,11 @@ def _pairs(R, S):
         ("TwoNN", lambda: R.TwoNN(), lambda X: S.TwoNN().fit(X)),
         ("KNN (defaults)", lambda: R.KNN(), lambda X: S.KNN(random_state=0).fit(X)),
         ("DANCo (k=10, D = columns)", lambda: R.DANCo(), lambda X: S.DANCo(random_state=0).fit(X)),
+        # The precomputed calibrations: each side its own table (k = 10, D <= 100, 20 <= N <= 5000).
+        ("DANCoFit (k=10, D = min(columns, 100))", lambda: R.DANCo(ver="DANCoFit"),
+         lambda X: S.DANCo(ver="DANCoFit", D=min(X.shape[1], 100), random_state=0).fit(X)),
+        # No peer in Python (the authors' MATLAB toolbox has the reference): repscope's error alone.
+        ("MiND_KL (k=10)", lambda: R.MiND_KL(), None),
         # skdim's PH at its defaults (1000 subsamples) takes about 5 minutes a manifold at n = 2500: both
         # sides run 10 sizes × 10 subsamples (skdim's own test configuration uses the same counts).
         ("PH (nsteps=10)", lambda: R.PH(nsteps=10), lambda X: S.PH(nsteps=10, random_state=0).fit(X)),
@@ -91,7 +96,7 @@ def accuracy(a):
     rows = []
     for name, ours, theirs in pairs(repscope.id, skdim.id):
         err_r, err_s, bad_r, bad_s = [], [], 0, 0
-        run_peer = a.slow_peers or not name.startswith("ESS")
+        run_peer = theirs is not None and (a.slow_peers or not name.startswith("ESS"))
         for m, X in sets.items():
             X = np.asarray(X, dtype=np.float32)
             d = float(truth[m])
@@ -152,9 +157,11 @@ def speed(a):
     X = np.ascontiguousarray(np.load(a.data)[: a.n_speed], dtype=np.float32)
     rows = []
     ctx = mp.get_context("spawn")
-    for i, (name, ours, _) in enumerate(pairs(repscope.id, skdim.id)):
+    for i, (name, ours, theirs) in enumerate(pairs(repscope.id, skdim.id)):
         if name.startswith(QUADRATIC) and not name.startswith(("ESS", "CorrInt")):
             continue  # part `scaling`
+        if theirs is None:
+            continue  # no peer to time
         times = []
         with threadpool_limits(limits=a.threads):
             for _ in range(a.repeats):
@@ -219,6 +226,8 @@ def scaling(a):
             continue
         peer_done = True
         for n in a.scaling_n:
+            if name.startswith("DANCoFit") and n > 5000:
+                continue  # both tables stop at 5,000 points
             X = np.ascontiguousarray(full[:n], dtype=np.float32)
             with threadpool_limits(limits=a.threads):
                 t = time.perf_counter()
@@ -280,7 +289,8 @@ def main():
             ours = f"{r['repscope_mre']:.3f}"
             if r["repscope_failed"]:
                 ours += f" ({r['repscope_failed']} manifolds without an estimate)"
-            s = ("not run (--slow-peers)" if not r["skdim_run"] else "fails") if r["skdim_mre"] is None \
+            s = ("no peer" if r["estimator"].startswith("MiND_KL") else "not run (--slow-peers)" if not r["skdim_run"]
+                 else "fails") if r["skdim_mre"] is None \
                 else f"{r['skdim_mre']:.3f}"
             if r["skdim_failed"]:
                 s += f" ({r['skdim_failed']} manifolds without an estimate)"

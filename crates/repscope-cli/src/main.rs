@@ -134,7 +134,8 @@ pub fn flag(p: repscope::Param) -> String {
         | Param::Components
         | Param::Zeta
         | Param::SubsampleRange
-        | Param::Sigma => format!("the estimator's {}", p.name()),
+        | Param::Sigma
+        | Param::Patience => format!("the estimator's {}", p.name()),
         Param::Backend => "the forward pass's backend".into(),
         other => format!("--{}", other.name().replace('_', "-")),
     }

@@ -310,7 +310,13 @@ def test_one_graph_serves_every_estimator():
         (lambda: R.FisherS(alphas=[0.9, 0.8]), "alphas"),
         (lambda: R.FisherS(conditional_number=0.5), "conditional_number"),
         (lambda: R.DANCo(k=1), "k"),
-        (lambda: R.DANCo(ver="DANCoFit"), "ver"),
+        (lambda: R.DANCo(ver="DANCoFitted"), "ver"),
+        (lambda: R.DANCo(ver="DANCoFit", k=5), "k"),
+        (lambda: R.DANCo(ver="DANCoFit", D=101), "D"),
+        (lambda: R.MiND_KL(k=0), "k"),
+        (lambda: R.MiND_KL(D=0), "D"),
+        (lambda: R.MiND_KL(sigma=0.0), "sigma"),
+        (lambda: R.MiND_KL(patience=0), "patience"),
         (lambda: R.DANCo(calibration_data={"k": 10, "N": 5, "calibration_data": []}), "calibration_data"),
         (lambda: R.KNN(ps=[2, 3]), "ps"),
         (lambda: R.KNN(gamma=0.0), "gamma"),
@@ -428,6 +434,48 @@ def test_danco_mind_versions_are_mind_ml(reference_sets):
         ours = R.DANCo(ver=ver, D=10).fit(X).dimension_
         assert ours == pytest.approx(quiet(skdim.id.DANCo(ver=ver, D=10).fit, X).dimension_, rel=1e-6)
         assert ours == R.MiND_ML(k=10, D=10, ver=skver).fit(X).dimension_
+
+
+def test_danco_fit_agrees_with_skdims_table():
+    # skdim 0.5's ver="DANCoFit" reads its own precomputed table; repscope's is simulated with its own
+    # calibration (the same definition: mean over 100 balls per cell, k = 10, PCHIP in N). On uniform balls
+    # both read the dimension, and the fractal values of the two agree to the tables' spread.
+    for d, n in ((3, 500), (5, 650), (8, 1200), (12, 3000)):
+        X = skdim.datasets.hyperBall(n=n, d=d, radius=1, random_state=0)
+        ours = R.DANCo(ver="DANCoFit", D=20, fractal=False).fit(X)
+        peer = quiet(skdim.id.DANCo(ver="DANCoFit", D=20, fractal=False, random_state=0).fit, X)
+        assert ours.dimension_ == peer.dimension_ == d, (d, ours.dimension_, peer.dimension_)
+        f_ours = R.DANCo(ver="DANCoFit", D=20).fit(X).dimension_
+        f_peer = quiet(skdim.id.DANCo(ver="DANCoFit", D=20, random_state=0).fit, X).dimension_
+        assert abs(f_ours - f_peer) < 0.35, (d, f_ours, f_peer)
+    # Outside the table: too few or too many distinct rows, and D defaulting to min(columns, 100).
+    with pytest.raises(ValueError, match="5000 distinct rows"):
+        R.DANCo(ver="DANCoFit").fit(np.random.default_rng(0).standard_normal((5001, 3)))
+    with pytest.raises(ValueError, match="20 to 5000"):
+        R.DANCo(ver="DANCoFit").fit(np.random.default_rng(0).standard_normal((19, 3)))
+    wide = R.DANCo(ver="DANCoFit").fit(np.random.default_rng(0).standard_normal((400, 120)))
+    assert wide.estimate_["params"]["D"] == 100
+    assert any("largest dimension" in n for n in wide.notes_)
+
+
+def test_mind_kl_recovers_balls_and_shares_the_graph():
+    # Ground truth: MiND_KL compares rho with that of uniform balls, so on skdim's uniform d-balls it reads d
+    # (one off at most, at this size). The whole scan (patience=None, the reference's) gives the same.
+    exact = 0
+    for d in range(2, 9):
+        X = skdim.datasets.hyperBall(n=1000, d=d, radius=1, random_state=0)
+        est = R.MiND_KL(D=20).fit(X)
+        assert abs(est.dimension_ - d) <= 1, (d, est.dimension_)
+        exact += est.dimension_ == d
+        assert R.MiND_KL(D=20, patience=None).fit(X).dimension_ == est.dimension_
+        assert len(est.divergences_) <= 20 and est.kl_divergence_ == est.divergences_[int(est.dimension_) - 1]
+    assert exact >= 5
+    # One shared graph gives the same value, and smoothing keeps a clear minimum.
+    X = gauss5()
+    g = R.neighbours(X, k=11)
+    a = R.MiND_KL().fit(X)
+    assert R.MiND_KL().fit(X, graph=g).dimension_ == a.dimension_
+    assert abs(R.MiND_KL(sigma=1.0).fit(X).dimension_ - a.dimension_) <= 1
 
 
 def test_knn_recovers_the_dimension_with_large_samples():

@@ -108,6 +108,8 @@ pub enum Param {
     DecayFraction,
     /// The rate of BatchTopK's threshold average.
     ThresholdRate,
+    /// The initial norm of free decoder rows (SAE training with a rescaled decoder).
+    DecoderInitNorm,
     /// A range of rows, A:B.
     RowRange,
     /// Rows drawn at random from a source.
@@ -157,6 +159,8 @@ pub enum Param {
     SubsampleRange,
     /// The standard deviation of a noise model.
     Sigma,
+    /// How many dimensions past the minimum a scan goes on (MiND_KL).
+    Patience,
 }
 
 impl Param {
@@ -205,6 +209,7 @@ impl Param {
             Param::AuxCoef => "aux_coef",
             Param::DecayFraction => "decay_fraction",
             Param::ThresholdRate => "threshold_rate",
+            Param::DecoderInitNorm => "decoder_init_norm",
             Param::RowRange => "rows",
             Param::Sample => "sample",
             Param::Model => "model",
@@ -229,6 +234,7 @@ impl Param {
             Param::Zeta => "zeta",
             Param::SubsampleRange => "n_range",
             Param::Sigma => "sigma",
+            Param::Patience => "patience",
             Param::QueryFraction => "query_fraction",
             Param::Truncate => "truncate",
             Param::Pool => "pool",

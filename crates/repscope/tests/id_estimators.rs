@@ -622,6 +622,7 @@ fn danco_equals_r_intrinsic_dimension_on_skdims_reference_sets() {
             fractal: false,
             seed: 0,
             calibration: Some(cal),
+            table: false,
         }
         .fit(&m, Metric::Euclidean, Some(&g), None)
         .unwrap()
@@ -637,39 +638,125 @@ fn danco_equals_r_intrinsic_dimension_on_skdims_reference_sets() {
     }
 }
 
+/// n points uniform in the unit d-ball (seeded), in f32.
+fn ball(n: usize, d: usize, seed: u64) -> Matrix {
+    let mut rng = Rng::new(seed);
+    let mut x = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let g: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+        let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let radius = rng.uniform().powf(1.0 / d as f64);
+        x.extend(g.iter().map(|v| (v / norm * radius) as f32));
+    }
+    Matrix::from_vec(n, d, x, "ball").unwrap()
+}
+
 #[test]
 fn danco_recovers_the_dimension_of_balls_with_its_own_calibration() {
     // skdim's test_danco_results: uniform d-balls for d = 2..10, D = 11, fractal=False give d exactly. skdim
     // asserts it on 100 points of its seeded balls; on 100 points of other draws DANCo misses by one at about
-    // a third of the dimensions, so the truth is asserted here on 500.
+    // a third of the dimensions, so the truth is asserted here on 500. The precomputed calibration (DANCoFit)
+    // is asserted on the same balls, at 500 points (a tabulated size) and at 650 (interpolated).
     for d in 2..=10usize {
-        let n = 500;
-        let mut rng = Rng::new(d as u64);
-        let mut x = Vec::with_capacity(n * d);
-        for _ in 0..n {
-            let g: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
-            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-            let radius = rng.uniform().powf(1.0 / d as f64);
-            x.extend(g.iter().map(|v| (v / norm * radius) as f32));
+        for n in [500, 650] {
+            let m = ball(n, d, d as u64);
+            let g = exact_knn(&m, 11, Metric::Euclidean, None).unwrap();
+            let fit = |fractal, table| {
+                Method::Danco {
+                    k: 10,
+                    max_dim: Some(11),
+                    fractal,
+                    seed: 0,
+                    calibration: None,
+                    table,
+                }
+                .fit(&m, Metric::Euclidean, Some(&g), None)
+                .unwrap()
+                .estimate
+                .value
+            };
+            if n == 500 {
+                assert_eq!(fit(false, false), d as f64, "d = {d}");
+                assert!(
+                    (fit(true, false) - d as f64).abs() < 0.5,
+                    "d = {d}: {}",
+                    fit(true, false)
+                );
+            }
+            assert_eq!(fit(false, true), d as f64, "DANCoFit, n = {n}, d = {d}");
+            assert!(
+                (fit(true, true) - d as f64).abs() < 0.5,
+                "DANCoFit, n = {n}, d = {d}: {}",
+                fit(true, true)
+            );
         }
-        let m = Matrix::from_vec(n, d, x, "ball").unwrap();
+    }
+}
+
+#[test]
+fn danco_fit_table_is_whole_and_interpolates_as_pchip() {
+    use repscope::intrinsic::danco::{ball_statistics, FitTable};
+    let t = FitTable::builtin();
+    assert_eq!((t.k, t.iterations, t.max_dim()), (10, 100, 100));
+    assert_eq!(t.cardinalities.len(), 24);
+    for dim in 1..=100 {
+        for (c, &n) in t.cardinalities.iter().enumerate() {
+            let s = t.at(n, dim);
+            // Exact at the tabulated sizes, and every statistic finite.
+            assert_eq!(
+                (s.dhat, s.mu_nu, s.mu_tau),
+                (
+                    t.dhat[dim - 1][c],
+                    t.mu_nu[dim - 1][c],
+                    t.mu_tau[dim - 1][c]
+                )
+            );
+            assert!(s.dhat.is_finite() && s.mu_nu.is_finite() && s.mu_tau.is_finite());
+        }
+    }
+    // The table is what its generator writes: the mean of the balls at seeds 0..99. Recomputed here for
+    // one small cell (N = 40, dimension 7).
+    let c = t.cardinalities.iter().position(|&n| n == 40).unwrap();
+    let mean = (0..100u64)
+        .map(|seed| ball_statistics(40, 7, 10, seed).unwrap().dhat)
+        .sum::<f64>()
+        / 100.0;
+    assert_eq!(mean, t.dhat[6][c]);
+    // Between sizes, the interpolant stays within its neighbours where they are monotone (PCHIP preserves
+    // shape): d̂ of dimension 20 rises with N.
+    let (lo, hi) = (t.at(1000, 20).dhat, t.at(2000, 20).dhat);
+    let mid = t.at(1500, 20).dhat;
+    assert!(lo < hi && lo < mid && mid < hi, "{lo} {mid} {hi}");
+}
+
+#[test]
+fn mind_kl_recovers_the_dimension_of_balls() {
+    // MiND_KL compares ρ with that of uniform balls: on a uniform d-ball of 1,000 points it reads d, or one
+    // off at a few dimensions (the divergence estimates are noisy at this size). The scan's early stop
+    // changes nothing here against the whole scan.
+    let mut exact = 0;
+    for d in 1..=8usize {
+        let m = ball(1000, d, 100 + d as u64);
         let g = exact_knn(&m, 11, Metric::Euclidean, None).unwrap();
-        let fit = |fractal| {
-            Method::Danco {
+        let fit = |patience| {
+            Method::MindKl {
                 k: 10,
-                max_dim: Some(11),
-                fractal,
+                max_dim: Some(20),
+                sigma: None,
+                patience,
                 seed: 0,
-                calibration: None,
             }
             .fit(&m, Metric::Euclidean, Some(&g), None)
             .unwrap()
             .estimate
-            .value
         };
-        assert_eq!(fit(false), d as f64, "d = {d}");
-        assert!((fit(true) - d as f64).abs() < 0.5, "d = {d}: {}", fit(true));
+        let e = fit(Some(10));
+        assert!((e.value - d as f64).abs() <= 1.0, "d = {d}: {}", e.value);
+        exact += (e.value == d as f64) as usize;
+        assert_eq!(e.value, fit(None).value, "d = {d}");
+        assert_eq!(e.value.fract(), 0.0);
     }
+    assert!(exact >= 6, "{exact} of 8 exact");
 }
 
 /// n points of a standard Gaussian in the first `dim` of `ambient` coordinates, the first shifted by `shift`.
@@ -812,6 +899,7 @@ fn danco_reads_a_calibration_handed_in_whole() {
         fractal: false,
         seed: 0,
         calibration: Some(table),
+        table: false,
     }
     .fit(&m, Metric::Euclidean, Some(&g), None)
     .unwrap()

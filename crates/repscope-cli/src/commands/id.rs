@@ -13,9 +13,9 @@ pub struct IdArgs {
     pub input: SourceInput,
     /// Estimators to run (repeatable): twonn_calibrated, twonn, twonn_mle, mle, gride, pca_ev, pca_fo,
     /// pca_pr (the default eight; `default`, and `pca` for the three PCA rules), and by name mom, tle, mada,
-    /// ess, mle_unbiased, mle_global, corrint, fisher_s, mind_mlk, mind_mli, twonn_bayes, binomial,
-    /// binomial_rk, danco, knn, ph, kstar_gride, kstar_binomial, hidalgo, pca_maxgap, pca_ratio, pca_kaiser,
-    /// pca_broken_stick, pca_fan; `all` for every one.
+    /// ess, mle_unbiased, mle_global, corrint, fisher_s, mind_mlk, mind_mli, mind_kl, twonn_bayes, binomial,
+    /// binomial_rk, danco, danco_fit, knn, ph, kstar_gride, kstar_binomial, hidalgo, pca_maxgap, pca_ratio,
+    /// pca_kaiser, pca_broken_stick, pca_fan; `all` for every one.
     #[arg(long = "estimator", short = 'e', num_args = 1..)]
     pub estimators: Vec<String>,
     /// Neighbours for the Levina–Bickel MLE.

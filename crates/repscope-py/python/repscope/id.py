@@ -29,7 +29,7 @@ from . import _repscope
 from ._arrays import as_matrix, check_int
 
 __all__ = [
-    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "FisherS", "MiND_ML", "lPCA",
+    "TwoNN", "MLE", "GRIDE", "PCA", "LID", "MOM", "TLE", "MADA", "ESS", "CorrInt", "FisherS", "MiND_ML", "MiND_KL", "lPCA",
     "TwoNNPrior", "Binomial", "BinomialRk", "DANCo", "KNN", "PH", "KStar", "Hidalgo", "neighbours",
     "NotFittedError",
 ]
@@ -723,6 +723,65 @@ class MiND_ML(_Pointwise, _Estimator):
         return self._fit_method(X, graph)
 
 
+class MiND_KL(_Pointwise, _Estimator):
+    """MiND_KL (Rozza et al. 2012), as the authors' MATLAB ``MiND_KL`` (scikit-dimension has none).
+
+    The ratio rho = r_1 / r_{k+1} of every point, as a sample, is compared with the same ratio on seeded
+    uniform balls of the same size in dimensions 1..D, by Wang, Kulkarni and Verdu's one-dimensional
+    nearest-neighbour estimate of the Kullback-Leibler divergence; the estimate is the dimension of least
+    divergence (an integer).
+
+    Parameters
+    ----------
+    k : int, default 10
+    D : int or None, default None
+        The largest dimension compared; None means the number of columns.
+    sigma : float or None, default None
+        Smooth the divergence curve by a Gaussian of this width (in dimensions) before reading its minimum.
+    patience : int or None, default 10
+        Stop once this many dimensions past the running minimum have not lowered it; None compares every
+        dimension up to D, as the reference does.
+    random_state : int or None, default None
+        Seed of the balls (None means 0; the same balls as DANCo's calibration at that seed).
+
+    Attributes
+    ----------
+    dimension_ : float
+    kl_divergence_ : float
+        The divergence at the estimate.
+    divergences_ : ndarray of float64
+        The divergence for each dimension compared, 1, 2, ...
+    duplicates_merged_, n_distinct_, notes_, estimate_ : as for TwoNN.
+
+    Differences from the reference: the scan stops ``patience`` dimensions past the minimum (set None for
+    the whole scan); the smoothing mirrors the curve at both ends (the reference repeats it at the right end).
+    """
+
+    _params = ("k", "D", "sigma", "patience", "random_state")
+
+    def __init__(self, k=10, D=None, sigma=None, patience=10, random_state=None):
+        self.k = k
+        self.D = D
+        self.sigma = sigma
+        self.patience = patience
+        self.random_state = random_state
+
+    def _method(self):
+        return {"estimator": "mind_kl", "k": check_int(self.k, "k", 1),
+                "max_dim": None if self.D is None else check_int(self.D, "D", 1),
+                "sigma": None if self.sigma is None else check_float(self.sigma, "sigma", 0, np.inf),
+                "patience": None if self.patience is None else check_int(self.patience, "patience", 1),
+                "seed": _seed(self.random_state)}
+
+    def fit(self, X, y=None, graph=None):
+        """Estimates the dimension of X; returns self."""
+        self._fit_method(X, graph)
+        p = self.estimate_["params"]
+        self.kl_divergence_ = float(p["kl_divergence"])
+        self.divergences_ = np.asarray(p["divergences"], dtype=np.float64)
+        return self
+
+
 class lPCA(_Pointwise, _Estimator):
     """Global PCA rules, as scikit-dimension's ``lPCA``, on the float64 covariance eigenvalues of the
     distinct rows (``eigenvalues_``; min(n, d) of them, as scikit-learn's PCA keeps).
@@ -1061,7 +1120,10 @@ class DANCo(_Pointwise, _Estimator):
     calibration_data : dict or None, default None
         skdim's format: ``dict(k=k, N=N, maxdim=m, calibration_data=[{"dhat", "mu_nu", "mu_tau"}, ...])``
         for dimensions 1..m; k and N must match the fit. Dimensions beyond m are simulated.
-    ver : {"DANCo", "MIND_MLk", "MIND_MLi"}, default "DANCo"
+    ver : {"DANCo", "DANCoFit", "MIND_MLk", "MIND_MLi"}, default "DANCo"
+        "DANCoFit" calibrates on repscope's precomputed table (the mean of 100 seeded balls per cell, k = 10,
+        dimensions 1..100, N = 20..5000, interpolated in N by PCHIP, as skdim's table) instead of simulating
+        balls: it needs k = 10, 20 <= N <= 5000 distinct rows and D <= 100 (D=None means min(columns, 100)).
         The MIND versions are MiND_ML with k and D (R's naming: "MIND_MLk" is the continuous one here as in
         skdim).
     fractal : bool, default True
@@ -1083,7 +1145,8 @@ class DANCo(_Pointwise, _Estimator):
     [-1, 1] before arccos; the Bessel functions are exact where skdim's overflow (concentration above 700);
     the spline minimum is exact where skdim's optimiser stops at tol 1e-3; the calibration stops at the first
     dimension past the minimum where five in a row cannot hold it (their divergence of rho alone exceeds the
-    minimum); 'DANCoFit' (skdim's precomputed table) is not offered.
+    minimum). 'DANCoFit' reads repscope's own table, simulated with this calibration (so the 2d + 5 bound
+    above); skdim's table comes from its own simulations, so the two agree to the tables' Monte Carlo spread.
     """
 
     _params = ("k", "D", "calibration_data", "ver", "fractal", "random_state")
@@ -1107,8 +1170,10 @@ class DANCo(_Pointwise, _Estimator):
         if self.ver in ("MIND_MLk", "MIND_MLi"):
             self._settings = {"estimator": "mind", "k": k, "max_dim": D, "integer": self.ver == "MIND_MLi"}
             return self._fit_method(X, graph)
-        if self.ver != "DANCo":
-            raise ValueError(f"invalid parameter ver: {self.ver!r}; use 'DANCo', 'MIND_MLk' or 'MIND_MLi'")
+        if self.ver not in ("DANCo", "DANCoFit"):
+            raise ValueError(f"invalid parameter ver: {self.ver!r}; use 'DANCo', 'DANCoFit', 'MIND_MLk' or "
+                             "'MIND_MLi'")
+        table = self.ver == "DANCoFit"
         cal = None
         if self.calibration_data is not None:
             c = self.calibration_data
@@ -1122,8 +1187,9 @@ class DANCo(_Pointwise, _Estimator):
                                  f"this fit has k = {k} and N = {X.shape[0]}")
             cal = [{"dhat": float(s["dhat"]), "mu_nu": float(s["mu_nu"]), "mu_tau": float(s["mu_tau"])}
                    for s in stats]
-        self._settings = {"estimator": "danco", "k": k, "max_dim": D, "fractal": check_bool(self.fractal, "fractal"),
-                          "seed": _seed(self.random_state), "calibration": cal}
+        # With the table and no D, the engine takes min(columns, the table's 100) and says so.
+        self._settings = {"estimator": "danco", "k": k, "max_dim": None if table and self.D is None else D, "fractal": check_bool(self.fractal, "fractal"),
+                          "seed": _seed(self.random_state), "calibration": cal, "table": table}
         self._fit_method(X, graph)
         p = self.estimate_["params"]
         self.kl_divergence_ = float(p["kl_divergence"])

@@ -46,8 +46,11 @@ pub struct Danco {
     /// Seed of the calibration balls.
     pub seed: u64,
     /// Calibration statistics for dimensions 1, 2, … handed in (skdim's `calibration_data`); dimensions
-    /// beyond them are simulated.
+    /// beyond them are simulated, or read from the table.
     pub calibration: Option<Vec<DancoStats>>,
+    /// Calibrate on the compiled-in [`FitTable`] instead of simulated balls (skdim's `ver="DANCoFit"`):
+    /// k = 10, 20 ≤ N ≤ 5,000, D ≤ 100 (D defaults to the smaller of the columns and 100).
+    pub table: bool,
 }
 
 impl Default for Danco {
@@ -58,6 +61,7 @@ impl Default for Danco {
             fractal: true,
             seed: 0,
             calibration: None,
+            table: false,
         }
     }
 }
@@ -227,6 +231,120 @@ pub fn statistics(data: &Matrix, graph: &KnnGraph, k: usize, max_dim: usize) -> 
     })
 }
 
+/// DANCo's precomputed calibration (scikit-dimension's `ver="DANCoFit"`): the mean of the three statistics
+/// over seeded uniform balls, for each dimension 1..len and each size N of `cardinalities`, at one k. It is
+/// written by `examples/danco_fit_table.rs` and compiled in; [`FitTable::at`] interpolates it in N.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitTable {
+    pub k: usize,
+    /// Balls averaged per cell.
+    pub iterations: usize,
+    /// Their seeds (those of [`ball_statistics`]).
+    pub seeds: String,
+    /// The sizes N tabulated, increasing.
+    pub cardinalities: Vec<usize>,
+    /// [dimension − 1][size index].
+    pub dhat: Vec<Vec<f64>>,
+    pub mu_nu: Vec<Vec<f64>>,
+    pub mu_tau: Vec<Vec<f64>>,
+}
+
+impl FitTable {
+    /// The table compiled into the engine (k = 10, dimensions 1..100, N = 20..5,000).
+    pub fn builtin() -> &'static FitTable {
+        static TABLE: OnceLock<FitTable> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            serde_json::from_str(include_str!("danco_fit_table.json"))
+                .unwrap_or_else(|e| unreachable!("the compiled-in DANCoFit table parses: {e}"))
+        })
+    }
+
+    /// The largest dimension tabulated.
+    pub fn max_dim(&self) -> usize {
+        self.dhat.len()
+    }
+
+    /// The statistics of dimension `dim` at `n` points: the shape-preserving cubic (PCHIP, as scipy's
+    /// `PchipInterpolator`) through the tabulated sizes, exact at them. `n` must lie within the table.
+    pub fn at(&self, n: usize, dim: usize) -> DancoStats {
+        let x: Vec<f64> = self.cardinalities.iter().map(|&c| c as f64).collect();
+        let i = dim - 1;
+        DancoStats {
+            dhat: pchip(&x, &self.dhat[i], n as f64),
+            mu_nu: pchip(&x, &self.mu_nu[i], n as f64),
+            mu_tau: pchip(&x, &self.mu_tau[i], n as f64),
+        }
+    }
+}
+
+/// The PCHIP interpolant of (x, y) at `at` (x increasing, at least two knots, `at` within them): Fritsch and
+/// Carlson's slopes as scipy computes them (a weighted harmonic mean inside, zero at a local extremum, the
+/// shape-preserving three-point formula at the ends), then the cubic Hermite piece.
+fn pchip(x: &[f64], y: &[f64], at: f64) -> f64 {
+    let n = x.len();
+    let h: Vec<f64> = x.windows(2).map(|w| w[1] - w[0]).collect();
+    let delta: Vec<f64> = (0..n - 1).map(|i| (y[i + 1] - y[i]) / h[i]).collect();
+    // numpy's sign: 0 at 0.
+    let sign = |v: f64| {
+        if v > 0.0 {
+            1.0
+        } else if v < 0.0 {
+            -1.0
+        } else {
+            0.0
+        }
+    };
+    let slope = |i: usize| -> f64 {
+        if n == 2 {
+            return delta[0];
+        }
+        let end = |h0: f64, h1: f64, d0: f64, d1: f64| {
+            let d = ((2.0 * h0 + h1) * d0 - h0 * d1) / (h0 + h1);
+            if sign(d) != sign(d0) {
+                0.0
+            } else if sign(d0) != sign(d1) && d.abs() > 3.0 * d0.abs() {
+                3.0 * d0
+            } else {
+                d
+            }
+        };
+        if i == 0 {
+            return end(h[0], h[1], delta[0], delta[1]);
+        }
+        if i == n - 1 {
+            return end(h[n - 2], h[n - 3], delta[n - 2], delta[n - 3]);
+        }
+        let (d0, d1) = (delta[i - 1], delta[i]);
+        if d0 == 0.0 || d1 == 0.0 || sign(d0) != sign(d1) {
+            return 0.0;
+        }
+        let w1 = 2.0 * h[i] + h[i - 1];
+        let w2 = h[i] + 2.0 * h[i - 1];
+        (w1 + w2) / (w1 / d0 + w2 / d1)
+    };
+    let i = match x.iter().rposition(|&v| v <= at) {
+        Some(i) if i + 1 < n => i,
+        Some(_) => return y[n - 1],
+        None => return y[0],
+    };
+    let t = (at - x[i]) / h[i];
+    let (m0, m1) = (slope(i) * h[i], slope(i + 1) * h[i]);
+    let (t2, t3) = (t * t, t * t * t);
+    (2.0 * t3 - 3.0 * t2 + 1.0) * y[i]
+        + (t3 - 2.0 * t2 + t) * m0
+        + (-2.0 * t3 + 3.0 * t2) * y[i + 1]
+        + (t3 - t2) * m1
+}
+
+/// The statistics of one seeded uniform `dim`-ball of `n` points, DANCo's calibration for that dimension. Its
+/// MiND d̂ is searched on (0, 2·dim + 5], as R's calibration does.
+pub fn ball_statistics(n: usize, dim: usize, k: usize, seed: u64) -> Result<DancoStats> {
+    let ball = super::calibrated::ball_sample_f64(n, dim, seed ^ 0xDA4C_0CA1);
+    let g = exact_knn(&ball, k + 1, Metric::Euclidean, None)?;
+    statistics(&ball, &g, k, 2 * dim + 5)
+}
+
 /// Not-a-knot cubic spline through (1, y₀), (2, y₁), … (unit spacing): its second derivatives at the knots.
 fn spline_second_derivatives(y: &[f64]) -> Vec<f64> {
     let n = y.len();
@@ -346,7 +464,30 @@ impl Danco {
                 "DANCo measures the angles between each point's k neighbour vectors",
             ));
         }
-        let max_dim = self.max_dim.unwrap_or(cols);
+        let max_dim = match (self.max_dim, self.table) {
+            (Some(d), _) => d,
+            (None, false) => cols,
+            (None, true) => cols.min(FitTable::builtin().max_dim()),
+        };
+        if self.table {
+            let t = FitTable::builtin();
+            if self.k != t.k {
+                return Err(Error::range(
+                    Param::K,
+                    self.k,
+                    format!("k = {} with the precomputed calibration", t.k),
+                    "the DANCoFit table was simulated at that k; the simulated calibration takes any k",
+                ));
+            }
+            if max_dim > t.max_dim() {
+                return Err(Error::range(
+                    Param::MaxDim,
+                    max_dim,
+                    format!("D ≤ {} with the precomputed calibration", t.max_dim()),
+                    "the DANCoFit table covers dimensions 1..100; the simulated calibration takes any D",
+                ));
+            }
+        }
         if max_dim < 1 {
             return Err(Error::range(
                 Param::MaxDim,
@@ -359,15 +500,13 @@ impl Danco {
     }
 
     /// The statistics of the uniform `dim`-ball of `n` points (memoised for the process: they depend on
-    /// n, dim, k and the seed only). Its MiND d̂ is searched on (0, 2·dim + 5], as R's calibration does.
+    /// n, dim, k and the seed only).
     fn calibration_stats(&self, n: usize, dim: usize) -> Result<DancoStats> {
         let key = (n, dim, self.k, self.seed);
         if let Some(s) = memo().lock().ok().and_then(|m| m.get(&key).copied()) {
             return Ok(s);
         }
-        let ball = super::calibrated::ball_sample_f64(n, dim, self.seed ^ 0xDA4C_0CA1);
-        let g = exact_knn(&ball, self.k + 1, Metric::Euclidean, None)?;
-        let s = statistics(&ball, &g, self.k, 2 * dim + 5)?;
+        let s = ball_statistics(n, dim, self.k, self.seed)?;
         if let Ok(mut m) = memo().lock() {
             m.insert(key, s);
         }
@@ -388,6 +527,23 @@ impl Danco {
                 "use a smaller k or more rows",
             ));
         }
+        if self.table {
+            let t = FitTable::builtin();
+            let (lo, hi) = (
+                t.cardinalities[0],
+                t.cardinalities[t.cardinalities.len() - 1],
+            );
+            if !(lo..=hi).contains(&graph.n) {
+                return Err(Error::data(
+                    data.name(),
+                    format!(
+                        "DANCo's precomputed calibration covers {lo} to {hi} distinct rows; there are {}",
+                        graph.n
+                    ),
+                    format!("use DANCo's simulated calibration, or a sample of at most {hi} rows"),
+                ));
+            }
+        }
         let own = statistics(data, graph, self.k, max_dim)?;
         if !(own.dhat.is_finite() && own.mu_nu.is_finite() && own.mu_tau.is_finite()) {
             return Err(Error::data(
@@ -407,6 +563,7 @@ impl Danco {
         for dim in 1..=max_dim {
             let s = match given.get(dim - 1) {
                 Some(s) => *s,
+                None if self.table => FitTable::builtin().at(graph.n, dim),
                 None => self.calibration_stats(graph.n, dim)?,
             };
             let v = divergence(&own, &s, self.k);
@@ -446,22 +603,37 @@ impl Danco {
                 "the estimate is at the calibration's upper bound D = {max_dim}: the dimension may be larger"
             ));
         }
+        if self.table && self.max_dim.is_none() && max_dim < data.cols() {
+            notes.push(format!(
+                "D = {max_dim}, the precomputed calibration's largest dimension (the data has {} columns)",
+                data.cols()
+            ));
+        }
+        let source = if self.table {
+            let t = FitTable::builtin();
+            format!(
+                "the precomputed calibration (mean of {} seeded balls per cell, interpolated to {} points)",
+                t.iterations, graph.n
+            )
+        } else {
+            format!("seeded uniform balls of {} points", graph.n)
+        };
         Ok(Estimate {
-            estimator: "danco".into(),
+            estimator: if self.table { "danco_fit" } else { "danco" }.into(),
             variant: format!(
-                "DANCo (k = {}), {} against seeded uniform balls of {} points",
+                "DANCo{} (k = {}), {} against {source}",
+                if self.table { "Fit" } else { "" },
                 self.k,
                 if self.fractal {
                     "spline minimum of the divergence"
                 } else {
                     "calibration dimension of least divergence"
                 },
-                graph.n
             ),
             value,
             stderr: None,
             params: json!({
-                "k": self.k, "D": max_dim, "fractal": self.fractal, "seed": self.seed,
+                "k": self.k, "D": max_dim, "fractal": self.fractal, "seed": self.seed, "table": self.table,
                 "dhat": own.dhat, "mu_nu": own.mu_nu, "mu_tau": own.mu_tau,
                 "kl_divergence": kl[de - 1], "calibrated_dims": kl.len(),
                 "calibration_given": given.len().min(max_dim),
@@ -539,6 +711,39 @@ mod tests {
         let g = exact_knn(&m, 11, Metric::Euclidean, None).unwrap();
         let s = statistics(&m, &g, 10, 5).unwrap();
         assert!(s.mu_nu.is_finite() && s.mu_tau.is_finite(), "{s:?}");
+    }
+
+    #[test]
+    fn pchip_equals_scipys_interpolant() {
+        // scipy 1.x PchipInterpolator(x, y)(at) on the same knots: a local maximum (slope 0 there), unequal
+        // spacing, both ends, and a three-knot case whose end slope is limited to 3δ.
+        let (x, y) = (
+            [20.0, 40.0, 60.0, 100.0, 500.0, 1000.0],
+            [1.0, 1.5, 1.4, 2.0, 2.2, 3.5],
+        );
+        for (at, want) in [
+            (20.0, 1.0),
+            (25.0, 1.1906249999999998),
+            (50.0, 1.4499999999999997),
+            (70.0, 1.4913139763779526),
+            (300.0, 2.1240515390121693),
+            (800.0, 2.8104727272727272),
+            (999.0, 3.4962344388242426),
+            (1000.0, 3.5),
+        ] {
+            let v = pchip(&x, &y, at);
+            assert!((v - want).abs() < 1e-13, "{at}: {v} {want}");
+        }
+        let (x, y) = ([20.0, 40.0, 60.0], [0.0, 3.0, 3.1]);
+        for (at, want) in [
+            (21.0, 0.22209657258064516),
+            (30.0, 2.0320564516129034),
+            (45.0, 3.042842741935484),
+            (59.0, 3.099734677419355),
+        ] {
+            let v = pchip(&x, &y, at);
+            assert!((v - want).abs() < 1e-13, "{at}: {v} {want}");
+        }
     }
 
     #[test]

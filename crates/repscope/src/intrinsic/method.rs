@@ -13,6 +13,7 @@ use super::hidalgo::Hidalgo;
 use super::kstar::{Kstar, KstarFit};
 use super::local::{Combine, Mada, Mom, Tle};
 use super::mind::MindMl;
+use super::mindkl::MindKl;
 use super::mle::{Aggregation, GlobalMle, Mle};
 use super::pca::{PcaRule, Spectrum};
 use super::ph::{Ph, RangeType};
@@ -57,6 +58,15 @@ pub enum Method {
         max_dim: usize,
         integer: bool,
     },
+    /// MiND_KL (Rozza et al. 2012): ρ against seeded balls of dimensions 1..D by a nearest-neighbour
+    /// Kullback–Leibler estimate.
+    MindKl {
+        k: usize,
+        max_dim: Option<usize>,
+        sigma: Option<f64>,
+        patience: Option<usize>,
+        seed: u64,
+    },
     /// TwoNN with a Gamma prior (DADApy `compute_id_2NN_wprior`).
     TwonnBayes {
         alpha: f64,
@@ -74,13 +84,16 @@ pub enum Method {
         bayes: bool,
     },
     /// DANCo (skdim `DANCo`), calibrated on seeded balls of dimensions 1..D (D: the number of columns when
-    /// None), with calibration statistics for the first dimensions handed in when given.
+    /// None), with calibration statistics for the first dimensions handed in when given; with `table`, on
+    /// the precomputed table instead of simulated balls (skdim `DANCo(ver="DANCoFit")`).
     Danco {
         k: usize,
         max_dim: Option<usize>,
         fractal: bool,
         seed: u64,
         calibration: Option<Vec<DancoStats>>,
+        #[serde(default)]
+        table: bool,
     },
     /// The kNN graph length of Carter et al. (skdim `KNN`); sample sizes k + 1 .. k + 4 when None.
     Knn {
@@ -143,10 +156,12 @@ pub const NAMES: &[&str] = &[
     "fisher_s",
     "mind_mlk",
     "mind_mli",
+    "mind_kl",
     "twonn_bayes",
     "binomial",
     "binomial_rk",
     "danco",
+    "danco_fit",
     "knn",
     "ph",
     "kstar_gride",
@@ -245,7 +260,7 @@ impl Method {
                 r: 0.5,
                 bayes: true,
             },
-            "danco" => {
+            "danco" | "danco_fit" => {
                 let d = Danco::default();
                 Method::Danco {
                     k: d.k,
@@ -253,6 +268,17 @@ impl Method {
                     fractal: d.fractal,
                     seed: d.seed,
                     calibration: None,
+                    table: name == "danco_fit",
+                }
+            }
+            "mind_kl" => {
+                let m = MindKl::default();
+                Method::MindKl {
+                    k: m.k,
+                    max_dim: m.max_dim,
+                    sigma: m.sigma,
+                    patience: m.patience,
+                    seed: m.seed,
                 }
             }
             "knn" => {
@@ -325,7 +351,7 @@ impl Method {
             | Method::MleGlobal { k, .. }
             | Method::Binomial { k, .. } => k,
             Method::Corrint { k2, .. } => k2,
-            Method::Mind { k, .. } | Method::Danco { k, .. } => k + 1,
+            Method::Mind { k, .. } | Method::Danco { k, .. } | Method::MindKl { k, .. } => k + 1,
             Method::BinomialRk { rk, .. } => {
                 if rk.is_some() {
                     0
@@ -393,6 +419,7 @@ impl Method {
                 fractal,
                 seed,
                 ref calibration,
+                table,
                 ..
             } => Method::Danco {
                 k: a.saturating_sub(1),
@@ -400,6 +427,20 @@ impl Method {
                 fractal,
                 seed,
                 calibration: calibration.clone(),
+                table,
+            },
+            Method::MindKl {
+                max_dim,
+                sigma,
+                patience,
+                seed,
+                ..
+            } => Method::MindKl {
+                k: a.saturating_sub(1),
+                max_dim,
+                sigma,
+                patience,
+                seed,
             },
             Method::Ess {
                 d,
@@ -473,6 +514,21 @@ impl Method {
             Method::Mind { k, .. } => min_k(k, 1, "MiND_ML"),
             Method::Binomial { k, .. } => min_k(k, 2, "the binomial estimator"),
             Method::Danco { k, .. } => min_k(k, 2, "DANCo"),
+            Method::MindKl {
+                k,
+                max_dim,
+                sigma,
+                patience,
+                seed,
+            } => MindKl {
+                k,
+                max_dim,
+                sigma,
+                patience,
+                seed,
+            }
+            .check(1)
+            .map(|_| ()),
             Method::Knn { k, .. } => min_k(k, 1, "the kNN graph length"),
             Method::Ph {
                 ref alpha,
@@ -679,14 +735,30 @@ impl Method {
                 fractal,
                 seed,
                 ref calibration,
+                table,
             } => one(Danco {
                 k,
                 max_dim,
                 fractal,
                 seed,
                 calibration: calibration.clone(),
+                table,
             }
             .fit(data, need_graph()?)?),
+            Method::MindKl {
+                k,
+                max_dim,
+                sigma,
+                patience,
+                seed,
+            } => one(MindKl {
+                k,
+                max_dim,
+                sigma,
+                patience,
+                seed,
+            }
+            .fit(need_graph()?, data.cols())?),
             Method::Knn {
                 k,
                 ref ps,

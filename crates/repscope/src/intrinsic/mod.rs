@@ -13,6 +13,7 @@ pub mod lid;
 pub mod local;
 pub mod method;
 pub mod mind;
+pub mod mindkl;
 pub mod mle;
 pub mod pca;
 pub mod ph;
