@@ -295,6 +295,54 @@ fn an_orthogonal_dictionary_is_recovered() {
 }
 
 #[test]
+fn a_rescaled_decoder_recovers_the_dictionary_and_exports_unit_rows() {
+    // SAELens' parametrisation (free decoder rows started at norm 0.1, latents ranked by pre-activation ×
+    // row norm): the same planted dictionary is recovered, and the exported SAE has unit rows with the
+    // norms in the encoder, so it reconstructs as well as training did.
+    let (d, nf) = (64, 32);
+    let p = planted(60_000, d, nf, 0.08, 0.0, 1);
+    let m = Matrix::from_vec(p.rows, d, p.x.clone(), "planted").unwrap();
+    let cfg = TrainConfig {
+        tokens: Some(600_000),
+        lr: Some(4e-3),
+        rescaled_decoder: Some(0.1),
+        // Unscaled inputs, so that the exported rows are unit rows (an input scale s divides them by s).
+        normalize: false,
+        ..small_cfg(64, 6)
+    };
+    let t = train(&m, &cfg, &Silent).unwrap();
+    for row in t.sae.w_dec.chunks(d) {
+        let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+    let cos = cosines(&p.features, &t.sae.w_dec, d);
+    let (c, s) = (mcc(&cos, nf, 64), mmcs(&cos, nf, 64));
+    assert!(c >= 0.99, "MCC {c}, MMCS {s}");
+    let r = evaluate(&t.sae, &m, &EvalConfig::default(), &Silent).unwrap();
+    assert!(r.fvu < 0.05, "FVU {}", r.fvu);
+    assert!(
+        (r.fvu - t.summary.final_fvu).abs() < 0.02,
+        "{} {}",
+        r.fvu,
+        t.summary.final_fvu
+    );
+    // Only TopK trains with it, and its start norm must be positive.
+    for bad in [
+        TrainConfig {
+            rescaled_decoder: Some(0.0),
+            ..small_cfg(64, 6)
+        },
+        TrainConfig {
+            rescaled_decoder: Some(0.1),
+            arch: Architecture::BatchTopK,
+            ..small_cfg(64, 6)
+        },
+    ] {
+        assert!(train(&m, &bad, &Silent).is_err());
+    }
+}
+
+#[test]
 fn training_is_identical_for_any_thread_count() {
     let p = planted(6000, 24, 40, 0.05, 0.01, 2);
     let m = Matrix::from_vec(p.rows, 24, p.x, "x").unwrap();

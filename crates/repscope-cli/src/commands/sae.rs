@@ -98,6 +98,13 @@ pub struct TrainArgs {
     /// Train on the inputs as given, without scaling the mean row norm to sqrt(d).
     #[arg(long)]
     pub no_normalize: bool,
+    /// Decoder rows: unit (held at unit norm, the recipe) or rescaled (SAELens' free rows, each
+    /// latent ranked by its pre-activation times its row's norm; exported with unit rows).
+    #[arg(long, default_value = "unit")]
+    pub decoder: String,
+    /// Initial norm of the decoder rows with --decoder rescaled (SAELens' decoder_init_norm).
+    #[arg(long, default_value_t = 0.1)]
+    pub decoder_init_norm: f64,
     /// Rows of the shuffle buffer (default: 128 MiB of rows, between one batch and 65,536).
     #[arg(long)]
     pub shuffle_rows: Option<usize>,
@@ -185,7 +192,17 @@ fn run_train(a: &TrainArgs, g: &Global) -> CliResult {
             )))
         }
     };
+    let rescaled_decoder = match a.decoder.as_str() {
+        "unit" => None,
+        "rescaled" => Some(a.decoder_init_norm),
+        other => {
+            return Err(usage(format!(
+                "--decoder '{other}': choose unit or rescaled."
+            )))
+        }
+    };
     let cfg = TrainConfig {
+        rescaled_decoder,
         width: a.width,
         k: a.k,
         arch,

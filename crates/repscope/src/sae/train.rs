@@ -61,6 +61,13 @@ pub struct TrainConfig {
     /// Rows in the shuffle buffer (None: as many as fit in 128 MiB, between one batch and 65,536).
     pub shuffle_rows: Option<usize>,
     pub seed: u64,
+    /// None (the default): decoder rows held at unit norm, the gradient's part along each row removed.
+    /// Some(r): SAELens' parametrisation (`rescale_acts_by_decoder_norm`, `decoder_init_norm = r`): free
+    /// decoder rows started at norm r, latent j selected by its pre-activation times ‖d_j‖ and decoded by
+    /// the free row, so that each latent carries a trained gain. The result is exported with unit rows and
+    /// the norms folded into the encoder, the same SAE in the form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rescaled_decoder: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +90,7 @@ impl Default for TrainConfig {
             threshold_rate: 0.01,
             shuffle_rows: None,
             seed: 0,
+            rescaled_decoder: None,
         }
     }
 }
@@ -167,6 +175,23 @@ impl TrainConfig {
                 "a rate in (0, 1]",
                 format!("the threshold rate is {}", self.threshold_rate),
             ));
+        }
+        if let Some(r) = self.rescaled_decoder {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(Error::range(
+                    Param::DecoderInitNorm,
+                    r,
+                    "a finite norm > 0 (SAELens starts at 0.1)",
+                    format!("the decoder rows would start at norm {r}"),
+                ));
+            }
+            if !matches!(self.arch, Architecture::TopK) {
+                return Err(Error::param(
+                    Param::Arch,
+                    "a rescaled decoder is trained with topk only (BatchTopK's threshold reads unit rows)",
+                    "choose topk, or keep the unit-norm decoder",
+                ));
+            }
         }
         Ok(())
     }
@@ -493,6 +518,8 @@ pub struct Trainer<'a> {
     fvu_tail: f64,
     l0_tail: f64,
     last_dead: f64,
+    /// ‖d_j‖ of the free decoder rows (empty with unit-norm rows).
+    norms: Vec<f32>,
 }
 
 /// The version of the checkpoint layout.
@@ -570,6 +597,10 @@ impl<'a> Trainer<'a> {
             r.iter_mut().for_each(|v| *v = g.normal() as f32);
         });
         normalise_rows(&mut w_dec, d);
+        if let Some(r) = cfg.rescaled_decoder {
+            let r = r as f32;
+            w_dec.par_iter_mut().for_each(|v| *v *= r);
+        }
         let sae = Sae {
             d,
             n,
@@ -606,8 +637,33 @@ impl<'a> Trainer<'a> {
             fvu_tail: 0.0,
             l0_tail: 0.0,
             last_dead: 0.0,
+            norms: Vec::new(),
             sae,
-        })
+        }
+        .with_norms())
+    }
+
+    /// Recomputes ‖d_j‖ when the decoder rows are free.
+    fn with_norms(mut self) -> Self {
+        self.refresh_norms();
+        self
+    }
+
+    fn refresh_norms(&mut self) {
+        if self.cfg.rescaled_decoder.is_some() {
+            let d = self.sae.d;
+            self.norms = self
+                .sae
+                .w_dec
+                .par_chunks(d)
+                .map(|r| {
+                    r.iter()
+                        .map(|&v| (v as f64) * (v as f64))
+                        .sum::<f64>()
+                        .sqrt() as f32
+                })
+                .collect();
+        }
     }
 
     /// The learning rate at step t (0-based): linear warm-up, constant, linear decay to 0 at the end.
@@ -653,15 +709,25 @@ impl<'a> Trainer<'a> {
             Architecture::BatchTopK => (4 * k).min(n),
             _ => k,
         };
+        // With free decoder rows, latents are ranked by pre-activation × ‖d_j‖ and keep their raw value.
+        let rescaled = !self.norms.is_empty();
+        let mut ranked = Vec::new();
         for (r, row) in pre.chunks_exact(n).enumerate() {
             let b = (first + r) as u32;
-            top_k_row(row, cap, &mut scratch);
+            let rank = if rescaled {
+                ranked.clear();
+                ranked.extend(row.iter().zip(&self.norms).map(|(v, s)| v * s));
+                &ranked[..]
+            } else {
+                row
+            };
+            top_k_row(rank, cap, &mut scratch);
             scratch.sort_by_key(|p| p.1);
             let mut smallest = f32::INFINITY;
             for &(v, i) in &scratch {
                 smallest = smallest.min(v);
                 if v > 0.0 {
-                    out.sel.push((b, i, v));
+                    out.sel.push((b, i, row[i as usize]));
                 }
             }
             if matches!(sae.arch, Architecture::BatchTopK) {
@@ -670,12 +736,12 @@ impl<'a> Trainer<'a> {
             }
             if self.aux_k > 0 && !dead.is_empty() {
                 dead_pre.clear();
-                dead_pre.extend(dead.iter().map(|&j| row[j as usize]));
+                dead_pre.extend(dead.iter().map(|&j| rank[j as usize]));
                 top_k_row(&dead_pre, self.aux_k, &mut scratch);
                 let mut picked: Vec<(u32, f32)> = scratch
                     .iter()
                     .filter(|p| p.0 > 0.0)
-                    .map(|&(v, i)| (dead[i as usize], v))
+                    .map(|&(_, i)| (dead[i as usize], row[dead[i as usize] as usize]))
                     .collect();
                 picked.sort_by_key(|p| p.0);
                 out.aux.extend(picked.into_iter().map(|(j, v)| (b, j, v)));
@@ -966,11 +1032,14 @@ impl<'a> Trainer<'a> {
             mut g_benc,
             mut g_bdec,
         } = self.gradients(&x, &dead);
-        // Keep the decoder on the unit sphere: drop each row's gradient component along the row.
+        // Keep the decoder on the unit sphere: drop each row's gradient component along the row (free rows
+        // keep their whole gradient).
+        let unit = self.cfg.rescaled_decoder.is_none();
         let w_dec = &self.sae.w_dec;
         g_wdec
             .par_chunks_mut(d)
             .zip(w_dec.par_chunks(d))
+            .filter(|_| unit)
             .for_each(|(gd, w)| {
                 let along = gd.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
                 if along != 0.0 {
@@ -1018,7 +1087,11 @@ impl<'a> Trainer<'a> {
             lr as f32,
             tt,
         );
-        normalise_rows(&mut self.sae.w_dec, d);
+        if unit {
+            normalise_rows(&mut self.sae.w_dec, d);
+        } else {
+            self.refresh_norms();
+        }
         self.g_wdec = g_wdec;
         self.g_wenc = g_wenc;
         // Firing counters.
@@ -1285,6 +1358,7 @@ impl<'a> Trainer<'a> {
         {
             return Err(damaged());
         }
+        t.refresh_norms();
         Ok(t)
     }
 
@@ -1293,6 +1367,23 @@ impl<'a> Trainer<'a> {
     fn export(self) -> Sae {
         let s = self.scale;
         let mut sae = self.sae;
+        // Free decoder rows: unit rows, the norms folded into the encoder rows and biases (the same codes
+        // times ‖d_j‖, the same selection and reconstruction).
+        if !self.norms.is_empty() {
+            let d = sae.d;
+            sae.w_dec
+                .par_chunks_mut(d)
+                .zip(sae.w_enc_t.par_chunks_mut(d))
+                .zip(sae.b_enc.par_iter_mut())
+                .zip(self.norms.par_iter())
+                .for_each(|(((wd, we), be), &nj)| {
+                    if nj > 0.0 {
+                        wd.iter_mut().for_each(|v| *v /= nj);
+                        we.iter_mut().for_each(|v| *v *= nj);
+                        *be *= nj;
+                    }
+                });
+        }
         if s != 1.0 {
             sae.w_enc_t.iter_mut().for_each(|v| *v *= s);
             sae.w_dec.iter_mut().for_each(|v| *v /= s);
