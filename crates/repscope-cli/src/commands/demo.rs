@@ -53,6 +53,11 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
     ("fisher_s", "FisherS", Some(0.393)),
     ("mind_mlk", "MiND_ML(ver='MLk')", Some(0.235)),
     ("mind_mli", "MiND_ML(ver='MLi')", Some(0.210)),
+    (
+        "mind_kl",
+        "(no peer in Python: the authors' MATLAB MiND_KL)",
+        None,
+    ),
     ("twonn_bayes", "(DADApy compute_id_2NN_wprior)", Some(0.130)),
     ("binomial", "(DADApy compute_id_binomial_k)", Some(0.157)),
     (
@@ -61,6 +66,7 @@ const PEER_MRE: &[(&str, &str, Option<f64>)] = &[
         Some(0.178),
     ),
     ("danco", "DANCo", Some(0.122)),
+    ("danco_fit", "DANCo(ver='DANCoFit')", Some(0.108)),
     ("knn", "KNN", Some(1.418)),
     (
         "ph",

@@ -86,7 +86,8 @@ def intrinsic_dimension(
 
     Returns the document of ``repscope id --json``. ``result["dimension"]`` is the recommended estimate
     (``twonn_calibrated``: TwoNN corrected for its finite-sample bias against uniform balls of the same
-    size, the suite's most accurate estimator on the benchmark manifolds) with the reason it was chosen;
+    size, the most accurate of the suite's continuous estimators with a standard error on the benchmark
+    manifolds) with the reason it was chosen;
     ``result["estimates"]`` lists every estimator; ``result["scale_curve"]`` has the GRIDE multiscale and
     decimation curves.
 
