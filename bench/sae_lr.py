@@ -12,7 +12,7 @@ batch 4,096). Every held-out FVU is computed by `repscope sae eval` (it equals f
 same reconstructions, checked in bench/sae.py).
 
 Usage: bench/.venv-sae/bin/python bench/sae_lr.py [--threads 2] [--repscope-lrs default 1e-3 ...]
-       [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."] [--saelens-decoder-init-norm 1.0]
+       [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."] [--saelens-decoder-init-norm 1.0] [--seed 0]
 Output: bench/out/sae_lr.json.
 """
 
@@ -40,6 +40,7 @@ def heldout(repscope, folder, held, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="repscope's training seed")
     ap.add_argument("--tokens", type=int, default=491_520)
     ap.add_argument("--width", type=int, default=6144)
     ap.add_argument("--k", type=int, default=32)
@@ -61,7 +62,7 @@ def main():
     for lr in a.repscope_lrs:
         folder = OUT / "sae_lr_repscope"
         cmd = [a.repscope, "sae", "train", str(train), "-o", str(folder), "--width", str(a.width), "-k", str(a.k),
-               "--batch", str(a.batch), "--seed", "0", "--threads", str(a.threads), "--force", "--json", "--quiet",
+               "--batch", str(a.batch), "--seed", str(a.seed), "--threads", str(a.threads), "--force", "--json", "--quiet",
                *a.extra.split()]
         if lr != "default":
             cmd += ["--lr", lr]
