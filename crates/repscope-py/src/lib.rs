@@ -879,7 +879,7 @@ impl PySae {
 /// Trains an SAE; returns it with the training summary (JSON).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (x, key, width, k, arch, tokens, batch, lr, warmup_steps, aux_k, aux_coef, dead_tokens, b_dec_init, normalize, seed))]
+#[pyo3(signature = (x, key, width, k, arch, tokens, batch, lr, warmup_steps, aux_k, aux_coef, dead_tokens, b_dec_init, normalize, seed, rescaled_decoder=None))]
 fn sae_train(
     py: Python<'_>,
     x: Rows<'_>,
@@ -897,6 +897,7 @@ fn sae_train(
     b_dec_init: &str,
     normalize: bool,
     seed: u64,
+    rescaled_decoder: Option<f64>,
 ) -> PyResult<(PySae, String)> {
     use repscope::sae::train::{BDecInit, TrainConfig};
     let arch = match repscope::sae::Architecture::parse(arch) {
@@ -931,6 +932,7 @@ fn sae_train(
         b_dec_init,
         normalize,
         seed,
+        rescaled_decoder,
         ..TrainConfig::default()
     };
     cfg.validate().map_err(to_py)?;

@@ -76,10 +76,25 @@ def test_saelens_folders_encode_as_saelens_does():
             np.testing.assert_allclose(sae.decode(f), want, rtol=1e-5, atol=1e-4)
 
 
+def test_a_rescaled_decoder_recovers_the_dictionary_with_unit_rows():
+    # SAELens' parametrisation (free rows from norm 0.1, latents ranked by pre-activation times row norm),
+    # saved with unit rows and the norms in the encoder.
+    X, features = planted()
+    X = X.astype(np.float32)
+    sae = TopKSAE(width=32, k=4, batch=512, tokens=200_000, lr=4e-3, seed=1, normalize=False,
+                  decoder="rescaled").fit(X)
+    np.testing.assert_allclose(np.linalg.norm(sae.W_dec_, axis=1), 1.0, rtol=1e-5)
+    assert (features @ sae.W_dec_.T).max(1).mean() > 0.99
+    assert sae.evaluate(X)["fvu"] < 0.05
+    assert sae.get_params()["decoder"] == "rescaled"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"width": 0}, {"width": 8, "k": 0}, {"width": 8, "k": 9}, {"width": 8, "k": 2, "arch": "gated"},
-     {"width": 8, "k": 2, "lr": -1.0}, {"width": 8, "k": 2, "b_dec_init": "origin"}, {"width": 8, "k": 2, "batch": 0}],
+     {"width": 8, "k": 2, "lr": -1.0}, {"width": 8, "k": 2, "b_dec_init": "origin"}, {"width": 8, "k": 2, "batch": 0},
+     {"width": 8, "k": 2, "decoder": "free"}, {"width": 8, "k": 2, "decoder": "rescaled", "decoder_init_norm": 0.0},
+     {"width": 8, "k": 2, "decoder": "rescaled", "arch": "batchtopk"}],
 )
 def test_bad_parameters_raise_value_error(kwargs):
     X, _ = planted(rows=500)

@@ -39,6 +39,13 @@ class TopKSAE:
         ``aux_coef`` (1/32); a latent is dead after ``dead_tokens`` rows without firing; b_dec starts at the
         geometric median ("median"), "mean" or "zero"; ``normalize`` scales inputs to mean norm sqrt(d) and
         folds the scale into the weights.
+    decoder : {"unit", "rescaled"}, default "unit"
+        "unit": decoder rows held at unit norm (the parallel part of their gradient removed). "rescaled":
+        SAELens' parametrisation (``rescale_acts_by_decoder_norm``): free rows started at norm
+        ``decoder_init_norm``, each latent ranked by its pre-activation times its row's norm; saved with unit
+        rows and the norms folded into the encoder (TopK only).
+    decoder_init_norm : float, default 0.1
+        The rows' starting norm with ``decoder="rescaled"``.
 
     Attributes (after fit or load)
     ------------------------------
@@ -48,7 +55,7 @@ class TopKSAE:
 
     def __init__(self, width, k=32, arch="topk", tokens=None, batch=4096, lr=None, warmup_steps=None,
                  aux_k=None, aux_coef=1.0 / 32.0, dead_tokens=10_000_000, b_dec_init="median", normalize=True,
-                 seed=0):
+                 seed=0, decoder="unit", decoder_init_norm=0.1):
         self.width = width
         self.k = k
         self.arch = arch
@@ -62,11 +69,13 @@ class TopKSAE:
         self.b_dec_init = b_dec_init
         self.normalize = normalize
         self.seed = seed
+        self.decoder = decoder
+        self.decoder_init_norm = decoder_init_norm
 
     def get_params(self, deep=True):
         return {name: getattr(self, name) for name in (
             "width", "k", "arch", "tokens", "batch", "lr", "warmup_steps", "aux_k", "aux_coef", "dead_tokens",
-            "b_dec_init", "normalize", "seed")}
+            "b_dec_init", "normalize", "seed", "decoder", "decoder_init_norm")}
 
     def set_params(self, **params):
         for name, value in params.items():
@@ -84,8 +93,11 @@ class TopKSAE:
                 opt(self.tokens, "tokens"), check_int(self.batch, "batch", 0), lr, opt(self.warmup_steps,
                 "warmup_steps"), opt(self.aux_k, "aux_k"), float(self.aux_coef), check_int(self.dead_tokens,
                 "dead_tokens", 0), str(self.b_dec_init), bool(self.normalize), check_int(self.seed, "seed", 0))
+        if self.decoder not in ("unit", "rescaled"):
+            raise ValueError(f"invalid parameter decoder: {self.decoder!r}; choose 'unit' or 'rescaled'")
+        rescaled = float(self.decoder_init_norm) if self.decoder == "rescaled" else None
         with rows(X) as r:
-            self._sae, summary = _repscope.sae_train(r, key, *args)
+            self._sae, summary = _repscope.sae_train(r, key, *args, rescaled)
         self.summary_ = json.loads(summary)
         self._set_weights()
         return self
