@@ -2310,12 +2310,13 @@ fn sae() {
         prop::option::of(prop::sample::select(vec![0.0f64, -1.0, 1e-3, 1e30])),
         prop::option::of(prop::sample::select(vec!["median", "mean", "zero", "nope"])),
         any::<bool>(),
+        prop::option::of(prop::sample::select(vec!["unit", "rescaled", "rescaled", "free"])),
     );
     check_group(
         "sae",
         80,
         strat,
-        |dir, (inp, g, width, k, arch, batch, tokens, lr, init, no_norm)| {
+        |dir, (inp, g, width, k, arch, batch, tokens, lr, init, no_norm, decoder)| {
             let (f, key) = write_input(dir, "x", &inp, "--key");
             let out = dir.join("sae");
             let mut a = vec![s("sae"), s("train"), p(&f), s("-o"), p(&out)];
@@ -2327,6 +2328,7 @@ fn sae() {
             opt(&mut a, "--tokens", &tokens);
             opt(&mut a, "--lr", &lr);
             opt(&mut a, "--b-dec-init", &init);
+            opt(&mut a, "--decoder", &decoder);
             if no_norm {
                 a.push("--no-normalize".into());
             }
