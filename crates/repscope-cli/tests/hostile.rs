@@ -2310,7 +2310,9 @@ fn sae() {
         prop::option::of(prop::sample::select(vec![0.0f64, -1.0, 1e-3, 1e30])),
         prop::option::of(prop::sample::select(vec!["median", "mean", "zero", "nope"])),
         any::<bool>(),
-        prop::option::of(prop::sample::select(vec!["unit", "rescaled", "rescaled", "free"])),
+        prop::option::of(prop::sample::select(vec![
+            "unit", "rescaled", "rescaled", "free",
+        ])),
     );
     check_group(
         "sae",

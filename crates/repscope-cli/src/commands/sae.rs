@@ -17,7 +17,7 @@ use crate::{usage, CliResult, Failure, Global};
 #[derive(Subcommand, Debug)]
 pub enum SaeCommand {
     /// Train a TopK or BatchTopK SAE on the rows of a file; writes an SAELens folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate an SAE (a SAELens or sparsify folder, or an OpenAI .pt file) on the rows of a file.
     Eval(EvalArgs),
     /// Encode the rows of a file: sparse codes as .npz (indptr, indices, values: row r's latents are
