@@ -109,6 +109,7 @@ def sae_train(
     b_dec_init: str,
     normalize: bool,
     seed: int,
+    rescaled_decoder: Optional[float] = None,
 ) -> Tuple[Sae, str]: ...
 
 # repscope.ray's engine side: passes over one shard, partial results merged, exact kNN in pieces, jobs.

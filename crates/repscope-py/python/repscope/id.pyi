@@ -188,6 +188,24 @@ class MiND_ML(_Pointwise, _Estimator):
     def __init__(self, k: int = 20, D: int = 10, ver: Literal["MLk", "MLi"] = "MLk") -> None: ...
     def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MiND_ML": ...
 
+class MiND_KL(_Pointwise, _Estimator):
+    k: int
+    D: Optional[int]
+    sigma: Optional[float]
+    patience: Optional[int]
+    random_state: Optional[int]
+    kl_divergence_: float
+    divergences_: npt.NDArray[np.float64]
+    def __init__(
+        self,
+        k: int = 10,
+        D: Optional[int] = None,
+        sigma: Optional[float] = None,
+        patience: Optional[int] = 10,
+        random_state: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, X: npt.ArrayLike, y: Any = None, graph: Optional[Neighbours] = None) -> "MiND_KL": ...
+
 class lPCA(_Pointwise, _Estimator):
     ver: str
     alphaRatio: float
@@ -247,7 +265,7 @@ class DANCo(_Pointwise, _Estimator):
         k: int = 10,
         D: Optional[int] = None,
         calibration_data: Optional[Dict[str, Any]] = None,
-        ver: Literal["DANCo", "MIND_MLk", "MIND_MLi"] = "DANCo",
+        ver: Literal["DANCo", "DANCoFit", "MIND_MLk", "MIND_MLi"] = "DANCo",
         fractal: bool = True,
         random_state: Optional[int] = None,
     ) -> None: ...

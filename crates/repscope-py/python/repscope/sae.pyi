@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Literal, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,8 @@ class TopKSAE:
     b_dec_init: str
     normalize: bool
     seed: int
+    decoder: str
+    decoder_init_norm: float
     W_enc_: npt.NDArray[np.float32]
     W_dec_: npt.NDArray[np.float32]
     b_enc_: npt.NDArray[np.float32]
@@ -41,6 +43,8 @@ class TopKSAE:
         b_dec_init: str = "median",
         normalize: bool = True,
         seed: int = 0,
+        decoder: Literal["unit", "rescaled"] = "unit",
+        decoder_init_norm: float = 0.1,
     ) -> None: ...
     def get_params(self, deep: bool = True) -> Dict[str, Any]: ...
     def set_params(self, **params: Any) -> "TopKSAE": ...
