@@ -754,6 +754,8 @@ fn mind_kl_recovers_the_dimension_of_balls() {
             .estimate
         };
         let e = fit(Some(10));
+        // A second fit reads the memoised balls: the same divergences, bit for bit.
+        assert_eq!(e.params["divergences"], fit(Some(10)).params["divergences"]);
         assert!((e.value - d as f64).abs() <= 1.0, "d = {d}: {}", e.value);
         exact += (e.value == d as f64) as usize;
         assert_eq!(e.value, fit(None).value, "d = {d}");

@@ -5,6 +5,9 @@
 //! estimate of the Kullback–Leibler divergence in one dimension. The estimate is the dimension of least
 //! divergence. Unlike MiND_ML, nothing assumes ρ's asymptotic density: the balls carry the finite sample and
 //! its boundary effects with them.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use serde_json::json;
 
 use super::local::check_graph_k;
@@ -82,11 +85,45 @@ pub(crate) fn wang_kl_1d(p: &[f64], q: &[f64]) -> f64 {
     (sum / n as f64 + (m as f64 / (n as f64 - 1.0)).ln()).abs()
 }
 
-/// The sorted ρ of a seeded uniform `dim`-ball of `n` points.
-fn ball_rhos(n: usize, dim: usize, k: usize, seed: u64) -> Result<Vec<f64>> {
+/// The balls' ρ kept for the process, at most this many values in all (64 MiB); past it the memo starts over.
+const MEMO_VALUES: usize = 8 << 20;
+
+type MemoKey = (usize, usize, usize, u64);
+
+struct Memo {
+    map: HashMap<MemoKey, Arc<Vec<f64>>>,
+    values: usize,
+}
+
+fn memo() -> &'static Mutex<Memo> {
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+    MEMO.get_or_init(|| {
+        Mutex::new(Memo {
+            map: HashMap::new(),
+            values: 0,
+        })
+    })
+}
+
+/// The sorted ρ of a seeded uniform `dim`-ball of `n` points (memoised: it depends on n, dim, k and the
+/// seed only, so fits of the same size share their balls).
+fn ball_rhos(n: usize, dim: usize, k: usize, seed: u64) -> Result<Arc<Vec<f64>>> {
+    let key = (n, dim, k, seed);
+    if let Some(v) = memo().lock().ok().and_then(|m| m.map.get(&key).cloned()) {
+        return Ok(v);
+    }
     let ball = super::calibrated::ball_sample_f64(n, dim, seed ^ 0xDA4C_0CA1);
     let g = exact_knn(&ball, k + 1, Metric::Euclidean, None)?;
-    Ok(rhos(&g, k))
+    let v = Arc::new(rhos(&g, k));
+    if let Ok(mut m) = memo().lock() {
+        if m.values + v.len() > MEMO_VALUES {
+            m.map.clear();
+            m.values = 0;
+        }
+        m.values += v.len();
+        m.map.insert(key, Arc::clone(&v));
+    }
+    Ok(v)
 }
 
 /// The curve convolved with the normalised Gaussian of standard deviation `sigma` on −r..r, r = 4⌈σ/2⌉ (the
