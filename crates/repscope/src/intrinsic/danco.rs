@@ -337,11 +337,23 @@ fn pchip(x: &[f64], y: &[f64], at: f64) -> f64 {
         + (t3 - t2) * m1
 }
 
+/// The seeded uniform `dim`-ball of `n` points that calibrates dimension `dim`, with its graph of k + 1
+/// neighbours: DANCo's calibration and MiND_KL's comparison read the same balls.
+pub(crate) fn calibration_ball(
+    n: usize,
+    dim: usize,
+    k: usize,
+    seed: u64,
+) -> Result<(Matrix, KnnGraph)> {
+    let ball = super::calibrated::ball_sample_f64(n, dim, seed ^ 0xDA4C_0CA1);
+    let g = exact_knn(&ball, k + 1, Metric::Euclidean, None)?;
+    Ok((ball, g))
+}
+
 /// The statistics of one seeded uniform `dim`-ball of `n` points, DANCo's calibration for that dimension. Its
 /// MiND d̂ is searched on (0, 2·dim + 5], as R's calibration does.
 pub fn ball_statistics(n: usize, dim: usize, k: usize, seed: u64) -> Result<DancoStats> {
-    let ball = super::calibrated::ball_sample_f64(n, dim, seed ^ 0xDA4C_0CA1);
-    let g = exact_knn(&ball, k + 1, Metric::Euclidean, None)?;
+    let (ball, g) = calibration_ball(n, dim, k, seed)?;
     statistics(&ball, &g, k, 2 * dim + 5)
 }
 
@@ -716,7 +728,8 @@ mod tests {
     #[test]
     fn pchip_equals_scipys_interpolant() {
         // scipy 1.x PchipInterpolator(x, y)(at) on the same knots: a local maximum (slope 0 there), unequal
-        // spacing, both ends, and a three-knot case whose end slope is limited to 3δ.
+        // spacing, both ends; three-knot cases whose end slope is set to 0 (its sign against δ's) and limited
+        // to 3δ (δ's changing sign).
         let (x, y) = (
             [20.0, 40.0, 60.0, 100.0, 500.0, 1000.0],
             [1.0, 1.5, 1.4, 2.0, 2.2, 3.5],
@@ -740,6 +753,16 @@ mod tests {
             (30.0, 2.0320564516129034),
             (45.0, 3.042842741935484),
             (59.0, 3.099734677419355),
+        ] {
+            let v = pchip(&x, &y, at);
+            assert!((v - want).abs() < 1e-13, "{at}: {v} {want}");
+        }
+        let (x, y) = ([20.0, 40.0, 60.0], [0.0, 1.0, -10.0]);
+        for (at, want) in [
+            (21.0, 0.142625),
+            (30.0, 0.8750000000000002),
+            (45.0, 0.07812499999999982),
+            (59.0, -9.153125000000001),
         ] {
             let v = pchip(&x, &y, at);
             assert!((v - want).abs() < 1e-13, "{at}: {v} {want}");

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::local::check_graph_k;
 use super::Estimate;
 use crate::error::{Error, Param, Result};
-use crate::neighbors::{exact_knn, KnnGraph, Metric};
+use crate::neighbors::KnnGraph;
 
 /// MiND_KL.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,8 +112,7 @@ fn ball_rhos(n: usize, dim: usize, k: usize, seed: u64) -> Result<Arc<Vec<f64>>>
     if let Some(v) = memo().lock().ok().and_then(|m| m.map.get(&key).cloned()) {
         return Ok(v);
     }
-    let ball = super::calibrated::ball_sample_f64(n, dim, seed ^ 0xDA4C_0CA1);
-    let g = exact_knn(&ball, k + 1, Metric::Euclidean, None)?;
+    let (_, g) = super::danco::calibration_ball(n, dim, k, seed)?;
     let v = Arc::new(rhos(&g, k));
     if let Ok(mut m) = memo().lock() {
         if m.values + v.len() > MEMO_VALUES {

@@ -477,13 +477,17 @@ fn centre(x: &[f32], d: usize, median: bool) -> Vec<f64> {
 }
 
 /// Unit-norm rows (a zero row stays zero).
+/// A row's Euclidean norm, summed in f64.
+fn row_norm(r: &[f32]) -> f64 {
+    r.iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
 fn normalise_rows(w: &mut [f32], d: usize) {
     w.par_chunks_mut(d).for_each(|r| {
-        let n = r
-            .iter()
-            .map(|&v| (v as f64) * (v as f64))
-            .sum::<f64>()
-            .sqrt();
+        let n = row_norm(r);
         if n > 0.0 {
             let inv = (1.0 / n) as f32;
             r.iter_mut().for_each(|v| *v *= inv);
@@ -614,7 +618,7 @@ impl<'a> Trainer<'a> {
             apply_b_dec_to_input: true,
             input_norm: super::InputNorm::None,
         };
-        Ok(Trainer {
+        let mut t = Trainer {
             cfg: cfg.clone(),
             src,
             m_wenc: Moments::new(n * d),
@@ -639,16 +643,12 @@ impl<'a> Trainer<'a> {
             last_dead: 0.0,
             norms: Vec::new(),
             sae,
-        }
-        .with_norms())
+        };
+        t.refresh_norms();
+        Ok(t)
     }
 
     /// Recomputes ‖d_j‖ when the decoder rows are free.
-    fn with_norms(mut self) -> Self {
-        self.refresh_norms();
-        self
-    }
-
     fn refresh_norms(&mut self) {
         if self.cfg.rescaled_decoder.is_some() {
             let d = self.sae.d;
@@ -656,12 +656,7 @@ impl<'a> Trainer<'a> {
                 .sae
                 .w_dec
                 .par_chunks(d)
-                .map(|r| {
-                    r.iter()
-                        .map(|&v| (v as f64) * (v as f64))
-                        .sum::<f64>()
-                        .sqrt() as f32
-                })
+                .map(|r| row_norm(r) as f32)
                 .collect();
         }
     }
@@ -1035,17 +1030,17 @@ impl<'a> Trainer<'a> {
         // Keep the decoder on the unit sphere: drop each row's gradient component along the row (free rows
         // keep their whole gradient).
         let unit = self.cfg.rescaled_decoder.is_none();
-        let w_dec = &self.sae.w_dec;
-        g_wdec
-            .par_chunks_mut(d)
-            .zip(w_dec.par_chunks(d))
-            .filter(|_| unit)
-            .for_each(|(gd, w)| {
-                let along = gd.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
-                if along != 0.0 {
-                    gd.iter_mut().zip(w).for_each(|(a, b)| *a -= along * b);
-                }
-            });
+        if unit {
+            g_wdec
+                .par_chunks_mut(d)
+                .zip(self.sae.w_dec.par_chunks(d))
+                .for_each(|(gd, w)| {
+                    let along = gd.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+                    if along != 0.0 {
+                        gd.iter_mut().zip(w).for_each(|(a, b)| *a -= along * b);
+                    }
+                });
+        }
         // Clip the global norm, then Adam.
         if self.cfg.clip > 0.0 {
             let norm =
