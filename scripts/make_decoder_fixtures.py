@@ -1,5 +1,6 @@
 """Writes the decoder-model fixtures of tests/fixtures/decoders with transformers itself: tiny models of each
-decoder family repscope runs (GPT-2, GPT-NeoX in both residual layouts, Llama, Mistral, Qwen2, Gemma), with
+decoder family repscope runs (GPT-2, GPT-NeoX in both residual layouts, Llama, Mistral, Qwen2, Qwen3, Gemma,
+Gemma 2), with
 seeded random weights, their tokenizers, and what transformers computes on a set of texts.
 
 Each folder is a Hugging Face model folder (config.json, model.safetensors or sharded safetensors with
@@ -15,13 +16,16 @@ GPT-2, the serial GPT-NeoX and Mistral are saved from their causal-LM classes (p
 head, as downloaded folders are); the others from the base model. The configurations exercise every option the decoder pass reads: learned and rotary positions, partial rotary
 dimensions, parallel and serial residuals, grouped-query and multi-query attention, sliding windows, the
 llama3, yarn and linear rope scalings, q/k/v biases, gated and plain MLPs, RMSNorm with and without the
-(1 + w) scale, tied and untied embeddings, bf16 weights and sharded weights.
+(1 + w) scale, tied and untied embeddings, bf16 weights and sharded weights; Gemma 2's norms after attention
+and after the MLP, its soft-capped scores (the cap set low enough to bite), query_pre_attn_scalar and
+alternating sliding windows; Qwen3's per-head query and key norms with a head width other than hidden / heads.
 
 The tokenizers are trained here on the test texts: byte-level BPE (GPT-2, NeoX, Qwen2) and SentencePiece-style
 BPE with byte fallback and a BOS template (Llama, Mistral, Gemma).
 
 Run once with the embed bench venv (bash bench/setup_venv_embed.sh):
-    bench/.venv-embed/bin/python scripts/make_decoder_fixtures.py
+    bench/.venv-embed/bin/python scripts/make_decoder_fixtures.py [NAME ...]
+(names: only those folders are rewritten; none: every folder and tokenizer_variants.json).
 The tests read only the files written here; they never run transformers.
 """
 
@@ -117,7 +121,7 @@ def randomise(model, seed):
             if "norm" in name or ".ln_" in name or name.startswith("ln_f"):
                 # Norm scales near their identity, so every layer keeps a usable scale.
                 base = 0.0 if p.ndim == 1 and "bias" in name else (1.0 if "weight" in name else 0.0)
-                if getattr(model.config, "model_type", "") == "gemma" and "weight" in name:
+                if getattr(model.config, "model_type", "").startswith("gemma") and "weight" in name:
                     base = 0.0
                 p.copy_(base + 0.1 * torch.randn(p.shape, generator=gen))
             else:
@@ -154,7 +158,12 @@ def references(model, tokenizer, texts):
     }
 
 
+ONLY = set()
+
+
 def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None, causal=False):
+    if ONLY and name not in ONLY:
+        return
     folder = OUT / name
     if folder.exists():
         shutil.rmtree(folder)
@@ -241,14 +250,20 @@ def tokenizer_variants():
 
 
 def main():
+    import sys
+
     from transformers import (
+        Gemma2Config,
         GemmaConfig,
         GPT2Config,
         GPTNeoXConfig,
         LlamaConfig,
         MistralConfig,
         Qwen2Config,
+        Qwen3Config,
     )
+
+    ONLY.update(sys.argv[1:])
 
     OUT.mkdir(parents=True, exist_ok=True)
     common = dict(vocab_size=VOCAB, max_position_embeddings=128, tie_word_embeddings=False)
@@ -333,6 +348,33 @@ def main():
         seed=7,
         dtype=torch.bfloat16,
     )
+    make(
+        "qwen3",
+        Qwen3Config(
+            vocab_size=VOCAB, max_position_embeddings=128, tie_word_embeddings=True,
+            hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            intermediate_size=80, use_sliding_window=True, sliding_window=5, max_window_layers=1,
+            rope_parameters=dict(rope_type="default", rope_theta=1000.0),
+            bos_token_id=0, eos_token_id=0,
+        ),
+        QWEN_TOK,
+        seed=8,
+        causal=True,
+    )
+    make(
+        "gemma2",
+        Gemma2Config(
+            **common, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, intermediate_size=80, hidden_activation="gelu_pytorch_tanh",
+            query_pre_attn_scalar=24, attn_logit_softcapping=0.25, final_logit_softcapping=30.0,
+            sliding_window=4, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        ),
+        GEMMA_TOK,
+        seed=9,
+        causal=True,
+    )
+    if ONLY:
+        return
     tokenizer_variants()
     (OUT / "VERSIONS").write_text(
         f"transformers {transformers.__version__}\ntorch {torch.__version__}\n"

@@ -206,6 +206,8 @@ pub(crate) struct AttnShape {
     pub causal: bool,
     /// With `causal`: only the last `w` positions, itself included.
     pub window: Option<usize>,
+    /// Soft-capping c of the scaled scores: s becomes c · tanh(s / c) (Gemma 2).
+    pub softcap: Option<f32>,
 }
 
 /// The rows of `buf` (`width` values each) cut per text: text s owns rows offs[s]..offs[s + 1].
@@ -259,6 +261,9 @@ pub(crate) fn attention(
                     (0, len)
                 };
                 let live = &mut row[lo..hi];
+                if let Some(c) = a.softcap {
+                    live.iter_mut().for_each(|v| *v = (*v / c).tanh() * c);
+                }
                 let m = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f32;
                 for v in live.iter_mut() {
@@ -343,6 +348,7 @@ impl CpuEncoder {
             scale: 1.0 / ((h / heads) as f32).sqrt(),
             causal: false,
             window: None,
+            softcap: None,
         };
         let mut qkv = vec![0f32; n * 3 * h];
         let mut ctx = vec![0f32; n * h];
@@ -500,6 +506,7 @@ mod product_tests {
                 scale: 1.0 / (dh as f32).sqrt(),
                 causal: false,
                 window: None,
+                softcap: None,
             };
             attention(&qkv, &offs, &shape, parts, true);
         }

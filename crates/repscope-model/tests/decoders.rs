@@ -14,7 +14,9 @@ const FAMILIES: &[&str] = &[
     "llama",
     "mistral",
     "qwen2",
+    "qwen3",
     "gemma",
+    "gemma2",
 ];
 
 fn folder(name: &str) -> PathBuf {

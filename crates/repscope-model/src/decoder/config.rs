@@ -24,6 +24,11 @@ pub enum DecoderFamily {
     Qwen2,
     /// Gemma: Llama's blocks with GeGLU, (1 + w) RMSNorm, scaled embeddings and a free head width.
     Gemma,
+    /// Gemma 2: Gemma's blocks with norms after attention and after the MLP as well, soft-capped attention
+    /// scores, its own score scale (query_pre_attn_scalar) and sliding windows on alternate layers.
+    Gemma2,
+    /// Qwen3: Llama's blocks with RMSNorm on each query and key head, and Qwen2's sliding windows.
+    Qwen3,
 }
 
 impl DecoderFamily {
@@ -35,6 +40,8 @@ impl DecoderFamily {
             DecoderFamily::Mistral => "mistral",
             DecoderFamily::Qwen2 => "qwen2",
             DecoderFamily::Gemma => "gemma",
+            DecoderFamily::Gemma2 => "gemma2",
+            DecoderFamily::Qwen3 => "qwen3",
         }
     }
 
@@ -51,6 +58,8 @@ impl DecoderFamily {
             "Mistral" => Some(DecoderFamily::Mistral),
             "Qwen2" => Some(DecoderFamily::Qwen2),
             "Gemma" => Some(DecoderFamily::Gemma),
+            "Gemma2" => Some(DecoderFamily::Gemma2),
+            "Qwen3" => Some(DecoderFamily::Qwen3),
             _ => None,
         }
     }
@@ -64,14 +73,17 @@ impl DecoderFamily {
             "mistral" => Some(DecoderFamily::Mistral),
             "qwen2" => Some(DecoderFamily::Qwen2),
             "gemma" => Some(DecoderFamily::Gemma),
+            "gemma2" => Some(DecoderFamily::Gemma2),
+            "qwen3" => Some(DecoderFamily::Qwen3),
             _ => None,
         }
     }
 }
 
 /// The decoder model types (config.json `model_type`) this crate runs.
-pub const DECODER_MODEL_TYPES: &[&str] =
-    &["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma"];
+pub const DECODER_MODEL_TYPES: &[&str] = &[
+    "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+];
 
 /// How a block normalises its input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,6 +142,14 @@ pub struct DecoderConfig {
     pub mlp_bias: bool,
     /// GPT-2's scale_attn_weights: divide scores by √head_dim (true everywhere else).
     pub scale_attn: bool,
+    /// Gemma 2's query_pre_attn_scalar: scores are divided by its square root instead of √head_dim.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2's attn_logit_softcapping c: a scaled score s becomes c · tanh(s / c).
+    pub attn_softcap: Option<f32>,
+    /// Gemma 2: the attention output and the MLP output are each normalised before their residual add.
+    pub post_norms: bool,
+    /// Qwen3: every query and key head is RMS-normalised (weights of head_dim) before the rotation.
+    pub qk_norm: bool,
     /// GPT-2's scale_attn_by_inverse_layer_idx: also divide layer l's scores by l + 1.
     pub scale_attn_by_layer: bool,
     /// Per layer: the sliding window (a query sees the last `w` positions, itself included), or None.
@@ -205,10 +225,8 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
              of {vocab_size} do not make a model"
         )));
     }
-    let llama_like = matches!(
-        family,
-        DecoderFamily::Llama | DecoderFamily::Mistral | DecoderFamily::Qwen2 | DecoderFamily::Gemma
-    );
+    let llama_like = !matches!(family, DecoderFamily::Gpt2 | DecoderFamily::GptNeox);
+    let gemma = matches!(family, DecoderFamily::Gemma | DecoderFamily::Gemma2);
     let num_kv_heads = if llama_like {
         usize_of(v, &["num_key_value_heads"]).unwrap_or(num_heads)
     } else {
@@ -245,7 +263,7 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
     let (act_key, act_default) = match family {
         DecoderFamily::Gpt2 => ("activation_function", "gelu_new"),
         DecoderFamily::GptNeox => ("hidden_act", "gelu"),
-        DecoderFamily::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
+        DecoderFamily::Gemma | DecoderFamily::Gemma2 => ("hidden_act", "gelu_pytorch_tanh"),
         _ => ("hidden_act", "silu"),
     };
     let mut act_name = v
@@ -253,7 +271,7 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
         .and_then(Value::as_str)
         .unwrap_or(act_default)
         .to_string();
-    if family == DecoderFamily::Gemma {
+    if gemma {
         if let Some(a) = v.get("hidden_activation").and_then(Value::as_str) {
             act_name = a.to_string();
         }
@@ -277,7 +295,7 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
             NormKind::LayerNorm,
             f64_of(v, "layer_norm_eps").unwrap_or(1e-5),
         ),
-        DecoderFamily::Gemma => (
+        DecoderFamily::Gemma | DecoderFamily::Gemma2 => (
             NormKind::RmsNorm { unit_offset: true },
             f64_of(v, "rms_norm_eps").unwrap_or(1e-6),
         ),
@@ -302,10 +320,36 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
             let b = bool_of(v, "attention_bias", false);
             (b, b, bool_of(v, "mlp_bias", false))
         }
-        DecoderFamily::Mistral | DecoderFamily::Gemma => {
+        DecoderFamily::Mistral
+        | DecoderFamily::Gemma
+        | DecoderFamily::Gemma2
+        | DecoderFamily::Qwen3 => {
             let b = bool_of(v, "attention_bias", false);
             (b, b, false)
         }
+    };
+    let gemma2 = family == DecoderFamily::Gemma2;
+    let query_pre_attn_scalar = if gemma2 {
+        match f64_of(v, "query_pre_attn_scalar") {
+            Some(q) if positive(q) && q.is_finite() => Some(q),
+            Some(q) => return Err(bad(format!("query_pre_attn_scalar is {q}"))),
+            None => return Err(missing("query_pre_attn_scalar")),
+        }
+    } else {
+        None
+    };
+    // Gemma 2 caps the scores at 50 unless config.json says otherwise (null: no capping).
+    let attn_softcap = if gemma2 {
+        match v.get("attn_logit_softcapping") {
+            None => Some(50.0),
+            Some(Value::Null) => None,
+            Some(c) => match c.as_f64() {
+                Some(c) if positive(c) && c.is_finite() => Some(c as f32),
+                _ => return Err(bad(format!("attn_logit_softcapping is {c}"))),
+            },
+        }
+    } else {
+        None
     };
     let sliding_window = read_windows(path, v, family, num_layers)?;
     Ok(DecoderConfig {
@@ -331,14 +375,19 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
         mlp_bias,
         scale_attn: !gpt2 || bool_of(v, "scale_attn_weights", true),
         scale_attn_by_layer: gpt2 && bool_of(v, "scale_attn_by_inverse_layer_idx", false),
+        query_pre_attn_scalar,
+        attn_softcap,
+        post_norms: gemma2,
+        qk_norm: family == DecoderFamily::Qwen3,
         sliding_window,
-        embed_scale: (family == DecoderFamily::Gemma).then(|| (hidden_size as f32).sqrt()),
+        embed_scale: gemma.then(|| (hidden_size as f32).sqrt()),
         bos_token_id: usize_of(v, &["bos_token_id"]).map(|b| b as u32),
     })
 }
 
-/// Each layer's sliding window: Mistral's `sliding_window` on every layer; Qwen2's on the layers that
-/// `layer_types` marks (transformers 5), or from `max_window_layers` up when `use_sliding_window`.
+/// Each layer's sliding window: Mistral's `sliding_window` on every layer; Qwen2's and Qwen3's on the layers
+/// that `layer_types` marks (transformers 5), or from `max_window_layers` up when `use_sliding_window`;
+/// Gemma 2's (4,096 unless set) on the layers `layer_types` marks, or else on every even layer.
 fn read_windows(
     path: &Path,
     v: &Value,
@@ -346,52 +395,60 @@ fn read_windows(
     layers: usize,
 ) -> Result<Vec<Option<usize>>> {
     let window = usize_of(v, &["sliding_window"]);
-    let bad_window = || {
+    let bad = |problem: String| {
         Error::format(
             path,
-            "sliding_window is 0",
+            problem,
             "restore config.json from the model's original release",
         )
     };
-    match family {
-        DecoderFamily::Mistral => {
-            if window == Some(0) {
-                return Err(bad_window());
-            }
-            Ok(vec![window; layers])
+    // The layers that transformers 5's `layer_types` marks as sliding, if it is there.
+    let marked = || -> Result<Option<Vec<bool>>> {
+        let Some(types) = v.get("layer_types").and_then(Value::as_array) else {
+            return Ok(None);
+        };
+        if types.len() != layers {
+            return Err(bad(format!(
+                "layer_types lists {} layers but num_hidden_layers is {layers}",
+                types.len()
+            )));
         }
-        DecoderFamily::Qwen2 => {
+        Ok(Some(
+            types
+                .iter()
+                .map(|t| t.as_str() == Some("sliding_attention"))
+                .collect(),
+        ))
+    };
+    let windows = match family {
+        DecoderFamily::Mistral => vec![window; layers],
+        DecoderFamily::Qwen2 | DecoderFamily::Qwen3 => {
             let on = bool_of(v, "use_sliding_window", false);
             let window = if on { window } else { None };
-            if window == Some(0) {
-                return Err(bad_window());
-            }
-            if let Some(types) = v.get("layer_types").and_then(Value::as_array) {
-                if types.len() != layers {
-                    return Err(Error::format(
-                        path,
-                        format!(
-                            "layer_types lists {} layers but num_hidden_layers is {layers}",
-                            types.len()
-                        ),
-                        "restore config.json from the model's original release",
-                    ));
+            match marked()? {
+                Some(m) => m.iter().map(|&s| if s { window } else { None }).collect(),
+                None => {
+                    let from = usize_of(v, &["max_window_layers"]).unwrap_or(layers);
+                    (0..layers)
+                        .map(|l| if l >= from { window } else { None })
+                        .collect()
                 }
-                return Ok(types
-                    .iter()
-                    .map(|t| match t.as_str() {
-                        Some("sliding_attention") => window,
-                        _ => None,
-                    })
-                    .collect());
             }
-            let from = usize_of(v, &["max_window_layers"]).unwrap_or(layers);
-            Ok((0..layers)
-                .map(|l| if l >= from { window } else { None })
-                .collect())
         }
-        _ => Ok(vec![None; layers]),
+        DecoderFamily::Gemma2 => {
+            let window = match v.get("sliding_window") {
+                None => Some(4096),
+                Some(_) => window,
+            };
+            let m = marked()?.unwrap_or_else(|| (0..layers).map(|l| l % 2 == 0).collect());
+            m.iter().map(|&s| if s { window } else { None }).collect()
+        }
+        _ => vec![None; layers],
+    };
+    if windows.contains(&Some(0)) {
+        return Err(bad("sliding_window is 0".into()));
     }
+    Ok(windows)
 }
 
 /// The rotary embedding of config.json: `rope_parameters` (transformers 5) or `rope_theta` with
@@ -644,6 +701,58 @@ mod tests {
     }
 
     #[test]
+    fn gemma2_and_qwen3_layouts_are_read() {
+        // Gemma 2 2B's config as transformers 4 wrote it: no layer_types, so every even layer slides.
+        let gemma2 = r#"{"model_type":"gemma2","hidden_size":2304,"num_hidden_layers":4,
+            "num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"intermediate_size":9216,
+            "max_position_embeddings":8192,"vocab_size":256000,"hidden_activation":"gelu_pytorch_tanh",
+            "query_pre_attn_scalar":256,"attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,
+            "sliding_window":4096,"rope_theta":10000.0}"#;
+        let c = parse(gemma2).unwrap();
+        assert_eq!(c.sliding_window, vec![Some(4096), None, Some(4096), None]);
+        assert_eq!(
+            (
+                c.query_pre_attn_scalar,
+                c.attn_softcap,
+                c.post_norms,
+                c.qk_norm
+            ),
+            (Some(256.0), Some(50.0), true, false)
+        );
+        assert_eq!(c.embed_scale, Some((2304f32).sqrt()));
+        assert_eq!(c.norm, NormKind::RmsNorm { unit_offset: true });
+        // A null cap turns capping off; a missing one is Gemma 2's 50.
+        let c = parse(&gemma2.replace("50.0,", "null,")).unwrap();
+        assert_eq!(c.attn_softcap, None);
+        let c = parse(&gemma2.replace(r#""attn_logit_softcapping":50.0,"#, "")).unwrap();
+        assert_eq!(c.attn_softcap, Some(50.0));
+        let e = parse(&gemma2.replace(r#""query_pre_attn_scalar":256,"#, ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no valid 'query_pre_attn_scalar'"), "{e}");
+        let e = parse(&gemma2.replace("50.0,", "-1.0,"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("attn_logit_softcapping is -1.0"), "{e}");
+        let e = parse(&gemma2.replace("4096", "0")).unwrap_err().to_string();
+        assert!(e.contains("sliding_window is 0"), "{e}");
+        // Qwen3 as transformers 4 wrote it: windows from max_window_layers up when use_sliding_window.
+        let qwen3 = r#"{"model_type":"qwen3","hidden_size":1024,"num_hidden_layers":3,
+            "num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"intermediate_size":3072,
+            "max_position_embeddings":40960,"vocab_size":151936,"rope_theta":1000000,
+            "use_sliding_window":true,"sliding_window":4096,"max_window_layers":2}"#;
+        let c = parse(qwen3).unwrap();
+        assert_eq!(c.sliding_window, vec![None, None, Some(4096)]);
+        assert_eq!((c.head_dim, c.qk_norm, c.post_norms), (128, true, false));
+        assert_eq!(
+            (c.qkv_bias, c.attn_softcap, c.query_pre_attn_scalar),
+            (false, None, None)
+        );
+        let c = parse(&qwen3.replace("true", "false")).unwrap();
+        assert_eq!(c.sliding_window, vec![None; 3]);
+    }
+
+    #[test]
     fn bad_configs_are_named() {
         let e = parse(
             r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,
@@ -681,7 +790,11 @@ mod tests {
             (c.family, c.model_type.as_str()),
             (DecoderFamily::Qwen2, "qwen2")
         );
-        assert_eq!(DecoderFamily::of_architecture("Gemma2ForCausalLM"), None);
+        assert_eq!(DecoderFamily::of_architecture("Gemma3ForCausalLM"), None);
+        assert_eq!(
+            DecoderFamily::of_architecture("Gemma2ForCausalLM"),
+            Some(DecoderFamily::Gemma2)
+        );
         assert_eq!(
             DecoderFamily::of_architecture("GPT2LMHeadModel"),
             Some(DecoderFamily::Gpt2)

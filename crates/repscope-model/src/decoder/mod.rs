@@ -1,5 +1,5 @@
-//! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Gemma) on the CPU: the weights of
-//! a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
+//! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2) on the CPU:
+//! the weights of a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
 //! up rows), and a forward pass over packed sequences, as the encoder's: every token-wise step is one matrix
 //! product over all tokens through faer, and causal attention runs per text over its own tokens.
 //!
@@ -31,6 +31,11 @@ pub(crate) struct DecBlock {
     /// The MLP's input projection: [gate | up] (2 · I rows) when gated, fc (I rows) otherwise.
     up: Linear,
     down: Linear,
+    /// Gemma 2's norms of the attention output and of the MLP output, before each residual add.
+    post_attn: Option<Norm>,
+    post_mlp: Option<Norm>,
+    /// Qwen3's RMSNorm weights (head_dim each) for every query head and every key head.
+    qk_norm: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// A loaded decoder, ready for [`CpuDecoder::forward`].
@@ -177,6 +182,9 @@ impl CpuDecoder {
                     norm2: norm(&format!("{p}.ln_2"))?,
                     up: conv(&format!("{p}.mlp.c_fc"), h, inter)?,
                     down: conv(&format!("{p}.mlp.c_proj"), inter, h)?,
+                    post_attn: None,
+                    post_mlp: None,
+                    qk_norm: None,
                 },
                 DecoderFamily::GptNeox => {
                     // Rows are grouped per head ([q k v] of head 0, then of head 1, ...); regroup them
@@ -208,6 +216,9 @@ impl CpuDecoder {
                         norm2: norm(&format!("{p}.post_attention_layernorm"))?,
                         up: lin(&format!("{p}.mlp.dense_h_to_4h"), inter, h, true)?,
                         down: lin(&format!("{p}.mlp.dense_4h_to_h"), h, inter, true)?,
+                        post_attn: None,
+                        post_mlp: None,
+                        qk_norm: None,
                     }
                 }
                 _ => DecBlock {
@@ -218,12 +229,36 @@ impl CpuDecoder {
                         lin(&format!("{p}.self_attn.v_proj"), hkv * dh, h, cfg.qkv_bias)?,
                     ]),
                     out: lin(&format!("{p}.self_attn.o_proj"), h, qw, cfg.out_bias)?,
-                    norm2: norm(&format!("{p}.post_attention_layernorm"))?,
+                    // Gemma 2's post_attention_layernorm normalises the attention output; its MLP input
+                    // norm is pre_feedforward_layernorm.
+                    norm2: if cfg.post_norms {
+                        norm(&format!("{p}.pre_feedforward_layernorm"))?
+                    } else {
+                        norm(&format!("{p}.post_attention_layernorm"))?
+                    },
                     up: stack(&[
                         lin(&format!("{p}.mlp.gate_proj"), inter, h, cfg.mlp_bias)?,
                         lin(&format!("{p}.mlp.up_proj"), inter, h, cfg.mlp_bias)?,
                     ]),
                     down: lin(&format!("{p}.mlp.down_proj"), h, inter, cfg.mlp_bias)?,
+                    post_attn: if cfg.post_norms {
+                        Some(norm(&format!("{p}.post_attention_layernorm"))?)
+                    } else {
+                        None
+                    },
+                    post_mlp: if cfg.post_norms {
+                        Some(norm(&format!("{p}.post_feedforward_layernorm"))?)
+                    } else {
+                        None
+                    },
+                    qk_norm: if cfg.qk_norm {
+                        Some((
+                            wt.get(&format!("{p}.self_attn.q_norm.weight"), &[dh])?,
+                            wt.get(&format!("{p}.self_attn.k_norm.weight"), &[dh])?,
+                        ))
+                    } else {
+                        None
+                    },
                 },
             };
             blocks.push(block);
@@ -321,6 +356,9 @@ impl CpuDecoder {
                 self.norm(a2, &blk.norm2, par);
             }
             linear(qkv, a, n, &blk.qkv, false, par);
+            if let Some((qn, kn)) = &blk.qk_norm {
+                self.head_norms(qkv, qn, kn, par);
+            }
             if let Positions::Rotary(r) = &cfg.positions {
                 self.rotate(qkv, &offs, r.dims, par);
             }
@@ -331,8 +369,15 @@ impl CpuDecoder {
                 split_rows(ctx, &offs, q_w),
                 par,
             );
-            // x += attn · Woᵀ + bo
-            linear(&mut x, ctx, n, &blk.out, true, par);
+            // x += attn · Woᵀ + bo (normalised first where the block says so)
+            match &blk.post_attn {
+                None => linear(&mut x, ctx, n, &blk.out, true, par),
+                Some(pn) => {
+                    linear(a, ctx, n, &blk.out, false, par);
+                    self.norm(a, pn, par);
+                    add(&mut x, a, par);
+                }
+            }
             let mlp_in: &[f32] = if cfg.parallel_residual {
                 a2
             } else {
@@ -348,7 +393,14 @@ impl CpuDecoder {
                 activate(ff, cfg.activation, par);
                 ff
             };
-            linear(&mut x, hidden, n, &blk.down, true, par);
+            match &blk.post_mlp {
+                None => linear(&mut x, hidden, n, &blk.down, true, par),
+                Some(pn) => {
+                    linear(a, hidden, n, &blk.down, false, par);
+                    self.norm(a, pn, par);
+                    add(&mut x, a, par);
+                }
+            }
             mlp_out.push(
                 keep_mlp
                     .get(l)
@@ -377,6 +429,27 @@ impl CpuDecoder {
         match self.cfg.norm {
             NormKind::LayerNorm => layer_norm(x, h, n, self.cfg.norm_eps, par),
             NormKind::RmsNorm { .. } => rms_norm(x, h, &n.w, self.cfg.norm_eps, par),
+        }
+    }
+
+    /// RMS-normalises every query head with `qn` and every key head with `kn` (head_dim weights each), in
+    /// place in the packed query | key | value rows.
+    fn head_norms(&self, qkv: &mut [f32], qn: &[f32], kn: &[f32], par: bool) {
+        let cfg = &self.cfg;
+        let (dh, width) = (cfg.head_dim, cfg.qkv_width());
+        let (hq, hkv) = (cfg.num_heads, cfg.num_kv_heads);
+        let eps = cfg.norm_eps;
+        let work = |rows: &mut [f32]| {
+            for row in rows.chunks_exact_mut(width) {
+                let (q, rest) = row.split_at_mut(hq * dh);
+                rms_norm(q, dh, qn, eps, false);
+                rms_norm(&mut rest[..hkv * dh], dh, kn, eps, false);
+            }
+        };
+        if par {
+            qkv.par_chunks_mut(width * 16).for_each(work);
+        } else {
+            work(qkv);
         }
     }
 
@@ -413,10 +486,10 @@ impl CpuDecoder {
     /// GPT-2's score scalings.
     fn attn_shape(&self, layer: usize) -> AttnShape {
         let cfg = &self.cfg;
-        let mut scale = if cfg.scale_attn {
-            1.0 / (cfg.head_dim as f32).sqrt()
-        } else {
-            1.0
+        let mut scale = match cfg.query_pre_attn_scalar {
+            Some(q) => q.powf(-0.5) as f32,
+            None if cfg.scale_attn => 1.0 / (cfg.head_dim as f32).sqrt(),
+            None => 1.0,
         };
         if cfg.scale_attn_by_layer {
             scale /= (layer + 1) as f32;
@@ -428,6 +501,7 @@ impl CpuDecoder {
             scale,
             causal: true,
             window: cfg.sliding_window.get(layer).copied().flatten(),
+            softcap: cfg.attn_softcap,
         }
     }
 }
@@ -463,6 +537,17 @@ fn rms_norm(x: &mut [f32], h: usize, w: &[f32], eps: f64, par: bool) {
         x.par_chunks_mut(h * 16).for_each(work);
     } else {
         work(x);
+    }
+}
+
+/// x += y, element by element.
+fn add(x: &mut [f32], y: &[f32], par: bool) {
+    if par {
+        x.par_chunks_mut(1 << 14)
+            .zip(y.par_chunks(1 << 14))
+            .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
+    } else {
+        x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
     }
 }
 
