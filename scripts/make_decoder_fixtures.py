@@ -1,6 +1,6 @@
 """Writes the decoder-model fixtures of tests/fixtures/decoders with transformers itself: tiny models of each
 decoder family repscope runs (GPT-2, GPT-NeoX in both residual layouts, Llama, Mistral, Qwen2, Qwen3, Gemma,
-Gemma 2), with
+Gemma 2, Gemma 3 text), with
 seeded random weights, their tokenizers, and what transformers computes on a set of texts.
 
 Each folder is a Hugging Face model folder (config.json, model.safetensors or sharded safetensors with
@@ -18,7 +18,9 @@ dimensions, parallel and serial residuals, grouped-query and multi-query attenti
 llama3, yarn and linear rope scalings, q/k/v biases, gated and plain MLPs, RMSNorm with and without the
 (1 + w) scale, tied and untied embeddings, bf16 weights and sharded weights; Gemma 2's norms after attention
 and after the MLP, its soft-capped scores (the cap set low enough to bite), query_pre_attn_scalar and
-alternating sliding windows; Qwen3's per-head query and key norms with a head width other than hidden / heads.
+alternating sliding windows; Qwen3's per-head query and key norms with a head width other than hidden / heads;
+Gemma 3's (1 + w) query and key norms and its two rotary embeddings (a linear-scaled one on the full layers, a
+default one of another base on the sliding ones).
 
 The tokenizers are trained here on the test texts: byte-level BPE (GPT-2, NeoX, Qwen2) and SentencePiece-style
 BPE with byte fallback and a BOS template (Llama, Mistral, Gemma).
@@ -254,6 +256,7 @@ def main():
 
     from transformers import (
         Gemma2Config,
+        Gemma3TextConfig,
         GemmaConfig,
         GPT2Config,
         GPTNeoXConfig,
@@ -371,6 +374,23 @@ def main():
         ),
         GEMMA_TOK,
         seed=9,
+        causal=True,
+    )
+    make(
+        "gemma3",
+        Gemma3TextConfig(
+            **common, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, intermediate_size=80, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
+            sliding_window=4,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={
+                "full_attention": dict(rope_type="linear", factor=2.0, rope_theta=1_000_000.0),
+                "sliding_attention": dict(rope_type="default", rope_theta=100.0),
+            },
+            pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        ),
+        GEMMA_TOK,
+        seed=10,
         causal=True,
     )
     if ONLY:

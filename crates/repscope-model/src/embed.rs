@@ -197,7 +197,7 @@ pub struct Model {
 enum Runner {
     Native(CpuEncoder),
     Candle(Encoder),
-    Decoder(CpuDecoder),
+    Decoder(Box<CpuDecoder>),
 }
 
 impl Model {
@@ -289,7 +289,7 @@ impl Model {
             ));
         }
         let encoder = match &spec.arch {
-            Arch::Decoder(cfg) => Runner::Decoder(load_decoder(&spec.weights, cfg)?),
+            Arch::Decoder(cfg) => Runner::Decoder(Box::new(load_decoder(&spec.weights, cfg)?)),
             Arch::Encoder(cfg) => {
                 let encoder = Encoder::load(&spec.weights, cfg, &dev)?;
                 match backend {

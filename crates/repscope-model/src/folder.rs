@@ -142,7 +142,7 @@ impl PoolingMode {
 pub enum Arch {
     /// A sentence-transformers encoder (BERT, RoBERTa, DistilBERT).
     Encoder(EncoderConfig),
-    /// A decoder language model (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2).
+    /// A decoder language model (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text).
     Decoder(DecoderConfig),
 }
 

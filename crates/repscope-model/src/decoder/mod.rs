@@ -1,5 +1,5 @@
-//! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2) on the CPU:
-//! the weights of a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
+//! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text)
+//! on the CPU: the weights of a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
 //! up rows), and a forward pass over packed sequences, as the encoder's: every token-wise step is one matrix
 //! product over all tokens through faer, and causal attention runs per text over its own tokens.
 //!
@@ -49,6 +49,9 @@ pub(crate) struct CpuDecoder {
     /// cos and sin of position p and frequency i at p · (dims / 2) + i, for every position the model allows.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    /// The same tables for the sliding-window layers' own rotary embedding (Gemma 3), else empty.
+    local_cos: Vec<f32>,
+    local_sin: Vec<f32>,
     /// The dtype most of the weights were stored in.
     pub stored_dtype: String,
 }
@@ -252,10 +255,16 @@ impl CpuDecoder {
                         None
                     },
                     qk_norm: if cfg.qk_norm {
-                        Some((
-                            wt.get(&format!("{p}.self_attn.q_norm.weight"), &[dh])?,
-                            wt.get(&format!("{p}.self_attn.k_norm.weight"), &[dh])?,
-                        ))
+                        let offset = match cfg.norm {
+                            NormKind::RmsNorm { unit_offset: true } => 1.0,
+                            _ => 0.0,
+                        };
+                        let head = |name: &str| -> Result<Vec<f32>> {
+                            let mut w = wt.get(&format!("{p}.self_attn.{name}.weight"), &[dh])?;
+                            w.iter_mut().for_each(|x| *x += offset);
+                            Ok(w)
+                        };
+                        Some((head("q_norm")?, head("k_norm")?))
                     } else {
                         None
                     },
@@ -281,6 +290,10 @@ impl CpuDecoder {
             Positions::Rotary(r) => rope_tables(r, cfg.max_positions),
             Positions::Learned => (Vec::new(), Vec::new()),
         };
+        let (local_cos, local_sin) = match &cfg.local_rope {
+            Some(r) => rope_tables(r, cfg.max_positions),
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(CpuDecoder {
             cfg: cfg.clone(),
             embed,
@@ -289,6 +302,8 @@ impl CpuDecoder {
             final_norm,
             cos,
             sin,
+            local_cos,
+            local_sin,
             stored_dtype,
         })
     }
@@ -360,7 +375,9 @@ impl CpuDecoder {
                 self.head_norms(qkv, qn, kn, par);
             }
             if let Positions::Rotary(r) = &cfg.positions {
-                self.rotate(qkv, &offs, r.dims, par);
+                let local = cfg.local_rope.is_some()
+                    && cfg.sliding_window.get(l).copied().flatten().is_some();
+                self.rotate(qkv, &offs, r.dims, local, par);
             }
             attention(
                 qkv,
@@ -454,16 +471,22 @@ impl CpuDecoder {
     }
 
     /// Rotates the first `dims` dimensions of every query and key head by the token's position
-    /// (rotate-half layout: dimension i pairs with i + dims / 2).
-    fn rotate(&self, qkv: &mut [f32], offs: &[usize], dims: usize, par: bool) {
+    /// (rotate-half layout: dimension i pairs with i + dims / 2), with the sliding layers' own tables where
+    /// `local`.
+    fn rotate(&self, qkv: &mut [f32], offs: &[usize], dims: usize, local: bool, par: bool) {
+        let (cos_t, sin_t) = if local {
+            (&self.local_cos, &self.local_sin)
+        } else {
+            (&self.cos, &self.sin)
+        };
         let cfg = &self.cfg;
         let (dh, width) = (cfg.head_dim, cfg.qkv_width());
         let rotated_heads = cfg.num_heads + cfg.num_kv_heads;
         let half = dims / 2;
         let work = |rows: &mut [f32]| {
             for (t, row) in rows.chunks_exact_mut(width).enumerate() {
-                let cos = &self.cos[t * half..(t + 1) * half];
-                let sin = &self.sin[t * half..(t + 1) * half];
+                let cos = &cos_t[t * half..(t + 1) * half];
+                let sin = &sin_t[t * half..(t + 1) * half];
                 for hd in 0..rotated_heads {
                     let v = &mut row[hd * dh..hd * dh + dims];
                     for i in 0..half {
