@@ -20,7 +20,8 @@ llama3, yarn and linear rope scalings, q/k/v biases, gated and plain MLPs, RMSNo
 and after the MLP, its soft-capped scores (the cap set low enough to bite), query_pre_attn_scalar and
 alternating sliding windows; Qwen3's per-head query and key norms with a head width other than hidden / heads;
 Gemma 3's (1 + w) query and key norms and its two rotary embeddings (a linear-scaled one on the full layers, a
-default one of another base on the sliding ones).
+default one of another base on the sliding ones); a multimodal Gemma 3 folder (text_config, a tiny vision tower,
+the language model's tensors under language_model.model.), whose references are the text model's states.
 
 The tokenizers are trained here on the test texts: byte-level BPE (GPT-2, NeoX, Qwen2) and SentencePiece-style
 BPE with byte fallback and a BOS template (Llama, Mistral, Gemma).
@@ -163,7 +164,7 @@ def references(model, tokenizer, texts):
 ONLY = set()
 
 
-def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None, causal=False):
+def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None, causal=False, base=None):
     if ONLY and name not in ONLY:
         return
     folder = OUT / name
@@ -173,8 +174,8 @@ def make(name, config, tokenizer, seed, dtype=torch.float32, shard=None, causal=
     torch.manual_seed(seed)
     # A causal-LM checkpoint carries the base model's prefix (transformer., gpt_neox., model.) and the LM head,
     # as the folders users download do; AutoModel reads the base model back from either.
-    auto = AutoModelForCausalLM if causal else AutoModel
-    model = auto.from_config(config, attn_implementation="eager")
+    auto = base or (AutoModelForCausalLM if causal else AutoModel)
+    model = (auto(config) if base else auto.from_config(config, attn_implementation="eager"))
     randomise(model, seed)
     model = model.to(dtype)
     kwargs = {"max_shard_size": shard} if shard else {}
@@ -256,6 +257,8 @@ def main():
 
     from transformers import (
         Gemma2Config,
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
         Gemma3TextConfig,
         GemmaConfig,
         GPT2Config,
@@ -392,6 +395,26 @@ def main():
         GEMMA_TOK,
         seed=10,
         causal=True,
+    )
+    make(
+        "gemma3_multimodal",
+        Gemma3Config(
+            text_config=dict(
+                vocab_size=VOCAB, max_position_embeddings=128, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=80,
+                query_pre_attn_scalar=16, sliding_window=3, sliding_window_pattern=2,
+                pad_token_id=0, eos_token_id=1, bos_token_id=2,
+            ),
+            vision_config=dict(
+                hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                patch_size=14,
+            ),
+            mm_tokens_per_image=4, image_token_index=VOCAB - 3, boi_token_index=VOCAB - 2,
+            eoi_token_index=VOCAB - 1,
+        ),
+        GEMMA_TOK,
+        seed=11,
+        base=Gemma3ForConditionalGeneration,
     )
     if ONLY:
         return

@@ -425,12 +425,39 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
         ));
     }
     let architecture = first_architecture(&v);
+    // Gemma 3's multimodal folders hold the text model's config in text_config (its weights are read
+    // from under language_model); the vision tower is not run.
+    if model_type == "gemma3" {
+        let mut text = v
+            .get("text_config")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| {
+                Error::format(
+                    &path,
+                    "a gemma3 config.json without text_config",
+                    "restore config.json from the model's original release",
+                )
+            })?;
+        for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+            if let (None, Some(x)) = (text.get(key), v.get(key)) {
+                text.insert(key.into(), x.clone());
+            }
+        }
+        let config = read_decoder_config(&path, &Value::Object(text), DecoderFamily::Gemma3)?;
+        return decoder_spec(dir, config);
+    }
     let family = match model_type {
         "" => DecoderFamily::of_architecture(architecture),
         t => DecoderFamily::of(t),
     }
     .ok_or_else(|| unsupported(&path, &v))?;
     let config = read_decoder_config(&path, &v, family)?;
+    decoder_spec(dir, config)
+}
+
+/// The model of a decoder folder whose config has been read: its tokenizer and weight files.
+fn decoder_spec(dir: &Path, config: DecoderConfig) -> Result<ModelSpec> {
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
         return Err(Error::format(

@@ -18,6 +18,7 @@ const FAMILIES: &[&str] = &[
     "gemma",
     "gemma2",
     "gemma3",
+    "gemma3_multimodal",
 ];
 
 fn folder(name: &str) -> PathBuf {

@@ -86,7 +86,8 @@ impl DecoderFamily {
     }
 }
 
-/// The decoder model types (config.json `model_type`) this crate runs.
+/// The decoder model types (config.json `model_type`) this crate runs (`gemma3`: the text model of a
+/// multimodal Gemma 3 folder).
 pub const DECODER_MODEL_TYPES: &[&str] = &[
     "gpt2",
     "gpt_neox",
@@ -97,6 +98,7 @@ pub const DECODER_MODEL_TYPES: &[&str] = &[
     "gemma",
     "gemma2",
     "gemma3_text",
+    "gemma3",
 ];
 
 /// How a block normalises its input.

@@ -106,18 +106,30 @@ impl CpuDecoder {
     /// Lays out the weights of `cfg`, checking every tensor's name and shape.
     pub fn load(wt: &mut Weights<'_>, cfg: &DecoderConfig) -> Result<CpuDecoder> {
         let nm = names(cfg.family);
-        wt.choose_prefix(&["", "model.", "transformer.", "gpt_neox."], nm.embed)
-            .ok_or_else(|| {
-                Error::format(
-                    wt.first_path(),
-                    format!(
-                        "the weights have no tensor '{}' (a {} checkpoint has one)",
-                        nm.embed,
-                        cfg.family.name()
-                    ),
-                    "use the weights that belong to this config.json",
-                )
-            })?;
+        // The base model's own names, a causal LM's prefixes, and Gemma 3's multimodal ones (transformers 4
+        // and 5 layouts).
+        wt.choose_prefix(
+            &[
+                "",
+                "model.",
+                "transformer.",
+                "gpt_neox.",
+                "language_model.model.",
+                "model.language_model.",
+            ],
+            nm.embed,
+        )
+        .ok_or_else(|| {
+            Error::format(
+                wt.first_path(),
+                format!(
+                    "the weights have no tensor '{}' (a {} checkpoint has one)",
+                    nm.embed,
+                    cfg.family.name()
+                ),
+                "use the weights that belong to this config.json",
+            )
+        })?;
         let (h, v, inter) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
         let (hq, hkv, dh) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let qw = hq * dh;
