@@ -13,6 +13,7 @@ same reconstructions, checked in bench/sae.py).
 
 Usage: bench/.venv-sae/bin/python bench/sae_lr.py [--threads 2] [--repscope-lrs default 1e-3 ...]
        [--saelens-lrs 3e-4 ...] [--extra="--no-normalize ..."] [--saelens-decoder-init-norm 1.0] [--seed 0]
+       [--passes 1]
 Output: bench/out/sae_lr.json.
 """
 
@@ -41,7 +42,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="repscope's training seed")
-    ap.add_argument("--tokens", type=int, default=491_520)
+    ap.add_argument("--tokens", type=int, default=491_520, help="training rows (the rest is held out)")
+    ap.add_argument("--passes", type=int, default=1, help="passes over the training rows, on both sides")
     ap.add_argument("--width", type=int, default=6144)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
@@ -56,13 +58,15 @@ def main():
 
     OUT.mkdir(exist_ok=True)
     train, held = bench.prepare(a.tokens)
-    res = {"threads": a.threads, "tokens": a.tokens, "width": a.width, "k": a.k, "batch": a.batch,
+    drawn = a.passes * a.tokens
+    res = {"threads": a.threads, "tokens": a.tokens, "passes": a.passes, "width": a.width, "k": a.k, "batch": a.batch,
            "sae_lens": sae_lens.__version__, "extra": a.extra,
            "saelens_decoder_init_norm": a.saelens_decoder_init_norm, "repscope": {}, "saelens": {}}
     for lr in a.repscope_lrs:
         folder = OUT / "sae_lr_repscope"
         cmd = [a.repscope, "sae", "train", str(train), "-o", str(folder), "--width", str(a.width), "-k", str(a.k),
-               "--batch", str(a.batch), "--seed", str(a.seed), "--threads", str(a.threads), "--force", "--json", "--quiet",
+               "--batch", str(a.batch), "--seed", str(a.seed), "--threads", str(a.threads), "--tokens", str(drawn),
+               "--force", "--json", "--quiet",
                *a.extra.split()]
         if lr != "default":
             cmd += ["--lr", lr]
@@ -72,7 +76,7 @@ def main():
         print("repscope", lr, res["repscope"][lr], flush=True)
     for lr in a.saelens_lrs:
         folder = OUT / "sae_lr_saelens"
-        bench.saelens_train(train, folder, a.width, a.k, a.batch, a.tokens, a.threads, lr=float(lr),
+        bench.saelens_train(train, folder, a.width, a.k, a.batch, drawn, a.threads, lr=float(lr),
                             decoder_init_norm=a.saelens_decoder_init_norm)
         res["saelens"][lr] = heldout(a.repscope, folder, held, a.threads)
         print("saelens", lr, res["saelens"][lr], flush=True)
