@@ -69,45 +69,125 @@ pub fn spanning_tree_lengths(
     rows: &[f64],
     d: usize,
 ) -> Vec<f64> {
+    prim_edges(idx, sq, n)
+        .into_iter()
+        .map(|(a, b)| {
+            rows[a * d..(a + 1) * d]
+                .iter()
+                .zip(&rows[b * d..(b + 1) * d])
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+/// The edges (point, its tree neighbour) of Prim's tree over `idx`, in the order they are added.
+fn prim_edges(idx: &[usize], sq: &[f32], n: usize) -> Vec<(usize, usize)> {
     let s = idx.len();
     if s < 2 {
         return Vec::new();
     }
+    assert!(
+        n <= MAX_ROWS && idx.iter().all(|&i| i < n) && sq.len() >= n * n,
+        "spanning_tree_lengths: indices within the n × n distances"
+    );
     // Prim's algorithm over the points not yet in the tree, kept compact (swap-remove), so that step t
-    // scans s − t of them: each with its row index, its distance key to the tree and the tree point it is
-    // closest to.
-    let mut rest: Vec<(usize, f32, usize)> = idx[1..]
-        .iter()
-        .map(|&r| (r, f32::INFINITY, idx[0]))
-        .collect();
-    let mut lengths = Vec::with_capacity(s - 1);
+    // scans s − t of them: their row indices, their distance keys to the tree and the tree point each is
+    // closest to, in three arrays so that the scan runs on vectors.
+    let mut id: Vec<u32> = idx[1..].iter().map(|&r| r as u32).collect();
+    let mut key = vec![f32::INFINITY; s - 1];
+    let mut parent = vec![idx[0] as u32; s - 1];
+    let mut edges = Vec::with_capacity(s - 1);
     let mut last = idx[0];
-    while !rest.is_empty() {
+    while !id.is_empty() {
         let row = &sq[last * n..(last + 1) * n];
-        let mut best = 0usize;
-        let mut best_key = f32::INFINITY;
-        for (p, e) in rest.iter_mut().enumerate() {
-            let w = row[e.0];
-            if w < e.1 {
-                e.1 = w;
-                e.2 = last;
-            }
-            if e.1 < best_key {
-                best_key = e.1;
-                best = p;
-            }
-        }
-        let (a, _, b) = rest.swap_remove(best);
-        let l: f64 = rows[a * d..(a + 1) * d]
-            .iter()
-            .zip(&rows[b * d..(b + 1) * d])
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f64>()
-            .sqrt();
-        lengths.push(l);
+        let least = relax(row, &id, &mut key, &mut parent, last as u32);
+        // The first point with the least key: the one a sequential scan with a strict comparison keeps.
+        let best = key.iter().position(|&k| k == least).unwrap_or(0);
+        let (a, b) = (
+            id.swap_remove(best) as usize,
+            parent.swap_remove(best) as usize,
+        );
+        key.swap_remove(best);
+        edges.push((a, b));
         last = a;
     }
-    lengths
+    edges
+}
+
+/// One step of Prim's scan: every key drops to the point's distance to the newest tree point `last` where that
+/// is smaller (and the point's tree neighbour becomes `last`); returns the least key (+∞ if none is finite).
+/// Every id is below `row.len()`.
+fn relax(row: &[f32], id: &[u32], key: &mut [f32], parent: &mut [u32], last: u32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above; the ids index `row` (checked by the caller).
+            return unsafe { relax_avx512(row, id, key, parent, last) };
+        }
+    }
+    relax_scalar(row, id, key, parent, last, 0, f32::INFINITY)
+}
+
+/// [`relax`] from position `from` on, with `least` the least key before it.
+fn relax_scalar(
+    row: &[f32],
+    id: &[u32],
+    key: &mut [f32],
+    parent: &mut [u32],
+    last: u32,
+    from: usize,
+    mut least: f32,
+) -> f32 {
+    for p in from..id.len() {
+        let w = row[id[p] as usize];
+        if w < key[p] {
+            key[p] = w;
+            parent[p] = last;
+        }
+        least = least.min(key[p]);
+    }
+    least
+}
+
+/// [`relax`] on 16 lanes: the distances gathered from `row`, the keys and tree neighbours blended where they
+/// drop. The comparison is the scalar one (ordered less-than), so keys, neighbours and the least key are the
+/// scalar version's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn relax_avx512(
+    row: &[f32],
+    id: &[u32],
+    key: &mut [f32],
+    parent: &mut [u32],
+    last: u32,
+) -> f32 {
+    use std::arch::x86_64::*;
+    let len = id.len().min(key.len()).min(parent.len());
+    let lastv = _mm512_set1_epi32(last as i32);
+    let mut least = _mm512_set1_ps(f32::INFINITY);
+    let mut p = 0;
+    while p + 16 <= len {
+        // SAFETY: p + 16 ≤ len for the three arrays; the gathered ids are below row.len() (the caller's
+        // invariant) and below 2³¹.
+        unsafe {
+            let ix = _mm512_loadu_si512(id.as_ptr().add(p) as *const _);
+            let w = _mm512_i32gather_ps::<4>(ix, row.as_ptr());
+            let k = _mm512_loadu_ps(key.as_ptr().add(p));
+            let drop = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(w, k);
+            let k = _mm512_mask_blend_ps(drop, k, w);
+            _mm512_storeu_ps(key.as_mut_ptr().add(p), k);
+            let par = _mm512_loadu_si512(parent.as_ptr().add(p) as *const _);
+            _mm512_storeu_si512(
+                parent.as_mut_ptr().add(p) as *mut _,
+                _mm512_mask_blend_epi32(drop, par, lastv),
+            );
+            least = _mm512_min_ps(least, k);
+        }
+        p += 16;
+    }
+    relax_scalar(row, id, key, parent, last, p, _mm512_reduce_min_ps(least))
 }
 
 /// Ordinary least squares of y on x with an intercept: (slope, intercept, the slope's standard error).
@@ -375,5 +455,60 @@ mod tests {
         let mut l = spanning_tree_lengths(&[2, 0, 3, 1], &sq, 4, &rows, 1);
         l.sort_by(f64::total_cmp);
         assert_eq!(l, vec![1.0, 2.0, 4.0]);
+    }
+
+    /// Prim's algorithm as a plain sequential scan over (row, key, neighbour) entries, with a strict
+    /// comparison: the reference the vector scan must reproduce edge for edge.
+    fn prim_sequential(idx: &[usize], sq: &[f32], n: usize) -> Vec<(usize, usize)> {
+        let mut rest: Vec<(usize, f32, usize)> = idx[1..]
+            .iter()
+            .map(|&r| (r, f32::INFINITY, idx[0]))
+            .collect();
+        let (mut edges, mut last) = (Vec::new(), idx[0]);
+        while !rest.is_empty() {
+            let (mut best, mut best_key) = (0, f32::INFINITY);
+            for (p, e) in rest.iter_mut().enumerate() {
+                let w = sq[last * n + e.0];
+                if w < e.1 {
+                    e.1 = w;
+                    e.2 = last;
+                }
+                if e.1 < best_key {
+                    best_key = e.1;
+                    best = p;
+                }
+            }
+            let (a, _, b) = rest.swap_remove(best);
+            edges.push((a, b));
+            last = a;
+        }
+        edges
+    }
+
+    #[test]
+    fn the_vector_scan_builds_the_sequential_scans_tree_ties_included() {
+        // 300 points in 5 dimensions on a coarse grid, so that many distances tie (and a few points repeat);
+        // a subsample of 203 (not a multiple of 16) in a scrambled order.
+        let (n, d) = (300usize, 5usize);
+        let mut rng = Rng::new(11);
+        let rows: Vec<f64> = (0..n * d).map(|_| (rng.below(4)) as f64).collect();
+        let sq = squared_distances(&rows, n, d);
+        let idx = rng.sample_indices(n, 203);
+        let want = prim_sequential(&idx, &sq, n);
+        assert_eq!(prim_edges(&idx, &sq, n), want);
+        let exact: Vec<f64> = want
+            .iter()
+            .map(|&(a, b)| {
+                (0..d)
+                    .map(|t| (rows[a * d + t] - rows[b * d + t]).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        assert_eq!(spanning_tree_lengths(&idx, &sq, n, &rows, d), exact);
+        assert!(
+            exact.iter().filter(|&&l| l == 1.0).count() > 20,
+            "ties are exercised"
+        );
     }
 }
