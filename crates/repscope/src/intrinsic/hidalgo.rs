@@ -447,7 +447,12 @@ impl Hidalgo {
                 }
                 let mut total = 0.0f64;
                 for l in logits.iter_mut() {
-                    *l = (*l - top).exp();
+                    // e^0 = 1 exactly: the largest logit needs no exp (half the exps at K = 2).
+                    *l = if *l == top && top.is_finite() {
+                        1.0
+                    } else {
+                        (*l - top).exp()
+                    };
                     total += *l;
                 }
                 let u = rng.uniform() * total;
