@@ -8,7 +8,7 @@ use serde_json::Value;
 use repscope::{Param, Text};
 
 use crate::decoder::config::{
-    read_decoder_config, DecoderConfig, DecoderFamily, DECODER_MODEL_TYPES,
+    gemma3_text_defaults, read_decoder_config, DecoderConfig, DecoderFamily, DECODER_MODEL_TYPES,
 };
 use crate::error::{Error, Result};
 
@@ -444,6 +444,7 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
                 text.insert(key.into(), x.clone());
             }
         }
+        gemma3_text_defaults(&mut text);
         let config = read_decoder_config(&path, &Value::Object(text), DecoderFamily::Gemma3)?;
         return decoder_spec(dir, config);
     }
@@ -452,7 +453,14 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
         t => DecoderFamily::of(t),
     }
     .ok_or_else(|| unsupported(&path, &v))?;
-    let config = read_decoder_config(&path, &v, family)?;
+    let config = match (family, v.as_object()) {
+        (DecoderFamily::Gemma3, Some(o)) => {
+            let mut o = o.clone();
+            gemma3_text_defaults(&mut o);
+            read_decoder_config(&path, &Value::Object(o), family)?
+        }
+        _ => read_decoder_config(&path, &v, family)?,
+    };
     decoder_spec(dir, config)
 }
 

@@ -518,6 +518,28 @@ fn read_windows(
     Ok(windows)
 }
 
+/// Fills the keys a Gemma 3 text config leaves out with transformers' `Gemma3TextConfig` defaults, as
+/// transformers reads it. The multimodal releases (4B and up) write only a few keys in `text_config`.
+pub fn gemma3_text_defaults(cfg: &mut serde_json::Map<String, Value>) {
+    let defaults: [(&str, Value); 12] = [
+        ("vocab_size", 262_208.into()),
+        ("hidden_size", 2304.into()),
+        ("intermediate_size", 9216.into()),
+        ("num_hidden_layers", 26.into()),
+        ("num_attention_heads", 8.into()),
+        ("num_key_value_heads", 4.into()),
+        ("head_dim", 256.into()),
+        ("hidden_activation", "gelu_pytorch_tanh".into()),
+        ("max_position_embeddings", 131_072.into()),
+        ("rms_norm_eps", 1e-6.into()),
+        ("query_pre_attn_scalar", 256.into()),
+        ("bos_token_id", 2.into()),
+    ];
+    for (key, value) in defaults {
+        cfg.entry(key).or_insert(value);
+    }
+}
+
 /// Gemma 3's two rotary embeddings as configs of their own for [`read_rope`]: (full attention, sliding).
 /// transformers 5 writes `rope_parameters` per layer type; transformers 4 wrote `rope_theta` (1e6 unless set)
 /// with `rope_scaling` for the full layers and `rope_local_base_freq` (1e4 unless set) for the sliding ones.
@@ -916,6 +938,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("use_bidirectional_attention"), "{e}");
+    }
+
+    #[test]
+    fn a_sparse_gemma3_text_config_takes_transformers_defaults() {
+        // gemma-3-4b's text_config as released: six keys, the rest Gemma3TextConfig's defaults.
+        let mut m: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"hidden_size":2560,"intermediate_size":10240,"model_type":"gemma3_text",
+            "num_hidden_layers":34,"rope_scaling":{"factor":8.0,"rope_type":"linear"},"sliding_window":1024}"#,
+        )
+        .unwrap();
+        gemma3_text_defaults(&mut m);
+        let c = parse(&Value::Object(m).to_string()).unwrap();
+        assert_eq!(
+            (
+                c.hidden_size,
+                c.num_heads,
+                c.num_kv_heads,
+                c.head_dim,
+                c.num_layers
+            ),
+            (2560, 8, 4, 256, 34)
+        );
+        assert_eq!(
+            (c.vocab_size, c.max_positions, c.bos_token_id),
+            (262_208, 131_072, Some(2))
+        );
+        assert_eq!(c.query_pre_attn_scalar, Some(256.0));
+        assert_eq!(c.activation, Activation::GeluTanh);
+        // Every sixth layer is global: layers 5, 11, ..., 29 of 34.
+        let full: Vec<usize> = (0..34).filter(|&l| c.sliding_window[l].is_none()).collect();
+        assert_eq!(full, vec![5, 11, 17, 23, 29]);
+        let (Positions::Rotary(g), Some(l)) = (&c.positions, &c.local_rope) else {
+            panic!()
+        };
+        assert_eq!((g.kind.as_str(), l.kind.as_str()), ("linear", "default"));
     }
 
     #[test]
