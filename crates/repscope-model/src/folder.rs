@@ -8,7 +8,7 @@ use serde_json::Value;
 use repscope::{Param, Text};
 
 use crate::decoder::config::{
-    gemma3_text_defaults, read_decoder_config, DecoderConfig, DecoderFamily, DECODER_MODEL_TYPES,
+    read_decoder_config, DecoderConfig, DecoderFamily, DECODER_MODEL_TYPES,
 };
 use crate::error::{Error, Result};
 
@@ -427,7 +427,7 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
     let architecture = first_architecture(&v);
     // Gemma 3's multimodal folders hold the text model's config in text_config (its weights are read
     // from under language_model); the vision tower is not run.
-    if model_type == "gemma3" {
+    let config = if model_type == "gemma3" {
         let mut text = v
             .get("text_config")
             .and_then(Value::as_object)
@@ -444,28 +444,15 @@ fn read_decoder_folder(dir: &Path) -> Result<ModelSpec> {
                 text.insert(key.into(), x.clone());
             }
         }
-        gemma3_text_defaults(&mut text);
-        let config = read_decoder_config(&path, &Value::Object(text), DecoderFamily::Gemma3)?;
-        return decoder_spec(dir, config);
-    }
-    let family = match model_type {
-        "" => DecoderFamily::of_architecture(architecture),
-        t => DecoderFamily::of(t),
-    }
-    .ok_or_else(|| unsupported(&path, &v))?;
-    let config = match (family, v.as_object()) {
-        (DecoderFamily::Gemma3, Some(o)) => {
-            let mut o = o.clone();
-            gemma3_text_defaults(&mut o);
-            read_decoder_config(&path, &Value::Object(o), family)?
+        read_decoder_config(&path, &Value::Object(text), DecoderFamily::Gemma3)?
+    } else {
+        let family = match model_type {
+            "" => DecoderFamily::of_architecture(architecture),
+            t => DecoderFamily::of(t),
         }
-        _ => read_decoder_config(&path, &v, family)?,
+        .ok_or_else(|| unsupported(&path, &v))?;
+        read_decoder_config(&path, &v, family)?
     };
-    decoder_spec(dir, config)
-}
-
-/// The model of a decoder folder whose config has been read: its tokenizer and weight files.
-fn decoder_spec(dir: &Path, config: DecoderConfig) -> Result<ModelSpec> {
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
         return Err(Error::format(

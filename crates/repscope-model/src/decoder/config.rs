@@ -204,8 +204,18 @@ fn bool_of(v: &Value, key: &str, default: bool) -> bool {
     v.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
 
-/// Reads a decoder's config.json (already parsed) of `family`.
+/// Reads a decoder's config.json (already parsed) of `family`; for Gemma 3, the keys it leaves out take
+/// transformers' defaults first.
 pub fn read_decoder_config(path: &Path, v: &Value, family: DecoderFamily) -> Result<DecoderConfig> {
+    if let (DecoderFamily::Gemma3, Some(o)) = (family, v.as_object()) {
+        let mut o = o.clone();
+        gemma3_text_defaults(&mut o);
+        return read_config(path, &Value::Object(o), family);
+    }
+    read_config(path, v, family)
+}
+
+fn read_config(path: &Path, v: &Value, family: DecoderFamily) -> Result<DecoderConfig> {
     let bad = |problem: String| {
         Error::format(
             path,
@@ -519,9 +529,11 @@ fn read_windows(
 }
 
 /// Fills the keys a Gemma 3 text config leaves out with transformers' `Gemma3TextConfig` defaults, as
-/// transformers reads it. The multimodal releases (4B and up) write only a few keys in `text_config`.
-pub fn gemma3_text_defaults(cfg: &mut serde_json::Map<String, Value>) {
-    let defaults: [(&str, Value); 12] = [
+/// transformers reads it (the multimodal releases, 4B and up, write only a few keys in `text_config`). The
+/// defaults the reader already applies to every Gemma (activation, norm ε, score scale, windows, rope bases)
+/// are not repeated here.
+fn gemma3_text_defaults(cfg: &mut serde_json::Map<String, Value>) {
+    let defaults: [(&str, Value); 9] = [
         ("vocab_size", 262_208.into()),
         ("hidden_size", 2304.into()),
         ("intermediate_size", 9216.into()),
@@ -529,10 +541,7 @@ pub fn gemma3_text_defaults(cfg: &mut serde_json::Map<String, Value>) {
         ("num_attention_heads", 8.into()),
         ("num_key_value_heads", 4.into()),
         ("head_dim", 256.into()),
-        ("hidden_activation", "gelu_pytorch_tanh".into()),
         ("max_position_embeddings", 131_072.into()),
-        ("rms_norm_eps", 1e-6.into()),
-        ("query_pre_attn_scalar", 256.into()),
         ("bos_token_id", 2.into()),
     ];
     for (key, value) in defaults {
@@ -943,13 +952,11 @@ mod tests {
     #[test]
     fn a_sparse_gemma3_text_config_takes_transformers_defaults() {
         // gemma-3-4b's text_config as released: six keys, the rest Gemma3TextConfig's defaults.
-        let mut m: serde_json::Map<String, Value> = serde_json::from_str(
+        let c = parse(
             r#"{"hidden_size":2560,"intermediate_size":10240,"model_type":"gemma3_text",
             "num_hidden_layers":34,"rope_scaling":{"factor":8.0,"rope_type":"linear"},"sliding_window":1024}"#,
         )
         .unwrap();
-        gemma3_text_defaults(&mut m);
-        let c = parse(&Value::Object(m).to_string()).unwrap();
         assert_eq!(
             (
                 c.hidden_size,

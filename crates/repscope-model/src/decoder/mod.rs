@@ -1,6 +1,6 @@
 //! Decoder language models (GPT-2, GPT-NeoX/Pythia, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text)
-//! on the CPU: the weights of a Hugging Face folder laid out once in one common block form (fused query | key | value rows, fused gate |
-//! up rows), and a forward pass over packed sequences, as the encoder's: every token-wise step is one matrix
+//! on the CPU: the weights of a Hugging Face folder laid out once in one common block form (fused query | key
+//! | value rows, fused gate | up rows), and a forward pass over packed sequences, as the encoder's: every token-wise step is one matrix
 //! product over all tokens through faer, and causal attention runs per text over its own tokens.
 //!
 //! What comes out is what transformers' `output_hidden_states` gives: the embedding output (index 0), each
@@ -399,14 +399,7 @@ impl CpuDecoder {
                 par,
             );
             // x += attn · Woᵀ + bo (normalised first where the block says so)
-            match &blk.post_attn {
-                None => linear(&mut x, ctx, n, &blk.out, true, par),
-                Some(pn) => {
-                    linear(a, ctx, n, &blk.out, false, par);
-                    self.norm(a, pn, par);
-                    add(&mut x, a, par);
-                }
-            }
+            self.residual_add(&mut x, a, ctx, n, &blk.out, blk.post_attn.as_ref(), par);
             let mlp_in: &[f32] = if cfg.parallel_residual {
                 a2
             } else {
@@ -422,14 +415,7 @@ impl CpuDecoder {
                 activate(ff, cfg.activation, par);
                 ff
             };
-            match &blk.post_mlp {
-                None => linear(&mut x, hidden, n, &blk.down, true, par),
-                Some(pn) => {
-                    linear(a, hidden, n, &blk.down, false, par);
-                    self.norm(a, pn, par);
-                    add(&mut x, a, par);
-                }
-            }
+            self.residual_add(&mut x, a, hidden, n, &blk.down, blk.post_mlp.as_ref(), par);
             mlp_out.push(
                 keep_mlp
                     .get(l)
@@ -458,6 +444,29 @@ impl CpuDecoder {
         match self.cfg.norm {
             NormKind::LayerNorm => layer_norm(x, h, n, self.cfg.norm_eps, par),
             NormKind::RmsNorm { .. } => rms_norm(x, h, &n.w, self.cfg.norm_eps, par),
+        }
+    }
+
+    /// x += inp · Wᵀ + b for the `rows` rows; with a post-norm (Gemma 2 and 3) the projection is normalised
+    /// in `work` (rows × hidden) before it is added.
+    #[allow(clippy::too_many_arguments)]
+    fn residual_add(
+        &self,
+        x: &mut [f32],
+        work: &mut [f32],
+        inp: &[f32],
+        rows: usize,
+        l: &Linear,
+        post: Option<&Norm>,
+        par: bool,
+    ) {
+        match post {
+            None => linear(x, inp, rows, l, true, par),
+            Some(pn) => {
+                linear(work, inp, rows, l, false, par);
+                self.norm(work, pn, par);
+                add(x, work, par);
+            }
         }
     }
 
